@@ -1,0 +1,162 @@
+"""The lake on disk: layout, locking, atomic partition writes, and the DuckDB connection.
+
+::
+
+    LAKE/
+      .nightlake.lock                       writers (convert, sync) hold this filelock
+      images/
+        target=A0a/
+          night=20190402/
+            20190402_A0a.parquet            one file per target/night (zstd, sorted by
+                                            detector, visit, mjd)
+      detrends/type=flat/…parquet           the DetReg mirror (``nightlake sync``)
+
+Partition values are VARCHAR in every view: ``night`` is a date-like label, not a number.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from nightlake.errors import LakeError, LockTimeout, QueryError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+LAKE_ENV = "NIGHTLAKE_LAKE"
+DEFAULT_LAKE = "lake"
+LOCK_NAME = ".nightlake.lock"
+IMAGES = "images"
+DETRENDS = "detrends"
+PARTITION_TYPES = {"target": "VARCHAR", "night": "VARCHAR", "detector": "VARCHAR"}
+
+
+def resolve_lake_path(path: str | os.PathLike[str] | None) -> Path:
+    """``--lake`` if given, else ``$NIGHTLAKE_LAKE``, else ``./lake``."""
+    if path is None or str(path) == "":
+        path = os.environ.get(LAKE_ENV) or DEFAULT_LAKE
+    return Path(path)
+
+
+def _sql_string(value: str) -> str:
+    """A SQL string literal (for paths in view definitions, which cannot be parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Lake:
+    """A nightlake lake directory.
+
+    >>> lake = Lake("demo-lake")                                      # doctest: +SKIP
+    >>> lake.sql("SELECT night, count(*) n FROM images GROUP BY night") # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = resolve_lake_path(path)
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.path)!r})"
+
+    # -- layout ---------------------------------------------------------------------------
+    @property
+    def images_dir(self) -> Path:
+        return self.path / IMAGES
+
+    @property
+    def detrends_dir(self) -> Path:
+        return self.path / DETRENDS
+
+    def image_files(self) -> list[Path]:
+        """Every partition file of ``images``, sorted by path."""
+        if not self.images_dir.is_dir():
+            return []
+        return sorted(self.images_dir.rglob("*.parquet"))
+
+    # -- locking --------------------------------------------------------------------------
+    @contextmanager
+    def locked(self, timeout: float = 30.0) -> Iterator[None]:
+        """Hold the lake's writer lock; raise :class:`LockTimeout` after ``timeout`` seconds."""
+        from filelock import FileLock, Timeout
+
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LakeError(f"{self.path}: cannot create the lake directory: {exc.strerror}") from exc
+        lock_path = self.path / LOCK_NAME
+        lock = FileLock(str(lock_path))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise LockTimeout(
+                f"lake locked by another process: {lock_path} (waited {timeout:g} s; "
+                "raise --lock-timeout or wait for the other convert to finish)"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- querying -------------------------------------------------------------------------
+    def view_sql(self) -> str:
+        """The SQL that defines the lake's views (absolute paths; for any DuckDB client)."""
+        statements = []
+        if self.image_files():
+            glob = str(self.images_dir.resolve() / "**" / "*.parquet")
+            types = ", ".join(f"'{k}': {v}" for k, v in PARTITION_TYPES.items()
+                              if k != "detector" or self._has_detector_level())
+            statements.append(
+                f"CREATE OR REPLACE VIEW {IMAGES} AS SELECT * FROM read_parquet("
+                f"{_sql_string(glob)}, hive_partitioning = true, union_by_name = true, "
+                f"hive_types = {{{types}}});"
+            )
+        return "\n".join(statements)
+
+    def _has_detector_level(self) -> bool:
+        files = self.image_files()
+        return bool(files) and files[0].parent.name.startswith("detector=")
+
+    def connect(self) -> "duckdb.DuckDBPyConnection":
+        """An in-memory DuckDB connection with the lake's views and every macro of ``sql/``."""
+        import duckdb
+
+        from nightlake.sql import load_macros
+
+        if not self.path.is_dir():
+            raise LakeError(f"{self.path}: no lake here (create one with: nightlake convert SOURCE --lake {self.path})")
+        con = duckdb.connect(":memory:")
+        views = self.view_sql()
+        if views:
+            con.execute(views)
+        load_macros(con)
+        return con
+
+    def sql(self, query: str, params: dict[str, Any] | None = None) -> "pa.Table":
+        """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table."""
+        import duckdb
+
+        con = self.connect()
+        try:
+            relation = con.sql(query, params=params or None)
+            if relation is None:  # a statement that returns nothing (SET, CREATE TEMP …)
+                import pyarrow as pa
+
+                return pa.table({})
+            return fetch_arrow(relation)
+        except duckdb.Error as exc:
+            raise QueryError(one_line(exc)) from exc
+        finally:
+            con.close()
+
+
+def one_line(exc: BaseException) -> str:
+    """DuckDB's message folded onto one line (it spans several for positions and hints)."""
+    return " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+
+
+def fetch_arrow(result) -> "pa.Table":
+    """A relation's rows as an Arrow table (DuckDB 2 renamed ``fetch_arrow_table``)."""
+    fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+    return fetch()

@@ -1,0 +1,35 @@
+"""Shared fixtures: the committed survey fixtures and a CLI runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "data" / "fixtures"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture
+def cli():
+    """Run ``nightlake ARGS…`` in-process; returns typer's Result (stdout, stderr, exit_code)."""
+    from typer.testing import CliRunner
+
+    from nightlake.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input)
+
+    return run
