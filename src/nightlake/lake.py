@@ -112,7 +112,10 @@ class Lake:
                 f"{_sql_string(glob)}, hive_partitioning = true, union_by_name = true, "
                 f"hive_types = {{{types}}});"
             )
-        return "\n".join(statements)
+        from nightlake.mirror import view_sql as detrend_view_sql  # detrends, detrend_filters
+
+        statements.append(detrend_view_sql(self))
+        return "\n".join(s for s in statements if s)
 
     def _has_detector_level(self) -> bool:
         files = self.image_files()
@@ -130,6 +133,9 @@ class Lake:
         views = self.view_sql()
         if views:
             con.execute(views)
+        from nightlake.mirror import attach  # re-syncs a stale detrend mirror (or fails its views)
+
+        attach(self, con)
         load_macros(con)
         return con
 

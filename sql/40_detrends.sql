@@ -1,0 +1,142 @@
+-- Detrend resolution: which master bias/dark/flat/fringe/mask applies to each science image.
+-- The rules are the ones of src/nightlake/resolve.py (the Python reference, see
+-- docs/detrends.md); tests/resolve/test_properties.py holds both equal.
+--
+-- DuckDB binds a table macro when it is created, so the views it reads must exist by then.
+-- Lake.connect() creates the real `images` and `detrends` views first; these empty
+-- placeholders only stand in on a bare connection (or a lake without images), so the macros
+-- still load there.
+CREATE VIEW IF NOT EXISTS images AS
+    SELECT NULL::VARCHAR AS target, NULL::VARCHAR AS night, NULL::BIGINT AS visit,
+           NULL::BIGINT AS detector, NULL::VARCHAR AS filter, NULL::VARCHAR AS band,
+           NULL::DOUBLE AS exposureTime, NULL::TIMESTAMP AS obs_time
+    FROM range(1) WHERE false;
+CREATE VIEW IF NOT EXISTS detrends AS
+    SELECT NULL::BIGINT AS record_index, NULL::VARCHAR AS type, NULL::INTEGER AS type_code,
+           NULL::VARCHAR AS filter, NULL::INTEGER AS filter_code, NULL::INTEGER AS dark_exptime,
+           NULL::INTEGER AS ccd, NULL::TIMESTAMP AS tstart, NULL::TIMESTAMP AS tstop,
+           NULL::TIMESTAMP AS treg, NULL::UBIGINT AS tstart_s, NULL::UBIGINT AS tstop_s,
+           NULL::UBIGINT AS treg_s, NULL::FLOAT AS sigma, NULL::FLOAT AS clipsigma,
+           NULL::VARCHAR AS filename, NULL::TINYINT AS flag1, NULL::TINYINT AS flag2
+    FROM range(1) WHERE false;
+
+
+-- One image: a correlated subquery that ranks the candidates directly. Written independently
+-- of resolve_detrends below (same rules, different formulation) and tested against both.
+CREATE OR REPLACE MACRO detrend_for(detrend_type, image_ccd, image_filter, image_time,
+                                    mode := 'exact', exptime := NULL, band := NULL) AS (
+    SELECT struct_pack(
+        record_index := record_index, filename := filename, type := type, ccd := ccd,
+        filter := filter, dark_exptime := dark_exptime, tstart := tstart, tstop := tstop,
+        treg := treg, sigma := sigma, clipsigma := clipsigma, flag1 := flag1, flag2 := flag2,
+        rule := CASE WHEN _covers THEN 'exact' ELSE 'recent' END,
+        scale := CASE WHEN detrend_type = 'dark' AND dark_exptime <> 0
+                      THEN exptime::DOUBLE / dark_exptime END)
+    FROM (
+        SELECT d.*,
+               image_time::TIMESTAMP < coalesce(d.tstop, 'infinity'::TIMESTAMP) AS _covers,
+               CASE WHEN detrend_type = 'dark' THEN d.dark_exptime END AS _group
+        FROM detrends AS d
+        WHERE d.type = detrend_type
+          AND d.ccd = image_ccd
+          AND d.tstop_s > d.tstart_s
+          AND d.tstart <= image_time::TIMESTAMP
+          AND (detrend_type NOT IN ('flat', 'fringe')
+               OR d.filter = image_filter OR d.filter = band)
+          AND (detrend_type <> 'dark' OR exptime IS NOT NULL)
+          AND (image_time::TIMESTAMP < coalesce(d.tstop, 'infinity'::TIMESTAMP)
+               OR (mode = 'recent' AND d.tstop <= image_time::TIMESTAMP))
+        -- within each group (one per dark exposure time; one group otherwise): covering
+        -- records first by treg, else the latest ended one; ties go to the later record
+        QUALIFY row_number() OVER (
+            PARTITION BY _group
+            ORDER BY _covers DESC, CASE WHEN NOT _covers THEN d.tstop END DESC NULLS LAST,
+                     d.treg_s DESC, d.record_index DESC) = 1
+    )
+    ORDER BY abs(_group - exptime::DOUBLE) ASC NULLS LAST, _group DESC
+    LIMIT 1
+);
+COMMENT ON MACRO detrend_for IS
+    'The detrend record chosen for one image, as a STRUCT (NULL when none): detrend_for(type, ccd, filter, time, mode := ''exact''|''recent'', exptime := seconds (darks), band := short filter name). Fields: record_index, filename, type, ccd, filter, dark_exptime, tstart, tstop, treg, sigma, clipsigma, flag1, flag2, rule, scale.';
+
+
+-- Every image at once, set-based. Per (ccd, filter class, exposure class) the detrend side is
+-- cut into a timeline: every tstart and tstop is a boundary, and between two boundaries the
+-- winner cannot change. The timeline is computed on the detrend side only (small), then each
+-- image finds its segment with ONE ASOF join (greatest boundary <= obs_time). docs/design.md
+-- explains why ASOF rather than IEJoin.
+CREATE OR REPLACE MACRO resolve_detrends(detrend_type, mode := 'exact') AS TABLE
+WITH
+img AS (
+    SELECT *,
+           -- the filter class: flats/fringes depend on (filter, band); other types do not
+           CASE WHEN detrend_type IN ('flat', 'fringe')
+                THEN coalesce(filter, chr(30)) || chr(31) || coalesce(band, chr(30))
+                ELSE '' END AS _nl_fkey,
+           -- the exposure class: darks depend on the image's exposure time
+           CASE WHEN detrend_type = 'dark' THEN exposureTime::DOUBLE ELSE 0.0 END AS _nl_ekey
+    FROM images
+),
+classes AS (
+    SELECT DISTINCT detector::BIGINT AS ccd, _nl_fkey AS fkey, _nl_ekey AS ekey,
+           CASE WHEN detrend_type IN ('flat', 'fringe') THEN filter END AS filter,
+           CASE WHEN detrend_type IN ('flat', 'fringe') THEN band END AS band
+    FROM img
+    WHERE detector IS NOT NULL AND _nl_ekey IS NOT NULL
+),
+cand AS (
+    SELECT c.ccd, c.fkey, c.ekey,
+           CASE WHEN detrend_type = 'dark' THEN d.dark_exptime END AS grp,
+           d.record_index, d.filename, d.tstart, d.tstop, d.treg, d.treg_s
+    FROM detrends AS d
+    JOIN classes AS c
+      ON d.ccd = c.ccd
+     AND (detrend_type NOT IN ('flat', 'fringe') OR d.filter = c.filter OR d.filter = c.band)
+    WHERE d.type = detrend_type AND d.tstop_s > d.tstart_s
+),
+bounds AS (
+    SELECT DISTINCT ccd, fkey, ekey, b FROM (
+        SELECT ccd, fkey, ekey, tstart AS b FROM cand
+        UNION ALL
+        SELECT ccd, fkey, ekey, tstop AS b FROM cand WHERE tstop IS NOT NULL)
+),
+per_group AS (  -- the winner of each group (dark exposure time) from each boundary on
+    SELECT bd.ccd, bd.fkey, bd.ekey, bd.b, c.grp,
+           arg_max(c, (c.treg_s, c.record_index))
+               FILTER (WHERE bd.b < coalesce(c.tstop, 'infinity'::TIMESTAMP)) AS exact_rec,
+           arg_max(c, (c.tstop, c.treg_s, c.record_index))
+               FILTER (WHERE c.tstop <= bd.b) AS ended_rec
+    FROM bounds AS bd
+    JOIN cand AS c
+      ON c.ccd = bd.ccd AND c.fkey = bd.fkey AND c.ekey = bd.ekey AND c.tstart <= bd.b
+    GROUP BY ALL
+),
+chosen AS (
+    SELECT ccd, fkey, ekey, b, grp,
+           CASE WHEN exact_rec IS NOT NULL THEN exact_rec
+                WHEN mode = 'recent' THEN ended_rec END AS rec,
+           CASE WHEN exact_rec IS NOT NULL THEN 'exact' ELSE 'recent' END AS rule
+    FROM per_group
+    WHERE exact_rec IS NOT NULL OR (mode = 'recent' AND ended_rec IS NOT NULL)
+    -- darks: the exposure time nearest the image's, the longer on a tie
+    QUALIFY row_number() OVER (PARTITION BY ccd, fkey, ekey, b
+                               ORDER BY abs(grp - ekey) ASC NULLS LAST, grp DESC) = 1
+),
+timeline AS (  -- every boundary, also those where nothing applies (rec NULL)
+    SELECT bd.ccd, bd.fkey, bd.ekey, bd.b, ch.rec, ch.rule, ch.grp
+    FROM bounds AS bd LEFT JOIN chosen AS ch USING (ccd, fkey, ekey, b)
+)
+SELECT i.* EXCLUDE (_nl_fkey, _nl_ekey),
+       t.rec.filename AS detrend_filename,
+       t.rec.record_index AS detrend_index,
+       t.rec.tstart AS detrend_tstart,
+       t.rec.tstop AS detrend_tstop,
+       t.rec.treg AS detrend_treg,
+       CASE WHEN t.rec IS NOT NULL THEN t.rule END AS detrend_rule,
+       CASE WHEN detrend_type = 'dark' AND t.rec IS NOT NULL AND t.grp <> 0
+            THEN i.exposureTime::DOUBLE / t.grp END AS detrend_scale
+FROM img AS i
+ASOF LEFT JOIN timeline AS t
+  ON i.detector = t.ccd AND i._nl_fkey = t.fkey AND i._nl_ekey = t.ekey AND i.obs_time >= t.b;
+COMMENT ON MACRO TABLE resolve_detrends IS
+    'Every row of images with the detrend chosen for it: resolve_detrends(type, mode := ''exact''|''recent''). Adds detrend_filename, detrend_index, detrend_tstart, detrend_tstop, detrend_treg, detrend_rule, detrend_scale (darks); NULL where none applies. One ASOF join against a per-CCD/filter timeline of winners.';
