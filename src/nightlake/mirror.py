@@ -355,3 +355,46 @@ def attach(lake: "Lake", con: "duckdb.DuckDBPyConnection", *, lock_timeout: floa
                 raise
             reason = "detrend mirror is stale; run nightlake sync"
     con.execute(view_sql(lake) if reason is None else failing_view_sql(reason))
+
+
+# -- batch export ---------------------------------------------------------------------------
+
+def write_assignments(lake: "Lake", detrend_type: str, mode: str,
+                      output: str | os.PathLike[str]) -> tuple[int, int]:
+    """``resolve_detrends(type, mode)`` over the whole lake, written atomically to Parquet.
+
+    The file's kv metadata records the database fingerprint the answer came from, the
+    nightlake version, the type and the mode. Returns (rows, rows with a detrend).
+    """
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from nightlake import __version__
+    from nightlake.errors import QueryError
+    from nightlake.lake import fetch_arrow, one_line
+
+    con = lake.connect()
+    try:
+        table = fetch_arrow(con.sql("SELECT * FROM resolve_detrends($t, mode := $m)",
+                                    params={"t": detrend_type, "m": mode}))
+    except duckdb.Error as exc:
+        raise QueryError(one_line(exc)) from exc
+    finally:
+        con.close()
+    info = manifest(lake) or {}
+    meta = dict(table.schema.metadata or {})
+    meta[b"nightlake.resolve"] = json.dumps({
+        "type": detrend_type, "mode": mode, "nightlake_version": __version__,
+        "db": {k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")},
+    }).encode()
+    output = Path(output)
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+        _fsync(tmp)
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    found = table.num_rows - table.column("detrend_index").null_count
+    return table.num_rows, found

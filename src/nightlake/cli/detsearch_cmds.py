@@ -1,0 +1,71 @@
+"""Commands about detrends in the lake: ``detsearch``, ``sync``, ``resolve``.
+
+``nightlake detsearch`` hands its arguments untouched to :func:`nightlake.detsearch.run`, the
+same code as the fast ``detsearch`` console script (argparse; Elixir's single-dash spelling).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nightlake.cli import app
+from nightlake.errors import UsageError
+
+_LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def detsearch(ctx: typer.Context) -> None:
+    """Find the detrend for an image, or list records (see: nightlake detsearch --help)."""
+    from nightlake.detsearch import run
+
+    status = run(ctx.args, prog="nightlake detsearch")
+    if status:
+        raise typer.Exit(status)
+
+
+@app.command()
+def sync(
+    db: Optional[Path] = typer.Option(
+        None, "--db", help="DetReg database (default: the one already mirrored, else $NIGHTLAKE_DB)."),
+    lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    force: bool = typer.Option(False, "--force", help="Rewrite the mirror even if it is up to date."),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for the lake lock."),
+) -> None:
+    """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet)."""
+    from nightlake.lake import Lake
+    from nightlake.mirror import sync as sync_mirror
+
+    result = sync_mirror(Lake(lake), db, lock_timeout=lock_timeout, force=force)
+    if result.skipped:
+        typer.echo(f"detrend mirror is up to date ({result.nrecord} records from {result.db_path})")
+    else:
+        per_type = ", ".join(f"{n} {t}" for t, n in sorted(result.counts.items())) or "no records"
+        typer.echo(f"synced {result.nrecord} records from {result.db_path} into "
+                   f"{result.directory} ({per_type})")
+
+
+@app.command("resolve")
+def resolve_cmd(
+    detrend_type: str = typer.Option(..., "--type", help="bias, dark, flat, fringe or mask."),
+    mode: str = typer.Option("exact", "--mode", help="exact or recent."),
+    output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
+    lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+) -> None:
+    """Assign a detrend to every image of the lake and write the result to Parquet."""
+    from nightlake.lake import Lake
+    from nightlake.mirror import write_assignments
+    from nightlake.resolve import DETREND_TYPES, MODES
+
+    if detrend_type not in DETREND_TYPES:
+        raise UsageError(f"--type {detrend_type!r}: expected one of {', '.join(DETREND_TYPES)}")
+    if mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: expected exact or recent")
+    rows, found = write_assignments(Lake(lake), detrend_type, mode, output)
+    typer.echo(f"wrote {rows} images ({found} with a {detrend_type}, {mode} mode) to {output}")
