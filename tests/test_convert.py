@@ -298,9 +298,12 @@ def test_any_astropy_table_survives_the_lake_round_trip(tmp_path_factory, table)
     lake = Lake(work / "lake")
     report = convert(lake, [path], ConvertOptions(target="T", night="20190402"))
     assert report.ok, report.failed
+    expected = astropy_cells(path)
+    if not len(next(iter(expected.values()))):
+        assert report.written == []  # no rows: nothing to partition
+        return
     (part,) = report.written
     stored = pq.read_table(part)  # what any Parquet reader sees
-    expected = astropy_cells(path)
     got = stored.to_pydict()
     # the lake sorts rows only by detector/visit/mjd, which these tables lack: order is kept
     for name, values in expected.items():

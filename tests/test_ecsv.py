@@ -150,3 +150,17 @@ def test_error_unreadable_path(tmp_path):
 
 def test_format_errors_are_input_errors():
     assert issubclass(FormatError, InputError)
+
+
+def test_body_lines_starting_with_hash_are_comments_as_in_astropy(tmp_path):
+    path = tmp_path / "c.ecsv"
+    path.write_text(GOOD.replace('2 "y z"\n', '# a comment line\n  #another\n2 "y #z"\n'))
+    assert read_ecsv(path).table.to_pylist() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y #z"}]
+    assert_equals_astropy(path, read_ecsv(path).table)
+
+
+def test_a_table_without_rows_reads_with_its_types(tmp_path):
+    path = tmp_path / "empty-body.ecsv"
+    path.write_text(GOOD.split("a b\n")[0] + "a b\n")
+    got = read_ecsv(path).table
+    assert got.num_rows == 0 and got.schema.field("a").type == pa.int64()

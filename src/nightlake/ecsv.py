@@ -54,6 +54,9 @@ ECSV_TYPES: dict[str, pa.DataType] = {
 _PARSE_AS = {"float16": pa.float32()}
 _SHAPE = re.compile(r"^(?P<base>[a-z0-9]+)\[(?P<shape>[0-9null, ]+)\]$")
 _TIME_CLASS = "astropy.time.core.Time"
+# astropy treats a body line whose first non-blank character is '#' as a comment; a '#'
+# anywhere else is data (DEEP's collection names contain one).
+_COMMENT_LINE = re.compile(rb"(?m)^[ \t]*#")
 
 
 @dataclass(frozen=True)
@@ -291,8 +294,14 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
         else:
             column_types[col.name] = _PARSE_AS.get(col.datatype, ECSV_TYPES[col.datatype])
     body = data[header.body_offset:]
+    if _COMMENT_LINE.search(body):  # rare: astropy skips body lines starting with '#'
+        body = b"".join(line for line in body.splitlines(keepends=True)
+                        if not _COMMENT_LINE.match(line))
     if not names:
         return pa.table({})
+    if re.search(rb"\S", body) is None:  # a valid file with no rows
+        return _finish_columns(path, pa.table({n: pa.array([], column_types[n]) for n in names}),
+                               header)
     try:
         table = pacsv.read_csv(
             pa.BufferReader(body),
@@ -307,6 +316,11 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, column_types, exc) from None
+    return _finish_columns(path, table, header)
+
+
+def _finish_columns(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
+    """Types pyarrow's CSV reader cannot produce directly, and the field metadata."""
     arrays = []
     fields = []
     for col in header.columns:
@@ -331,7 +345,7 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
     reader = csv.reader(text, delimiter=header.delimiter, quotechar='"', doublequote=True)
     for i, row in enumerate(reader):
         lineno = header.names_line + 1 + i
-        if not text[i].strip():
+        if not text[i].strip() or text[i].lstrip(" \t").startswith("#"):
             continue
         if header.delimiter == " ":
             row = [v for v in row]  # the csv module keeps '' for quoted empties, as we need
