@@ -352,3 +352,20 @@ def test_a_failed_write_leaves_the_old_partition(tmp_path, monkeypatch):
         convert(lake, [src])
     assert {p: p.read_bytes() for p in lake.image_files()} == before
     assert not list(lake.images_dir.rglob("*.tmp"))
+
+
+def test_rows_gone_from_a_changed_source_leave_the_lake(tmp_path):
+    joined = tmp_path / "joined.collection"
+    shutil.copy(FIXTURES / "joined" / "joined.collection", joined)
+    lake = Lake(tmp_path / "lake")
+    first = convert(lake, [joined])
+    table = Table.read(joined, format="ascii.ecsv")
+    night, target = table["night"][0], table["fieldname"][0]
+    keep = (table["night"] != night) | (table["fieldname"] != target)
+    table[keep].write(joined, format="ascii.ecsv", overwrite=True)
+    second = convert(lake, [joined])
+    gone = lake.images_dir / f"target={target}" / f"night={night}" / f"{night}_{target}.parquet"
+    assert second.removed == [gone] and not gone.exists()
+    assert len(lake.image_files()) == len(first.written) - 1
+    third = convert(lake, [joined])  # and the lake has converged
+    assert third.written == [] and third.removed == []

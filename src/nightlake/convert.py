@@ -66,6 +66,7 @@ class ConvertOptions:
 @dataclass
 class ConvertReport:
     written: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
     unchanged: int = 0
     failed: list[tuple[str, NightlakeError]] = field(default_factory=list)  # (input, error)
     renames: dict[str, str] = field(default_factory=dict)  # new name -> original name
@@ -101,8 +102,9 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
         _check_layout(lake, options)
         index = _LakeIndex.load(lake)
         changed = {f.path for f in files if options.force or not index.is_current(f.path)}
+        affected = set(index.partitions_fed_by(changed))
         to_read = {f.path: f for f in files if f.path in changed}
-        for partition in index.partitions_fed_by(changed):
+        for partition in affected:
             for path in index.sources_of(partition):
                 if path not in to_read and path.exists():
                     to_read[path] = describe(path)
@@ -111,13 +113,24 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
         failed_paths = {Path(p).resolve() for p, _ in report.failed}
         todo = []
         for key, parts in sorted(contributions.items()):
-            if not any(c.source.path in changed for c in parts):
-                continue
+            path = partition_path(lake, options.partition_by, key)
+            affected.discard(path)
+            touched = (any(c.source.path in changed for c in parts)
+                       or bool(set(index.sources_of(path)) & changed))
+            if not touched:
+                continue  # read only as a sibling, and nothing of it changed
             try:
                 todo.append((key, _merge_sources(key, parts, failed_paths, index)))
             except NightlakeError as exc:
                 report.failed.append(("/".join(key), exc))
+        # Partitions whose changed sources no longer have rows for them, and no other source
+        # does either: their rows are gone from the inputs, so the partition goes too.
+        for stale in sorted(affected):
+            if not set(index.sources_of(stale)) & failed_paths:
+                stale.unlink(missing_ok=True)
+                report.removed.append(stale)
         report.unchanged = len([f for f in files if f.path not in changed])
+
         def write_one(item):
             key, parts = item
             return _write_partition(lake, options, key, parts)
@@ -341,11 +354,15 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
         "ecsv_header": [e.header_text for _, e in sources],
     }
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
-    directory = lake.images_dir.joinpath(*(f"{lvl}={val}" for lvl, val in
-                                           zip(options.partition_by, key)))
-    target = directory / ("_".join((key[1], key[0], *key[2:])) + ".parquet")
+    target = partition_path(lake, options.partition_by, key)
     write_parquet_atomic(table, target)
     return target, table.num_rows, renames
+
+
+def partition_path(lake: Lake, levels: tuple[str, ...], key: tuple[str, ...]) -> Path:
+    """``images/target=A0a/night=20190402[/detector=5]/20190402_A0a[_5].parquet``."""
+    directory = lake.images_dir.joinpath(*(f"{lvl}={val}" for lvl, val in zip(levels, key)))
+    return directory / ("_".join((key[1], key[0], *key[2:])) + ".parquet")
 
 
 def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:

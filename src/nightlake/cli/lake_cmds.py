@@ -50,10 +50,11 @@ def convert(
         if debug_enabled():
             traceback.print_exception(error, file=sys.stderr)
         report_error("nightlake", str(error))
+    removed = f", {len(report.removed)} removed" if report.removed else ""
     typer.echo(
-        f"{the_lake.path}: {len(report.written)} partition(s) written ({report.rows_written} rows) "
-        f"from {report.sources_read} source(s) read; {report.unchanged} unchanged source(s) "
-        f"skipped; {len(report.failed)} failed")
+        f"{the_lake.path}: {len(report.written)} partition(s) written ({report.rows_written} rows)"
+        f"{removed} from {report.sources_read} source(s) read; {report.unchanged} unchanged "
+        f"source(s) skipped; {len(report.failed)} failed")
     if report.failed:
         raise typer.Exit(1)
 
