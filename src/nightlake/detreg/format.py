@@ -339,7 +339,7 @@ def encode_records(records: np.ndarray, layout: str, byteorder: str) -> bytes:
 
 
 def check_writable(records: np.ndarray, layout: str) -> None:
-    """Refuse records no file may hold: bad type, long filename, ILP32 times beyond 2**32-2."""
+    """Refuse records no file may hold: bad type, long filename, times beyond an ILP32 long."""
     bad_type = ~np.isin(records["type"], np.array(list(TYPE_NAMES), dtype=np.int32))
     if bad_type.any():
         i = int(np.flatnonzero(bad_type)[0])
@@ -348,8 +348,9 @@ def check_writable(records: np.ndarray, layout: str) -> None:
         i = int(np.flatnonzero(np.strings.str_len(records["filename"]) > MAX_FILENAME_BYTES)[0])
         raise ValueError(f"record {i}: filename longer than {MAX_FILENAME_BYTES} bytes")
     if layout == "ILP32" and len(records):
-        limit = OPEN_ENDED_32 - 1
-        for name in ("tstart", "treg", "tstop"):
+        # 2**32 - 1 in tstop means open-ended, so a finite tstop must stay below it
+        for name, limit in (("tstart", OPEN_ENDED_32), ("treg", OPEN_ENDED_32),
+                            ("tstop", OPEN_ENDED_32 - 1)):
             values = np.asarray(records[name], dtype=np.uint64)
             too_big = values > limit
             if name == "tstop":
