@@ -25,6 +25,7 @@ test: $(STAMP)
 ## make bench: the speed goals (by hand; prints ratios against each baseline)
 bench: $(STAMP)
 	$(BIN)/python bench/convert.py
+	$(BIN)/python bench/detreg.py
 
 ## make fixtures: regenerate data/fixtures/ (deterministic)
 fixtures: $(STAMP)

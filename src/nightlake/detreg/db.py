@@ -43,6 +43,7 @@ from nightlake.detreg.format import (
     check_writable,
     decode_records,
     drop_bytes_after_nul,
+    filenames_as_arrow,
     encode_records,
     filters_from_cards,
     layout_of,
@@ -90,9 +91,14 @@ class DetRegDB:
 
     @cached_property
     def records(self) -> np.ndarray:
+        return drop_bytes_after_nul(self._records, self.filenames_arrow)
+
+    @cached_property
+    def filenames_arrow(self):
+        """Filenames as Arrow binary, cut at each NUL (computed once, on first use)."""
         if self._filenames is None:
-            return self._records
-        return drop_bytes_after_nul(self._records, self._filenames)
+            self._filenames = filenames_as_arrow(self._records)
+        return self._filenames
 
     def __len__(self) -> int:
         return len(self._records)
@@ -120,9 +126,7 @@ class DetRegDB:
         import pyarrow as pa
 
         recs = self._records
-        binary = self._filenames
-        if binary is None or len(binary) != len(recs):
-            binary = pa.array(recs["filename"], type=pa.binary())
+        binary = self.filenames_arrow
         try:
             filename = binary.cast(pa.string())
         except pa.ArrowInvalid:  # not UTF-8: keep the bytes visible, escaped
@@ -171,17 +175,15 @@ def read_db(path: str | os.PathLike) -> DetRegDB:
     path = Path(path)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
-        raw = bytearray(st.st_size)
-        size = f.readinto(raw)
-        extra = f.read()  # the file grew after fstat (another tool appending): keep it all
-        if size < st.st_size:
-            del raw[size:]
-        if extra:
-            raw += extra
+        raw = np.empty(st.st_size, dtype=np.uint8)  # like numpy.fromfile: no zero-filling
+        size = f.readinto(memoryview(raw))
+        extra = f.read()  # the file changed after fstat (a foreign writer): take what is there
+    if size < st.st_size or extra:
+        raw = np.concatenate([raw[:size], np.frombuffer(extra, np.uint8)])
     return _decode(path, raw, st)
 
 
-def _decode(path: Path, raw: bytes | bytearray, st: os.stat_result | None) -> DetRegDB:
+def _decode(path: Path, raw, st: os.stat_result | None) -> DetRegDB:
     header = parse_header(raw, path)
     cards = header.cards
     layout, byteorder, nrecord = layout_of(cards, path)
@@ -191,12 +193,11 @@ def _decode(path: Path, raw: bytes | bytearray, st: os.stat_result | None) -> De
         raise FormatError(path, f"truncated: the header and {nrecord} records of {recsize} "
                                 f"bytes need {needed} bytes, the file has {len(raw)} "
                                 f"({needed - len(raw)} bytes missing)")
-    records, filenames = decode_records(raw, header.length, nrecord, layout, byteorder, path)
+    records = decode_records(raw, header.length, nrecord, layout, byteorder, path)
     date = cards.get("DATE")
     return DetRegDB(path=path, layout=layout, byteorder=byteorder,
                     filters=filters_from_cards(cards, path), records=records,
-                    date=date if isinstance(date, str) else None,
-                    _raw=raw, _stat=st, _filenames=filenames)
+                    date=date if isinstance(date, str) else None, _raw=raw, _stat=st)
 
 
 # --------------------------------------------------------------------------------------------

@@ -112,22 +112,27 @@ def _parse_value(text: str) -> object:
         return float(value.replace("D", "E"))
 
 
-def parse_header(data: bytes, path: Path | str) -> Header:
-    """Parse the header cards at the start of ``data``; raise FormatError naming ``path``."""
-    if len(data) < CARD or not data.startswith(b"SIMPLE  ="):
+def parse_header(data, path: Path | str) -> Header:
+    """Parse the header cards at the start of ``data`` (bytes-like); FormatError names ``path``."""
+    buf = bytes(data[:BLOCK])
+    if len(buf) < CARD or not buf.startswith(b"SIMPLE  ="):
         raise FormatError(path, "not a FITS file: it does not start with a SIMPLE card")
     cards: dict[str, object] = {}
     pos = 0
     while True:
-        if pos + CARD > len(data):
-            raise FormatError(path, "no END card: the FITS header never ends (not a DetReg file, "
-                                    "or truncated inside the header)")
-        card = data[pos:pos + CARD]
+        if pos + CARD > len(buf):
+            more = bytes(data[len(buf):len(buf) + BLOCK])
+            if len(more) < CARD:
+                raise FormatError(path, "no END card: the FITS header never ends (not a DetReg "
+                                        "file, or truncated inside the header)")
+            buf += more
+        card = buf[pos:pos + CARD]
         pos += CARD
         try:
             text = card.decode("ascii")
         except UnicodeDecodeError:
-            raise FormatError(path, f"header card {pos // CARD} is not ASCII: not a FITS header")
+            raise FormatError(path, f"header card {pos // CARD} is not ASCII: not a FITS "
+                                    "header") from None
         key = text[:8].rstrip()
         if key == "END":
             break
@@ -136,7 +141,7 @@ def parse_header(data: bytes, path: Path | str) -> Header:
         try:
             cards[key] = _parse_value(text[10:])
         except ValueError as exc:
-            raise FormatError(path, f"header card {key}: {exc}")
+            raise FormatError(path, f"header card {key}: {exc}") from None
     length = -(-pos // BLOCK) * BLOCK
     return Header(cards, length)
 
@@ -246,26 +251,32 @@ def layout_of(cards: dict[str, object], path: Path | str) -> tuple[str, str, int
 
 
 def decode_records(buffer, offset: int, nrecord: int, layout: str, byteorder: str,
-                   path: Path | str) -> tuple[np.ndarray, "pyarrow.BinaryArray"]:
-    """File bytes -> (validated records in :data:`RECORD_DTYPE`, filenames as Arrow binary).
+                   path: Path | str) -> np.ndarray:
+    """File bytes -> validated, read-only records in :data:`RECORD_DTYPE`.
 
-    For native-order LP64 files the records are a zero-copy, read-only view of ``buffer``.
-    Filenames in the records may still hold bytes after their NUL (see
-    :func:`drop_bytes_after_nul`); the Arrow filenames never do.
+    For native-order LP64 files the records are a zero-copy view of ``buffer``. Filenames may
+    still hold bytes after their NUL; see :func:`drop_bytes_after_nul`.
     """
     import pyarrow as pa
 
+    spec = LAYOUTS[layout]
     file_dtype = record_dtype(layout, byteorder)
     raw = np.frombuffer(buffer, dtype=file_dtype, count=nrecord, offset=offset)
     if file_dtype == RECORD_DTYPE:
         records = raw
-    elif layout == "LP64":
-        records = raw.astype(RECORD_DTYPE)  # one C-level copy with byte swap
     else:
-        records = np.zeros(nrecord, dtype=RECORD_DTYPE)
-        for name in FIELDS:  # per field, not per record
+        records = np.empty(nrecord, dtype=RECORD_DTYPE)
+        # filename, flag1, flag2 are bytes: one strided block copy, whatever the layout
+        src = np.frombuffer(buffer, np.uint8, count=nrecord * spec["recsize"],
+                            offset=offset).reshape(nrecord, spec["recsize"])
+        dst = records.view(np.uint8).reshape(nrecord, RECORD_DTYPE.itemsize)
+        start = spec["offsets"][FIELDS.index("filename")]
+        dst[:, 44:300] = src[:, start:start + FILENAME_SIZE + 2]
+        dst[:, 300:] = 0
+        for name in FIELDS[:8]:  # the numbers: per field (with byte swap), not per record
             records[name] = raw[name]
-        records["tstop"][raw["tstop"] == OPEN_ENDED_32] = OPEN_ENDED
+        if layout == "ILP32":
+            records["tstop"][raw["tstop"] == OPEN_ENDED_32] = OPEN_ENDED
     bad_type = (records["type"] < 1) | (records["type"] > len(TYPE_NAMES))
     if bad_type.any():
         i = int(np.flatnonzero(bad_type)[0])
@@ -282,11 +293,17 @@ def decode_records(buffer, offset: int, nrecord: int, layout: str, byteorder: st
             raise FormatError(path, f"record {int(missing[0])}: filename has no terminating NUL "
                                     f"within {FILENAME_SIZE} bytes ({len(missing)} record(s) "
                                     "affected)")
-    # Arrow stops each string at its first NUL, as C does (numpy only strips trailing NULs).
-    binary = pa.array(records["filename"], type=pa.binary())
     if records.flags.writeable:
         records.flags.writeable = False
-    return records, binary
+    return records
+
+
+def filenames_as_arrow(records: np.ndarray):
+    """The filenames as an Arrow binary array, each cut at its first NUL as C does."""
+    import pyarrow as pa
+
+    # Arrow stops at the first NUL (numpy's S dtype only strips trailing ones).
+    return pa.array(records["filename"], type=pa.binary())
 
 
 def drop_bytes_after_nul(records: np.ndarray, filenames) -> np.ndarray:
