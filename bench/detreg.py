@@ -61,9 +61,10 @@ def bench_read(tmp: Path, n: int, repeat: int) -> None:
         build_database(path, n, layout, byteorder)
         header = path.stat().st_size - (-(-n * record_dtype(layout).itemsize // 2880) * 2880)
         dtype = record_dtype(layout, byteorder)
-        base = best_of(lambda: np.fromfile(path, dtype=dtype, count=n, offset=header), repeat)
-        ours = best_of(lambda: read_db(path).to_arrow(), repeat)
-        just_read = best_of(lambda: read_db(path), repeat)
+        base = best_of(lambda p=path, d=dtype, h=header: np.fromfile(p, dtype=d, count=n,
+                                                                     offset=h), repeat)
+        ours = best_of(lambda p=path: read_db(p).to_arrow(), repeat)
+        just_read = best_of(lambda p=path: read_db(p), repeat)
         print(f"  {layout:5s} {byteorder:6s}  numpy.fromfile {base * 1e3:7.2f} ms "
               f"({n / base / 1e6:6.1f} M rec/s)   read_db+to_arrow {ours * 1e3:7.2f} ms "
               f"({n / ours / 1e6:5.2f} M rec/s)   ratio {ours / base:4.1f}x "

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from nightlake.detreg import (

@@ -37,7 +37,7 @@ def expected_c_record(i: int) -> dict:
 def assert_matches_dump(db, dump):
     assert len(dump) == len(db)
     for rec, fields in zip(db.records, dump):
-        index, tstart, tstop, treg, sigma, clipsigma, type_, filt, ccd, f1, f2, name = fields
+        _index, tstart, tstop, treg, sigma, clipsigma, type_, filt, ccd, f1, f2, name = fields
         assert (int(rec["tstart"]), int(rec["tstop"]), int(rec["treg"])) == (
             int(tstart), int(tstop), int(treg))
         assert np.float32(rec["sigma"]).tobytes() == np.float32(float(sigma)).tobytes() or (

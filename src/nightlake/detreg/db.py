@@ -43,8 +43,8 @@ from nightlake.detreg.format import (
     check_writable,
     decode_records,
     drop_bytes_after_nul,
-    filenames_as_arrow,
     encode_records,
+    filenames_as_arrow,
     filters_from_cards,
     layout_of,
     max_filter_name_length,
@@ -279,7 +279,7 @@ def write_db(path: str | os.PathLike, records: np.ndarray, filters: dict[int, st
     if _journal is not None:
         entry = dict(_journal, nrecord=len(records),
                      sha256=hashlib.sha256(content).hexdigest())
-        before = lambda: _append_journal(path, entry)  # noqa: E731
+        before = lambda: _append_journal(path, entry)
     _atomic_replace(path, content, before)
     return _decode(path, content, os.stat(path))
 

@@ -207,7 +207,7 @@ def _entry(absolute: str, source: str, headers: list, o: Overrides, treg, now: i
     else:
         value = _required(headers, "EXPTIME", o.exptime, source, "--exptime")
         try:
-            exptime = int(round(float(value)))
+            exptime = round(float(value))
         except (TypeError, ValueError):
             raise InputError(source, f"field EXPTIME: expected seconds, found {value!r}") \
                 from None
