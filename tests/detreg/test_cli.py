@@ -166,7 +166,7 @@ def test_elixir_argv_rewrites():
                                                                 "--format=csv"]
     assert elixir_argv(["delete", "-dry-run", "--ccd", "-1"]) == [
         "delete", "--dry-run", "--ccd", "-1"]
-    assert elixir_argv(["--help"]) == ["--help"]
+    assert elixir_argv(["--help"]) == ["--help"] == elixir_argv(["-h"]) == elixir_argv(["-help"])
     assert elixir_argv([]) == []
 
 

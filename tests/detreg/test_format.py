@@ -154,6 +154,27 @@ def test_ilp32_refuses_times_that_do_not_fit(tmp_path):
     assert not path.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_ilp32_refuses_a_finite_tstop_that_would_read_as_open_ended(tmp_path):
+    path = tmp_path / "small.db"
+    rec = make_records([{"type": "bias", "tstart": 0, "tstop": OPEN_32}])
+    with pytest.raises(InputError, match="tstop = 4294967295 does not fit"):
+        write_db(path, rec, {}, layout="ILP32")
+    ok = make_records([{"type": "bias", "tstart": OPEN_32, "treg": OPEN_32, "tstop": None}])
+    write_db(path, ok, {}, layout="ILP32", byteorder="big")
+    back = read_db(path).records
+    assert (int(back["tstart"][0]), int(back["tstop"][0])) == (OPEN_32, OPEN_ENDED)
+
+
+def test_db_write_copies_to_another_path(tmp_path):
+    src = tmp_path / "a.db"
+    write_db(src, _expected(SAMPLE), {2: "r"}, layout="ILP32", byteorder="big")
+    copy = read_db(src).write(tmp_path / "b.db")
+    again = read_db(tmp_path / "b.db")
+    assert (copy.layout, again.layout, again.byteorder, again.filters) == (
+        "ILP32", "ILP32", "big", {2: "r"})
+    assert again.records.tobytes() == read_db(src).records.tobytes()
+
+
 def test_make_records_defaults_and_names():
     recs = make_records([{"type": "flat", "filename": "/x.fits"}])
     assert recs["type"][0] == 3 and recs["tstop"][0] == OPEN_ENDED and recs["filter"][0] == -1

@@ -269,6 +269,8 @@ def elixir_argv(argv: list[str]) -> list[str]:
         name, eq, value = arg[1:].partition("=")
         if arg.startswith("-") and not arg.startswith("--") and name in _LONG_OPTIONS:
             arg = f"--{name}{eq}{value}"
+        elif arg == "-h":
+            arg = "--help"
         out.append(arg)
     if out and out[0] not in _SUBCOMMANDS and out[0] not in ("--help", "-h"):
         out.insert(0, "add")
