@@ -30,6 +30,7 @@ bench: $(STAMP)
 ## make fixtures: regenerate data/fixtures/ (deterministic)
 fixtures: $(STAMP)
 	$(BIN)/python data/fixtures/make_fixtures.py
+	$(BIN)/python data/fixtures/detreg/make_detreg_fixtures.py
 
 clean:
 	rm -rf $(VENV) $(LAKE) .pytest_cache .hypothesis
