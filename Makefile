@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 ## make demo: build a lake from data/fixtures/ and run cross-night queries on it
 demo: $(STAMP)
 	$(BIN)/nightlake convert data/fixtures/collections --lake $(LAKE)
-	$(BIN)/nightlake sql --lake $(LAKE) --format table "$$(cat data/fixtures/demo_nightly.sql)"
+	$(BIN)/nightlake sql --lake $(LAKE) --format table -- "$$(cat data/fixtures/demo_nightly.sql)"
 
 ## make test: run the whole test suite
 test: $(STAMP)
