@@ -52,7 +52,7 @@ def build_parser(prog: str = "detsearch") -> argparse.ArgumentParser:
                                   "header); without --image: list the records valid then.")
     p.add_argument("--trange", nargs=2, metavar=("START", "STOP"),
                    help="List the records whose validity overlaps [START, STOP).")
-    p.add_argument("--db", help="DetReg database (default: $NIGHTLAKE_DB).")
+    p.add_argument("--db", help="DetReg database (default: $NIGHTLAKE_DETREG).")
     p.add_argument("--format", choices=FORMATS, default="short",
                    help="short: the filename alone (image<TAB>filename for several images).")
     times = p.add_mutually_exclusive_group()
@@ -121,11 +121,22 @@ def expand_images(tokens: Iterable[str]) -> tuple[list[str], int | None, str | N
     return images, ccd, layout
 
 
+def _records(db):
+    """The records array without importing pyarrow.
+
+    ``DetRegDB.records`` cuts filenames at their NUL through Arrow, which costs detsearch a
+    third of its start-up; the fields resolution needs are the same in the raw array, and
+    :func:`record_dict` cuts the filename itself.
+    """
+    raw = getattr(db, "_records", None)
+    return db.records if raw is None else raw
+
+
 def record_dict(db, index: int) -> dict:
     """One record as plain values (times ISO-8601 UTC; open-ended tstop → None)."""
     from nightlake.resolve import TYPE_CODE
 
-    rec = db.records[index]
+    rec = _records(db)[index]
     names = {v: k for k, v in TYPE_CODE.items()}
     kind = names.get(int(rec["type"]), str(int(rec["type"])))
     code = int(rec["filter"])
@@ -152,7 +163,7 @@ def record_dict(db, index: int) -> dict:
 
 
 def open_db(db: str | None):
-    """The database of ``--db`` or ``$NIGHTLAKE_DB``, read and validated."""
+    """The database of ``--db`` or ``$NIGHTLAKE_DETREG``, read and validated."""
     from nightlake.mirror import DB_ENV, default_db
 
     path = default_db(db)
@@ -167,7 +178,7 @@ def search(db, images: Sequence[Image], detrend_type: str, mode: str = "exact") 
     """The choice for each image (one pass over the database's records, read once)."""
     from nightlake.resolve import Resolver
 
-    resolver = Resolver(db.records, db.filters)
+    resolver = Resolver(_records(db), db.filters)
     return [resolver.choose(detrend_type, image, mode) for image in images]
 
 
@@ -184,7 +195,7 @@ def list_records(db, *, detrend_type: str | None = None, ccd: int | None = None,
 
     from nightlake.resolve import TYPE_CODE
 
-    rec = db.records
+    rec = _records(db)
     mask = np.ones(len(rec), dtype=bool)
     if detrend_type is not None:
         mask &= rec["type"] == TYPE_CODE[detrend_type]

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from nightlake.lake import Lake
 
-DB_ENV = "NIGHTLAKE_DB"
+DB_ENV = "NIGHTLAKE_DETREG"  # as detregister
 MANIFEST = "_mirror.json"
 FILTERS_FILE = "filters.parquet"
 DATA_FILE = "detrends.parquet"
@@ -78,7 +78,7 @@ FILTER_COLUMNS = (("code", "INTEGER"), ("name", "VARCHAR"))
 
 
 def default_db(db: str | os.PathLike[str] | None) -> Path | None:
-    """``--db`` if given, else ``$NIGHTLAKE_DB``, else None."""
+    """``--db`` if given, else ``$NIGHTLAKE_DETREG``, else None."""
     if db is not None and str(db) != "":
         return Path(db)
     env = os.environ.get(DB_ENV)
@@ -194,7 +194,7 @@ def sync(lake: "Lake", db_path: str | os.PathLike[str] | None = None, *, lock_ti
          force: bool = False) -> SyncResult:
     """Write the database into ``LAKE/detrends`` (under the lake lock) unless it is up to date.
 
-    ``db_path`` defaults to the database the mirror was made from, then ``$NIGHTLAKE_DB``.
+    ``db_path`` defaults to the database the mirror was made from, then ``$NIGHTLAKE_DETREG``.
     """
     db_file = default_db(db_path)
     if db_file is None:

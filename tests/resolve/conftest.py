@@ -2,91 +2,11 @@
 
 from __future__ import annotations
 
-import sys
+import datetime as _dt
 import types
+from pathlib import Path
 
 import pytest
-
-try:  # TEMPORARY until issue 4 (nightlake.detreg) is merged: a minimal LP64 stand-in.
-    import nightlake.detreg  # noqa: F401
-except ImportError:  # pragma: no cover
-    import hashlib
-    import os
-
-    import numpy as np
-
-    _mod = types.ModuleType("nightlake.detreg")
-    TYPE_CODES = {"bias": 1, "dark": 2, "flat": 3, "fringe": 4, "mask": 5}
-    _DT = np.dtype({"names": ["tstart", "tstop", "treg", "sigma", "clipsigma", "type", "filter",
-                              "ccd", "filename", "flag1", "flag2"],
-                    "formats": ["<u8", "<u8", "<u8", "<f4", "<f4", "<i4", "<i4", "<i4", "S254",
-                                "i1", "i1"],
-                    "offsets": [0, 8, 16, 24, 28, 32, 36, 40, 44, 298, 299], "itemsize": 304})
-
-    class DetRegDB:
-        def __init__(self, path, records, filters):
-            st = os.stat(path)
-            self.path, self.records, self.filters = path, records, filters
-            self.layout, self.byteorder = "LP64", "little"
-            self.fingerprint = {"path": os.path.abspath(path), "size": st.st_size,
-                                "mtime_ns": st.st_mtime_ns,
-                                "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()}
-
-        def __len__(self):
-            return len(self.records)
-
-    def make_records(rows):
-        out = np.zeros(len(rows), dtype=_DT)
-        for i, row in enumerate(rows):
-            for k, v in row.items():
-                out[i][k] = v.encode() if isinstance(v, str) else v
-        return out
-
-    def _card(key, value):
-        return f"{key:<8}= {value:>20}".ljust(80)
-
-    def write_db(path, records, filters, *, layout="LP64", byteorder="little"):
-        cards = [_card("SIMPLE", "T"), _card("BITPIX", 8), _card("NAXIS", 1),
-                 _card("NAXIS1", len(records) * 304), _card("NRECORD", len(records))]
-        cards += [f"FILT{c:<4}= '{n}'".ljust(80) for c, n in filters.items()] + ["END".ljust(80)]
-        head = "".join(cards).encode()
-        head += b" " * (-len(head) % 2880)
-        data = np.asarray(records, dtype=_DT).tobytes()
-        data += b"\0" * (-len(data) % 2880)
-        tmp = f"{path}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(head + data)
-        os.replace(tmp, path)
-
-    def read_db(path):
-        from nightlake.errors import FormatError
-
-        raw = open(path, "rb").read()
-        if not raw.startswith(b"SIMPLE"):
-            raise FormatError(path, "not a FITS file")
-        filters, n, off = {}, 0, 0
-        while True:
-            card = raw[off:off + 80].decode()
-            off += 80
-            if card.startswith("END"):
-                break
-            if card.startswith("NRECORD"):
-                n = int(card[10:].strip())
-            if card.startswith("FILT"):
-                filters[int(card[4:8])] = card.split("'")[1]
-        off += -off % 2880
-        return DetRegDB(path, np.frombuffer(raw, dtype=_DT, count=n, offset=off).copy(), filters)
-
-    for _name, _value in dict(TYPE_CODES=TYPE_CODES, TYPE_NAMES={v: k for k, v in TYPE_CODES.items()},
-                              OPEN_ENDED=2**64 - 1, DetRegDB=DetRegDB, make_records=make_records,
-                              write_db=write_db, read_db=read_db).items():
-        setattr(_mod, _name, _value)
-    sys.modules["nightlake.detreg"] = _mod
-
-
-# -- builders ---------------------------------------------------------------------------------
-import datetime as _dt  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 T0 = 1554181980  # 2019-04-02T05:13:00Z
 VR = "VR DECam c0007 6300.0 2600.0"

@@ -15,7 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FILTERS, T0, VR, utc, write_detreg, write_images
+from .conftest import FILTERS, T0, VR, utc, write_detreg, write_images
 from nightlake.resolve import DETREND_TYPES, MODES, Image, Resolver
 
 OPEN = 2**64 - 1

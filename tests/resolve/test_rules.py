@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import T0, VR, utc, write_detreg, write_images
+from .conftest import T0, VR, utc, write_detreg, write_images
 from nightlake import mirror
 from nightlake.detreg import read_db
 from nightlake.lake import Lake

@@ -33,7 +33,7 @@ def detsearch(ctx: typer.Context) -> None:
 @app.command()
 def sync(
     db: Optional[Path] = typer.Option(
-        None, "--db", help="DetReg database (default: the one already mirrored, else $NIGHTLAKE_DB)."),
+        None, "--db", help="DetReg database (default: the one already mirrored, else $NIGHTLAKE_DETREG)."),
     lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
     force: bool = typer.Option(False, "--force", help="Rewrite the mirror even if it is up to date."),
     lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for the lake lock."),
