@@ -327,9 +327,14 @@ def view_sql(lake: "Lake") -> str:
 
 
 def _empty_view(name: str, columns, error: str | None) -> str:
-    cols = ", ".join(f"NULL::{kind} AS {col}" for col, kind in columns)
-    cond = f"error({_sql_string(error)}) IS NULL" if error else "false"
-    return f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM range(1) WHERE {cond};"
+    if error is None:
+        cols = ", ".join(f"NULL::{kind} AS {col}" for col, kind in columns)
+        return f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM range(1) WHERE false;"
+    # Every column and the filter raise: a constant NULL column would let the optimizer fold
+    # a filter on it to false and skip the scan (and the error) altogether.
+    fail = f"error({_sql_string(error)})"
+    cols = ", ".join(f"CAST({fail} AS {kind}) AS {col}" for col, kind in columns)
+    return f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM range(1) WHERE {fail} IS NULL;"
 
 
 def failing_view_sql(reason: str) -> str:

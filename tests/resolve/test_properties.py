@@ -147,3 +147,50 @@ def _detsearch_equals_the_reference(tmp, db_path, db, resolver, imgs):
                 expected[str(paths[i])] = "" if ref is None else record_dict(db, ref[0])["filename"]
             assert lines == expected, (kind, mode, "detsearch")
             assert status == (1 if "" in expected.values() else 0)
+
+
+def test_detsearch_console_script_equals_the_reference(tmp_path):
+    """A few real ``detsearch`` processes on a seeded random database and batch of images."""
+    import random
+    import subprocess
+    import sys
+
+    from nightlake.detreg import read_db
+    from nightlake.detsearch import record_dict
+
+    rnd = random.Random(5)
+    recs = []
+    kinds = ["flat", "dark", "bias"]
+    for i in range(40):
+        kind = kinds[i % 3]
+        start = T0 + STEP * rnd.randint(-6, 6)
+        length = rnd.choice([None, 1, 2, 3, 5, 8])
+        recs.append(dict(type={"flat": 3, "dark": 2, "bias": 1}[kind], ccd=rnd.randint(1, 2),
+                         filter=(rnd.choice([1, 2, 3]) if kind == "flat" else
+                                 rnd.choice([60, 300, 600]) if kind == "dark" else -1),
+                         tstart=start, tstop=OPEN if length is None else start + STEP * length,
+                         treg=rnd.randint(1, 2), filename=f"/masters/{kind}{i}.fits"))
+    db_path = write_detreg(tmp_path / "detrend.db", recs)
+    imgs = [dict(detector=rnd.randint(1, 2), filter=VR if i % 2 else FILTERS[3],
+                 band="VR" if i % 2 else "g", exposureTime=rnd.choice([30.0, 180.0, 450.0]),
+                 time_us=(T0 + STEP * rnd.randint(-7, 12)) * 1_000_000 + rnd.choice([0, -1, 1]))
+            for i in range(12)]
+    paths = []
+    for i, img in enumerate(imgs):
+        paths.append(tmp_path / f"img{i}.fits")
+        _write_fits(paths[-1], img)
+    db = read_db(db_path)
+    resolver = Resolver(db.records, db.filters)
+    script = Path(sys.executable).parent / "detsearch"
+    for kind in kinds:
+        for mode in MODES:
+            done = subprocess.run([str(script), "-db", str(db_path), "-type", kind, "-mode", mode,
+                                   "-image", *map(str, paths)], capture_output=True, text=True,
+                                  timeout=60)
+            got = dict(line.split("\t") for line in done.stdout.splitlines())
+            expected = {}
+            for path, img in zip(paths, imgs):
+                ref = _reference(resolver, img, kind, mode)
+                expected[str(path)] = "" if ref is None else record_dict(db, ref[0])["filename"]
+            assert got == expected, (kind, mode)
+            assert done.returncode == (1 if "" in expected.values() else 0)

@@ -1,0 +1,231 @@
+"""The Parquet mirror: layout and metadata, freshness checks, re-sync, and failing views."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from nightlake import mirror
+from nightlake.detreg import make_records, read_db, write_db
+from nightlake.errors import QueryError
+from nightlake.lake import Lake
+
+from .conftest import FILTERS, T0, VR, utc, write_detreg, write_images
+
+OPEN = 2**64 - 1
+ROWS = [
+    dict(type=3, ccd=5, filter=1, tstart=T0 - 100, tstop=T0 + 100, treg=T0 - 200, sigma=1.5,
+         clipsigma=2.5, filename="/m/flat_vr.fits", flag1=1, flag2=-1),
+    dict(type=1, ccd=5, filter=-1, tstart=T0 - 100, tstop=OPEN, treg=T0 - 150,
+         filename="/m/bias.fits"),
+    dict(type=2, ccd=6, filter=300, tstart=T0 - 100, tstop=T0 + 100, treg=T0 - 150,
+         filename="/m/dark300.fits"),
+]
+
+
+@pytest.fixture
+def lake_with_db(tmp_path):
+    db = write_detreg(tmp_path / "detrend.db", ROWS)
+    write_images(tmp_path / "lake", [dict(visit=1, detector=5, filter=VR, band="VR",
+                                          exposureTime=300.0, obs_time=utc(T0))])
+    lake = Lake(tmp_path / "lake")
+    return lake, db
+
+
+def _query(lake, sql):
+    return lake.sql(sql).to_pylist()
+
+
+def test_sync_writes_hive_partitions_with_the_fingerprint(lake_with_db):
+    lake, db = lake_with_db
+    result = mirror.sync(lake, db)
+    assert (result.nrecord, result.counts) == (3, {"bias": 1, "dark": 1, "flat": 1})
+    files = sorted(p.relative_to(lake.detrends_dir).as_posix()
+                   for p in lake.detrends_dir.rglob("*.parquet"))
+    assert files == ["filters.parquet", "type=bias/detrends.parquet", "type=dark/detrends.parquet",
+                     "type=flat/detrends.parquet"]
+    meta = json.loads(pq.read_schema(lake.detrends_dir / "type=flat" / "detrends.parquet")
+                      .metadata[b"nightlake.detreg"])
+    fp = read_db(db).fingerprint
+    assert meta["db_path"] == str(db.resolve())
+    assert (meta["size"], meta["mtime_ns"], meta["sha256"], meta["nrecord"]) == (
+        fp["size"], fp["mtime_ns"], fp["sha256"], 3)
+
+    rows = _query(lake, "SELECT * FROM detrends ORDER BY record_index")
+    assert [r["record_index"] for r in rows] == [0, 1, 2]
+    flat, bias, dark = rows
+    assert (flat["type"], flat["type_code"], flat["filter"], flat["filter_code"]) == ("flat", 3, VR, 1)
+    assert (flat["tstart"], flat["tstop"], flat["treg"]) == (utc(T0 - 100), utc(T0 + 100), utc(T0 - 200))
+    assert (flat["tstart_s"], flat["tstop_s"]) == (T0 - 100, T0 + 100)
+    assert (flat["sigma"], flat["clipsigma"], flat["flag1"], flat["flag2"]) == (1.5, 2.5, 1, -1)
+    assert flat["filename"] == "/m/flat_vr.fits"
+    assert (bias["filter"], bias["tstop"], bias["tstop_s"]) == (None, None, OPEN)
+    assert (dark["filter"], dark["filter_code"], dark["dark_exptime"]) == (None, 300, 300)
+    assert flat["dark_exptime"] is None
+    assert _query(lake, "SELECT code, name FROM detrend_filters ORDER BY code") == [
+        {"code": c, "name": n} for c, n in sorted(FILTERS.items())]
+
+
+def test_sync_is_skipped_when_up_to_date_and_old_generations_go(lake_with_db):
+    lake, db = lake_with_db
+    first = mirror.sync(lake, db)
+    assert not first.skipped
+    assert mirror.sync(lake, db).skipped
+    for _ in range(3):
+        mirror.sync(lake, db, force=True)
+    generations = [p for p in lake.path.iterdir() if p.name.startswith(".detrends-")]
+    assert len(generations) == 2  # the current one and the one before
+    assert lake.detrends_dir.resolve() in [g.resolve() for g in generations]
+
+
+def test_a_changed_database_is_resynced_before_the_first_query(lake_with_db):
+    lake, db = lake_with_db
+    mirror.sync(lake, db)
+    before = lake.detrends_dir.resolve()
+    time.sleep(0.01)
+    write_detreg(db, ROWS + [dict(type=3, ccd=5, filter=2, tstart=T0 - 50, tstop=T0 + 50,
+                                  treg=T0, filename="/m/new_flat.fits")])
+    assert mirror.staleness(lake) is not None
+    rows = _query(lake, "SELECT visit, detrend_filename FROM resolve_detrends('flat')")
+    assert rows == [{"visit": 1, "detrend_filename": "/m/new_flat.fits"}]
+    assert lake.detrends_dir.resolve() != before
+    assert mirror.staleness(lake) is None
+
+
+def test_a_touched_but_unchanged_database_is_not_resynced(lake_with_db):
+    lake, db = lake_with_db
+    mirror.sync(lake, db)
+    generation = lake.detrends_dir.resolve()
+    os.utime(db, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    assert mirror.staleness(lake) is None
+    assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 3}]
+    assert lake.detrends_dir.resolve() == generation
+
+
+def test_without_a_mirror_detrend_queries_fail_and_image_queries_work(lake_with_db):
+    lake, _ = lake_with_db
+    assert _query(lake, "SELECT count(*) AS n FROM images") == [{"n": 1}]
+    with pytest.raises(QueryError, match="no detrend mirror in .*run nightlake sync"):
+        lake.sql("SELECT * FROM detrends")
+
+
+def test_a_missing_database_makes_detrend_queries_fail(lake_with_db):
+    lake, db = lake_with_db
+    mirror.sync(lake, db)
+    db.unlink()
+    with pytest.raises(QueryError, match=r"detrend database .*detrend\.db .* is missing"):
+        lake.sql("SELECT * FROM resolve_detrends('flat')")
+    assert _query(lake, "SELECT count(*) AS n FROM images") == [{"n": 1}]
+
+
+def test_a_bad_database_leaves_the_old_mirror(lake_with_db, cli):
+    lake, db = lake_with_db
+    mirror.sync(lake, db)
+    generation = lake.detrends_dir.resolve()
+    db.write_bytes(b"SIMPLE  =                    T" + b" " * 2850)
+    result = cli("sync", "--lake", lake.path, "--db", db)
+    assert result.exit_code != 0
+    assert "detrend.db" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert lake.detrends_dir.resolve() == generation
+    assert len([p for p in lake.path.iterdir() if p.name.startswith(".detrends-")]) == 1
+
+
+def test_an_empty_database_gives_empty_views(tmp_path):
+    db = tmp_path / "empty.db"
+    write_db(db, make_records([]), {})
+    write_images(tmp_path / "lake", [dict(visit=1, detector=5, filter=VR, band="VR",
+                                          exposureTime=30.0, obs_time=utc(T0))])
+    lake = Lake(tmp_path / "lake")
+    mirror.sync(lake, db)
+    assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 0}]
+    assert _query(lake, "SELECT detrend_filename FROM resolve_detrends('bias')") == [
+        {"detrend_filename": None}]
+
+
+def test_sync_and_resolve_commands(lake_with_db, cli, tmp_path):
+    lake, db = lake_with_db
+    result = cli("sync", "--lake", lake.path, "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "synced 3 records" in result.stdout and "1 flat" in result.stdout
+    result = cli("sync", "--lake", lake.path)  # the database already mirrored
+    assert result.exit_code == 0 and "up to date" in result.stdout
+
+    out = tmp_path / "flats.parquet"
+    result = cli("resolve", "--type", "flat", "--lake", lake.path, "-o", out)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert table.column("detrend_filename").to_pylist() == ["/m/flat_vr.fits"]
+    meta = json.loads(table.schema.metadata[b"nightlake.resolve"])
+    assert (meta["type"], meta["mode"], meta["db"]["sha256"]) == (
+        "flat", "exact", read_db(db).fingerprint["sha256"])
+    assert "nightlake_version" in meta
+
+    result = cli("resolve", "--type", "flats", "--lake", lake.path, "-o", tmp_path / "x.parquet")
+    assert result.exit_code == 2 and "--type 'flats'" in result.stderr
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_sync_without_a_database_says_how_to_give_one(tmp_path, cli, monkeypatch):
+    monkeypatch.delenv("NIGHTLAKE_DETREG", raising=False)
+    result = cli("sync", "--lake", tmp_path / "lake")
+    assert result.exit_code == 1
+    assert "pass --db DB or set NIGHTLAKE_DETREG" in result.stderr
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    flag = "+i" if on else "-i"
+    done = subprocess.run(["chattr", flag, str(path)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.mark.parametrize("keep_lock_file", [True, False])
+def test_a_stale_mirror_in_a_read_only_lake_fails_detrend_queries(lake_with_db, keep_lock_file):
+    lake, db = lake_with_db
+    mirror.sync(lake, db)
+    if not keep_lock_file:
+        (lake.path / ".nightlake.lock").unlink()
+    time.sleep(0.01)
+    write_detreg(db, ROWS[:1])
+    if os.geteuid() == 0:  # root ignores file modes; the immutable flag stops it too
+        if not _immutable(lake.path, True):
+            pytest.skip("chattr +i not available here")
+    else:
+        os.chmod(lake.path, 0o555)
+    try:
+        assert _query(lake, "SELECT count(*) AS n FROM images") == [{"n": 1}]
+        with pytest.raises(QueryError, match="detrend mirror is stale; run nightlake sync"):
+            lake.sql("SELECT * FROM resolve_detrends('flat')")
+        with pytest.raises(QueryError, match="detrend mirror is stale"):
+            lake.sql("SELECT count(*) FROM detrends")
+    finally:
+        if os.geteuid() == 0:
+            _immutable(lake.path, False)
+        else:
+            os.chmod(lake.path, 0o755)
+    assert mirror.staleness(lake) is not None  # nothing was rewritten
+    assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 1}]  # writable again
+
+
+def test_concurrent_connections_resync_a_stale_mirror_once(lake_with_db):
+    import subprocess
+    import sys
+
+    lake, db = lake_with_db
+    mirror.sync(lake, db)
+    time.sleep(0.01)
+    write_detreg(db, ROWS + ROWS)
+    code = ("from nightlake.lake import Lake\n"
+            f"print(Lake({str(lake.path)!r}).sql('SELECT count(*) AS n FROM detrends').to_pylist())")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
+    assert all(out.strip() == "[{'n': 6}]" for out, _ in outputs), outputs
+    generations = [p for p in lake.path.iterdir() if p.name.startswith(".detrends-")]
+    assert len(generations) == 2  # the first sync and exactly one re-sync
