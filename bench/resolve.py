@@ -55,14 +55,16 @@ def build(tmp: Path, n_images: int, n_records: int, rng) -> tuple[Lake, Path]:
     band = rng.choice(BANDS, n_images)
     obs_us = (T0 + rng.integers(0, SPAN, n_images)).astype(np.int64) * 1_000_000
     obs_us += rng.integers(0, 1_000_000, n_images)
-    table = pa.table({
-        "visit": pa.array(np.arange(n_images, dtype=np.int64)),
-        "detector": pa.array(rng.integers(1, 63, n_images).astype(np.int64)),
-        "filter": pa.array([PHYSICAL[b] for b in band.tolist()]),
-        "band": pa.array(band.tolist()),
-        "exposureTime": pa.array(rng.choice([60.0, 300.0, 600.0], n_images)),
-        "obs_time": pa.array(obs_us, type=pa.timestamp("us")),
-    })
+    table = pa.table(
+        {
+            "visit": pa.array(np.arange(n_images, dtype=np.int64)),
+            "detector": pa.array(rng.integers(1, 63, n_images).astype(np.int64)),
+            "filter": pa.array([PHYSICAL[b] for b in band.tolist()]),
+            "band": pa.array(band.tolist()),
+            "exposureTime": pa.array(rng.choice([60.0, 300.0, 600.0], n_images)),
+            "obs_time": pa.array(obs_us, type=pa.timestamp("us")),
+        }
+    )
     nights = 8
     for k in range(nights):
         part = table.slice(k * n_images // nights, n_images // nights)
@@ -96,26 +98,38 @@ GROUP BY i.visit
 def bench_batch(lake: Lake, db_path: Path, n_images: int, sample: int) -> None:
     con = lake.connect()
     con.execute("SET threads = 2")
-    plan = "\n".join(r[1] for r in con.sql("EXPLAIN SELECT * FROM resolve_detrends('flat')").fetchall())
+    plan = "\n".join(
+        r[1] for r in con.sql("EXPLAIN SELECT * FROM resolve_detrends('flat')").fetchall()
+    )
     print(f"plan of resolve_detrends: {'Asof Join' if 'Asof Join' in plan else 'NO ASOF JOIN'}")
     results = {}
     for mode in ("exact", "recent"):
-        results[mode] = timed(lambda: con.execute(
-            f"CREATE OR REPLACE TEMP TABLE out AS SELECT * FROM resolve_detrends('flat', mode := '{mode}')"))
+        results[mode] = timed(
+            lambda: con.execute(
+                "CREATE OR REPLACE TEMP TABLE out AS "
+                f"SELECT * FROM resolve_detrends('flat', mode := '{mode}')"
+            )
+        )
         found = con.sql("SELECT count(detrend_index) FROM out").fetchall()[0][0]
-        print(f"resolve_detrends {mode:6}: {results[mode]:.2f} s for {n_images:,} images "
-              f"({n_images / results[mode]:,.0f} images/s; {found:,} with a flat)")
+        print(
+            f"resolve_detrends {mode:6}: {results[mode]:.2f} s for {n_images:,} images "
+            f"({n_images / results[mode]:,.0f} images/s; {found:,} with a flat)"
+        )
     plain = timed(lambda: con.execute(f"CREATE OR REPLACE TEMP TABLE p AS {PLAIN_JOIN}"), 1)
     con.execute("SET prefer_range_joins = true")
     iejoin = timed(lambda: con.execute(f"CREATE OR REPLACE TEMP TABLE p AS {PLAIN_JOIN}"), 1)
     con.execute("SET prefer_range_joins = false")
-    print(f"alternative, exact mode only: plain join (hash on ccd + range residual) {plain:.2f} s, "
-          f"IEJoin (prefer_range_joins) {iejoin:.2f} s")
+    print(
+        f"alternative, exact mode only: plain join (hash on ccd + range residual) {plain:.2f} s, "
+        f"IEJoin (prefer_range_joins) {iejoin:.2f} s"
+    )
 
     db = read_db(db_path)
     resolver = Resolver(db.records, db.filters)
-    rows = con.sql(f"SELECT detector, epoch_us(obs_time), filter, band, exposureTime "
-                   f"FROM images USING SAMPLE {sample} ROWS").fetchall()
+    rows = con.sql(
+        f"SELECT detector, epoch_us(obs_time), filter, band, exposureTime "
+        f"FROM images USING SAMPLE {sample} ROWS"
+    ).fetchall()
     images = [Image(d, t, f, b, e) for d, t, f, b, e in rows]
     for mode in ("exact", "recent"):
         start = time.perf_counter()
@@ -123,9 +137,11 @@ def bench_batch(lake: Lake, db_path: Path, n_images: int, sample: int) -> None:
             resolver.choose("flat", image, mode)
         per_image = (time.perf_counter() - start) / len(images)
         reference = per_image * n_images
-        print(f"python reference {mode:6}: {per_image * 1e6:.0f} us/image -> {reference:.0f} s for "
-              f"{n_images:,} (extrapolated from {len(images):,}); resolve_detrends is "
-              f"{reference / results[mode]:.0f}x faster (goal >= 30x)")
+        print(
+            f"python reference {mode:6}: {per_image * 1e6:.0f} us/image -> {reference:.0f} s for "
+            f"{n_images:,} (extrapolated from {len(images):,}); resolve_detrends is "
+            f"{reference / results[mode]:.0f}x faster (goal >= 30x)"
+        )
     con.close()
 
 
@@ -155,12 +171,37 @@ def bench_detsearch(tmp: Path, db_path: Path, rng) -> None:
     listing.write_text("\n".join(map(str, paths)) + "\n")
 
     python = median_run([sys.executable, "-c", "pass"])
-    one = median_run([str(BIN / "detsearch"), "--db", str(db_path), "--image", str(paths[0]),
-                      "--type", "flat", "--mode", "recent"])
-    print(f"detsearch one image: {one * 1000:.0f} ms, python -c pass: {python * 1000:.0f} ms "
-          f"-> {one / python:.1f}x (goal <= 15x)")
-    batch = median_run([str(BIN / "detsearch"), "--db", str(db_path), "--image", f"@{listing}",
-                        "--type", "flat", "--mode", "recent"], n=3)
+    one = median_run(
+        [
+            str(BIN / "detsearch"),
+            "--db",
+            str(db_path),
+            "--image",
+            str(paths[0]),
+            "--type",
+            "flat",
+            "--mode",
+            "recent",
+        ]
+    )
+    print(
+        f"detsearch one image: {one * 1000:.0f} ms, python -c pass: {python * 1000:.0f} ms "
+        f"-> {one / python:.1f}x (goal <= 15x)"
+    )
+    batch = median_run(
+        [
+            str(BIN / "detsearch"),
+            "--db",
+            str(db_path),
+            "--image",
+            f"@{listing}",
+            "--type",
+            "flat",
+            "--mode",
+            "recent",
+        ],
+        n=3,
+    )
     print(f"detsearch batch: 1,000 images in {batch:.2f} s -> {1000 / batch:,.0f} images/s")
 
 
@@ -175,8 +216,10 @@ def main() -> None:
         tmp = Path(tmpdir)
         start = time.perf_counter()
         lake, db_path = build(tmp, args.images, args.records, rng)
-        print(f"built {args.images:,} images x {args.records:,} flats in "
-              f"{time.perf_counter() - start:.1f} s")
+        print(
+            f"built {args.images:,} images x {args.records:,} flats in "
+            f"{time.perf_counter() - start:.1f} s"
+        )
         bench_batch(lake, db_path, args.images, args.sample)
         bench_detsearch(tmp, db_path, rng)
 

@@ -20,12 +20,36 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from nightlake.errors import InputError, NightlakeError, UsageError
-from nightlake.resolve import (DETREND_TYPES, FILTERED_TYPES, MODES, OPEN_ENDED, Choice, Image,
-                               describe_request, iso_utc, iso_utc_us)
+from nightlake.resolve import (
+    DETREND_TYPES,
+    FILTERED_TYPES,
+    MODES,
+    OPEN_ENDED,
+    Choice,
+    Image,
+    describe_request,
+    iso_utc,
+    iso_utc_us,
+)
 
 FORMATS = ("short", "json", "table")
-_LONG_OPTIONS = ("image", "type", "mode", "filter", "ccd", "time", "db", "format", "trange",
-                 "treg", "tstop", "tstart", "exptime", "layout", "help")
+_LONG_OPTIONS = (
+    "image",
+    "type",
+    "mode",
+    "filter",
+    "ccd",
+    "time",
+    "db",
+    "format",
+    "trange",
+    "treg",
+    "tstop",
+    "tstart",
+    "exptime",
+    "layout",
+    "help",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,34 +58,67 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str = "detsearch") -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="Find the detrend (bias, dark, flat, fringe, mask) that "
-                "applies to a science image, or list detrend records.",
-                epilog="Elixir spelling: detsearch -image example.fits 00 split -type flat")
-    p.add_argument("--image", nargs="+", action="extend", metavar="FILE",
-                   help="Image(s); @LIST reads one path per line. After the images: CCD number "
-                        "and 'split' or 'mef' (Elixir spelling).")
+    p = _Parser(
+        prog=prog,
+        description="Find the detrend (bias, dark, flat, fringe, mask) that "
+        "applies to a science image, or list detrend records.",
+        epilog="Elixir spelling: detsearch -image example.fits 00 split -type flat",
+    )
+    p.add_argument(
+        "--image",
+        nargs="+",
+        action="extend",
+        metavar="FILE",
+        help="Image(s); @LIST reads one path per line. After the images: CCD number "
+        "and 'split' or 'mef' (Elixir spelling).",
+    )
     p.add_argument("--type", choices=DETREND_TYPES, help="Detrend type.")
-    p.add_argument("--mode", choices=MODES, default="exact",
-                   help="exact: validity covers the image time; recent: else the latest ended.")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="exact",
+        help="exact: validity covers the image time; recent: else the latest ended.",
+    )
     p.add_argument("--ccd", type=int, help="CCD number (default: CCDNUM of the header).")
-    p.add_argument("--layout", choices=("split", "mef"),
-                   help="split: one file per CCD; mef: the CCD's extension of a multi-extension file.")
+    p.add_argument(
+        "--layout",
+        choices=("split", "mef"),
+        help="split: one file per CCD; mef: the CCD's extension of a multi-extension file.",
+    )
     p.add_argument("--filter", help="Filter name (default: FILTER of the header).")
     p.add_argument("--exptime", type=float, help="Exposure time in s (darks; default: EXPTIME).")
-    p.add_argument("--time", help="Image time, ISO-8601 UTC or Unix seconds (default: from the "
-                                  "header); without --image: list the records valid then.")
-    p.add_argument("--trange", nargs=2, metavar=("START", "STOP"),
-                   help="List the records whose validity overlaps [START, STOP).")
+    p.add_argument(
+        "--time",
+        help="Image time, ISO-8601 UTC or Unix seconds (default: from the "
+        "header); without --image: list the records valid then.",
+    )
+    p.add_argument(
+        "--trange",
+        nargs=2,
+        metavar=("START", "STOP"),
+        help="List the records whose validity overlaps [START, STOP).",
+    )
     p.add_argument("--db", help="DetReg database (default: $NIGHTLAKE_DETREG).")
-    p.add_argument("--format", choices=FORMATS, default="short",
-                   help="short: the filename alone (image<TAB>filename for several images).")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="short",
+        help="short: the filename alone (image<TAB>filename for several images).",
+    )
     times = p.add_mutually_exclusive_group()
-    times.add_argument("--tstart", dest="show", action="store_const", const="tstart",
-                       help="Listing shows tstart (the default).")
-    times.add_argument("--tstop", dest="show", action="store_const", const="tstop",
-                       help="Listing shows tstop.")
-    times.add_argument("--treg", dest="show", action="store_const", const="treg",
-                       help="Listing shows treg.")
+    times.add_argument(
+        "--tstart",
+        dest="show",
+        action="store_const",
+        const="tstart",
+        help="Listing shows tstart (the default).",
+    )
+    times.add_argument(
+        "--tstop", dest="show", action="store_const", const="tstop", help="Listing shows tstop."
+    )
+    times.add_argument(
+        "--treg", dest="show", action="store_const", const="treg", help="Listing shows treg."
+    )
     return p
 
 
@@ -69,7 +126,11 @@ def elixir_argv(argv: Sequence[str]) -> list[str]:
     """Accept Elixir's single-dash options (``-image``, ``-type`` …) as their ``--`` forms."""
     out = []
     for arg in argv:
-        if arg.startswith("-") and not arg.startswith("--") and arg[1:].split("=")[0] in _LONG_OPTIONS:
+        if (
+            arg.startswith("-")
+            and not arg.startswith("--")
+            and arg[1:].split("=")[0] in _LONG_OPTIONS
+        ):
             arg = "-" + arg
         out.append(arg)
     return out
@@ -96,8 +157,10 @@ def parse_time_us(text: str) -> int:
             delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
             return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
         except ValueError:
-            raise UsageError(f"not a time: {text!r} (expected ISO-8601 UTC like "
-                             "2019-04-02T05:13:00 or Unix seconds)") from None
+            raise UsageError(
+                f"not a time: {text!r} (expected ISO-8601 UTC like "
+                "2019-04-02T05:13:00 or Unix seconds)"
+            ) from None
 
 
 def expand_images(tokens: Iterable[str]) -> tuple[list[str], int | None, str | None]:
@@ -174,7 +237,9 @@ def open_db(db: str | None):
     return read_db(path)
 
 
-def search(db, images: Sequence[Image], detrend_type: str, mode: str = "exact") -> list[Choice | None]:
+def search(
+    db, images: Sequence[Image], detrend_type: str, mode: str = "exact"
+) -> list[Choice | None]:
     """The choice for each image (one pass over the database's records, read once)."""
     from nightlake.resolve import Resolver
 
@@ -182,9 +247,16 @@ def search(db, images: Sequence[Image], detrend_type: str, mode: str = "exact") 
     return [resolver.choose(detrend_type, image, mode) for image in images]
 
 
-def list_records(db, *, detrend_type: str | None = None, ccd: int | None = None,
-                 filter: str | None = None, exptime: float | None = None,
-                 time_us: int | None = None, trange: tuple[int, int] | None = None) -> list[int]:
+def list_records(
+    db,
+    *,
+    detrend_type: str | None = None,
+    ccd: int | None = None,
+    filter: str | None = None,
+    exptime: float | None = None,
+    time_us: int | None = None,
+    trange: tuple[int, int] | None = None,
+) -> list[int]:
     """Indices of the records matching every given condition, in file order.
 
     ``filter`` matches a record's filter name or its first word (the band); for darks it is
@@ -202,7 +274,9 @@ def list_records(db, *, detrend_type: str | None = None, ccd: int | None = None,
     if ccd is not None:
         mask &= rec["ccd"] == ccd
     if filter is not None:
-        codes = [c for c, name in db.filters.items() if filter in (name, name.split()[0] if name else "")]
+        codes = [
+            c for c, name in db.filters.items() if filter in (name, name.split()[0] if name else "")
+        ]
         is_dark = rec["type"] == TYPE_CODE["dark"]
         named = np.isin(rec["filter"], codes) & ~is_dark
         try:
@@ -225,6 +299,7 @@ def list_records(db, *, detrend_type: str | None = None, ccd: int | None = None,
 
 
 # -- output ---------------------------------------------------------------------------------
+
 
 def _table(rows: list[dict], columns: Sequence[str]) -> str:
     cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
@@ -255,10 +330,18 @@ def _print_answers(answers: list[dict], fmt: str, batch: bool, out) -> None:
 
         out.write(json.dumps(answers if batch else answers[0], indent=1) + "\n")
     elif fmt == "table":
-        rows = [dict(a, filename=(a["record"] or {}).get("filename"),
-                     index=(a["record"] or {}).get("index")) for a in answers]
-        out.write(_table(rows, ["image", "ccd", "filter", "time", "rule", "scale", "index",
-                                "filename"]) + "\n")
+        rows = [
+            dict(
+                a,
+                filename=(a["record"] or {}).get("filename"),
+                index=(a["record"] or {}).get("index"),
+            )
+            for a in answers
+        ]
+        out.write(
+            _table(rows, ["image", "ccd", "filter", "time", "rule", "scale", "index", "filename"])
+            + "\n"
+        )
     elif batch:
         for a in answers:
             out.write(f"{a['image']}\t{(a['record'] or {}).get('filename', '')}\n")
@@ -276,23 +359,47 @@ def run(argv: Sequence[str], prog: str = "detsearch", out=None, err=None) -> int
 
     if not args.image:
         trange = tuple(parse_time_us(v) for v in args.trange) if args.trange else None
-        indices = list_records(db, detrend_type=args.type, ccd=args.ccd, filter=args.filter,
-                               exptime=args.exptime, time_us=time_us, trange=trange)
+        indices = list_records(
+            db,
+            detrend_type=args.type,
+            ccd=args.ccd,
+            filter=args.filter,
+            exptime=args.exptime,
+            time_us=time_us,
+            trange=trange,
+        )
         rows = [record_dict(db, i) for i in indices]
         if args.format == "json":
             import json
 
             out.write(json.dumps(rows, indent=1) + "\n")
         elif args.format == "table":
-            out.write(_table(rows, ["index", "type", "ccd", "filter", "dark_exptime", "tstart",
-                                    "tstop", "treg", "filename"]) + "\n")
+            out.write(
+                _table(
+                    rows,
+                    [
+                        "index",
+                        "type",
+                        "ccd",
+                        "filter",
+                        "dark_exptime",
+                        "tstart",
+                        "tstop",
+                        "treg",
+                        "filename",
+                    ],
+                )
+                + "\n"
+            )
         else:
             show = args.show or "tstart"
             for r in rows:
                 when = r[show] or "open-ended"
                 what = r["dark_exptime"] if r["type"] == "dark" else r["filter"]
-                out.write(f"{when}\t{r['type']}\t{r['ccd']}\t{'' if what is None else what}\t"
-                          f"{r['filename']}\n")
+                out.write(
+                    f"{when}\t{r['type']}\t{r['ccd']}\t{'' if what is None else what}\t"
+                    f"{r['filename']}\n"
+                )
         return 0 if rows else 1
 
     if args.type is None:
@@ -304,8 +411,12 @@ def run(argv: Sequence[str], prog: str = "detsearch", out=None, err=None) -> int
         raise UsageError("no image given")
     ccd = args.ccd if args.ccd is not None else elixir_ccd
     layout = args.layout or elixir_layout
-    images = [read_image(p, ccd=ccd, layout=layout, filter=args.filter, time_us=time_us,
-                         exptime=args.exptime) for p in paths]
+    images = [
+        read_image(
+            p, ccd=ccd, layout=layout, filter=args.filter, time_us=time_us, exptime=args.exptime
+        )
+        for p in paths
+    ]
     for image in images:
         missing = _missing(image, args.type)
         if missing:

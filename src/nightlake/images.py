@@ -39,18 +39,58 @@ LAYOUTS = ("split", "mef")
 
 #: MJDs of the UTC days that ended with a (positive) leap second, 1972-06-30 … 2016-12-31.
 #: tests/resolve/test_images.py checks this against astropy's current leap-second table.
-LEAP_SECOND_DAYS = frozenset((
-    41498, 41682, 42047, 42412, 42777, 43143, 43508, 43873, 44238, 44785, 45150, 45515, 46246,
-    47160, 47891, 48256, 48803, 49168, 49533, 50082, 50629, 51178, 53735, 54831, 56108, 57203,
-    57753))
+LEAP_SECOND_DAYS = frozenset(
+    (
+        41498,
+        41682,
+        42047,
+        42412,
+        42777,
+        43143,
+        43508,
+        43873,
+        44238,
+        44785,
+        45150,
+        45515,
+        46246,
+        47160,
+        47891,
+        48256,
+        48803,
+        49168,
+        49533,
+        50082,
+        50629,
+        51178,
+        53735,
+        54831,
+        56108,
+        57203,
+        57753,
+    )
+)
 
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
 _INT = re.compile(r"^[+-]?\d+$")
-_SCALES = {"UTC": "utc", "UT": "utc", "Z": "utc", "TAI": "tai", "TT": "tt", "TDT": "tt",
-           "ET": "tt", "TDB": "tdb", "TCG": "tcg", "TCB": "tcb", "UT1": "ut1", "GPS": "gps"}
+_SCALES = {
+    "UTC": "utc",
+    "UT": "utc",
+    "Z": "utc",
+    "TAI": "tai",
+    "TT": "tt",
+    "TDT": "tt",
+    "ET": "tt",
+    "TDB": "tdb",
+    "TCG": "tcg",
+    "TCB": "tcb",
+    "UT1": "ut1",
+    "GPS": "gps",
+}
 
 
 # -- header cards ---------------------------------------------------------------------------
+
 
 def _value(text: str):
     """The value of a card's value field (after ``= ``): str, bool, int, float or None."""
@@ -59,7 +99,7 @@ def _value(text: str):
         out, i = [], 1
         while i < len(text):
             if text[i] == "'":
-                if text[i + 1:i + 2] == "'":
+                if text[i + 1 : i + 2] == "'":
                     out.append("'")
                     i += 2
                     continue
@@ -100,7 +140,7 @@ def _headers(handle: IO[bytes], path: str) -> Iterator[dict]:
             first = False
             text = block.decode("ascii", "replace")
             for i in range(0, BLOCK, CARD):
-                card = text[i:i + CARD]
+                card = text[i : i + CARD]
                 key = card[:8].rstrip()
                 if key == "END":
                     ended = True
@@ -133,8 +173,9 @@ def _open(path: str) -> IO[bytes]:
     return handle
 
 
-def read_header(path: str | os.PathLike[str], *, ccd: int | None = None,
-                layout: str | None = None) -> dict:
+def read_header(
+    path: str | os.PathLike[str], *, ccd: int | None = None, layout: str | None = None
+) -> dict:
     """The header that describes ``ccd`` of the image at ``path`` (see the module docstring).
 
     ``layout`` is 'split', 'mef' or None (mef when a CCD is given and the file has several
@@ -156,8 +197,11 @@ def read_header(path: str | os.PathLike[str], *, ccd: int | None = None,
                     if _ccd_of(ext) == ccd:
                         return {**primary, **ext}
                 if layout == "mef" or len(extensions) > 1:
-                    raise FormatError(path, f"no extension for ccd {ccd} (looked at CCDNUM and "
-                                            f"EXTNAME of {len(extensions)} extensions)")
+                    raise FormatError(
+                        path,
+                        f"no extension for ccd {ccd} (looked at CCDNUM and "
+                        f"EXTNAME of {len(extensions)} extensions)",
+                    )
                 if extensions and not primary.get("NAXIS"):
                     return {**primary, **extensions[0]}
                 return primary
@@ -182,11 +226,15 @@ def _ccd_of(header: dict) -> int | None:
 
 # -- times ----------------------------------------------------------------------------------
 
+
 def _scale(header: dict, path: str) -> str:
     name = str(header.get("TIMESYS") or "UTC").strip().upper()
     if name not in _SCALES:
-        raise FormatError(path, f"TIMESYS {name!r} is not a time scale nightlake knows "
-                                f"(expected one of {', '.join(sorted(_SCALES))})")
+        raise FormatError(
+            path,
+            f"TIMESYS {name!r} is not a time scale nightlake knows "
+            f"(expected one of {', '.join(sorted(_SCALES))})",
+        )
     return _SCALES[name]
 
 
@@ -205,7 +253,9 @@ def _astropy_unix_us(value, fmt: str, scale: str, path: str) -> int:
         utc.precision = 6
         text = str(utc.isot)
     except Exception as exc:  # astropy raises many kinds for a bad value
-        raise FormatError(path, f"cannot convert the image time {value!r} ({scale}): {exc}") from exc
+        raise FormatError(
+            path, f"cannot convert the image time {value!r} ({scale}): {exc}"
+        ) from exc
     return iso_to_unix_us(text)
 
 
@@ -261,6 +311,7 @@ def image_time_us(header: dict, path: str) -> int:
 
 # -- images ---------------------------------------------------------------------------------
 
+
 def band_of(filter_name: str | None) -> str | None:
     """The short band of a physical filter name: its first word ('VR DECam c0007 …' → 'VR')."""
     if not filter_name:
@@ -268,8 +319,9 @@ def band_of(filter_name: str | None) -> str | None:
     return filter_name.split()[0]
 
 
-def image_from_header(header: dict, path: str, *, ccd: int | None = None,
-                      time_us: int | None = None) -> Image:
+def image_from_header(
+    header: dict, path: str, *, ccd: int | None = None, time_us: int | None = None
+) -> Image:
     """An :class:`Image` from a header: CCDNUM (unless ``ccd``), FILTER, EXPTIME, the time."""
     if ccd is None:
         value = header.get("CCDNUM")
@@ -277,16 +329,27 @@ def image_from_header(header: dict, path: str, *, ccd: int | None = None,
     filt = header.get("FILTER")
     filt = str(filt).strip() if filt not in (None, "") else None
     exptime = header.get("EXPTIME")
-    exptime = float(exptime) if isinstance(exptime, (int, float)) and not isinstance(exptime, bool) else None
+    exptime = (
+        float(exptime)
+        if isinstance(exptime, (int, float)) and not isinstance(exptime, bool)
+        else None
+    )
     if time_us is None:
         time_us = image_time_us(header, path)
-    return Image(ccd=ccd, time_us=time_us, filter=filt, band=band_of(filt),
-                 exptime=exptime, name=path)
+    return Image(
+        ccd=ccd, time_us=time_us, filter=filt, band=band_of(filt), exptime=exptime, name=path
+    )
 
 
-def read_image(path: str | os.PathLike[str], *, ccd: int | None = None, layout: str | None = None,
-               filter: str | None = None, time_us: int | None = None,
-               exptime: float | None = None) -> Image:
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    ccd: int | None = None,
+    layout: str | None = None,
+    filter: str | None = None,
+    time_us: int | None = None,
+    exptime: float | None = None,
+) -> Image:
     """The image at ``path`` (one CCD of it), with any of its fields overridden."""
     path = str(path)
     header = read_header(path, ccd=ccd, layout=layout)

@@ -96,6 +96,7 @@ class SyncResult:
 
 # -- fingerprints ---------------------------------------------------------------------------
 
+
 def file_sha256(path: Path) -> str:
     import hashlib
 
@@ -114,28 +115,53 @@ def manifest(lake: "Lake") -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise LakeError(f"{path}: unreadable detrend mirror manifest ({exc}); run nightlake sync") from exc
+        raise LakeError(
+            f"{path}: unreadable detrend mirror manifest ({exc}); run nightlake sync"
+        ) from exc
 
 
-def staleness(lake: "Lake") -> str | None:
-    """Why the mirror cannot be used as it is (a sentence), or None when it is fresh."""
+@dataclass(frozen=True)
+class Freshness:
+    """Whether the mirror matches its database: ``state`` and, unless fresh, a message."""
+
+    state: str  # 'fresh', 'stale' (re-sync can fix it), 'no-mirror', 'no-database'
+    message: str | None = None
+
+
+def freshness(lake: "Lake") -> Freshness:
+    """Compare the mirror's fingerprint with its database (stat first, SHA-256 if needed)."""
     info = manifest(lake)
     if info is None:
-        return f"no detrend mirror in {lake.path}; run nightlake sync --db DB --lake {lake.path}"
+        return Freshness(
+            "no-mirror",
+            f"no detrend mirror in {lake.path}; run nightlake sync --db DB --lake {lake.path}",
+        )
     db = Path(info["db_path"])
     try:
         st = db.stat()
     except OSError:
-        return (f"detrend database {db} (mirrored in {lake.detrends_dir}) is missing; "
-                f"run nightlake sync --db DB --lake {lake.path}")
+        return Freshness(
+            "no-database",
+            f"detrend database {db} (mirrored in "
+            f"{lake.detrends_dir}) is missing; run nightlake sync "
+            f"--db DB --lake {lake.path}",
+        )
     if st.st_size == info["size"] and st.st_mtime_ns == info["mtime_ns"]:
-        return None
+        return Freshness("fresh")
     if st.st_size == info["size"] and file_sha256(db) == info["sha256"]:
-        return None  # touched, not changed
-    return f"detrend mirror is stale ({db} changed since the last sync); run nightlake sync"
+        return Freshness("fresh")  # touched, not changed
+    return Freshness(
+        "stale", f"detrend mirror is stale ({db} changed since the last sync); run nightlake sync"
+    )
+
+
+def staleness(lake: "Lake") -> str | None:
+    """Why the mirror cannot be used as it is (a sentence), or None when it is fresh."""
+    return freshness(lake).message
 
 
 # -- sync -----------------------------------------------------------------------------------
+
 
 def records_table(db) -> "pa.Table":
     """The database's records as the mirror's Arrow table (plus a ``type`` name column)."""
@@ -163,35 +189,45 @@ def records_table(db) -> "pa.Table":
     filter_names = np.array([db.filters.get(int(c)) for c in codes] + [None], dtype=object)[inverse]
     filter_names[is_dark] = None
     tcodes, tinverse = np.unique(types, return_inverse=True)
-    type_names = np.array([TYPE_NAMES.get(int(c), f"type{int(c)}") for c in tcodes] + [None],
-                          dtype=object)[tinverse]
+    type_names = np.array(
+        [TYPE_NAMES.get(int(c), f"type{int(c)}") for c in tcodes] + [None], dtype=object
+    )[tinverse]
     # C strings end at the first NUL; whatever follows it is not part of the name.
-    filenames = [f.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                 for f in np.asarray(rec["filename"]).tolist()]
-    return pa.table({
-        "record_index": pa.array(np.arange(n, dtype=np.int64)),
-        "type": pa.array(type_names.tolist(), type=pa.string()),
-        "type_code": pa.array(types, type=pa.int32()),
-        "filter": pa.array(filter_names.tolist(), type=pa.string()),
-        "filter_code": pa.array(fcode, type=pa.int32()),
-        "dark_exptime": pa.array(fcode, type=pa.int32(), mask=~is_dark),
-        "ccd": pa.array(np.asarray(rec["ccd"], dtype=np.int32)),
-        "tstart": timestamps(tstart, null_beyond=False),
-        "tstop": timestamps(tstop, null_beyond=True),
-        "treg": timestamps(treg, null_beyond=False),
-        "tstart_s": pa.array(tstart, type=pa.uint64()),
-        "tstop_s": pa.array(tstop, type=pa.uint64()),
-        "treg_s": pa.array(treg, type=pa.uint64()),
-        "sigma": pa.array(np.asarray(rec["sigma"], dtype=np.float32)),
-        "clipsigma": pa.array(np.asarray(rec["clipsigma"], dtype=np.float32)),
-        "filename": pa.array(filenames, type=pa.string()),
-        "flag1": pa.array(np.asarray(rec["flag1"], dtype=np.int8)),
-        "flag2": pa.array(np.asarray(rec["flag2"], dtype=np.int8)),
-    })
+    filenames = [
+        f.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        for f in np.asarray(rec["filename"]).tolist()
+    ]
+    return pa.table(
+        {
+            "record_index": pa.array(np.arange(n, dtype=np.int64)),
+            "type": pa.array(type_names.tolist(), type=pa.string()),
+            "type_code": pa.array(types, type=pa.int32()),
+            "filter": pa.array(filter_names.tolist(), type=pa.string()),
+            "filter_code": pa.array(fcode, type=pa.int32()),
+            "dark_exptime": pa.array(fcode, type=pa.int32(), mask=~is_dark),
+            "ccd": pa.array(np.asarray(rec["ccd"], dtype=np.int32)),
+            "tstart": timestamps(tstart, null_beyond=False),
+            "tstop": timestamps(tstop, null_beyond=True),
+            "treg": timestamps(treg, null_beyond=False),
+            "tstart_s": pa.array(tstart, type=pa.uint64()),
+            "tstop_s": pa.array(tstop, type=pa.uint64()),
+            "treg_s": pa.array(treg, type=pa.uint64()),
+            "sigma": pa.array(np.asarray(rec["sigma"], dtype=np.float32)),
+            "clipsigma": pa.array(np.asarray(rec["clipsigma"], dtype=np.float32)),
+            "filename": pa.array(filenames, type=pa.string()),
+            "flag1": pa.array(np.asarray(rec["flag1"], dtype=np.int8)),
+            "flag2": pa.array(np.asarray(rec["flag2"], dtype=np.int8)),
+        }
+    )
 
 
-def sync(lake: "Lake", db_path: str | os.PathLike[str] | None = None, *, lock_timeout: float = 30.0,
-         force: bool = False) -> SyncResult:
+def sync(
+    lake: "Lake",
+    db_path: str | os.PathLike[str] | None = None,
+    *,
+    lock_timeout: float = 30.0,
+    force: bool = False,
+) -> SyncResult:
     """Write the database into ``LAKE/detrends`` (under the lake lock) unless it is up to date.
 
     ``db_path`` defaults to the database the mirror was made from, then ``$NIGHTLAKE_DETREG``.
@@ -201,7 +237,8 @@ def sync(lake: "Lake", db_path: str | os.PathLike[str] | None = None, *, lock_ti
         info = manifest(lake) if lake.path.is_dir() else None
         if info is None:
             raise NightlakeError(
-                f"no detrend database given for {lake.path}: pass --db DB or set {DB_ENV}")
+                f"no detrend database given for {lake.path}: pass --db DB or set {DB_ENV}"
+            )
         db_file = Path(info["db_path"])
     with lake.locked(lock_timeout):
         return _sync_locked(lake, db_file, force=force)
@@ -247,17 +284,20 @@ def _sync_locked(lake: "Lake", db_file: Path, *, force: bool) -> SyncResult:
 
         for name in sorted(set(type_column)):
             part = data.filter(pc.equal(table.column("type"), name))
-            part = part.sort_by([("ccd", "ascending"), ("filter_code", "ascending"),
-                                 ("tstart_s", "ascending")])
+            part = part.sort_by(
+                [("ccd", "ascending"), ("filter_code", "ascending"), ("tstart_s", "ascending")]
+            )
             counts[name] = len(part)
             target = generation / f"type={name}" / DATA_FILE
             target.parent.mkdir()
             pq.write_table(part.replace_schema_metadata(kv), target, compression="zstd")
             written.append(target)
-        filters = pa.table({
-            "code": pa.array(sorted(db.filters), type=pa.int32()),
-            "name": pa.array([db.filters[c] for c in sorted(db.filters)], type=pa.string()),
-        }).replace_schema_metadata(kv)
+        filters = pa.table(
+            {
+                "code": pa.array(sorted(db.filters), type=pa.int32()),
+                "name": pa.array([db.filters[c] for c in sorted(db.filters)], type=pa.string()),
+            }
+        ).replace_schema_metadata(kv)
         pq.write_table(filters, generation / FILTERS_FILE)
         written.append(generation / FILTERS_FILE)
         meta["counts"] = counts
@@ -303,6 +343,7 @@ def _remove_old_generations(lake: "Lake", *, keep: str) -> None:
 
 # -- views ----------------------------------------------------------------------------------
 
+
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -317,12 +358,16 @@ def view_sql(lake: "Lake") -> str:
     if files:
         glob = _sql_string(str(root / "type=*" / "*.parquet"))
         columns = ", ".join(name for name, _ in COLUMNS)
-        detrends = (f"CREATE OR REPLACE VIEW detrends AS SELECT {columns} FROM read_parquet("
-                    f"{glob}, hive_partitioning = true, hive_types = {{'type': VARCHAR}});")
+        detrends = (
+            f"CREATE OR REPLACE VIEW detrends AS SELECT {columns} FROM read_parquet("
+            f"{glob}, hive_partitioning = true, hive_types = {{'type': VARCHAR}});"
+        )
     else:
         detrends = _empty_view("detrends", COLUMNS, None)
-    filters = (f"CREATE OR REPLACE VIEW detrend_filters AS SELECT code, name FROM read_parquet("
-               f"{_sql_string(str(root / FILTERS_FILE))});")
+    filters = (
+        f"CREATE OR REPLACE VIEW detrend_filters AS SELECT code, name FROM read_parquet("
+        f"{_sql_string(str(root / FILTERS_FILE))});"
+    )
     return detrends + "\n" + filters
 
 
@@ -339,33 +384,40 @@ def _empty_view(name: str, columns, error: str | None) -> str:
 
 def failing_view_sql(reason: str) -> str:
     """Views with the mirror's columns that fail with ``reason`` when a query reads them."""
-    return (_empty_view("detrends", COLUMNS, reason) + "\n"
-            + _empty_view("detrend_filters", FILTER_COLUMNS, reason))
+    return (
+        _empty_view("detrends", COLUMNS, reason)
+        + "\n"
+        + _empty_view("detrend_filters", FILTER_COLUMNS, reason)
+    )
 
 
 def attach(lake: "Lake", con: "duckdb.DuckDBPyConnection", *, lock_timeout: float = 30.0) -> None:
     """Create the ``detrends`` views on ``con``, re-syncing a stale mirror first when possible."""
-    reason = staleness(lake)
-    if reason is not None and manifest(lake) is not None and not reason.startswith("detrend database"):
+    import errno
+
+    state = freshness(lake)
+    reason = state.message
+    if state.state == "stale":
         try:
             sync(lake, None, lock_timeout=lock_timeout)
             reason = staleness(lake)
-        except (PermissionError, LakeError) as exc:
-            reason = "detrend mirror is stale; run nightlake sync" + (
-                "" if isinstance(exc, PermissionError) else f" ({exc})")
+        except (PermissionError, LakeError):  # a read-only lake
+            reason = "detrend mirror is stale; run nightlake sync"
         except OSError as exc:
-            import errno
-
             if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise
             reason = "detrend mirror is stale; run nightlake sync"
+        except NightlakeError as exc:  # a database that no longer validates, a lock timeout
+            reason = f"detrend mirror is stale and re-syncing it failed: {exc}"
     con.execute(view_sql(lake) if reason is None else failing_view_sql(reason))
 
 
 # -- batch export ---------------------------------------------------------------------------
 
-def write_assignments(lake: "Lake", detrend_type: str, mode: str,
-                      output: str | os.PathLike[str]) -> tuple[int, int]:
+
+def write_assignments(
+    lake: "Lake", detrend_type: str, mode: str, output: str | os.PathLike[str]
+) -> tuple[int, int]:
     """``resolve_detrends(type, mode)`` over the whole lake, written atomically to Parquet.
 
     The file's kv metadata records the database fingerprint the answer came from, the
@@ -380,18 +432,26 @@ def write_assignments(lake: "Lake", detrend_type: str, mode: str,
 
     con = lake.connect()
     try:
-        table = fetch_arrow(con.sql("SELECT * FROM resolve_detrends($t, mode := $m)",
-                                    params={"t": detrend_type, "m": mode}))
+        table = fetch_arrow(
+            con.sql(
+                "SELECT * FROM resolve_detrends($t, mode := $m)",
+                params={"t": detrend_type, "m": mode},
+            )
+        )
     except duckdb.Error as exc:
         raise QueryError(one_line(exc)) from exc
     finally:
         con.close()
     info = manifest(lake) or {}
     meta = dict(table.schema.metadata or {})
-    meta[b"nightlake.resolve"] = json.dumps({
-        "type": detrend_type, "mode": mode, "nightlake_version": __version__,
-        "db": {k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")},
-    }).encode()
+    meta[b"nightlake.resolve"] = json.dumps(
+        {
+            "type": detrend_type,
+            "mode": mode,
+            "nightlake_version": __version__,
+            "db": {k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")},
+        }
+    ).encode()
     output = Path(output)
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     try:

@@ -33,7 +33,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 DETREND_TYPES = ("bias", "dark", "flat", "fringe", "mask")
-TYPE_CODE = {"bias": 1, "dark": 2, "flat": 3, "fringe": 4, "mask": 5}  # = nightlake.detreg.TYPE_CODES
+TYPE_CODE = {
+    "bias": 1,
+    "dark": 2,
+    "flat": 3,
+    "fringe": 4,
+    "mask": 5,
+}  # = nightlake.detreg.TYPE_CODES
 MODES = ("exact", "recent")
 FILTERED_TYPES = ("flat", "fringe")  # types matched on the image's filter
 OPEN_ENDED = 2**64 - 1
@@ -130,10 +136,16 @@ class Resolver:
             raise ValueError(f"unknown detrend type {detrend_type!r}")
         if image.ccd is None:
             return np.zeros(len(self._type), dtype=bool)
-        mask = (self._type == TYPE_CODE[detrend_type]) & (self._ccd == int(image.ccd)) & self._nonempty
+        mask = (
+            (self._type == TYPE_CODE[detrend_type]) & (self._ccd == int(image.ccd)) & self._nonempty
+        )
         if detrend_type in FILTERED_TYPES:
-            codes = [c for name in {image.filter, image.band} if name is not None
-                     for c in self._codes_by_name.get(name, ())]
+            codes = [
+                c
+                for name in {image.filter, image.band}
+                if name is not None
+                for c in self._codes_by_name.get(name, ())
+            ]
             mask &= np.isin(self._filter, codes)
         return mask
 
@@ -188,7 +200,12 @@ class Resolver:
         return int(idx[np.lexsort(keys)[-1]])
 
 
-def choose(records: "np.ndarray", filters: Mapping[int, str], detrend_type: str, image: Image,
-           mode: str = "exact") -> Choice | None:
+def choose(
+    records: "np.ndarray",
+    filters: Mapping[int, str],
+    detrend_type: str,
+    image: Image,
+    mode: str = "exact",
+) -> Choice | None:
     """One-shot form of :meth:`Resolver.choose`."""
     return Resolver(records, filters).choose(detrend_type, image, mode)

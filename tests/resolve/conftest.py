@@ -26,9 +26,16 @@ def write_images(lake: Path, rows: list[dict]) -> None:
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row.get("target", "A0a"), row.get("night", "20190402")), []).append(row)
-    schema = pa.schema([("visit", pa.int64()), ("detector", pa.int64()), ("filter", pa.string()),
-                        ("band", pa.string()), ("exposureTime", pa.float64()),
-                        ("obs_time", pa.timestamp("us"))])
+    schema = pa.schema(
+        [
+            ("visit", pa.int64()),
+            ("detector", pa.int64()),
+            ("filter", pa.string()),
+            ("band", pa.string()),
+            ("exposureTime", pa.float64()),
+            ("obs_time", pa.timestamp("us")),
+        ]
+    )
     for (target, night), part in groups.items():
         cols = {name: [r.get(name) for r in part] for name in schema.names}
         out = lake / "images" / f"target={target}" / f"night={night}" / f"{night}_{target}.parquet"
@@ -46,5 +53,6 @@ def write_detreg(path: Path, rows: list[dict], filters: dict[int, str] | None = 
 @pytest.fixture
 def build():
     """Namespace of the builders above, for tests."""
-    return types.SimpleNamespace(T0=T0, VR=VR, FILTERS=FILTERS, utc=utc, write_images=write_images,
-                                 write_detreg=write_detreg)
+    return types.SimpleNamespace(
+        T0=T0, VR=VR, FILTERS=FILTERS, utc=utc, write_images=write_images, write_detreg=write_detreg
+    )

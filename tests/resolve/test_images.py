@@ -47,8 +47,10 @@ def write_fits(path, header=None, extensions=(), data=True):
 
 
 def test_fields_of_a_single_ccd_image(tmp_path):
-    path = write_fits(tmp_path / "a.fits", {"CCDNUM": 5, "FILTER": VR, "EXPTIME": 120.5,
-                                            "MJD-OBS": 58575.2173611111})
+    path = write_fits(
+        tmp_path / "a.fits",
+        {"CCDNUM": 5, "FILTER": VR, "EXPTIME": 120.5, "MJD-OBS": 58575.2173611111},
+    )
     image = read_image(path)
     assert (image.ccd, image.filter, image.band, image.exptime) == (5, VR, "VR", 120.5)
     assert image.name == str(path)
@@ -56,16 +58,23 @@ def test_fields_of_a_single_ccd_image(tmp_path):
 
 
 def test_strings_with_quotes_and_comments(tmp_path):
-    path = write_fits(tmp_path / "q.fits", {"FILTER": ("it's / odd", "a comment"), "CCDNUM": 1,
-                                            "DATE-OBS": "2019-04-02T05:13:00"})
+    path = write_fits(
+        tmp_path / "q.fits",
+        {"FILTER": ("it's / odd", "a comment"), "CCDNUM": 1, "DATE-OBS": "2019-04-02T05:13:00"},
+    )
     assert read_header(path)["FILTER"] == "it's / odd"
 
 
 def test_mef_picks_the_extension_of_the_ccd(tmp_path):
-    path = write_fits(tmp_path / "m.fits", {"FILTER": VR, "EXPTIME": 60.0,
-                                            "DATE-OBS": "2019-04-02T05:13:00.5"},
-                      extensions=[{"CCDNUM": 1, "EXTNAME": "S29"}, {"CCDNUM": 7, "EXTNAME": "N1",
-                                                                     "EXPTIME": 61.0}], data=False)
+    path = write_fits(
+        tmp_path / "m.fits",
+        {"FILTER": VR, "EXPTIME": 60.0, "DATE-OBS": "2019-04-02T05:13:00.5"},
+        extensions=[
+            {"CCDNUM": 1, "EXTNAME": "S29"},
+            {"CCDNUM": 7, "EXTNAME": "N1", "EXPTIME": 61.0},
+        ],
+        data=False,
+    )
     image = read_image(path, ccd=7, layout="mef")
     assert (image.ccd, image.exptime, image.filter) == (7, 61.0, VR)
     assert image.time_us == 1554181980_500000
@@ -74,14 +83,22 @@ def test_mef_picks_the_extension_of_the_ccd(tmp_path):
 
 
 def test_extname_number_when_there_is_no_ccdnum(tmp_path):
-    path = write_fits(tmp_path / "e.fits", {"FILTER": "r", "DATE-OBS": "2019-04-02T05:13:00"},
-                      extensions=[{"EXTNAME": "ccd00"}, {"EXTNAME": "ccd01"}], data=False)
+    path = write_fits(
+        tmp_path / "e.fits",
+        {"FILTER": "r", "DATE-OBS": "2019-04-02T05:13:00"},
+        extensions=[{"EXTNAME": "ccd00"}, {"EXTNAME": "ccd01"}],
+        data=False,
+    )
     assert read_image(path, ccd=0, layout="mef").ccd == 0
 
 
 def test_split_reads_the_first_extension_of_a_dataless_primary(tmp_path):
-    path = write_fits(tmp_path / "s.fits", {"FILTER": "g", "DATE-OBS": "2019-04-02"},
-                      extensions=[{"CCDNUM": 12, "TIME-OBS": "05:13:00"}], data=False)
+    path = write_fits(
+        tmp_path / "s.fits",
+        {"FILTER": "g", "DATE-OBS": "2019-04-02"},
+        extensions=[{"CCDNUM": 12, "TIME-OBS": "05:13:00"}],
+        data=False,
+    )
     image = read_image(path, layout="split")
     assert image.ccd == 12
     assert image.time_us == 1554181980_000000
@@ -112,14 +129,19 @@ def test_leap_second_days_match_astropys_table():
     from nightlake.images import LEAP_SECOND_DAYS
 
     table = iers.LeapSeconds.auto_open()
-    days = {int(Time(f"{y}-{m:02d}-01", scale="tai").mjd) - 1
-            for y, m in zip(table["year"], table["month"]) if y >= 1972 and (y, m) != (1972, 1)}
+    days = {
+        int(Time(f"{y}-{m:02d}-01", scale="tai").mjd) - 1
+        for y, m in zip(table["year"], table["month"])
+        if y >= 1972 and (y, m) != (1972, 1)
+    }
     assert days == set(LEAP_SECOND_DAYS)
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.sampled_from(sorted(__import__("nightlake.images", fromlist=["x"]).LEAP_SECOND_DAYS)),
-       st.floats(min_value=0.0, max_value=0.99999))
+@given(
+    st.sampled_from(sorted(__import__("nightlake.images", fromlist=["x"]).LEAP_SECOND_DAYS)),
+    st.floats(min_value=0.0, max_value=0.99999),
+)
 def test_mjd_on_leap_second_days_equals_astropy(day, fraction):
     mjd = day + fraction
     assert abs(mjd_to_unix_us(mjd) - astropy_unix_us(mjd, "mjd", "utc")) <= 2
@@ -132,18 +154,25 @@ def test_utc_mjd_arithmetic_equals_astropy(mjd):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.datetimes(min_value=__import__("datetime").datetime(1990, 1, 1),
-                    max_value=__import__("datetime").datetime(2060, 1, 1)))
+@given(
+    st.datetimes(
+        min_value=__import__("datetime").datetime(1990, 1, 1),
+        max_value=__import__("datetime").datetime(2060, 1, 1),
+    )
+)
 def test_utc_date_obs_equals_astropy(moment):
     text = moment.isoformat(timespec="microseconds")
     assert image_time_us({"DATE-OBS": text}, "x") == astropy_unix_us(text, "isot", "utc")
 
 
-@pytest.mark.parametrize("header, cause", [
-    ({}, "no image time in the header"),
-    ({"DATE-OBS": "yesterday"}, "DATE-OBS 'yesterday' is not an ISO-8601 time"),
-    ({"DATE-OBS": "2019-04-02T05:13:00", "TIMESYS": "MARS"}, "TIMESYS 'MARS'"),
-])
+@pytest.mark.parametrize(
+    "header, cause",
+    [
+        ({}, "no image time in the header"),
+        ({"DATE-OBS": "yesterday"}, "DATE-OBS 'yesterday' is not an ISO-8601 time"),
+        ({"DATE-OBS": "2019-04-02T05:13:00", "TIMESYS": "MARS"}, "TIMESYS 'MARS'"),
+    ],
+)
 def test_bad_times_name_the_file_and_the_cause(header, cause):
     with pytest.raises(FormatError, match=r"^img\.fits: .*" + cause.replace("(", r"\(")):
         image_time_us(header, "img.fits")

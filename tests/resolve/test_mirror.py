@@ -20,20 +20,47 @@ from .conftest import FILTERS, T0, VR, utc, write_detreg, write_images
 
 OPEN = 2**64 - 1
 ROWS = [
-    dict(type=3, ccd=5, filter=1, tstart=T0 - 100, tstop=T0 + 100, treg=T0 - 200, sigma=1.5,
-         clipsigma=2.5, filename="/m/flat_vr.fits", flag1=1, flag2=-1),
-    dict(type=1, ccd=5, filter=-1, tstart=T0 - 100, tstop=OPEN, treg=T0 - 150,
-         filename="/m/bias.fits"),
-    dict(type=2, ccd=6, filter=300, tstart=T0 - 100, tstop=T0 + 100, treg=T0 - 150,
-         filename="/m/dark300.fits"),
+    dict(
+        type=3,
+        ccd=5,
+        filter=1,
+        tstart=T0 - 100,
+        tstop=T0 + 100,
+        treg=T0 - 200,
+        sigma=1.5,
+        clipsigma=2.5,
+        filename="/m/flat_vr.fits",
+        flag1=1,
+        flag2=-1,
+    ),
+    dict(
+        type=1,
+        ccd=5,
+        filter=-1,
+        tstart=T0 - 100,
+        tstop=OPEN,
+        treg=T0 - 150,
+        filename="/m/bias.fits",
+    ),
+    dict(
+        type=2,
+        ccd=6,
+        filter=300,
+        tstart=T0 - 100,
+        tstop=T0 + 100,
+        treg=T0 - 150,
+        filename="/m/dark300.fits",
+    ),
 ]
 
 
 @pytest.fixture
 def lake_with_db(tmp_path):
     db = write_detreg(tmp_path / "detrend.db", ROWS)
-    write_images(tmp_path / "lake", [dict(visit=1, detector=5, filter=VR, band="VR",
-                                          exposureTime=300.0, obs_time=utc(T0))])
+    write_images(
+        tmp_path / "lake",
+        [dict(visit=1, detector=5, filter=VR, band="VR", exposureTime=300.0, obs_time=utc(T0))],
+    )
     lake = Lake(tmp_path / "lake")
     return lake, db
 
@@ -46,22 +73,43 @@ def test_sync_writes_hive_partitions_with_the_fingerprint(lake_with_db):
     lake, db = lake_with_db
     result = mirror.sync(lake, db)
     assert (result.nrecord, result.counts) == (3, {"bias": 1, "dark": 1, "flat": 1})
-    files = sorted(p.relative_to(lake.detrends_dir).as_posix()
-                   for p in lake.detrends_dir.rglob("*.parquet"))
-    assert files == ["filters.parquet", "type=bias/detrends.parquet", "type=dark/detrends.parquet",
-                     "type=flat/detrends.parquet"]
-    meta = json.loads(pq.read_schema(lake.detrends_dir / "type=flat" / "detrends.parquet")
-                      .metadata[b"nightlake.detreg"])
+    files = sorted(
+        p.relative_to(lake.detrends_dir).as_posix() for p in lake.detrends_dir.rglob("*.parquet")
+    )
+    assert files == [
+        "filters.parquet",
+        "type=bias/detrends.parquet",
+        "type=dark/detrends.parquet",
+        "type=flat/detrends.parquet",
+    ]
+    meta = json.loads(
+        pq.read_schema(lake.detrends_dir / "type=flat" / "detrends.parquet").metadata[
+            b"nightlake.detreg"
+        ]
+    )
     fp = read_db(db).fingerprint
     assert meta["db_path"] == str(db.resolve())
     assert (meta["size"], meta["mtime_ns"], meta["sha256"], meta["nrecord"]) == (
-        fp["size"], fp["mtime_ns"], fp["sha256"], 3)
+        fp["size"],
+        fp["mtime_ns"],
+        fp["sha256"],
+        3,
+    )
 
     rows = _query(lake, "SELECT * FROM detrends ORDER BY record_index")
     assert [r["record_index"] for r in rows] == [0, 1, 2]
     flat, bias, dark = rows
-    assert (flat["type"], flat["type_code"], flat["filter"], flat["filter_code"]) == ("flat", 3, VR, 1)
-    assert (flat["tstart"], flat["tstop"], flat["treg"]) == (utc(T0 - 100), utc(T0 + 100), utc(T0 - 200))
+    assert (flat["type"], flat["type_code"], flat["filter"], flat["filter_code"]) == (
+        "flat",
+        3,
+        VR,
+        1,
+    )
+    assert (flat["tstart"], flat["tstop"], flat["treg"]) == (
+        utc(T0 - 100),
+        utc(T0 + 100),
+        utc(T0 - 200),
+    )
     assert (flat["tstart_s"], flat["tstop_s"]) == (T0 - 100, T0 + 100)
     assert (flat["sigma"], flat["clipsigma"], flat["flag1"], flat["flag2"]) == (1.5, 2.5, 1, -1)
     assert flat["filename"] == "/m/flat_vr.fits"
@@ -69,7 +117,8 @@ def test_sync_writes_hive_partitions_with_the_fingerprint(lake_with_db):
     assert (dark["filter"], dark["filter_code"], dark["dark_exptime"]) == (None, 300, 300)
     assert flat["dark_exptime"] is None
     assert _query(lake, "SELECT code, name FROM detrend_filters ORDER BY code") == [
-        {"code": c, "name": n} for c, n in sorted(FILTERS.items())]
+        {"code": c, "name": n} for c, n in sorted(FILTERS.items())
+    ]
 
 
 def test_sync_is_skipped_when_up_to_date_and_old_generations_go(lake_with_db):
@@ -89,8 +138,21 @@ def test_a_changed_database_is_resynced_before_the_first_query(lake_with_db):
     mirror.sync(lake, db)
     before = lake.detrends_dir.resolve()
     time.sleep(0.01)
-    write_detreg(db, ROWS + [dict(type=3, ccd=5, filter=2, tstart=T0 - 50, tstop=T0 + 50,
-                                  treg=T0, filename="/m/new_flat.fits")])
+    write_detreg(
+        db,
+        ROWS
+        + [
+            dict(
+                type=3,
+                ccd=5,
+                filter=2,
+                tstart=T0 - 50,
+                tstop=T0 + 50,
+                treg=T0,
+                filename="/m/new_flat.fits",
+            )
+        ],
+    )
     assert mirror.staleness(lake) is not None
     rows = _query(lake, "SELECT visit, detrend_filename FROM resolve_detrends('flat')")
     assert rows == [{"visit": 1, "detrend_filename": "/m/new_flat.fits"}]
@@ -139,13 +201,16 @@ def test_a_bad_database_leaves_the_old_mirror(lake_with_db, cli):
 def test_an_empty_database_gives_empty_views(tmp_path):
     db = tmp_path / "empty.db"
     write_db(db, make_records([]), {})
-    write_images(tmp_path / "lake", [dict(visit=1, detector=5, filter=VR, band="VR",
-                                          exposureTime=30.0, obs_time=utc(T0))])
+    write_images(
+        tmp_path / "lake",
+        [dict(visit=1, detector=5, filter=VR, band="VR", exposureTime=30.0, obs_time=utc(T0))],
+    )
     lake = Lake(tmp_path / "lake")
     mirror.sync(lake, db)
     assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 0}]
     assert _query(lake, "SELECT detrend_filename FROM resolve_detrends('bias')") == [
-        {"detrend_filename": None}]
+        {"detrend_filename": None}
+    ]
 
 
 def test_sync_and_resolve_commands(lake_with_db, cli, tmp_path):
@@ -163,7 +228,10 @@ def test_sync_and_resolve_commands(lake_with_db, cli, tmp_path):
     assert table.column("detrend_filename").to_pylist() == ["/m/flat_vr.fits"]
     meta = json.loads(table.schema.metadata[b"nightlake.resolve"])
     assert (meta["type"], meta["mode"], meta["db"]["sha256"]) == (
-        "flat", "exact", read_db(db).fingerprint["sha256"])
+        "flat",
+        "exact",
+        read_db(db).fingerprint["sha256"],
+    )
     assert "nightlake_version" in meta
 
     result = cli("resolve", "--type", "flats", "--lake", lake.path, "-o", tmp_path / "x.parquet")
@@ -220,12 +288,31 @@ def test_concurrent_connections_resync_a_stale_mirror_once(lake_with_db):
     mirror.sync(lake, db)
     time.sleep(0.01)
     write_detreg(db, ROWS + ROWS)
-    code = ("from nightlake.lake import Lake\n"
-            f"print(Lake({str(lake.path)!r}).sql('SELECT count(*) AS n FROM detrends').to_pylist())")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    code = (
+        "from nightlake.lake import Lake\n"
+        f"print(Lake({str(lake.path)!r}).sql('SELECT count(*) AS n FROM detrends').to_pylist())"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
     assert all(out.strip() == "[{'n': 6}]" for out, _ in outputs), outputs
     generations = [p for p in lake.path.iterdir() if p.name.startswith(".detrends-")]
     assert len(generations) == 2  # the first sync and exactly one re-sync
+
+
+def test_a_database_that_no_longer_validates_fails_only_detrend_queries(lake_with_db):
+    lake, db = lake_with_db
+    mirror.sync(lake, db)
+    db.write_bytes(b"SIMPLE  =                    T" + b" " * 2850)
+    assert _query(lake, "SELECT count(*) AS n FROM images") == [{"n": 1}]
+    with pytest.raises(
+        QueryError,
+        match=r"detrend mirror is stale and re-syncing it failed: "
+        r".*detrend\.db: ",
+    ):
+        lake.sql("SELECT * FROM detrends")

@@ -10,47 +10,55 @@ from datetime import timedelta
 
 import pytest
 
-from .conftest import T0, VR, utc, write_detreg, write_images
 from nightlake import mirror
 from nightlake.detreg import read_db
 from nightlake.lake import Lake
 from nightlake.resolve import Image, Resolver
+
+from .conftest import T0, VR, utc, write_detreg, write_images
 
 OPEN = 2**64 - 1
 
 
 def rec(kind, ccd, filt, start, stop, treg, name):
     code = {"bias": 1, "dark": 2, "flat": 3, "fringe": 4, "mask": 5}[kind]
-    return dict(type=code, ccd=ccd, filter=filt, tstart=T0 + start,
-                tstop=OPEN if stop is None else T0 + stop, treg=treg, filename=f"/m/{name}.fits")
+    return dict(
+        type=code,
+        ccd=ccd,
+        filter=filt,
+        tstart=T0 + start,
+        tstop=OPEN if stop is None else T0 + stop,
+        treg=treg,
+        filename=f"/m/{name}.fits",
+    )
 
 
 RECORDS = [
-    rec("flat", 5, 1, -1000, 1000, 10, "flat0"),       # 0 physical filter name
-    rec("flat", 5, 2, -500, None, 10, "flat1"),        # 1 band name, open-ended, same treg as 0
-    rec("flat", 5, 1, -5000, -2000, 50, "flat2"),      # 2
-    rec("flat", 5, 1, -5000, -2000, 50, "flat3"),      # 3 same tstop and treg as 2
-    rec("flat", 5, 1, 100, 200, 99, "flat4"),          # 4 starts after T0
-    rec("dark", 5, 60, -100, 100, 1, "dark60"),        # 5
-    rec("dark", 5, 300, -100, 100, 1, "dark300"),      # 6
+    rec("flat", 5, 1, -1000, 1000, 10, "flat0"),  # 0 physical filter name
+    rec("flat", 5, 2, -500, None, 10, "flat1"),  # 1 band name, open-ended, same treg as 0
+    rec("flat", 5, 1, -5000, -2000, 50, "flat2"),  # 2
+    rec("flat", 5, 1, -5000, -2000, 50, "flat3"),  # 3 same tstop and treg as 2
+    rec("flat", 5, 1, 100, 200, 99, "flat4"),  # 4 starts after T0
+    rec("dark", 5, 60, -100, 100, 1, "dark60"),  # 5
+    rec("dark", 5, 300, -100, 100, 1, "dark300"),  # 6
     rec("dark", 5, 300, -3000, -2000, 1, "dark300old"),  # 7
-    rec("bias", 5, -1, -10, -5, 1, "bias0"),           # 8
-    rec("flat", 5, 4, -1000, 1000, 100, "flat_r"),     # 9 other filter
+    rec("bias", 5, -1, -10, -5, 1, "bias0"),  # 8
+    rec("flat", 5, 4, -1000, 1000, 100, "flat_r"),  # 9 other filter
     rec("flat", 6, 1, -1000, 1000, 100, "flat_ccd6"),  # 10 other CCD
-    rec("flat", 5, 1, 500, 400, 1000, "flat_empty"),   # 11 empty range
+    rec("flat", 5, 1, 500, 400, 1000, "flat_empty"),  # 11 empty range
 ]
 
 # (type, mode, seconds after T0, image exptime) -> (index, rule, scale) or None
 CASES = [
-    ("flat", "exact", 0, 60.0, (1, "exact", None)),        # equal treg: the later record
-    ("flat", "exact", -1500, 60.0, None),                  # nothing covers
+    ("flat", "exact", 0, 60.0, (1, "exact", None)),  # equal treg: the later record
+    ("flat", "exact", -1500, 60.0, None),  # nothing covers
     ("flat", "recent", -1500, 60.0, (3, "recent", None)),  # tstop and treg tie: later record
-    ("flat", "exact", 150, 60.0, (4, "exact", None)),      # latest treg among three
-    ("flat", "recent", -6000, 60.0, None),                 # nothing has ended yet
-    ("flat", "exact", 1000, 60.0, (1, "exact", None)),     # [tstart, tstop): 0 has ended
-    ("flat", "recent", 450, 60.0, (1, "exact", None)),     # the empty range is never chosen
-    ("dark", "exact", 0, 180.0, (6, "exact", 0.6)),        # 60 and 300 equally near: longer
-    ("dark", "exact", 0, 100.0, (5, "exact", 100 / 60)),   # nearest exposure time
+    ("flat", "exact", 150, 60.0, (4, "exact", None)),  # latest treg among three
+    ("flat", "recent", -6000, 60.0, None),  # nothing has ended yet
+    ("flat", "exact", 1000, 60.0, (1, "exact", None)),  # [tstart, tstop): 0 has ended
+    ("flat", "recent", 450, 60.0, (1, "exact", None)),  # the empty range is never chosen
+    ("dark", "exact", 0, 180.0, (6, "exact", 0.6)),  # 60 and 300 equally near: longer
+    ("dark", "exact", 0, 100.0, (5, "exact", 100 / 60)),  # nearest exposure time
     ("dark", "exact", -1500, 180.0, None),
     ("dark", "recent", -1500, 180.0, (7, "recent", 0.6)),  # 60 s has no candidate then
     ("bias", "exact", 0, 60.0, None),
@@ -64,8 +72,17 @@ CASES = [
 def scenario(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rules")
     db_path = write_detreg(tmp / "detrend.db", RECORDS)
-    rows = [dict(visit=i, detector=5, filter=VR, band="VR", exposureTime=exptime,
-                 obs_time=utc(T0 + offset)) for i, (_, _, offset, exptime, _) in enumerate(CASES)]
+    rows = [
+        dict(
+            visit=i,
+            detector=5,
+            filter=VR,
+            band="VR",
+            exposureTime=exptime,
+            obs_time=utc(T0 + offset),
+        )
+        for i, (_, _, offset, exptime, _) in enumerate(CASES)
+    ]
     write_images(tmp / "lake", rows)
     lake = Lake(tmp / "lake")
     mirror.sync(lake, db_path)
@@ -83,13 +100,17 @@ def test_each_implementation_gives_the_hand_checked_answer(scenario, case):
     choice = resolver.choose(kind, image, mode)
     assert (None if choice is None else (choice.index, choice.rule, choice.scale)) == expected
 
-    row = con.sql("SELECT detrend_index, detrend_rule, detrend_scale FROM resolve_detrends($t, "
-                  "mode := $m) WHERE visit = $v", params={"t": kind, "m": mode, "v": case}).fetchall()[0]
+    row = con.sql(
+        "SELECT detrend_index, detrend_rule, detrend_scale FROM resolve_detrends($t, "
+        "mode := $m) WHERE visit = $v",
+        params={"t": kind, "m": mode, "v": case},
+    ).fetchall()[0]
     assert (None if row[0] is None else row) == expected
 
-    single = con.sql("SELECT detrend_for($t, 5, $f, $time, mode := $m, exptime := $e, band := 'VR')",
-                     params={"t": kind, "f": VR, "time": utc(T0 + offset), "m": mode,
-                             "e": exptime}).fetchall()[0][0]
+    single = con.sql(
+        "SELECT detrend_for($t, 5, $f, $time, mode := $m, exptime := $e, band := 'VR')",
+        params={"t": kind, "f": VR, "time": utc(T0 + offset), "m": mode, "e": exptime},
+    ).fetchall()[0][0]
     got = None if single is None else (single["record_index"], single["rule"], single["scale"])
     assert got == expected
 
@@ -108,8 +129,9 @@ def test_plan_is_one_asof_join_over_the_images(scenario):
     # Below 64 image rows DuckDB runs an ASOF join as a nested loop; the bench-sized plan is
     # the ASOF one, which this threshold shows on the small fixture.
     con.execute("SET asof_loop_join_threshold = 0")
-    plan = "\n".join(r[1] for r in con.sql(
-        "EXPLAIN SELECT * FROM resolve_detrends('flat')").fetchall())
+    plan = "\n".join(
+        r[1] for r in con.sql("EXPLAIN SELECT * FROM resolve_detrends('flat')").fetchall()
+    )
     con.execute("RESET asof_loop_join_threshold")
     assert plan.count("Asof Join") == 1
     assert "Nested Loop" not in plan and "CROSS_PRODUCT" not in plan

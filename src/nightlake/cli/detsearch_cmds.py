@@ -33,10 +33,17 @@ def detsearch(ctx: typer.Context) -> None:
 @app.command()
 def sync(
     db: Optional[Path] = typer.Option(
-        None, "--db", help="DetReg database (default: the one already mirrored, else $NIGHTLAKE_DETREG)."),
+        None,
+        "--db",
+        help="DetReg database (default: the one already mirrored, else $NIGHTLAKE_DETREG).",
+    ),
     lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
-    force: bool = typer.Option(False, "--force", help="Rewrite the mirror even if it is up to date."),
-    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for the lake lock."),
+    force: bool = typer.Option(
+        False, "--force", help="Rewrite the mirror even if it is up to date."
+    ),
+    lock_timeout: float = typer.Option(
+        30.0, "--lock-timeout", help="Seconds to wait for the lake lock."
+    ),
 ) -> None:
     """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet)."""
     from nightlake.lake import Lake
@@ -47,8 +54,10 @@ def sync(
         typer.echo(f"detrend mirror is up to date ({result.nrecord} records from {result.db_path})")
     else:
         per_type = ", ".join(f"{n} {t}" for t, n in sorted(result.counts.items())) or "no records"
-        typer.echo(f"synced {result.nrecord} records from {result.db_path} into "
-                   f"{result.directory} ({per_type})")
+        typer.echo(
+            f"synced {result.nrecord} records from {result.db_path} into "
+            f"{result.directory} ({per_type})"
+        )
 
 
 @app.command("resolve")
