@@ -348,12 +348,16 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def view_sql(lake: "Lake") -> str:
-    """``CREATE VIEW detrends / detrend_filters`` over the current mirror ('' when none)."""
+def view_sql(lake: "Lake", *, pin: bool = False) -> str:
+    """``CREATE VIEW detrends / detrend_filters`` over the current mirror ('' when none).
+
+    By default the views read through the ``detrends`` symlink, so SQL handed to other DuckDB
+    clients keeps working after later syncs; ``pin=True`` (our own connections) resolves the
+    symlink once, so a connection keeps reading the generation it opened.
+    """
     if not (lake.detrends_dir / MANIFEST).is_file():
         return ""
-    # Resolve the symlink once: a connection keeps reading the generation it opened.
-    root = lake.detrends_dir.resolve()
+    root = lake.detrends_dir.resolve() if pin else lake.detrends_dir.absolute()
     files = sorted(root.glob("type=*/*.parquet"))
     if files:
         glob = _sql_string(str(root / "type=*" / "*.parquet"))
@@ -409,7 +413,7 @@ def attach(lake: "Lake", con: "duckdb.DuckDBPyConnection", *, lock_timeout: floa
             reason = "detrend mirror is stale; run nightlake sync"
         except NightlakeError as exc:  # a database that no longer validates, a lock timeout
             reason = f"detrend mirror is stale and re-syncing it failed: {exc}"
-    con.execute(view_sql(lake) if reason is None else failing_view_sql(reason))
+    con.execute(view_sql(lake, pin=True) if reason is None else failing_view_sql(reason))
 
 
 # -- batch export ---------------------------------------------------------------------------

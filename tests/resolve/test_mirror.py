@@ -316,3 +316,17 @@ def test_a_database_that_no_longer_validates_fails_only_detrend_queries(lake_wit
         r".*detrend\.db: ",
     ):
         lake.sql("SELECT * FROM detrends")
+
+
+def test_view_sql_for_other_clients_survives_later_syncs(lake_with_db):
+    import duckdb
+
+    lake, db = lake_with_db
+    mirror.sync(lake, db)
+    views = lake.view_sql()
+    for _ in range(3):
+        mirror.sync(lake, db, force=True)  # the first generation is gone by now
+    con = duckdb.connect()
+    con.execute(views)
+    assert con.sql("SELECT count(*) FROM detrends").fetchall() == [(3,)]
+    assert con.sql("SELECT count(*) FROM detrend_filters").fetchall() == [(len(FILTERS),)]
