@@ -137,6 +137,9 @@ class Lake:
         """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table."""
         import duckdb
 
+        from nightlake.query import check_read_only  # no statement may write files
+
+        check_read_only(query)
         con = self.connect()
         try:
             relation = con.sql(query, params=params or None)

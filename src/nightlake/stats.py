@@ -1,0 +1,38 @@
+"""Survey statistics: the table macros of ``sql/20_stats.sql``, by night, target, detector.
+
+The statistics themselves are written once, in SQL; this module only names which macro
+answers which ``--by`` and runs it on a lake.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nightlake.errors import UsageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from nightlake.lake import Lake
+
+#: ``nightlake stats --by X`` → the table macro that computes it.
+STATS_MACROS = {
+    "night": "nightly_stats",
+    "target": "target_stats",
+    "detector": "detector_stats",
+    "survey": "survey_stats",
+}
+
+
+def stats_query(by: str) -> str:
+    """The SQL for one kind of statistics (``night``, ``target``, ``detector``, ``survey``)."""
+    try:
+        macro = STATS_MACROS[by]
+    except KeyError:
+        raise UsageError(f"unknown --by {by!r}: choose one of {', '.join(STATS_MACROS)}") from None
+    return f"SELECT * FROM {macro}()"
+
+
+def stats_table(lake: "Lake", by: str) -> "pa.Table":
+    """The statistics of ``lake`` grouped ``by`` night, target, detector or survey."""
+    return lake.sql(stats_query(by))
