@@ -160,23 +160,26 @@ def _textual(batch: "pa.RecordBatch") -> "pa.RecordBatch":
 
 
 def _write_delimited(reader, sink, delimiter: str) -> int:
+    """Header (quoted only where needed) by the csv module, rows by pyarrow's fast writer."""
+    import csv
+    import io
+
     import pyarrow.csv as pacsv
 
+    header = io.StringIO()
+    csv.writer(header, delimiter=delimiter, lineterminator="\n").writerow(reader.schema.names)
+    sink.write(header.getvalue().encode())
+    options = pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed", include_header=False)
     rows = 0
     writer = None
-    options = pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed")
     for batch in reader:
         batch = _textual(batch)
         if writer is None:
             writer = pacsv.CSVWriter(sink, batch.schema, write_options=options)
         writer.write_batch(batch)
         rows += batch.num_rows
-    if writer is None:  # no rows: still write the header
-        import pyarrow as pa
-
-        empty = _textual(pa.RecordBatch.from_pylist([], schema=reader.schema))
-        writer = pacsv.CSVWriter(sink, empty.schema, write_options=options)
-    writer.close()
+    if writer is not None:
+        writer.close()
     return rows
 
 

@@ -199,6 +199,50 @@ def error_message(exc: BaseException, query: str | None = None) -> str:
     return "; ".join(head) + position
 
 
+_PROBE = "PREPARE nightlake_probe AS "
+
+
+def _located_message(con, exc: BaseException, query: str) -> str:
+    """The error line, with a position even where the relation API drops DuckDB's.
+
+    Binder errors raised through ``con.sql`` come without the ``LINE n:`` context; preparing
+    the last statement again (binding only, nothing runs) gives it back. The position is
+    used only when the probe fails with the very same message.
+    """
+    import duckdb
+
+    message = error_message(exc, query)
+    if "(line " in message:
+        return message
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error:
+        return message
+    if not statements:
+        return message
+    text = statements[-1].query.rstrip().rstrip(";")
+    try:
+        con.execute(_PROBE + text)
+        con.execute("DEALLOCATE nightlake_probe")
+        return message
+    except duckdb.Error as probe:
+        located = error_message(probe, _PROBE + text)
+    if "(line " not in located or not located.startswith(message.split("; ")[0]):
+        return message
+    head, _, where = located.rpartition(" (line ")
+    line_no, _, column = where.rstrip(")").partition(", column ")
+    line_no, column = int(line_no), int(column)
+    if line_no == 1:
+        column -= len(_PROBE)
+    start = query.find(text)
+    if start >= 0:
+        before = query[:start]
+        if line_no == 1:
+            column += start - (before.rfind("\n") + 1)
+        line_no += before.count("\n")
+    return f"{message} (line {line_no}, column {column})"
+
+
 def stream(
     con: "duckdb.DuckDBPyConnection",
     query: str,
@@ -216,15 +260,14 @@ def stream(
     import pyarrow as pa
 
     check_read_only(query)
-    if params:
-        check_params(query, params)
+    check_params(query, params or {})
     try:
         relation = con.sql(query, params=dict(params) if params else None)
         if relation is None:
             return pa.RecordBatchReader.from_batches(pa.schema([]), [])
         reader = relation.to_arrow_reader(batch_rows)
     except duckdb.Error as exc:
-        raise QueryError(error_message(exc, query)) from exc
+        raise QueryError(_located_message(con, exc, query)) from exc
     return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, query))
 
 
