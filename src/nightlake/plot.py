@@ -89,9 +89,15 @@ def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathL
     x_of = (lambda n: dates[n]) if use_dates else (lambda n: nights.index(n))
     targets = sorted({r["target"] for r in rows})
     colours = _colours(len(targets))
-    for target, colour in zip(targets, colours):
+    for i, (target, colour) in enumerate(zip(targets, colours)):
         mine = [r for r in rows if r["target"] == target]
-        x = [x_of(r["night"]) for r in mine]
+        # spread the targets of one night a little sideways so their markers do not hide
+        dodge = (i - (len(targets) - 1) / 2) * min(0.15, 0.6 / max(len(targets), 1))
+        if use_dates:
+            x = [dt.datetime.combine(x_of(r["night"]), dt.time(12)) + dt.timedelta(days=dodge)
+                 for r in mine]
+        else:
+            x = [x_of(r["night"]) + dodge for r in mine]
         fwhm = np.array([_nan(r["fwhm_median_arcsec"]) for r in mine])
         low = fwhm - np.array([_nan(r["fwhm_p10_arcsec"]) for r in mine])
         high = np.array([_nan(r["fwhm_p90_arcsec"]) for r in mine]) - fwhm

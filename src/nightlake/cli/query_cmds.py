@@ -154,6 +154,8 @@ def stats(
 
     the_lake = Lake(lake)
     query = stats_query(by)
+    if plot is not None and not plot.resolve().parent.is_dir():
+        raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
     con = open_connection(the_lake)
     try:
         _emit(stream(con, query), fmt, output)
