@@ -1,0 +1,273 @@
+"""The committed fixtures in data/fixtures/: regenerable byte for byte, and shaped like DEEP data.
+
+Expectations come from astropy reading the files and from Table II itself, not from the
+generator's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from astropy.table import Table, vstack
+
+from nightlake.sql import load_macros
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+GENERATED = ("collections", "joined", "sharded", "packed")
+
+DEEP_COLUMNS = (
+    "dataId std_idx ext_idx std_name collection datasetType visit detector band filter "
+    "exposureTime mjd_start mjd object pointing_ra pointing_dec airmass ra dec ra_tl dec_tl "
+    "ra_tr dec_tr ra_br dec_br ra_bl dec_bl OBSID DTNSANAM AIRMASS DIMM2SEE GAINA GAINB psfSigma "
+    "psfArea nPsfStar zeroPoint skyBg skyNoise meanVar astromOffsetMean astromOffsetStd config "
+    "wcs night fieldname"
+).split()
+INT_COLUMNS = {"std_idx", "ext_idx", "visit", "detector", "nPsfStar"}
+STRING_COLUMNS = {
+    "dataId", "std_name", "collection", "datasetType", "band", "filter", "object", "OBSID",
+    "DTNSANAM", "config", "wcs", "night", "fieldname",
+}
+
+
+@pytest.fixture(scope="module")
+def make_fixtures():
+    """``data/fixtures/make_fixtures.py`` imported by path (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_fixtures"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def _read_committed(path: Path) -> Table:
+    return Table.read(path, format="ascii.ecsv")
+
+
+def read(path: Path) -> Table:
+    """astropy's reading of an ECSV file (committed files are parsed once per session)."""
+    if path.is_relative_to(FIXTURES):
+        return _read_committed(path).copy()
+    return Table.read(path, format="ascii.ecsv")
+
+
+@pytest.fixture(scope="module")
+def table_ii() -> dict[tuple[str, str], int]:
+    t = read(FIXTURES / "deep_table_II.ecsv")
+    return {(str(r["night"]), str(r["field_name"])): int(r["N"]) for r in t}
+
+
+def collection_files() -> list[Path]:
+    return sorted((FIXTURES / "collections").glob("*.collection"))
+
+
+def assert_same_rows(actual: Table, expected: Table) -> None:
+    """Cell-for-cell equality: masks equal, NaN equals NaN, same column order."""
+    assert actual.colnames == expected.colnames
+    assert len(actual) == len(expected)
+    for name in expected.colnames:
+        a, e = actual[name], expected[name]
+        a_mask, e_mask = np.ma.getmaskarray(a), np.ma.getmaskarray(e)
+        np.testing.assert_array_equal(a_mask, e_mask, err_msg=name)
+        a_val, e_val = np.asarray(a)[~a_mask], np.asarray(e)[~e_mask]
+        if e_val.dtype.kind == "f":
+            np.testing.assert_array_equal(a_val, e_val, err_msg=name)  # NaN == NaN here
+        else:
+            assert a_val.tolist() == e_val.tolist(), name
+
+
+def test_regenerating_gives_the_committed_bytes(make_fixtures, tmp_path):
+    written = make_fixtures.write_fixtures(tmp_path)
+    fresh = sorted(p.relative_to(tmp_path) for p in written)
+    committed = sorted(
+        p.relative_to(FIXTURES) for d in GENERATED for p in (FIXTURES / d).rglob("*") if p.is_file()
+    )
+    assert fresh == committed, "stale or missing fixtures: run `make fixtures`"
+    for rel in fresh:
+        assert (tmp_path / rel).read_bytes() == (FIXTURES / rel).read_bytes(), rel
+
+
+def test_collections_have_the_deep_columns_in_order(table_ii):
+    files = collection_files()
+    pairs = [tuple(p.stem.split("_")) for p in files]
+    assert len(files) >= 7
+    assert len({n for n, _ in pairs}) >= 3 and len({t for _, t in pairs}) >= 3
+    assert any(sum(n == night for n, _ in pairs) >= 2 for night, _ in pairs)
+    for path, (night, target) in zip(files, pairs):
+        assert path.read_text().startswith("# %ECSV 1.0\n")
+        t = read(path)
+        assert t.colnames == DEEP_COLUMNS, path
+        assert set(t["night"]) == {night} and set(t["fieldname"]) == {target}, path
+        assert len(t) == 4 * max(2, table_ii[(night, target)] // 10), path
+        assert sorted(set(t["detector"])) == [1, 5, 31, 62]
+        for name in DEEP_COLUMNS:
+            kind = t[name].dtype.kind
+            if name in INT_COLUMNS:
+                assert t[name].dtype == np.int64, name
+            elif name in STRING_COLUMNS:
+                assert kind == "U", name
+            else:
+                assert t[name].dtype == np.float64, name
+        assert isinstance(t.meta, dict) and "!!omap" in path.read_text().split("schema:")[0]
+
+
+def test_rows_are_in_time_order_but_not_sorted_by_detector():
+    for path in collection_files():
+        t = read(path)
+        assert np.all(np.diff(t["mjd"]) >= 0), path
+        assert np.all(t["mjd"] > t["mjd_start"])
+        np.testing.assert_allclose((t["mjd"] - t["mjd_start"]) * 86400, t["exposureTime"] / 2,
+                                   atol=1e-3)
+        per_exposure = t.group_by("visit").groups
+        assert all(len(g) == 4 for g in per_exposure)
+    joined = read(FIXTURES / "joined" / "joined.collection")
+    assert not np.all(np.diff(joined["detector"][:8]) >= 0) or not np.all(
+        np.diff(joined["detector"]) >= 0
+    )
+
+
+def test_night_and_times_agree_with_table_ii():
+    """``night`` is the local date at dusk: UT times before noon are on the next UT date."""
+    for path in collection_files():
+        t = read(path)
+        night = t["night"][0]
+        start_mjd = (np.datetime64(f"{night[:4]}-{night[4:6]}-{night[6:]}")
+                     - np.datetime64("1858-11-17")).astype(int)
+        hours = (t["mjd"] - start_mjd) * 24
+        assert np.all((hours > 18) & (hours < 36)), path  # between 18h UT and noon next day
+        for obsid, dtnsanam in zip(t["OBSID"], t["DTNSANAM"]):
+            assert obsid.startswith("ct4m20") and dtnsanam.startswith("c4d_")
+            assert obsid[6:12] + obsid[13:19] == dtnsanam[4:10] + dtnsanam[11:17]
+
+
+def test_wcs_is_a_json_header_unique_per_row_and_config_one_per_file():
+    joined = read(FIXTURES / "joined" / "joined.collection")
+    lengths = np.array([len(w) for w in joined["wcs"]])
+    assert lengths.min() > 2000 and lengths.max() < 3000
+    assert len(set(joined["wcs"])) == len(joined)
+    header = json.loads(joined["wcs"][0])
+    assert header["CTYPE1"] == "RA---TPV" and "PV2_10" in header and "CD1_2" in header
+    for path in collection_files():
+        t = read(path)
+        assert len(set(t["config"])) == 1, path
+        assert json.loads(t["config"][0])["collections"] == [t["collection"][0]]
+        assert "#" in t["collection"][0] and t["filter"][0] == "VR DECam c0007 6300.0 2600.0"
+        np.testing.assert_array_equal(t["airmass"], t["AIRMASS"])
+
+
+def test_summary_statistics_have_nans_and_masked_objects():
+    joined = read(FIXTURES / "joined" / "joined.collection")
+    assert np.isnan(joined["psfSigma"]).any() and np.isnan(joined["zeroPoint"]).any()
+    assert joined["object"].mask.any() and not joined["object"].mask.all()
+    assert (joined["DIMM2SEE"] == 0.0).any()
+    zp = joined["zeroPoint"][~np.isnan(joined["zeroPoint"])]
+    assert 30.8 < zp.min() and zp.max() < 31.7
+
+
+def test_joined_and_sharded_hold_the_same_rows_as_the_per_night_files():
+    per_night = [read(p) for p in collection_files()]
+    joined = read(FIXTURES / "joined" / "joined.collection")
+    assert_same_rows(joined, vstack(per_night, metadata_conflicts="silent"))  # file order is FIXTURE_PAIRS = sorted order
+    for t in per_night:
+        night, target = t["night"][0], t["fieldname"][0]
+        shard_dir = FIXTURES / "sharded" / target / night
+        shards = [read(shard_dir / f"{night}_{target}_{d}.collection") for d in (1, 5, 31, 62)]
+        for d, shard in zip((1, 5, 31, 62), shards):
+            assert set(shard["detector"]) == {d}
+        gathered = vstack(shards, metadata_conflicts="silent")
+        gathered = gathered[np.argsort(gathered["std_idx"], kind="stable")]
+        assert_same_rows(gathered, t)
+
+
+def test_packed_file_unpacks_to_its_per_night_source():
+    packed_files = sorted((FIXTURES / "packed").glob("*.collection"))
+    assert packed_files
+    for path in packed_files:
+        packed = read(path)
+        source = read(FIXTURES / "collections" / path.name)
+        assert packed.meta["is_packed"] is True
+        shared = packed.meta["shared_cols"]
+        assert {"config", "night", "fieldname", "filter", "collection"} <= set(shared)
+        assert not set(shared) & set(packed.colnames)
+        for name in shared:
+            value = packed.meta[name]
+            column = np.full(len(packed), value)  # numpy infers int64 / float64 / str
+            packed.add_column(column, name=name, index=DEEP_COLUMNS.index(name))
+        assert_same_rows(packed, source)
+
+
+def test_demo_query_reproduces_numpy_medians(repo):
+    joined = read(FIXTURES / "joined" / "joined.collection")
+    images = pa.table({
+        "psfSigma": np.asarray(joined["psfSigma"]),
+        "zeroPoint": np.asarray(joined["zeroPoint"]),
+        "visit": np.asarray(joined["visit"]),
+        "night": joined["night"].tolist(),
+        "target": joined["fieldname"].tolist(),
+    })
+    con = duckdb.connect()
+    load_macros(con)
+    con.register("images", images)
+    result = con.sql((repo / "data" / "fixtures" / "demo_nightly.sql").read_text()).fetchall()
+    groups = sorted({(n, t) for n, t in zip(joined["night"], joined["fieldname"])})
+    assert [(r[0], r[1]) for r in result] == groups
+    for night, target, images_n, exposures, fwhm, zp in result:
+        sel = (joined["night"] == night) & (joined["fieldname"] == target)
+        sigma = np.asarray(joined["psfSigma"][sel])
+        assert images_n == sel.sum() and exposures == len(set(joined["visit"][sel]))
+        expected_fwhm = np.median(sigma[~np.isnan(sigma)]) * 2.355 * 0.2637
+        assert fwhm == pytest.approx(expected_fwhm, abs=0.005 + 1e-9)
+        assert zp == pytest.approx(np.nanmedian(joined["zeroPoint"][sel]), abs=0.0005 + 1e-9)
+
+
+def test_demo_seeing_follows_table_ii(table_ii):
+    """Median FWHM per night/field is close to the paper's mean seeing ``theta``."""
+    theta = {
+        (str(r["night"]), str(r["field_name"])): r["theta"]
+        for r in read(FIXTURES / "deep_table_II.ecsv")
+    }
+    for path in collection_files():
+        t = read(path)
+        key = (t["night"][0], t["fieldname"][0])
+        fwhm = np.nanmedian(t["psfSigma"]) * 2.355 * 0.2637
+        assert fwhm == pytest.approx(theta[key], rel=0.15), key
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="no ../shared/data next to this checkout")
+def test_real_files_are_unchanged_copies():
+    assert (FIXTURES / "deep_table_II.ecsv").read_bytes() == (
+        SHARED_DATA / "deep_table_II.ecsv"
+    ).read_bytes()
+    for name in ("missing_data", "table_IV_V", "refcats_ps1", "exposures_object_raw"):
+        committed = (FIXTURES / "real" / f"{name}.ecsv").read_bytes()
+        assert committed == (SHARED_DATA / "deep_processing" / f"{name}.ecsv").read_bytes(), name
+
+
+def test_write_survey_covers_every_table_ii_pair(make_fixtures, tmp_path, table_ii):
+    path, = make_fixtures.write_survey(tmp_path, scale=0.01, detectors=[7], layout="joined")
+    t = read(path)
+    assert t.colnames == DEEP_COLUMNS
+    assert len(t) == sum(max(1, round(n * 0.01)) for n in table_ii.values())
+    assert set(zip(t["night"], t["fieldname"])) == set(table_ii)
+    assert set(t["detector"]) == {7}
+
+
+def test_write_shards_matches_astropy_writing_each_slice(make_fixtures, tmp_path):
+    table = make_fixtures.deep_collection("20190402", "A0b", 3, [62, 1, 5],
+                                          make_fixtures.pair_rng("20190402", "A0b", salt=9))
+    paths = make_fixtures.write_shards(table, tmp_path, "20190402", "A0b")
+    assert [p.name for p in paths] == [f"20190402_A0b_{d}.collection" for d in (1, 5, 62)]
+    for d, path in zip((1, 5, 62), paths):
+        buffer = io.StringIO()
+        table[table["detector"] == d].write(buffer, format="ascii.ecsv")
+        assert path.read_text() == buffer.getvalue()
