@@ -200,47 +200,63 @@ def error_message(exc: BaseException, query: str | None = None) -> str:
 
 
 _PROBE = "PREPARE nightlake_probe AS "
+_POSITION = re.compile(r" \(line (\d+), column (\d+)\)$")
 
 
-def _located_message(con, exc: BaseException, query: str) -> str:
-    """The error line, with a position even where the relation API drops DuckDB's.
+def _shift(message: str, query: str, text: str, start: int) -> str:
+    """A position relative to statement ``text`` (found at ``start`` of ``query``) → of ``query``."""
+    match = _POSITION.search(message)
+    if not match or start < 0:
+        return message
+    line_no, column = int(match.group(1)), int(match.group(2))
+    before = query[:start]
+    if line_no == 1:
+        column += start - (before.rfind("\n") + 1)
+    line_no += before.count("\n")
+    return message[: match.start()] + f" (line {line_no}, column {column})"
 
-    Binder errors raised through ``con.sql`` come without the ``LINE n:`` context; preparing
-    the last statement again (binding only, nothing runs) gives it back. The position is
-    used only when the probe fails with the very same message.
+
+def _probe_position(con, message: str, text: str) -> str:
+    """Add a position to ``message`` by preparing ``text`` again (binding only, nothing runs).
+
+    Binder errors raised through ``con.sql`` come without DuckDB's ``LINE n:`` context;
+    ``PREPARE`` gives it back. Used only when the probe fails with the very same message.
     """
     import duckdb
 
-    message = error_message(exc, query)
-    if "(line " in message:
+    if _POSITION.search(message):
         return message
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error:
-        return message
-    if not statements:
-        return message
-    text = statements[-1].query.rstrip().rstrip(";")
     try:
         con.execute(_PROBE + text)
         con.execute("DEALLOCATE nightlake_probe")
         return message
     except duckdb.Error as probe:
         located = error_message(probe, _PROBE + text)
-    if "(line " not in located or not located.startswith(message.split("; ")[0]):
+    match = _POSITION.search(located)
+    if not match or not located.startswith(message.split("; ")[0]):
         return message
-    head, _, where = located.rpartition(" (line ")
-    line_no, _, column = where.rstrip(")").partition(", column ")
-    line_no, column = int(line_no), int(column)
+    line_no, column = int(match.group(1)), int(match.group(2))
     if line_no == 1:
         column -= len(_PROBE)
-    start = query.find(text)
-    if start >= 0:
-        before = query[:start]
-        if line_no == 1:
-            column += start - (before.rfind("\n") + 1)
-        line_no += before.count("\n")
     return f"{message} (line {line_no}, column {column})"
+
+
+def _statements(query: str) -> list[tuple[str, int, set[str]]]:
+    """The statements of ``query``: (text, offset in ``query``, its ``$parameters``)."""
+    import duckdb
+
+    try:
+        parsed = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise QueryError(error_message(exc, query)) from exc
+    found, at = [], 0
+    for statement in parsed:
+        text = statement.query.strip().rstrip(";").rstrip()
+        start = query.find(text, at)
+        if start >= 0:
+            at = start + len(text)
+        found.append((text, start, set(statement.named_parameters)))
+    return found
 
 
 def stream(
@@ -252,35 +268,47 @@ def stream(
 ) -> "pa.RecordBatchReader":
     """Run ``query`` read-only and stream its result as Arrow record batches.
 
-    A script's statements run in order and the last one's rows are streamed; a last
-    statement without rows gives an empty stream. DuckDB errors, also those raised while
-    the batches are read, become :class:`QueryError`.
+    A script's statements run in order, each with the parameters it names, and the last
+    one's rows are streamed; a last statement without rows gives an empty stream. DuckDB
+    errors, also those raised while the batches are read, become :class:`QueryError` with
+    the position in ``query``.
     """
     import duckdb
     import pyarrow as pa
 
+    params = dict(params or {})
     check_read_only(query)
-    check_params(query, params or {})
+    check_params(query, params)
+    statements = _statements(query)
+    if not statements:
+        return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+    for text, start, names in statements[:-1]:
+        try:
+            con.execute(text, {k: params[k] for k in names} or None)
+        except duckdb.Error as exc:
+            raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
+    text, start, names = statements[-1]
     try:
-        relation = con.sql(query, params=dict(params) if params else None)
+        relation = con.sql(text, params={k: params[k] for k in names} or None)
         if relation is None:
             return pa.RecordBatchReader.from_batches(pa.schema([]), [])
         reader = relation.to_arrow_reader(batch_rows)
     except duckdb.Error as exc:
-        raise QueryError(_located_message(con, exc, query)) from exc
-    return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, query))
+        message = _probe_position(con, error_message(exc, text), text)
+        raise QueryError(_shift(message, query, text, start)) from exc
+    return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, text, query, start))
 
 
-def _checked(reader: "pa.RecordBatchReader", query: str) -> Iterator["pa.RecordBatch"]:
+def _checked(reader: "pa.RecordBatchReader", text: str, query: str,
+             start: int) -> Iterator["pa.RecordBatch"]:
     import duckdb
     import pyarrow as pa
 
     try:
         yield from reader
-    except duckdb.Error as exc:
-        raise QueryError(error_message(exc, query)) from exc
-    except (pa.ArrowException, OSError) as exc:  # DuckDB errors surface through Arrow's C stream
-        raise QueryError(error_message(exc, query)) from exc
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        # DuckDB's errors during the stream surface through Arrow's C stream as OSError
+        raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
 
 
 def open_connection(lake) -> "duckdb.DuckDBPyConnection":

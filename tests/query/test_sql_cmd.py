@@ -277,3 +277,24 @@ def test_console_script_streams_a_large_export(hand_lake, tmp_path):
     )
     assert head.stdout.splitlines() == ["range", "0", "1"]
     assert "Error" not in head.stderr
+
+
+def test_a_script_with_parameters_in_several_statements(cli, hand_lake):
+    result = cli("sql", "--lake", hand_lake, "--format", "csv", "-p", "d=3", "-p", "n=20190402",
+                 "CREATE TEMP TABLE pick AS SELECT * FROM images WHERE detector = $d;\n"
+                 "SELECT count(*) AS k FROM pick WHERE night = $n")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["k", "3"]
+
+
+def test_error_in_a_later_statement_points_into_the_script(cli, hand_lake):
+    result = cli("sql", "--lake", hand_lake, "SELECT 1;\nSELECT 2,\n   nosuch FROM images")
+    assert result.exit_code == 2
+    assert "(line 3, column 4)" in result.stderr
+    first = cli("sql", "--lake", hand_lake, "CREATE TEMP TABLE t AS SELECT nosuch FROM images; SELECT 1")
+    assert "(line 1, column 31)" in first.stderr
+
+
+def test_only_comments_is_an_empty_result(cli, hand_lake):
+    result = cli("sql", "--lake", hand_lake, "--format", "csv", "/* nothing to do */")
+    assert result.exit_code == 0 and result.stdout.strip() == ""

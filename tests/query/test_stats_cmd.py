@@ -87,3 +87,10 @@ def test_macros_lists_every_macro_with_comment(cli):
     assert rows["nightly_stats"]["kind"] == "table"
     assert all(r["comment"] for r in rows.values())
     assert "abs" not in rows  # DuckDB's own functions are not listed
+
+
+def test_stats_on_a_lake_without_images(cli, tmp_path):
+    (tmp_path / "lake").mkdir()
+    result = cli("stats", "--lake", tmp_path / "lake")
+    assert result.exit_code == 1
+    assert "no images yet" in result.stderr and len(result.stderr.strip().splitlines()) == 1

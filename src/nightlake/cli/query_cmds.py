@@ -150,10 +150,11 @@ def stats(
     """Survey statistics (image counts, exposure, FWHM, zero point, sky noise, airmass)."""
     from nightlake.lake import Lake
     from nightlake.query import open_connection, stream
-    from nightlake.stats import stats_query
+    from nightlake.stats import require_images, stats_query
 
     the_lake = Lake(lake)
     query = stats_query(by)
+    require_images(the_lake)
     if plot is not None and not plot.resolve().parent.is_dir():
         raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
     con = open_connection(the_lake)
