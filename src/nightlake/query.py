@@ -105,7 +105,7 @@ def _write_reason(words: list[str]) -> str | None:
         return "EXPORT DATABASE writes files"
     if head in ("INSTALL", "LOAD") or (head == "FORCE" and "INSTALL" in upper):
         return "installing or loading extensions is not allowed"
-    if head == "ATTACH" and "READ_ONLY" not in upper:
+    if head == "ATTACH" and "READ_ONLY" not in upper and "':MEMORY:'" not in upper:
         return "ATTACH may create or modify a database file (add (READ_ONLY))"
     if head in ("SET", "RESET", "PRAGMA"):
         names = {w.lower() for w in words[1:4]}

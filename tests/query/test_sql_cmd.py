@@ -227,6 +227,10 @@ def test_reading_your_own_files_and_temp_tables_is_allowed(cli, hand_lake, tmp_p
     assert result.stdout.splitlines() == ["n", "8"]
     attach = cli("sql", "--lake", hand_lake, f"ATTACH '{tmp_path}/none.duckdb' AS x")
     assert attach.exit_code == 2  # writable attach refused
+    memory = cli("sql", "--lake", hand_lake, "--format", "csv",
+                 "ATTACH ':memory:' AS scratch; CREATE TABLE scratch.t AS SELECT 7 AS x; "
+                 "SELECT x FROM scratch.t")
+    assert memory.stdout.splitlines() == ["x", "7"]
 
 
 def test_lake_from_environment_then_default(cli, hand_lake, monkeypatch, tmp_path):
