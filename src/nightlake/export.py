@@ -83,6 +83,13 @@ def _inside(path: Path, directory: Path) -> bool:
         return False
 
 
+def refuse_inside_lake(lake: "Lake", target: Path) -> None:
+    """Results never go into the lake's data directories (the views would read them back)."""
+    for protected in (lake.images_dir, lake.detrends_dir):
+        if _inside(target, protected):
+            raise UsageError(f"{target}: refusing to write into the lake's {protected.name}/ data")
+
+
 def _fsync_tree(path: Path) -> int:
     """fsync every file under ``path`` (or ``path`` itself); return the file count."""
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
@@ -120,9 +127,7 @@ def export(
     target = Path(to)
     partition_by = [c.strip() for c in partition_by if c.strip()]
     fmt = export_format(fmt, target, bool(partition_by))
-    for protected in (lake.images_dir, lake.detrends_dir):
-        if _inside(target, protected):
-            raise UsageError(f"{target}: refusing to export into the lake's {protected.name}/ data")
+    refuse_inside_lake(lake, target)
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise UsageError(f"{target}: already exists (add --overwrite to replace it)")
     if not target.parent.is_dir():

@@ -105,7 +105,7 @@ def test_export_into_the_lake_is_refused(cli, hand_lake):
     before = listing(hand_lake)
     result = cli("export", "--lake", hand_lake, "images",
                  "--to", hand_lake / "images" / "target=X" / "copy.parquet")
-    assert result.exit_code == 2 and "refusing" in result.stderr
+    assert result.exit_code == 2 and "refusing to write into the lake" in result.stderr
     assert listing(hand_lake) == before
 
 

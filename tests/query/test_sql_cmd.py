@@ -219,6 +219,14 @@ def test_queries_cannot_modify_the_lake(cli, hand_lake, statement):
     assert lake_files(hand_lake) == before
 
 
+def test_output_into_the_lake_is_refused(cli, hand_lake):
+    before = lake_files(hand_lake)
+    result = cli("sql", "--lake", hand_lake, "-o", hand_lake / "images" / "extra.parquet",
+                 "SELECT * FROM images")
+    assert result.exit_code == 2 and "refusing to write into the lake" in result.stderr
+    assert lake_files(hand_lake) == before
+
+
 def test_reading_your_own_files_and_temp_tables_is_allowed(cli, hand_lake, tmp_path):
     targets = tmp_path / "targets.csv"
     targets.write_text("target,priority\nA0a,1\n")

@@ -94,7 +94,12 @@ def sql(
 
     text = _read_query(query, file)
     params = parse_params(param)
-    con = open_connection(Lake(lake))
+    the_lake = Lake(lake)
+    if output is not None:
+        from nightlake.export import refuse_inside_lake
+
+        refuse_inside_lake(the_lake, output)
+    con = open_connection(the_lake)
     try:
         _emit(stream(con, text, params), fmt, output)
     finally:
