@@ -4,9 +4,9 @@ Drawn with matplotlib's object API on an Agg canvas (no display, no global pyplo
 Layout of the figure::
 
     +--------------------------+--------------------------+
-    | median FWHM vs night     | median zero point vs     |
-    | (p10-p90 bars, a colour  | night (a colour per      |
-    | per target)              | target)                  |
+    | median FWHM vs night     | median zero point vs     |  legend:
+    | (p10-p90 bars, a colour  | night (a colour per      |  one entry
+    | per target)              | target)                  |  per target
     +--------------------------+--------------------------+
     | per-detector median FWHM, bars in DECam focal-plane  |
     | order (rows north to south), row boundaries marked   |
@@ -17,7 +17,6 @@ Layout of the figure::
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,20 +55,12 @@ def detector_label(detector: int) -> str:
     return f"{name} ({detector})" if name else str(detector)
 
 
-def _night_date(night: str) -> dt.date | None:
-    try:
-        return dt.datetime.strptime(night, "%Y%m%d").date()
-    except (TypeError, ValueError):
-        return None
-
-
 def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathLike[str], *,
                 title: str) -> Path:
     """Draw the survey figure from ``nightly_stats()`` and ``detector_stats()`` to a PNG.
 
     The file is written beside ``path`` and renamed into place.
     """
-    import matplotlib.dates as mdates
     import numpy as np
     from matplotlib.figure import Figure
 
@@ -83,45 +74,42 @@ def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathL
     ax_det_zp = fig.add_subplot(grid[2, :], sharex=ax_det_fwhm)
 
     rows = nightly.to_pylist()
+    # Nights on an even, categorical axis: a survey observes in bursts years apart, and a
+    # date axis would squash each burst into one column of markers.
     nights = sorted({r["night"] for r in rows})
-    dates = {n: _night_date(n) for n in nights}
-    use_dates = all(dates.values())
-    x_of = (lambda n: dates[n]) if use_dates else (lambda n: nights.index(n))
+    index = {n: i for i, n in enumerate(nights)}
     targets = sorted({r["target"] for r in rows})
     colours = _colours(len(targets))
+    markers = "os^Dv<>p"
+    handles = []
     for i, (target, colour) in enumerate(zip(targets, colours)):
         mine = [r for r in rows if r["target"] == target]
         # spread the targets of one night a little sideways so their markers do not hide
-        dodge = (i - (len(targets) - 1) / 2) * min(0.15, 0.6 / max(len(targets), 1))
-        if use_dates:
-            x = [dt.datetime.combine(x_of(r["night"]), dt.time(12)) + dt.timedelta(days=dodge)
-                 for r in mine]
-        else:
-            x = [x_of(r["night"]) + dodge for r in mine]
+        dodge = (i - (len(targets) - 1) / 2) * min(0.12, 0.7 / max(len(targets), 1))
+        x = [index[r["night"]] + dodge for r in mine]
+        marker = markers[(i // 20) % len(markers)]
         fwhm = np.array([_nan(r["fwhm_median_arcsec"]) for r in mine])
         low = fwhm - np.array([_nan(r["fwhm_p10_arcsec"]) for r in mine])
         high = np.array([_nan(r["fwhm_p90_arcsec"]) for r in mine]) - fwhm
-        ax_fwhm.errorbar(x, fwhm, yerr=[low, high], fmt="o", color=colour, ms=5, capsize=2,
-                         elinewidth=0.8, label=target)
-        ax_zp.plot(x, [_nan(r["zero_point_median"]) for r in mine], "o", color=colour, ms=5,
-                   label=target)
+        handle = ax_fwhm.errorbar(x, fwhm, yerr=[low, high], fmt=marker, color=colour, ms=5,
+                                  capsize=2, elinewidth=0.8, label=target)
+        ax_zp.plot(x, [_nan(r["zero_point_median"]) for r in mine], marker, color=colour, ms=5,
+                   linestyle="none", label=target)
+        handles.append(handle)
     ax_fwhm.set_title("Seeing per night (median, bars: 10th-90th percentile)")
     ax_fwhm.set_ylabel("FWHM [arcsec]")
     ax_zp.set_title("Photometric zero point per night (median)")
     ax_zp.set_ylabel("zero point [mag]")
+    step = max(1, -(-len(nights) // 24))  # at most ~24 night labels
     for ax in (ax_fwhm, ax_zp):
-        ax.set_xlabel("night (UTC date of evening)" if use_dates else "night")
+        ax.set_xlabel("night (local evening, YYYYMMDD)")
         ax.grid(alpha=0.3)
-        if use_dates:
-            locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
-            ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        else:
-            ax.set_xticks(range(len(nights)), nights, rotation=30)
+        ax.set_xticks(range(0, len(nights), step), nights[::step], rotation=60,
+                      fontsize="x-small")
+        ax.set_xlim(-0.7, max(len(nights) - 0.3, 0.7))
     if targets:
-        legend_cols = max(1, (len(targets) + 11) // 12)
-        ax_fwhm.legend(title="target", fontsize="small", ncols=legend_cols, loc="best")
-        ax_zp.legend(title="target", fontsize="small", ncols=legend_cols, loc="best")
+        fig.legend(handles, targets, title="target", loc="outside right upper",
+                   fontsize="small", ncols=max(1, -(-len(targets) // 40)))
 
     det_rows = {r["detector"]: r for r in detectors.to_pylist()}
     order = focal_plane_order(list(det_rows))
@@ -161,7 +149,13 @@ def _nan(value) -> float:
 
 
 def _colours(n: int) -> list:
+    """Distinct colours: tab10, else tab20 + tab20b (40), else evenly spaced hues."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 40:
+        palette = [colormaps["tab20"](i) for i in range(20)]
+        palette += [colormaps["tab20b"](i) for i in range(20)]
+        return palette[:n]
+    return [colormaps["hsv"](i / n) for i in range(n)]

@@ -62,11 +62,14 @@ def test_plot_renders_a_readable_png(cli, tmp_path):
     height, width = pixels.shape[:2]
     assert (width, height) == (1300, 1000)
     assert pixels[..., :3].std() > 0.1  # not blank
-    # each of the four panels has ink in it (dark or coloured pixels)
-    ink = pixels[..., :3].min(axis=2) < 0.8
-    for rows_, cols in ((slice(60, 300), slice(100, 620)), (slice(60, 300), slice(740, 1280)),
-                        (slice(450, 650), slice(100, 1280)), (slice(720, 900), slice(100, 1280))):
-        assert ink[rows_, cols].mean() > 0.01
+    # each of the four panels has data drawn in it: coloured pixels (markers, bars), not
+    # just black axes and grey grid lines
+    rgb = pixels[..., :3]
+    coloured = (rgb.max(axis=2) - rgb.min(axis=2)) > 0.25
+    for rows_, cols in ((slice(60, 300), slice(80, 600)), (slice(60, 300), slice(700, 1200)),
+                        (slice(450, 650), slice(100, 1200)), (slice(720, 900), slice(100, 1200))):
+        assert coloured[rows_, cols].mean() > 0.002
+    assert coloured[:, 1220:].mean() > 0.001  # the legend of targets on the right
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".png"] == ["survey.png"]
 
 
