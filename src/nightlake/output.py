@@ -211,10 +211,31 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique for JSON keys: a repeated name gets ``_1``, ``_2``, … (the
+    suffixes DuckDB itself uses; compared case-insensitively, as SQL does)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def _tuples(batch: "pa.RecordBatch") -> Iterator[tuple]:
+    """The rows of ``batch`` as tuples, by position (names may repeat in a result)."""
+    return zip(*(column.to_pylist() for column in batch.columns)) if batch.num_columns else iter(())
+
+
 def _rows(reader) -> Iterator[dict[str, Any]]:
+    names = unique_names(reader.schema.names)
     for batch in reader:
-        for row in batch.to_pylist():
-            yield {k: _jsonable(v) for k, v in row.items()}
+        for row in _tuples(batch):
+            yield {k: _jsonable(v) for k, v in zip(names, row)}
 
 
 def _write_json(reader, sink) -> int:
@@ -270,7 +291,7 @@ def _write_table(reader, sink, *, cell_width: int) -> int:
         return (" | ".join(out).rstrip() + "\n").encode()
 
     for batch in reader:
-        table = [[_cell(v) for v in row.values()] for row in batch.to_pylist()]
+        table = [[_cell(v) for v in row] for row in _tuples(batch)]
         if widths is None:
             widths = [
                 min(max([len(n)] + [len(r[i]) for r in table]), max(cell_width, len(n)))

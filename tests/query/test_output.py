@@ -87,3 +87,16 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         write_result_file(pa.RecordBatchReader.from_batches(schema, boom()), "jsonl", target)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["r.jsonl"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "jsonl", "csv"])
+def test_repeated_column_names(fmt):
+    schema = pa.schema([("a", pa.int64()), ("a", pa.int64()), ("A", pa.string())])
+    batch = pa.record_batch([pa.array([1]), pa.array([2]), pa.array(["x"])], schema=schema)
+    sink = io.BytesIO()
+    write_result(pa.RecordBatchReader.from_batches(schema, [batch]), fmt, sink)
+    text = sink.getvalue().decode()
+    if fmt.startswith("json"):
+        assert '{"a": 1, "a_1": 2, "A_2": "x"}' in text
+    else:
+        assert "1" in text and "2" in text and "x" in text
