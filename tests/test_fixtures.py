@@ -23,7 +23,7 @@ from nightlake.sql import load_macros
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-GENERATED = ("collections", "joined", "sharded", "packed")
+GENERATED = ("collections", "joined", "sharded", "packed", "ecsv")
 
 DEEP_COLUMNS = (
     "dataId std_idx ext_idx std_name collection datasetType visit detector band filter "
@@ -289,3 +289,22 @@ def test_write_shards_matches_astropy_writing_each_slice(make_fixtures, tmp_path
         buffer = io.StringIO()
         table[table["detector"] == d].write(buffer, format="ascii.ecsv")
         assert path.read_text() == buffer.getvalue()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # numpy fill
+def test_all_types_file_covers_every_ecsv_datatype():
+    path = FIXTURES / "ecsv" / "all_types.ecsv"
+    header = [line for line in path.read_text().splitlines() if line.startswith("# - {name:")]
+    datatypes = {line.split("datatype: ")[1].split(",")[0].rstrip("}") for line in header}
+    assert datatypes == {
+        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+        "float16", "float32", "float64", "string",
+    }
+    t = read(path)
+    assert t["uint64"][2] == np.iinfo(np.uint64).max and t["int64"][0] == np.iinfo(np.int64).min
+    assert t["text"][0] == "#not a comment"
+    assert t["text"].mask.tolist() == [False, True, False, True]  # "" reads back as missing
+    assert t["json"][1] is None and t["json"][2] == [1, 2, {"b": None}]
+    assert t["shape"].shape == (4, 3, 2) and [len(v) for v in t["varlen"]] == [3, 1, 0, 2]
+    assert t["when"].scale == "utc" and t["when"][2].isot == "2016-12-31T23:59:60.000"
+    assert t["mjd_tai"].scale == "tai" and str(t["angle"].unit) == "deg"
