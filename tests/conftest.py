@@ -33,3 +33,4 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], input=input)
 
     return run
+

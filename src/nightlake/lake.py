@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 LAKE_ENV = "NIGHTLAKE_LAKE"
 DEFAULT_LAKE = "lake"
 LOCK_NAME = ".nightlake.lock"
+MANIFEST = "nightlake.json"
+METADATA_KEY = b"nightlake"
 IMAGES = "images"
 DETRENDS = "detrends"
 PARTITION_TYPES = {"target": "VARCHAR", "night": "VARCHAR", "detector": "VARCHAR"}
@@ -68,6 +70,27 @@ class Lake:
     @property
     def detrends_dir(self) -> Path:
         return self.path / DETRENDS
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def read_manifest(self) -> dict[str, Any]:
+        """Lake-wide settings (``partition_by``, …); empty for a new lake."""
+        import json
+
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise LakeError(f"{self.manifest_path}: not valid JSON ({exc}); delete it and "
+                            "convert with --force") from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        import json
+
+        atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2).encode() + b"\n")
 
     def image_files(self) -> list[Path]:
         """Every partition file of ``images``, sorted by path."""
@@ -149,6 +172,58 @@ class Lake:
             raise QueryError(one_line(exc)) from exc
         finally:
             con.close()
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_path_for(target: Path) -> Path:
+    """A hidden temp name beside ``target`` that no ``*.parquet`` glob matches."""
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def atomic_write_bytes(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` via a temp file + fsync + rename: old or new, never torn."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(target)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def write_parquet_atomic(table: "pa.Table", target: Path) -> None:
+    """Write one partition file (zstd) atomically: readers see the old file or the new one."""
+    import pyarrow.parquet as pq
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(target)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,0 +1,426 @@
+"""ECSV collections → lake partitions: incremental, idempotent, atomic per partition.
+
+The steps of :func:`convert`, all under the lake's writer lock:
+
+1. discover the input files (files, directories, globs);
+2. compare each with the fingerprints recorded in the partitions already in the lake
+   (size + mtime, then content hash): unchanged sources are not even read;
+3. read the changed ones — plus the other recorded sources of every partition they touch,
+   so a rewritten partition is whole — and split their rows by target/night(/detector);
+4. when two sources (a per-night file, ``joined.collection``, a sharded tree) give the same
+   partition, their rows must be identical, else that partition fails naming both;
+5. write every partition that has a changed source: rename case-colliding columns, sort by
+   detector, visit, mjd, add ``obs_time``, record provenance, temp file + rename.
+
+A bad input never stops the others: it is reported, and no partition it feeds is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from nightlake import __version__
+from nightlake.collections import SourceFile, describe, discover, partition_keys
+from nightlake.ecsv import EcsvTable, mjd_to_timestamp, read_ecsv
+from nightlake.errors import InputError, LakeError, NightlakeError, UsageError
+from nightlake.lake import METADATA_KEY, Lake, temp_path_for, write_parquet_atomic
+
+PARTITION_LEVELS = ("target", "night", "detector")
+SORT_COLUMNS = ("detector", "visit", "mjd")
+TIME_SCALES = ("tai", "utc")
+FORMAT_VERSION = 1
+
+#: progress(stage, done, total, label) — stage is "read" or "write"
+ProgressFn = Callable[[str, int, int, str], None]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    partition_by: tuple[str, ...] = ("target", "night")
+    time_scale: str = "tai"
+    force: bool = False
+    target: str | None = None
+    night: str | None = None
+    lock_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.partition_by not in (("target", "night"), ("target", "night", "detector")):
+            raise UsageError(f"--partition-by must be 'target,night' or 'target,night,detector', "
+                             f"not {','.join(self.partition_by)!r}")
+        if self.time_scale not in TIME_SCALES:
+            raise UsageError(f"--time-scale must be one of {', '.join(TIME_SCALES)}, "
+                             f"not {self.time_scale!r}")
+
+
+@dataclass
+class ConvertReport:
+    written: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    unchanged: int = 0
+    failed: list[tuple[str, NightlakeError]] = field(default_factory=list)  # (input, error)
+    renames: dict[str, str] = field(default_factory=dict)  # new name -> original name
+    rows_written: int = 0
+    sources_read: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class _Contribution:
+    source: SourceFile
+    ecsv: EcsvTable
+    rows: pa.Table
+
+
+def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
+            options: ConvertOptions = ConvertOptions(),
+            progress: ProgressFn | None = None) -> ConvertReport:
+    """Convert ``sources`` into ``lake``; see the module docstring for the steps."""
+    report = ConvertReport()
+    files: list[SourceFile] = []
+    for source in sources:
+        try:
+            files.extend(discover([source]))
+        except NightlakeError as exc:
+            report.failed.append((str(source), exc))
+    with lake.locked(options.lock_timeout):
+        _check_writable(lake)
+        _clean_temp_files(lake)
+        _check_layout(lake, options)
+        index = _LakeIndex.load(lake)
+        changed = {f.path for f in files if options.force or not index.is_current(f.path)}
+        affected = set(index.partitions_fed_by(changed))
+        to_read = {f.path: f for f in files if f.path in changed}
+        for partition in affected:
+            for path in index.sources_of(partition):
+                if path not in to_read and path.exists():
+                    to_read[path] = describe(path)
+        contributions = _read_all(sorted(to_read.values(), key=lambda f: f.path), options,
+                                  report, progress)
+        failed_paths = {Path(p).resolve() for p, _ in report.failed}
+        todo = []
+        for key, parts in sorted(contributions.items()):
+            path = partition_path(lake, options.partition_by, key)
+            affected.discard(path)
+            touched = (any(c.source.path in changed for c in parts)
+                       or bool(set(index.sources_of(path)) & changed))
+            if not touched:
+                continue  # read only as a sibling, and nothing of it changed
+            try:
+                todo.append((key, _merge_sources(key, parts, failed_paths, index)))
+            except NightlakeError as exc:
+                report.failed.append(("/".join(key), exc))
+        # Partitions whose changed sources no longer have rows for them, and no other source
+        # does either: their rows are gone from the inputs, so the partition goes too.
+        for stale in sorted(affected):
+            if not set(index.sources_of(stale)) & failed_paths:
+                stale.unlink(missing_ok=True)
+                report.removed.append(stale)
+        report.unchanged = len([f for f in files if f.path not in changed])
+
+        def write_one(item):
+            key, parts = item
+            return _write_partition(lake, options, key, parts)
+
+        for done, ((key, _), (path, rows, renames)) in enumerate(
+                zip(todo, _threaded(write_one, todo)), 1):
+            if progress:
+                progress("write", done, len(todo), "/".join(key))
+            report.written.append(path)
+            report.rows_written += rows
+            report.renames.update(renames)
+        lake.write_manifest({**lake.read_manifest(), "format_version": FORMAT_VERSION,
+                             "partition_by": list(options.partition_by)})
+    return report
+
+
+# -- the lake's record of what it was built from ------------------------------------------------
+@dataclass
+class _LakeIndex:
+    sources: dict[Path, dict[str, Any]]  # recorded fingerprint by source path
+    partitions: dict[Path, list[Path]]  # partition file -> its source paths
+
+    @classmethod
+    def load(cls, lake: Lake) -> "_LakeIndex":
+        sources: dict[Path, dict[str, Any]] = {}
+        partitions: dict[Path, list[Path]] = {}
+        for part in lake.image_files():
+            meta = read_partition_metadata(part)
+            paths = []
+            for fp in meta.get("sources", []):
+                path = Path(fp["path"])
+                sources[path] = fp
+                paths.append(path)
+            partitions[part] = paths
+        return cls(sources, partitions)
+
+    def is_current(self, path: Path) -> bool:
+        recorded = self.sources.get(path)
+        if recorded is None:
+            return False
+        try:
+            stat = path.stat()
+        except OSError:
+            return False
+        if stat.st_size != recorded.get("size"):
+            return False
+        if stat.st_mtime_ns == recorded.get("mtime_ns"):
+            return True
+        return _sha256(path) == recorded.get("sha256")  # touched but not changed
+
+    def partitions_fed_by(self, paths: set[Path]) -> list[Path]:
+        return [p for p, srcs in self.partitions.items() if paths.intersection(srcs)]
+
+    def sources_of(self, partition: Path) -> list[Path]:
+        return self.partitions.get(partition, [])
+
+
+def read_partition_metadata(path: Path) -> dict[str, Any]:
+    """The ``nightlake`` key-value metadata of one partition file (empty if absent)."""
+    kv = pq.read_schema(path).metadata or {}
+    raw = kv.get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- reading and splitting ----------------------------------------------------------------------
+def _read_all(files: list[SourceFile], options: ConvertOptions, report: ConvertReport,
+              progress: ProgressFn | None) -> dict[tuple[str, ...], list[_Contribution]]:
+    def read_one(source: SourceFile):
+        try:
+            ecsv = read_ecsv(source.path)
+            return ecsv, _split(source, ecsv.table, options)
+        except NightlakeError as exc:
+            return exc, None
+
+    contributions: dict[tuple[str, ...], list[_Contribution]] = defaultdict(list)
+    for i, (source, (ecsv, parts)) in enumerate(zip(files, _threaded(read_one, files))):
+        if progress:
+            progress("read", i + 1, len(files), source.path.name)
+        if parts is None:
+            report.failed.append((str(source.path), ecsv))
+            continue
+        report.sources_read += 1
+        for key, rows in parts:
+            contributions[key].append(_Contribution(source, ecsv, rows))
+    return contributions
+
+
+def _threaded(fn, items):
+    """``map(fn, items)`` on a few threads, yielding results in order as they finish (pyarrow's
+    parser and writer and ERFA release the GIL, so two cores are used)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    workers = min(len(items), max(2, os.cpu_count() or 2))
+    if workers < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nightlake") as pool:
+        yield from pool.map(fn, items)
+
+
+def _split(source: SourceFile, table: pa.Table,
+           options: ConvertOptions) -> list[tuple[tuple[str, ...], pa.Table]]:
+    """Rows grouped by partition key, in one sort (no per-key scans of the whole table)."""
+    targets, nights = partition_keys(source, table, target=options.target, night=options.night)
+    keys = [targets, nights]
+    if "detector" in options.partition_by:
+        if "detector" not in table.column_names:
+            raise InputError(source.path, "--partition-by …,detector needs a 'detector' column")
+        keys.append(pc.cast(table.column("detector"), pa.string()).combine_chunks())
+    for name, values in zip(PARTITION_LEVELS, keys):
+        bad = pc.any(pc.match_substring_regex(values, r"[/\\=]|^\.|^$")).as_py()
+        if bad:
+            raise InputError(source.path, f"a {name} value cannot name a directory "
+                             "(empty, or contains '/', '\\\\' or '=')")
+    if table.num_rows == 0:
+        return []
+    joined = pc.binary_join_element_wise(*keys, "\x1f")
+    codes = pc.dictionary_encode(joined).combine_chunks() if isinstance(joined, pa.ChunkedArray) \
+        else pc.dictionary_encode(joined)
+    labels = codes.dictionary.to_pylist()
+    idx = codes.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(order)]])
+    taken = table.take(pa.array(order))
+    return [(tuple(labels[sorted_idx[s]].split("\x1f")), taken.slice(s, e - s))
+            for s, e in zip(starts, ends)]
+
+
+def same_content(a: pa.Table, b: pa.Table) -> bool:
+    """Same rows in any order (NaN equals NaN; schema metadata ignored)."""
+    return a.num_rows == b.num_rows and _canonical(a).equals(_canonical(b))
+
+
+def _merge_sources(key: tuple[str, ...], parts: list[_Contribution], failed: set[Path],
+                   index: _LakeIndex) -> list[_Contribution]:
+    """One logical source per partition; two that disagree are an error naming both."""
+    broken = [c.source.path for c in parts if c.source.path in failed]
+    if broken:
+        raise InputError(broken[0], f"partition {'/'.join(key)} not written: an input failed")
+    groups: dict[str, list[_Contribution]] = defaultdict(list)
+    for c in parts:
+        groups[c.source.group].append(c)
+    if len(groups) == 1:
+        return parts
+    tables = {g: _canonical(pa.concat_tables([c.rows for c in cs], promote_options="permissive"))
+              for g, cs in groups.items()}
+    names = list(tables)
+    first = tables[names[0]]
+    for other in names[1:]:
+        if not first.equals(tables[other]):
+            a, b = groups[names[0]][0].source.path, groups[other][0].source.path
+            detail = (f"{first.num_rows} vs {tables[other].num_rows} rows"
+                      if first.num_rows != tables[other].num_rows else "rows differ")
+            raise InputError(a, f"disagrees with {b} on {'/'.join(key)} ({detail}); convert one "
+                             "of them, or make them identical")
+    return parts
+
+
+_BITS = {16: pa.uint16(), 32: pa.uint32(), 64: pa.uint64()}
+
+
+def _canonical(table: pa.Table) -> pa.Table:
+    """Rows in a fixed order, floats as bit patterns (NaN equals NaN), no metadata: content."""
+    columns = []
+    for col in table.columns:
+        if pa.types.is_floating(col.type):
+            bits = _BITS[col.type.bit_width]
+            col = pa.chunked_array([chunk.view(bits) for chunk in col.chunks], bits)
+        columns.append(col)
+    table = pa.Table.from_arrays(columns, names=table.column_names)
+    sortable = [(n, "ascending") for n in table.column_names
+                if not (pa.types.is_list(table.schema.field(n).type)
+                        or pa.types.is_fixed_size_list(table.schema.field(n).type)
+                        or isinstance(table.schema.field(n).type, pa.ExtensionType))]
+    return table.sort_by(sortable) if sortable else table
+
+
+# -- writing --------------------------------------------------------------------------------
+def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
+                     parts: list[_Contribution]) -> tuple[Path, int, dict[str, str]]:
+    """Write one partition; returns its path, row count and the columns renamed."""
+    groups: dict[str, list[_Contribution]] = defaultdict(list)
+    for c in parts:
+        groups[c.source.group].append(c)
+    chosen = next(iter(groups.values()))  # identical by _merge_sources; keep the first
+    table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
+    table, renames = deduplicate_names(table)
+    sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
+    if sort_keys:
+        table = table.sort_by(sort_keys)
+    if "mjd" in table.column_names and "obs_time" not in table.column_names:
+        stamps = mjd_to_timestamp(table.column("mjd"), options.time_scale)
+        table = table.append_column(
+            pa.field("obs_time", pa.timestamp("us"), metadata={
+                "description": f"observation time (UTC) from mjd ({options.time_scale.upper()})",
+                "derived_from": "mjd", "time_scale": options.time_scale}), stamps)
+    sources = sorted({c.source.path: c.ecsv for c in parts}.items())
+    first_ecsv = chosen[0].ecsv
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "nightlake_version": __version__,
+        "time_scale": options.time_scale,
+        **dict(zip(options.partition_by, key)),
+        "rows": table.num_rows,
+        "sources": [e.fingerprint for _, e in sources],
+        "renames": renames,
+        "table_meta": first_ecsv.table_meta,
+        "unpacked_columns": first_ecsv.unpacked,
+        "ecsv_header": [e.header_text for _, e in sources],
+    }
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
+    target = partition_path(lake, options.partition_by, key)
+    write_parquet_atomic(table, target)
+    return target, table.num_rows, renames
+
+
+def partition_path(lake: Lake, levels: tuple[str, ...], key: tuple[str, ...]) -> Path:
+    """``images/target=A0a/night=20190402[/detector=5]/20190402_A0a[_5].parquet``."""
+    directory = lake.images_dir.joinpath(*(f"{lvl}={val}" for lvl, val in zip(levels, key)))
+    return directory / ("_".join((key[1], key[0], *key[2:])) + ".parquet")
+
+
+def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
+    """Rename case-insensitive duplicates exactly as DuckDB does: ``AIRMASS`` → ``AIRMASS_1``.
+
+    The first spelling keeps its name; a later one gets ``_<n>`` (its count so far), and a
+    suffixed name that is itself taken is suffixed again. A renamed column keeps its original
+    name in its field metadata (``original_name``).
+    """
+    taken: dict[str, int] = {}
+
+    def unique(name: str) -> str:
+        low = name.lower()
+        if low not in taken:
+            taken[low] = 0
+            return name
+        taken[low] += 1
+        return unique(f"{name}_{taken[low]}")
+
+    fields, renames = [], {}
+    for f in table.schema:
+        new = unique(f.name)
+        if new == f.name:
+            fields.append(f)
+            continue
+        renames[new] = f.name
+        md = dict(f.metadata or {})
+        md[b"original_name"] = f.name.encode()
+        fields.append(pa.field(new, f.type, f.nullable, md))
+    if not renames:
+        return table, {}
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, table.schema.metadata)), renames
+
+
+# -- lake checks ----------------------------------------------------------------------------
+def _check_writable(lake: Lake) -> None:
+    try:
+        lake.images_dir.mkdir(parents=True, exist_ok=True)
+        probe = temp_path_for(lake.images_dir / "write-probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise LakeError(f"{lake.path}: lake not writable ({exc.strerror})") from None
+
+
+def _clean_temp_files(lake: Lake) -> None:
+    """Temp files left by a writer that crashed (we hold the lock: nobody is writing)."""
+    for tmp in lake.images_dir.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _check_layout(lake: Lake, options: ConvertOptions) -> None:
+    recorded = lake.read_manifest().get("partition_by")
+    if recorded is None or tuple(recorded) == options.partition_by:
+        return
+    if not options.force:
+        raise UsageError(f"{lake.path}: the lake is partitioned by {','.join(recorded)}; "
+                         f"use --partition-by {','.join(recorded)}, or --force to rebuild it as "
+                         f"{','.join(options.partition_by)}")
+    for part in lake.image_files():
+        part.unlink()

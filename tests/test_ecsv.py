@@ -1,0 +1,166 @@
+"""ECSV → Arrow equals astropy's own reading, cell for cell; bad files give one clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from astropy.table import Table
+from astropy.time import Time
+from hypothesis import HealthCheck, given, settings
+
+from nightlake.ecsv import read_ecsv
+from nightlake.errors import FormatError, InputError
+from reference import assert_equals_astropy
+from strategies import ecsv_tables
+
+REAL = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "real"
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ecsv_tables())
+def test_any_astropy_written_table_reads_the_same(tmp_path_factory, table):
+    path = tmp_path_factory.mktemp("ecsv") / "t.ecsv"
+    table.write(path, format="ascii.ecsv", overwrite=True)
+    ours = read_ecsv(path)
+    assert_equals_astropy(path, ours.table)
+
+
+def test_types_units_and_descriptions_land_in_arrow(tmp_path):
+    t = Table({"a": np.array([1, 2], dtype="uint16"), "b": np.array([1.5, 2.5], dtype="float16")},
+              meta={"survey": "DEEP"})
+    t["a"].unit = "s"
+    t["a"].description = "exposure time"
+    path = tmp_path / "t.ecsv"
+    t.write(path, format="ascii.ecsv")
+    got = read_ecsv(path)
+    assert got.table.schema.field("a").type == pa.uint16()
+    assert got.table.schema.field("b").type == pa.float16()
+    md = got.table.schema.field("a").metadata
+    assert md[b"unit"] == b"s" and md[b"description"] == b"exposure time"
+    assert got.table_meta == {"survey": "DEEP"}
+    assert "%ECSV 1.0" in got.header_text
+
+
+def test_json_subtype_is_typed_json_text(tmp_path):
+    col = np.empty(3, dtype=object)
+    col[:] = [{"a": 1}, None, ["VR"]]
+    path = tmp_path / "j.ecsv"
+    Table({"j": col}).write(path, format="ascii.ecsv")
+    got = read_ecsv(path).table
+    assert "json" in str(got.schema.field("j").type)
+    assert [None if v is None else json.loads(v) for v in got.column("j").to_pylist()] == [
+        {"a": 1}, None, ["VR"]]
+
+
+def test_time_mixin_becomes_utc_timestamp_across_a_leap_second(tmp_path):
+    # 2016-12-31T23:59:60 UTC is a leap second; TAI is 37 s ahead of UTC after it.
+    t = Table({"t": Time(["2017-01-01T00:00:37", "2017-01-01T00:01:00"], scale="tai")})
+    path = tmp_path / "t.ecsv"
+    t.write(path, format="ascii.ecsv")
+    got = read_ecsv(path).table
+    assert got.schema.field("t").type == pa.timestamp("us")
+    assert [str(v) for v in got.column("t").to_pylist()] == [
+        "2017-01-01 00:00:00", "2017-01-01 00:00:23"]
+
+
+@pytest.mark.parametrize("name", ["missing_data.ecsv", "table_IV_V.ecsv", "refcats_ps1.ecsv",
+                                  "exposures_object_raw.ecsv"])
+def test_real_survey_bookkeeping_files_read_like_astropy(name):
+    path = REAL / name
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    assert_equals_astropy(path, read_ecsv(path).table)
+
+
+# -- bad input: one error naming the file and the cause -------------------------------------
+GOOD = """# %ECSV 1.0
+# ---
+# datatype:
+# - {name: a, datatype: int64}
+# - {name: b, datatype: string}
+# schema: astropy-2.0
+a b
+1 x
+2 "y z"
+"""
+
+
+def _error(tmp_path, text, name="bad.ecsv") -> str:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    with pytest.raises(InputError) as info:
+        read_ecsv(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
+def test_good_sample_reads(tmp_path):
+    path = tmp_path / "good.ecsv"
+    path.write_text(GOOD)
+    assert read_ecsv(path).table.to_pylist() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y z"}]
+
+
+def test_error_not_ecsv(tmp_path):
+    assert "not an ECSV file" in _error(tmp_path, "a,b\n1,2\n")
+
+
+def test_error_empty_file(tmp_path):
+    assert "empty file" in _error(tmp_path, "")
+
+
+def test_error_bad_yaml(tmp_path):
+    assert "bad YAML" in _error(tmp_path, GOOD.replace("{name: a, datatype: int64}", "{name: a, [["))
+
+
+def test_error_unknown_datatype(tmp_path):
+    msg = _error(tmp_path, GOOD.replace("datatype: int64", "datatype: int128"))
+    assert "unknown datatype 'int128'" in msg and "'a'" in msg
+
+
+def test_error_wrong_number_of_fields_names_the_line(tmp_path):
+    msg = _error(tmp_path, GOOD.replace("2 \"y z\"", "2 y z"))
+    assert ":9:" in msg and "expected 2 fields, found 3" in msg
+
+
+def test_error_value_of_wrong_type_names_line_and_column(tmp_path):
+    msg = _error(tmp_path, GOOD.replace("2 \"y z\"", "2.5 w"))
+    assert ":9:" in msg and "column 'a'" in msg and "'2.5' is not a valid int64" in msg
+
+
+def test_error_duplicate_column_names(tmp_path):
+    text = GOOD.replace("{name: b, datatype: string}", "{name: a, datatype: string}").replace(
+        "\na b\n", "\na a\n")
+    assert "duplicate column name 'a'" in _error(tmp_path, text)
+
+
+def test_error_names_line_disagrees_with_header(tmp_path):
+    assert "does not match" in _error(tmp_path, GOOD.replace("\na b\n", "\na c\n"))
+
+
+def test_error_unreadable_path(tmp_path):
+    with pytest.raises(InputError, match="no-such.ecsv: cannot read"):
+        read_ecsv(tmp_path / "no-such.ecsv")
+    with pytest.raises(InputError, match="is a directory"):
+        read_ecsv(tmp_path)
+
+
+def test_format_errors_are_input_errors():
+    assert issubclass(FormatError, InputError)
+
+
+def test_body_lines_starting_with_hash_are_comments_as_in_astropy(tmp_path):
+    path = tmp_path / "c.ecsv"
+    path.write_text(GOOD.replace('2 "y z"\n', '# a comment line\n  #another\n2 "y #z"\n'))
+    assert read_ecsv(path).table.to_pylist() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y #z"}]
+    assert_equals_astropy(path, read_ecsv(path).table)
+
+
+def test_a_table_without_rows_reads_with_its_types(tmp_path):
+    path = tmp_path / "empty-body.ecsv"
+    path.write_text(GOOD.split("a b\n")[0] + "a b\n")
+    got = read_ecsv(path).table
+    assert got.num_rows == 0 and got.schema.field("a").type == pa.int64()
