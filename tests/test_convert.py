@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from nightlake import Lake
 from nightlake.convert import (ConvertOptions, convert, deduplicate_names, read_partition_metadata,
                                same_content)
-from reference import astropy_cells, same_cells
+from reference import astropy_cells, same_cells, utc_datetimes
 from strategies import ecsv_tables
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
@@ -144,7 +144,7 @@ def test_layout_sorting_compression_and_varchar_partitions(lake_per_night):
 def test_obs_time_is_utc_from_tai_mjd_with_leap_seconds(lake_per_night):
     t = lake_per_night.sql("SELECT mjd, obs_time FROM images ORDER BY mjd LIMIT 5")
     mjd = np.array(t.column("mjd").to_pylist())
-    expected = Time(mjd, format="mjd", scale="tai").utc.datetime64.astype("datetime64[us]")
+    expected = np.array(utc_datetimes(Time(mjd, format="mjd", scale="tai")), dtype="datetime64[us]")
     got = np.array(t.column("obs_time").to_pylist(), dtype="datetime64[us]")
     assert (got == expected).all()
     # independent of astropy: TAI − UTC was 37 s throughout 2017–2026
