@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 ## make demo: build a lake from data/fixtures/ and run cross-night queries on it
 demo: $(STAMP)
 	$(BIN)/nightlake convert data/fixtures/collections --lake $(LAKE)
-	$(BIN)/nightlake sql --lake $(LAKE) --format table "$$(cat data/fixtures/demo_nightly.sql)"
+	$(BIN)/nightlake sql --lake $(LAKE) --format table -- "$$(cat data/fixtures/demo_nightly.sql)"
 
 ## make test: run the whole test suite
 test: $(STAMP)
@@ -25,10 +25,12 @@ test: $(STAMP)
 ## make bench: the speed goals (by hand; prints ratios against each baseline)
 bench: $(STAMP)
 	$(BIN)/python bench/convert.py
+	$(BIN)/python bench/detreg.py
 
 ## make fixtures: regenerate data/fixtures/ (deterministic)
 fixtures: $(STAMP)
 	$(BIN)/python data/fixtures/make_fixtures.py
+	$(BIN)/python data/fixtures/detreg/make_detreg_fixtures.py
 
 clean:
 	rm -rf $(VENV) $(LAKE) .pytest_cache .hypothesis

@@ -90,12 +90,14 @@ def partition_keys(source: SourceFile, table: pa.Table, *, target: str | None = 
     n = table.num_rows
     targets = _key_column(table, TARGET_COLUMN, source.target or target, n)
     nights = _key_column(table, NIGHT_COLUMN, source.night or night, n)
-    missing = [what for what, arr in (("target", targets), ("night", nights)) if arr is None]
+    missing = [(option, column) for option, column, arr in
+               (("target", TARGET_COLUMN, targets), ("night", NIGHT_COLUMN, nights)) if arr is None]
     if missing:
-        raise InputError(source.path, f"cannot tell the {' and '.join(missing)} of its rows: no "
-                         f"{'/'.join(c for c, m in ((TARGET_COLUMN, 'target'), (NIGHT_COLUMN, 'night')) if m in missing)} "
-                         f"column and the file name is not <night>_<target>.collection; pass "
-                         + " ".join(f"--{m}" for m in missing))
+        raise InputError(source.path, "cannot tell the {} of its rows: no {} column and the file "
+                         "name is not <night>_<target>.collection; pass {}".format(
+                             " and ".join(o for o, _ in missing),
+                             "/".join(repr(c) for _, c in missing),
+                             " ".join(f"--{o}" for o, _ in missing)))
     return targets, nights
 
 

@@ -66,8 +66,9 @@ class ConvertOptions:
 @dataclass
 class ConvertReport:
     written: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
     unchanged: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (path or partition, message)
+    failed: list[tuple[str, NightlakeError]] = field(default_factory=list)  # (input, error)
     renames: dict[str, str] = field(default_factory=dict)  # new name -> original name
     rows_written: int = 0
     sources_read: int = 0
@@ -94,15 +95,16 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
         try:
             files.extend(discover([source]))
         except NightlakeError as exc:
-            report.failed.append((str(source), str(exc)))
+            report.failed.append((str(source), exc))
     with lake.locked(options.lock_timeout):
         _check_writable(lake)
         _clean_temp_files(lake)
         _check_layout(lake, options)
         index = _LakeIndex.load(lake)
         changed = {f.path for f in files if options.force or not index.is_current(f.path)}
+        affected = set(index.partitions_fed_by(changed))
         to_read = {f.path: f for f in files if f.path in changed}
-        for partition in index.partitions_fed_by(changed):
+        for partition in affected:
             for path in index.sources_of(partition):
                 if path not in to_read and path.exists():
                     to_read[path] = describe(path)
@@ -111,20 +113,35 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
         failed_paths = {Path(p).resolve() for p, _ in report.failed}
         todo = []
         for key, parts in sorted(contributions.items()):
-            if not any(c.source.path in changed for c in parts):
-                continue
+            path = partition_path(lake, options.partition_by, key)
+            affected.discard(path)
+            touched = (any(c.source.path in changed for c in parts)
+                       or bool(set(index.sources_of(path)) & changed))
+            if not touched:
+                continue  # read only as a sibling, and nothing of it changed
             try:
                 todo.append((key, _merge_sources(key, parts, failed_paths, index)))
             except NightlakeError as exc:
-                report.failed.append(("/".join(key), str(exc)))
+                report.failed.append(("/".join(key), exc))
+        # Partitions whose changed sources no longer have rows for them, and no other source
+        # does either: their rows are gone from the inputs, so the partition goes too.
+        for stale in sorted(affected):
+            if not set(index.sources_of(stale)) & failed_paths:
+                stale.unlink(missing_ok=True)
+                report.removed.append(stale)
         report.unchanged = len([f for f in files if f.path not in changed])
-        for done, (key, parts) in enumerate(todo, 1):
+
+        def write_one(item):
+            key, parts = item
+            return _write_partition(lake, options, key, parts)
+
+        for done, ((key, _), (path, rows, renames)) in enumerate(
+                zip(todo, _threaded(write_one, todo)), 1):
             if progress:
-                progress("write", done - 1, len(todo), "/".join(key))
-            path = _write_partition(lake, options, key, parts, report)
+                progress("write", done, len(todo), "/".join(key))
             report.written.append(path)
-        if progress and todo:
-            progress("write", len(todo), len(todo), "")
+            report.rows_written += rows
+            report.renames.update(renames)
         lake.write_manifest({**lake.read_manifest(), "format_version": FORMAT_VERSION,
                              "partition_by": list(options.partition_by)})
     return report
@@ -189,20 +206,38 @@ def _sha256(path: Path) -> str:
 # -- reading and splitting ----------------------------------------------------------------------
 def _read_all(files: list[SourceFile], options: ConvertOptions, report: ConvertReport,
               progress: ProgressFn | None) -> dict[tuple[str, ...], list[_Contribution]]:
-    contributions: dict[tuple[str, ...], list[_Contribution]] = defaultdict(list)
-    for i, source in enumerate(files):
-        if progress:
-            progress("read", i, len(files), source.path.name)
+    def read_one(source: SourceFile):
         try:
             ecsv = read_ecsv(source.path)
-            for key, rows in _split(source, ecsv.table, options):
-                contributions[key].append(_Contribution(source, ecsv, rows))
-            report.sources_read += 1
+            return ecsv, _split(source, ecsv.table, options)
         except NightlakeError as exc:
-            report.failed.append((str(source.path), str(exc)))
-    if progress and files:
-        progress("read", len(files), len(files), "")
+            return exc, None
+
+    contributions: dict[tuple[str, ...], list[_Contribution]] = defaultdict(list)
+    for i, (source, (ecsv, parts)) in enumerate(zip(files, _threaded(read_one, files))):
+        if progress:
+            progress("read", i + 1, len(files), source.path.name)
+        if parts is None:
+            report.failed.append((str(source.path), ecsv))
+            continue
+        report.sources_read += 1
+        for key, rows in parts:
+            contributions[key].append(_Contribution(source, ecsv, rows))
     return contributions
+
+
+def _threaded(fn, items):
+    """``map(fn, items)`` on a few threads, yielding results in order as they finish (pyarrow's
+    parser and writer and ERFA release the GIL, so two cores are used)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    workers = min(len(items), max(2, os.cpu_count() or 2))
+    if workers < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nightlake") as pool:
+        yield from pool.map(fn, items)
 
 
 def _split(source: SourceFile, table: pa.Table,
@@ -236,6 +271,11 @@ def _split(source: SourceFile, table: pa.Table,
             for s, e in zip(starts, ends)]
 
 
+def same_content(a: pa.Table, b: pa.Table) -> bool:
+    """Same rows in any order (NaN equals NaN; schema metadata ignored)."""
+    return a.num_rows == b.num_rows and _canonical(a).equals(_canonical(b))
+
+
 def _merge_sources(key: tuple[str, ...], parts: list[_Contribution], failed: set[Path],
                    index: _LakeIndex) -> list[_Contribution]:
     """One logical source per partition; two that disagree are an error naming both."""
@@ -261,10 +301,18 @@ def _merge_sources(key: tuple[str, ...], parts: list[_Contribution], failed: set
     return parts
 
 
+_BITS = {16: pa.uint16(), 32: pa.uint32(), 64: pa.uint64()}
+
+
 def _canonical(table: pa.Table) -> pa.Table:
-    """Rows in a fixed order and no metadata, for comparing two sources' content."""
-    table = table.replace_schema_metadata(None)
-    table = pa.Table.from_arrays(table.columns, names=table.column_names)
+    """Rows in a fixed order, floats as bit patterns (NaN equals NaN), no metadata: content."""
+    columns = []
+    for col in table.columns:
+        if pa.types.is_floating(col.type):
+            bits = _BITS[col.type.bit_width]
+            col = pa.chunked_array([chunk.view(bits) for chunk in col.chunks], bits)
+        columns.append(col)
+    table = pa.Table.from_arrays(columns, names=table.column_names)
     sortable = [(n, "ascending") for n in table.column_names
                 if not (pa.types.is_list(table.schema.field(n).type)
                         or pa.types.is_fixed_size_list(table.schema.field(n).type)
@@ -274,14 +322,14 @@ def _canonical(table: pa.Table) -> pa.Table:
 
 # -- writing --------------------------------------------------------------------------------
 def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
-                     parts: list[_Contribution], report: ConvertReport) -> Path:
+                     parts: list[_Contribution]) -> tuple[Path, int, dict[str, str]]:
+    """Write one partition; returns its path, row count and the columns renamed."""
     groups: dict[str, list[_Contribution]] = defaultdict(list)
     for c in parts:
         groups[c.source.group].append(c)
     chosen = next(iter(groups.values()))  # identical by _merge_sources; keep the first
     table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
-    report.renames.update(renames)
     sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
     if sort_keys:
         table = table.sort_by(sort_keys)
@@ -306,37 +354,40 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
         "ecsv_header": [e.header_text for _, e in sources],
     }
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
-    directory = lake.images_dir.joinpath(*(f"{lvl}={val}" for lvl, val in
-                                           zip(options.partition_by, key)))
-    target = directory / ("_".join((key[1], key[0], *key[2:])) + ".parquet")
+    target = partition_path(lake, options.partition_by, key)
     write_parquet_atomic(table, target)
-    report.rows_written += table.num_rows
-    return target
+    return target, table.num_rows, renames
+
+
+def partition_path(lake: Lake, levels: tuple[str, ...], key: tuple[str, ...]) -> Path:
+    """``images/target=A0a/night=20190402[/detector=5]/20190402_A0a[_5].parquet``."""
+    directory = lake.images_dir.joinpath(*(f"{lvl}={val}" for lvl, val in zip(levels, key)))
+    return directory / ("_".join((key[1], key[0], *key[2:])) + ".parquet")
 
 
 def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
-    """Rename case-insensitive duplicates the way DuckDB does: ``AIRMASS`` → ``AIRMASS_1``.
+    """Rename case-insensitive duplicates exactly as DuckDB does: ``AIRMASS`` → ``AIRMASS_1``.
 
-    The first spelling keeps its name; the original name of a renamed column stays in its
-    field metadata (``original_name``).
+    The first spelling keeps its name; a later one gets ``_<n>`` (its count so far), and a
+    suffixed name that is itself taken is suffixed again. A renamed column keeps its original
+    name in its field metadata (``original_name``).
     """
-    seen: dict[str, int] = {}
-    taken = {n.lower() for n in table.column_names}
+    taken: dict[str, int] = {}
+
+    def unique(name: str) -> str:
+        low = name.lower()
+        if low not in taken:
+            taken[low] = 0
+            return name
+        taken[low] += 1
+        return unique(f"{name}_{taken[low]}")
+
     fields, renames = [], {}
     for f in table.schema:
-        low = f.name.lower()
-        if low not in seen:
-            seen[low] = 0
+        new = unique(f.name)
+        if new == f.name:
             fields.append(f)
             continue
-        n = seen[low]
-        while True:
-            n += 1
-            new = f"{f.name}_{n}"
-            if new.lower() not in taken:
-                break
-        seen[low] = n
-        taken.add(new.lower())
         renames[new] = f.name
         md = dict(f.metadata or {})
         md[b"original_name"] = f.name.encode()

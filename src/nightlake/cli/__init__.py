@@ -91,3 +91,4 @@ def main(argv: list[str] | None = None) -> None:
 # Command modules register themselves on ``app``; import order is the order of --help.
 from nightlake.cli import lake_cmds  # noqa: E402,F401
 from nightlake.cli import query_cmds  # noqa: E402,F401
+from nightlake.cli import detreg_cmds  # noqa: E402,F401

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from nightlake.cli import app, report_error
+from nightlake.cli import app, debug_enabled, report_error
 
 
 @app.command()
@@ -45,12 +46,15 @@ def convert(
         pairs = ", ".join(f"{orig} -> {new}" for new, orig in sorted(report.renames.items()))
         typer.echo(f"nightlake: warning: column names that differ only in case were renamed "
                    f"(DuckDB is case-insensitive): {pairs}", err=True)
-    for where, message in report.failed:
-        report_error("nightlake", message if message.startswith(where) else f"{message}")
+    for _, error in report.failed:
+        if debug_enabled():
+            traceback.print_exception(error, file=sys.stderr)
+        report_error("nightlake", str(error))
+    removed = f", {len(report.removed)} removed" if report.removed else ""
     typer.echo(
-        f"{the_lake.path}: {len(report.written)} partition(s) written ({report.rows_written} rows) "
-        f"from {report.sources_read} source(s) read; {report.unchanged} unchanged source(s) "
-        f"skipped; {len(report.failed)} failed")
+        f"{the_lake.path}: {len(report.written)} partition(s) written ({report.rows_written} rows)"
+        f"{removed} from {report.sources_read} source(s) read; {report.unchanged} unchanged "
+        f"source(s) skipped; {len(report.failed)} failed")
     if report.failed:
         raise typer.Exit(1)
 

@@ -1,0 +1,3 @@
+from nightlake.cli import main
+
+main()

@@ -1,0 +1,283 @@
+"""``nightlake detregister …`` and the console script ``detregister``: init, add, delete, list.
+
+The console script also takes the Elixir spellings: single-dash long options (``-type flat
+-ccd 5``) and no subcommand (``detregister -type flat master.fits`` means ``add``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from nightlake.cli import app, make_app
+from nightlake.errors import UsageError
+
+detregister = make_app(help="Register, delete and list detrends in the DetReg database.")
+app.add_typer(detregister, name="detregister")
+
+DB_ENV = "NIGHTLAKE_DETREG"
+PROGRESS_MIN_FILES = 50
+
+DbOption = typer.Option(None, "--db", envvar=DB_ENV, show_default=False,
+                        help=f"The DetReg database (default: ${DB_ENV}).")
+LockOption = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for the writer lock.")
+
+
+def _db(db: Optional[Path]) -> Path:
+    if db is None:
+        raise UsageError(f"no database: give --db DB or set ${DB_ENV}")
+    return db
+
+
+def _type(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    from nightlake.detreg.headers import detrend_type
+
+    name = detrend_type(value)
+    if name is None:
+        raise UsageError(f"--type: unknown detrend type {value!r} "
+                         "(expected bias, dark, flat, fringe or mask)")
+    return name
+
+
+@detregister.command()
+def init(
+    db: Path = typer.Argument(..., help="Path of the new database."),
+    layout: str = typer.Option("LP64", "--layout", help="C data model: LP64 or ILP32."),
+    byteorder: str = typer.Option("little", "--byteorder", help="little or big."),
+    lock_timeout: float = LockOption,
+) -> None:
+    """Create an empty database (LP64 little-endian unless told otherwise)."""
+    from nightlake.detreg import init_db
+
+    if layout.upper() not in ("LP64", "ILP32") or byteorder.lower() not in ("little", "big"):
+        raise UsageError(f"--layout must be LP64 or ILP32 and --byteorder little or big, "
+                         f"not {layout!r}/{byteorder!r}")
+    init_db(db, layout=layout.upper(), byteorder=byteorder.lower(), lock_timeout=lock_timeout)
+    typer.echo(f"created empty DetReg database {db}")
+
+
+@detregister.command()
+def add(
+    files: List[Path] = typer.Argument(..., help="Master images (FITS) to register."),
+    db: Optional[Path] = DbOption,
+    type_: Optional[str] = typer.Option(None, "--type", help="Override IMAGETYP/OBSTYPE."),
+    filter_: Optional[str] = typer.Option(None, "--filter", help="Override FILTER."),
+    ccd: Optional[int] = typer.Option(None, "--ccd", help="Override CCDNUM."),
+    exptime: Optional[float] = typer.Option(None, "--exptime", help="Override EXPTIME (darks)."),
+    tstart: Optional[str] = typer.Option(None, "--tstart", help="Override TV_START (ISO or Unix s)."),
+    tstop: Optional[str] = typer.Option(None, "--tstop",
+                                        help="Override TV_STOP (ISO, Unix s, or 'never')."),
+    sigma: Optional[float] = typer.Option(None, "--sigma", help="Override SIGMA."),
+    clipsigma: Optional[float] = typer.Option(None, "--clipsigma", help="Override CLIPSIG."),
+    treg: Optional[str] = typer.Option(None, "--treg", help="Registration time (default now)."),
+    lock_timeout: float = LockOption,
+) -> None:
+    """Register master images: one record per image (per extension of a MEF)."""
+    from nightlake.detreg import register
+    from nightlake.detreg.headers import Overrides, entries_from_fits
+
+    path = _db(db)
+    if type_ is not None:
+        _type(type_)
+    overrides = Overrides(type=type_, filter=filter_, ccd=ccd, exptime=exptime, tstart=tstart,
+                          tstop=tstop, sigma=sigma, clipsigma=clipsigma, treg=treg)
+    entries = []
+    with _Progress(len(files), "reading headers") as progress:
+        for file in files:
+            entries.extend(entries_from_fits(file, overrides))
+            progress.advance()
+    result = register(path, entries, lock_timeout=lock_timeout)
+    typer.echo(f"registered {len(entries)} record(s) from {len(files)} file(s) in {path} "
+               f"({len(result)} records)")
+
+
+@detregister.command()
+def delete(
+    db: Optional[Path] = DbOption,
+    filename: Optional[str] = typer.Option(None, "--filename", help="Stored path to remove."),
+    type_: Optional[str] = typer.Option(None, "--type", help="Detrend type to remove."),
+    ccd: Optional[int] = typer.Option(None, "--ccd", help="Only this CCD."),
+    filter_: Optional[str] = typer.Option(None, "--filter", help="Only this filter name."),
+    exptime: Optional[int] = typer.Option(None, "--exptime", help="Only darks of this exptime."),
+    tstart: Optional[str] = typer.Option(None, "--tstart", help="Only this validity start."),
+    tstop: Optional[str] = typer.Option(None, "--tstop", help="Only this validity end/'never'."),
+    all_: bool = typer.Option(False, "--all", help="Allow deleting every record."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would go; change nothing."),
+    lock_timeout: float = LockOption,
+) -> None:
+    """Remove matching records (by --filename, or by --type with narrowing options)."""
+    from nightlake.detreg import Selection, delete_records
+    from nightlake.detreg.headers import parse_time
+
+    path = _db(db)
+    if filename is None and type_ is None and any(
+            v is not None for v in (ccd, filter_, exptime, tstart, tstop)):
+        raise UsageError("--ccd/--filter/--exptime/--tstart/--tstop narrow a --type selection; "
+                         "give --type too")
+    selection = Selection(
+        filename=filename, type=_type(type_), ccd=ccd, filter=filter_, exptime=exptime,
+        tstart=None if tstart is None else parse_time(tstart, source="--tstart", field="--tstart"),
+        tstop=None if tstop is None else parse_time(tstop, source="--tstop", field="--tstop",
+                                                    allow_never=True))
+    after, removed, indices = delete_records(path, selection, dry_run=dry_run, allow_all=all_,
+                                    lock_timeout=lock_timeout)
+    if dry_run:
+        typer.echo(f"would delete {len(removed)} record(s) from {path}:")
+        if len(removed):
+            typer.echo(_render(_rows(removed, after.filters, indices), "table"))
+    else:
+        typer.echo(f"deleted {len(removed)} record(s) from {path} ({len(after)} left)")
+
+
+@detregister.command("list")
+def list_(
+    db: Optional[Path] = DbOption,
+    type_: Optional[str] = typer.Option(None, "--type", help="Only this detrend type."),
+    ccd: Optional[int] = typer.Option(None, "--ccd", help="Only this CCD."),
+    filter_: Optional[str] = typer.Option(None, "--filter", help="Only this filter name."),
+    fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+) -> None:
+    """Print the records (file order), optionally only some types/CCDs/filters."""
+    from nightlake.detreg import Selection, read_db
+
+    if fmt not in ("table", "csv", "json"):
+        raise UsageError(f"--format must be table, csv or json, not {fmt!r}")
+    database = read_db(_db(db))
+    mask = Selection(type=_type(type_), ccd=ccd, filter=filter_).mask(database)
+    import numpy as np
+
+    rows = _rows(database.records[mask], database.filters, np.flatnonzero(mask))
+    typer.echo(_render(rows, fmt), nl=fmt != "csv")
+
+
+def _rows(records, filters, indices=None) -> list[dict]:
+    from nightlake.detreg.db import record_dict
+
+    rows = []
+    for n, rec in enumerate(records):
+        row = record_dict(rec, filters)
+        row = {"index": int(indices[n]) if indices is not None else n, **row}
+        rows.append(row)
+    return rows
+
+
+def _iso(seconds: int) -> str:
+    from datetime import datetime, timezone
+
+    from nightlake.detreg import OPEN_ENDED
+
+    if seconds == OPEN_ENDED:
+        return "never"
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        return str(seconds)
+
+
+def _render(rows: list[dict], fmt: str) -> str:
+    from nightlake.detreg import OPEN_ENDED
+
+    if fmt == "json":
+        import json
+
+        return json.dumps([dict(r, tstop=None if r["tstop"] == OPEN_ENDED else r["tstop"])
+                           for r in rows], indent=1)
+    columns = ["index", "type", "ccd", "filter", "filter_name", "tstart", "tstop", "treg",
+               "sigma", "clipsigma", "flag1", "flag2", "filename"]
+    if fmt == "csv":
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow(["" if c == "tstop" and r[c] == OPEN_ENDED else
+                             ("" if r[c] is None else r[c]) for c in columns])
+        return out.getvalue()
+    shown = ["index", "type", "ccd", "filter", "tstart", "tstop", "treg", "sigma",
+             "clipsigma", "filename"]
+    table = [shown]
+    for r in rows:
+        filt = r["filter_name"] if r["filter_name"] is not None else (
+            f"{r['filter']}s" if r["type"] == "dark" else str(r["filter"]))
+        table.append([str(r["index"]), r["type"], str(r["ccd"]), filt, _iso(r["tstart"]),
+                      _iso(r["tstop"]), _iso(r["treg"]), _num(r["sigma"]), _num(r["clipsigma"]),
+                      r["filename"]])
+    widths = [max(len(row[i]) for row in table) for i in range(len(shown))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    if not rows:
+        lines.append("(no records)")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+class _Progress:
+    """A rich progress bar on a terminal; plain lines (every 10 %) otherwise; none if small."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what, self.done = total, what, 0
+        self._bar = None
+        self._plain = total >= PROGRESS_MIN_FILES and not sys.stderr.isatty()
+        self._next = 0
+
+    def __enter__(self) -> "_Progress":
+        if self.total >= PROGRESS_MIN_FILES and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._bar = Progress(console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.what, total=self.total)
+        return self
+
+    def advance(self) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
+        elif self._plain and (self.done * 10 >= self._next * self.total or
+                              self.done == self.total):
+            typer.echo(f"{self.what}: {self.done}/{self.total}", err=True)
+            self._next = self.done * 10 // self.total + 1
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# The console script
+
+_LONG_OPTIONS = {"db", "type", "filter", "ccd", "exptime", "tstart", "tstop", "sigma",
+                 "clipsigma", "treg", "lock-timeout", "filename", "all", "dry-run", "format",
+                 "layout", "byteorder", "help"}
+_SUBCOMMANDS = {"init", "add", "delete", "list"}
+
+
+def elixir_argv(argv: list[str]) -> list[str]:
+    """Rewrite Elixir habits: ``-type`` -> ``--type``; no subcommand -> ``add``."""
+    out = []
+    for arg in argv:
+        name, eq, value = arg[1:].partition("=")
+        if arg.startswith("-") and not arg.startswith("--") and name in _LONG_OPTIONS:
+            arg = f"--{name}{eq}{value}"
+        elif arg == "-h":
+            arg = "--help"
+        out.append(arg)
+    if out and out[0] not in _SUBCOMMANDS and out[0] not in ("--help", "-h"):
+        out.insert(0, "add")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point of ``detregister``."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    detregister(args=elixir_argv(args), prog_name="detregister")

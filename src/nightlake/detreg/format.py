@@ -1,0 +1,413 @@
+"""The DetReg file format: FITS header cards and the C record layouts (LP64 and ILP32).
+
+A DetReg file is a valid FITS primary HDU (``BITPIX = 8``, ``NAXIS = 1``) whose data are
+NRECORD C structures back to back, exactly as a C compiler lays out::
+
+    typedef struct {
+      unsigned long int tstart, tstop, treg;   /* Unix seconds, UTC */
+      float sigma, clipsigma;
+      int type, filter, ccd;
+      char filename[254];
+      char flag1, flag2;
+    } DetReg;
+
+Records are decoded with numpy structured dtypes built from explicit offsets, so reading and
+writing never loop over records in Python. In memory, records always use :data:`RECORD_DTYPE`
+(native byte order, 64-bit times), whatever the layout and byte order of the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nightlake.errors import FormatError
+
+BLOCK = 2880
+CARD = 80
+
+TYPE_CODES: dict[str, int] = {"bias": 1, "dark": 2, "flat": 3, "fringe": 4, "mask": 5}
+TYPE_NAMES: dict[int, str] = {code: name for name, code in TYPE_CODES.items()}
+
+#: In-memory tstop of an open-ended record (all bits set in a 64-bit unsigned long).
+OPEN_ENDED = 2**64 - 1
+#: All bits set in the 32-bit unsigned long of an ILP32 file.
+OPEN_ENDED_32 = 2**32 - 1
+
+#: Filter code meaning "any filter" (bias, mask).
+ANY_FILTER = -1
+
+FILENAME_SIZE = 254
+MAX_FILENAME_BYTES = FILENAME_SIZE - 1  # the C string needs its NUL
+
+FIELDS = ("tstart", "tstop", "treg", "sigma", "clipsigma", "type", "filter", "ccd",
+          "filename", "flag1", "flag2")
+
+# Offsets as a C compiler lays the struct out; see docs/detreg-format.md for the tables.
+LAYOUTS: dict[str, dict] = {
+    "LP64": {
+        "recsize": 304,
+        "ulong": 8,
+        "offsets": (0, 8, 16, 24, 28, 32, 36, 40, 44, 298, 299),
+    },
+    "ILP32": {
+        "recsize": 288,
+        "ulong": 4,
+        "offsets": (0, 4, 8, 12, 16, 20, 24, 28, 32, 286, 287),
+    },
+}
+RECSIZE_LAYOUT = {spec["recsize"]: name for name, spec in LAYOUTS.items()}
+BYTEORDERS = {"little": "<", "big": ">"}
+BYTEORD_CARD = {"little": "LITTLE", "big": "BIG"}
+
+
+def record_dtype(layout: str = "LP64", byteorder: str = "native") -> np.dtype:
+    """The numpy dtype of one record of ``layout`` ('LP64'/'ILP32') in ``byteorder``."""
+    spec = LAYOUTS[layout]
+    bo = "=" if byteorder == "native" else BYTEORDERS[byteorder]
+    ulong = f"{bo}u{spec['ulong']}"
+    formats = [ulong, ulong, ulong, f"{bo}f4", f"{bo}f4", f"{bo}i4", f"{bo}i4", f"{bo}i4",
+               f"S{FILENAME_SIZE}", "i1", "i1"]
+    return np.dtype({"names": list(FIELDS), "formats": formats,
+                     "offsets": list(spec["offsets"]), "itemsize": spec["recsize"]})
+
+
+#: The in-memory record dtype: the LP64 layout in native byte order.
+RECORD_DTYPE = record_dtype("LP64", "native")
+
+
+# --------------------------------------------------------------------------------------------
+# Header cards
+
+@dataclass(frozen=True)
+class Header:
+    """The parsed cards of a DetReg header (values already typed) and its length in bytes."""
+
+    cards: dict[str, object]
+    length: int  # bytes up to the end of the block holding END
+
+
+_STRING = re.compile(r"'((?:[^']|'')*)'")
+
+
+def _parse_value(text: str) -> object:
+    """A FITS fixed/free format value: string, logical, integer or float (None if blank)."""
+    text = text.strip()
+    if text.startswith("'"):
+        m = _STRING.match(text)
+        if not m:
+            raise ValueError(f"unterminated string {text!r}")
+        return m.group(1).replace("''", "'").rstrip()
+    value = text.split("/", 1)[0].strip()
+    if value == "":
+        return None
+    if value in ("T", "F"):
+        return value == "T"
+    try:
+        return int(value)
+    except ValueError:
+        return float(value.replace("D", "E"))
+
+
+def parse_header(data, path: Path | str) -> Header:
+    """Parse the header cards at the start of ``data`` (bytes-like); FormatError names ``path``."""
+    buf = bytes(data[:BLOCK])
+    if len(buf) < CARD or not buf.startswith(b"SIMPLE  ="):
+        raise FormatError(path, "not a FITS file: it does not start with a SIMPLE card")
+    cards: dict[str, object] = {}
+    pos = 0
+    while True:
+        if pos + CARD > len(buf):
+            more = bytes(data[len(buf):len(buf) + BLOCK])
+            if len(more) < CARD:
+                raise FormatError(path, "no END card: the FITS header never ends (not a DetReg "
+                                        "file, or truncated inside the header)")
+            buf += more
+        card = buf[pos:pos + CARD]
+        pos += CARD
+        try:
+            text = card.decode("ascii")
+        except UnicodeDecodeError:
+            raise FormatError(path, f"header card {pos // CARD} is not ASCII: not a FITS "
+                                    "header") from None
+        key = text[:8].rstrip()
+        if key == "END":
+            break
+        if text[8:10] != "= " or not key:
+            continue  # COMMENT, HISTORY, blank cards
+        try:
+            cards[key] = _parse_value(text[10:])
+        except ValueError as exc:
+            raise FormatError(path, f"header card {key}: {exc}") from None
+    length = -(-pos // BLOCK) * BLOCK
+    return Header(cards, length)
+
+
+def _card(key: str, value: object, comment: str = "") -> str:
+    if isinstance(value, bool):
+        text = f"{'T' if value else 'F':>20}"
+    elif isinstance(value, int):
+        text = f"{value:>20d}"
+    else:
+        escaped = str(value).replace("'", "''")
+        text = f"'{escaped:<8}'"
+        text = f"{text:<20}"
+    card = f"{key:<8}= {text}"
+    if comment:
+        card += f" / {comment}"
+    if len(card) > CARD:
+        if len(f"{key:<8}= {text}") > CARD:
+            raise ValueError(f"value of {key} too long for one FITS card: {value!r}")
+        card = card[:CARD]
+    return f"{card:<{CARD}}"
+
+
+def max_filter_name_length() -> int:
+    """Longest filter name one FILT card holds (quotes included in the 70 value columns)."""
+    return CARD - 10 - 2
+
+
+def build_header(*, nrecord: int, layout: str, byteorder: str, filters: dict[int, str],
+                 date: str) -> bytes:
+    """The header blocks of a DetReg file (cards, END, blank-padded to 2880 bytes)."""
+    recsize = LAYOUTS[layout]["recsize"]
+    cards = [
+        _card("SIMPLE", True, "a FITS primary HDU holding a DetReg database"),
+        _card("BITPIX", 8, "bytes"),
+        _card("NAXIS", 1),
+        _card("NAXIS1", nrecord * recsize, "NRECORD * RECSIZE"),
+        _card("EXTEND", False),
+        _card("DBTYPE", "DETREG", "detrend registry"),
+        _card("DBVERS", 1, "format version"),
+        _card("RECSIZE", recsize, "bytes per record"),
+        _card("NRECORD", nrecord, "number of records"),
+        _card("BYTEORD", BYTEORD_CARD[byteorder], "byte order of the records"),
+        _card("LAYOUT", layout, "C data model of the records"),
+    ]
+    for code in sorted(filters):
+        name = filters[code]
+        if len(name.replace("'", "''")) > max_filter_name_length():
+            raise ValueError(f"filter name too long for a FITS card: {name!r}")
+        cards.append(_card(f"FILT{code}", name))
+    cards.append(_card("DATE", date, "UTC time of the last write"))
+    cards.append(f"{'END':<{CARD}}")
+    text = "".join(cards)
+    text += " " * (-len(text) % BLOCK)
+    return text.encode("ascii")
+
+
+def filters_from_cards(cards: dict[str, object], path: Path | str) -> dict[int, str]:
+    """The FILT<code> table of a header, code -> name."""
+    filters: dict[int, str] = {}
+    for key, value in cards.items():
+        m = re.fullmatch(r"FILT(\d+)", key)
+        if m:
+            if not isinstance(value, str):
+                raise FormatError(path, f"header card {key}: expected a quoted filter name, "
+                                        f"found {value!r}")
+            filters[int(m.group(1))] = value
+    return filters
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+def layout_of(cards: dict[str, object], path: Path | str) -> tuple[str, str, int]:
+    """Validate the structural cards; return (layout, byteorder, nrecord)."""
+    if "DBTYPE" not in cards:
+        raise FormatError(path, "DBTYPE card missing: not a DetReg database "
+                                "(expected DBTYPE = 'DETREG')")
+    if cards["DBTYPE"] != "DETREG":
+        raise FormatError(path, f"DBTYPE is {cards['DBTYPE']!r}, expected 'DETREG': "
+                                "not a DetReg database")
+    for key in ("RECSIZE", "NRECORD", "NAXIS1"):
+        value = cards.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            found = "missing" if key not in cards else f"{value!r}"
+            raise FormatError(path, f"{key} card: expected a non-negative integer, found {found}")
+    recsize, nrecord = cards["RECSIZE"], cards["NRECORD"]
+    if recsize not in RECSIZE_LAYOUT:
+        raise FormatError(path, f"RECSIZE is {recsize}, expected 304 (LP64) or 288 (ILP32)")
+    layout = cards.get("LAYOUT")
+    if layout is None:
+        layout = RECSIZE_LAYOUT[recsize]
+    elif layout not in LAYOUTS:
+        raise FormatError(path, f"LAYOUT is {layout!r}, expected 'LP64' or 'ILP32'")
+    elif LAYOUTS[layout]["recsize"] != recsize:
+        raise FormatError(path, f"RECSIZE is {recsize} but LAYOUT {layout!r} needs "
+                                f"{LAYOUTS[layout]['recsize']}")
+    byteord = cards.get("BYTEORD")
+    byteorder = {"LITTLE": "little", "BIG": "big"}.get(byteord)  # type: ignore[arg-type]
+    if byteorder is None:
+        found = "missing" if byteord is None else repr(byteord)
+        raise FormatError(path, f"BYTEORD card: expected 'LITTLE' or 'BIG', found {found}")
+    if cards["NAXIS1"] != nrecord * recsize:
+        raise FormatError(path, f"NAXIS1 is {cards['NAXIS1']}, expected NRECORD x RECSIZE = "
+                                f"{nrecord} x {recsize} = {nrecord * recsize}")
+    return layout, byteorder, nrecord
+
+
+def decode_records(buffer, offset: int, nrecord: int, layout: str, byteorder: str,
+                   path: Path | str) -> np.ndarray:
+    """File bytes -> validated, read-only records in :data:`RECORD_DTYPE`.
+
+    For native-order LP64 files the records are a zero-copy view of ``buffer``. Filenames may
+    still hold bytes after their NUL; see :func:`drop_bytes_after_nul`.
+    """
+    import pyarrow as pa
+
+    spec = LAYOUTS[layout]
+    file_dtype = record_dtype(layout, byteorder)
+    raw = np.frombuffer(buffer, dtype=file_dtype, count=nrecord, offset=offset)
+    if file_dtype == RECORD_DTYPE:
+        records = raw
+    else:
+        records = np.empty(nrecord, dtype=RECORD_DTYPE)
+        # filename, flag1, flag2 are bytes: one strided block copy, whatever the layout
+        src = np.frombuffer(buffer, np.uint8, count=nrecord * spec["recsize"],
+                            offset=offset).reshape(nrecord, spec["recsize"])
+        dst = records.view(np.uint8).reshape(nrecord, RECORD_DTYPE.itemsize)
+        start = spec["offsets"][FIELDS.index("filename")]
+        dst[:, 44:300] = src[:, start:start + FILENAME_SIZE + 2]
+        dst[:, 300:] = 0
+        for name in FIELDS[:8]:  # the numbers: per field (with byte swap), not per record
+            records[name] = raw[name]
+        if layout == "ILP32":
+            records["tstop"][raw["tstop"] == OPEN_ENDED_32] = OPEN_ENDED
+    bad_type = (records["type"] < 1) | (records["type"] > len(TYPE_NAMES))
+    if bad_type.any():
+        i = int(np.flatnonzero(bad_type)[0])
+        raise FormatError(path, f"record {i}: unknown type code {int(records['type'][i])} "
+                                f"(expected 1 bias, 2 dark, 3 flat, 4 fringe, 5 mask); "
+                                f"{int(bad_type.sum())} record(s) affected")
+    # A filename without its NUL has a non-zero last byte (cheap test) and no NUL at all.
+    suspects = np.flatnonzero(_last_filename_byte(records) != 0)
+    if len(suspects):
+        cut = pa.array(records["filename"][suspects], type=pa.binary())  # cut at the first NUL
+        lengths = np.diff(np.frombuffer(cut.buffers()[1], np.int32, count=len(suspects) + 1))
+        missing = suspects[lengths == FILENAME_SIZE]
+        if len(missing):
+            raise FormatError(path, f"record {int(missing[0])}: filename has no terminating NUL "
+                                    f"within {FILENAME_SIZE} bytes ({len(missing)} record(s) "
+                                    "affected)")
+    if records.flags.writeable:
+        records.flags.writeable = False
+    return records
+
+
+def filenames_as_arrow(records: np.ndarray):
+    """The filenames as an Arrow binary array, each cut at its first NUL as C does."""
+    import pyarrow as pa
+
+    # Arrow stops at the first NUL (numpy's S dtype only strips trailing ones).
+    return pa.array(records["filename"], type=pa.binary())
+
+
+def drop_bytes_after_nul(records: np.ndarray, filenames) -> np.ndarray:
+    """Records whose filenames hold nothing after their NUL (C writers may leave garbage there).
+
+    ``filenames`` are the same names as Arrow binary (cut at the first NUL). Returns
+    ``records`` itself when clean, else a read-only fixed copy.
+    """
+    if not len(records):
+        return records
+    offsets = np.frombuffer(filenames.buffers()[1], np.int32, count=len(records) + 1,
+                            offset=filenames.offset * 4)
+    dirty = np.flatnonzero(np.strings.str_len(records["filename"]) != np.diff(offsets))
+    if not len(dirty):
+        return records
+    fixed = records.copy()
+    for i in dirty:
+        fixed["filename"][i] = filenames[int(i)].as_py()
+    fixed.flags.writeable = False
+    return fixed
+
+
+_FILENAME_SLICE = slice(44, 44 + FILENAME_SIZE)
+
+
+def _last_filename_byte(records: np.ndarray) -> np.ndarray:
+    """The 254th byte of every filename (non-zero only if the NUL may be missing)."""
+    as_bytes = records.view(np.uint8).reshape(len(records), RECORD_DTYPE.itemsize)
+    return as_bytes[:, _FILENAME_SLICE.stop - 1]
+
+
+def encode_records(records: np.ndarray, layout: str, byteorder: str) -> bytes:
+    """Records (fields as :data:`RECORD_DTYPE`) -> the bytes of the data part of a file."""
+    if records.dtype.names != FIELDS:
+        raise ValueError(f"records need the fields {FIELDS}, found {records.dtype.names}")
+    check_writable(records, layout)
+    file_dtype = record_dtype(layout, byteorder)
+    # A zeroed buffer keeps the padding bytes deterministic (C compilers leave them undefined).
+    data = np.zeros(len(records) * file_dtype.itemsize, dtype=np.uint8)
+    out = data.view(file_dtype)
+    if layout == "LP64":
+        out[:] = records  # field by field, byte-swapping if needed, in C
+    else:
+        for name in FIELDS:
+            if name != "tstop":
+                out[name] = records[name]
+        tstop = np.asarray(records["tstop"], dtype=np.uint64)
+        out["tstop"] = np.where(tstop == OPEN_ENDED, OPEN_ENDED_32, tstop)
+    return data.tobytes()
+
+
+def check_writable(records: np.ndarray, layout: str) -> None:
+    """Refuse records no file may hold: bad type, long filename, times beyond an ILP32 long."""
+    bad_type = ~np.isin(records["type"], np.array(list(TYPE_NAMES), dtype=np.int32))
+    if bad_type.any():
+        i = int(np.flatnonzero(bad_type)[0])
+        raise ValueError(f"record {i}: unknown type code {int(records['type'][i])}")
+    if len(records) and (np.strings.str_len(records["filename"]) > MAX_FILENAME_BYTES).any():
+        i = int(np.flatnonzero(np.strings.str_len(records["filename"]) > MAX_FILENAME_BYTES)[0])
+        raise ValueError(f"record {i}: filename longer than {MAX_FILENAME_BYTES} bytes")
+    if layout == "ILP32" and len(records):
+        # 2**32 - 1 in tstop means open-ended, so a finite tstop must stay below it
+        for name, limit in (("tstart", OPEN_ENDED_32), ("treg", OPEN_ENDED_32),
+                            ("tstop", OPEN_ENDED_32 - 1)):
+            values = np.asarray(records[name], dtype=np.uint64)
+            too_big = values > limit
+            if name == "tstop":
+                too_big &= values != OPEN_ENDED
+            if too_big.any():
+                i = int(np.flatnonzero(too_big)[0])
+                raise ValueError(f"record {i}: {name} = {int(values[i])} does not fit the "
+                                 "32-bit unsigned long of an ILP32 file")
+
+
+def make_records(rows: list[dict]) -> np.ndarray:
+    """Build an in-memory records array from dicts, for writers and tests.
+
+    ``type`` may be a code or a name ('flat'); ``filename`` may be str or bytes; a missing or
+    None ``tstop`` is open-ended, a missing ``filter`` is -1 (any); other missing fields are 0.
+    """
+    records = np.zeros(len(rows), dtype=RECORD_DTYPE)
+    columns: dict[str, list] = {name: [] for name in FIELDS}
+    for row in rows:
+        unknown = set(row) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"unknown record field(s): {sorted(unknown)}")
+        for name in FIELDS:
+            value = row.get(name)
+            if name == "type" and isinstance(value, str):
+                if value not in TYPE_CODES:
+                    raise ValueError(f"unknown detrend type {value!r}")
+                value = TYPE_CODES[value]
+            elif name == "filename":
+                value = (value or b"")
+                value = value.encode() if isinstance(value, str) else bytes(value)
+                if len(value) > MAX_FILENAME_BYTES:
+                    raise ValueError(f"filename longer than {MAX_FILENAME_BYTES} bytes: "
+                                     f"{value[:40]!r}…")
+            elif name == "tstop" and value is None:
+                value = OPEN_ENDED
+            elif name == "filter" and value is None:
+                value = ANY_FILTER
+            columns[name].append(0 if value is None else value)
+    if rows:
+        for name in FIELDS:
+            records[name] = np.array(columns[name], dtype=RECORD_DTYPE.fields[name][0])
+    return records

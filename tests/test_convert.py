@@ -1,0 +1,371 @@
+"""ECSV collections → lake: every input kind, layout, provenance, incrementality, conflicts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from astropy.table import Table
+from astropy.time import Time
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nightlake import Lake
+from nightlake.convert import (ConvertOptions, convert, deduplicate_names, read_partition_metadata,
+                               same_content)
+from reference import astropy_cells, same_cells, utc_datetimes
+from strategies import ecsv_tables
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+COLLECTIONS = FIXTURES / "collections"
+SORT = ["detector", "visit", "mjd"]
+
+
+def _per_night_files():
+    return sorted(COLLECTIONS.glob("*.collection"))
+
+
+@pytest.fixture(scope="module")
+def lake_per_night(tmp_path_factory) -> Lake:
+    lake = Lake(tmp_path_factory.mktemp("lake") / "lake")
+    report = convert(lake, [COLLECTIONS])
+    assert report.ok, report.failed
+    return lake
+
+
+def _partition(lake: Lake, target: str, night: str) -> pa.Table:
+    return pq.read_table(lake.images_dir / f"target={target}" / f"night={night}" /
+                         f"{night}_{target}.parquet")
+
+
+def _expected_rows(path: Path, target: str | None = None, night: str | None = None) -> dict:
+    """astropy's reading of ``path`` (optionally one target/night of it), sorted like the lake."""
+    cells = astropy_cells(path)
+    n = len(next(iter(cells.values())))
+    keep = [i for i in range(n) if (target is None or cells["fieldname"][i] == target)
+            and (night is None or cells["night"][i] == night)]
+    order = sorted(keep, key=lambda i: tuple(cells[c][i] for c in SORT))
+    return {name: [values[i] for i in order] for name, values in cells.items()}
+
+
+def _assert_partition_equals(table: pa.Table, expected: dict) -> None:
+    got = table.to_pydict()
+    for name, values in expected.items():
+        lake_name = "AIRMASS_1" if name == "AIRMASS" else name
+        assert len(got[lake_name]) == len(values), name
+        bad = [i for i, (g, e) in enumerate(zip(got[lake_name], values)) if not same_cells(g, e)]
+        assert not bad, f"column {name} differs at rows {bad[:5]}"
+
+
+def test_every_per_night_file_equals_astropy(lake_per_night):
+    files = _per_night_files()
+    assert len(files) >= 6
+    for path in files:
+        night, target = path.stem.split("_")
+        table = _partition(lake_per_night, target, night)
+        _assert_partition_equals(table, _expected_rows(path))
+        # 46 source columns (AIRMASS renamed) + obs_time
+        assert table.num_columns == 47
+        assert "AIRMASS_1" in table.column_names and "airmass" in table.column_names
+
+
+def test_joined_collection_is_split_by_target_and_night(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    joined = FIXTURES / "joined" / "joined.collection"
+    report = convert(lake, [joined])
+    assert report.ok and len(report.written) == len(_per_night_files())
+    for path in _per_night_files():
+        night, target = path.stem.split("_")
+        _assert_partition_equals(_partition(lake, target, night),
+                                 _expected_rows(joined, target, night))
+
+
+def test_sharded_tree_is_gathered_back_per_target_night(tmp_path, lake_per_night):
+    lake = Lake(tmp_path / "lake")
+    report = convert(lake, [FIXTURES / "sharded"])
+    assert report.ok and len(report.written) == len(_per_night_files())
+    for path in _per_night_files():
+        night, target = path.stem.split("_")
+        ours = _partition(lake, target, night).drop_columns(["obs_time"])
+        reference = _partition(lake_per_night, target, night).drop_columns(["obs_time"])
+        assert ours.schema.names == reference.schema.names
+        assert same_content(ours, reference)
+
+
+def test_packed_table_is_unpacked_into_columns(tmp_path):
+    packed = next((FIXTURES / "packed").glob("*.collection"))
+    source = COLLECTIONS / packed.name
+    lake = Lake(tmp_path / "lake")
+    assert convert(lake, [packed]).ok
+    night, target = packed.stem.split("_")
+    got = _partition(lake, target, night)
+    meta = Table.read(packed, format="ascii.ecsv").meta
+    assert meta["is_packed"] and meta["shared_cols"]
+    assert set(meta["shared_cols"]) <= set(got.column_names)
+    _assert_partition_equals(got, _expected_rows(source))
+
+
+def test_the_same_rows_from_three_kinds_of_source_agree(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    report = convert(lake, [COLLECTIONS, FIXTURES / "joined", FIXTURES / "sharded"])
+    assert report.ok, report.failed
+    assert len(report.written) == len(_per_night_files())
+    meta = read_partition_metadata(report.written[0])
+    assert len(meta["sources"]) >= 3  # per-night file, joined.collection and the shards
+
+
+def test_layout_sorting_compression_and_varchar_partitions(lake_per_night):
+    files = lake_per_night.image_files()
+    assert len(files) == len(_per_night_files())
+    for f in files:
+        rel = f.relative_to(lake_per_night.images_dir).parts
+        assert rel[0].startswith("target=") and rel[1].startswith("night=") and len(rel) == 3
+        md = pq.ParquetFile(f).metadata
+        assert md.row_group(0).column(0).compression == "ZSTD"
+        t = pq.read_table(f, columns=SORT)
+        keys = list(zip(*(t.column(c).to_pylist() for c in SORT)))
+        assert keys == sorted(keys)
+    types = dict(lake_per_night.sql(
+        "SELECT column_name, column_type FROM (DESCRIBE images)").to_pylist()
+        and [(r["column_name"], r["column_type"]) for r in lake_per_night.sql(
+            "SELECT column_name, column_type FROM (DESCRIBE images)").to_pylist()])
+    assert types["night"] == "VARCHAR" and types["target"] == "VARCHAR"
+    assert types["obs_time"] == "TIMESTAMP" and types["visit"] == "BIGINT"
+
+
+def test_obs_time_is_utc_from_tai_mjd_with_leap_seconds(lake_per_night):
+    t = lake_per_night.sql("SELECT mjd, obs_time FROM images ORDER BY mjd LIMIT 5")
+    mjd = np.array(t.column("mjd").to_pylist())
+    expected = np.array(utc_datetimes(Time(mjd, format="mjd", scale="tai")), dtype="datetime64[us]")
+    got = np.array(t.column("obs_time").to_pylist(), dtype="datetime64[us]")
+    assert (got == expected).all()
+    # independent of astropy: TAI − UTC was 37 s throughout 2017–2026
+    naive = (np.datetime64("1858-11-17") + (mjd * 86400e6).astype("timedelta64[us]"))
+    assert (np.abs((naive - got).astype(int) - 37_000_000) <= 1).all()
+
+
+def test_utc_time_scale_is_recorded_and_used(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    path = _per_night_files()[0]
+    report = convert(lake, [path], ConvertOptions(time_scale="utc"))
+    meta = read_partition_metadata(report.written[0])
+    assert meta["time_scale"] == "utc"
+    t = lake.sql("SELECT mjd, obs_time FROM images LIMIT 1").to_pylist()[0]
+    expected = Time(t["mjd"], format="mjd", scale="utc").datetime
+    assert abs((t["obs_time"] - expected).total_seconds()) < 1e-3
+
+
+def test_provenance_metadata(lake_per_night):
+    path = _per_night_files()[0]
+    night, target = path.stem.split("_")
+    f = lake_per_night.images_dir / f"target={target}/night={night}/{night}_{target}.parquet"
+    meta = read_partition_metadata(f)
+    (src,) = meta["sources"]
+    assert src["path"] == str(path.resolve())
+    assert src["size"] == path.stat().st_size
+    assert src["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert meta["nightlake_version"] and meta["time_scale"] == "tai"
+    assert meta["target"] == target and meta["night"] == night
+    assert meta["renames"] == {"AIRMASS_1": "AIRMASS"}
+    assert meta["ecsv_header"][0].startswith("# %ECSV 1.0")
+    schema = pq.read_schema(f)
+    assert schema.field("AIRMASS_1").metadata[b"original_name"] == b"AIRMASS"
+    assert schema.field("pointing_ra").metadata[b"unit"] == b"deg"
+    table_meta = Table.read(path, format="ascii.ecsv").meta
+    assert meta["table_meta"] == json.loads(json.dumps(dict(table_meta), default=str))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["a", "A", "a_1", "A_1", "a_2", "b", "B", "a_1_1"]),
+                min_size=1, max_size=7))
+def test_case_insensitive_duplicates_get_duckdbs_own_names(tmp_path_factory, names):
+    table = pa.table([[i] for i in range(len(names))], names=names)
+    renamed, renames = deduplicate_names(table)
+    # the independent expectation: the names DuckDB itself gives these Parquet columns
+    path = tmp_path_factory.mktemp("dup") / "dup.parquet"
+    pq.write_table(table, path)
+    expected = duckdb.connect().sql("SELECT * FROM read_parquet($p)", params={"p": str(path)}).columns
+    assert renamed.column_names == expected
+    for new, old in renames.items():
+        assert renamed.schema.field(new).metadata[b"original_name"] == old.encode()
+    assert all(renamed.column(i).to_pylist() == [i] for i in range(len(names)))
+
+
+# -- incremental and idempotent ------------------------------------------------------------
+def _copy_collections(tmp_path) -> Path:
+    src = tmp_path / "src"
+    shutil.copytree(COLLECTIONS, src)
+    return src
+
+
+def _mtimes(lake):
+    return {p: p.stat().st_mtime_ns for p in lake.image_files()}
+
+
+def test_second_convert_writes_nothing(tmp_path):
+    src = _copy_collections(tmp_path)
+    lake = Lake(tmp_path / "lake")
+    first = convert(lake, [src])
+    before = _mtimes(lake)
+    second = convert(lake, [src])
+    assert second.written == [] and second.sources_read == 0
+    assert second.unchanged == len(first.written)
+    assert _mtimes(lake) == before
+
+
+def test_a_changed_source_rewrites_just_its_partition(tmp_path):
+    src = _copy_collections(tmp_path)
+    lake = Lake(tmp_path / "lake")
+    convert(lake, [src])
+    before = _mtimes(lake)
+    victim = sorted(src.glob("*.collection"))[0]
+    lines = victim.read_text().splitlines(keepends=True)
+    victim.write_text("".join(lines[:-1]))  # drop the last row
+    report = convert(lake, [src])
+    assert len(report.written) == 1
+    after = _mtimes(lake)
+    changed = [p for p in after if after[p] != before[p]]
+    assert changed == report.written
+    night, target = victim.stem.split("_")
+    assert lake.sql("SELECT count(*) n FROM images WHERE night = $n AND target = $t",
+                    {"n": night, "t": target}).column("n")[0].as_py() == len(
+        Table.read(victim, format="ascii.ecsv"))
+
+
+def test_touched_but_unchanged_source_is_skipped_by_hash(tmp_path):
+    src = _copy_collections(tmp_path)
+    lake = Lake(tmp_path / "lake")
+    convert(lake, [src])
+    victim = sorted(src.glob("*.collection"))[0]
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
+    assert convert(lake, [src]).written == []
+
+
+def test_force_rewrites_everything(tmp_path):
+    src = _copy_collections(tmp_path)
+    lake = Lake(tmp_path / "lake")
+    first = convert(lake, [src])
+    assert len(convert(lake, [src], ConvertOptions(force=True)).written) == len(first.written)
+
+
+def test_partition_by_detector_writes_a_third_level(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    report = convert(lake, [COLLECTIONS], ConvertOptions(partition_by=("target", "night", "detector")))
+    assert report.ok
+    rel = report.written[0].relative_to(lake.images_dir).parts
+    assert rel[2].startswith("detector=") and len(rel) == 4
+    n_files = lake.sql("SELECT count(DISTINCT (target, night, detector)) n FROM images")
+    assert n_files.column("n")[0].as_py() == len(report.written)
+    total = sum(len(Table.read(p, format="ascii.ecsv")) for p in _per_night_files())
+    assert lake.sql("SELECT count(*) n FROM images").column("n")[0].as_py() == total
+    # switching layouts needs --force
+    with pytest.raises(Exception, match="partitioned by target,night,detector"):
+        convert(lake, [COLLECTIONS])
+
+
+def test_two_sources_that_disagree_fail_naming_both(tmp_path):
+    src = _copy_collections(tmp_path)
+    joined = tmp_path / "joined.collection"
+    shutil.copy(FIXTURES / "joined" / "joined.collection", joined)
+    victim = sorted(src.glob("*.collection"))[0]
+    lines = victim.read_text().splitlines(keepends=True)
+    victim.write_text("".join(lines[:-1]))
+    lake = Lake(tmp_path / "lake")
+    report = convert(lake, [victim, joined])
+    assert len(report.failed) == 1
+    message = str(report.failed[0][1])
+    assert str(victim) in message and str(joined) in message
+    night, target = victim.stem.split("_")
+    assert not (lake.images_dir / f"target={target}" / f"night={night}").exists()
+    assert len(report.written) == len(_per_night_files()) - 1  # every other partition
+
+
+# -- any ECSV, through the whole pipeline ---------------------------------------------------
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ecsv_tables())
+def test_any_astropy_table_survives_the_lake_round_trip(tmp_path_factory, table):
+    work = tmp_path_factory.mktemp("roundtrip")
+    path = work / "t.ecsv"
+    table.write(path, format="ascii.ecsv")
+    lake = Lake(work / "lake")
+    report = convert(lake, [path], ConvertOptions(target="T", night="20190402"))
+    assert report.ok, report.failed
+    expected = astropy_cells(path)
+    if not len(next(iter(expected.values()))):
+        assert report.written == []  # no rows: nothing to partition
+        return
+    (part,) = report.written
+    stored = pq.read_table(part)  # what any Parquet reader sees
+    got = stored.to_pydict()
+    # the lake sorts rows only by detector/visit/mjd, which these tables lack: order is kept
+    for name, values in expected.items():
+        lake_name = next(n for n in stored.column_names if n == name or
+                         (stored.schema.field(n).metadata or {}).get(b"original_name") == name.encode())
+        column = got[lake_name]
+        if "json" in str(stored.schema.field(lake_name).type):
+            column = [None if v is None else json.loads(v) for v in column]
+        assert all(same_cells(g, e) for g, e in zip(column, values)), name
+
+
+def test_globs_are_expanded(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    report = convert(lake, [str(COLLECTIONS / "2019*_A0*.collection")])
+    assert report.ok
+    expected = sorted(p.stem for p in COLLECTIONS.glob("2019*_A0*.collection"))
+    assert sorted(p.stem for p in report.written) == expected
+    bad = convert(lake, [str(tmp_path / "nothing*.collection")])
+    assert "glob matches no files" in str(bad.failed[0][1])
+
+
+def test_progress_is_reported_per_file_and_partition(tmp_path):
+    calls = []
+    convert(Lake(tmp_path / "lake"), [COLLECTIONS], progress=lambda *a: calls.append(a))
+    n = len(_per_night_files())
+    reads = [c for c in calls if c[0] == "read"]
+    writes = [c for c in calls if c[0] == "write"]
+    assert [c[1] for c in reads] == list(range(1, n + 1)) and all(c[2] == n for c in reads)
+    assert [c[1] for c in writes] == list(range(1, n + 1))
+
+
+def test_a_failed_write_leaves_the_old_partition(tmp_path, monkeypatch):
+    src = _copy_collections(tmp_path)
+    lake = Lake(tmp_path / "lake")
+    convert(lake, [src])
+    before = {p: p.read_bytes() for p in lake.image_files()}
+    for f in src.glob("*.collection"):  # change every source
+        f.write_text("".join(f.read_text().splitlines(keepends=True)[:-1]))
+
+    def half_then_crash(table, where, **kwargs):
+        Path(where).write_bytes(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", half_then_crash)
+    with pytest.raises(OSError):
+        convert(lake, [src])
+    assert {p: p.read_bytes() for p in lake.image_files()} == before
+    assert not list(lake.images_dir.rglob("*.tmp"))
+
+
+def test_rows_gone_from_a_changed_source_leave_the_lake(tmp_path):
+    joined = tmp_path / "joined.collection"
+    shutil.copy(FIXTURES / "joined" / "joined.collection", joined)
+    lake = Lake(tmp_path / "lake")
+    first = convert(lake, [joined])
+    table = Table.read(joined, format="ascii.ecsv")
+    night, target = table["night"][0], table["fieldname"][0]
+    keep = (table["night"] != night) | (table["fieldname"] != target)
+    table[keep].write(joined, format="ascii.ecsv", overwrite=True)
+    second = convert(lake, [joined])
+    gone = lake.images_dir / f"target={target}" / f"night={night}" / f"{night}_{target}.parquet"
+    assert second.removed == [gone] and not gone.exists()
+    assert len(lake.image_files()) == len(first.written) - 1
+    third = convert(lake, [joined])  # and the lake has converged
+    assert third.written == [] and third.removed == []
