@@ -64,12 +64,16 @@ def _emit(reader, fmt: Optional[str], output: Optional[Path]) -> int:
         return write_result_file(reader, fmt, output)
     if fmt in BINARY_FORMATS and terminal:
         raise UsageError(f"{fmt} is binary: redirect stdout or write it with -o FILE")
-    sys.stdout.flush()
     sink = sys.stdout.buffer
     try:
+        sys.stdout.flush()
         rows = write_result(reader, fmt, sink)
         sink.flush()
-    except BrokenPipeError:  # `nightlake sql … | head`: the reader left; that is fine
+    except OSError as exc:
+        # `nightlake sql … | head`: the reader left early; that is fine. (Through pyarrow's
+        # writers the error arrives as a plain OSError naming the broken pipe.)
+        if not (isinstance(exc, BrokenPipeError) or "Broken pipe" in str(exc)):
+            raise
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
