@@ -58,7 +58,8 @@ def survey(workdir: Path, scale: float, detectors: int) -> tuple[Path, Path]:
         shutil.rmtree(base, ignore_errors=True)
         fx = _fixtures_module()
         t0 = time.perf_counter()
-        fx.write_survey(per_night, scale=scale, detectors=range(1, detectors + 1), layout="per-night")
+        dets = range(1, detectors + 1)
+        fx.write_survey(per_night, scale=scale, detectors=dets, layout="per-night")
         fx.write_survey(joined, scale=scale, detectors=range(1, detectors + 1), layout="joined")
         (base / "done").touch()
         print(f"generated survey in {time.perf_counter() - t0:.1f} s")
@@ -164,7 +165,8 @@ def main() -> None:
                          QUERIES["per-night median FWHM"]], args.repeat)
     point_cli = cli_seconds(["sql", "--lake", str(lake.path), "--format", "csv",
                              "-p", f"t={params['t']}", "-p", f"n={params['n']}",
-                             "-p", f"d={params['d']}", QUERIES["point query (target, night, detector)"]],
+                             "-p", f"d={params['d']}",
+                             QUERIES["point query (target, night, detector)"]],
                             args.repeat)
     print(f"  nightlake --version                 {python * 1000:7.0f} ms")
     print(f"  nightlake sql 'SELECT 1'            {one * 1000:7.0f} ms   (fixed cost of the CLI)")

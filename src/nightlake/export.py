@@ -153,7 +153,8 @@ def export(
                 f"--partition-by {unknown[0]!r} is not a column of the result "
                 f"(columns: {', '.join(columns)})"
             )
-        options = ["FORMAT parquet, COMPRESSION zstd"] if fmt == "parquet" else ["FORMAT csv, HEADER"]
+        options = (["FORMAT parquet, COMPRESSION zstd"] if fmt == "parquet"
+                   else ["FORMAT csv, HEADER"])
         if partition_by:
             options.append("PARTITION_BY (" + ", ".join(map(_quote_identifier, partition_by)) + ")")
         copy = f"COPY ({query}) TO ${_PATH_PARAM} ({', '.join(options)})"

@@ -130,7 +130,8 @@ def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathL
             if row_of[i] != row_of[i - 1]:
                 ax.axvline(i - 0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylabel(label)
-        ax.set_title(f"{name} (DECam focal-plane order, north to south; colour alternates by CCD row)")
+        ax.set_title(f"{name} (DECam focal-plane order, north to south; "
+                     "colour alternates by CCD row)")
         ax.grid(axis="y", alpha=0.3)
     ax_det_zp.set_xticks(positions, [detector_label(d) for d in order], rotation=90,
                          fontsize="x-small")

@@ -158,7 +158,8 @@ def check_params(query: str, params: Mapping[str, Any]) -> None:
         )
     unused = sorted(set(params) - used)
     if unused:
-        raise UsageError(f"parameter {unused[0]!r} is not used by the query (no ${unused[0]} in it)")
+        raise UsageError(
+            f"parameter {unused[0]!r} is not used by the query (no ${unused[0]} in it)")
 
 
 _LINE_RE = re.compile(r"^LINE (\d+): (.*)$")
@@ -204,7 +205,7 @@ _POSITION = re.compile(r" \(line (\d+), column (\d+)\)$")
 
 
 def _shift(message: str, query: str, text: str, start: int) -> str:
-    """A position relative to statement ``text`` (found at ``start`` of ``query``) → of ``query``."""
+    """A position in statement ``text`` (at ``start`` of ``query``) as a position in ``query``."""
     match = _POSITION.search(message)
     if not match or start < 0:
         return message

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -21,7 +19,8 @@ QUERIES = [
     "SELECT * FROM nightly_stats()",
     "SELECT * FROM detector_stats()",
     "SELECT * FROM survey_stats()",
-    "SELECT night, target, median(fwhm_arcsec(psfSigma)) AS f FROM images GROUP BY ALL ORDER BY ALL",
+    "SELECT night, target, median(fwhm_arcsec(psfSigma)) AS f FROM images "
+    "GROUP BY ALL ORDER BY ALL",
 ]
 
 
@@ -77,5 +76,6 @@ def test_polars_reads_the_lake(hand_lake):
     per_night = (frame.filter(pl.col("zeroPoint").is_not_nan())
                  .group_by("night").agg(pl.col("zeroPoint").median()).sort("night"))
     expected = Lake(hand_lake).sql(
-        "SELECT night, median(finite_or_null(zeroPoint)) AS zp FROM images GROUP BY night ORDER BY night")
+        "SELECT night, median(finite_or_null(zeroPoint)) AS zp FROM images "
+        "GROUP BY night ORDER BY night")
     assert per_night["zeroPoint"].to_list() == pytest.approx(expected["zp"].to_pylist())

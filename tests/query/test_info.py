@@ -79,7 +79,8 @@ def test_detector_level_layout(cli, tmp_path):
     lake = write_lake(tmp_path / "lake", rows, by_detector=True)
     data = info_json(cli, lake)
     assert data["partitions"] == 3 and data["rows"] == 3
-    assert cli("sql", "--lake", lake, "SELECT count(*) AS n FROM nightly_stats()").stdout.split() == ["n", "1"]
+    nightly = cli("sql", "--lake", lake, "SELECT count(*) AS n FROM nightly_stats()")
+    assert nightly.stdout.split() == ["n", "1"]
 
 
 def test_no_lake(cli, tmp_path):

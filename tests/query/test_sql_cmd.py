@@ -21,7 +21,8 @@ EXPECTED = [("20190402", "A0a", 6), ("20190402", "B1a", 1), ("20190403", "A0a", 
 
 
 def lake_files(lake: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(lake)): p.read_bytes()
+            for p in sorted(lake.rglob("*")) if p.is_file()}
 
 
 def test_default_output_in_a_pipe_is_csv(cli, hand_lake):
@@ -76,7 +77,8 @@ def test_isfinite_finds_the_nan_of_parquet_columns(cli, hand_lake):
                           "which leave NaN out; fixed if float columns are written without "
                           "statistics", strict=False)
 def test_isnan_finds_the_nan_of_parquet_columns(cli, hand_lake):
-    result = cli("sql", "--lake", hand_lake, "SELECT count(*) AS n FROM images WHERE isnan(psfSigma)")
+    result = cli("sql", "--lake", hand_lake,
+                 "SELECT count(*) AS n FROM images WHERE isnan(psfSigma)")
     assert result.stdout.splitlines() == ["n", "1"]
 
 
@@ -303,7 +305,8 @@ def test_error_in_a_later_statement_points_into_the_script(cli, hand_lake):
     result = cli("sql", "--lake", hand_lake, "SELECT 1;\nSELECT 2,\n   nosuch FROM images")
     assert result.exit_code == 2
     assert "(line 3, column 4)" in result.stderr
-    first = cli("sql", "--lake", hand_lake, "CREATE TEMP TABLE t AS SELECT nosuch FROM images; SELECT 1")
+    first = cli("sql", "--lake", hand_lake,
+                "CREATE TEMP TABLE t AS SELECT nosuch FROM images; SELECT 1")
     assert "(line 1, column 31)" in first.stderr
 
 

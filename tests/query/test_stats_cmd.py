@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from nightlake import Lake
 from nightlake.plot import DECAM_ROWS, focal_plane_order
 
 from .conftest import deep_row, write_lake

@@ -16,7 +16,8 @@ from nightlake.cli import app
 from nightlake.errors import UsageError
 
 LakeOption = typer.Option(
-    None, "--lake", help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).", show_default=False
+    None, "--lake", help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
+    show_default=False,
 )
 FormatOption = typer.Option(
     None, "--format",
@@ -86,7 +87,8 @@ def sql(
     query: Optional[str] = typer.Argument(
         None, help="The SQL to run; - reads it from stdin.", show_default=False),
     file: Optional[Path] = typer.Option(
-        None, "-f", "--file", help="Read the SQL from this file (- for stdin).", show_default=False),
+        None, "-f", "--file", help="Read the SQL from this file (- for stdin).",
+        show_default=False),
     lake: Optional[Path] = LakeOption,
     fmt: Optional[str] = FormatOption,
     output: Optional[Path] = OutputOption,
@@ -119,7 +121,8 @@ def export(
         None, "--format", help="parquet or csv (default: from --to's extension, else parquet).",
         show_default=False),
     partition_by: Optional[str] = typer.Option(
-        None, "--partition-by", help="Write a Hive-partitioned directory by these columns: night,target.",
+        None, "--partition-by",
+        help="Write a Hive-partitioned directory by these columns: night,target.",
         show_default=False),
     param: List[str] = ParamOption,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing target."),
@@ -153,7 +156,8 @@ def stats(
     fmt: Optional[str] = FormatOption,
     output: Optional[Path] = OutputOption,
     plot: Optional[Path] = typer.Option(
-        None, "--plot", help="Also draw FWHM and zero point per night and per detector to this PNG.",
+        None, "--plot",
+        help="Also draw FWHM and zero point per night and per detector to this PNG.",
         show_default=False),
 ) -> None:
     """Survey statistics (image counts, exposure, FWHM, zero point, sky noise, airmass)."""
@@ -242,7 +246,8 @@ def info(
         typer.echo(f"{label}: {len(parts)}")
         for part in parts:
             for src in part["sources"]:
-                typer.echo(f"  {part['partition']}: {src['path']}: {src['detail'] or src['status']}")
+                why = src["detail"] or src["status"]
+                typer.echo(f"  {part['partition']}: {src['path']}: {why}")
     if data["stale_partitions"]:
         typer.echo("  (reconvert with: nightlake convert SOURCE… --lake "
                    f"{the_lake.path})")
