@@ -105,6 +105,8 @@ def write_result(reader: "pa.RecordBatchReader", fmt: str, sink: IO[bytes], *,
 def write_result_file(reader: "pa.RecordBatchReader", fmt: str,
                       path: str | os.PathLike[str]) -> int:
     """Write ``reader`` to ``path`` atomically (temp file beside it, then rename)."""
+    if not Path(path).resolve().parent.is_dir():
+        raise UsageError(f"{path}: the directory {Path(path).parent} does not exist")
     with atomic_file(path) as tmp, open(tmp, "wb") as sink:
         return write_result(reader, fmt, sink, stream_ipc=False)
 

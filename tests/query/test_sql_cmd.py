@@ -313,3 +313,17 @@ def test_error_in_a_later_statement_points_into_the_script(cli, hand_lake):
 def test_only_comments_is_an_empty_result(cli, hand_lake):
     result = cli("sql", "--lake", hand_lake, "--format", "csv", "/* nothing to do */")
     assert result.exit_code == 0 and result.stdout.strip() == ""
+
+
+def test_missing_query_file(cli, hand_lake, tmp_path):
+    result = cli("sql", "--lake", hand_lake, "-f", tmp_path / "nope.sql")
+    assert result.exit_code == 1
+    assert "nope.sql" in result.stderr and "No such file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_output_into_a_missing_directory(cli, hand_lake, tmp_path):
+    result = cli("sql", "--lake", hand_lake, "-o", tmp_path / "no" / "r.csv", "SELECT 1")
+    assert result.exit_code == 2
+    assert "r.csv" in result.stderr and "does not exist" in result.stderr
+    assert not (tmp_path / "no").exists()
