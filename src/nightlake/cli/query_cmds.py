@@ -189,10 +189,7 @@ def stats(
 
 
 @app.command()
-def macros(
-    lake: Optional[Path] = LakeOption,
-    fmt: Optional[str] = FormatOption,
-) -> None:
+def macros(fmt: Optional[str] = FormatOption) -> None:
     """List every SQL macro with its signature and comment."""
     import duckdb
 
