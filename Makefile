@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml
 ## make demo: build a lake from data/fixtures/ and run cross-night queries on it
 demo: $(STAMP)
 	$(BIN)/nightlake convert data/fixtures/collections --lake $(LAKE)
-	$(BIN)/nightlake sql --lake $(LAKE) --format table -- "$$(cat data/fixtures/demo_nightly.sql)"
+	@echo "== per night and target: images, median seeing FWHM (arcsec), median zero point"
+	$(BIN)/nightlake sql --lake $(LAKE) --format table -f data/fixtures/demo_nightly.sql
+	@echo "== per detector, across the survey"
+	$(BIN)/nightlake stats --lake $(LAKE) --by detector --format table
+	@echo "== the whole survey"
+	$(BIN)/nightlake stats --lake $(LAKE) --by survey --format table --plot $(LAKE)/stats.png
+	@echo "plot: $(LAKE)/stats.png"
 
 ## make test: run the whole test suite
 test: $(STAMP)
@@ -25,6 +31,8 @@ test: $(STAMP)
 ## make bench: the speed goals (by hand; prints ratios against each baseline)
 bench: $(STAMP)
 	$(BIN)/python bench/convert.py
+	$(BIN)/python bench/layout.py
+	$(BIN)/python bench/query.py
 	$(BIN)/python bench/detreg.py
 
 ## make fixtures: regenerate data/fixtures/ (deterministic)

@@ -2,29 +2,17 @@
 -- The rules are the ones of src/nightlake/resolve.py (the Python reference, see
 -- docs/detrends.md); tests/resolve/test_properties.py holds both equal.
 --
--- DuckDB binds a table macro when it is created, so the views it reads must exist by then.
--- Lake.connect() creates the real `images` and `detrends` views first; these empty
--- placeholders only stand in on a bare connection (or a lake without images), so the macros
--- still load there.
-CREATE VIEW IF NOT EXISTS images AS
-    SELECT NULL::VARCHAR AS target, NULL::VARCHAR AS night, NULL::BIGINT AS visit,
-           NULL::BIGINT AS detector, NULL::VARCHAR AS filter, NULL::VARCHAR AS band,
-           NULL::DOUBLE AS exposureTime, NULL::TIMESTAMP AS obs_time
-    FROM range(1) WHERE false;
-CREATE VIEW IF NOT EXISTS detrends AS
-    SELECT NULL::BIGINT AS record_index, NULL::VARCHAR AS type, NULL::INTEGER AS type_code,
-           NULL::VARCHAR AS filter, NULL::INTEGER AS filter_code, NULL::INTEGER AS dark_exptime,
-           NULL::INTEGER AS ccd, NULL::TIMESTAMP AS tstart, NULL::TIMESTAMP AS tstop,
-           NULL::TIMESTAMP AS treg, NULL::UBIGINT AS tstart_s, NULL::UBIGINT AS tstop_s,
-           NULL::UBIGINT AS treg_s, NULL::FLOAT AS sigma, NULL::FLOAT AS clipsigma,
-           NULL::VARCHAR AS filename, NULL::TINYINT AS flag1, NULL::TINYINT AS flag2
-    FROM range(1) WHERE false;
+-- The macros read their inputs through query_table(<parameter>): DuckDB binds a macro when it
+-- is created, and a table name given as a parameter defers that to the call, so the file loads
+-- on a bare connection (no images or detrends view) and the caller may point `source` at any
+-- view or table of images (a subset, a temp table).
 
 
 -- One image: a correlated subquery that ranks the candidates directly. Written independently
 -- of resolve_detrends below (same rules, different formulation) and tested against both.
 CREATE OR REPLACE MACRO detrend_for(detrend_type, image_ccd, image_filter, image_time,
-                                    mode := 'exact', exptime := NULL, band := NULL) AS (
+                                    mode := 'exact', exptime := NULL, band := NULL,
+                                    detrend_source := 'detrends') AS (
     SELECT struct_pack(
         record_index := record_index, filename := filename, type := type, ccd := ccd,
         filter := filter, dark_exptime := dark_exptime, tstart := tstart, tstop := tstop,
@@ -36,7 +24,7 @@ CREATE OR REPLACE MACRO detrend_for(detrend_type, image_ccd, image_filter, image
         SELECT d.*,
                image_time::TIMESTAMP < coalesce(d.tstop, 'infinity'::TIMESTAMP) AS _covers,
                CASE WHEN detrend_type = 'dark' THEN d.dark_exptime END AS _group
-        FROM detrends AS d
+        FROM query_table(detrend_source) AS d
         WHERE d.type = detrend_type
           AND d.ccd = image_ccd
           AND d.tstop_s > d.tstart_s
@@ -65,7 +53,8 @@ COMMENT ON MACRO detrend_for IS
 -- winner cannot change. The timeline is computed on the detrend side only (small), then each
 -- image finds its segment with ONE ASOF join (greatest boundary <= obs_time). docs/design.md
 -- explains why ASOF rather than IEJoin.
-CREATE OR REPLACE MACRO resolve_detrends(detrend_type, mode := 'exact') AS TABLE
+CREATE OR REPLACE MACRO resolve_detrends(detrend_type, mode := 'exact', source := 'images',
+                                         detrend_source := 'detrends') AS TABLE
 WITH
 img AS (
     SELECT *,
@@ -75,7 +64,7 @@ img AS (
                 ELSE '' END AS _nl_fkey,
            -- the exposure class: darks depend on the image's exposure time
            CASE WHEN detrend_type = 'dark' THEN exposureTime::DOUBLE ELSE 0.0 END AS _nl_ekey
-    FROM images
+    FROM query_table(source)
 ),
 classes AS (
     SELECT DISTINCT detector::BIGINT AS ccd, _nl_fkey AS fkey, _nl_ekey AS ekey,
@@ -88,7 +77,7 @@ cand AS (
     SELECT c.ccd, c.fkey, c.ekey,
            CASE WHEN detrend_type = 'dark' THEN d.dark_exptime END AS grp,
            d.record_index, d.filename, d.tstart, d.tstop, d.treg, d.treg_s
-    FROM detrends AS d
+    FROM query_table(detrend_source) AS d
     JOIN classes AS c
       ON d.ccd = c.ccd
      AND (detrend_type NOT IN ('flat', 'fringe') OR d.filter = c.filter OR d.filter = c.band)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def astropy_cells(path) -> dict[str, list]:
     """Each column of ``path`` as astropy reads it, in plain Python values (the reference).
@@ -18,8 +20,8 @@ def astropy_cells(path) -> dict[str, list]:
     for name in table.colnames:
         col = table[name]
         if isinstance(col, Time):
-            values = [None if m else v for v, m in zip(col.utc.datetime64.astype("datetime64[us]").tolist(),
-                                                        np.broadcast_to(getattr(col, "mask", False), len(col)))]
+            masks = np.broadcast_to(getattr(col, "mask", False), len(col))
+            values = [None if m else v for v, m in zip(utc_datetimes(col), masks)]
         else:
             values = [v.tolist() if isinstance(v, np.ndarray) else v for v in col.tolist()]
             mask = getattr(col, "mask", None)
@@ -30,6 +32,24 @@ def astropy_cells(path) -> dict[str, list]:
                 values = np.ma.array(col.data, mask=mask).tolist(None)
         cells[name] = values
     return cells
+
+
+def utc_datetimes(time) -> list:
+    """An astropy Time as naive UTC datetimes, from astropy's own ``isot`` text to the µs."""
+    utc = time.utc.copy()
+    utc.precision = 6
+    return [_posix_datetime(text) for text in np.atleast_1d(utc.isot)]
+
+
+def _posix_datetime(isot: str):
+    """astropy's UTC text as a naive datetime; a leap second 23:59:60.x → next 00:00:00.x."""
+    import datetime as dt
+
+    date, clock = isot.split("T")
+    hh, mm, ss = clock.split(":")
+    whole, _, frac = ss.partition(".")
+    base = dt.datetime.fromisoformat(f"{date}T{hh}:{mm}:00")
+    return base + dt.timedelta(seconds=int(whole), microseconds=int((frac + "000000")[:6]))
 
 
 def arrow_cells(table) -> dict[str, list]:

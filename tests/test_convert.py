@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from nightlake import Lake
 from nightlake.convert import (ConvertOptions, convert, deduplicate_names, read_partition_metadata,
                                same_content)
-from reference import astropy_cells, same_cells
+from reference import astropy_cells, same_cells, utc_datetimes
 from strategies import ecsv_tables
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
@@ -144,7 +144,7 @@ def test_layout_sorting_compression_and_varchar_partitions(lake_per_night):
 def test_obs_time_is_utc_from_tai_mjd_with_leap_seconds(lake_per_night):
     t = lake_per_night.sql("SELECT mjd, obs_time FROM images ORDER BY mjd LIMIT 5")
     mjd = np.array(t.column("mjd").to_pylist())
-    expected = Time(mjd, format="mjd", scale="tai").utc.datetime64.astype("datetime64[us]")
+    expected = np.array(utc_datetimes(Time(mjd, format="mjd", scale="tai")), dtype="datetime64[us]")
     got = np.array(t.column("obs_time").to_pylist(), dtype="datetime64[us]")
     assert (got == expected).all()
     # independent of astropy: TAI − UTC was 37 s throughout 2017–2026
@@ -369,3 +369,37 @@ def test_rows_gone_from_a_changed_source_leave_the_lake(tmp_path):
     assert len(lake.image_files()) == len(first.written) - 1
     third = convert(lake, [joined])  # and the lake has converged
     assert third.written == [] and third.removed == []
+
+
+def test_the_view_reads_partitions_with_different_column_orders(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    convert(lake, [COLLECTIONS])
+    assert lake.read_manifest()["uniform_schema"] is True  # the view may skip union_by_name
+    assert "union_by_name" not in lake.view_sql()
+    packed = next((FIXTURES / "packed").glob("*.collection"))
+    target = packed.stem.split("_")[1]
+    copy = tmp_path / "20190402_A0z.collection"  # same rows, other column order, new target
+    copy.write_text(packed.read_text().replace(f"{{fieldname: {target}}}", "{fieldname: A0z}"))
+    assert convert(lake, [copy]).ok
+    assert lake.read_manifest()["uniform_schema"] is False
+    assert "union_by_name = true" in lake.view_sql()
+    got = lake.sql("SELECT target, sum(visit) AS v, sum(detector) AS d FROM images "
+                   "WHERE night = '20190402' GROUP BY target ORDER BY target").to_pylist()
+    by_target = {r["target"]: (r["v"], r["d"]) for r in got}
+    assert by_target[target] == by_target["A0z"]
+
+
+def test_a_new_source_for_an_existing_partition_is_checked_against_it(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    convert(lake, [COLLECTIONS])
+    packed = next((FIXTURES / "packed").glob("*.collection"))  # the same rows, packed
+    report = convert(lake, [packed])
+    assert report.ok and len(report.written) == 1
+    sources = {s["path"] for s in read_partition_metadata(report.written[0])["sources"]}
+    assert sources == {str(packed.resolve()), str((COLLECTIONS / packed.name).resolve())}
+    different = tmp_path / packed.name
+    text = packed.read_text()
+    assert " 120.0 " in text  # one exposure time changed: one cell differs
+    different.write_text(text.replace(" 120.0 ", " 121.0 ", 1))
+    bad = convert(lake, [different])
+    assert len(bad.failed) == 1 and str(different) in str(bad.failed[0][1])

@@ -17,7 +17,7 @@ from nightlake.errors import FormatError, InputError
 from reference import assert_equals_astropy
 from strategies import ecsv_tables
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "real"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ecsv_tables())
@@ -66,12 +66,11 @@ def test_time_mixin_becomes_utc_timestamp_across_a_leap_second(tmp_path):
         "2017-01-01 00:00:00", "2017-01-01 00:00:23"]
 
 
-@pytest.mark.parametrize("name", ["missing_data.ecsv", "table_IV_V.ecsv", "refcats_ps1.ecsv",
-                                  "exposures_object_raw.ecsv"])
-def test_real_survey_bookkeeping_files_read_like_astropy(name):
-    path = REAL / name
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+@pytest.mark.parametrize("name", ["real/missing_data.ecsv", "real/table_IV_V.ecsv",
+                                  "real/refcats_ps1.ecsv", "real/exposures_object_raw.ecsv",
+                                  "deep_table_II.ecsv", "ecsv/all_types.ecsv"])
+def test_real_files_and_the_all_types_golden_file_read_like_astropy(name):
+    path = FIXTURES / name
     assert_equals_astropy(path, read_ecsv(path).table)
 
 

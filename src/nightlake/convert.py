@@ -110,6 +110,14 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
                     to_read[path] = describe(path)
         contributions = _read_all(sorted(to_read.values(), key=lambda f: f.path), options,
                                   report, progress)
+        # A new source can land in a partition that other, unchanged sources already feed:
+        # read those too, so the partition is checked against them and stays whole.
+        siblings = {path: describe(path) for key in contributions
+                    for path in index.sources_of(partition_path(lake, options.partition_by, key))
+                    if path not in to_read and path.exists()}
+        for key, parts in _read_all(sorted(siblings.values(), key=lambda f: f.path), options,
+                                    report, None).items():
+            contributions[key].extend(parts)
         failed_paths = {Path(p).resolve() for p, _ in report.failed}
         todo = []
         for key, parts in sorted(contributions.items()):
@@ -135,15 +143,21 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
             key, parts = item
             return _write_partition(lake, options, key, parts)
 
-        for done, ((key, _), (path, rows, renames)) in enumerate(
+        schemas = {p: sig for p, sig in index.schemas.items() if p not in report.removed}
+        manifest = {**lake.read_manifest(), "format_version": FORMAT_VERSION,
+                    "partition_by": list(options.partition_by)}
+        if todo and manifest.get("uniform_schema"):
+            # readers meanwhile must not assume one schema for partitions about to change
+            lake.write_manifest({**manifest, "uniform_schema": False})
+        for done, ((key, _), (path, rows, renames, signature)) in enumerate(
                 zip(todo, _threaded(write_one, todo)), 1):
             if progress:
                 progress("write", done, len(todo), "/".join(key))
             report.written.append(path)
             report.rows_written += rows
             report.renames.update(renames)
-        lake.write_manifest({**lake.read_manifest(), "format_version": FORMAT_VERSION,
-                             "partition_by": list(options.partition_by)})
+            schemas[path] = signature
+        lake.write_manifest({**manifest, "uniform_schema": len(set(schemas.values())) <= 1})
     return report
 
 
@@ -152,20 +166,25 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
 class _LakeIndex:
     sources: dict[Path, dict[str, Any]]  # recorded fingerprint by source path
     partitions: dict[Path, list[Path]]  # partition file -> its source paths
+    schemas: dict[Path, tuple]  # partition file -> its column names and types
 
     @classmethod
     def load(cls, lake: Lake) -> "_LakeIndex":
         sources: dict[Path, dict[str, Any]] = {}
         partitions: dict[Path, list[Path]] = {}
+        schemas: dict[Path, tuple] = {}
         for part in lake.image_files():
-            meta = read_partition_metadata(part)
+            schema = pq.read_schema(part)
+            schemas[part] = schema_signature(schema)
+            raw = (schema.metadata or {}).get(METADATA_KEY)
+            meta = json.loads(raw) if raw else {}
             paths = []
             for fp in meta.get("sources", []):
                 path = Path(fp["path"])
                 sources[path] = fp
                 paths.append(path)
             partitions[part] = paths
-        return cls(sources, partitions)
+        return cls(sources, partitions, schemas)
 
     def is_current(self, path: Path) -> bool:
         recorded = self.sources.get(path)
@@ -186,6 +205,10 @@ class _LakeIndex:
 
     def sources_of(self, partition: Path) -> list[Path]:
         return self.partitions.get(partition, [])
+
+
+def schema_signature(schema: pa.Schema) -> tuple:
+    return tuple((f.name, str(f.type)) for f in schema)
 
 
 def read_partition_metadata(path: Path) -> dict[str, Any]:
@@ -272,8 +295,24 @@ def _split(source: SourceFile, table: pa.Table,
 
 
 def same_content(a: pa.Table, b: pa.Table) -> bool:
-    """Same rows in any order (NaN equals NaN; schema metadata ignored)."""
-    return a.num_rows == b.num_rows and _canonical(a).equals(_canonical(b))
+    """Same rows and columns in any order (NaN equals NaN; metadata ignored; an all-null
+    column — what unpacking a kbmod table gives for a column that was all masked — equals
+    any all-null column)."""
+    if a.num_rows != b.num_rows or set(a.column_names) != set(b.column_names):
+        return False
+    names = sorted(a.column_names)
+    a, b = a.select(names), b.select(names)
+    columns = []
+    for name, col in zip(names, b.columns):
+        want = a.schema.field(name).type
+        if col.type != want:
+            try:
+                col = col.cast(want)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return False
+        columns.append(col)
+    b = pa.Table.from_arrays(columns, names=names)
+    return _canonical(a).equals(_canonical(b))
 
 
 def _merge_sources(key: tuple[str, ...], parts: list[_Contribution], failed: set[Path],
@@ -287,12 +326,12 @@ def _merge_sources(key: tuple[str, ...], parts: list[_Contribution], failed: set
         groups[c.source.group].append(c)
     if len(groups) == 1:
         return parts
-    tables = {g: _canonical(pa.concat_tables([c.rows for c in cs], promote_options="permissive"))
+    tables = {g: pa.concat_tables([c.rows for c in cs], promote_options="permissive")
               for g, cs in groups.items()}
     names = list(tables)
     first = tables[names[0]]
     for other in names[1:]:
-        if not first.equals(tables[other]):
+        if not same_content(first, tables[other]):
             a, b = groups[names[0]][0].source.path, groups[other][0].source.path
             detail = (f"{first.num_rows} vs {tables[other].num_rows} rows"
                       if first.num_rows != tables[other].num_rows else "rows differ")
@@ -322,8 +361,8 @@ def _canonical(table: pa.Table) -> pa.Table:
 
 # -- writing --------------------------------------------------------------------------------
 def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
-                     parts: list[_Contribution]) -> tuple[Path, int, dict[str, str]]:
-    """Write one partition; returns its path, row count and the columns renamed."""
+                     parts: list[_Contribution]) -> tuple[Path, int, dict[str, str], tuple]:
+    """Write one partition; returns its path, row count, renamed columns and schema."""
     groups: dict[str, list[_Contribution]] = defaultdict(list)
     for c in parts:
         groups[c.source.group].append(c)
@@ -356,7 +395,7 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
     target = partition_path(lake, options.partition_by, key)
     write_parquet_atomic(table, target)
-    return target, table.num_rows, renames
+    return target, table.num_rows, renames, schema_signature(table.schema)
 
 
 def partition_path(lake: Lake, levels: tuple[str, ...], key: tuple[str, ...]) -> Path:

@@ -500,21 +500,22 @@ def _offline_iers() -> None:
 
 
 def utc_datetime64(t) -> np.ndarray:
-    """An astropy Time as ``datetime64[us]`` in UTC, equal to astropy's ``utc.datetime64``.
+    """An astropy Time as ``datetime64[us]`` in UTC: astropy's ``utc.isot`` to the microsecond.
 
-    astropy formats every value as text on the way (slow: ≈10 µs a value) and refuses a time
-    inside a leap second; ERFA's ``d2dtf`` splits the UTC two-part JD into calendar fields in
-    C, and numpy assembles them. A time inside a leap second (23:59:60.x) lands on 00:00:00.x
-    of the next day, as POSIX clocks do.
+    ERFA's ``d2dtf`` (what astropy formats ``isot`` with) splits the UTC two-part JD into
+    calendar fields rounded to the microsecond, in C, and numpy assembles them — 40× faster
+    than astropy's ``datetime64``, which goes through text, truncates instead of rounding
+    (58576.2 TAI would become 04:47:22.999999) and refuses a leap second. A time inside a leap
+    second (23:59:60.x) lands on 00:00:00.x of the next day, as on a POSIX clock.
     """
     import erfa
 
     utc = t.utc
-    year, month, day, hmsf = erfa.d2dtf("UTC", 9, utc.jd1, utc.jd2)
+    year, month, day, hmsf = erfa.d2dtf("UTC", 6, utc.jd1, utc.jd2)
     months = (year.astype("int64") - 1970) * 12 + (month.astype("int64") - 1)
     days = months.astype("datetime64[M]").astype("datetime64[D]") + (day.astype("int64") - 1)
     micro = ((hmsf["h"].astype("int64") * 3600 + hmsf["m"].astype("int64") * 60
-              + hmsf["s"].astype("int64")) * 1_000_000 + hmsf["f"].astype("int64") // 1000)
+              + hmsf["s"].astype("int64")) * 1_000_000 + hmsf["f"].astype("int64"))
     return np.atleast_1d(days.astype("datetime64[us]") + micro.astype("timedelta64[us]"))
 
 

@@ -126,23 +126,24 @@ class Lake:
     def view_sql(self) -> str:
         """The SQL that defines the lake's views (absolute paths; for any DuckDB client)."""
         statements = []
-        if self.image_files():
+        files = self.image_files()
+        if files:
+            manifest = self.read_manifest()
+            levels = manifest.get("partition_by") or [
+                part.split("=", 1)[0] for part in files[0].relative_to(self.images_dir).parts[:-1]]
             glob = str(self.images_dir.resolve() / "**" / "*.parquet")
-            types = ", ".join(f"'{k}': {v}" for k, v in PARTITION_TYPES.items()
-                              if k != "detector" or self._has_detector_level())
+            types = ", ".join(f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES)
+            # union_by_name costs a schema read per file; only needed when partitions differ
+            union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
             statements.append(
                 f"CREATE OR REPLACE VIEW {IMAGES} AS SELECT * FROM read_parquet("
-                f"{_sql_string(glob)}, hive_partitioning = true, union_by_name = true, "
+                f"{_sql_string(glob)}, hive_partitioning = true, {union}"
                 f"hive_types = {{{types}}});"
             )
         from nightlake.mirror import view_sql as detrend_view_sql  # detrends, detrend_filters
 
         statements.append(detrend_view_sql(self))
         return "\n".join(s for s in statements if s)
-
-    def _has_detector_level(self) -> bool:
-        files = self.image_files()
-        return bool(files) and files[0].parent.name.startswith("detector=")
 
     def connect(self) -> "duckdb.DuckDBPyConnection":
         """An in-memory DuckDB connection with the lake's views and every macro of ``sql/``."""
@@ -153,6 +154,9 @@ class Lake:
         if not self.path.is_dir():
             raise LakeError(f"{self.path}: no lake here (create one with: nightlake convert SOURCE --lake {self.path})")
         con = duckdb.connect(":memory:")
+        # footers are read once per connection, not once per query; DuckDB's own progress
+        # bar would write into our stdout
+        con.execute("SET parquet_metadata_cache = true; SET enable_progress_bar = false;")
         views = self.view_sql()
         if views:
             con.execute(views)
@@ -166,6 +170,9 @@ class Lake:
         """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table."""
         import duckdb
 
+        from nightlake.query import check_read_only  # no statement may write files
+
+        check_read_only(query)
         con = self.connect()
         try:
             relation = con.sql(query, params=params or None)
@@ -215,6 +222,26 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
     fsync_dir(target.parent)
 
 
+def statistics_columns(table: "pa.Table") -> list[str]:
+    """Columns whose min/max statistics are safe to write.
+
+    Parquet leaves NaN out of float min/max, and DuckDB then folds ``isnan(x)`` to false for
+    the whole row group: a float column holding NaN is written without statistics. Nested
+    columns get none either (nobody filters on them).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = []
+    for field, column in zip(table.schema, table.columns):
+        if pa.types.is_nested(field.type):
+            continue
+        if pa.types.is_floating(field.type) and pc.any(pc.is_nan(column)).as_py():
+            continue
+        keep.append(field.name)
+    return keep
+
+
 def write_parquet_atomic(table: "pa.Table", target: Path) -> None:
     """Write one partition file (zstd) atomically: readers see the old file or the new one."""
     import pyarrow.parquet as pq
@@ -222,7 +249,8 @@ def write_parquet_atomic(table: "pa.Table", target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(target)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd",
+                       write_statistics=statistics_columns(table))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -135,3 +135,22 @@ def test_plan_is_one_asof_join_over_the_images(scenario):
     con.execute("RESET asof_loop_join_threshold")
     assert plan.count("Asof Join") == 1
     assert "Nested Loop" not in plan and "CROSS_PRODUCT" not in plan
+
+
+def test_source_names_another_view_of_images(scenario):
+    _, con = scenario
+    con.execute("CREATE OR REPLACE TEMP VIEW first_three AS SELECT * FROM images WHERE visit < 3")
+    rows = con.sql("SELECT visit, detrend_index FROM resolve_detrends('flat', "
+                   "source := 'first_three') ORDER BY visit").fetchall()
+    assert rows == [(0, 1), (1, None), (2, None)]
+
+
+def test_macros_load_on_a_bare_connection_and_fail_only_when_called():
+    import duckdb
+
+    from nightlake.sql import load_macros
+
+    con = duckdb.connect()
+    load_macros(con)
+    with pytest.raises(duckdb.CatalogException, match="images"):
+        con.sql("SELECT * FROM resolve_detrends('flat')").fetchall()

@@ -1,43 +1,270 @@
-"""Commands that query the lake: ``sql`` (more to come: export, stats, macros, info, init-sql)."""
+"""Commands that read the lake: ``sql``, ``export``, ``stats``, ``macros``, ``info``, ``init-sql``.
+
+Parsing and printing only; the work is done by :mod:`nightlake.query`, :mod:`nightlake.output`,
+:mod:`nightlake.export`, :mod:`nightlake.stats`, :mod:`nightlake.plot`, :mod:`nightlake.info`.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from nightlake.cli import app
+from nightlake.errors import UsageError
 
 LakeOption = typer.Option(
-    None, "--lake", help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).", show_default=False
+    None, "--lake", help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
+    show_default=False,
 )
+FormatOption = typer.Option(
+    None, "--format",
+    help="table, csv, tsv, json, jsonl, parquet or arrow (default: from -o's extension, "
+         "else table on a terminal and csv otherwise).",
+    show_default=False,
+)
+OutputOption = typer.Option(
+    None, "-o", "--output", help="Write the result to this file (atomically) instead of stdout.",
+    show_default=False,
+)
+ParamOption = typer.Option(
+    [], "-p", "--param", help="Bind $NAME to VALUE: -p night=20190402 (repeatable).",
+    show_default=False,
+)
+
+MACROS_QUERY = """
+SELECT function_name AS name,
+       CASE function_type WHEN 'table_macro' THEN 'table' ELSE 'scalar' END AS kind,
+       function_name || '(' || array_to_string(parameters, ', ') || ')' AS signature,
+       comment
+FROM duckdb_functions()
+WHERE function_type IN ('macro', 'table_macro') AND NOT internal
+ORDER BY name
+"""
+
+
+def _read_query(query: Optional[str], file: Optional[Path]) -> str:
+    if query is not None and file is not None:
+        raise UsageError("give the query as an argument or with -f FILE, not both")
+    if file is not None:
+        return sys.stdin.read() if str(file) == "-" else file.read_text()
+    if query is None:
+        raise UsageError("no query: give it as an argument, with -f FILE, or as - to read stdin")
+    return sys.stdin.read() if query == "-" else query
+
+
+def _emit(reader, fmt: Optional[str], output: Optional[Path]) -> int:
+    """Write a result stream to ``output`` or stdout in the chosen format; return rows."""
+    from nightlake.output import BINARY_FORMATS, choose_format, write_result, write_result_file
+
+    terminal = sys.stdout.isatty()
+    fmt = choose_format(fmt, output, terminal)
+    if output is not None:
+        return write_result_file(reader, fmt, output)
+    if fmt in BINARY_FORMATS and terminal:
+        raise UsageError(f"{fmt} is binary: redirect stdout or write it with -o FILE")
+    sink = sys.stdout.buffer
+    try:
+        sys.stdout.flush()
+        rows = write_result(reader, fmt, sink)
+        sink.flush()
+    except OSError as exc:
+        # `nightlake sql … | head`: the reader left early; that is fine. (Through pyarrow's
+        # writers the error arrives as a plain OSError naming the broken pipe.)
+        if not (isinstance(exc, BrokenPipeError) or "Broken pipe" in str(exc)):
+            raise
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    return rows
 
 
 @app.command()
 def sql(
-    query: str = typer.Argument(..., help="The SQL to run."),
+    query: Optional[str] = typer.Argument(
+        None, help="The SQL to run; - reads it from stdin.", show_default=False),
+    file: Optional[Path] = typer.Option(
+        None, "-f", "--file", help="Read the SQL from this file (- for stdin).",
+        show_default=False),
     lake: Optional[Path] = LakeOption,
-    fmt: str = typer.Option("table", "--format", help="Output format: table, csv or json."),
+    fmt: Optional[str] = FormatOption,
+    output: Optional[Path] = OutputOption,
+    param: List[str] = ParamOption,
 ) -> None:
-    """Run SQL against the lake's views and macros."""
+    """Run SQL on the lake's views and macros (read-only), streaming the result."""
     from nightlake.lake import Lake
+    from nightlake.query import open_connection, parse_params, stream
 
-    result = Lake(lake).sql(query)
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
-        import sys
+    text = _read_query(query, file)
+    params = parse_params(param)
+    the_lake = Lake(lake)
+    if output is not None:
+        from nightlake.export import refuse_inside_lake
 
-        pacsv.write_csv(result, sys.stdout.buffer)
-    elif fmt == "json":
-        import json
+        refuse_inside_lake(the_lake, output)
+    con = open_connection(the_lake)
+    try:
+        _emit(stream(con, text, params), fmt, output)
+    finally:
+        con.close()
 
-        typer.echo(json.dumps(result.to_pylist(), default=str, indent=1))
+
+@app.command()
+def export(
+    source: str = typer.Argument(..., help="A SELECT query, or the name of a view (e.g. images)."),
+    to: Path = typer.Option(..., "--to", help="Target file, or directory with --partition-by."),
+    lake: Optional[Path] = LakeOption,
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="parquet or csv (default: from --to's extension, else parquet).",
+        show_default=False),
+    partition_by: Optional[str] = typer.Option(
+        None, "--partition-by",
+        help="Write a Hive-partitioned directory by these columns: night,target.",
+        show_default=False),
+    param: List[str] = ParamOption,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing target."),
+) -> None:
+    """Write a query or view to Parquet/CSV with DuckDB's COPY, atomically."""
+    from nightlake.export import export as run_export
+    from nightlake.lake import Lake
+    from nightlake.query import parse_params
+
+    columns = [c for c in (partition_by or "").split(",") if c.strip()]
+    params = parse_params(param)
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"exporting to {to}", total=100)
+            result = run_export(Lake(lake), source, to, fmt=fmt, partition_by=columns,
+                                params=params, overwrite=overwrite,
+                                progress=lambda done: bar.update(task, completed=done))
     else:
-        typer.echo(result.to_pandas().to_string(index=False) if False else _table(result))
+        result = run_export(Lake(lake), source, to, fmt=fmt, partition_by=columns,
+                            params=params, overwrite=overwrite)
+    what = f"{result.files} files under " if columns else ""
+    typer.echo(f"exported {result.rows} rows to {what}{result.path} ({result.format})", err=True)
 
 
-def _table(result) -> str:
+@app.command()
+def stats(
+    by: str = typer.Option("night", "--by", help="night, target, detector or survey."),
+    lake: Optional[Path] = LakeOption,
+    fmt: Optional[str] = FormatOption,
+    output: Optional[Path] = OutputOption,
+    plot: Optional[Path] = typer.Option(
+        None, "--plot",
+        help="Also draw FWHM and zero point per night and per detector to this PNG.",
+        show_default=False),
+) -> None:
+    """Survey statistics (image counts, exposure, FWHM, zero point, sky noise, airmass)."""
+    from nightlake.lake import Lake
+    from nightlake.query import open_connection, stream
+    from nightlake.stats import require_images, stats_query
+
+    the_lake = Lake(lake)
+    query = stats_query(by)
+    require_images(the_lake)
+    if plot is not None and not plot.resolve().parent.is_dir():
+        raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
+    con = open_connection(the_lake)
+    try:
+        _emit(stream(con, query), fmt, output)
+    finally:
+        con.close()
+    if plot is not None:
+        from nightlake.plot import plot_survey
+        from nightlake.stats import stats_table
+
+        nightly = stats_table(the_lake, "night")
+        detectors = stats_table(the_lake, "detector")
+        survey = stats_table(the_lake, "survey").to_pylist()[0]
+        title = (f"nightlake: {the_lake.path.resolve()} — {survey['images']} images, "
+                 f"{survey['nights']} nights, {survey['targets']} targets")
+        plot_survey(nightly, detectors, plot, title=title)
+        typer.echo(f"plot written to {plot}", err=True)
+
+
+@app.command()
+def macros(fmt: Optional[str] = FormatOption) -> None:
+    """List every SQL macro with its signature and comment."""
     import duckdb
 
-    return str(duckdb.from_arrow(result))
+    from nightlake.query import stream
+    from nightlake.sql import load_macros
+
+    con = duckdb.connect()  # macros do not need a lake: they bind when called
+    try:
+        load_macros(con)
+        _emit(stream(con, MACROS_QUERY), fmt, None)
+    finally:
+        con.close()
+
+
+@app.command()
+def info(
+    lake: Optional[Path] = LakeOption,
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="text (default) or json.", show_default=False),
+) -> None:
+    """Partitions, rows, targets, nights, size, stale partitions and the schema with units."""
+    import json
+
+    from nightlake.errors import LakeError
+    from nightlake.info import human_size, lake_info
+    from nightlake.lake import Lake
+
+    the_lake = Lake(lake)
+    if not the_lake.path.is_dir():
+        raise LakeError(f"{the_lake.path}: no lake here")
+    summary = lake_info(the_lake)
+    if fmt == "json":
+        typer.echo(json.dumps(summary.to_dict(), indent=1))
+        return
+    if fmt not in (None, "text"):
+        raise UsageError(f"unknown format {fmt!r} for info: text or json")
+    data = summary.to_dict()
+    typer.echo(f"lake:         {the_lake.path.resolve()}")
+    typer.echo(f"partitions:   {data['partitions']}")
+    typer.echo(f"rows:         {data['rows']}")
+    targets = data["targets"]
+    shown = ", ".join(targets[:12]) + (", …" if len(targets) > 12 else "")
+    typer.echo(f"targets:      {len(targets)}" + (f" ({shown})" if targets else ""))
+    nights = f"{data['nights']}"
+    if data["first_night"]:
+        nights += f" (first {data['first_night']}, last {data['last_night']})"
+    typer.echo(f"nights:       {nights}")
+    typer.echo(f"size on disk: {human_size(data['size_bytes'])}")
+    for label, parts in (("stale partitions", data["stale_partitions"]),
+                         ("missing sources", data["missing_sources"])):
+        typer.echo(f"{label}: {len(parts)}")
+        for part in parts:
+            for src in part["sources"]:
+                why = src["detail"] or src["status"]
+                typer.echo(f"  {part['partition']}: {src['path']}: {why}")
+    if data["stale_partitions"]:
+        typer.echo("  (reconvert with: nightlake convert SOURCE… --lake "
+                   f"{the_lake.path})")
+    if summary.columns:
+        typer.echo("schema:")
+        width = max(len(c.name) for c in summary.columns)
+        type_width = max(len(c.type) for c in summary.columns)
+        for c in summary.columns:
+            extra = f"[{c.unit}]" if c.unit else ""
+            if c.original_name:
+                extra += f" (ECSV name {c.original_name})"
+            if c.description:
+                extra += f" {c.description}"
+            typer.echo(f"  {c.name.ljust(width)}  {c.type.ljust(type_width)}  {extra}".rstrip())
+
+
+@app.command("init-sql")
+def init_sql(lake: Optional[Path] = LakeOption) -> None:
+    """Print SQL that defines the lake's views and macros for any DuckDB client."""
+    from nightlake.lake import Lake
+    from nightlake.query import init_script
+
+    typer.echo(init_script(Lake(lake)))

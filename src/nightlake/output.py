@@ -1,0 +1,324 @@
+"""Writing query results: the output formats, batch by batch, and atomic files.
+
+Every writer consumes an Arrow :class:`~pyarrow.RecordBatchReader` one batch at a time, so
+an export of millions of rows never holds them all in memory. ``table`` is for people (an
+aligned table, long cells cut); the others are for programs:
+
+=========  ==========================================  ==============================
+format     what                                        file extensions (for ``-o``)
+=========  ==========================================  ==============================
+table      aligned text, widths from the first batch   .txt
+csv, tsv   header + rows; nested values as JSON text   .csv / .tsv, .tab
+json       one JSON array of row objects               .json
+jsonl      one JSON object per line                    .jsonl, .ndjson
+parquet    Parquet (zstd)                              .parquet, .pq
+arrow      Arrow IPC: file format for files, stream    .arrow, .feather, .ipc
+           format on standard output
+=========  ==========================================  ==============================
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import decimal
+import json
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Iterator
+
+from nightlake.errors import UsageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+FORMATS = ("table", "csv", "tsv", "json", "jsonl", "parquet", "arrow")
+BINARY_FORMATS = ("parquet", "arrow")
+EXTENSIONS = {
+    ".txt": "table",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+}
+#: Widest cell of the ``table`` format before it is cut with an ellipsis.
+CELL_WIDTH = 40
+
+
+def choose_format(fmt: str | None, output: str | os.PathLike[str] | None, terminal: bool) -> str:
+    """The output format: ``--format``, else the extension of ``-o``, else table/csv by terminal."""
+    if fmt is not None:
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        return fmt
+    if output is not None:
+        suffix = Path(output).suffix.lower()
+        if suffix not in EXTENSIONS:
+            raise UsageError(
+                f"{output}: cannot tell the format from the extension {suffix or '(none)'!r}; "
+                f"add --format ({', '.join(FORMATS)})"
+            )
+        return EXTENSIONS[suffix]
+    return "table" if terminal else "csv"
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and move it into place.
+
+    On any error the temporary file is removed, so a failed write leaves nothing behind
+    (and an existing ``path`` untouched).
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.nightlake-tmp-{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_result(reader: "pa.RecordBatchReader", fmt: str, sink: IO[bytes], *,
+                 stream_ipc: bool = True, cell_width: int = CELL_WIDTH) -> int:
+    """Write every batch of ``reader`` to the binary ``sink`` in ``fmt``; return the row count."""
+    writer = _WRITERS[fmt]
+    if fmt == "arrow":
+        return writer(reader, sink, stream_ipc=stream_ipc)
+    if fmt == "table":
+        return writer(reader, sink, cell_width=cell_width)
+    return writer(reader, sink)
+
+
+def write_result_file(reader: "pa.RecordBatchReader", fmt: str,
+                      path: str | os.PathLike[str]) -> int:
+    """Write ``reader`` to ``path`` atomically (temp file beside it, then rename)."""
+    if not Path(path).resolve().parent.is_dir():
+        raise UsageError(f"{path}: the directory {Path(path).parent} does not exist")
+    with atomic_file(path) as tmp, open(tmp, "wb") as sink:
+        return write_result(reader, fmt, sink, stream_ipc=False)
+
+
+# -- binary formats ------------------------------------------------------------------------
+def _write_parquet(reader, sink) -> int:
+    import pyarrow.parquet as pq
+
+    rows = 0
+    with pq.ParquetWriter(sink, reader.schema, compression="zstd") as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
+
+
+def _write_arrow(reader, sink, *, stream_ipc: bool) -> int:
+    import pyarrow as pa
+
+    rows = 0
+    open_writer = pa.ipc.new_stream if stream_ipc else pa.ipc.new_file
+    with open_writer(sink, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
+
+
+# -- text formats --------------------------------------------------------------------------
+def _is_nested(type_) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_nested(type_) or pa.types.is_map(type_)
+
+
+def _textual(batch: "pa.RecordBatch") -> "pa.RecordBatch":
+    """Nested columns (lists, structs, maps) as JSON text, which CSV can hold."""
+    import pyarrow as pa
+
+    if not any(_is_nested(f.type) for f in batch.schema):
+        return batch
+    columns, fields = [], []
+    for field, column in zip(batch.schema, batch.columns):
+        if _is_nested(field.type):
+            column = pa.array(
+                [None if v is None else json.dumps(_jsonable(v)) for v in column.to_pylist()],
+                pa.string(),
+            )
+            field = pa.field(field.name, pa.string())
+        columns.append(column)
+        fields.append(field)
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _write_delimited(reader, sink, delimiter: str) -> int:
+    """Header (quoted only where needed) by the csv module, rows by pyarrow's fast writer."""
+    import csv
+    import io
+
+    import pyarrow.csv as pacsv
+
+    header = io.StringIO()
+    csv.writer(header, delimiter=delimiter, lineterminator="\n").writerow(reader.schema.names)
+    sink.write(header.getvalue().encode())
+    options = pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed", include_header=False)
+    rows = 0
+    writer = None
+    for batch in reader:
+        batch = _textual(batch)
+        if writer is None:
+            writer = pacsv.CSVWriter(sink, batch.schema, write_options=options)
+        writer.write_batch(batch)
+        rows += batch.num_rows
+    if writer is not None:
+        writer.close()
+    return rows
+
+
+def _write_csv(reader, sink) -> int:
+    return _write_delimited(reader, sink, ",")
+
+
+def _write_tsv(reader, sink) -> int:
+    return _write_delimited(reader, sink, "\t")
+
+
+def _jsonable(value: Any) -> Any:
+    """A Python value from Arrow as something JSON can hold (NaN/inf become null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value) if value.is_finite() else None
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        # Arrow maps come back as lists of (key, value) pairs
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique for JSON keys: a repeated name gets ``_1``, ``_2``, … (the
+    suffixes DuckDB itself uses; compared case-insensitively, as SQL does)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def _tuples(batch: "pa.RecordBatch") -> Iterator[tuple]:
+    """The rows of ``batch`` as tuples, by position (names may repeat in a result)."""
+    return zip(*(column.to_pylist() for column in batch.columns)) if batch.num_columns else iter(())
+
+
+def _rows(reader) -> Iterator[dict[str, Any]]:
+    names = unique_names(reader.schema.names)
+    for batch in reader:
+        for row in _tuples(batch):
+            yield {k: _jsonable(v) for k, v in zip(names, row)}
+
+
+def _write_json(reader, sink) -> int:
+    rows = 0
+    sink.write(b"[")
+    for row in _rows(reader):
+        sink.write((",\n" if rows else "\n").encode())
+        sink.write(json.dumps(row, ensure_ascii=False).encode())
+        rows += 1
+    sink.write(b"\n]\n" if rows else b"]\n")
+    return rows
+
+
+def _write_jsonl(reader, sink) -> int:
+    rows = 0
+    for row in _rows(reader):
+        sink.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+        rows += 1
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return format(value, ".10g")
+    if isinstance(value, (dict, list)):
+        return json.dumps(_jsonable(value))
+    return " ".join(str(value).split("\n"))
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def _write_table(reader, sink, *, cell_width: int) -> int:
+    """An aligned table; column widths come from the first batch so rows stream."""
+    import pyarrow as pa
+
+    names = reader.schema.names
+    numeric = [
+        pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
+        for f in reader.schema
+    ]
+    widths: list[int] | None = None
+    rows = 0
+
+    def line(cells: list[str]) -> bytes:
+        out = [
+            _cut(c, w).rjust(w) if num else _cut(c, w).ljust(w)
+            for c, w, num in zip(cells, widths, numeric)
+        ]
+        return (" | ".join(out).rstrip() + "\n").encode()
+
+    for batch in reader:
+        table = [[_cell(v) for v in row] for row in _tuples(batch)]
+        if widths is None:
+            widths = [
+                min(max([len(n)] + [len(r[i]) for r in table]), max(cell_width, len(n)))
+                for i, n in enumerate(names)
+            ]
+            sink.write(line(list(names)))
+            sink.write(("-+-".join("-" * w for w in widths) + "\n").encode())
+        for cells in table:
+            sink.write(line(cells))
+        rows += len(table)
+    if widths is None:
+        widths = [len(n) for n in names]
+        if names:
+            sink.write(line(list(names)))
+            sink.write(("-+-".join("-" * w for w in widths) + "\n").encode())
+    sink.write(f"({rows} row{'s' if rows != 1 else ''})\n".encode())
+    return rows
+
+
+_WRITERS = {
+    "table": _write_table,
+    "csv": _write_csv,
+    "tsv": _write_tsv,
+    "json": _write_json,
+    "jsonl": _write_jsonl,
+    "parquet": _write_parquet,
+    "arrow": _write_arrow,
+}

@@ -1,0 +1,117 @@
+"""``nightlake export``: files, Hive-partitioned directories, atomicity, refusals."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from nightlake import Lake
+from nightlake.export import export
+
+
+def listing(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.fixture
+def out(tmp_path):
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+def test_view_to_parquet_file(cli, hand_lake, out):
+    result = cli("export", "--lake", hand_lake, "images", "--to", out / "images.parquet")
+    assert result.exit_code == 0, result.stderr
+    assert "exported 9 rows" in result.stderr
+    table = pq.read_table(out / "images.parquet")
+    assert table.num_rows == 9
+    assert table.column_names == Lake(hand_lake).sql("SELECT * FROM images").column_names
+    assert listing(out) == ["images.parquet"]
+
+
+def test_query_to_csv_with_parameters(cli, hand_lake, out):
+    result = cli("export", "--lake", hand_lake, "-p", "n=20190403",
+                 "SELECT night, detector FROM images WHERE night = $n ORDER BY detector",
+                 "--to", out / "one.csv")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO((out / "one.csv").read_text())))
+    assert [(r["night"], r["detector"]) for r in rows] == [("20190403", "1"), ("20190403", "2")]
+
+
+def test_partitioned_directory_reads_back(cli, hand_lake, out):
+    target = out / "by_night"
+    result = cli("export", "--lake", hand_lake, "SELECT * FROM nightly_stats()",
+                 "--to", target, "--partition-by", "night,target")
+    assert result.exit_code == 0, result.stderr
+    assert "night=20190402/target=A0a" in "\n".join(listing(target))
+    table = ds.dataset(target, format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == 3
+    assert listing(out)[0] == "by_night"
+    assert not any(".nightlake-tmp" in p for p in listing(out))
+
+
+def test_existing_target_needs_overwrite(cli, hand_lake, out):
+    target = out / "x.parquet"
+    target.write_text("keep me")
+    result = cli("export", "--lake", hand_lake, "images", "--to", target)
+    assert result.exit_code == 2 and "--overwrite" in result.stderr
+    assert target.read_text() == "keep me"
+    again = cli("export", "--lake", hand_lake, "images", "--to", target, "--overwrite")
+    assert again.exit_code == 0, again.stderr
+    assert pq.read_metadata(target).num_rows == 9
+
+
+def test_overwrite_replaces_a_partitioned_directory(cli, hand_lake, out):
+    target = out / "parts"
+    cli("export", "--lake", hand_lake, "images", "--to", target, "--partition-by", "night")
+    result = cli("export", "--lake", hand_lake, "SELECT * FROM images WHERE target = 'B1a'",
+                 "--to", target, "--partition-by", "night", "--overwrite")
+    assert result.exit_code == 0, result.stderr
+    assert ds.dataset(target, partitioning="hive").count_rows() == 1
+    assert listing(out)[0] == "parts" and not any("nightlake-" in p for p in listing(out))
+
+
+def test_failed_export_leaves_nothing(cli, hand_lake, out):
+    target = out / "broken.parquet"
+    result = cli("export", "--lake", hand_lake,
+                 "SELECT CASE WHEN x > 250000 THEN CAST('a' || x AS INT) ELSE x END AS v "
+                 "FROM range(300000) t(x)", "--to", target)
+    assert result.exit_code == 2
+    assert "Conversion Error" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert listing(out) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["images", "--partition-by", "nosuch"], "'nosuch' is not a column"),
+    (["images", "--format", "xml"], "unknown export format"),
+    (["SELECT 1; SELECT 2"], "one SELECT"),
+    (["COPY images TO 'x.csv'"], "read-only"),
+    (["SELECT nosuch FROM images"], "Binder Error"),
+])
+def test_bad_exports(cli, hand_lake, out, args, message):
+    result = cli("export", "--lake", hand_lake, *args[:1], "--to", out / "t.parquet", *args[1:])
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+    assert listing(out) == []
+
+
+def test_export_into_the_lake_is_refused(cli, hand_lake):
+    before = listing(hand_lake)
+    result = cli("export", "--lake", hand_lake, "images",
+                 "--to", hand_lake / "images" / "target=X" / "copy.parquet")
+    assert result.exit_code == 2 and "refusing to write into the lake" in result.stderr
+    assert listing(hand_lake) == before
+
+
+def test_progress_is_reported_to_the_end(hand_lake, out):
+    seen = []
+    result = export(Lake(hand_lake), "SELECT * FROM range(2000000) t(x)", out / "r.parquet",
+                    progress=seen.append)
+    assert result.rows == 2_000_000 and result.files == 1
+    assert seen[-1] == 100.0 and all(0 <= p <= 100 for p in seen)
