@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/layout.py
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/detreg.py
+	$(BIN)/python bench/resolve.py
 
 ## make fixtures: regenerate data/fixtures/ (deterministic)
 fixtures: $(STAMP)
