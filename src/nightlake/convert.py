@@ -283,14 +283,19 @@ def _split(source: SourceFile, table: pa.Table,
     codes = pc.dictionary_encode(joined).combine_chunks() if isinstance(joined, pa.ChunkedArray) \
         else pc.dictionary_encode(joined)
     labels = codes.dictionary.to_pylist()
-    idx = codes.indices.to_numpy(zero_copy_only=False)
-    order = np.argsort(idx, kind="stable")
-    sorted_idx = idx[order]
+    # One sort by (partition, detector, visit, mjd): every slice comes out in lake order.
+    sort_keys = [("__partition", "ascending")] + [
+        (c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
+    keyed = pa.table({"__partition": codes.indices,
+                      **{c: table.column(c) for c, _ in sort_keys[1:]}})
+    order = pc.sort_indices(keyed, sort_keys=sort_keys).to_numpy()
+    if not np.array_equal(order, np.arange(len(order))):  # already in order: no copy
+        table = table.take(pa.array(order))
+    sorted_idx = codes.indices.to_numpy(zero_copy_only=False)[order]
     bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [len(order)]])
-    taken = table.take(pa.array(order))
-    return [(tuple(labels[sorted_idx[s]].split("\x1f")), taken.slice(s, e - s))
+    return [(tuple(labels[sorted_idx[s]].split("\x1f")), table.slice(s, e - s))
             for s, e in zip(starts, ends)]
 
 
@@ -370,7 +375,7 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
     table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
     sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
-    if sort_keys:
+    if sort_keys and len(chosen) > 1:  # one source's rows are sorted already (_split)
         table = table.sort_by(sort_keys)
     if "mjd" in table.column_names and "obs_time" not in table.column_names:
         stamps = mjd_to_timestamp(table.column("mjd"), options.time_scale)

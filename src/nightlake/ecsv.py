@@ -26,6 +26,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ _SHAPE = re.compile(r"^(?P<base>[a-z0-9]+)\[(?P<shape>[0-9null, ]+)\]$")
 _TIME_CLASS = "astropy.time.core.Time"
 # astropy treats a body line whose first non-blank character is '#' as a comment; a '#'
 # anywhere else is data (DEEP's collection names contain one).
-_COMMENT_LINE = re.compile(rb"(?m)^[ \t]*#")
+_COMMENT_START = re.compile(rb"[ \t]*#")
+_COMMENT_LINE = re.compile(rb"\n[ \t]*#")  # starts with a literal: scanned at memchr speed
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,51 @@ def load_header_yaml(lines: list[str]) -> Any:
         from astropy.table.meta import get_header_from_yaml
 
         return get_header_from_yaml(lines)
-    return yaml.load(textwrap.dedent("\n".join(lines)), Loader=loader)
+    text = textwrap.dedent("\n".join(lines))
+    blocks = _top_level_blocks(text)
+    if blocks is None:
+        return yaml.load(text, Loader=loader)
+    header: dict[str, Any] = {}
+    for block in blocks:
+        header.update(_load_block(block))
+    return header
+
+
+_TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*:(?:\s|$)")
+
+
+def _top_level_blocks(text: str) -> list[str] | None:
+    """The header split at its top-level keys (``datatype:``, ``meta:``, ``schema:``, …).
+
+    Files of one survey share their column block word for word, so each block is parsed once
+    per process (:func:`_load_block` is cached). ``None`` when the text is not a plain
+    mapping of keys, or uses anchors that could tie blocks together: parse it whole.
+    """
+    if "&" in text and re.search(r"(^|\s)[&*][\w-]", text):
+        return None
+    blocks: list[list[str]] = []
+    for line in text.splitlines():
+        if _TOP_KEY.match(line):
+            blocks.append([line])
+        elif blocks:
+            blocks[-1].append(line)
+        elif line.strip() and not line.lstrip().startswith("#"):
+            return None
+    return ["\n".join(b) for b in blocks] if blocks else None
+
+
+@lru_cache(maxsize=256)
+def _load_block_cached(block: str) -> Any:
+    import yaml
+
+    return yaml.load(block, Loader=_header_loader())
+
+
+def _load_block(block: str) -> dict[str, Any]:
+    value = _load_block_cached(block)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping in the ECSV header, found {block[:40]!r}")
+    return dict(value)  # header values are read, never modified
 
 
 _LOADER: Any = None
@@ -294,9 +340,9 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
         else:
             column_types[col.name] = _PARSE_AS.get(col.datatype, ECSV_TYPES[col.datatype])
     body = data[header.body_offset:]
-    if _COMMENT_LINE.search(body):  # rare: astropy skips body lines starting with '#'
+    if _COMMENT_START.match(body) or _COMMENT_LINE.search(body):  # rare: astropy skips them
         body = b"".join(line for line in body.splitlines(keepends=True)
-                        if not _COMMENT_LINE.match(line))
+                        if not line.lstrip(b" \t").startswith(b"#"))
     if not names:
         return pa.table({})
     if re.search(rb"\S", body) is None:  # a valid file with no rows
@@ -305,7 +351,10 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     try:
         table = pacsv.read_csv(
             pa.BufferReader(body),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24,
+                                            # big files parse on every core; small ones
+                                            # run side by side on convert's threads
+                                            use_threads=len(body) > (32 << 20)),
             parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char='"',
                                              double_quote=True, escape_char=False,
                                              ignore_empty_lines=True),

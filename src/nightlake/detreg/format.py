@@ -257,8 +257,6 @@ def decode_records(buffer, offset: int, nrecord: int, layout: str, byteorder: st
     For native-order LP64 files the records are a zero-copy view of ``buffer``. Filenames may
     still hold bytes after their NUL; see :func:`drop_bytes_after_nul`.
     """
-    import pyarrow as pa
-
     spec = LAYOUTS[layout]
     file_dtype = record_dtype(layout, byteorder)
     raw = np.frombuffer(buffer, dtype=file_dtype, count=nrecord, offset=offset)
@@ -286,6 +284,8 @@ def decode_records(buffer, offset: int, nrecord: int, layout: str, byteorder: st
     # A filename without its NUL has a non-zero last byte (cheap test) and no NUL at all.
     suspects = np.flatnonzero(_last_filename_byte(records) != 0)
     if len(suspects):
+        import pyarrow as pa  # only here: detsearch reads databases without loading pyarrow
+
         cut = pa.array(records["filename"][suspects], type=pa.binary())  # cut at the first NUL
         lengths = np.diff(np.frombuffer(cut.buffers()[1], np.int32, count=len(suspects) + 1))
         missing = suspects[lengths == FILENAME_SIZE]
