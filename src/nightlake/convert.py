@@ -17,7 +17,6 @@ A bad input never stops the others: it is reported, and no partition it feeds is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -34,7 +33,8 @@ from nightlake import __version__
 from nightlake.collections import SourceFile, describe, discover, partition_keys
 from nightlake.ecsv import EcsvTable, mjd_to_timestamp, read_ecsv
 from nightlake.errors import InputError, LakeError, NightlakeError, UsageError
-from nightlake.lake import METADATA_KEY, Lake, temp_path_for, write_parquet_atomic
+from nightlake.files import compare_fingerprint, temp_path_for
+from nightlake.lake import METADATA_KEY, Lake, write_parquet_atomic
 
 PARTITION_LEVELS = ("target", "night", "detector")
 SORT_COLUMNS = ("detector", "visit", "mjd")
@@ -188,17 +188,7 @@ class _LakeIndex:
 
     def is_current(self, path: Path) -> bool:
         recorded = self.sources.get(path)
-        if recorded is None:
-            return False
-        try:
-            stat = path.stat()
-        except OSError:
-            return False
-        if stat.st_size != recorded.get("size"):
-            return False
-        if stat.st_mtime_ns == recorded.get("mtime_ns"):
-            return True
-        return _sha256(path) == recorded.get("sha256")  # touched but not changed
+        return recorded is not None and compare_fingerprint(recorded)[0] == "ok"
 
     def partitions_fed_by(self, paths: set[Path]) -> list[Path]:
         return [p for p, srcs in self.partitions.items() if paths.intersection(srcs)]
@@ -216,14 +206,6 @@ def read_partition_metadata(path: Path) -> dict[str, Any]:
     kv = pq.read_schema(path).metadata or {}
     raw = kv.get(METADATA_KEY)
     return json.loads(raw) if raw else {}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- reading and splitting ----------------------------------------------------------------------

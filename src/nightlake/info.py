@@ -12,11 +12,12 @@ source no longer exists. Hashes are computed only when size matches but mtime mo
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from nightlake.files import compare_fingerprint
 
 if TYPE_CHECKING:
     from nightlake.lake import Lake
@@ -113,30 +114,9 @@ def _partition_dict(p: PartitionInfo) -> dict[str, Any]:
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def source_state(recorded: dict[str, Any]) -> SourceState:
     """Compare one recorded source (path, size, mtime_ns, sha256) with the file now."""
-    path = Path(recorded.get("path", ""))
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return SourceState(str(path), "missing", "source no longer exists")
-    except OSError as exc:
-        return SourceState(str(path), "missing", f"cannot stat: {exc.strerror}")
-    if stat.st_size != recorded.get("size"):
-        return SourceState(str(path), "changed", f"size {recorded.get('size')} -> {stat.st_size}")
-    if stat.st_mtime_ns != recorded.get("mtime_ns"):
-        if recorded.get("sha256") and _sha256(path) == recorded["sha256"]:
-            return SourceState(str(path), "ok", "touched, content unchanged")
-        return SourceState(str(path), "changed", "content changed (sha256)")
-    return SourceState(str(path), "ok")
+    return SourceState(str(recorded.get("path", "")), *compare_fingerprint(recorded))
 
 
 def _partition_keys(file: Path, root: Path) -> dict[str, str]:

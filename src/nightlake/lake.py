@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from nightlake.errors import LakeError, LockTimeout, QueryError
+from nightlake.files import atomic_replace
 
 if TYPE_CHECKING:
     import duckdb
@@ -187,39 +188,10 @@ class Lake:
             con.close()
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def temp_path_for(target: Path) -> Path:
-    """A hidden temp name beside ``target`` that no ``*.parquet`` glob matches."""
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
-
-
 def atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` via a temp file + fsync + rename: old or new, never torn."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(target)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    """Write ``data`` to ``target`` atomically and durably (see :mod:`nightlake.files`)."""
+    with atomic_replace(target) as tmp:
+        tmp.write_bytes(data)
 
 
 def statistics_columns(table: "pa.Table") -> list[str]:
@@ -246,18 +218,8 @@ def write_parquet_atomic(table: "pa.Table", target: Path) -> None:
     """Write one partition file (zstd) atomically: readers see the old file or the new one."""
     import pyarrow.parquet as pq
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(target)
-    try:
-        pq.write_table(table, tmp, compression="zstd",
-                       write_statistics=statistics_columns(table))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    with atomic_replace(target) as tmp:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=statistics_columns(table))
 
 
 def one_line(exc: BaseException) -> str:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import LakeError, NightlakeError
+from nightlake.files import atomic_replace, compare_fingerprint, fsync_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -97,16 +98,6 @@ class SyncResult:
 # -- fingerprints ---------------------------------------------------------------------------
 
 
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest(lake: "Lake") -> dict[str, Any] | None:
     """The current mirror's manifest, or None when the lake has no mirror."""
     path = lake.detrends_dir / MANIFEST
@@ -137,19 +128,16 @@ def freshness(lake: "Lake") -> Freshness:
             f"no detrend mirror in {lake.path}; run nightlake sync --db DB --lake {lake.path}",
         )
     db = Path(info["db_path"])
-    try:
-        st = db.stat()
-    except OSError:
+    state, _ = compare_fingerprint({**info, "path": db})
+    if state == "missing":
         return Freshness(
             "no-database",
             f"detrend database {db} (mirrored in "
             f"{lake.detrends_dir}) is missing; run nightlake sync "
             f"--db DB --lake {lake.path}",
         )
-    if st.st_size == info["size"] and st.st_mtime_ns == info["mtime_ns"]:
-        return Freshness("fresh")
-    if st.st_size == info["size"] and file_sha256(db) == info["sha256"]:
-        return Freshness("fresh")  # touched, not changed
+    if state == "ok":
+        return Freshness("fresh")  # unchanged, or touched without a change
     return Freshness(
         "stale", f"detrend mirror is stale ({db} changed since the last sync); run nightlake sync"
     )
@@ -304,23 +292,15 @@ def _sync_locked(lake: "Lake", db_file: Path, *, force: bool) -> SyncResult:
         (generation / MANIFEST).write_text(json.dumps(meta, indent=1) + "\n")
         written.append(generation / MANIFEST)
         for path in written:
-            _fsync(path)
+            fsync_path(path)
         for directory in {p.parent for p in written} | {generation}:
-            _fsync(directory)
+            fsync_path(directory)
         _swap_link(lake, generation)
     except BaseException:
         shutil.rmtree(generation, ignore_errors=True)
         raise
     _remove_old_generations(lake, keep=generation.name)
     return SyncResult(db_abs, len(table), counts, lake.detrends_dir, False)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _swap_link(lake: "Lake", generation: Path) -> None:
@@ -331,7 +311,7 @@ def _swap_link(lake: "Lake", generation: Path) -> None:
         # A real directory (a copied lake): move it aside so the symlink can take its place.
         link.rename(lake.path / f"{GENERATION_PREFIX}moved-{time.time_ns()}")
     os.replace(tmp, link)
-    _fsync(lake.path)
+    fsync_path(lake.path)
 
 
 def _remove_old_generations(lake: "Lake", *, keep: str) -> None:
@@ -456,14 +436,7 @@ def write_assignments(
             "db": {k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")},
         }
     ).encode()
-    output = Path(output)
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_replace(output) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-        _fsync(tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     found = table.num_rows - table.column("detrend_index").null_count
     return table.num_rows, found

@@ -51,6 +51,7 @@ from nightlake.detreg.format import (
     parse_header,
 )
 from nightlake.errors import FormatError, InputError, LockTimeout
+from nightlake.files import fsync_path
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 MAX_FILTER_CODE = 9999  # FILT<code> must fit the 8 characters of a FITS keyword
@@ -220,14 +221,6 @@ def encode_db(records: np.ndarray, filters: dict[int, str], *, layout: str,
     return header + data + b"\0" * (-len(data) % 2880)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_replace(path: Path, content: bytes,
                     before_replace: Callable[[], None] | None = None) -> None:
     """Temp file in the same directory, fsync, (journal), os.replace, fsync the directory."""
@@ -254,7 +247,7 @@ def _atomic_replace(path: Path, content: bytes,
         except OSError:
             pass
         raise
-    _fsync_dir(directory)
+    fsync_path(directory)
 
 
 def write_db(path: str | os.PathLike, records: np.ndarray, filters: dict[int, str], *,
@@ -296,7 +289,7 @@ def _append_journal(db_path: Path, entry: dict) -> None:
     finally:
         os.close(fd)
     if created:
-        _fsync_dir(journal.parent if str(journal.parent) else Path("."))
+        fsync_path(journal.parent if str(journal.parent) else Path("."))
 
 
 def read_journal(db_path: str | os.PathLike) -> list[dict]:
