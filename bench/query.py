@@ -13,9 +13,7 @@ the cross-night queries. Also the full-process cost of ``nightlake sql`` (start-
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +22,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from convert import survey  # noqa: E402  (bench/convert.py: cached survey generation)
 F = 2.355 * 0.2637
 
 QUERIES = {
@@ -40,30 +41,6 @@ QUERIES = {
     ),
     "nightly_stats() (all statistics)": "SELECT * FROM nightly_stats()",
 }
-
-
-def _fixtures_module():
-    spec = importlib.util.spec_from_file_location("make_fixtures",
-                                                  REPO / "data" / "fixtures" / "make_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def survey(workdir: Path, scale: float, detectors: int) -> tuple[Path, Path]:
-    """Per-night directory and joined.collection at this scale (cached between runs)."""
-    base = workdir / f"survey-s{scale:g}-d{detectors}"
-    per_night, joined = base / "per-night", base / "joined"
-    if not (base / "done").exists():
-        shutil.rmtree(base, ignore_errors=True)
-        fx = _fixtures_module()
-        t0 = time.perf_counter()
-        dets = range(1, detectors + 1)
-        fx.write_survey(per_night, scale=scale, detectors=dets, layout="per-night")
-        fx.write_survey(joined, scale=scale, detectors=range(1, detectors + 1), layout="joined")
-        (base / "done").touch()
-        print(f"generated survey in {time.perf_counter() - t0:.1f} s")
-    return per_night, joined / "joined.collection"
 
 
 def best(fn, repeat: int) -> tuple[float, object]:
