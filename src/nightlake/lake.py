@@ -58,7 +58,11 @@ class Lake:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        import threading
+
         self.path = resolve_lake_path(path)
+        self._connection: tuple | None = None  # (disk state, connection) for sql()
+        self._connection_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Lake({str(self.path)!r})"
@@ -174,7 +178,7 @@ class Lake:
         from nightlake.query import check_read_only  # no statement may write files
 
         check_read_only(query)
-        con = self.connect()
+        con = self._cursor()
         try:
             relation = con.sql(query, params=params or None)
             if relation is None:  # a statement that returns nothing (SET, CREATE TEMP …)
@@ -186,6 +190,50 @@ class Lake:
             raise QueryError(one_line(exc)) from exc
         finally:
             con.close()
+
+    def _cursor(self) -> "duckdb.DuckDBPyConnection":
+        """A cursor on this Lake's cached connection, reconnecting when the lake changed.
+
+        Repeated ``sql`` calls share one database (views, macros, Parquet footers already
+        read), each on its own cursor, so threads may query at once. The connection is
+        rebuilt when the lake manifest, the detrend mirror or its database changed on disk,
+        so a query never sees a stale mirror or a stale choice of view.
+        """
+        with self._connection_lock:
+            state = self._disk_state()
+            cached = self._connection
+            if cached is None or cached[0] != state:
+                from nightlake.mirror import freshness
+
+                # The old connection is dropped, not closed: a cursor of it may still be
+                # running in another thread; it goes when its last cursor does.
+                con = self.connect()
+                # connect() may have re-synced the mirror; one it could not fix (a read-only
+                # lake) is looked at again on the next call instead of being cached as broken
+                settled = freshness(self).state in ("fresh", "no-mirror")
+                self._connection = (self._disk_state() if settled else None, con)
+            return self._connection[1].cursor()
+
+    def _disk_state(self) -> tuple:
+        """Stamps of what a connection's views depend on (a few stats, no file reads)."""
+        import json
+
+        def stamp(path: Path):
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+        mirror = self.detrends_dir
+        link = os.readlink(mirror) if mirror.is_symlink() else None
+        db = None
+        if link is not None:
+            try:
+                db = json.loads((mirror / "_mirror.json").read_text()).get("db_path")
+            except (OSError, ValueError):
+                db = None
+        return (stamp(self.manifest_path), link, db and stamp(Path(db)))
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:

@@ -330,3 +330,13 @@ def test_view_sql_for_other_clients_survives_later_syncs(lake_with_db):
     con.execute(views)
     assert con.sql("SELECT count(*) FROM detrends").fetchall() == [(3,)]
     assert con.sql("SELECT count(*) FROM detrend_filters").fetchall() == [(len(FILTERS),)]
+
+
+def test_one_lake_object_follows_the_database_between_queries(lake_with_db):
+    # Lake.sql keeps its connection between calls; a changed database must still be seen.
+    lake, db = lake_with_db
+    mirror.sync(lake, db)
+    assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": len(ROWS)}]
+    time.sleep(0.01)
+    write_detreg(db, ROWS[:1])
+    assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 1}]
