@@ -153,3 +153,16 @@ def test_help_lists_convert_and_sql(cli):
 def test_version(cli, args):
     result = cli(*args)
     assert result.exit_code == 0 and result.stdout.startswith("nightlake ")
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
+    # `nightlake convert … | head -c 0`: stdout's reader is gone before the summary is written
+    proc = subprocess.Popen([sys.executable, "-m", "nightlake.cli", "convert", str(COLLECTIONS),
+                             "--lake", str(tmp_path / "lake")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 0
+    assert "error" not in stderr
+    assert len(list((tmp_path / "lake" / "images").rglob("*.parquet"))) == len(
+        list(COLLECTIONS.glob("*.collection")))

@@ -42,6 +42,10 @@ class NightlakeGroup(TyperGroup):
                 raise
             report_error(ctx.find_root().info_name or "nightlake", str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            # `nightlake … | head`: the reader has what it wanted; leave quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except OSError as exc:
             if debug_enabled():
                 raise
