@@ -150,7 +150,7 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
             # readers meanwhile must not assume one schema for partitions about to change
             lake.write_manifest({**manifest, "uniform_schema": False})
         for done, ((key, _), (path, rows, renames, signature)) in enumerate(
-                zip(todo, _threaded(write_one, todo)), 1):
+                zip(todo, _threaded(write_one, todo, per_core=2)), 1):
             if progress:
                 progress("write", done, len(todo), "/".join(key))
             report.written.append(path)
@@ -231,13 +231,14 @@ def _read_all(files: list[SourceFile], options: ConvertOptions, report: ConvertR
     return contributions
 
 
-def _threaded(fn, items):
+def _threaded(fn, items, per_core: int = 1):
     """``map(fn, items)`` on a few threads, yielding results in order as they finish (pyarrow's
-    parser and writer and ERFA release the GIL, so two cores are used)."""
+    parser and writer and ERFA release the GIL, so every core is used; ``per_core`` > 1 keeps
+    the cores busy while other threads wait for fsync)."""
     from concurrent.futures import ThreadPoolExecutor
 
     items = list(items)
-    workers = min(len(items), max(2, os.cpu_count() or 2))
+    workers = min(len(items), max(2, os.cpu_count() or 2) * per_core)
     if workers < 2:
         yield from map(fn, items)
         return

@@ -227,21 +227,24 @@ def load_header_yaml(lines: list[str]) -> Any:
 
     import yaml
 
-    loader = _header_loader()
+    text = textwrap.dedent("\n".join(lines))
+    loader = _header_loader(astropy_tags=_ASTROPY_TAG.search(text) is not None)
     if loader is None:
         from astropy.table.meta import get_header_from_yaml
 
         return get_header_from_yaml(lines)
-    text = textwrap.dedent("\n".join(lines))
     blocks = _top_level_blocks(text)
     if blocks is None:
         return yaml.load(text, Loader=loader)
     header: dict[str, Any] = {}
     for block in blocks:
-        header.update(_load_block(block))
+        header.update(_load_block(block, loader))
     return header
 
 
+# A tag other than !!omap (``!astropy.table.SerializedColumn``, ``!!python/tuple``, …) needs
+# astropy's constructors, whose import costs half a second; plain headers do without.
+_ASTROPY_TAG = re.compile(r"!(?!!omap\b)")
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*:(?:\s|$)")
 
 
@@ -266,42 +269,45 @@ def _top_level_blocks(text: str) -> list[str] | None:
 
 
 @lru_cache(maxsize=256)
-def _load_block_cached(block: str) -> Any:
+def _load_block_cached(block: str, loader: Any) -> Any:
     import yaml
 
-    return yaml.load(block, Loader=_header_loader())
+    return yaml.load(block, Loader=loader)
 
 
-def _load_block(block: str) -> dict[str, Any]:
-    value = _load_block_cached(block)
+def _load_block(block: str, loader: Any) -> dict[str, Any]:
+    value = _load_block_cached(block, loader)
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping in the ECSV header, found {block[:40]!r}")
     return dict(value)  # header values are read, never modified
 
 
-_LOADER: Any = None
+_LOADERS: dict[bool, Any] = {}
 
 
-def _header_loader():
-    global _LOADER
-    if _LOADER is None:
+def _header_loader(astropy_tags: bool = True):
+    """libyaml's parser reading ``!!omap`` as an ordered dict, plus astropy's tag
+    constructors when the header has such tags; ``None`` when PyYAML lacks libyaml."""
+    if astropy_tags not in _LOADERS:
         import yaml
-        from astropy.io.misc.yaml import AstropyLoader
 
         if not getattr(yaml, "__with_libyaml__", False):
-            _LOADER = False
+            _LOADERS[astropy_tags] = None
             return None
 
         class HeaderLoader(yaml.CSafeLoader):
-            """libyaml parser + astropy's constructors."""
+            """libyaml parser (+ astropy's constructors)."""
 
-        for tag, constructor in AstropyLoader.yaml_constructors.items():
-            HeaderLoader.add_constructor(tag, constructor)
-        for tag, constructor in AstropyLoader.yaml_multi_constructors.items():
-            HeaderLoader.add_multi_constructor(tag, constructor)
+        if astropy_tags:
+            from astropy.io.misc.yaml import AstropyLoader
+
+            for tag, constructor in AstropyLoader.yaml_constructors.items():
+                HeaderLoader.add_constructor(tag, constructor)
+            for tag, constructor in AstropyLoader.yaml_multi_constructors.items():
+                HeaderLoader.add_multi_constructor(tag, constructor)
         HeaderLoader.add_constructor("tag:yaml.org,2002:omap", _construct_omap)
-        _LOADER = HeaderLoader
-    return _LOADER or None
+        _LOADERS[astropy_tags] = HeaderLoader
+    return _LOADERS[astropy_tags]
 
 
 def _construct_omap(loader, node):
