@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import LakeError, NightlakeError
-from nightlake.files import atomic_replace, compare_fingerprint, fsync_path
+from nightlake.files import compare_fingerprint, fsync_path
+from nightlake.lake import _sql_string
 
 if TYPE_CHECKING:
     import duckdb
@@ -234,10 +235,11 @@ def sync(
 
 def _sync_locked(lake: "Lake", db_file: Path, *, force: bool) -> SyncResult:
     import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow.compute as pc
 
     from nightlake import __version__
     from nightlake.detreg import read_db
+    from nightlake.lake import atomic_write_bytes, write_parquet_atomic
 
     db_abs = str(Path(os.path.abspath(db_file)))
     info = manifest(lake)
@@ -264,37 +266,30 @@ def _sync_locked(lake: "Lake", db_file: Path, *, force: bool) -> SyncResult:
 
     generation = lake.path / f"{GENERATION_PREFIX}{time.time_ns()}"
     generation.mkdir(parents=True)
-    written: list[Path] = []
     try:
-        type_column = table.column("type").to_pylist()
+        # The shared writers (temp file, fsync, rename, fsync the directory): the renames are
+        # not needed inside a generation nobody sees yet, but the durability and the
+        # statistics rule (no min/max on a float column holding NaN) are.
+        type_column = table.column("type")
         data = table.drop_columns(["type"])
-        import pyarrow.compute as pc
-
-        for name in sorted(set(type_column)):
-            part = data.filter(pc.equal(table.column("type"), name))
+        for name in sorted(set(type_column.to_pylist())):
+            part = data.filter(pc.equal(type_column, name))
             part = part.sort_by(
                 [("ccd", "ascending"), ("filter_code", "ascending"), ("tstart_s", "ascending")]
             )
             counts[name] = len(part)
             target = generation / f"type={name}" / DATA_FILE
-            target.parent.mkdir()
-            pq.write_table(part.replace_schema_metadata(kv), target, compression="zstd")
-            written.append(target)
+            write_parquet_atomic(part.replace_schema_metadata(kv), target)
         filters = pa.table(
             {
                 "code": pa.array(sorted(db.filters), type=pa.int32()),
                 "name": pa.array([db.filters[c] for c in sorted(db.filters)], type=pa.string()),
             }
         ).replace_schema_metadata(kv)
-        pq.write_table(filters, generation / FILTERS_FILE)
-        written.append(generation / FILTERS_FILE)
+        write_parquet_atomic(filters, generation / FILTERS_FILE)
         meta["counts"] = counts
-        (generation / MANIFEST).write_text(json.dumps(meta, indent=1) + "\n")
-        written.append(generation / MANIFEST)
-        for path in written:
-            fsync_path(path)
-        for directory in {p.parent for p in written} | {generation}:
-            fsync_path(directory)
+        # Written last, so its directory fsync also records the type=… directories.
+        atomic_write_bytes(generation / MANIFEST, (json.dumps(meta, indent=1) + "\n").encode())
         _swap_link(lake, generation)
     except BaseException:
         shutil.rmtree(generation, ignore_errors=True)
@@ -322,10 +317,6 @@ def _remove_old_generations(lake: "Lake", *, keep: str) -> None:
 
 
 # -- views ----------------------------------------------------------------------------------
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def view_sql(lake: "Lake", *, pin: bool = False) -> str:
@@ -408,11 +399,10 @@ def write_assignments(
     nightlake version, the type and the mode. Returns (rows, rows with a detrend).
     """
     import duckdb
-    import pyarrow.parquet as pq
 
     from nightlake import __version__
     from nightlake.errors import QueryError
-    from nightlake.lake import fetch_arrow, one_line
+    from nightlake.lake import fetch_arrow, one_line, write_parquet_atomic
 
     con = lake.connect()
     try:
@@ -436,7 +426,6 @@ def write_assignments(
             "db": {k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")},
         }
     ).encode()
-    with atomic_replace(output) as tmp:
-        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+    write_parquet_atomic(table.replace_schema_metadata(meta), Path(output))
     found = table.num_rows - table.column("detrend_index").null_count
     return table.num_rows, found

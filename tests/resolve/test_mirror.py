@@ -213,6 +213,16 @@ def test_an_empty_database_gives_empty_views(tmp_path):
     ]
 
 
+def test_a_nan_sigma_is_found_by_isnan(tmp_path):
+    # min/max statistics leave NaN out; DuckDB would then skip the row group for isnan()
+    rows = [dict(ROWS[1], sigma=float("nan")), dict(ROWS[1], ccd=6, sigma=1.0)]
+    db = write_detreg(tmp_path / "nan.db", rows)
+    (tmp_path / "lake").mkdir()
+    lake = Lake(tmp_path / "lake")
+    mirror.sync(lake, db)
+    assert _query(lake, "SELECT ccd FROM detrends WHERE isnan(sigma)") == [{"ccd": 5}]
+
+
 def test_sync_and_resolve_commands(lake_with_db, cli, tmp_path):
     lake, db = lake_with_db
     result = cli("sync", "--lake", lake.path, "--db", db)
