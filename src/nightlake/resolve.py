@@ -39,10 +39,10 @@ TYPE_CODE = {
     "flat": 3,
     "fringe": 4,
     "mask": 5,
-}  # = nightlake.detreg.TYPE_CODES
+}  # = nightlake.detreg.TYPE_CODES, not imported: that module loads numpy (detsearch --help)
 MODES = ("exact", "recent")
 FILTERED_TYPES = ("flat", "fringe")  # types matched on the image's filter
-OPEN_ENDED = 2**64 - 1
+OPEN_ENDED = 2**64 - 1  # = nightlake.detreg.OPEN_ENDED
 
 
 @dataclass(frozen=True)
@@ -198,14 +198,3 @@ class Resolver:
             return None
         keys = [idx, self._treg[idx]] + ([self._tstop[idx]] if by_tstop else [])
         return int(idx[np.lexsort(keys)[-1]])
-
-
-def choose(
-    records: "np.ndarray",
-    filters: Mapping[int, str],
-    detrend_type: str,
-    image: Image,
-    mode: str = "exact",
-) -> Choice | None:
-    """One-shot form of :meth:`Resolver.choose`."""
-    return Resolver(records, filters).choose(detrend_type, image, mode)
