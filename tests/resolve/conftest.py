@@ -11,6 +11,22 @@ import pytest
 T0 = 1554181980  # 2019-04-02T05:13:00Z
 VR = "VR DECam c0007 6300.0 2600.0"
 FILTERS = {1: VR, 2: "VR", 3: "g DECam SDSS c0001 4720.0 1520.0", 4: "r"}
+OPEN = 2**64 - 1  # tstop of an open-ended record
+TYPE_CODES = {"bias": 1, "dark": 2, "flat": 3, "fringe": 4, "mask": 5}
+
+
+def record(kind, ccd, filt, start, stop, treg, name, **fields) -> dict:
+    """A DetReg record row: validity ``[T0 + start, T0 + stop)`` (stop None: open-ended)."""
+    return dict(
+        type=TYPE_CODES[kind],
+        ccd=ccd,
+        filter=filt,
+        tstart=T0 + start,
+        tstop=OPEN if stop is None else T0 + stop,
+        treg=treg,
+        filename=f"/m/{name}.fits",
+        **fields,
+    )
 
 
 def utc(seconds: float) -> _dt.datetime:

@@ -15,41 +15,17 @@ from astropy.io import fits
 from nightlake.detsearch import run
 from nightlake.errors import NightlakeError
 
-from .conftest import T0, VR, write_detreg
+from .conftest import T0, VR, record, write_detreg
 
 BIN = Path(sys.executable).parent
-OPEN = 2**64 - 1
 ROWS = [
-    dict(
-        type=3, ccd=0, filter=1, tstart=T0 - 100, tstop=T0 + 100, treg=1, filename="/m/flat_c0.fits"
-    ),
-    dict(
-        type=3, ccd=5, filter=2, tstart=T0 - 100, tstop=T0 + 100, treg=1, filename="/m/flat_c5.fits"
-    ),
-    dict(
-        type=3,
-        ccd=5,
-        filter=1,
-        tstart=T0 - 900,
-        tstop=T0 - 500,
-        treg=2,
-        filename="/m/flat_old.fits",
-    ),
-    dict(type=1, ccd=7, filter=-1, tstart=T0 - 100, tstop=OPEN, treg=1, filename="/m/bias_c7.fits"),
-    dict(
-        type=2, ccd=5, filter=60, tstart=T0 - 100, tstop=T0 + 100, treg=1, filename="/m/dark60.fits"
-    ),
-    dict(
-        type=2,
-        ccd=5,
-        filter=300,
-        tstart=T0 - 100,
-        tstop=T0 + 100,
-        treg=1,
-        filename="/m/dark300.fits",
-    ),
+    record("flat", 0, 1, -100, 100, 1, "flat_c0"),
+    record("flat", 5, 2, -100, 100, 1, "flat_c5"),
+    record("flat", 5, 1, -900, -500, 2, "flat_old"),
+    record("bias", 7, -1, -100, None, 1, "bias_c7"),
+    record("dark", 5, 60, -100, 100, 1, "dark60"),
+    record("dark", 5, 300, -100, 100, 1, "dark300"),
 ]
-
 
 def image(path, *, ccd=5, filt=VR, exptime=200.0, date="2019-04-02T05:13:00", extensions=()):
     primary = fits.PrimaryHDU(None if extensions else np.zeros((2, 2), np.int16))

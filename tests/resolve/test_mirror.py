@@ -16,43 +16,15 @@ from nightlake.detreg import make_records, read_db, write_db
 from nightlake.errors import QueryError
 from nightlake.lake import Lake
 
-from .conftest import FILTERS, T0, VR, utc, write_detreg, write_images
+from .conftest import FILTERS, OPEN, T0, VR, record, utc, write_detreg, write_images
 
-OPEN = 2**64 - 1
 ROWS = [
-    dict(
-        type=3,
-        ccd=5,
-        filter=1,
-        tstart=T0 - 100,
-        tstop=T0 + 100,
-        treg=T0 - 200,
-        sigma=1.5,
-        clipsigma=2.5,
-        filename="/m/flat_vr.fits",
-        flag1=1,
-        flag2=-1,
+    record(
+        "flat", 5, 1, -100, 100, T0 - 200, "flat_vr", sigma=1.5, clipsigma=2.5, flag1=1, flag2=-1
     ),
-    dict(
-        type=1,
-        ccd=5,
-        filter=-1,
-        tstart=T0 - 100,
-        tstop=OPEN,
-        treg=T0 - 150,
-        filename="/m/bias.fits",
-    ),
-    dict(
-        type=2,
-        ccd=6,
-        filter=300,
-        tstart=T0 - 100,
-        tstop=T0 + 100,
-        treg=T0 - 150,
-        filename="/m/dark300.fits",
-    ),
+    record("bias", 5, -1, -100, None, T0 - 150, "bias"),
+    record("dark", 6, 300, -100, 100, T0 - 150, "dark300"),
 ]
-
 
 @pytest.fixture
 def lake_with_db(tmp_path):

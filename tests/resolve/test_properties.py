@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 
 from nightlake.resolve import DETREND_TYPES, MODES, Image, Resolver
 
-from .conftest import FILTERS, T0, VR, utc, write_detreg, write_images
+from .conftest import FILTERS, OPEN, T0, VR, utc, write_detreg, write_images
 
-OPEN = 2**64 - 1
 STEP = 100  # seconds between the grid points records and images are drawn on
 FILTER_PAIRS = [
     (VR, "VR"),

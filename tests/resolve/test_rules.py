@@ -16,22 +16,7 @@ from nightlake.lake import Lake
 from nightlake.resolve import Image, Resolver
 
 from .conftest import T0, VR, utc, write_detreg, write_images
-
-OPEN = 2**64 - 1
-
-
-def rec(kind, ccd, filt, start, stop, treg, name):
-    code = {"bias": 1, "dark": 2, "flat": 3, "fringe": 4, "mask": 5}[kind]
-    return dict(
-        type=code,
-        ccd=ccd,
-        filter=filt,
-        tstart=T0 + start,
-        tstop=OPEN if stop is None else T0 + stop,
-        treg=treg,
-        filename=f"/m/{name}.fits",
-    )
-
+from .conftest import record as rec
 
 RECORDS = [
     rec("flat", 5, 1, -1000, 1000, 10, "flat0"),  # 0 physical filter name
@@ -154,3 +139,12 @@ def test_macros_load_on_a_bare_connection_and_fail_only_when_called():
     load_macros(con)
     with pytest.raises(duckdb.CatalogException, match="images"):
         con.sql("SELECT * FROM resolve_detrends('flat')").fetchall()
+
+
+def test_the_reference_uses_the_database_format_codes():
+    # resolve.py keeps its own copy (importing nightlake.detreg would load numpy at start-up)
+    from nightlake import detreg, resolve
+
+    assert resolve.TYPE_CODE == detreg.TYPE_CODES
+    assert resolve.DETREND_TYPES == tuple(detreg.TYPE_CODES)
+    assert resolve.OPEN_ENDED == detreg.OPEN_ENDED
