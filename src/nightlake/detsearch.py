@@ -448,6 +448,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     prog = "detsearch"
     try:
         status = run(sys.argv[1:] if argv is None else argv, prog)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `detsearch … | head`: the reader has what it wanted; leave quietly (as nightlake.cli)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 0
     except NightlakeError as exc:
         if os.environ.get("NIGHTLAKE_DEBUG", "") not in ("", "0"):
             raise
@@ -459,5 +464,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         where = f"{exc.filename}: " if exc.filename else ""
         sys.stderr.write(f"{prog}: error: {where}{exc.strerror or exc}\n")
         status = 1
-    sys.stdout.flush()
     raise SystemExit(status)

@@ -307,3 +307,18 @@ def test_detsearch_does_not_load_the_heavy_modules(db, tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "[]", done.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
+    # `detsearch --type bias | head -c 0`, as for the nightlake command
+    rows = [record("bias", i % 60, -1, -100, i, 1, f"bias{i}") for i in range(5000)]
+    db = write_detreg(tmp_path / "many.db", rows)
+    proc = subprocess.Popen(
+        [str(BIN / "detsearch"), "--db", str(db), "--type", "bias"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "error" not in stderr
