@@ -265,6 +265,7 @@ def list_records(
     """
     import numpy as np
 
+    from nightlake.images import band_of
     from nightlake.resolve import TYPE_CODE
 
     rec = _records(db)
@@ -274,9 +275,7 @@ def list_records(
     if ccd is not None:
         mask &= rec["ccd"] == ccd
     if filter is not None:
-        codes = [
-            c for c, name in db.filters.items() if filter in (name, name.split()[0] if name else "")
-        ]
+        codes = [c for c, name in db.filters.items() if filter in (name, band_of(name))]
         is_dark = rec["type"] == TYPE_CODE["dark"]
         named = np.isin(rec["filter"], codes) & ~is_dark
         try:
