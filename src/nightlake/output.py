@@ -73,13 +73,11 @@ def choose_format(fmt: str | None, output: str | os.PathLike[str] | None, termin
 
 
 def write_result(reader: "pa.RecordBatchReader", fmt: str, sink: IO[bytes], *,
-                 stream_ipc: bool = True, cell_width: int = CELL_WIDTH) -> int:
+                 stream_ipc: bool = True) -> int:
     """Write every batch of ``reader`` to the binary ``sink`` in ``fmt``; return the row count."""
     writer = _WRITERS[fmt]
     if fmt == "arrow":
         return writer(reader, sink, stream_ipc=stream_ipc)
-    if fmt == "table":
-        return writer(reader, sink, cell_width=cell_width)
     return writer(reader, sink)
 
 
@@ -254,7 +252,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
-def _write_table(reader, sink, *, cell_width: int) -> int:
+def _write_table(reader, sink, *, cell_width: int = CELL_WIDTH) -> int:
     """An aligned table; column widths come from the first batch so rows stream."""
     import pyarrow as pa
 
