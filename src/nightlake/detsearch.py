@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from nightlake.errors import InputError, NightlakeError, UsageError
+from nightlake.errors import InputError, NightlakeError, UsageError, one_line
 from nightlake.resolve import (
     DETREND_TYPES,
     FILTERED_TYPES,
@@ -455,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except NightlakeError as exc:
         if os.environ.get("NIGHTLAKE_DEBUG", "") not in ("", "0"):
             raise
-        sys.stderr.write(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else 'error'}\n")
+        sys.stderr.write(f"{prog}: error: {one_line(exc) or 'error'}\n")  # as nightlake.cli
         status = exc.exit_code
     except OSError as exc:
         if os.environ.get("NIGHTLAKE_DEBUG", "") not in ("", "0"):

@@ -401,8 +401,8 @@ def write_assignments(
     import duckdb
 
     from nightlake import __version__
-    from nightlake.errors import QueryError
-    from nightlake.lake import fetch_arrow, one_line, write_parquet_atomic
+    from nightlake.errors import QueryError, one_line
+    from nightlake.lake import fetch_arrow, write_parquet_atomic
 
     con = lake.connect()
     try:
