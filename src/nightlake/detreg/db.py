@@ -92,7 +92,18 @@ class DetRegDB:
 
     @cached_property
     def records(self) -> np.ndarray:
+        """The records with every filename cut at its NUL (loads pyarrow; computed once)."""
         return drop_bytes_after_nul(self._records, self.filenames_arrow)
+
+    @property
+    def raw_records(self) -> np.ndarray:
+        """The records as decoded, numpy only and without a copy (read-only).
+
+        Every field equals :attr:`records` except ``filename``, which may still hold bytes a C
+        writer left after its NUL: cut one with ``bytes(name).split(b"\\0", 1)[0]``. For readers
+        that must start fast (detsearch) and need the numbers, not all the filenames.
+        """
+        return self._records
 
     @cached_property
     def filenames_arrow(self):
