@@ -21,7 +21,6 @@ import json
 import math
 import os
 import socket
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,7 +50,7 @@ from nightlake.detreg.format import (
     parse_header,
 )
 from nightlake.errors import FormatError, InputError, LockTimeout
-from nightlake.files import fsync_path
+from nightlake.files import atomic_replace, fsync_path
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 MAX_FILTER_CODE = 9999  # FILT<code> must fit the 8 characters of a FITS keyword
@@ -234,31 +233,19 @@ def encode_db(records: np.ndarray, filters: dict[int, str], *, layout: str,
 
 def _atomic_replace(path: Path, content: bytes,
                     before_replace: Callable[[], None] | None = None) -> None:
-    """Temp file in the same directory, fsync, (journal), os.replace, fsync the directory."""
-    directory = path.parent if str(path.parent) else Path(".")
+    """:func:`nightlake.files.atomic_replace`, keeping the mode of the file it replaces and
+    running ``before_replace`` (the journal append) between the write and the replace."""
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
+        mode = None  # a new file: open() gives it 0o666 & ~umask
+    with atomic_replace(path) as tmp:
+        with open(tmp, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
         if before_replace is not None:
             before_replace()
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_path(directory)
 
 
 def write_db(path: str | os.PathLike, records: np.ndarray, filters: dict[int, str], *,
