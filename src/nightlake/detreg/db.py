@@ -46,6 +46,7 @@ from nightlake.detreg.format import (
     filenames_as_arrow,
     filters_from_cards,
     layout_of,
+    make_records,
     max_filter_name_length,
     parse_header,
 )
@@ -147,10 +148,6 @@ class DetRegDB:
         for name in FIELDS:
             columns[name] = filename if name == "filename" else pa.array(recs[name])
         return pa.table(columns)
-
-    def rows(self) -> list[dict]:
-        """Records as dicts (type and filter names resolved) for listings and the journal."""
-        return [record_dict(rec, self.filters) for rec in self.records]
 
     def write(self, path: str | os.PathLike | None = None) -> "DetRegDB":
         """Write this database atomically (no lock, no journal: see add_records & co.)."""
@@ -449,8 +446,6 @@ def entries_to_records(entries: Sequence[DetRegEntry], filters: dict[int, str]) 
                      "clipsigma": e.clipsigma, "type": TYPE_CODES[e.type], "filter": code,
                      "ccd": e.ccd, "filename": e.filename.encode("utf-8", "surrogateescape"),
                      "flag1": e.flag1, "flag2": e.flag2})
-    from nightlake.detreg.format import make_records
-
     return make_records(rows)
 
 
