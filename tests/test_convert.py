@@ -133,10 +133,9 @@ def test_layout_sorting_compression_and_varchar_partitions(lake_per_night):
         t = pq.read_table(f, columns=SORT)
         keys = list(zip(*(t.column(c).to_pylist() for c in SORT)))
         assert keys == sorted(keys)
-    types = dict(lake_per_night.sql(
-        "SELECT column_name, column_type FROM (DESCRIBE images)").to_pylist()
-        and [(r["column_name"], r["column_type"]) for r in lake_per_night.sql(
-            "SELECT column_name, column_type FROM (DESCRIBE images)").to_pylist()])
+    described = lake_per_night.sql("SELECT column_name, column_type FROM (DESCRIBE images)")
+    types = dict(zip(described.column("column_name").to_pylist(),
+                     described.column("column_type").to_pylist()))
     assert types["night"] == "VARCHAR" and types["target"] == "VARCHAR"
     assert types["obs_time"] == "TIMESTAMP" and types["visit"] == "BIGINT"
 

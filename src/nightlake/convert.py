@@ -128,7 +128,7 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
             if not touched:
                 continue  # read only as a sibling, and nothing of it changed
             try:
-                todo.append((key, _merge_sources(key, parts, failed_paths, index)))
+                todo.append((key, _merge_sources(key, parts, failed_paths), parts))
             except NightlakeError as exc:
                 report.failed.append(("/".join(key), exc))
         # Partitions whose changed sources no longer have rows for them, and no other source
@@ -140,8 +140,7 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
         report.unchanged = len([f for f in files if f.path not in changed])
 
         def write_one(item):
-            key, parts = item
-            return _write_partition(lake, options, key, parts)
+            return _write_partition(lake, options, *item)
 
         schemas = {p: sig for p, sig in index.schemas.items() if p not in report.removed}
         manifest = {**lake.read_manifest(), "format_version": FORMAT_VERSION,
@@ -149,7 +148,7 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
         if todo and manifest.get("uniform_schema"):
             # readers meanwhile must not assume one schema for partitions about to change
             lake.write_manifest({**manifest, "uniform_schema": False})
-        for done, ((key, _), (path, rows, renames, signature)) in enumerate(
+        for done, ((key, _, _), (path, rows, renames, signature)) in enumerate(
                 zip(todo, _threaded(write_one, todo, per_core=2)), 1):
             if progress:
                 progress("write", done, len(todo), "/".join(key))
@@ -176,8 +175,7 @@ class _LakeIndex:
         for part in lake.image_files():
             schema = pq.read_schema(part)
             schemas[part] = schema_signature(schema)
-            raw = (schema.metadata or {}).get(METADATA_KEY)
-            meta = json.loads(raw) if raw else {}
+            meta = _nightlake_metadata(schema)
             paths = []
             for fp in meta.get("sources", []):
                 path = Path(fp["path"])
@@ -203,8 +201,11 @@ def schema_signature(schema: pa.Schema) -> tuple:
 
 def read_partition_metadata(path: Path) -> dict[str, Any]:
     """The ``nightlake`` key-value metadata of one partition file (empty if absent)."""
-    kv = pq.read_schema(path).metadata or {}
-    raw = kv.get(METADATA_KEY)
+    return _nightlake_metadata(pq.read_schema(path))
+
+
+def _nightlake_metadata(schema: pa.Schema) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(METADATA_KEY)
     return json.loads(raw) if raw else {}
 
 
@@ -303,9 +304,13 @@ def same_content(a: pa.Table, b: pa.Table) -> bool:
     return _canonical(a).equals(_canonical(b))
 
 
-def _merge_sources(key: tuple[str, ...], parts: list[_Contribution], failed: set[Path],
-                   index: _LakeIndex) -> list[_Contribution]:
-    """One logical source per partition; two that disagree are an error naming both."""
+def _merge_sources(key: tuple[str, ...], parts: list[_Contribution],
+                   failed: set[Path]) -> list[_Contribution]:
+    """The rows to write: one logical source's (a file, or the shards of one target/night).
+
+    Every other source of the partition must hold the same rows; one that disagrees is an
+    error naming both.
+    """
     broken = [c.source.path for c in parts if c.source.path in failed]
     if broken:
         raise InputError(broken[0], f"partition {'/'.join(key)} not written: an input failed")
@@ -325,7 +330,7 @@ def _merge_sources(key: tuple[str, ...], parts: list[_Contribution], failed: set
                       if first.num_rows != tables[other].num_rows else "rows differ")
             raise InputError(a, f"disagrees with {b} on {'/'.join(key)} ({detail}); convert one "
                              "of them, or make them identical")
-    return parts
+    return next(iter(groups.values()))  # all identical: keep the first
 
 
 _BITS = {16: pa.uint16(), 32: pa.uint32(), 64: pa.uint64()}
@@ -349,12 +354,12 @@ def _canonical(table: pa.Table) -> pa.Table:
 
 # -- writing --------------------------------------------------------------------------------
 def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
-                     parts: list[_Contribution]) -> tuple[Path, int, dict[str, str], tuple]:
-    """Write one partition; returns its path, row count, renamed columns and schema."""
-    groups: dict[str, list[_Contribution]] = defaultdict(list)
-    for c in parts:
-        groups[c.source.group].append(c)
-    chosen = next(iter(groups.values()))  # identical by _merge_sources; keep the first
+                     chosen: list[_Contribution], parts: list[_Contribution],
+                     ) -> tuple[Path, int, dict[str, str], tuple]:
+    """Write ``chosen``'s rows as one partition, with every source in ``parts`` as provenance.
+
+    Returns its path, row count, renamed columns and schema.
+    """
     table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
     sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]

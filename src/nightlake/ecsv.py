@@ -1,4 +1,4 @@
-"""ECSV 1.0 → Arrow: the header through astropy's YAML reader, the body through pyarrow's CSV.
+"""ECSV 1.0 → Arrow: the header as astropy reads it (libyaml), the body through pyarrow's CSV.
 
 astropy's ``Table.read(format="ascii.ecsv")`` is the reference for what a file means; this
 module reads the same files about ten times faster by handing the body to pyarrow's
@@ -92,7 +92,6 @@ class EcsvTable:
     table: pa.Table
     header_text: str
     table_meta: dict[str, Any]
-    columns: list[ColumnSpec]
     size: int
     mtime_ns: int
     sha256: str
@@ -130,14 +129,13 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
     table = _read_body(path, data, header)
     table, unpacked = _unpack_kbmod(path, table, header)
     table = _decode_time_mixins(path, table, header)
-    meta = {k: v for k, v in header.meta.items() if k != "__serialized_columns__"}
+    consumed = {"__serialized_columns__", *(("is_packed", "shared_cols", *unpacked)
+                                            if unpacked else ())}
     return EcsvTable(
         path=path.resolve(),
         table=table,
         header_text=header.text,
-        table_meta=meta if not unpacked else {
-            k: v for k, v in meta.items() if k not in ("is_packed", "shared_cols", *unpacked)},
-        columns=header.columns,
+        table_meta={k: v for k, v in header.meta.items() if k not in consumed},
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -402,8 +400,6 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
         lineno = header.names_line + 1 + i
         if not text[i].strip() or text[i].lstrip(" \t").startswith("#"):
             continue
-        if header.delimiter == " ":
-            row = [v for v in row]  # the csv module keeps '' for quoted empties, as we need
         if len(row) != len(names):
             return FormatError(path, f"expected {len(names)} fields, found {len(row)}", line=lineno)
         for name, value in zip(names, row):
@@ -508,6 +504,7 @@ def _time_column(path: Path, table: pa.Table, name: str, spec: dict) -> pa.Table
     fmt, scale = spec.get("format", "isot"), spec.get("scale", "utc")
     parts = {k: v for k, v in spec.items() if hasattr(v, "name") or isinstance(v, dict)}
     value_names = {k: (getattr(v, "name", None) or v.get("name")) for k, v in parts.items()}
+    mask = None
     try:
         if "jd1" in value_names and "jd2" in value_names:
             jd1 = table.column(value_names["jd1"]).to_numpy(zero_copy_only=False)
@@ -529,9 +526,8 @@ def _time_column(path: Path, table: pa.Table, name: str, spec: dict) -> pa.Table
         raise FormatError(path, f"Time column cannot be decoded ({fmt}, {scale}): {exc}",
                           column=name) from None
     stamps = utc_datetime64(t)
-    array = pa.array(stamps, pa.timestamp("us"))
-    if "mask" in locals() and mask.any():
-        array = pa.array(stamps, pa.timestamp("us"), mask=mask)
+    array = pa.array(stamps, pa.timestamp("us"),
+                     mask=mask if mask is not None and mask.any() else None)
     first = table.column_names.index(consumed[0])
     old = table.schema.field(consumed[0])
     md = dict(old.metadata or {})

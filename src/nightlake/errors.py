@@ -9,6 +9,11 @@ from __future__ import annotations
 from os import PathLike
 
 
+def one_line(message: object) -> str:
+    """A message (or exception) folded onto one line: DuckDB's span several lines."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
 class NightlakeError(Exception):
     """Base of every error nightlake reports to a user (exit code ``exit_code``)."""
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from nightlake.errors import QueryError, UsageError
-from nightlake.query import check_params, check_read_only, error_message, open_connection
+from nightlake.query import (check_params, check_read_only, error_message, open_connection,
+                             parse_statements)
 
 if TYPE_CHECKING:
     from nightlake.lake import Lake
@@ -136,13 +137,13 @@ def export(
     con = open_connection(lake)
     try:
         query = source_query(con, source)
-        check_read_only(query)
-        statements = duckdb.extract_statements(query)
+        statements = parse_statements(query)
+        check_read_only(query, statements)
         if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
             raise UsageError("export takes one SELECT query (or a view name), not a script")
         query = statements[0].query.strip().rstrip(";")
         params = dict(params or {})
-        check_params(query, params)
+        check_params(query, params, statements)
         try:
             columns = con.sql(query, params=params or None).columns
         except duckdb.Error as exc:

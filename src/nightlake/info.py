@@ -132,6 +132,8 @@ def lake_info(lake: "Lake") -> LakeInfo:
     """Read every partition footer of ``lake`` and compare its sources with the disk."""
     import pyarrow.parquet as pq
 
+    from nightlake.lake import METADATA_KEY
+
     partitions = []
     first_schema = None
     for file in lake.image_files():
@@ -140,7 +142,7 @@ def lake_info(lake: "Lake") -> LakeInfo:
             first_schema = meta.schema.to_arrow_schema()
         kv = meta.metadata or {}
         try:
-            recorded = json.loads(kv.get(b"nightlake", b"{}"))
+            recorded = json.loads(kv.get(METADATA_KEY, b"{}"))
         except ValueError:
             recorded = {}
         sources = [source_state(s) for s in recorded.get("sources", [])]

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from nightlake.errors import LakeError, LockTimeout, QueryError
+from nightlake.errors import LakeError, LockTimeout, QueryError, one_line
 from nightlake.files import atomic_replace
 
 if TYPE_CHECKING:
@@ -268,11 +268,6 @@ def write_parquet_atomic(table: "pa.Table", target: Path) -> None:
 
     with atomic_replace(target) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=statistics_columns(table))
-
-
-def one_line(exc: BaseException) -> str:
-    """DuckDB's message folded onto one line (it spans several for positions and hints)."""
-    return " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
 
 
 def fetch_arrow(result) -> "pa.Table":

@@ -25,11 +25,11 @@ import decimal
 import json
 import math
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator
 
 from nightlake.errors import UsageError
+from nightlake.files import atomic_replace
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -72,33 +72,12 @@ def choose_format(fmt: str | None, output: str | os.PathLike[str] | None, termin
     return "table" if terminal else "csv"
 
 
-@contextmanager
-def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and move it into place.
-
-    On any error the temporary file is removed, so a failed write leaves nothing behind
-    (and an existing ``path`` untouched).
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.nightlake-tmp-{os.getpid()}")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_result(reader: "pa.RecordBatchReader", fmt: str, sink: IO[bytes], *,
-                 stream_ipc: bool = True, cell_width: int = CELL_WIDTH) -> int:
+                 stream_ipc: bool = True) -> int:
     """Write every batch of ``reader`` to the binary ``sink`` in ``fmt``; return the row count."""
     writer = _WRITERS[fmt]
     if fmt == "arrow":
         return writer(reader, sink, stream_ipc=stream_ipc)
-    if fmt == "table":
-        return writer(reader, sink, cell_width=cell_width)
     return writer(reader, sink)
 
 
@@ -107,7 +86,7 @@ def write_result_file(reader: "pa.RecordBatchReader", fmt: str,
     """Write ``reader`` to ``path`` atomically (temp file beside it, then rename)."""
     if not Path(path).resolve().parent.is_dir():
         raise UsageError(f"{path}: the directory {Path(path).parent} does not exist")
-    with atomic_file(path) as tmp, open(tmp, "wb") as sink:
+    with atomic_replace(path) as tmp, open(tmp, "wb") as sink:
         return write_result(reader, fmt, sink, stream_ipc=False)
 
 
@@ -273,7 +252,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
-def _write_table(reader, sink, *, cell_width: int) -> int:
+def _write_table(reader, sink, *, cell_width: int = CELL_WIDTH) -> int:
     """An aligned table; column widths come from the first batch so rows stream."""
     import pyarrow as pa
 

@@ -64,7 +64,7 @@ def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathL
     import numpy as np
     from matplotlib.figure import Figure
 
-    from nightlake.output import atomic_file
+    from nightlake.files import atomic_replace
 
     fig = Figure(figsize=(13, 10), dpi=100, layout="constrained")
     grid = fig.add_gridspec(3, 2, height_ratios=[1.2, 1, 1])
@@ -140,7 +140,7 @@ def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathL
     fig.suptitle(title, fontsize="large", fontweight="bold")
 
     target_path = Path(path)
-    with atomic_file(target_path) as tmp:
+    with atomic_replace(target_path) as tmp:
         fig.savefig(tmp, format="png")
     return target_path
 

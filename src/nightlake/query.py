@@ -118,39 +118,33 @@ def _write_reason(words: list[str]) -> str | None:
     return None
 
 
-def check_read_only(query: str) -> None:
-    """Raise :class:`QueryError` when a statement of ``query`` could write files."""
+def parse_statements(query: str) -> list:
+    """DuckDB's statements of ``query``; a syntax error becomes :class:`QueryError`."""
     import duckdb
 
     try:
-        statements = duckdb.extract_statements(query)
+        return duckdb.extract_statements(query)
     except duckdb.Error as exc:
         raise QueryError(error_message(exc, query)) from exc
-    for statement in statements:
+
+
+def check_read_only(query: str, statements: list | None = None) -> None:
+    """Raise :class:`QueryError` when a statement of ``query`` could write files.
+
+    ``statements``: ``query`` already split by DuckDB (saves parsing it again).
+    """
+    for statement in parse_statements(query) if statements is None else statements:
         reason = _write_reason(_tokens(statement.query))
         if reason:
             snippet = " ".join(statement.query.split())[:60]
             raise QueryError(f"statement refused ({reason}): {snippet!r}; {READ_ONLY_HINT}")
 
 
-def query_parameters(query: str) -> set[str]:
-    """The ``$name`` parameters the statements of ``query`` use."""
-    import duckdb
-
-    names: set[str] = set()
-    for statement in duckdb.extract_statements(query):
-        names |= set(statement.named_parameters)
-    return names
-
-
-def check_params(query: str, params: Mapping[str, Any]) -> None:
+def check_params(query: str, params: Mapping[str, Any], statements: list | None = None) -> None:
     """Every ``$name`` of the query has a value, and every value has a ``$name``."""
-    import duckdb
-
-    try:
-        used = query_parameters(query)
-    except duckdb.Error as exc:
-        raise QueryError(error_message(exc, query)) from exc
+    used: set[str] = set()
+    for statement in parse_statements(query) if statements is None else statements:
+        used |= set(statement.named_parameters)
     missing = sorted(used - set(params))
     if missing:
         raise UsageError(
@@ -242,14 +236,8 @@ def _probe_position(con, message: str, text: str) -> str:
     return f"{message} (line {line_no}, column {column})"
 
 
-def _statements(query: str) -> list[tuple[str, int, set[str]]]:
-    """The statements of ``query``: (text, offset in ``query``, its ``$parameters``)."""
-    import duckdb
-
-    try:
-        parsed = duckdb.extract_statements(query)
-    except duckdb.Error as exc:
-        raise QueryError(error_message(exc, query)) from exc
+def _statements(query: str, parsed: list) -> list[tuple[str, int, set[str]]]:
+    """The ``parsed`` statements of ``query``: (text, offset in ``query``, its ``$parameters``)."""
     found, at = [], 0
     for statement in parsed:
         text = statement.query.strip().rstrip(";").rstrip()
@@ -278,9 +266,10 @@ def stream(
     import pyarrow as pa
 
     params = dict(params or {})
-    check_read_only(query)
-    check_params(query, params)
-    statements = _statements(query)
+    parsed = parse_statements(query)  # once, for the checks and the statements
+    check_read_only(query, parsed)
+    check_params(query, params, parsed)
+    statements = _statements(query, parsed)
     if not statements:
         return pa.RecordBatchReader.from_batches(pa.schema([]), [])
     for text, start, names in statements[:-1]:

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from nightlake import __version__
-from nightlake.errors import NightlakeError
+from nightlake.errors import NightlakeError, one_line
 
 _DEBUG_ENV = "NIGHTLAKE_DEBUG"
 
@@ -27,8 +27,7 @@ def debug_enabled() -> bool:
 
 def report_error(prog: str, message: str) -> None:
     """Print one error line, the only way a failure reaches the user without --debug."""
-    first_line = " ".join(str(message).split("\n")[0:1]) or "error"
-    typer.echo(f"{prog}: error: {first_line}", err=True)
+    typer.echo(f"{prog}: error: {one_line(message) or 'error'}", err=True)
 
 
 class NightlakeGroup(TyperGroup):
