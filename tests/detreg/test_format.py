@@ -216,6 +216,25 @@ def test_records_are_read_only(tmp_path):
         db.records["ccd"][0] = 3
 
 
+
+def test_raw_records_keep_bytes_after_the_nul_and_need_no_pyarrow(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "dirty.db"
+    dirty = dict(SAMPLE[0], filename=b"/deep/flat.fits\0junk")
+    path.write_bytes(handmade_file("LP64", "little", [dirty, SAMPLE[2]]))
+    db = read_db(path)
+    assert bytes(db.raw_records["filename"][0]) == b"/deep/flat.fits\0junk"
+    assert bytes(db.records["filename"][0]) == b"/deep/flat.fits"
+    for name in RECORD_DTYPE.names:
+        if name != "filename":
+            assert np.array_equal(db.raw_records[name], db.records[name], equal_nan=True)
+    script = ("import sys; from nightlake.detreg import read_db; "
+              f"r = read_db({str(path)!r}).raw_records; assert len(r) == 2; "
+              "assert 'pyarrow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", script], check=True)
+
 # ---- property: write -> read is the identity, for both layouts and byte orders
 
 _u64 = st.integers(0, OPEN_ENDED)

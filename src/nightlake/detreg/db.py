@@ -21,7 +21,6 @@ import json
 import math
 import os
 import socket
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,11 +46,12 @@ from nightlake.detreg.format import (
     filenames_as_arrow,
     filters_from_cards,
     layout_of,
+    make_records,
     max_filter_name_length,
     parse_header,
 )
 from nightlake.errors import FormatError, InputError, LockTimeout
-from nightlake.files import fsync_path
+from nightlake.files import atomic_replace, fsync_path
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 MAX_FILTER_CODE = 9999  # FILT<code> must fit the 8 characters of a FITS keyword
@@ -92,7 +92,18 @@ class DetRegDB:
 
     @cached_property
     def records(self) -> np.ndarray:
+        """The records with every filename cut at its NUL (loads pyarrow; computed once)."""
         return drop_bytes_after_nul(self._records, self.filenames_arrow)
+
+    @property
+    def raw_records(self) -> np.ndarray:
+        """The records as decoded, numpy only and without a copy (read-only).
+
+        Every field equals :attr:`records` except ``filename``, which may still hold bytes a C
+        writer left after its NUL: cut one with ``bytes(name).split(b"\\0", 1)[0]``. For readers
+        that must start fast (detsearch) and need the numbers, not all the filenames.
+        """
+        return self._records
 
     @cached_property
     def filenames_arrow(self):
@@ -137,10 +148,6 @@ class DetRegDB:
         for name in FIELDS:
             columns[name] = filename if name == "filename" else pa.array(recs[name])
         return pa.table(columns)
-
-    def rows(self) -> list[dict]:
-        """Records as dicts (type and filter names resolved) for listings and the journal."""
-        return [record_dict(rec, self.filters) for rec in self.records]
 
     def write(self, path: str | os.PathLike | None = None) -> "DetRegDB":
         """Write this database atomically (no lock, no journal: see add_records & co.)."""
@@ -223,31 +230,19 @@ def encode_db(records: np.ndarray, filters: dict[int, str], *, layout: str,
 
 def _atomic_replace(path: Path, content: bytes,
                     before_replace: Callable[[], None] | None = None) -> None:
-    """Temp file in the same directory, fsync, (journal), os.replace, fsync the directory."""
-    directory = path.parent if str(path.parent) else Path(".")
+    """:func:`nightlake.files.atomic_replace`, keeping the mode of the file it replaces and
+    running ``before_replace`` (the journal append) between the write and the replace."""
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
+        mode = None  # a new file: open() gives it 0o666 & ~umask
+    with atomic_replace(path) as tmp:
+        with open(tmp, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
         if before_replace is not None:
             before_replace()
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_path(directory)
 
 
 def write_db(path: str | os.PathLike, records: np.ndarray, filters: dict[int, str], *,
@@ -451,8 +446,6 @@ def entries_to_records(entries: Sequence[DetRegEntry], filters: dict[int, str]) 
                      "clipsigma": e.clipsigma, "type": TYPE_CODES[e.type], "filter": code,
                      "ccd": e.ccd, "filename": e.filename.encode("utf-8", "surrogateescape"),
                      "flag1": e.flag1, "flag2": e.flag2})
-    from nightlake.detreg.format import make_records
-
     return make_records(rows)
 
 

@@ -361,8 +361,9 @@ def check_writable(records: np.ndarray, layout: str) -> None:
     if bad_type.any():
         i = int(np.flatnonzero(bad_type)[0])
         raise ValueError(f"record {i}: unknown type code {int(records['type'][i])}")
-    if len(records) and (np.strings.str_len(records["filename"]) > MAX_FILENAME_BYTES).any():
-        i = int(np.flatnonzero(np.strings.str_len(records["filename"]) > MAX_FILENAME_BYTES)[0])
+    too_long = np.strings.str_len(records["filename"]) > MAX_FILENAME_BYTES
+    if too_long.any():
+        i = int(np.flatnonzero(too_long)[0])
         raise ValueError(f"record {i}: filename longer than {MAX_FILENAME_BYTES} bytes")
     if layout == "ILP32" and len(records):
         # 2**32 - 1 in tstop means open-ended, so a finite tstop must stay below it
