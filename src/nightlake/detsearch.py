@@ -184,22 +184,11 @@ def expand_images(tokens: Iterable[str]) -> tuple[list[str], int | None, str | N
     return images, ccd, layout
 
 
-def _records(db):
-    """The records array without importing pyarrow.
-
-    ``DetRegDB.records`` cuts filenames at their NUL through Arrow, which costs detsearch a
-    third of its start-up; the fields resolution needs are the same in the raw array, and
-    :func:`record_dict` cuts the filename itself.
-    """
-    raw = getattr(db, "_records", None)
-    return db.records if raw is None else raw
-
-
 def record_dict(db, index: int) -> dict:
     """One record as plain values (times ISO-8601 UTC; open-ended tstop → None)."""
     from nightlake.resolve import TYPE_CODE
 
-    rec = _records(db)[index]
+    rec = db.raw_records[index]
     names = {v: k for k, v in TYPE_CODE.items()}
     kind = names.get(int(rec["type"]), str(int(rec["type"])))
     code = int(rec["filter"])
@@ -243,7 +232,7 @@ def search(
     """The choice for each image (one pass over the database's records, read once)."""
     from nightlake.resolve import Resolver
 
-    resolver = Resolver(_records(db), db.filters)
+    resolver = Resolver(db.raw_records, db.filters)
     return [resolver.choose(detrend_type, image, mode) for image in images]
 
 
@@ -268,7 +257,7 @@ def list_records(
     from nightlake.images import band_of
     from nightlake.resolve import TYPE_CODE
 
-    rec = _records(db)
+    rec = db.raw_records
     mask = np.ones(len(rec), dtype=bool)
     if detrend_type is not None:
         mask &= rec["type"] == TYPE_CODE[detrend_type]
