@@ -71,12 +71,19 @@ def astropy_joined(joined: Path, out: Path) -> float:
 
 def nightlake_convert(sources: list[Path], lake_dir: Path) -> float:
     from nightlake import Lake
-    from nightlake.convert import convert
+    from nightlake.convert import convert, prefer_jemalloc
+
+    import pyarrow as pa
 
     shutil.rmtree(lake_dir, ignore_errors=True)
-    t0 = time.perf_counter()
-    report = convert(Lake(lake_dir), sources)
-    elapsed = time.perf_counter() - t0
+    baseline_pool = pa.default_memory_pool()
+    prefer_jemalloc()  # as `nightlake convert` does; astropy keeps pyarrow's default
+    try:
+        t0 = time.perf_counter()
+        report = convert(Lake(lake_dir), sources)
+        elapsed = time.perf_counter() - t0
+    finally:
+        pa.set_memory_pool(baseline_pool)
     assert report.ok, report.failed
     return elapsed
 

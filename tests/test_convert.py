@@ -343,7 +343,7 @@ def test_a_failed_write_leaves_the_old_partition(tmp_path, monkeypatch):
         f.write_text("".join(f.read_text().splitlines(keepends=True)[:-1]))
 
     def half_then_crash(table, where, **kwargs):
-        Path(where).write_bytes(b"PAR1 half a file")
+        where.write(b"PAR1 half a file")  # into the temp file's stream, flushed on close
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(pq, "write_table", half_then_crash)

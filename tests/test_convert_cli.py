@@ -166,3 +166,36 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
     assert "error" not in stderr
     assert len(list((tmp_path / "lake" / "images").rglob("*.parquet"))) == len(
         list(COLLECTIONS.glob("*.collection")))
+
+
+POOL_OF_A_CONVERT = textwrap.dedent("""\
+    import sys
+    import pyarrow as pa
+    from nightlake.cli import main
+    sys.argv = ["nightlake", "convert", sys.argv[1], "--lake", sys.argv[2]]
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    print(pa.default_memory_pool().backend_name)
+    """)
+
+
+@pytest.mark.parametrize("chosen", [None, "system"])
+def test_convert_runs_on_jemalloc_unless_the_user_chose_a_pool(tmp_path, chosen):
+    import pyarrow as pa
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    try:
+        pa.jemalloc_memory_pool()
+        fast = "jemalloc"
+    except NotImplementedError:  # a pyarrow built without it keeps its default
+        fast = pa.default_memory_pool().backend_name
+    out = subprocess.run([sys.executable, "-c", POOL_OF_A_CONVERT, str(COLLECTIONS),
+                          str(tmp_path / "lake")], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == (chosen or fast)
+    assert len(list((tmp_path / "lake" / "images").rglob("*.parquet"))) == len(
+        list(COLLECTIONS.glob("*.collection")))

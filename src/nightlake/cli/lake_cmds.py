@@ -32,9 +32,10 @@ def convert(
         30.0, "--lock-timeout", help="Seconds to wait for another convert on the same lake."),
 ) -> None:
     """Convert ECSV image collections into the lake (incremental: unchanged sources are skipped)."""
-    from nightlake.convert import ConvertOptions, convert as run_convert
+    from nightlake.convert import ConvertOptions, convert as run_convert, prefer_jemalloc
     from nightlake.lake import Lake
 
+    prefer_jemalloc()
     options = ConvertOptions(
         partition_by=tuple(p.strip() for p in partition_by.split(",") if p.strip()),
         time_scale=time_scale.lower(), force=force, target=target, night=night,
