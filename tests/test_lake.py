@@ -5,8 +5,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from nightlake import Lake
 from nightlake.convert import convert
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 
 COLLECTIONS = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "collections"
 
@@ -44,3 +49,27 @@ def test_threads_can_query_one_lake_at_once(tmp_path):
     for t in threads:
         t.join()
     assert not errors and results == [expected] * 8
+
+
+def test_partition_statistics_skip_nan_floats_and_long_strings(tmp_path):
+    """Min/max statistics where DuckDB can use them (detector, visit, mjd …); none for a float
+    column holding NaN (DuckDB would fold isnan() to false) nor for long JSON strings."""
+    import pyarrow.parquet as pq
+
+    lake = Lake(tmp_path / "lake")
+    convert(lake, [FIXTURES / "collections"])
+    checked = 0
+    for path in lake.image_files():
+        table = pq.read_table(path)
+        meta = pq.ParquetFile(path).metadata
+        for i, name in enumerate(table.column_names):
+            column = table.column(name)
+            has_stats = meta.row_group(0).column(i).is_stats_set
+            if name in ("wcs", "config"):
+                assert not has_stats, (path, name)
+            elif pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
+                assert not has_stats, (path, name)
+            elif name in ("detector", "visit", "mjd", "band", "obs_time"):
+                assert has_stats, (path, name)
+                checked += 1
+    assert checked >= 5 * len(lake.image_files())
