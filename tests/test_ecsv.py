@@ -158,6 +158,27 @@ def test_body_lines_starting_with_hash_are_comments_as_in_astropy(tmp_path):
     assert_equals_astropy(path, read_ecsv(path).table)
 
 
+@pytest.mark.parametrize("comments", [False, True])
+def test_big_files_hash_and_look_for_comments_while_parsing(tmp_path, monkeypatch, comments):
+    """Above PARALLEL_BYTES the hash and the comment scan run beside the parse: same table,
+    same sha256 as the small-file path (and as hashlib on the file)."""
+    import hashlib
+
+    import nightlake.ecsv as ecsv_module
+
+    path = tmp_path / "c.ecsv"
+    text = GOOD.replace('2 "y z"\n', '# a comment line\n  #another\n2 "y #z"\n') if comments \
+        else GOOD
+    path.write_text(text)
+    small = read_ecsv(path)
+    monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+    big = read_ecsv(path)
+    assert big.table.equals(small.table)
+    assert big.sha256 == small.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert_equals_astropy(path, big.table)
+    assert ("y #z" in big.table.column("b").to_pylist()) == comments
+
+
 def test_a_table_without_rows_reads_with_its_types(tmp_path):
     path = tmp_path / "empty-body.ecsv"
     path.write_text(GOOD.split("a b\n")[0] + "a b\n")

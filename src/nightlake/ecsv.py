@@ -126,7 +126,25 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror}") from None
     header = parse_header(path, data)
-    table = _read_body(path, data, header)
+    if len(data) - header.body_offset > PARALLEL_BYTES:
+        # A big file (joined.collection): hash it and look for comment lines on a second
+        # thread while pyarrow parses (both release the GIL or run while it is released).
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="nightlake-ecsv") as pool:
+            digest = pool.submit(lambda: hashlib.sha256(data).hexdigest())
+            comments = pool.submit(_has_comment_lines, memoryview(data)[header.body_offset:])
+            try:
+                table = _read_body(path, data, header, comment_lines=False)
+            except FormatError:
+                if not comments.result():
+                    raise
+            if comments.result():  # rare: parse again without them
+                table = _read_body(path, data, header, comment_lines=True)
+            sha256 = digest.result()
+    else:
+        table = _read_body(path, data, header)
+        sha256 = hashlib.sha256(data).hexdigest()
     table, unpacked = _unpack_kbmod(path, table, header)
     table = _decode_time_mixins(path, table, header)
     consumed = {"__serialized_columns__", *(("is_packed", "shared_cols", *unpacked)
@@ -138,7 +156,7 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
         table_meta={k: v for k, v in header.meta.items() if k not in consumed},
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
         unpacked=unpacked,
     )
 
@@ -335,7 +353,18 @@ def _split_names(line: str, delimiter: str) -> list[str]:
 
 
 # -- body -------------------------------------------------------------------------------------
-def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
+#: bodies larger than this parse on every core (smaller ones run side by side on convert's
+#: threads) and are hashed while they parse
+PARALLEL_BYTES = 32 << 20
+
+
+def _has_comment_lines(body) -> bool:
+    return bool(_COMMENT_START.match(body) or _COMMENT_LINE.search(body))
+
+
+def _read_body(path: Path, data: bytes, header: EcsvHeader,
+               comment_lines: bool | None = None) -> pa.Table:
+    """The body as Arrow; ``comment_lines`` says whether to drop '#' lines (None: look)."""
     names = [c.name for c in header.columns]
     column_types = {}
     for col in header.columns:
@@ -343,9 +372,11 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
             column_types[col.name] = pa.string()
         else:
             column_types[col.name] = _PARSE_AS.get(col.datatype, ECSV_TYPES[col.datatype])
-    body = data[header.body_offset:]
-    if _COMMENT_START.match(body) or _COMMENT_LINE.search(body):  # rare: astropy skips them
-        body = b"".join(line for line in body.splitlines(keepends=True)
+    body = memoryview(data)[header.body_offset:]
+    if comment_lines is None:
+        comment_lines = _has_comment_lines(body)
+    if comment_lines:  # rare: astropy skips them
+        body = b"".join(line for line in bytes(body).splitlines(keepends=True)
                         if not line.lstrip(b" \t").startswith(b"#"))
     if not names:
         return pa.table({})
@@ -356,9 +387,7 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
         table = pacsv.read_csv(
             pa.BufferReader(body),
             read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24,
-                                            # big files parse on every core; small ones
-                                            # run side by side on convert's threads
-                                            use_threads=len(body) > (32 << 20)),
+                                            use_threads=len(body) > PARALLEL_BYTES),
             parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char='"',
                                              double_quote=True, escape_char=False,
                                              ignore_empty_lines=True),
