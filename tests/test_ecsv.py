@@ -159,9 +159,9 @@ def test_body_lines_starting_with_hash_are_comments_as_in_astropy(tmp_path):
 
 
 @pytest.mark.parametrize("comments", [False, True])
-def test_big_files_hash_and_look_for_comments_while_parsing(tmp_path, monkeypatch, comments):
-    """Above PARALLEL_BYTES the hash and the comment scan run beside the parse: same table,
-    same sha256 as the small-file path (and as hashlib on the file)."""
+def test_big_files_are_hashed_while_they_parse(tmp_path, monkeypatch, comments):
+    """Above PARALLEL_BYTES the hash runs beside the parse: same table, same sha256 as the
+    small-file path (and as hashlib on the file), comment lines dropped as there."""
     import hashlib
 
     import nightlake.ecsv as ecsv_module

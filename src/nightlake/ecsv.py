@@ -127,20 +127,13 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
         raise InputError(path, f"cannot read: {exc.strerror}") from None
     header = parse_header(path, data)
     if len(data) - header.body_offset > PARALLEL_BYTES:
-        # A big file (joined.collection): hash it and look for comment lines on a second
-        # thread while pyarrow parses (both release the GIL or run while it is released).
+        # A big file (joined.collection): hash it on a second thread while it is parsed
+        # (hashlib releases the GIL; so does pyarrow's parser).
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(1, thread_name_prefix="nightlake-ecsv") as pool:
+        with ThreadPoolExecutor(1, thread_name_prefix="nightlake-sha256") as pool:
             digest = pool.submit(lambda: hashlib.sha256(data).hexdigest())
-            comments = pool.submit(_has_comment_lines, memoryview(data)[header.body_offset:])
-            try:
-                table = _read_body(path, data, header, comment_lines=False)
-            except FormatError:
-                if not comments.result():
-                    raise
-            if comments.result():  # rare: parse again without them
-                table = _read_body(path, data, header, comment_lines=True)
+            table = _read_body(path, data, header)
             sha256 = digest.result()
     else:
         table = _read_body(path, data, header)
@@ -358,13 +351,7 @@ def _split_names(line: str, delimiter: str) -> list[str]:
 PARALLEL_BYTES = 32 << 20
 
 
-def _has_comment_lines(body) -> bool:
-    return bool(_COMMENT_START.match(body) or _COMMENT_LINE.search(body))
-
-
-def _read_body(path: Path, data: bytes, header: EcsvHeader,
-               comment_lines: bool | None = None) -> pa.Table:
-    """The body as Arrow; ``comment_lines`` says whether to drop '#' lines (None: look)."""
+def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     names = [c.name for c in header.columns]
     column_types = {}
     for col in header.columns:
@@ -373,9 +360,7 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader,
         else:
             column_types[col.name] = _PARSE_AS.get(col.datatype, ECSV_TYPES[col.datatype])
     body = memoryview(data)[header.body_offset:]
-    if comment_lines is None:
-        comment_lines = _has_comment_lines(body)
-    if comment_lines:  # rare: astropy skips them
+    if _COMMENT_START.match(body) or _COMMENT_LINE.search(body):  # rare: astropy skips them
         body = b"".join(line for line in bytes(body).splitlines(keepends=True)
                         if not line.lstrip(b" \t").startswith(b"#"))
     if not names:

@@ -107,7 +107,8 @@ class DetRegDB:
 
     @cached_property
     def filenames_arrow(self):
-        """Filenames as Arrow binary, cut at each NUL (computed once, on first use)."""
+        """Filenames as Arrow, cut at each NUL (computed once, on first use): ``string`` when
+        all are ASCII, else ``binary``."""
         if self._filenames is None:
             self._filenames = filenames_as_arrow(self._records)
         return self._filenames
@@ -138,12 +139,15 @@ class DetRegDB:
         import pyarrow as pa
 
         recs = self._records
-        binary = self.filenames_arrow
-        try:
-            filename = binary.cast(pa.string())
-        except pa.ArrowInvalid:  # not UTF-8: keep the bytes visible, escaped
-            filename = pa.array([b.decode("utf-8", "backslashreplace")
-                                 for b in binary.to_pylist()], type=pa.string())
+        names = self.filenames_arrow
+        if pa.types.is_string(names.type):  # all ASCII
+            filename = names
+        else:
+            try:
+                filename = names.cast(pa.string())
+            except pa.ArrowInvalid:  # not UTF-8: keep the bytes visible, escaped
+                filename = pa.array([b.decode("utf-8", "backslashreplace")
+                                     for b in names.to_pylist()], type=pa.string())
         columns = {"index": pa.array(np.arange(len(recs), dtype=np.int64))}
         for name in FIELDS:
             columns[name] = filename if name == "filename" else pa.array(recs[name])

@@ -1,0 +1,41 @@
+"""Build hook: compile src/nightlake/detreg/_names.c into a shared library beside it.
+
+The library is plain C loaded with ctypes (no Python API, so no Python headers needed). Without
+a C compiler the install still succeeds and nightlake uses its pyarrow fallback, slower at
+reading large DetReg files (docs/design.md); ``NIGHTLAKE_REQUIRE_C=1`` makes that an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+SOURCE = Path("src/nightlake/detreg/_names.c")
+LIBRARY = SOURCE.with_suffix(".so")
+
+
+class CustomBuildHook(BuildHookInterface):
+    def initialize(self, version: str, build_data: dict) -> None:
+        root = Path(self.root)
+        compiler = shlex.split(os.environ.get("CC", "cc"))
+        flags = ["-O3", "-shared", "-fPIC"]
+        if sys.platform == "darwin":
+            flags = ["-O3", "-dynamiclib"]
+        command = [*compiler, *flags, "-o", str(root / LIBRARY), str(root / SOURCE)]
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", None) or exc
+            if os.environ.get("NIGHTLAKE_REQUIRE_C"):
+                raise RuntimeError(f"cannot compile {SOURCE}: {detail}") from exc
+            print(f"nightlake: {SOURCE} not compiled ({detail}); using the pyarrow fallback",
+                  file=sys.stderr)
+            return
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True
+        build_data["artifacts"].append(str(LIBRARY))
