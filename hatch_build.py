@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
@@ -22,7 +23,8 @@ LIBRARY = SOURCE.with_suffix(".so")
 class CustomBuildHook(BuildHookInterface):
     def initialize(self, version: str, build_data: dict) -> None:
         root = Path(self.root)
-        compiler = shlex.split(os.environ.get("CC", "cc"))
+        # $CC, else the compiler this Python was built with, else cc
+        compiler = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
         flags = ["-O3", "-shared", "-fPIC"]
         if sys.platform == "darwin":
             flags = ["-O3", "-dynamiclib"]
