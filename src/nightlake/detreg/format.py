@@ -300,50 +300,73 @@ def decode_records(buffer, offset: int, nrecord: int, layout: str, byteorder: st
 _PADDING = slice(RECORD_DTYPE.fields["flag2"][1] + 1, RECORD_DTYPE.itemsize)
 
 
-def filenames_as_arrow(records: np.ndarray, *, compiled: bool = True):
-    """The filenames as an Arrow array, each cut at its first NUL as C does.
+def columns_as_arrow(records: np.ndarray, *, compiled: bool = True) -> dict:
+    """Every field of ``records`` as an Arrow array, in :data:`FIELDS` order.
 
-    ``string`` when every name is ASCII (known without a UTF-8 check), else ``binary``.
-    ``compiled=False`` skips the C scan (``_names.c``) for pyarrow's slower conversion, which
-    is also what runs when the library was not built.
+    Filenames are cut at their first NUL as C does: ``string`` when the compiled pass saw only
+    ASCII (valid UTF-8 without a check), else ``binary``. The compiled pass (``_names.c``)
+    reads the records once; ``compiled=False``, or no library, copies field by field with
+    numpy and lets pyarrow cut the names (slower: docs/design.md).
     """
     import pyarrow as pa
 
-    cut = _compiled_cut() if compiled else None
     n = len(records)
-    if cut is None or records.dtype != RECORD_DTYPE or not records.flags.c_contiguous \
-            or n * FILENAME_SIZE >= 2**31:
+    numbers = [name for name in FIELDS if name != "filename"]
+    compiled_pass = _library() if compiled else None
+    if compiled_pass is None or records.dtype != RECORD_DTYPE \
+            or not records.flags.c_contiguous or n * FILENAME_SIZE >= 2**31:
+        columns = {name: pa.array(np.ascontiguousarray(records[name])) for name in numbers}
         # Arrow stops at the first NUL (numpy's S dtype only strips trailing ones).
-        return pa.array(records["filename"], type=pa.binary())
+        columns["filename"] = pa.array(records["filename"], type=pa.binary())
+        return {name: columns[name] for name in FIELDS}
     import ctypes
 
+    lib, Columns = compiled_pass
+    arrays = {name: np.empty(n, RECORD_DTYPE.fields[name][0]) for name in numbers}
     offsets = np.empty(n + 1, np.int32)
-    data = np.empty(max(1, n * (FILENAME_SIZE - 1)), np.uint8)  # pages used only as filled
+    names = np.empty(max(1, n * (FILENAME_SIZE - 1)), np.uint8)  # pages used only as filled
+    out = Columns(offsets=offsets.ctypes.data, names=names.ctypes.data,
+                   **{name: array.ctypes.data for name, array in arrays.items()})
     bad, ascii = ctypes.c_int64(-1), ctypes.c_int32(0)
-    total = cut(records.ctypes.data + RECORD_DTYPE.fields["filename"][1], RECORD_DTYPE.itemsize,
-                FILENAME_SIZE, n, offsets.ctypes.data, data.ctypes.data, ctypes.byref(bad),
-                ctypes.byref(ascii))
+    total = lib.nl_columns(records.ctypes.data, n, ctypes.byref(out), ctypes.byref(bad),
+                           ctypes.byref(ascii))
     if total < 0:  # decode_records refuses such files; a caller's own records may not be
         raise ValueError(f"record {bad.value}: filename has no NUL within {FILENAME_SIZE} bytes")
-    return pa.Array.from_buffers(pa.string() if ascii.value else pa.binary(), n,
-                                 [None, pa.py_buffer(offsets), pa.py_buffer(data[:total])])
+    columns = {name: pa.array(array) for name, array in arrays.items()}  # no copy
+    columns["filename"] = pa.Array.from_buffers(
+        pa.string() if ascii.value else pa.binary(), n,
+        [None, pa.py_buffer(offsets), pa.py_buffer(names[:total])])
+    return {name: columns[name] for name in FIELDS}
 
 
 @lru_cache(maxsize=None)
-def _compiled_cut():
-    """``nl_cut_names`` of the library built from ``_names.c``, or None if it was not built."""
+def _library():
+    """``(library, Columns)`` for the library built from ``_names.c`` (``Columns``: the ctypes
+    twin of its struct), or None: not built, or built for a record layout other than
+    :data:`RECORD_DTYPE` (then the numpy path is the right one)."""
     import ctypes
 
     try:
         lib = ctypes.CDLL(str(Path(__file__).with_name("_names.so")))
     except OSError:
         return None
-    fn = lib.nl_cut_names
-    fn.restype = ctypes.c_int64
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                   ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
-                   ctypes.POINTER(ctypes.c_int32)]
-    return fn
+    layout = np.zeros(12, np.int64)
+    lib.nl_record_layout.restype = None
+    lib.nl_record_layout.argtypes = [ctypes.c_void_p]
+    lib.nl_record_layout(layout.ctypes.data)
+    if layout.tolist() != [RECORD_DTYPE.fields[name][1] for name in FIELDS] + [
+            RECORD_DTYPE.itemsize]:
+        return None
+
+    class Columns(ctypes.Structure):  # the order of Columns in _names.c
+        _fields_ = [(name, ctypes.c_void_p) for name in (
+            "tstart", "tstop", "treg", "sigma", "clipsigma", "type", "filter", "ccd",
+            "offsets", "names", "flag1", "flag2")]
+
+    lib.nl_columns.restype = ctypes.c_int64
+    lib.nl_columns.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(Columns),
+                               ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32)]
+    return lib, Columns
 
 
 def drop_bytes_after_nul(records: np.ndarray, filenames) -> np.ndarray:
