@@ -311,7 +311,7 @@ def test_round_trip_ilp32(tmp_path, byteorder, rows):
     _check_round_trip(tmp_path, rows, "ILP32", byteorder)
 
 
-# ---- filenames cut at their NUL: the compiled scan (_names.c), pyarrow's fallback, bytes.split
+# ---- filenames cut at their NUL: the compiled scan (_columns.c), pyarrow's fallback, bytes.split
 
 @st.composite
 def raw_filename_fields(draw):

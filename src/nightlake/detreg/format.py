@@ -304,7 +304,7 @@ def columns_as_arrow(records: np.ndarray, *, compiled: bool = True) -> dict:
     """Every field of ``records`` as an Arrow array, in :data:`FIELDS` order.
 
     Filenames are cut at their first NUL as C does: ``string`` when the compiled pass saw only
-    ASCII (valid UTF-8 without a check), else ``binary``. The compiled pass (``_names.c``)
+    ASCII (valid UTF-8 without a check), else ``binary``. The compiled pass (``_columns.c``)
     reads the records once; ``compiled=False``, or no library, copies field by field with
     numpy and lets pyarrow cut the names (slower: docs/design.md).
     """
@@ -341,13 +341,13 @@ def columns_as_arrow(records: np.ndarray, *, compiled: bool = True) -> dict:
 
 @lru_cache(maxsize=None)
 def _library():
-    """``(library, Columns)`` for the library built from ``_names.c`` (``Columns``: the ctypes
+    """``(library, Columns)`` for the library built from ``_columns.c`` (``Columns``: the ctypes
     twin of its struct), or None: not built, or built for a record layout other than
     :data:`RECORD_DTYPE` (then the numpy path is the right one)."""
     import ctypes
 
     try:
-        lib = ctypes.CDLL(str(Path(__file__).with_name("_names.so")))
+        lib = ctypes.CDLL(str(Path(__file__).with_name("_columns.so")))
     except OSError:
         return None
     layout = np.zeros(12, np.int64)
@@ -358,7 +358,7 @@ def _library():
             RECORD_DTYPE.itemsize]:
         return None
 
-    class Columns(ctypes.Structure):  # the order of Columns in _names.c
+    class Columns(ctypes.Structure):  # the order of Columns in _columns.c
         _fields_ = [(name, ctypes.c_void_p) for name in (
             "tstart", "tstop", "treg", "sigma", "clipsigma", "type", "filter", "ccd",
             "offsets", "names", "flag1", "flag2")]

@@ -1,7 +1,7 @@
 /* DetReg records in memory (nightlake.detreg.format.RECORD_DTYPE) into Arrow column buffers,
  * in one pass over the records.
  *
- * Built into _names.so by hatch_build.py when nightlake is installed, and loaded with ctypes
+ * Built into _columns.so by hatch_build.py when nightlake is installed, and loaded with ctypes
  * (no Python API here). nightlake.detreg.format falls back to numpy and pyarrow when the
  * library is missing; the tests compare both paths, and the struct below with RECORD_DTYPE.
  *
