@@ -354,25 +354,35 @@ def test_filenames_compiled_and_fallback_cut_at_the_first_nul(fields):
         assert pa.types.is_string(columns_as_arrow(recs)["filename"].type)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 60), st.integers(0, 2**32 - 1))
-def test_number_columns_compiled_and_fallback_are_the_fields_bit_for_bit(n, seed):
-    """Any bytes (NaN floats, negative codes, open-ended times) but a NUL-terminated name:
-    both paths give each field's bytes, as numpy reads them, in Arrow. (Random bytes from a
-    drawn seed: drawing 18 kB through hypothesis trips its too-slow health check.)"""
-    from nightlake.detreg.format import FIELDS, columns_as_arrow
+@pytest.mark.parametrize("layout, byteorder", [("LP64", "native"), ("LP64", "big"),
+                                               ("LP64", "little"), ("ILP32", "little"),
+                                               ("ILP32", "big")])
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 60), seed=st.integers(0, 2**32 - 1))
+def test_columns_compiled_and_fallback_are_the_native_fields_bit_for_bit(layout, byteorder, n,
+                                                                         seed):
+    """Records of any layout, any bytes (NaN floats, negative codes, open-ended times) but a
+    NUL-terminated name: the compiled pass straight from the file's records and the numpy path
+    through native records give the same columns, equal to numpy's native fields."""
+    from nightlake.detreg.format import FIELDS, columns_as_arrow, to_native
 
-    raw = np.random.default_rng(seed).integers(0, 256, n * RECORD_DTYPE.itemsize, np.uint8)
-    recs = raw.view(RECORD_DTYPE).copy()
+    rng = np.random.default_rng(seed)
+    dtype = record_dtype(layout, byteorder)
+    recs = rng.integers(0, 256, n * dtype.itemsize, np.uint8).view(dtype).copy()
     recs["filename"] = b"x"
+    if n:
+        recs["tstop"][rng.random(n) < 0.3] = 2**64 - 1 if layout == "LP64" else OPEN_32
+    native = to_native(recs)
     for compiled in (True, False):
         got = columns_as_arrow(recs, compiled=compiled)
         assert list(got) == list(FIELDS)
         for name in FIELDS[:8] + ("flag1", "flag2"):
-            expected = np.ascontiguousarray(recs[name])
+            expected = np.ascontiguousarray(native[name])
             assert got[name].type == pa.from_numpy_dtype(expected.dtype), name
             data = got[name].buffers()[1].to_pybytes()[:expected.nbytes]
             assert data == expected.tobytes(), (compiled, name)
+    if n and layout == "ILP32":
+        assert (native["tstop"][recs["tstop"] == OPEN_32] == OPEN_ENDED).all()
 
 
 def test_the_compiled_pass_is_built_and_matches_the_record_layout():

@@ -41,7 +41,6 @@ from nightlake.detreg.format import (
     build_header,
     check_writable,
     columns_as_arrow,
-    decode_records,
     drop_bytes_after_nul,
     encode_records,
     filters_from_cards,
@@ -49,6 +48,8 @@ from nightlake.detreg.format import (
     make_records,
     max_filter_name_length,
     parse_header,
+    to_native,
+    validate_records,
 )
 from nightlake.errors import FormatError, InputError, LockTimeout
 from nightlake.files import atomic_replace, fsync_path
@@ -81,7 +82,7 @@ class DetRegDB:
         self.byteorder = byteorder
         self.filters = filters
         self.date = date
-        self._records = records
+        self._file_records = records  # as the file lays them out (or already native)
         self._raw = _raw
         self._stat = _stat
 
@@ -105,9 +106,16 @@ class DetRegDB:
         return self._records
 
     @cached_property
+    def _records(self) -> np.ndarray:
+        """The records in :data:`RECORD_DTYPE`: the file's own for native LP64 files, else
+        converted on first use (readers that go straight to Arrow never need them)."""
+        return to_native(self._file_records)
+
+    @cached_property
     def _columns(self) -> dict:
-        """Every field as an Arrow array (computed once, on first use): see columns_as_arrow."""
-        return columns_as_arrow(self._records)
+        """Every field as an Arrow array (computed once, on first use), straight from the
+        file's records: see columns_as_arrow."""
+        return columns_as_arrow(self._file_records)
 
     @property
     def filenames_arrow(self):
@@ -115,7 +123,7 @@ class DetRegDB:
         return self._columns["filename"]
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._file_records)
 
     @cached_property
     def fingerprint(self) -> dict:
@@ -201,7 +209,7 @@ def _decode(path: Path, raw, st: os.stat_result | None) -> DetRegDB:
         raise FormatError(path, f"truncated: the header and {nrecord} records of {recsize} "
                                 f"bytes need {needed} bytes, the file has {len(raw)} "
                                 f"({needed - len(raw)} bytes missing)")
-    records = decode_records(raw, header.length, nrecord, layout, byteorder, path)
+    records = validate_records(raw, header.length, nrecord, layout, byteorder, path)
     date = cards.get("DATE")
     return DetRegDB(path=path, layout=layout, byteorder=byteorder,
                     filters=filters_from_cards(cards, path), records=records,

@@ -19,6 +19,7 @@ writing never loop over records in Python. In memory, records always use :data:`
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -251,25 +252,12 @@ def layout_of(cards: dict[str, object], path: Path | str) -> tuple[str, str, int
     return layout, byteorder, nrecord
 
 
-def decode_records(buffer, offset: int, nrecord: int, layout: str, byteorder: str,
-                   path: Path | str) -> np.ndarray:
-    """File bytes -> validated, read-only records in :data:`RECORD_DTYPE`.
-
-    For native-order LP64 files the records are a zero-copy view of ``buffer``. Filenames may
-    still hold bytes after their NUL; see :func:`drop_bytes_after_nul`.
-    """
-    file_dtype = record_dtype(layout, byteorder)
-    raw = np.frombuffer(buffer, dtype=file_dtype, count=nrecord, offset=offset)
-    if file_dtype == RECORD_DTYPE:
-        records = raw
-    else:
-        # field by field in C, byte-swapping and widening (the same names in the same order);
-        # 35-40 % faster than a block copy of the bytes plus per-field assignments
-        records = raw.astype(RECORD_DTYPE)
-        # astype leaves the tail padding as it found the memory; writers copy whole records
-        records.view(np.uint8).reshape(nrecord, RECORD_DTYPE.itemsize)[:, _PADDING] = 0
-        if layout == "ILP32":
-            records["tstop"][raw["tstop"] == OPEN_ENDED_32] = OPEN_ENDED
+def validate_records(buffer, offset: int, nrecord: int, layout: str, byteorder: str,
+                     path: Path | str) -> np.ndarray:
+    """File bytes -> validated, read-only records as the file lays them out (a zero-copy
+    view of ``buffer`` in :func:`record_dtype` of the layout and byte order)."""
+    records = np.frombuffer(buffer, dtype=record_dtype(layout, byteorder), count=nrecord,
+                            offset=offset)
     # Each check first copies its field out of the strided records (one pass through memory;
     # comparing on the strided view walked it twice and took 4x as long).
     types = np.ascontiguousarray(records["type"])
@@ -296,28 +284,48 @@ def decode_records(buffer, offset: int, nrecord: int, layout: str, byteorder: st
     return records
 
 
+def to_native(records: np.ndarray) -> np.ndarray:
+    """Records of any file layout -> read-only records in :data:`RECORD_DTYPE` (themselves
+    when they are already)."""
+    if records.dtype == RECORD_DTYPE:
+        return records
+    # field by field in C, byte-swapping and widening (the same names in the same order);
+    # 35-40 % faster than a block copy of the bytes plus per-field assignments
+    native = records.astype(RECORD_DTYPE)
+    # astype leaves the tail padding as it found the memory
+    native.view(np.uint8).reshape(len(native), RECORD_DTYPE.itemsize)[:, _PADDING] = 0
+    if records.dtype.itemsize == LAYOUTS["ILP32"]["recsize"]:
+        native["tstop"][records["tstop"] == OPEN_ENDED_32] = OPEN_ENDED
+    native.flags.writeable = False
+    return native
+
+
 #: the tail padding of an in-memory record (after flag2), zero in every record we hold
 _PADDING = slice(RECORD_DTYPE.fields["flag2"][1] + 1, RECORD_DTYPE.itemsize)
 
 
 def columns_as_arrow(records: np.ndarray, *, compiled: bool = True) -> dict:
-    """Every field of ``records`` as an Arrow array, in :data:`FIELDS` order.
+    """Every field of ``records`` as an Arrow array, in :data:`FIELDS` order, in native byte
+    order and LP64 widths (as :data:`RECORD_DTYPE` holds them) whatever the layout of
+    ``records``: :data:`RECORD_DTYPE` or any file's :func:`record_dtype`.
 
     Filenames are cut at their first NUL as C does: ``string`` when the compiled pass saw only
     ASCII (valid UTF-8 without a check), else ``binary``. The compiled pass (``_columns.c``)
-    reads the records once; ``compiled=False``, or no library, copies field by field with
-    numpy and lets pyarrow cut the names (slower: docs/design.md).
+    reads the records once, straight from a file's bytes; ``compiled=False``, or no library,
+    converts to native records and copies field by field with numpy (slower: docs/design.md).
     """
     import pyarrow as pa
 
     n = len(records)
     numbers = [name for name in FIELDS if name != "filename"]
     compiled_pass = _library() if compiled else None
-    if compiled_pass is None or records.dtype != RECORD_DTYPE \
-            or not records.flags.c_contiguous or n * FILENAME_SIZE >= 2**31:
-        columns = {name: pa.array(np.ascontiguousarray(records[name])) for name in numbers}
+    kind = _FILE_KINDS.get(records.dtype)
+    if compiled_pass is None or kind is None or not records.flags.c_contiguous \
+            or n * FILENAME_SIZE >= 2**31:
+        native = to_native(records)
+        columns = {name: pa.array(np.ascontiguousarray(native[name])) for name in numbers}
         # Arrow stops at the first NUL (numpy's S dtype only strips trailing ones).
-        columns["filename"] = pa.array(records["filename"], type=pa.binary())
+        columns["filename"] = pa.array(native["filename"], type=pa.binary())
         return {name: columns[name] for name in FIELDS}
     import ctypes
 
@@ -326,11 +334,11 @@ def columns_as_arrow(records: np.ndarray, *, compiled: bool = True) -> dict:
     offsets = np.empty(n + 1, np.int32)
     names = np.empty(max(1, n * (FILENAME_SIZE - 1)), np.uint8)  # pages used only as filled
     out = Columns(offsets=offsets.ctypes.data, names=names.ctypes.data,
-                   **{name: array.ctypes.data for name, array in arrays.items()})
+                  **{name: array.ctypes.data for name, array in arrays.items()})
     bad, ascii = ctypes.c_int64(-1), ctypes.c_int32(0)
-    total = lib.nl_columns(records.ctypes.data, n, ctypes.byref(out), ctypes.byref(bad),
+    total = lib.nl_columns(records.ctypes.data, n, *kind, ctypes.byref(out), ctypes.byref(bad),
                            ctypes.byref(ascii))
-    if total < 0:  # decode_records refuses such files; a caller's own records may not be
+    if total < 0:  # validate_records refuses such files; a caller's own records may not be
         raise ValueError(f"record {bad.value}: filename has no NUL within {FILENAME_SIZE} bytes")
     columns = {name: pa.array(array) for name, array in arrays.items()}  # no copy
     columns["filename"] = pa.Array.from_buffers(
@@ -339,24 +347,32 @@ def columns_as_arrow(records: np.ndarray, *, compiled: bool = True) -> dict:
     return {name: columns[name] for name in FIELDS}
 
 
+#: (ilp32, swapped) of nl_columns for each record dtype it reads
+_FILE_KINDS = {record_dtype(layout, order): (int(layout == "ILP32"), int(swapped))
+               for layout in LAYOUTS
+               for order, swapped in (("native", False),
+                                      ("big" if sys.byteorder == "little" else "little", True))}
+
+
 @lru_cache(maxsize=None)
 def _library():
-    """``(library, Columns)`` for the library built from ``_columns.c`` (``Columns``: the ctypes
-    twin of its struct), or None: not built, or built for a record layout other than
-    :data:`RECORD_DTYPE` (then the numpy path is the right one)."""
+    """``(library, Columns)`` for the library built from ``_columns.c`` (``Columns``: the
+    ctypes twin of its struct), or None: not built, or built for record layouts other than
+    numpy's dtypes here (then the numpy path is the right one)."""
     import ctypes
 
     try:
         lib = ctypes.CDLL(str(Path(__file__).with_name("_columns.so")))
     except OSError:
         return None
-    layout = np.zeros(12, np.int64)
     lib.nl_record_layout.restype = None
-    lib.nl_record_layout.argtypes = [ctypes.c_void_p]
-    lib.nl_record_layout(layout.ctypes.data)
-    if layout.tolist() != [RECORD_DTYPE.fields[name][1] for name in FIELDS] + [
-            RECORD_DTYPE.itemsize]:
-        return None
+    lib.nl_record_layout.argtypes = [ctypes.c_int32, ctypes.c_void_p]
+    for ilp32, layout in enumerate(("LP64", "ILP32")):
+        compiled = np.zeros(12, np.int64)
+        lib.nl_record_layout(ilp32, compiled.ctypes.data)
+        dtype = record_dtype(layout)
+        if compiled.tolist() != [dtype.fields[name][1] for name in FIELDS] + [dtype.itemsize]:
+            return None
 
     class Columns(ctypes.Structure):  # the order of Columns in _columns.c
         _fields_ = [(name, ctypes.c_void_p) for name in (
@@ -364,8 +380,9 @@ def _library():
             "offsets", "names", "flag1", "flag2")]
 
     lib.nl_columns.restype = ctypes.c_int64
-    lib.nl_columns.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.POINTER(Columns),
-                               ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int32)]
+    lib.nl_columns.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_int32,
+                               ctypes.POINTER(Columns), ctypes.POINTER(ctypes.c_int64),
+                               ctypes.POINTER(ctypes.c_int32)]
     return lib, Columns
 
 
@@ -389,13 +406,11 @@ def drop_bytes_after_nul(records: np.ndarray, filenames) -> np.ndarray:
     return fixed
 
 
-_FILENAME_SLICE = slice(44, 44 + FILENAME_SIZE)
-
-
 def _last_filename_byte(records: np.ndarray) -> np.ndarray:
-    """The 254th byte of every filename (non-zero only if the NUL may be missing)."""
-    as_bytes = records.view(np.uint8).reshape(len(records), RECORD_DTYPE.itemsize)
-    return as_bytes[:, _FILENAME_SLICE.stop - 1]
+    """The 254th byte of every filename (non-zero only if the NUL may be missing), for
+    records of any layout."""
+    as_bytes = records.view(np.uint8).reshape(len(records), records.dtype.itemsize)
+    return as_bytes[:, records.dtype.fields["filename"][1] + FILENAME_SIZE - 1]
 
 
 def encode_records(records: np.ndarray, layout: str, byteorder: str) -> bytes:
