@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -115,13 +116,20 @@ def bench_batch(lake: Lake, db_path: Path, n_images: int, sample: int) -> None:
             f"resolve_detrends {mode:6}: {results[mode]:.2f} s for {n_images:,} images "
             f"({n_images / results[mode]:,.0f} images/s; {found:,} with a flat)"
         )
-    plain = timed(lambda: con.execute(f"CREATE OR REPLACE TEMP TABLE p AS {PLAIN_JOIN}"), 1)
-    con.execute("SET prefer_range_joins = true")
-    iejoin = timed(lambda: con.execute(f"CREATE OR REPLACE TEMP TABLE p AS {PLAIN_JOIN}"), 1)
-    con.execute("SET prefer_range_joins = false")
+    def alternative(setting: str) -> str:
+        con.execute(f"SET prefer_range_joins = {setting}")
+        try:
+            seconds = timed(lambda: con.execute(f"CREATE OR REPLACE TEMP TABLE p AS {PLAIN_JOIN}"), 1)
+            return f"{seconds:.2f} s"
+        except duckdb.Error as exc:  # DuckDB 2.0.1 plans some small inputs it cannot run
+            return f"not run ({str(exc).splitlines()[0]})"
+        finally:
+            con.execute("SET prefer_range_joins = false")
+
+    plain, iejoin = alternative("false"), alternative("true")
     print(
-        f"alternative, exact mode only: plain join (hash on ccd + range residual) {plain:.2f} s, "
-        f"IEJoin (prefer_range_joins) {iejoin:.2f} s"
+        f"alternative, exact mode only: plain join (hash on ccd + range residual) {plain}, "
+        f"IEJoin (prefer_range_joins) {iejoin}"
     )
 
     db = read_db(db_path)
