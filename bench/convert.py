@@ -70,10 +70,10 @@ def astropy_joined(joined: Path, out: Path) -> float:
 
 
 def nightlake_convert(sources: list[Path], lake_dir: Path) -> float:
+    import pyarrow as pa
+
     from nightlake import Lake
     from nightlake.convert import convert, prefer_jemalloc
-
-    import pyarrow as pa
 
     shutil.rmtree(lake_dir, ignore_errors=True)
     baseline_pool = pa.default_memory_pool()

@@ -18,10 +18,6 @@ from pathlib import Path
 import numpy as np
 
 
-def best_of(fn, repeat: int) -> float:
-    return best_interleaved([fn], repeat)[0]
-
-
 def best_interleaved(fns, repeat: int) -> list[float]:
     """Best time of each function, the functions taking turns (a baseline and its rival see
     the same moments of a noisy machine, and the same cache state)."""

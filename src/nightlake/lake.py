@@ -242,6 +242,10 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+#: strings longer than this on average get no min/max statistics
+LONG_STRING_BYTES = 64
+
+
 def statistics_columns(table: "pa.Table") -> list[str]:
     """Columns whose min/max statistics are safe and worth writing.
 
@@ -264,10 +268,6 @@ def statistics_columns(table: "pa.Table") -> list[str]:
             continue
         keep.append(field.name)
     return keep
-
-
-#: strings longer than this on average get no min/max statistics
-LONG_STRING_BYTES = 64
 
 
 def write_parquet_atomic(table: "pa.Table", target: Path) -> None:

@@ -69,8 +69,10 @@ def journal_path(db_path: str | os.PathLike) -> Path:
 class DetRegDB:
     """A DetReg database as read: records (native order, read-only), filter table, layout.
 
-    ``records`` is a numpy structured array of :data:`RECORD_DTYPE`; ``fingerprint`` identifies
-    the file as read (path, size, mtime_ns, sha256 of the bytes); ``to_arrow()`` gives a table.
+    The constructor takes the records as the file lays them out (any :func:`record_dtype`) or
+    already in :data:`RECORD_DTYPE`; ``records`` / ``raw_records`` are always
+    :data:`RECORD_DTYPE` (converted on first use); ``fingerprint`` identifies the file as read
+    (path, size, mtime_ns, sha256 of the bytes); ``to_arrow()`` gives a table.
     """
 
     def __init__(self, path: str | os.PathLike, layout: str, byteorder: str,
