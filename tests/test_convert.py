@@ -402,3 +402,42 @@ def test_a_new_source_for_an_existing_partition_is_checked_against_it(tmp_path):
     different.write_text(text.replace(" 120.0 ", " 121.0 ", 1))
     bad = convert(lake, [different])
     assert len(bad.failed) == 1 and str(different) in str(bad.failed[0][1])
+
+
+@pytest.mark.parametrize("value", ["../up", "a/b", "a\\b", "k=v", ".hidden", "A0\x1fa",
+                                   "line\nbreak"])
+def test_a_target_that_cannot_name_a_directory_fails_its_file_only(tmp_path, value):
+    table = Table.read(FIXTURES / "joined" / "joined.collection", format="ascii.ecsv")
+    bad = tmp_path / "20190402_bad.collection"
+    first = table[table["fieldname"] == table["fieldname"][0]][:3]
+    first["fieldname"] = [value] * len(first)
+    first.write(bad, format="ascii.ecsv")
+    good = _per_night_files()[0]
+    lake = Lake(tmp_path / "lake")
+    report = convert(lake, [bad, good])
+    assert [path for path, _ in report.failed] == [str(bad)]
+    assert "target value cannot name a directory" in str(report.failed[0][1])
+    assert [p.name for p in report.written] == [good.stem + ".parquet"]
+    assert len(lake.image_files()) == 1
+
+
+def test_a_file_of_many_partitions_splits_in_lake_order(tmp_path):
+    """The split's two paths (one partition per file; many) against a brute-force sort."""
+    table = Table.read(FIXTURES / "joined" / "joined.collection", format="ascii.ecsv")
+    rng = np.random.default_rng(5)
+    shuffled = table[rng.permutation(len(table))]
+    for name, rows in (("20190402_A0a.collection", shuffled[shuffled["fieldname"] == "A0a"]),
+                       ("joined.collection", shuffled)):
+        path = tmp_path / name
+        rows.write(path, format="ascii.ecsv", overwrite=True)
+        lake = Lake(tmp_path / f"lake-{name}")
+        assert convert(lake, [path]).ok
+        for part in lake.image_files():
+            got = pq.read_table(part, columns=[*SORT, "visit", "wcs"]).to_pydict()
+            keys = list(zip(*(got[c] for c in SORT)))
+            assert keys == sorted(keys) and len(keys) > 1
+        expected = sorted((r["fieldname"], r["night"], r["detector"], r["visit"], r["mjd"], r["wcs"])
+                          for r in rows)
+        got = lake.sql("SELECT target, night, detector, visit, mjd, wcs FROM images "
+                       "ORDER BY ALL").to_pylist()
+        assert [tuple(r.values()) for r in got] == expected

@@ -130,6 +130,19 @@ def test_error_value_of_wrong_type_names_line_and_column(tmp_path):
     assert ":9:" in msg and "column 'a'" in msg and "'2.5' is not a valid int64" in msg
 
 
+def test_error_body_not_utf8_names_the_line(tmp_path):
+    msg = _error(tmp_path, GOOD.replace('"y z"', '"y\xff"').encode("latin-1"))
+    assert ":9:" in msg and "not UTF-8 text (byte 0xff)" in msg
+
+
+def test_non_ascii_text_reads_like_astropy(tmp_path):
+    """The UTF-8 check is skipped for ASCII files only: other text still reads exactly."""
+    path = tmp_path / "utf8.ecsv"
+    path.write_text(GOOD.replace('"y z"', '"Déjà vu ☉"'), encoding="utf-8")
+    assert read_ecsv(path).table.column("b").to_pylist() == \
+        list(Table.read(path, format="ascii.ecsv")["b"]) == ["x", "Déjà vu ☉"]
+
+
 def test_error_duplicate_column_names(tmp_path):
     text = GOOD.replace("{name: b, datatype: string}", "{name: a, datatype: string}").replace(
         "\na b\n", "\na a\n")

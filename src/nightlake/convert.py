@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -274,31 +276,48 @@ def _split(source: SourceFile, table: pa.Table,
         if "detector" not in table.column_names:
             raise InputError(source.path, "--partition-by …,detector needs a 'detector' column")
         keys.append(pc.cast(table.column("detector"), pa.string()).combine_chunks())
-    for name, values in zip(PARTITION_LEVELS, keys):
-        bad = pc.any(pc.match_substring_regex(values, r"[/\\=]|^\.|^$")).as_py()
-        if bad:
-            raise InputError(source.path, f"a {name} value cannot name a directory "
-                             "(empty, or contains '/', '\\\\' or '=')")
+    uniques = [pc.unique(values) for values in keys]
+    for name, values in zip(PARTITION_LEVELS, uniques):
+        for value in values.to_pylist():
+            if _BAD_KEY.search(value):
+                raise InputError(source.path, f"a {name} value cannot name a directory "
+                                 "(empty, or contains '/', '\\\\', '=' or a control character)")
     if table.num_rows == 0:
         return []
+    sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
+    if all(len(u) == 1 for u in uniques):  # one partition: a per-night file, a shard
+        if sort_keys:
+            table = _take_if_needed(table, pc.sort_indices(
+                table.select([c for c, _ in sort_keys]), sort_keys=sort_keys))
+        return [(tuple(u[0].as_py() for u in uniques), table)]
     joined = pc.binary_join_element_wise(*keys, "\x1f")
     codes = pc.dictionary_encode(joined).combine_chunks() if isinstance(joined, pa.ChunkedArray) \
         else pc.dictionary_encode(joined)
     labels = codes.dictionary.to_pylist()
     # One sort by (partition, detector, visit, mjd): every slice comes out in lake order.
-    sort_keys = [("__partition", "ascending")] + [
-        (c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
     keyed = pa.table({"__partition": codes.indices,
-                      **{c: table.column(c) for c, _ in sort_keys[1:]}})
-    order = pc.sort_indices(keyed, sort_keys=sort_keys).to_numpy()
-    if not np.array_equal(order, np.arange(len(order))):  # already in order: no copy
-        table = table.take(pa.array(order))
-    sorted_idx = codes.indices.to_numpy(zero_copy_only=False)[order]
+                      **{c: table.column(c) for c, _ in sort_keys}})
+    order = pc.sort_indices(keyed, sort_keys=[("__partition", "ascending"), *sort_keys])
+    table = _take_if_needed(table, order)
+    sorted_idx = codes.indices.to_numpy(zero_copy_only=False)[order.to_numpy()]
     bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [len(order)]])
     return [(tuple(labels[sorted_idx[s]].split("\x1f")), table.slice(s, e - s))
             for s, e in zip(starts, ends)]
+
+
+# a partition value names a directory: not empty, no separator, '=', leading dot or control
+# character (the unit separator joins the values of a row's key while splitting)
+_BAD_KEY = re.compile(r"[/\\=\x00-\x1f]|^\.|^$")
+
+
+def _take_if_needed(table: pa.Table, order: pa.Array) -> pa.Table:
+    """``table`` in ``order`` (no copy when it is in order already)."""
+    indices = order.to_numpy()
+    if np.array_equal(indices, np.arange(len(indices))):
+        return table
+    return table.take(order)
 
 
 def same_content(a: pa.Table, b: pa.Table) -> bool:
@@ -422,6 +441,22 @@ def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
     suffixed name that is itself taken is suffixed again. A renamed column keeps its original
     name in its field metadata (``original_name``).
     """
+    new_names, renames = _unique_names(tuple(table.column_names))
+    if not renames:
+        return table, {}
+    schema = table.schema
+    for i, (new, old) in enumerate(zip(new_names, table.column_names)):
+        if new != old:
+            f = schema.field(i)
+            md = dict(f.metadata or {})
+            md[b"original_name"] = old.encode()
+            schema = schema.set(i, pa.field(new, f.type, f.nullable, md))
+    return pa.Table.from_arrays(table.columns, schema=schema), dict(renames)
+
+
+@lru_cache(maxsize=64)
+def _unique_names(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The names after :func:`deduplicate_names`, and (new, original) for each renamed one."""
     taken: dict[str, int] = {}
 
     def unique(name: str) -> str:
@@ -432,19 +467,8 @@ def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
         taken[low] += 1
         return unique(f"{name}_{taken[low]}")
 
-    fields, renames = [], {}
-    for f in table.schema:
-        new = unique(f.name)
-        if new == f.name:
-            fields.append(f)
-            continue
-        renames[new] = f.name
-        md = dict(f.metadata or {})
-        md[b"original_name"] = f.name.encode()
-        fields.append(pa.field(new, f.type, f.nullable, md))
-    if not renames:
-        return table, {}
-    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, table.schema.metadata)), renames
+    new_names = tuple(unique(name) for name in names)
+    return new_names, tuple((new, old) for new, old in zip(new_names, names) if new != old)
 
 
 # -- lake checks ----------------------------------------------------------------------------
