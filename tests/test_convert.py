@@ -118,8 +118,10 @@ def test_the_same_rows_from_three_kinds_of_source_agree(tmp_path):
     report = convert(lake, [COLLECTIONS, FIXTURES / "joined", FIXTURES / "sharded"])
     assert report.ok, report.failed
     assert len(report.written) == len(_per_night_files())
-    meta = read_partition_metadata(report.written[0])
-    assert len(meta["sources"]) >= 3  # per-night file, joined.collection and the shards
+    for partition in report.written:  # per-night file, joined.collection and the shards
+        sources = [Path(s["path"]) for s in read_partition_metadata(partition)["sources"]]
+        assert len(sources) >= 3 and any(p.name == "joined.collection" for p in sources)
+    assert not list(lake.images_dir.rglob("*.tmp"))
 
 
 def test_layout_sorting_compression_and_varchar_partitions(lake_per_night):
