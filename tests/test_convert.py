@@ -200,6 +200,20 @@ def test_case_insensitive_duplicates_get_duckdbs_own_names(tmp_path_factory, nam
     assert all(renamed.column(i).to_pylist() == [i] for i in range(len(names)))
 
 
+def test_a_source_column_spelled_like_obs_time_keeps_its_name(tmp_path):
+    """The derived obs_time follows the rename rule like any later duplicate spelling."""
+    table = Table.read(COLLECTIONS / "20190401_A0a.collection", format="ascii.ecsv")[:4]
+    table["OBS_TIME"] = ["their own"] * len(table)
+    path = tmp_path / "20190401_A0a.collection"
+    table.write(path, format="ascii.ecsv")
+    lake = Lake(tmp_path / "lake")
+    report = convert(lake, [path])
+    assert report.ok and report.renames["obs_time_1"] == "obs_time"
+    got = lake.sql('SELECT "OBS_TIME" AS theirs, obs_time_1 AS ours FROM images').to_pylist()
+    assert [r["theirs"] for r in got] == ["their own"] * 4
+    assert all(r["ours"] is not None and r["ours"].year == 2019 for r in got)
+
+
 # -- incremental and idempotent ------------------------------------------------------------
 def _copy_collections(tmp_path) -> Path:
     src = tmp_path / "src"

@@ -10,7 +10,8 @@ The steps of :func:`convert`, all under the lake's writer lock:
 4. when two sources (a per-night file, ``joined.collection``, a sharded tree) give the same
    partition, their rows must be identical, else that partition fails naming both;
 5. write every partition that has a changed source: rename case-colliding columns, sort by
-   detector, visit, mjd, add ``obs_time``, record provenance, temp file + rename.
+   detector, visit, mjd, record provenance, temp file + rename (``obs_time`` is added to
+   each source's rows as it is read).
 
 A bad input never stops the others: it is reported, and no partition it feeds is written.
 """
@@ -235,7 +236,7 @@ def _read_all(files: list[SourceFile], options: ConvertOptions, report: ConvertR
     def read_one(source: SourceFile):
         try:
             ecsv = read_ecsv(source.path)
-            return ecsv, _split(source, ecsv.table, options)
+            return ecsv, _split(source, with_obs_time(ecsv.table, options.time_scale), options)
         except NightlakeError as exc:
             return exc, None
 
@@ -320,6 +321,18 @@ def _take_if_needed(table: pa.Table, order: pa.Array) -> pa.Table:
     return table.take(order)
 
 
+def with_obs_time(table: pa.Table, time_scale: str) -> pa.Table:
+    """``table`` with ``obs_time`` (UTC) derived from ``mjd`` in ``time_scale``, unless it has
+    one already (derived once per source file: one astropy call for all of joined.collection)."""
+    if "mjd" not in table.column_names or "obs_time" in table.column_names:
+        return table
+    return table.append_column(
+        pa.field("obs_time", pa.timestamp("us"), metadata={
+            "description": f"observation time (UTC) from mjd ({time_scale.upper()})",
+            "derived_from": "mjd", "time_scale": time_scale}),
+        mjd_to_timestamp(table.column("mjd"), time_scale))
+
+
 def same_content(a: pa.Table, b: pa.Table) -> bool:
     """Same rows and columns in any order (NaN equals NaN; metadata ignored; an all-null
     column — what unpacking a kbmod table gives for a column that was all masked — equals
@@ -402,12 +415,6 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
     sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
     if sort_keys and len(chosen) > 1:  # one source's rows are sorted already (_split)
         table = table.sort_by(sort_keys)
-    if "mjd" in table.column_names and "obs_time" not in table.column_names:
-        stamps = mjd_to_timestamp(table.column("mjd"), options.time_scale)
-        table = table.append_column(
-            pa.field("obs_time", pa.timestamp("us"), metadata={
-                "description": f"observation time (UTC) from mjd ({options.time_scale.upper()})",
-                "derived_from": "mjd", "time_scale": options.time_scale}), stamps)
     sources = sorted({c.source.path: c.ecsv for c in parts}.items())
     first_ecsv = chosen[0].ecsv
     meta = {
