@@ -256,29 +256,42 @@ def statistics_columns(table: "pa.Table") -> list[str]:
     """
     import pyarrow as pa
 
-    keep = []
-    for field, column in zip(table.schema, table.columns):
+    keep, floats = [], []
+    for i, (field, column) in enumerate(zip(table.schema, table.columns)):
         if pa.types.is_nested(field.type):
             continue
-        if pa.types.is_floating(field.type) and _has_nan(column):
-            continue
-        if (pa.types.is_string(field.type) or pa.types.is_binary(field.type)) and \
+        if pa.types.is_floating(field.type):
+            floats.append(i)
+        elif (pa.types.is_string(field.type) or pa.types.is_binary(field.type)) and \
                 column.nbytes > LONG_STRING_BYTES * max(1, len(column)):
             continue
-        keep.append(field.name)
-    return keep
+        keep.append(i)
+    with_nan = _columns_with_nan(table, floats)
+    return [table.schema.field(i).name for i in keep if i not in with_nan]
 
 
-def _has_nan(column) -> bool:
-    """Whether a float column holds NaN (a null is not NaN); numpy's test is 3× cheaper than
-    two compute kernels when the column has no nulls."""
+def _columns_with_nan(table: "pa.Table", indices: list[int]) -> set[int]:
+    """Which of these float columns hold NaN (a null is not NaN). The columns without nulls
+    are tested in one numpy pass (a call per column cost more than the test)."""
     import numpy as np
     import pyarrow.compute as pc
 
-    if column.null_count == 0:
-        return any(np.isnan(chunk.to_numpy()).any() for chunk in column.chunks) \
-            if hasattr(column, "chunks") else bool(np.isnan(column.to_numpy()).any())
-    return bool(pc.any(pc.is_nan(column)).as_py())
+    found, arrays, owners = set(), [], []
+    for i in indices:
+        column = table.column(i)
+        if column.null_count:
+            if pc.any(pc.is_nan(column)).as_py():
+                found.add(i)
+            continue
+        for chunk in column.chunks:
+            if len(chunk):
+                arrays.append(chunk.to_numpy())
+                owners.append(i)
+    if arrays:
+        starts = np.cumsum([0] + [len(a) for a in arrays[:-1]])
+        hits = np.logical_or.reduceat(np.isnan(np.concatenate(arrays)), starts)
+        found.update(owner for owner, hit in zip(owners, hits) if hit)
+    return found
 
 
 def write_parquet_atomic(table: "pa.Table", target: Path) -> None:
