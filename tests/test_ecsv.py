@@ -197,3 +197,29 @@ def test_a_table_without_rows_reads_with_its_types(tmp_path):
     path.write_text(GOOD.split("a b\n")[0] + "a b\n")
     got = read_ecsv(path).table
     assert got.num_rows == 0 and got.schema.field("a").type == pa.int64()
+
+
+@pytest.mark.parametrize("text, astropy_tags", [
+    ("meta: !!omap\n- {survey: DEEP}", False),
+    ("datatype:\n- {name: a, datatype: string, description: 'wow!'}", False),
+    ("meta:\n  x: !astropy.table.SerializedColumn {name: x}", True),
+    ("meta: {t: !!python/tuple [1, 2]}", True),
+    ("meta: [!astropy.units.Unit {unit: m}]", True),
+])
+def test_astropys_yaml_tags_are_recognised(text, astropy_tags):
+    from nightlake.ecsv import _ASTROPY_TAG
+
+    assert (_ASTROPY_TAG.search(text) is not None) == astropy_tags
+
+
+def test_a_survey_header_does_not_import_astropys_yaml_machinery(repo):
+    """astropy.io.misc.yaml imports astropy.coordinates: 0.7 s for every `nightlake convert`."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from nightlake.ecsv import read_ecsv; "
+              f"read_ecsv({str(repo / 'data/fixtures/collections/20190401_A0a.collection')!r}); "
+              "print(sorted(m for m in sys.modules if m.startswith(('astropy.io.misc.yaml', "
+              "'astropy.coordinates'))))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -312,7 +312,9 @@ def load_header_yaml(lines: list[str]) -> Any:
 
 # A tag other than !!omap (``!astropy.table.SerializedColumn``, ``!!python/tuple``, …) needs
 # astropy's constructors, whose import costs half a second; plain headers do without.
-_ASTROPY_TAG = re.compile(r"!(?!!omap\b)")
+# A YAML tag starts a node (after a blank, '[', '{' or ','); '!!omap' is read by the plain
+# loader, an exclamation mark inside a value is no tag.
+_ASTROPY_TAG = re.compile(r"(?:^|[\s\[{,])!(?!!omap\b)")
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*:(?:\s|$)")
 
 
