@@ -143,7 +143,9 @@ def test_layout_sorting_compression_and_varchar_partitions(lake_per_night):
 
 
 def test_obs_time_is_utc_from_tai_mjd_with_leap_seconds(lake_per_night):
-    t = lake_per_night.sql("SELECT mjd, obs_time FROM images ORDER BY mjd LIMIT 5")
+    # every row of every partition: obs_time is derived for all sources in one call
+    t = lake_per_night.sql("SELECT mjd, obs_time FROM images")
+    assert t.num_rows > 100
     mjd = np.array(t.column("mjd").to_pylist())
     expected = np.array(utc_datetimes(Time(mjd, format="mjd", scale="tai")), dtype="datetime64[us]")
     got = np.array(t.column("obs_time").to_pylist(), dtype="datetime64[us]")
@@ -151,6 +153,30 @@ def test_obs_time_is_utc_from_tai_mjd_with_leap_seconds(lake_per_night):
     # independent of astropy: TAI − UTC was 37 s throughout 2017–2026
     naive = (np.datetime64("1858-11-17") + (mjd * 86400e6).astype("timedelta64[us]"))
     assert (np.abs((naive - got).astype(int) - 37_000_000) <= 1).all()
+
+
+def test_obs_time_needs_a_numeric_mjd_and_follows_each_row(tmp_path):
+    """mjd as float, as integer days, as text (a valid ECSV table, converted without obs_time),
+    in one run: the shared astropy call must hand each source its own stamps."""
+    base = Table.read(COLLECTIONS / "20190401_A0a.collection", format="ascii.ecsv")[:5]
+    days = base.copy()
+    days.replace_column("mjd", np.floor(days["mjd"]).astype(np.int64))
+    days.replace_column("fieldname", ["DAYS"] * len(days))
+    text = base.copy()
+    text.replace_column("mjd", [str(v) for v in text["mjd"]])
+    text.replace_column("fieldname", ["TEXT"] * len(text))
+    for name, table in (("a.ecsv", base), ("b.ecsv", days), ("c.ecsv", text)):
+        table.write(tmp_path / name, format="ascii.ecsv")
+    lake = Lake(tmp_path / "lake")
+    assert convert(lake, sorted(tmp_path.glob("*.ecsv"))).ok
+    for target, mjd in (("A0a", base["mjd"]), ("DAYS", days["mjd"])):
+        got = lake.sql("SELECT mjd, obs_time FROM images WHERE target = $t ORDER BY mjd",
+                       params={"t": target})
+        expected = utc_datetimes(Time(np.sort(np.asarray(mjd, float)), format="mjd", scale="tai"))
+        assert got.column("obs_time").to_pylist() == list(expected)
+    text_part = lake.images_dir / "target=TEXT" / "night=20190401" / "20190401_TEXT.parquet"
+    assert "obs_time" not in pq.read_schema(text_part).names
+    assert pq.read_schema(text_part).field("mjd").type == pa.string()
 
 
 def test_utc_time_scale_is_recorded_and_used(tmp_path):

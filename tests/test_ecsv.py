@@ -11,6 +11,7 @@ import pytest
 from astropy.table import Table
 from astropy.time import Time
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nightlake.ecsv import read_ecsv
 from nightlake.errors import FormatError, InputError
@@ -223,3 +224,21 @@ def test_a_survey_header_does_not_import_astropys_yaml_machinery(repo):
               "'astropy.coordinates'))))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+_LINE = st.tuples(st.sampled_from(["", " ", "\t", "  \t"]),
+                  st.sampled_from(["", "#", "a", "1 #x", '"#"', "\r"]),
+                  st.sampled_from(["\n", "\r\n", ""]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE, max_size=8), st.integers(0, 3))
+def test_comment_line_test_agrees_with_the_plain_rule(lines, start):
+    """A body has a comment line when a line's first non-blank character is '#'."""
+    from nightlake.ecsv import _has_comment_lines
+
+    data = "".join(a + b + c for a, b, c in lines).encode()
+    start = min(start, len(data))
+    expected = any(line.lstrip(b" \t").startswith(b"#")
+                   for line in data[start:].split(b"\n"))
+    assert _has_comment_lines(data, start) == expected
