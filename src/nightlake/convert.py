@@ -427,9 +427,10 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
     """
     table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
-    sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
-    if sort_keys and len(chosen) > 1:  # one source's rows are sorted already (_split)
-        table = table.sort_by(sort_keys)
+    if len(chosen) > 1:  # one source's rows are sorted already (_split)
+        names = set(table.column_names)
+        if sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]:
+            table = table.sort_by(sort_keys)
     sources = sorted({c.source.path: c.ecsv for c in parts}.items())
     first_ecsv = chosen[0].ecsv
     meta = {
