@@ -395,6 +395,36 @@ def test_a_failed_write_leaves_the_old_partition(tmp_path, monkeypatch):
     assert not list(lake.images_dir.rglob("*.tmp"))
 
 
+def test_a_failed_commit_leaves_each_partition_old_or_new(tmp_path, monkeypatch):
+    """Partitions are committed on threads of their own: when one rename fails, convert fails,
+    no temp file stays, and every partition is the old file or a whole new one."""
+    import nightlake.files
+
+    src = _copy_collections(tmp_path)
+    lake = Lake(tmp_path / "lake")
+    convert(lake, [src])
+    before = {p: p.read_bytes() for p in lake.image_files()}
+    for f in src.glob("*.collection"):  # change every source
+        f.write_text("".join(f.read_text().splitlines(keepends=True)[:-1]))
+    victim = sorted(before)[len(before) // 2]
+    real_replace = os.replace
+
+    def replace(tmp, target):
+        if Path(target) == victim:
+            raise OSError(5, "Input/output error")
+        real_replace(tmp, target)
+
+    monkeypatch.setattr(nightlake.files.os, "replace", replace)
+    with pytest.raises(OSError, match="Input/output error"):
+        convert(lake, [src])
+    assert victim.read_bytes() == before[victim]
+    for path, old in before.items():
+        now = path.read_bytes()
+        assert now == old or pq.read_table(path).num_rows == pq.read_table(
+            pa.BufferReader(old)).num_rows - 1
+    assert not list(lake.images_dir.rglob("*.tmp"))
+
+
 def test_rows_gone_from_a_changed_source_leave_the_lake(tmp_path):
     joined = tmp_path / "joined.collection"
     shutil.copy(FIXTURES / "joined" / "joined.collection", joined)

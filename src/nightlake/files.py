@@ -71,10 +71,28 @@ def temp_path_for(target: Path) -> Path:
 def atomic_replace(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces ``target`` durably, else vanishes."""
     target = Path(target)
+    with temp_beside(target) as tmp:
+        yield tmp
+    commit_temp(tmp, target)
+
+
+@contextmanager
+def temp_beside(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``target`` (its directory made); removed if the block fails.
+    :func:`commit_temp` later makes it durable and moves it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(target)
     try:
         yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def commit_temp(tmp: Path, target: Path) -> None:
+    """fsync ``tmp``, replace ``target`` by it, fsync the directory (``tmp`` is removed if
+    that fails)."""
+    try:
         fsync_path(tmp)
         os.replace(tmp, target)
     except BaseException:
