@@ -36,6 +36,10 @@ def ecsv_tables(draw):
                            min_size=1, max_size=6))
     for i, dtype in enumerate(dtypes):
         values = _values(draw, dtype, n)
+        if i == 0 and dtype == "str":
+            # astropy writes a row's leading '#' unquoted, then reads that row as a comment
+            # (its own round trip loses it): nothing for nightlake to agree with
+            values = np.array([("x" + v[1:]) if v.startswith("#") else v for v in values])
         name = f"c{i}_{dtype}"
         if draw(st.booleans()):
             mask = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))

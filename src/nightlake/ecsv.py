@@ -144,8 +144,18 @@ class _ColumnSet:
 _COLUMN_SETS: dict[str, _ColumnSet] = {}
 
 
+_COLUMN_SETS_BY_LIST: dict[int, tuple[list, _ColumnSet]] = {}
+
+
 def _column_set(datatype: list) -> _ColumnSet:
-    """The columns of a header's ``datatype`` list (validated), cached on its JSON text."""
+    """The columns of a header's ``datatype`` list (validated), cached on its JSON text.
+
+    The YAML block cache hands out the same list for the same column block, so the list
+    itself is tried first (held here, so its id cannot be reused), before its JSON text.
+    """
+    same = _COLUMN_SETS_BY_LIST.get(id(datatype))
+    if same is not None and same[0] is datatype:
+        return same[1]
     try:
         key = json.dumps(datatype, default=str)
     except (TypeError, ValueError):
@@ -157,6 +167,10 @@ def _column_set(datatype: list) -> _ColumnSet:
             if len(_COLUMN_SETS) >= 64:
                 _COLUMN_SETS.clear()
             _COLUMN_SETS[key] = found
+    if isinstance(datatype, list):
+        if len(_COLUMN_SETS_BY_LIST) >= 64:
+            _COLUMN_SETS_BY_LIST.clear()
+        _COLUMN_SETS_BY_LIST[id(datatype)] = (datatype, found)
     return found
 
 
@@ -291,11 +305,9 @@ def load_header_yaml(lines: list[str]) -> Any:
     small file); this loader uses libyaml's parser with astropy's tag constructors
     (``!astropy.table.SerializedColumn``, units, …) and reads ``!!omap`` as an ordered dict.
     """
-    import textwrap
-
     import yaml
 
-    text = textwrap.dedent("\n".join(lines))
+    text = _dedent(lines)
     loader = _header_loader(astropy_tags=_ASTROPY_TAG.search(text) is not None)
     if loader is None:
         from astropy.table.meta import get_header_from_yaml
@@ -310,11 +322,23 @@ def load_header_yaml(lines: list[str]) -> Any:
     return header
 
 
+def _dedent(lines: list[str]) -> str:
+    """``textwrap.dedent`` of the joined lines; skipped (a tenth of a header's parse) when it
+    would change nothing: a line starts at the margin and no line is blanks only."""
+    import textwrap
+
+    text = "\n".join(lines)
+    if not any(line[:1].strip() for line in lines) or any(
+            line and not line.strip() for line in lines):
+        text = textwrap.dedent(text)
+    return text
+
+
 # A tag other than !!omap (``!astropy.table.SerializedColumn``, ``!!python/tuple``, …) needs
 # astropy's constructors, whose import costs half a second; plain headers do without.
 # A YAML tag starts a node (after a blank, '[', '{' or ','); '!!omap' is read by the plain
 # loader, an exclamation mark inside a value is no tag.
-_ASTROPY_TAG = re.compile(r"(?:^|[\s\[{,])!(?!!omap\b)")
+_ASTROPY_TAG = re.compile(r"(?<![^\s\[{,])!(?!!omap\b)")  # starts with '!': a fast scan
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*:(?:\s|$)")
 
 
