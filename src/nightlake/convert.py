@@ -300,12 +300,9 @@ def _split(source: SourceFile, table: pa.Table,
                                  "(empty, or contains '/', '\\\\', '=' or a control character)")
     if table.num_rows == 0:
         return []
+    if all(len(u) == 1 for u in uniques):  # one partition (a per-night file, a shard):
+        return [(tuple(u[0].as_py() for u in uniques), table)]  # sorted as it is written
     sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
-    if all(len(u) == 1 for u in uniques):  # one partition: a per-night file, a shard
-        if sort_keys:
-            table = _take_if_needed(table, pc.sort_indices(
-                table.select([c for c, _ in sort_keys]), sort_keys=sort_keys))
-        return [(tuple(u[0].as_py() for u in uniques), table)]
     joined = pc.binary_join_element_wise(*keys, "\x1f")
     codes = pc.dictionary_encode(joined).combine_chunks() if isinstance(joined, pa.ChunkedArray) \
         else pc.dictionary_encode(joined)
@@ -439,10 +436,12 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
     table = chosen[0].rows if len(chosen) == 1 else pa.concat_tables(
         [c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
-    if len(chosen) > 1:  # one source's rows are sorted already (_split)
-        names = set(table.column_names)
-        if sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]:
-            table = table.sort_by(sort_keys)
+    # Sorted here, not as read: the sorted copy lives only while it is written, so its memory
+    # serves the next partition (rows of a file with many partitions arrive sorted: no copy)
+    names = set(table.column_names)
+    if sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]:
+        table = _take_if_needed(table, pc.sort_indices(
+            table.select([c for c, _ in sort_keys]), sort_keys=sort_keys))
     sources = sorted({c.source.path: c.ecsv for c in parts}.items())
     first_ecsv = chosen[0].ecsv
     meta = {
