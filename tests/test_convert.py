@@ -376,13 +376,19 @@ def test_progress_is_reported_per_file_and_partition(tmp_path):
     assert [c[1] for c in writes] == list(range(1, n + 1))
 
 
-def test_a_failed_write_leaves_the_old_partition(tmp_path, monkeypatch):
+def _lake_with_every_source_changed(tmp_path) -> tuple[Lake, Path, dict[Path, bytes]]:
+    """A converted lake, its partitions' bytes, and its sources each one row shorter since."""
     src = _copy_collections(tmp_path)
     lake = Lake(tmp_path / "lake")
     convert(lake, [src])
     before = {p: p.read_bytes() for p in lake.image_files()}
-    for f in src.glob("*.collection"):  # change every source
+    for f in src.glob("*.collection"):
         f.write_text("".join(f.read_text().splitlines(keepends=True)[:-1]))
+    return lake, src, before
+
+
+def test_a_failed_write_leaves_the_old_partition(tmp_path, monkeypatch):
+    lake, src, before = _lake_with_every_source_changed(tmp_path)
 
     def half_then_crash(table, where, **kwargs):
         where.write(b"PAR1 half a file")  # into the temp file's stream, flushed on close
@@ -400,12 +406,7 @@ def test_a_failed_commit_leaves_each_partition_old_or_new(tmp_path, monkeypatch)
     no temp file stays, and every partition is the old file or a whole new one."""
     import nightlake.files
 
-    src = _copy_collections(tmp_path)
-    lake = Lake(tmp_path / "lake")
-    convert(lake, [src])
-    before = {p: p.read_bytes() for p in lake.image_files()}
-    for f in src.glob("*.collection"):  # change every source
-        f.write_text("".join(f.read_text().splitlines(keepends=True)[:-1]))
+    lake, src, before = _lake_with_every_source_changed(tmp_path)
     victim = sorted(before)[len(before) // 2]
     real_replace = os.replace
 
