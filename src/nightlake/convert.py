@@ -433,8 +433,7 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
                      chosen: list[_Contribution], parts: list[_Contribution]) -> "_Written":
     """Write ``chosen``'s rows as one partition to a temp file beside its place, with every
     source in ``parts`` as provenance."""
-    table = chosen[0].rows if len(chosen) == 1 else pa.concat_tables(
-        [c.rows for c in chosen], promote_options="permissive")
+    table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
     # Sorted here, not as read: the sorted copy lives only while it is written, so its memory
     # serves the next partition (rows of a file with many partitions arrive sorted: no copy)
