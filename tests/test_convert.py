@@ -495,12 +495,16 @@ def test_a_target_that_cannot_name_a_directory_fails_its_file_only(tmp_path, val
 
 
 def test_a_file_of_many_partitions_splits_in_lake_order(tmp_path):
-    """The split's two paths (one partition per file; many) against a brute-force sort."""
+    """The split's three paths (one partition per file; many, each one run of rows; many,
+    rows apart) against a brute-force sort."""
     table = Table.read(FIXTURES / "joined" / "joined.collection", format="ascii.ecsv")
     rng = np.random.default_rng(5)
     shuffled = table[rng.permutation(len(table))]
+    grouped = shuffled[np.argsort(np.char.add(shuffled["fieldname"].astype(str),
+                                              shuffled["night"].astype(str)), kind="stable")]
     for name, rows in (("20190402_A0a.collection", shuffled[shuffled["fieldname"] == "A0a"]),
-                       ("joined.collection", shuffled)):
+                       ("joined.collection", shuffled),
+                       ("grouped.collection", grouped)):
         path = tmp_path / name
         rows.write(path, format="ascii.ecsv", overwrite=True)
         lake = Lake(tmp_path / f"lake-{name}")

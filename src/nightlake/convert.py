@@ -302,22 +302,32 @@ def _split(source: SourceFile, table: pa.Table,
         return []
     if all(len(u) == 1 for u in uniques):  # one partition (a per-night file, a shard):
         return [(tuple(u[0].as_py() for u in uniques), table)]  # sorted as it is written
-    sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
     joined = pc.binary_join_element_wise(*keys, "\x1f")
     codes = pc.dictionary_encode(joined).combine_chunks() if isinstance(joined, pa.ChunkedArray) \
         else pc.dictionary_encode(joined)
     labels = codes.dictionary.to_pylist()
-    # One sort by (partition, detector, visit, mjd): every slice comes out in lake order.
-    keyed = pa.table({"__partition": codes.indices,
-                      **{c: table.column(c) for c, _ in sort_keys}})
-    order = pc.sort_indices(keyed, sort_keys=[("__partition", "ascending"), *sort_keys])
-    table = _take_if_needed(table, order)
-    sorted_idx = codes.indices.to_numpy(zero_copy_only=False)[order.to_numpy()]
-    bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(order)]])
-    return [(tuple(labels[sorted_idx[s]].split("\x1f")), table.slice(s, e - s))
-            for s, e in zip(starts, ends)]
+    idx = codes.indices.to_numpy(zero_copy_only=False)
+    runs = _runs(idx)
+    if len(runs) > len(labels):
+        # Rows of a partition are apart: one sort by (partition, detector, visit, mjd) brings
+        # each together, in lake order. (Where each partition is one run already — a
+        # joined.collection is its nights one after another — slices need no copy, and each
+        # is sorted as it is written, on the writing threads.)
+        sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
+        keyed = pa.table({"__partition": codes.indices,
+                          **{c: table.column(c) for c, _ in sort_keys}})
+        order = pc.sort_indices(keyed, sort_keys=[("__partition", "ascending"), *sort_keys])
+        table = _take_if_needed(table, order)
+        idx = idx[order.to_numpy()]
+        runs = _runs(idx)
+    return [(tuple(labels[idx[s]].split("\x1f")), table.slice(s, e - s)) for s, e in runs]
+
+
+def _runs(codes: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of equal codes."""
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    return list(zip(np.concatenate([[0], bounds]).tolist(),
+                    np.concatenate([bounds, [len(codes)]]).tolist()))
 
 
 # a partition value names a directory: not empty, no separator, '=', leading dot or control
@@ -436,7 +446,7 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
     table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
     # Sorted here, not as read: the sorted copy lives only while it is written, so its memory
-    # serves the next partition (rows of a file with many partitions arrive sorted: no copy)
+    # serves the next partition (rows a file's split had to sort arrive in order: no copy)
     names = set(table.column_names)
     if sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]:
         table = _take_if_needed(table, pc.sort_indices(
