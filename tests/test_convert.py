@@ -18,6 +18,7 @@ from astropy.time import Time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import nightlake.convert as convert_module
 from nightlake import Lake
 from nightlake.convert import (ConvertOptions, convert, deduplicate_names, read_partition_metadata,
                                same_content)
@@ -155,9 +156,13 @@ def test_obs_time_is_utc_from_tai_mjd_with_leap_seconds(lake_per_night):
     assert (np.abs((naive - got).astype(int) - 37_000_000) <= 1).all()
 
 
-def test_obs_time_needs_a_numeric_mjd_and_follows_each_row(tmp_path):
+@pytest.mark.parametrize("rows_per_thread", [10_000, 3])
+def test_obs_time_needs_a_numeric_mjd_and_follows_each_row(tmp_path, monkeypatch,
+                                                             rows_per_thread):
     """mjd as float, as integer days, as text (a valid ECSV table, converted without obs_time),
-    in one run: the shared astropy call must hand each source its own stamps."""
+    in one run: the shared astropy call — or calls, one per thread, cutting across sources —
+    must hand each source its own stamps."""
+    monkeypatch.setattr(convert_module, "PARALLEL_MJD", rows_per_thread)
     base = Table.read(COLLECTIONS / "20190401_A0a.collection", format="ascii.ecsv")[:5]
     days = base.copy()
     days.replace_column("mjd", np.floor(days["mjd"]).astype(np.int64))

@@ -343,12 +343,17 @@ def _take_if_needed(table: pa.Table, order: pa.Array) -> pa.Table:
     return table.take(order)
 
 
+#: rows of mjd a thread converts at the least (each astropy call costs ~1 ms under the GIL)
+PARALLEL_MJD = 10_000
+
+
 def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> None:
     """Give every contribution with a numeric ``mjd`` (and no ``obs_time`` of its own) an
     ``obs_time`` column (UTC) derived from ``mjd`` in ``time_scale``.
 
-    One astropy call for all of them: astropy's Time machinery costs ~1 ms a call, holding
-    the GIL, against microseconds for the conversion itself.
+    One astropy call for all of them, or one per core for many rows: astropy's Time machinery
+    costs ~1 ms a call, holding the GIL, against microseconds for the conversion itself, which
+    ERFA does without the GIL (55,676 rows: 42 ms in one call, 24 ms in two on two threads).
     """
     todo = [c for c in contributions if "obs_time" not in c.rows.column_names
             and "mjd" in c.rows.column_names
@@ -359,7 +364,11 @@ def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> Non
     mjd = pa.chunked_array([chunk for c in todo
                             for chunk in c.rows.column("mjd").cast(pa.float64()).chunks],
                            pa.float64())
-    stamps = mjd_to_timestamp(mjd, time_scale)
+    parts = max(1, min(_cores(), len(mjd) // PARALLEL_MJD))
+    cuts = np.linspace(0, len(mjd), parts + 1).astype(int)
+    stamps = pa.chunked_array(_threaded(lambda span: mjd_to_timestamp(
+        mjd.slice(span[0], span[1] - span[0]), time_scale), zip(cuts[:-1], cuts[1:])),
+        pa.timestamp("us"))
     field = pa.field("obs_time", pa.timestamp("us"), metadata={
         "description": f"observation time (UTC) from mjd ({time_scale.upper()})",
         "derived_from": "mjd", "time_scale": time_scale})
