@@ -285,7 +285,8 @@ def _threaded(fn, items):
 
 def _split(source: SourceFile, table: pa.Table,
            options: ConvertOptions) -> list[tuple[tuple[str, ...], pa.Table]]:
-    """Rows grouped by partition key, in one sort (no per-key scans of the whole table)."""
+    """Rows grouped by partition key: slices where each partition is one run of rows, else
+    after one sort (never a scan of the whole table per key)."""
     targets, nights = partition_keys(source, table, target=options.target, night=options.night)
     keys = [targets, nights]
     if "detector" in options.partition_by:
