@@ -11,7 +11,7 @@ The steps of :func:`convert`, all under the lake's writer lock:
    partition, their rows must be identical, else that partition fails naming both;
 5. write every partition that has a changed source: rename case-colliding columns, sort by
    detector, visit, mjd, record provenance, temp file + rename (``obs_time`` is added to
-   every source's rows before, in one astropy call).
+   every source's rows before, in one astropy call — one per core for many rows).
 
 A bad input never stops the others: it is reported, and no partition it feeds is written.
 """
@@ -318,7 +318,7 @@ def _split(source: SourceFile, table: pa.Table,
         keyed = pa.table({"__partition": codes.indices,
                           **{c: table.column(c) for c, _ in sort_keys}})
         order = pc.sort_indices(keyed, sort_keys=[("__partition", "ascending"), *sort_keys])
-        table = _take_if_needed(table, order)
+        table = table.take(order)  # never in order already: its partitions were apart
         idx = idx[order.to_numpy()]
         runs = _runs(idx)
     return [(tuple(labels[idx[s]].split("\x1f")), table.slice(s, e - s)) for s, e in runs]
