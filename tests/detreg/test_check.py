@@ -158,7 +158,8 @@ def test_an_entry_that_never_took_effect_is_explained_then_marked_abandoned(db, 
 
 
 def test_a_change_without_journal_is_reported_and_recorded_as_external(db, detreg_cli):
-    write_db(db, make_records([]), {})  # a tool that keeps no journal
+    # a tool that keeps no journal writes a state no entry describes
+    write_db(db, make_records([{"type": "mask", "tstart": 5, "filename": "/m/mask.fits"}]), {})
     checked = detreg_cli("check", db)
     assert checked.exit_code == 1 and "matches no journaled state" in checked.stdout
     repaired = detreg_cli("check", db, "--repair")
