@@ -5,6 +5,9 @@
  *   detreg_tool write-dirty FILE N
  *                               the same, but every struct starts filled with 0xAB bytes
  *                               (padding and the bytes after each filename's NUL are garbage)
+ *   detreg_tool write-short FILE N DECLARED
+ *                               N records, but NRECORD/NAXIS1 declare only DECLARED of them
+ *                               (a writer that miscounts: readers must not drop the rest)
  *   detreg_tool dump FILE       print every record, one per line, tab-separated
  *
  * It uses the struct exactly as the issue gives it and native byte order, so on x86-64 it
@@ -56,7 +59,7 @@ static void make_record(DetReg *r, long i, int dirty) {
   r->flag2 = (char)(i % 7);
 }
 
-static int write_db(const char *path, long n, int dirty) {
+static int write_db(const char *path, long n, int dirty, long declared) {
   FILE *f = fopen(path, "wb");
   if (!f) { perror(path); return 1; }
   char buf[81];
@@ -64,12 +67,12 @@ static int write_db(const char *path, long n, int dirty) {
   card(f, "SIMPLE  =                    T"); cards++;
   card(f, "BITPIX  =                    8"); cards++;
   card(f, "NAXIS   =                    1"); cards++;
-  snprintf(buf, sizeof buf, "NAXIS1  = %20ld", n * (long)sizeof(DetReg)); card(f, buf); cards++;
+  snprintf(buf, sizeof buf, "NAXIS1  = %20ld", declared * (long)sizeof(DetReg)); card(f, buf); cards++;
   card(f, "EXTEND  =                    F"); cards++;
   card(f, "DBTYPE  = 'DETREG  '"); cards++;
   card(f, "DBVERS  =                    1"); cards++;
   snprintf(buf, sizeof buf, "RECSIZE = %20ld", (long)sizeof(DetReg)); card(f, buf); cards++;
-  snprintf(buf, sizeof buf, "NRECORD = %20ld", n); card(f, buf); cards++;
+  snprintf(buf, sizeof buf, "NRECORD = %20ld", declared); card(f, buf); cards++;
   card(f, "BYTEORD = 'LITTLE  '"); cards++;
   /* no LAYOUT card: readers infer it from RECSIZE */
   card(f, "FILT1   = 'VR DECam c0007 6300.0 2600.0'"); cards++;
@@ -129,9 +132,11 @@ int main(int argc, char **argv) {
            offsetof(DetReg, flag1), offsetof(DetReg, flag2));
     return 0;
   }
-  if (argc == 4 && strcmp(argv[1], "write") == 0) return write_db(argv[2], atol(argv[3]), 0);
-  if (argc == 4 && strcmp(argv[1], "write-dirty") == 0) return write_db(argv[2], atol(argv[3]), 1);
+  if (argc == 4 && strcmp(argv[1], "write") == 0) return write_db(argv[2], atol(argv[3]), 0, atol(argv[3]));
+  if (argc == 4 && strcmp(argv[1], "write-dirty") == 0) return write_db(argv[2], atol(argv[3]), 1, atol(argv[3]));
+  if (argc == 5 && strcmp(argv[1], "write-short") == 0)
+    return write_db(argv[2], atol(argv[3]), 0, atol(argv[4]));
   if (argc == 3 && strcmp(argv[1], "dump") == 0) return dump_db(argv[2]);
-  fprintf(stderr, "usage: %s layout | write FILE N | write-dirty FILE N | dump FILE\n", argv[0]);
+  fprintf(stderr, "usage: %s layout | write FILE N | write-dirty FILE N | write-short FILE N DECLARED | dump FILE\n", argv[0]);
   return 2;
 }

@@ -103,7 +103,10 @@ def test_sigkill_during_a_large_write_leaves_a_valid_database(tmp_path):
         database = read_db(db)  # valid: the old or the new version, never torn
         assert (len(database) - init_size) % 1000 == 0
         assert np.all(database.records["type"][:init_size] == 1)
-        journal_adds = len([e for e in read_journal(db) if e["action"] == "add"])
+        journal = read_journal(db)
+        # adds that took effect: an add followed by an `abandoned` marker never did
+        journal_adds = len([e for e, after in zip(journal, journal[1:] + [{}])
+                            if e["action"] == "add" and after.get("action") != "abandoned"])
         # a journal line is fsynced before the replace, so it may be one ahead of the file
         assert journal_adds - (len(database) - init_size) // 1000 in (0, 1)
     assert kills_mid_write >= 1, "never caught a writer with its temp file open"
@@ -112,3 +115,49 @@ def test_sigkill_during_a_large_write_leaves_a_valid_database(tmp_path):
 
     register(db, [])
     assert not list(tmp_path.glob(".big.db.*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigkill_of_detregister_add_at_random_moments(tmp_path, detregister_script):
+    """Real `detregister add` processes killed at seeded random moments: after each kill the
+    database is its old or its new state, and after the next add the journal verifies."""
+    import random
+
+    from typer.testing import CliRunner
+
+    from nightlake.cli import app
+
+    runner = CliRunner()
+    mef = write_master(tmp_path / "mef.fits", IMAGETYP="flat", FILTER="g", TV_START=1,
+                       TV_STOP="never", extensions=[{"CCDNUM": n} for n in range(1, 63)])
+    single = write_master(tmp_path / "one.fits", IMAGETYP="bias", CCDNUM=1, TV_START=1,
+                          TV_STOP="never")
+    db = tmp_path / "detrend.db"
+    init_db(db)
+    # kill points spread over the span of one whole run, measured here (not asserted on)
+    start = time.monotonic()
+    subprocess.run([str(detregister_script), "add", "--db", str(db), str(mef)], check=True,
+                   stdout=subprocess.DEVNULL)
+    span = time.monotonic() - start
+    rng = random.Random(20240917)
+    outcomes = []
+    for _ in range(6):
+        before = len(read_db(db))
+        proc = subprocess.Popen([str(detregister_script), "add", "--db", str(db), str(mef)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.uniform(0.6, 1.05) * span)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        after = len(read_db(db))  # never torn
+        assert after in (before, before + 62)
+        outcomes.append((proc.returncode, after - before))
+        # the next writer settles whatever the kill left, and the journal verifies
+        done = runner.invoke(app, ["detregister", "add", "--db", str(db), str(single)])
+        assert done.exit_code == 0, done.output
+        checked = runner.invoke(app, ["detregister", "check", str(db)])
+        assert checked.exit_code == 0, (outcomes, checked.output)
+        assert not list(tmp_path.glob(".detrend.db.*.tmp"))
+        assert read_journal(db)[-1]["sha256"] == read_db(db).fingerprint["sha256"]
+    print("kill outcomes (returncode, records added):", outcomes)

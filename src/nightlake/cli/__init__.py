@@ -33,6 +33,27 @@ def report_error(prog: str, message: str) -> None:
 class NightlakeGroup(TyperGroup):
     """A typer group that turns library errors into one line and an exit code."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Run as click does, but a usage error (bad option value, unknown option, missing
+        argument) is one line ``prog: error: …`` and exit 2, like every other error."""
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        from typer.exceptions import Abort
+
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            status = super().main(args, prog_name, complete_var, False, **extra)
+        except NoArgsIsHelpError as exc:  # a bare `nightlake`: the help, as before
+            exc.show()
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            report_error(prog_name or "nightlake", exc.format_message())
+            sys.exit(exc.exit_code)
+        except Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)

@@ -1,4 +1,5 @@
-"""``nightlake detregister …`` and the console script ``detregister``: init, add, delete, list.
+"""``nightlake detregister …`` and the console script ``detregister``: init, add, delete, list,
+check.
 
 The console script also takes the Elixir spellings: single-dash long options (``-type flat
 -ccd 5``) and no subcommand (``detregister -type flat master.fits`` means ``add``).
@@ -155,6 +156,35 @@ def list_(
     typer.echo(_render(rows, fmt), nl=fmt != "csv")
 
 
+@detregister.command()
+def check(
+    db: Optional[Path] = typer.Argument(None, envvar=DB_ENV, show_default=False,
+                                        help=f"The DetReg database (default: ${DB_ENV})."),
+    repair: bool = typer.Option(False, "--repair",
+                                help="Cut a torn journal tail; mark an entry that never took "
+                                     "effect as abandoned."),
+    keep_extra: bool = typer.Option(False, "--keep-extra",
+                                    help="With --repair: keep whole records found after the "
+                                         "ones NRECORD declares (NRECORD fixed)."),
+    lock_timeout: float = LockOption,
+) -> None:
+    """Verify header, sizes, records, the journal's hash chain and its last entry vs the file."""
+    from nightlake.detreg.check import check_db, repair_db
+
+    path = _db(db)
+    if keep_extra and not repair:
+        raise UsageError("--keep-extra changes the database: give --repair too")
+    if repair:
+        for line in repair_db(path, keep_extra=keep_extra, lock_timeout=lock_timeout):
+            typer.echo(f"repaired: {line}")
+    report = check_db(path)
+    for problem in report.problems:
+        typer.echo(problem)
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.echo(report.summary())
+
+
 def _rows(records, filters, indices=None) -> list[dict]:
     from nightlake.detreg.db import record_dict
 
@@ -258,8 +288,8 @@ class _Progress:
 
 _LONG_OPTIONS = {"db", "type", "filter", "ccd", "exptime", "tstart", "tstop", "sigma",
                  "clipsigma", "treg", "lock-timeout", "filename", "all", "dry-run", "format",
-                 "layout", "byteorder", "help"}
-_SUBCOMMANDS = {"init", "add", "delete", "list"}
+                 "layout", "byteorder", "help", "repair", "keep-extra"}
+_SUBCOMMANDS = {"init", "add", "delete", "list", "check"}
 
 
 def elixir_argv(argv: list[str]) -> list[str]:

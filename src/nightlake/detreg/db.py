@@ -4,12 +4,13 @@ Files next to a database ``detrend.db``::
 
     detrend.db            the database (FITS header + C records), replaced atomically
     detrend.db.lock       exclusive lock held by writers (filelock); readers never lock
-    detrend.db.journal    append-only JSON lines, one per change, fsynced before the replace
+    detrend.db.journal    append-only JSON lines, one per change, hash-chained (journal.py)
     .detrend.db.*.tmp     a new version being written (stale ones are removed under the lock)
 
-Writers lock, re-read and validate the file under the lock (never writing over a file that
-failed validation), write the new version to a temp file in the same directory, fsync it,
-append and fsync the journal line, ``os.replace`` the temp file over the database and fsync
+Writers resolve symlinks first (the lock, the journal and the replace belong to the real file),
+lock, re-read and validate the file under the lock (never writing over a file that failed
+validation), write the new version to a temp file in the same directory, fsync it, settle the
+journal and append and fsync its line, ``os.replace`` the temp file over the database and fsync
 the directory. Readers therefore see the old or the new file, never a torn one.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import json
 import math
 import os
 import socket
@@ -30,6 +30,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from nightlake.detreg.journal import append_line, encode_line, journal_path, load_journal, settle
 from nightlake.detreg.format import (
     ANY_FILTER,
     FIELDS,
@@ -52,7 +53,7 @@ from nightlake.detreg.format import (
     validate_records,
 )
 from nightlake.errors import FormatError, InputError, LockTimeout
-from nightlake.files import atomic_replace, fsync_path
+from nightlake.files import atomic_replace
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 MAX_FILTER_CODE = 9999  # FILT<code> must fit the 8 characters of a FITS keyword
@@ -62,8 +63,10 @@ def lock_path(db_path: str | os.PathLike) -> Path:
     return Path(f"{os.fspath(db_path)}.lock")
 
 
-def journal_path(db_path: str | os.PathLike) -> Path:
-    return Path(f"{os.fspath(db_path)}.journal")
+def real_path(db_path: str | os.PathLike) -> Path:
+    """The file a (possibly symlinked) database path names: writers lock, journal and replace
+    it, so that a link is never replaced by a regular file (forking the database)."""
+    return Path(os.path.realpath(db_path))
 
 
 class DetRegDB:
@@ -201,7 +204,20 @@ def read_db(path: str | os.PathLike) -> DetRegDB:
     return _decode(path, raw, st)
 
 
-def _decode(path: Path, raw, st: os.stat_result | None) -> DetRegDB:
+def _records_after(raw, end: int, recsize: int) -> int:
+    """How many bytes after ``end`` (the declared records) reach up to the last non-zero byte,
+    rounded up to whole records: 0 when only zero padding follows."""
+    tail = np.frombuffer(raw, np.uint8, offset=min(end, len(raw)))
+    nonzero = np.flatnonzero(tail)
+    if not len(nonzero):
+        return 0
+    return -(-(int(nonzero[-1]) + 1) // recsize) * recsize
+
+
+def _decode(path: Path, raw, st: os.stat_result | None, *,
+            keep_extra: bool = False) -> DetRegDB:
+    """Validate and decode a file's bytes; ``keep_extra`` also takes the whole records found
+    after the ones NRECORD declares (for ``check --repair --keep-extra``)."""
     header = parse_header(raw, path)
     cards = header.cards
     layout, byteorder, nrecord = layout_of(cards, path)
@@ -211,6 +227,18 @@ def _decode(path: Path, raw, st: os.stat_result | None) -> DetRegDB:
         raise FormatError(path, f"truncated: the header and {nrecord} records of {recsize} "
                                 f"bytes need {needed} bytes, the file has {len(raw)} "
                                 f"({needed - len(raw)} bytes missing)")
+    extra = _records_after(raw, needed, recsize)
+    if extra and not keep_extra:
+        whole = extra // recsize
+        raise FormatError(path, f"data after the {nrecord} records NRECORD declares: {extra} "
+                                f"bytes that are not zero padding ({whole} more whole record(s) "
+                                f"of {recsize} bytes); a rewrite would drop them: see "
+                                "`detregister check --repair --keep-extra`")
+    if keep_extra:
+        if extra % recsize:
+            raise FormatError(path, f"{extra} bytes after the {nrecord} records NRECORD "
+                                    f"declares are not whole records of {recsize} bytes")
+        nrecord += extra // recsize
     records = validate_records(raw, header.length, nrecord, layout, byteorder, path)
     date = cards.get("DATE")
     return DetRegDB(path=path, layout=layout, byteorder=byteorder,
@@ -257,11 +285,12 @@ def _atomic_replace(path: Path, content: bytes,
 
 def write_db(path: str | os.PathLike, records: np.ndarray, filters: dict[int, str], *,
              layout: str = "LP64", byteorder: str = "little",
-             _journal: dict | None = None) -> DetRegDB:
+             _journal: tuple[dict, tuple[str, int] | None] | None = None) -> DetRegDB:
     """Write a database atomically (temp + fsync + os.replace + fsync dir); no lock.
 
     The writers below (:func:`add_records`, :func:`register`, :func:`delete_records`,
     :func:`init_db`) lock and journal around this; tests use it directly to build files.
+    ``_journal`` is (entry, (sha256, nrecord) of the file being replaced, or None).
     """
     path = Path(path)
     records = np.asarray(records)
@@ -275,42 +304,24 @@ def write_db(path: str | os.PathLike, records: np.ndarray, filters: dict[int, st
         raise InputError(path, f"cannot write: {exc}") from None
     before = None
     if _journal is not None:
-        entry = dict(_journal, nrecord=len(records),
-                     sha256=hashlib.sha256(content).hexdigest())
-        before = lambda: _append_journal(path, entry)
+        entry, found = _journal
+        entry = dict(entry, nrecord=len(records), sha256=hashlib.sha256(content).hexdigest())
+
+        def before() -> None:  # temp file written and fsynced; the replace comes after
+            base = {k: entry[k] for k in ("time", "user", "host", "pid", "db")}
+            prev = settle(path, found, base)
+            append_line(path, encode_line(entry, prev))
     _atomic_replace(path, content, before)
     return _decode(path, content, os.stat(path))
 
 
-def _append_journal(db_path: Path, entry: dict) -> None:
-    """Append one JSON line and fsync it (the journal is never rewritten)."""
-    journal = journal_path(db_path)
-    created = not journal.exists()
-    line = json.dumps(entry, sort_keys=False, separators=(",", ":")) + "\n"
-    fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        os.write(fd, line.encode("utf-8", "surrogateescape"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        fsync_path(journal.parent if str(journal.parent) else Path("."))
-
-
 def read_journal(db_path: str | os.PathLike) -> list[dict]:
-    """Every journal entry of a database, oldest first ([] if there is no journal)."""
-    journal = journal_path(db_path)
-    if not journal.exists():
-        return []
-    entries = []
-    for number, line in enumerate(journal.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise FormatError(journal, f"not a JSON line: {exc.msg}", line=number) from None
-    return entries
+    """Every journal entry of a database, oldest first ([] if there is no journal).
+
+    A torn last line (a writer killed while appending; its change never happened) is left out;
+    :func:`nightlake.detreg.journal.load_journal` shows it, and ``detregister check`` reports it.
+    """
+    return load_journal(real_path(db_path)).entries
 
 
 def _journal_entry(db_path: Path, action: str, records: Sequence[dict], **extra) -> dict:
@@ -329,7 +340,7 @@ def locked(db_path: str | os.PathLike,
     """Hold the exclusive writer lock ``<db>.lock``; LockTimeout after ``lock_timeout`` s."""
     from filelock import FileLock, Timeout
 
-    lockfile = lock_path(db_path)
+    lockfile = lock_path(real_path(db_path))
     lock = FileLock(str(lockfile), timeout=lock_timeout)
     try:
         lock.acquire()
@@ -337,7 +348,7 @@ def locked(db_path: str | os.PathLike,
         raise LockTimeout(f"database locked by another process: {lockfile} "
                           f"(waited {lock_timeout:g} s; retry, or raise --lock-timeout)") from None
     try:
-        db_path = Path(db_path)
+        db_path = real_path(db_path)
         for stale in (db_path.parent if str(db_path.parent) else Path(".")).glob(
                 f".{db_path.name}.*.tmp"):
             stale.unlink(missing_ok=True)  # left by a writer that died; we hold the lock
@@ -349,14 +360,14 @@ def locked(db_path: str | os.PathLike,
 def init_db(path: str | os.PathLike, *, layout: str = "LP64", byteorder: str = "little",
             lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> DetRegDB:
     """Create an empty database; refuse to overwrite an existing file."""
-    path = Path(path)
+    path = real_path(path)
     with locked(path, lock_timeout):
         if path.exists():
             raise InputError(path, "already exists; refusing to overwrite a database "
                                    "(delete it first if you mean it)")
         entry = _journal_entry(path, "init", [], layout=layout, byteorder=byteorder)
         return write_db(path, np.zeros(0, RECORD_DTYPE), {}, layout=layout,
-                        byteorder=byteorder, _journal=entry)
+                        byteorder=byteorder, _journal=(entry, None))
 
 
 def _merge_filters(db: DetRegDB, filters: dict[int, str]) -> dict[int, str]:
@@ -373,7 +384,7 @@ def add_records(db_path: str | os.PathLike, new_records: np.ndarray, *,
                 filters: dict[int, str] | None = None,
                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> DetRegDB:
     """Append records (filter codes already assigned; ``filters`` adds table entries)."""
-    db_path = Path(db_path)
+    db_path = _existing(db_path)
     new_records = np.asarray(new_records).astype(RECORD_DTYPE)
     with locked(db_path, lock_timeout):
         db = read_db(db_path)
@@ -392,8 +403,17 @@ def _commit(db: DetRegDB, records: np.ndarray, filters: dict[int, str], action: 
     entry = _journal_entry(db.path, action, journal_records, **{
         k: ({str(c): n for c, n in v.items()} if isinstance(v, dict) else v)
         for k, v in extra.items()})
+    found = (db.fingerprint["sha256"], len(db))
     return write_db(db.path, records, filters, layout=db.layout, byteorder=db.byteorder,
-                    _journal=entry)
+                    _journal=(entry, found))
+
+
+def _existing(db_path: str | os.PathLike) -> Path:
+    """The real path of a database that must exist (checked before a lock file is made)."""
+    path = real_path(db_path)
+    if not path.exists():
+        raise InputError(db_path, "no such database (create one with `detregister init`)")
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,7 +482,7 @@ def entries_to_records(entries: Sequence[DetRegEntry], filters: dict[int, str]) 
 def register(db_path: str | os.PathLike, entries: Sequence[DetRegEntry], *,
              lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> DetRegDB:
     """Append entries in one lock and one rewrite; new filter names get the next codes."""
-    db_path = Path(db_path)
+    db_path = _existing(db_path)
     with locked(db_path, lock_timeout):
         db = read_db(db_path)
         filters = _assign_filter_codes(db, entries)
@@ -541,6 +561,8 @@ def delete_records(db_path: str | os.PathLike, selection: Selection | np.ndarray
             raise ValueError(f"mask has shape {mask.shape}, database has {len(db)} records")
         return mask
 
+    if not dry_run:
+        db_path = _existing(db_path)
     if dry_run:
         db = read_db(db_path)
         mask = pick(db)
@@ -558,4 +580,4 @@ def delete_records(db_path: str | os.PathLike, selection: Selection | np.ndarray
 
 __all__ = ["DetRegDB", "DetRegEntry", "Selection", "read_db", "write_db", "add_records",
            "register", "delete_records", "init_db", "read_journal", "locked", "encode_db",
-           "OPEN_ENDED"]
+           "real_path", "OPEN_ENDED"]

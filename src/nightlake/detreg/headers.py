@@ -29,13 +29,14 @@ import calendar
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from nightlake.detreg.db import DetRegEntry
 from nightlake.detreg.format import MAX_FILENAME_BYTES, OPEN_ENDED, TYPE_CODES
-from nightlake.errors import FormatError, InputError
+from nightlake.errors import FormatError, InputError, one_line
 
 _TYPE_SPELLINGS = {
     "bias": "bias", "zero": "bias", "biasframe": "bias", "masterbias": "bias",
@@ -144,18 +145,26 @@ def entries_from_fits(path: str | os.PathLike, overrides: Overrides = Overrides(
                                f"database holds at most {MAX_FILENAME_BYTES}")
     if not path.exists():
         raise InputError(path, "no such file")
-    try:
-        with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
-            primary = hdul[0].header
-            images = [(i, hdu.header) for i, hdu in enumerate(hdul)
-                      if hdu.is_image and (hdu.header.get("NAXIS", 0) or 0) > 0]
-            if not images:
-                images = [(0, primary)]
-            headers = [(i, [h] if i == 0 else [h, primary]) for i, h in images]
-    except OSError as exc:
-        raise FormatError(path, f"unreadable FITS file: {exc}") from None
-    except Exception as exc:  # astropy raises assorted errors on damaged headers
-        raise FormatError(path, f"unreadable FITS file: {type(exc).__name__}: {exc}") from None
+    # astropy reports damage as warnings printed to stderr: catch them so that the user sees
+    # one error line, and refuse a truncated master rather than register it with a warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+                primary = hdul[0].header
+                images = [(i, hdu.header) for i, hdu in enumerate(hdul)
+                          if hdu.is_image and (hdu.header.get("NAXIS", 0) or 0) > 0]
+                if not images:
+                    images = [(0, primary)]
+                headers = [(i, [h] if i == 0 else [h, primary]) for i, h in images]
+        except OSError as exc:
+            raise FormatError(path, f"unreadable FITS file: {exc}{_why(caught)}") from None
+        except Exception as exc:  # astropy raises assorted errors on damaged headers
+            raise FormatError(path, f"unreadable FITS file: {type(exc).__name__}: {exc}"
+                                    f"{_why(caught)}") from None
+    truncated = [w for w in caught if "truncated" in str(w.message).lower()]
+    if truncated:
+        raise FormatError(path, f"truncated FITS file: {one_line(truncated[0].message)}")
     treg = overrides.treg
     now = int(datetime.now(timezone.utc).timestamp()) if now is None else now
     entries = []
@@ -163,6 +172,11 @@ def entries_from_fits(path: str | os.PathLike, overrides: Overrides = Overrides(
         source = str(path) if len(headers) == 1 else f"{path}[{index}]"
         entries.append(_entry(absolute, source, hdrs, overrides, treg, now))
     return entries
+
+
+def _why(caught: list) -> str:
+    """The first warning astropy gave while failing, as context for the error line."""
+    return f" ({one_line(caught[0].message)})" if caught else ""
 
 
 def _required(headers, key: str, override, source: str, option: str):
