@@ -175,7 +175,9 @@ def test_every_filename_survives_the_mirror(names):
 def test_detsearch_prints_the_exact_bytes(tmp_path):
     db = write_detreg(tmp_path / "d.db", [dict(ROWS[1], filename=LATIN1)])
     done = subprocess.run([sys.executable, "-c", "from nightlake.detsearch import main; main()",
-                           "--db", str(db), "--type", "bias"], capture_output=True, timeout=60)
+                           "--db", str(db), "--type", "bias"], capture_output=True, timeout=60,
+                          # what a UTF-8 desktop locale gives (a C locale escapes already)
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip(b"\n").split(b"\t")[-1] == LATIN1
 
