@@ -14,7 +14,8 @@ CREATE OR REPLACE MACRO detrend_for(detrend_type, image_ccd, image_filter, image
                                     mode := 'exact', exptime := NULL, band := NULL,
                                     detrend_source := 'detrends') AS (
     SELECT struct_pack(
-        record_index := record_index, filename := filename, type := type, ccd := ccd,
+        record_index := record_index, filename := filename, filename_bytes := filename_bytes,
+        type := type, ccd := ccd,
         filter := filter, dark_exptime := dark_exptime, tstart := tstart, tstop := tstop,
         treg := treg, sigma := sigma, clipsigma := clipsigma, flag1 := flag1, flag2 := flag2,
         rule := CASE WHEN _covers THEN 'exact' ELSE 'recent' END,
@@ -45,7 +46,7 @@ CREATE OR REPLACE MACRO detrend_for(detrend_type, image_ccd, image_filter, image
     LIMIT 1
 );
 COMMENT ON MACRO detrend_for IS
-    'The detrend record chosen for one image, as a STRUCT (NULL when none): detrend_for(type, ccd, filter, time, mode := ''exact''|''recent'', exptime := seconds (darks), band := short filter name). Fields: record_index, filename, type, ccd, filter, dark_exptime, tstart, tstop, treg, sigma, clipsigma, flag1, flag2, rule, scale.';
+    'The detrend record chosen for one image, as a STRUCT (NULL when none): detrend_for(type, ccd, filter, time, mode := ''exact''|''recent'', exptime := seconds (darks), band := short filter name). Fields: record_index, filename, filename_bytes (the exact bytes), type, ccd, filter, dark_exptime, tstart, tstop, treg, sigma, clipsigma, flag1, flag2, rule, scale.';
 
 
 -- Every image at once, set-based. Per (ccd, filter class, exposure class) the detrend side is
@@ -76,7 +77,7 @@ classes AS (
 cand AS (
     SELECT c.ccd, c.fkey, c.ekey,
            CASE WHEN detrend_type = 'dark' THEN d.dark_exptime END AS grp,
-           d.record_index, d.filename, d.tstart, d.tstop, d.treg, d.treg_s
+           d.record_index, d.filename, d.filename_bytes, d.tstart, d.tstop, d.treg, d.treg_s
     FROM query_table(detrend_source) AS d
     JOIN classes AS c
       ON d.ccd = c.ccd
@@ -117,6 +118,7 @@ timeline AS (  -- every boundary, also those where nothing applies (rec NULL)
 )
 SELECT i.* EXCLUDE (_nl_fkey, _nl_ekey),
        t.rec.filename AS detrend_filename,
+       t.rec.filename_bytes AS detrend_filename_bytes,
        t.rec.record_index AS detrend_index,
        t.rec.tstart AS detrend_tstart,
        t.rec.tstop AS detrend_tstop,
@@ -128,4 +130,4 @@ FROM img AS i
 ASOF LEFT JOIN timeline AS t
   ON i.detector = t.ccd AND i._nl_fkey = t.fkey AND i._nl_ekey = t.ekey AND i.obs_time >= t.b;
 COMMENT ON MACRO TABLE resolve_detrends IS
-    'Every row of images with the detrend chosen for it: resolve_detrends(type, mode := ''exact''|''recent''). Adds detrend_filename, detrend_index, detrend_tstart, detrend_tstop, detrend_treg, detrend_rule, detrend_scale (darks); NULL where none applies. One ASOF join against a per-CCD/filter timeline of winners.';
+    'Every row of images with the detrend chosen for it: resolve_detrends(type, mode := ''exact''|''recent''). Adds detrend_filename, detrend_filename_bytes (the exact bytes), detrend_index, detrend_tstart, detrend_tstop, detrend_treg, detrend_rule, detrend_scale (darks); NULL where none applies. One ASOF join against a per-CCD/filter timeline of winners.';

@@ -337,9 +337,19 @@ def _print_answers(answers: list[dict], fmt: str, batch: bool, out) -> None:
         out.write(answers[0]["record"]["filename"] + "\n")
 
 
+def _exact_bytes(stream):
+    """``stream`` writing filenames as the bytes the database holds: names are decoded with
+    surrogateescape, so a name that is not UTF-8 goes out unchanged instead of failing."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and str(getattr(stream, "encoding", "")).lower() in ("utf-8",
+                                                                                    "utf8"):
+        reconfigure(errors="surrogateescape")
+    return stream
+
+
 def run(argv: Sequence[str], prog: str = "detsearch", out=None, err=None) -> int:
     """Run detsearch with ``argv``; returns the exit status (raises NightlakeError on errors)."""
-    out = out or sys.stdout
+    out = out or _exact_bytes(sys.stdout)
     err = err or sys.stderr
     args = build_parser(prog).parse_args(elixir_argv(argv))
     db = open_db(args.db)

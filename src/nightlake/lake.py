@@ -3,7 +3,8 @@
 ::
 
     LAKE/
-      .nightlake.lock                       writers (convert, sync) hold this filelock
+      .nightlake.lock                       writers (convert, sync) hold this filelock;
+                                            readers never take it (nor create it)
       images/
         target=A0a/
           night=20190402/
@@ -21,8 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from nightlake import mirror
 from nightlake.errors import LakeError, LockTimeout, QueryError, one_line
 from nightlake.files import atomic_replace, commit_temp, temp_beside
+from nightlake.sql import sql_string
 
 if TYPE_CHECKING:
     import duckdb
@@ -43,11 +46,6 @@ def resolve_lake_path(path: str | os.PathLike[str] | None) -> Path:
     if path is None or str(path) == "":
         path = os.environ.get(LAKE_ENV) or DEFAULT_LAKE
     return Path(path)
-
-
-def _sql_string(value: str) -> str:
-    """A SQL string literal (for paths in view definitions, which cannot be parameters)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class Lake:
@@ -142,12 +140,10 @@ class Lake:
             union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
             statements.append(
                 f"CREATE OR REPLACE VIEW {IMAGES} AS SELECT * FROM read_parquet("
-                f"{_sql_string(glob)}, hive_partitioning = true, {union}"
+                f"{sql_string(glob)}, hive_partitioning = true, {union}"
                 f"hive_types = {{{types}}});"
             )
-        from nightlake.mirror import view_sql as detrend_view_sql  # detrends, detrend_filters
-
-        statements.append(detrend_view_sql(self))
+        statements.append(mirror.view_sql(self))  # detrends, detrend_filters
         return "\n".join(s for s in statements if s)
 
     def connect(self) -> "duckdb.DuckDBPyConnection":
@@ -165,9 +161,9 @@ class Lake:
         views = self.view_sql()
         if views:
             con.execute(views)
-        from nightlake.mirror import attach  # re-syncs a stale detrend mirror (or fails its views)
-
-        attach(self, con)
+        # Views only: over a fresh mirror, or failing with the reason. Never a sync: a read
+        # takes no lock and writes nothing (sync lives in nightlake.sync, the write path).
+        mirror.attach(self, con)
         load_macros(con)
         return con
 
@@ -203,19 +199,15 @@ class Lake:
             state = self._disk_state()
             cached = self._connection
             if cached is None or cached[0] != state:
-                from nightlake.mirror import freshness
-
                 # The old connection is dropped, not closed: a cursor of it may still be
-                # running in another thread; it goes when its last cursor does.
-                con = self.connect()
-                # connect() may have re-synced the mirror; one it could not fix (a read-only
-                # lake) is looked at again on the next call instead of being cached as broken
-                settled = freshness(self).state in ("fresh", "no-mirror")
-                self._connection = (self._disk_state() if settled else None, con)
+                # running in another thread; it goes when its last cursor does. The state is
+                # taken before connecting, so a change during connect() is seen next time.
+                self._connection = (state, self.connect())
             return self._connection[1].cursor()
 
     def _disk_state(self) -> tuple:
-        """Stamps of what a connection's views depend on (a few stats, no file reads)."""
+        """Stamps of what a connection's views depend on (a few stats and the mirror's small
+        manifest; never the database's content)."""
         import json
 
         def stamp(path: Path):
@@ -225,15 +217,15 @@ class Lake:
                 return None
             return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-        mirror = self.detrends_dir
-        link = os.readlink(mirror) if mirror.is_symlink() else None
-        db = None
-        if link is not None:
-            try:
-                db = json.loads((mirror / "_mirror.json").read_text()).get("db_path")
-            except (OSError, ValueError):
-                db = None
-        return (stamp(self.manifest_path), link, db and stamp(Path(db)))
+        link_dir = self.detrends_dir
+        link = os.readlink(link_dir) if link_dir.is_symlink() else None
+        manifest = link_dir / mirror.MANIFEST
+        try:
+            db = json.loads(manifest.read_text()).get("db_path")
+        except (OSError, ValueError, AttributeError):
+            db = None
+        db_stamp = stamp(Path(db)) if isinstance(db, str) else None
+        return (stamp(self.manifest_path), link, stamp(manifest), db_stamp)
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:

@@ -30,7 +30,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
+    import os
+
     import numpy as np
+
+    from nightlake.lake import Lake
 
 DETREND_TYPES = ("bias", "dark", "flat", "fringe", "mask")
 TYPE_CODE = {
@@ -198,3 +202,51 @@ class Resolver:
             return None
         keys = [idx, self._treg[idx]] + ([self._tstop[idx]] if by_tstop else [])
         return int(idx[np.lexsort(keys)[-1]])
+
+
+def write_assignments(
+    lake: "Lake", detrend_type: str, mode: str, output: "str | os.PathLike[str]"
+) -> tuple[int, int]:
+    """``resolve_detrends(type, mode)`` over the whole lake, written atomically to Parquet.
+
+    The file's kv metadata records the database fingerprint the answer came from, the
+    nightlake version, the type and the mode. Returns (rows, rows with a detrend).
+    """
+    import json
+    from pathlib import Path
+
+    import duckdb
+
+    from nightlake import __version__
+    from nightlake.errors import NightlakeError, QueryError, one_line
+    from nightlake.lake import fetch_arrow, write_parquet_atomic
+    from nightlake.mirror import manifest
+
+    con = lake.connect()
+    try:
+        table = fetch_arrow(
+            con.sql(
+                "SELECT * FROM resolve_detrends($t, mode := $m)",
+                params={"t": detrend_type, "m": mode},
+            )
+        )
+    except duckdb.Error as exc:
+        raise QueryError(one_line(exc)) from exc
+    finally:
+        con.close()
+    try:
+        info = manifest(lake) or {}
+    except NightlakeError:
+        info = {}
+    meta = dict(table.schema.metadata or {})
+    meta[b"nightlake.resolve"] = json.dumps(
+        {
+            "type": detrend_type,
+            "mode": mode,
+            "nightlake_version": __version__,
+            "db": {k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")},
+        }
+    ).encode()
+    write_parquet_atomic(table.replace_schema_metadata(meta), Path(output))
+    found = table.num_rows - table.column("detrend_index").null_count
+    return table.num_rows, found

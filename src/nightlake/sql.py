@@ -34,3 +34,9 @@ def load_macros(con) -> None:
     """Define every macro of ``sql/`` on ``con`` (a ``duckdb.DuckDBPyConnection``)."""
     for path in macro_files():
         con.execute(path.read_text())
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal, for the file paths of view definitions (which cannot be bound
+    parameters); the paths are the lake's own, never user SQL."""
+    return "'" + value.replace("'", "''") + "'"

@@ -15,6 +15,7 @@ from nightlake import mirror
 from nightlake.detreg import make_records, read_db, write_db
 from nightlake.errors import QueryError
 from nightlake.lake import Lake
+from nightlake.sync import sync
 
 from .conftest import FILTERS, OPEN, T0, VR, record, utc, write_detreg, write_images
 
@@ -43,7 +44,7 @@ def _query(lake, sql):
 
 def test_sync_writes_hive_partitions_with_the_fingerprint(lake_with_db):
     lake, db = lake_with_db
-    result = mirror.sync(lake, db)
+    result = sync(lake, db)
     assert (result.nrecord, result.counts) == (3, {"bias": 1, "dark": 1, "flat": 1})
     files = sorted(
         p.relative_to(lake.detrends_dir).as_posix() for p in lake.detrends_dir.rglob("*.parquet")
@@ -85,6 +86,7 @@ def test_sync_writes_hive_partitions_with_the_fingerprint(lake_with_db):
     assert (flat["tstart_s"], flat["tstop_s"]) == (T0 - 100, T0 + 100)
     assert (flat["sigma"], flat["clipsigma"], flat["flag1"], flat["flag2"]) == (1.5, 2.5, 1, -1)
     assert flat["filename"] == "/m/flat_vr.fits"
+    assert flat["filename_bytes"] == b"/m/flat_vr.fits"
     assert (bias["filter"], bias["tstop"], bias["tstop_s"]) == (None, None, OPEN)
     assert (dark["filter"], dark["filter_code"], dark["dark_exptime"]) == (None, 300, 300)
     assert flat["dark_exptime"] is None
@@ -95,46 +97,38 @@ def test_sync_writes_hive_partitions_with_the_fingerprint(lake_with_db):
 
 def test_sync_is_skipped_when_up_to_date_and_old_generations_go(lake_with_db):
     lake, db = lake_with_db
-    first = mirror.sync(lake, db)
+    first = sync(lake, db)
     assert not first.skipped
-    assert mirror.sync(lake, db).skipped
+    assert sync(lake, db).skipped
     for _ in range(3):
-        mirror.sync(lake, db, force=True)
+        sync(lake, db, force=True)
     generations = [p for p in lake.path.iterdir() if p.name.startswith(".detrends-")]
     assert len(generations) == 2  # the current one and the one before
     assert lake.detrends_dir.resolve() in [g.resolve() for g in generations]
 
 
-def test_a_changed_database_is_resynced_before_the_first_query(lake_with_db):
+def test_a_changed_database_makes_the_mirror_stale_until_synced(lake_with_db):
     lake, db = lake_with_db
-    mirror.sync(lake, db)
+    sync(lake, db)
     before = lake.detrends_dir.resolve()
     time.sleep(0.01)
-    write_detreg(
-        db,
-        ROWS
-        + [
-            dict(
-                type=3,
-                ccd=5,
-                filter=2,
-                tstart=T0 - 50,
-                tstop=T0 + 50,
-                treg=T0,
-                filename="/m/new_flat.fits",
-            )
-        ],
-    )
+    new_flat = dict(type=3, ccd=5, filter=2, tstart=T0 - 50, tstop=T0 + 50, treg=T0,
+                    filename="/m/new_flat.fits")
+    write_detreg(db, ROWS + [new_flat])
     assert mirror.staleness(lake) is not None
+    with pytest.raises(QueryError, match="detrend mirror is stale; run nightlake sync"):
+        lake.sql("SELECT visit, detrend_filename FROM resolve_detrends('flat')")
+    assert _query(lake, "SELECT count(*) AS n FROM images") == [{"n": 1}]
+    assert lake.detrends_dir.resolve() == before  # a read never re-syncs
+    sync(lake)  # the tied database
     rows = _query(lake, "SELECT visit, detrend_filename FROM resolve_detrends('flat')")
     assert rows == [{"visit": 1, "detrend_filename": "/m/new_flat.fits"}]
-    assert lake.detrends_dir.resolve() != before
     assert mirror.staleness(lake) is None
 
 
 def test_a_touched_but_unchanged_database_is_not_resynced(lake_with_db):
     lake, db = lake_with_db
-    mirror.sync(lake, db)
+    sync(lake, db)
     generation = lake.detrends_dir.resolve()
     os.utime(db, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
     assert mirror.staleness(lake) is None
@@ -151,7 +145,7 @@ def test_without_a_mirror_detrend_queries_fail_and_image_queries_work(lake_with_
 
 def test_a_missing_database_makes_detrend_queries_fail(lake_with_db):
     lake, db = lake_with_db
-    mirror.sync(lake, db)
+    sync(lake, db)
     db.unlink()
     with pytest.raises(QueryError, match=r"detrend database .*detrend\.db .* is missing"):
         lake.sql("SELECT * FROM resolve_detrends('flat')")
@@ -160,7 +154,7 @@ def test_a_missing_database_makes_detrend_queries_fail(lake_with_db):
 
 def test_a_bad_database_leaves_the_old_mirror(lake_with_db, cli):
     lake, db = lake_with_db
-    mirror.sync(lake, db)
+    sync(lake, db)
     generation = lake.detrends_dir.resolve()
     db.write_bytes(b"SIMPLE  =                    T" + b" " * 2850)
     result = cli("sync", "--lake", lake.path, "--db", db)
@@ -178,7 +172,7 @@ def test_an_empty_database_gives_empty_views(tmp_path):
         [dict(visit=1, detector=5, filter=VR, band="VR", exposureTime=30.0, obs_time=utc(T0))],
     )
     lake = Lake(tmp_path / "lake")
-    mirror.sync(lake, db)
+    sync(lake, db)
     assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 0}]
     assert _query(lake, "SELECT detrend_filename FROM resolve_detrends('bias')") == [
         {"detrend_filename": None}
@@ -191,7 +185,7 @@ def test_a_nan_sigma_is_found_by_isnan(tmp_path):
     db = write_detreg(tmp_path / "nan.db", rows)
     (tmp_path / "lake").mkdir()
     lake = Lake(tmp_path / "lake")
-    mirror.sync(lake, db)
+    sync(lake, db)
     assert _query(lake, "SELECT ccd FROM detrends WHERE isnan(sigma)") == [{"ccd": 5}]
 
 
@@ -237,7 +231,7 @@ def _immutable(path: Path, on: bool) -> bool:
 @pytest.mark.parametrize("keep_lock_file", [True, False])
 def test_a_stale_mirror_in_a_read_only_lake_fails_detrend_queries(lake_with_db, keep_lock_file):
     lake, db = lake_with_db
-    mirror.sync(lake, db)
+    sync(lake, db)
     if not keep_lock_file:
         (lake.path / ".nightlake.lock").unlink()
     time.sleep(0.01)
@@ -259,44 +253,16 @@ def test_a_stale_mirror_in_a_read_only_lake_fails_detrend_queries(lake_with_db, 
         else:
             os.chmod(lake.path, 0o755)
     assert mirror.staleness(lake) is not None  # nothing was rewritten
-    assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 1}]  # writable again
-
-
-def test_concurrent_connections_resync_a_stale_mirror_once(lake_with_db):
-    import subprocess
-    import sys
-
-    lake, db = lake_with_db
-    mirror.sync(lake, db)
-    time.sleep(0.01)
-    write_detreg(db, ROWS + ROWS)
-    code = (
-        "from nightlake.lake import Lake\n"
-        f"print(Lake({str(lake.path)!r}).sql('SELECT count(*) AS n FROM detrends').to_pylist())"
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(4)
-    ]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
-    assert all(out.strip() == "[{'n': 6}]" for out, _ in outputs), outputs
-    generations = [p for p in lake.path.iterdir() if p.name.startswith(".detrends-")]
-    assert len(generations) == 2  # the first sync and exactly one re-sync
+    sync(lake, db)  # writable again
+    assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 1}]
 
 
 def test_a_database_that_no_longer_validates_fails_only_detrend_queries(lake_with_db):
     lake, db = lake_with_db
-    mirror.sync(lake, db)
+    sync(lake, db)
     db.write_bytes(b"SIMPLE  =                    T" + b" " * 2850)
     assert _query(lake, "SELECT count(*) AS n FROM images") == [{"n": 1}]
-    with pytest.raises(
-        QueryError,
-        match=r"detrend mirror is stale and re-syncing it failed: "
-        r".*detrend\.db: ",
-    ):
+    with pytest.raises(QueryError, match=r"detrend mirror is stale; .*detrend\.db changed"):
         lake.sql("SELECT * FROM detrends")
 
 
@@ -304,10 +270,10 @@ def test_view_sql_for_other_clients_survives_later_syncs(lake_with_db):
     import duckdb
 
     lake, db = lake_with_db
-    mirror.sync(lake, db)
+    sync(lake, db)
     views = lake.view_sql()
     for _ in range(3):
-        mirror.sync(lake, db, force=True)  # the first generation is gone by now
+        sync(lake, db, force=True)  # the first generation is gone by now
     con = duckdb.connect()
     con.execute(views)
     assert con.sql("SELECT count(*) FROM detrends").fetchall() == [(3,)]
@@ -317,8 +283,11 @@ def test_view_sql_for_other_clients_survives_later_syncs(lake_with_db):
 def test_one_lake_object_follows_the_database_between_queries(lake_with_db):
     # Lake.sql keeps its connection between calls; a changed database must still be seen.
     lake, db = lake_with_db
-    mirror.sync(lake, db)
+    sync(lake, db)
     assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": len(ROWS)}]
     time.sleep(0.01)
     write_detreg(db, ROWS[:1])
+    with pytest.raises(QueryError, match="detrend mirror is stale"):
+        lake.sql("SELECT count(*) AS n FROM detrends")
+    sync(lake, db)
     assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 1}]

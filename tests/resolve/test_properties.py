@@ -90,7 +90,7 @@ def _reference(resolver, img, kind, mode):
 @settings(max_examples=35, deadline=None, suppress_health_check=list(HealthCheck))
 @given(records(), st.lists(images(), min_size=1, max_size=8))
 def test_sql_macros_equal_the_reference(recs, imgs):
-    from nightlake import mirror
+    from nightlake.sync import sync
     from nightlake.detreg import read_db
     from nightlake.lake import Lake
 
@@ -103,7 +103,7 @@ def test_sql_macros_equal_the_reference(recs, imgs):
         ]
         write_images(tmp / "lake", rows)
         lake = Lake(tmp / "lake")
-        mirror.sync(lake, db_path)
+        sync(lake, db_path)
         db = read_db(db_path)
         resolver = Resolver(db.records, db.filters)
         con = lake.connect()

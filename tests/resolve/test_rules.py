@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from nightlake import mirror
+from nightlake.sync import sync
 from nightlake.detreg import read_db
 from nightlake.lake import Lake
 from nightlake.resolve import Image, Resolver
@@ -70,7 +70,7 @@ def scenario(tmp_path_factory):
     ]
     write_images(tmp / "lake", rows)
     lake = Lake(tmp / "lake")
-    mirror.sync(lake, db_path)
+    sync(lake, db_path)
     db = read_db(db_path)
     con = lake.connect()
     yield Resolver(db.records, db.filters), con

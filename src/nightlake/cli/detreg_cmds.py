@@ -87,6 +87,7 @@ def add(
         _type(type_)
     overrides = Overrides(type=type_, filter=filter_, ccd=ccd, exptime=exptime, tstart=tstart,
                           tstop=tstop, sigma=sigma, clipsigma=clipsigma, treg=treg)
+    _warn_non_utf8(files)
     entries = []
     with _Progress(len(files), "reading headers") as progress:
         for file in files:
@@ -95,6 +96,7 @@ def add(
     result = register(path, entries, lock_timeout=lock_timeout)
     typer.echo(f"registered {len(entries)} record(s) from {len(files)} file(s) in {path} "
                f"({len(result)} records)")
+    _refresh_tied(path, lock_timeout)
 
 
 @detregister.command()
@@ -133,6 +135,28 @@ def delete(
             typer.echo(_render(_rows(removed, after.filters, indices), "table"))
     else:
         typer.echo(f"deleted {len(removed)} record(s) from {path} ({len(after)} left)")
+        _refresh_tied(path, lock_timeout)
+
+
+def _warn_non_utf8(files: List[Path]) -> None:
+    from nightlake.sync import non_utf8, shown
+
+    for file in files:
+        if non_utf8(file):
+            typer.echo(f"detregister: warning: {shown(file)}: the path is not valid UTF-8; it is "
+                       "stored as its exact bytes (the lake shows it escaped in "
+                       "detrends.filename, exact in detrends.filename_bytes)", err=True)
+
+
+def _refresh_tied(db: Path, lock_timeout: float) -> None:
+    """Re-sync the lakes tied to the database; a failure is a warning, the write stands."""
+    from nightlake.sync import refresh_tied
+
+    for done in refresh_tied(db, lock_timeout=lock_timeout):
+        if done.warning:
+            typer.echo(f"detregister: warning: {done.warning}", err=True)
+        else:
+            typer.echo(f"refreshed the detrend mirror of {done.lake}", err=True)
 
 
 @detregister.command("list")

@@ -35,7 +35,8 @@ def sync(
     db: Optional[Path] = typer.Option(
         None,
         "--db",
-        help="DetReg database (default: the one already mirrored, else $NIGHTLAKE_DETREG).",
+        help="DetReg database (default: the one the lake is tied to, else the one already "
+        "mirrored, else $NIGHTLAKE_DETREG); the lake is tied to it.",
     ),
     lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
     force: bool = typer.Option(
@@ -45,11 +46,14 @@ def sync(
         30.0, "--lock-timeout", help="Seconds to wait for the lake lock."
     ),
 ) -> None:
-    """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet)."""
+    """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet) and tie
+    the lake to it, so that detregister add/delete refresh the mirror."""
     from nightlake.lake import Lake
-    from nightlake.mirror import sync as sync_mirror
+    from nightlake.sync import sync as sync_mirror
 
     result = sync_mirror(Lake(lake), db, lock_timeout=lock_timeout, force=force)
+    if result.warning:
+        typer.echo(f"nightlake: warning: {result.warning}", err=True)
     if result.skipped:
         typer.echo(f"detrend mirror is up to date ({result.nrecord} records from {result.db_path})")
     else:
@@ -69,7 +73,7 @@ def resolve_cmd(
 ) -> None:
     """Assign a detrend to every image of the lake and write the result to Parquet."""
     from nightlake.lake import Lake
-    from nightlake.mirror import write_assignments
+    from nightlake.resolve import write_assignments
     from nightlake.resolve import DETREND_TYPES, MODES
 
     if detrend_type not in DETREND_TYPES:
