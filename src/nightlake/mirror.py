@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import LakeError, NightlakeError
-from nightlake.files import compare_fingerprint, fsync_path
+from nightlake.files import compare_fingerprint, fsync_path, sweep_directory, temp_path_for
 from nightlake.lake import _sql_string
 
 if TYPE_CHECKING:
@@ -242,6 +242,7 @@ def _sync_locked(lake: "Lake", db_file: Path, *, force: bool) -> SyncResult:
     from nightlake.lake import atomic_write_bytes, write_parquet_atomic
 
     db_abs = str(Path(os.path.abspath(db_file)))
+    sweep_directory(lake.path)  # a killed sync's unfinished generation and link
     info = manifest(lake)
     if not force and info is not None and info["db_path"] == db_abs and staleness(lake) is None:
         return SyncResult(db_abs, info["nrecord"], info.get("counts", {}), lake.detrends_dir, True)
@@ -264,8 +265,10 @@ def _sync_locked(lake: "Lake", db_file: Path, *, force: bool) -> SyncResult:
     }
     kv = {METADATA_KEY: json.dumps(meta).encode()}
 
+    # Written under a temp name (which no generation glob matches), renamed when complete.
     generation = lake.path / f"{GENERATION_PREFIX}{time.time_ns()}"
-    generation.mkdir(parents=True)
+    building = temp_path_for(generation)
+    building.mkdir(parents=True)
     try:
         # The shared writers (temp file, fsync, rename, fsync the directory): the renames are
         # not needed inside a generation nobody sees yet, but the durability and the
@@ -278,7 +281,7 @@ def _sync_locked(lake: "Lake", db_file: Path, *, force: bool) -> SyncResult:
                 [("ccd", "ascending"), ("filter_code", "ascending"), ("tstart_s", "ascending")]
             )
             counts[name] = len(part)
-            target = generation / f"type={name}" / DATA_FILE
+            target = building / f"type={name}" / DATA_FILE
             write_parquet_atomic(part.replace_schema_metadata(kv), target)
         filters = pa.table(
             {
@@ -286,12 +289,14 @@ def _sync_locked(lake: "Lake", db_file: Path, *, force: bool) -> SyncResult:
                 "name": pa.array([db.filters[c] for c in sorted(db.filters)], type=pa.string()),
             }
         ).replace_schema_metadata(kv)
-        write_parquet_atomic(filters, generation / FILTERS_FILE)
+        write_parquet_atomic(filters, building / FILTERS_FILE)
         meta["counts"] = counts
         # Written last, so its directory fsync also records the type=… directories.
-        atomic_write_bytes(generation / MANIFEST, (json.dumps(meta, indent=1) + "\n").encode())
+        atomic_write_bytes(building / MANIFEST, (json.dumps(meta, indent=1) + "\n").encode())
+        os.rename(building, generation)
         _swap_link(lake, generation)
     except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
         shutil.rmtree(generation, ignore_errors=True)
         raise
     _remove_old_generations(lake, keep=generation.name)
@@ -300,7 +305,7 @@ def _sync_locked(lake: "Lake", db_file: Path, *, force: bool) -> SyncResult:
 
 def _swap_link(lake: "Lake", generation: Path) -> None:
     link = lake.detrends_dir
-    tmp = lake.path / f".detrends.link-{os.getpid()}-{time.time_ns()}"
+    tmp = temp_path_for(link)
     os.symlink(generation.name, tmp)
     if link.is_dir() and not link.is_symlink():
         # A real directory (a copied lake): move it aside so the symlink can take its place.
