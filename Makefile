@@ -21,8 +21,8 @@ demo: $(STAMP)
 	@echo "== per detector, across the survey"
 	$(BIN)/nightlake stats --lake $(LAKE) --by detector --format table
 	@echo "== the whole survey"
-	$(BIN)/nightlake stats --lake $(LAKE) --by survey --format table --plot $(LAKE)/stats.png
-	@echo "plot: $(LAKE)/stats.png"
+	$(BIN)/nightlake stats --lake $(LAKE) --by survey --format table --plot $(LAKE)-stats.png
+	@echo "plot: $(LAKE)-stats.png"
 
 ## make test: run the whole test suite
 test: $(STAMP)
@@ -42,4 +42,4 @@ fixtures: $(STAMP)
 	$(BIN)/python data/fixtures/detreg/make_detreg_fixtures.py
 
 clean:
-	rm -rf $(VENV) $(LAKE) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LAKE) $(LAKE)-stats.png .pytest_cache .hypothesis

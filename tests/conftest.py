@@ -41,3 +41,13 @@ def cli():
 
     return run
 
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

@@ -9,20 +9,22 @@
 
 COPY writes into a temporary file or directory beside the target (same file system), which
 is fsynced and renamed into place only when COPY succeeded: a failed export leaves nothing
-half-written, and an existing target is replaced only with ``overwrite``.
+half-written, and an existing target is replaced only with ``overwrite``. The temp names are
+those of :mod:`nightlake.files`; the next export to the same target sweeps any a killed export
+left. No target lies inside the lake, whatever the spelling (symlinks, ``..``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from nightlake.errors import QueryError, UsageError
+from nightlake.files import ASIDE_MARK, remove_path, sweep_temps, temp_path_for
 from nightlake.query import (check_params, check_read_only, error_message, open_connection,
                              parse_statements)
 
@@ -78,17 +80,24 @@ def source_query(con, source: str) -> str:
 
 def _inside(path: Path, directory: Path) -> bool:
     try:
-        path.resolve().relative_to(directory.resolve())
+        path.relative_to(directory)
         return True
     except ValueError:
         return False
 
 
-def refuse_inside_lake(lake: "Lake", target: Path) -> None:
-    """Results never go into the lake's data directories (the views would read them back)."""
-    for protected in (lake.images_dir, lake.detrends_dir):
-        if _inside(target, protected):
-            raise UsageError(f"{target}: refusing to write into the lake's {protected.name}/ data")
+def refuse_inside_lake(lake: "Lake", target: str | os.PathLike[str]) -> None:
+    """Results never go into the lake (its views would read them back, its settings could be
+    overwritten), nor replace a directory that holds it. Both paths are compared with every
+    symlink resolved, so no spelling of the path gets around the rule."""
+    where = Path(target).resolve()
+    lake_dir = lake.path.resolve()
+    if _inside(where, lake_dir):
+        raise UsageError(f"{target}: refusing to write into the lake {lake.path} "
+                         f"(it resolves to {where}); write the result outside the lake")
+    if _inside(lake_dir, where):
+        raise UsageError(f"{target}: refusing to write over a directory that holds the lake "
+                         f"{lake.path}")
 
 
 def _fsync_tree(path: Path) -> int:
@@ -98,13 +107,6 @@ def _fsync_tree(path: Path) -> int:
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())
     return len(files)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def export(
@@ -127,8 +129,9 @@ def export(
 
     target = Path(to)
     partition_by = [c.strip() for c in partition_by if c.strip()]
-    fmt = export_format(fmt, target, bool(partition_by))
     refuse_inside_lake(lake, target)
+    fmt = export_format(fmt, target, bool(partition_by))
+    sweep_temps(target)  # a killed export's leftovers (an old version it moved aside returns)
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise UsageError(f"{target}: already exists (add --overwrite to replace it)")
     if not target.parent.is_dir():
@@ -160,8 +163,7 @@ def export(
             options.append("PARTITION_BY (" + ", ".join(map(_quote_identifier, partition_by)) + ")")
         copy = f"COPY ({query}) TO ${_PATH_PARAM} ({', '.join(options)})"
 
-        tmp = target.with_name(f".{target.name}.nightlake-tmp-{os.getpid()}")
-        _remove(tmp)
+        tmp = temp_path_for(target)
         try:
             rows = _run_copy(con, copy, {**params, _PATH_PARAM: str(tmp)}, query, progress)
             files = _fsync_tree(tmp) if tmp.exists() else 0
@@ -169,7 +171,7 @@ def export(
                 tmp.mkdir()
             _move_into_place(tmp, target)
         finally:
-            _remove(tmp)
+            remove_path(tmp)
     finally:
         con.close()
     if progress:
@@ -209,16 +211,17 @@ def _run_copy(con, copy: str, params: dict[str, Any], query: str,
 
 
 def _move_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``; an existing target is moved aside first and removed after."""
-    if not (target.exists() or target.is_symlink()):
+    """Rename ``tmp`` to ``target``. A file replaces a file in one rename; a directory (or a
+    change of kind) needs the old target moved aside first, and removed after."""
+    replace_directly = tmp.is_file() and not (target.is_dir() and not target.is_symlink())
+    if replace_directly or not (target.exists() or target.is_symlink()):
         os.replace(tmp, target)
         return
-    old = target.with_name(f".{target.name}.nightlake-old-{os.getpid()}")
-    _remove(old)
+    old = temp_path_for(target, mark=ASIDE_MARK)
     os.replace(target, old)
     try:
         os.replace(tmp, target)
     except OSError:
         os.replace(old, target)
         raise
-    _remove(old)
+    remove_path(old)

@@ -3,14 +3,24 @@
 Every writer in nightlake (lake partitions, the lake manifest, the detrend mirror, exports of
 ``resolve``) replaces a file the same way: write a hidden temp file beside the target, fsync
 it, ``os.replace`` it over the target, fsync the directory. A reader sees the old file or the
-new one, never a torn one, and a crash leaves the old file and a ``.tmp`` that no ``*.parquet``
-glob matches. Every "has this source changed?" question is answered by one rule, too.
+new one, never a torn one. Every "has this source changed?" question is answered by one rule.
+
+Temp names follow one scheme, so a writer killed mid-write leaves something recognisable::
+
+    .<target name>.nightlake-tmp-<pid>-<random>.tmp     a new version being written
+    .<target name>.nightlake-old-<pid>-<random>.tmp     the old version, moved aside a moment
+
+Each write first sweeps the temps of its own target whose owner process is gone
+(:func:`sweep_temps`); a crash therefore leaves nothing behind past the next write.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -62,9 +72,121 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def temp_path_for(target: Path) -> Path:
-    """A hidden temp name beside ``target`` that no ``*.parquet`` glob matches."""
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+TEMP_MARK = ".nightlake-tmp-"
+ASIDE_MARK = ".nightlake-old-"
+#: ``.<name><mark><pid>-<random>.tmp``, and the names of earlier versions (``.<name>.<pid>.tmp``,
+#: ``.<name>.nightlake-tmp-<pid>``), so their leftovers are swept too. The ``.tmp`` ending
+#: keeps every temp out of ``*.parquet`` / ``*.csv`` globs.
+_TEMP_NAME = re.compile(
+    r"^\.(?P<name>.+?)(?:(?P<mark>\.nightlake-(?:tmp|old)-)(?P<pid>\d+)(?:-[0-9a-f]+)?(?:\.tmp)?"
+    r"|\.(?P<oldpid>\d+)\.tmp)$"
+)
+
+
+def temp_path_for(target: Path, *, mark: str = TEMP_MARK) -> Path:
+    """A hidden temp name beside ``target`` naming its owner process; no ``*.parquet`` or
+    ``*.csv`` glob matches it, and two writers never share one."""
+    return target.with_name(f".{target.name}{mark}{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def temp_owner(path: Path) -> tuple[str, str, int] | None:
+    """``(target name, mark, owner pid)`` of a temp name of :func:`temp_path_for` (or of an
+    earlier version's), else None."""
+    match = _TEMP_NAME.match(path.name)
+    if match is None:
+        return None
+    if match["oldpid"] is not None:
+        return match["name"], TEMP_MARK, int(match["oldpid"])
+    return match["name"], match["mark"], int(match["pid"])
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where /proc tells; else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def owner_alive(pid: int, written_at: float | None = None) -> bool:
+    """Whether process ``pid`` may still be writing a temp last written at ``written_at``.
+
+    A pid that no longer exists, a zombie, or a pid whose process started after the temp was
+    written (the number was reused by another process) cannot be its owner.
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat[stat.rindex(")") + 2:].startswith("Z"):
+            return False
+    except (OSError, ValueError):
+        pass
+    if written_at is not None:
+        started = _process_start(pid)
+        # /proc's boot time has whole seconds: allow for that before calling it a reuse
+        if started is not None and started > written_at + 2.0:
+            return False
+    return True
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, symlink or directory tree; gone already is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def sweep_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temps beside ``target`` left by writers that are gone; return them.
+
+    A moved-aside old version whose target is missing (its writer died between the two
+    renames) is put back instead: the target then holds its old state again.
+    """
+    target = Path(target)
+    return _sweep(target.parent if str(target.parent) else Path("."), target.name)
+
+
+def sweep_directory(directory: Path) -> list[Path]:
+    """:func:`sweep_temps` for every target in ``directory`` (not below it)."""
+    return _sweep(directory, None)
+
+
+def _sweep(directory: Path, name: str | None) -> list[Path]:
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    swept = []
+    for entry in entries:
+        owner = temp_owner(Path(entry.name))
+        if owner is None or (name is not None and owner[0] != name):
+            continue
+        path = directory / entry.name
+        try:
+            written_at = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if owner_alive(owner[2], written_at):
+            continue
+        target = directory / owner[0]
+        if owner[1] == ASIDE_MARK and not (target.exists() or target.is_symlink()):
+            os.replace(path, target)
+        else:
+            remove_path(path)
+        swept.append(path)
+    return swept
 
 
 @contextmanager
@@ -81,6 +203,7 @@ def temp_beside(target: Path) -> Iterator[Path]:
     """Yield a temp path beside ``target`` (its directory made); removed if the block fails.
     :func:`commit_temp` later makes it durable and moves it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temps(target)
     tmp = temp_path_for(target)
     try:
         yield tmp

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from nightlake import mirror
 from nightlake.errors import LakeError, NightlakeError
-from nightlake.files import fsync_path
+from nightlake.files import fsync_path, sweep_directory, temp_path_for
 from nightlake.lake import Lake, atomic_write_bytes, write_parquet_atomic
 
 if TYPE_CHECKING:
@@ -198,6 +198,7 @@ def _sync_locked(lake: Lake, db_file: Path, *, force: bool) -> SyncResult:
     from nightlake.detreg import read_db
 
     db_abs = real_db_path(db_file)
+    sweep_directory(lake.path)  # a killed sync's unfinished generation and link
     if not force and mirror.freshness(lake).state == "fresh":
         info = mirror.manifest(lake) or {}
         if info.get("db_path") == db_abs:
@@ -223,8 +224,10 @@ def _sync_locked(lake: Lake, db_file: Path, *, force: bool) -> SyncResult:
     }
     kv = {mirror.METADATA_KEY: json.dumps(meta).encode()}
 
+    # Written under a temp name (which no generation glob matches), renamed when complete.
     generation = lake.path / f"{mirror.GENERATION_PREFIX}{time.time_ns()}"
-    generation.mkdir(parents=True)
+    building = temp_path_for(generation)
+    building.mkdir(parents=True)
     try:
         # The shared writers (temp file, fsync, rename, fsync the directory): the renames are
         # not needed inside a generation nobody sees yet, but the durability and the
@@ -237,7 +240,7 @@ def _sync_locked(lake: Lake, db_file: Path, *, force: bool) -> SyncResult:
                 [("ccd", "ascending"), ("filter_code", "ascending"), ("tstart_s", "ascending")]
             )
             counts[name] = len(part)
-            target = generation / f"type={name}" / mirror.DATA_FILE
+            target = building / f"type={name}" / mirror.DATA_FILE
             write_parquet_atomic(part.replace_schema_metadata(kv), target)
         filters = pa.table(
             {
@@ -245,14 +248,16 @@ def _sync_locked(lake: Lake, db_file: Path, *, force: bool) -> SyncResult:
                 "name": pa.array([db.filters[c] for c in sorted(db.filters)], type=pa.string()),
             }
         ).replace_schema_metadata(kv)
-        write_parquet_atomic(filters, generation / mirror.FILTERS_FILE)
+        write_parquet_atomic(filters, building / mirror.FILTERS_FILE)
         meta["counts"] = counts
         # Written last, so its directory fsync also records the type=… directories.
         atomic_write_bytes(
-            generation / mirror.MANIFEST, (json.dumps(meta, indent=1) + "\n").encode()
+            building / mirror.MANIFEST, (json.dumps(meta, indent=1) + "\n").encode()
         )
+        os.rename(building, generation)
         _swap_link(lake, generation)
     except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
         shutil.rmtree(generation, ignore_errors=True)
         raise
     _remove_old_generations(lake, keep=generation.name)
@@ -261,7 +266,7 @@ def _sync_locked(lake: Lake, db_file: Path, *, force: bool) -> SyncResult:
 
 def _swap_link(lake: Lake, generation: Path) -> None:
     link = lake.detrends_dir
-    tmp = lake.path / f".detrends.link-{os.getpid()}-{time.time_ns()}"
+    tmp = temp_path_for(link)
     os.symlink(generation.name, tmp)
     if link.is_dir() and not link.is_symlink():
         # A real directory (a copied lake): move it aside so the symlink can take its place.

@@ -168,6 +168,11 @@ def stats(
     the_lake = Lake(lake)
     query = stats_query(by)
     require_images(the_lake)
+    from nightlake.export import refuse_inside_lake
+
+    for written in (output, plot):
+        if written is not None:
+            refuse_inside_lake(the_lake, written)
     if plot is not None and not plot.resolve().parent.is_dir():
         raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
     con = open_connection(the_lake)
