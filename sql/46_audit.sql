@@ -59,15 +59,21 @@ SELECT 'open-ended', type, ccd, record_index, NULL,
        'open-ended ' || type || ' (only masks are expected to be open-ended)'
 FROM d WHERE tstop_s = 18446744073709551615 AND type <> 'mask'
 UNION ALL
-SELECT CASE WHEN a.type = b.type AND a.ccd = b.ccd AND a.filter_code = b.filter_code
-                 AND a.tstart_s = b.tstart_s AND a.tstop_s = b.tstop_s AND a.treg_s = b.treg_s
-                 AND a.sigma IS NOT DISTINCT FROM b.sigma
-                 AND a.clipsigma IS NOT DISTINCT FROM b.clipsigma
-                 AND a.flag1 = b.flag1 AND a.flag2 = b.flag2
-            THEN 'identical record' ELSE 'duplicate filename' END,
-       a.type, a.ccd, a.record_index, b.record_index,
-       'same filename as record ' || b.record_index || ': ' || a.filename
-FROM d AS a JOIN d AS b ON a.filename = b.filename AND b.record_index < a.record_index
-QUALIFY row_number() OVER (PARTITION BY a.record_index ORDER BY b.record_index) = 1;
+SELECT CASE WHEN same THEN 'identical record' ELSE 'duplicate filename' END,
+       type, ccd, record_index, other_index,
+       CASE WHEN same THEN 'identical to record ' ELSE 'same filename as record ' END
+           || other_index || ': ' || filename
+FROM (
+    SELECT a.type, a.ccd, a.record_index, b.record_index AS other_index, a.filename,
+           a.type = b.type AND a.ccd = b.ccd AND a.filter_code = b.filter_code
+               AND a.tstart_s = b.tstart_s AND a.tstop_s = b.tstop_s AND a.treg_s = b.treg_s
+               AND a.sigma IS NOT DISTINCT FROM b.sigma
+               AND a.clipsigma IS NOT DISTINCT FROM b.clipsigma
+               AND a.flag1 = b.flag1 AND a.flag2 = b.flag2 AS same
+    FROM d AS a JOIN d AS b ON a.filename = b.filename AND b.record_index < a.record_index
+    -- an identical earlier record is named before one that only shares the filename
+    QUALIFY row_number() OVER (PARTITION BY a.record_index
+                               ORDER BY same DESC, b.record_index) = 1
+);
 COMMENT ON MACRO TABLE detrend_record_findings IS
     'Findings about the detrend records alone: detrend_record_findings(). Columns: finding (empty range, open-ended, duplicate filename, identical record), type, ccd, record_index, other_index (the earlier record with the same filename), detail.';

@@ -100,3 +100,36 @@ def _connection(db: Optional[Path], lake: Optional[Path], *, from_lake: bool):
         con = Lake(lake).connect()
         return con, add_db_records(con, records)
     return db_connection(records), "detrends"
+
+
+@app.command()
+def audit(
+    lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    detrend_types: List[str] = typer.Option(
+        [], "--type", help="Types to audit (repeatable; default: all)."
+    ),
+    mode: str = typer.Option("exact", "--mode", help="exact or recent (for the coverage)."),
+    fail_on: List[str] = typer.Option(
+        ["gap"], "--fail-on", help="Finding kinds that make the exit status 1 (repeatable)."
+    ),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="table, json, parquet, … (default: from -o, else table/csv)."
+    ),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write findings here."),
+) -> None:
+    """Findings about the detrend database and its coverage of the lake's images."""
+    import pyarrow as pa
+
+    from nightlake.audit import FINDINGS, audit as run_audit, failing
+    from nightlake.cli.query_cmds import _emit
+    from nightlake.lake import Lake
+    from nightlake.resolve import DETREND_TYPES
+
+    for kind in fail_on:
+        if kind not in FINDINGS:
+            raise UsageError(f"--fail-on {kind!r}: expected one of {', '.join(FINDINGS)}")
+    con = Lake(lake).connect()
+    findings = run_audit(con, detrend_types or DETREND_TYPES, mode)
+    _emit(pa.RecordBatchReader.from_batches(findings.schema, findings.to_batches()), fmt, output)
+    if failing(findings, fail_on):
+        raise typer.Exit(1)
