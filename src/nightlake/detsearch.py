@@ -48,6 +48,8 @@ _LONG_OPTIONS = (
     "tstart",
     "exptime",
     "layout",
+    "explain",
+    "all",
     "help",
 )
 
@@ -105,6 +107,12 @@ def build_parser(prog: str = "detsearch") -> argparse.ArgumentParser:
         default="short",
         help="short: the filename alone (image<TAB>filename for several images).",
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="Every record of --type for the image, with why it was or was not chosen.",
+    )
+    p.add_argument("--all", action="store_true", help="With --explain: every CCD.")
     times = p.add_mutually_exclusive_group()
     times.add_argument(
         "--tstart",
@@ -355,6 +363,10 @@ def run(argv: Sequence[str], prog: str = "detsearch", out=None, err=None) -> int
     db = open_db(args.db)
     time_us = parse_time_us(args.time) if args.time else None
 
+    if args.explain:
+        from nightlake.explain import run_detsearch_explain
+
+        return run_detsearch_explain(db, args, time_us, out)
     if not args.image:
         trange = tuple(parse_time_us(v) for v in args.trange) if args.trange else None
         indices = list_records(

@@ -1,0 +1,135 @@
+"""Commands that say why the detrend answers are what they are: ``explain``, ``audit``.
+
+Parsing and printing only; the work is done by :mod:`nightlake.explain` and
+:mod:`nightlake.audit` (both run the SQL macros of ``sql/45_explain.sql`` and
+``sql/46_audit.sql``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from nightlake.cli import app
+from nightlake.errors import UsageError
+
+_LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
+
+
+@app.command()
+def explain(
+    ccd_after_image: Optional[int] = typer.Argument(
+        None, metavar="[CCD]", help="CCD after --image FILE (Elixir spelling)."
+    ),
+    detrend_type: str = typer.Option(..., "--type", help="bias, dark, flat, fringe or mask."),
+    mode: str = typer.Option("exact", "--mode", help="exact or recent."),
+    image: Optional[Path] = typer.Option(None, "--image", help="FITS image to explain."),
+    layout: Optional[str] = typer.Option(
+        None, "--layout", help="split (one file per CCD) or mef (the CCD's extension)."
+    ),
+    visit: Optional[int] = typer.Option(None, "--visit", help="A lake image: its visit ..."),
+    detector: Optional[int] = typer.Option(None, "--detector", help="... and its detector."),
+    ccd: Optional[int] = typer.Option(None, "--ccd", help="CCD (overrides the header's)."),
+    filter: Optional[str] = typer.Option(None, "--filter", help="Filter name (overrides)."),
+    time: Optional[str] = typer.Option(
+        None, "--time", help="Image time, ISO-8601 UTC or Unix seconds (overrides)."
+    ),
+    exptime: Optional[float] = typer.Option(None, "--exptime", help="Exposure time in s."),
+    all_ccds: bool = typer.Option(False, "--all", help="Explain every CCD, not only the image's."),
+    db: Optional[Path] = typer.Option(
+        None, "--db", help="DetReg database (default: the lake's mirror, else $NIGHTLAKE_DETREG)."
+    ),
+    lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Every record of a type for one image, with why it was or was not chosen."""
+    from dataclasses import replace
+
+    from nightlake.detsearch import parse_time_us
+    from nightlake.explain import FORMATS, explanation, write_explanations
+    from nightlake.explain import explain as run_explain
+    from nightlake.images import band_of
+    from nightlake.resolve import Image
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: expected table or json")
+    if (visit is None) != (detector is None):
+        raise UsageError("give --visit and --detector together (one image of the lake)")
+    if visit is not None and image is not None:
+        raise UsageError("give --image FILE or --visit/--detector, not both")
+    con, source = _connection(db, lake, from_lake=visit is not None)
+    if visit is not None:
+        from nightlake.explain import lake_image
+
+        img = lake_image(con, visit, detector)
+    elif image is not None:
+        from nightlake.images import read_image
+
+        img = read_image(image, ccd=ccd if ccd is not None else ccd_after_image, layout=layout)
+    else:
+        if time is None:
+            raise UsageError("give --image FILE, --visit V --detector D, or --time (with --ccd)")
+        img = Image(ccd=ccd, time_us=None, name=None)
+    overrides = {}
+    if ccd is not None:
+        overrides["ccd"] = ccd
+    if filter is not None:
+        overrides.update(filter=filter, band=band_of(filter))
+    if time is not None:
+        overrides["time_us"] = parse_time_us(time)
+    if exptime is not None:
+        overrides["exptime"] = exptime
+    img = replace(img, **overrides)
+    table = run_explain(con, detrend_type, img, mode, all_ccds=all_ccds, source=source)
+    write_explanations([explanation(table, img, detrend_type, mode)], fmt, sys.stdout)
+
+
+def _connection(db: Optional[Path], lake: Optional[Path], *, from_lake: bool):
+    """The connection and the name of its detrend table: the lake's mirror or ``--db``."""
+    from nightlake.detsearch import open_db
+    from nightlake.explain import add_db_records, db_connection
+    from nightlake.lake import Lake
+
+    if db is None and (lake is not None or from_lake):
+        return Lake(lake).connect(), "detrends"
+    records = open_db(str(db) if db is not None else None)
+    if from_lake:  # the image from the lake, the records from --db
+        con = Lake(lake).connect()
+        return con, add_db_records(con, records)
+    return db_connection(records), "detrends"
+
+
+@app.command()
+def audit(
+    lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    detrend_types: List[str] = typer.Option(
+        [], "--type", help="Types to audit (repeatable; default: all)."
+    ),
+    mode: str = typer.Option("exact", "--mode", help="exact or recent (for the coverage)."),
+    fail_on: List[str] = typer.Option(
+        ["gap"], "--fail-on", help="Finding kinds that make the exit status 1 (repeatable)."
+    ),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="table, json, parquet, … (default: from -o, else table/csv)."
+    ),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write findings here."),
+) -> None:
+    """Findings about the detrend database and its coverage of the lake's images."""
+    import pyarrow as pa
+
+    from nightlake.audit import FINDINGS, audit as run_audit, failing
+    from nightlake.cli.query_cmds import _emit
+    from nightlake.lake import Lake
+    from nightlake.resolve import DETREND_TYPES
+
+    for kind in fail_on:
+        if kind not in FINDINGS:
+            raise UsageError(f"--fail-on {kind!r}: expected one of {', '.join(FINDINGS)}")
+    con = Lake(lake).connect()
+    findings = run_audit(con, detrend_types or DETREND_TYPES, mode)
+    _emit(pa.RecordBatchReader.from_batches(findings.schema, findings.to_batches()), fmt, output)
+    if failing(findings, fail_on):
+        raise typer.Exit(1)
