@@ -172,22 +172,16 @@ class Lake:
         return con
 
     def sql(self, query: str, params: dict[str, Any] | None = None) -> "pa.Table":
-        """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table."""
-        import duckdb
+        """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table.
 
-        from nightlake.query import check_read_only  # no statement may write files
+        Read-only like ``nightlake sql`` (see :mod:`nightlake.query`): statements that could
+        write files are refused with :class:`QueryError`.
+        """
+        from nightlake.query import stream
 
-        check_read_only(query)
         con = self._cursor()
         try:
-            relation = con.sql(query, params=params or None)
-            if relation is None:  # a statement that returns nothing (SET, CREATE TEMP …)
-                import pyarrow as pa
-
-                return pa.table({})
-            return fetch_arrow(relation)
-        except duckdb.Error as exc:
-            raise QueryError(one_line(exc)) from exc
+            return stream(con, query, params).read_all()
         finally:
             con.close()
 
@@ -205,9 +199,11 @@ class Lake:
             if cached is None or cached[0] != state:
                 from nightlake.mirror import freshness
 
+                from nightlake.query import open_connection
+
                 # The old connection is dropped, not closed: a cursor of it may still be
                 # running in another thread; it goes when its last cursor does.
-                con = self.connect()
+                con = open_connection(self)
                 # connect() may have re-synced the mirror; one it could not fix (a read-only
                 # lake) is looked at again on the next call instead of being cached as broken
                 settled = freshness(self).state in ("fresh", "no-mirror")
