@@ -131,6 +131,8 @@ def _object_reason(words: list[str]) -> str | None:
 def _attach_reason(text: str) -> str | None:
     """ATTACH only read-only (by its parsed options) or of a new in-memory database."""
     words = _words(text)
+    while words and words[-1][2] == ";":
+        words.pop()
     strings = [w for _, kind, w in words if kind == "string"]
     if strings and strings[0] == "':memory:'":
         return None
@@ -156,8 +158,6 @@ def _attach_reason(text: str) -> str | None:
         name, value = (option[0] if option else ""), " ".join(option[1:])
         if name == "read_only":
             read_only = value in _TRUE and read_only is not False
-        elif name == "access_mode":
-            read_only = value == "read_only" and read_only is not False
     if not read_only:
         return "ATTACH without (READ_ONLY) may create or modify a database file"
     return None
