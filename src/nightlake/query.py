@@ -7,8 +7,11 @@ things are settled here once:
   into the text; values bind as SQL string literals, which DuckDB casts where the context
   needs a number (``detector = $det``); cast explicitly in arithmetic (``$n::INT + 1``);
 * read-only: a query may read anything and build temporary tables, but no statement may
-  write files (``COPY … TO``, ``EXPORT DATABASE``, a writable ``ATTACH``, extensions, or the
-  settings that point DuckDB's own files somewhere) — so it cannot modify the lake;
+  write files or change settings. DuckDB decides, not the words of the query: the parsed
+  statement types against an allowlist (:func:`check_read_only`), the plan of each statement
+  right before it runs (:func:`check_plan`: a COPY may hide in a CTE, a view or a macro), and
+  a connection that cannot install or load extensions, keeps no secrets on disk and has its
+  configuration locked (:func:`lock_down`) — so a query cannot modify the lake;
 * errors: DuckDB's multi-line message becomes one line that keeps the position
   (``line 2, column 8``) of the offending token.
 """
