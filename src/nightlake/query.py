@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from nightlake.errors import QueryError, UsageError
@@ -184,17 +185,22 @@ def _explained(text: str) -> list:
     return found
 
 
+_PARSER = None  # an empty connection that only parses, for json_serialize_sql
+_PARSER_LOCK = threading.Lock()
+
+
 def _select_reason(text: str) -> str | None:
     """A SELECT's query nodes, as DuckDB parses them, all read (a CTE may hold COPY …)."""
     import json
 
     import duckdb
 
-    con = duckdb.connect(":memory:")
-    try:
-        tree = json.loads(con.execute("SELECT json_serialize_sql($q)", {"q": text}).fetchone()[0])
-    finally:
-        con.close()
+    global _PARSER
+    with _PARSER_LOCK:  # a connection is not for two threads at once; connecting is slow
+        if _PARSER is None:
+            _PARSER = duckdb.connect(":memory:")
+        row = _PARSER.execute("SELECT json_serialize_sql($q)", {"q": text}).fetchone()
+    tree = json.loads(row[0])
     if tree.get("error"):  # e.g. PIVOT cannot be serialized: the plan check covers it
         return None
     nodes: set[str] = set()
