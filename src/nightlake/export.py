@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from nightlake.errors import QueryError, UsageError
 from nightlake.files import ASIDE_MARK, remove_path, sweep_temps, temp_path_for
-from nightlake.query import (check_params, check_read_only, error_message, open_connection,
-                             parse_statements)
+from nightlake.query import (check_params, check_plan, check_read_only, error_message,
+                             open_connection, parse_statements)
 
 if TYPE_CHECKING:
     from nightlake.lake import Lake
@@ -147,6 +147,7 @@ def export(
         query = statements[0].query.strip().rstrip(";")
         params = dict(params or {})
         check_params(query, params, statements)
+        check_plan(con, statements[0], params)
         try:
             columns = con.sql(query, params=params or None).columns
         except duckdb.Error as exc:
@@ -161,7 +162,8 @@ def export(
                    else ["FORMAT csv, HEADER"])
         if partition_by:
             options.append("PARTITION_BY (" + ", ".join(map(_quote_identifier, partition_by)) + ")")
-        copy = f"COPY ({query}) TO ${_PATH_PARAM} ({', '.join(options)})"
+        # the newline ends a trailing -- comment of the query, which would swallow the ")"
+        copy = f"COPY ({query}\n) TO ${_PATH_PARAM} ({', '.join(options)})"
 
         tmp = temp_path_for(target)
         try:

@@ -168,22 +168,16 @@ class Lake:
         return con
 
     def sql(self, query: str, params: dict[str, Any] | None = None) -> "pa.Table":
-        """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table."""
-        import duckdb
+        """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table.
 
-        from nightlake.query import check_read_only  # no statement may write files
+        Read-only like ``nightlake sql`` (see :mod:`nightlake.query`): statements that could
+        write files are refused with :class:`QueryError`.
+        """
+        from nightlake.query import stream
 
-        check_read_only(query)
         con = self._cursor()
         try:
-            relation = con.sql(query, params=params or None)
-            if relation is None:  # a statement that returns nothing (SET, CREATE TEMP …)
-                import pyarrow as pa
-
-                return pa.table({})
-            return fetch_arrow(relation)
-        except duckdb.Error as exc:
-            raise QueryError(one_line(exc)) from exc
+            return stream(con, query, params).read_all()
         finally:
             con.close()
 
@@ -199,10 +193,12 @@ class Lake:
             state = self._disk_state()
             cached = self._connection
             if cached is None or cached[0] != state:
+                from nightlake.query import open_connection
+
                 # The old connection is dropped, not closed: a cursor of it may still be
                 # running in another thread; it goes when its last cursor does. The state is
                 # taken before connecting, so a change during connect() is seen next time.
-                self._connection = (state, self.connect())
+                self._connection = (state, open_connection(self))
             return self._connection[1].cursor()
 
     def _disk_state(self) -> tuple:

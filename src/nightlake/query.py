@@ -7,15 +7,20 @@ things are settled here once:
   into the text; values bind as SQL string literals, which DuckDB casts where the context
   needs a number (``detector = $det``); cast explicitly in arithmetic (``$n::INT + 1``);
 * read-only: a query may read anything and build temporary tables, but no statement may
-  write files (``COPY … TO``, ``EXPORT DATABASE``, a writable ``ATTACH``, extensions, or the
-  settings that point DuckDB's own files somewhere) — so it cannot modify the lake;
+  write files or change settings. DuckDB decides, not the words of the query: the parsed
+  statement types against an allowlist (:func:`check_read_only`), the plan of each statement
+  right before it runs (:func:`check_plan`: a COPY may hide in a CTE, a view or a macro), and
+  a connection that cannot install or load extensions, keeps no secrets on disk and has its
+  configuration locked (:func:`lock_down`) — so a query cannot modify the lake;
 * errors: DuckDB's multi-line message becomes one line that keeps the position
   (``line 2, column 8``) of the offending token.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from nightlake.errors import QueryError, UsageError
@@ -30,28 +35,34 @@ BATCH_ROWS = 10_000
 
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-#: Settings that make DuckDB write files of its own, or lift the file-access rules.
-_FILE_SETTINGS = frozenset(
-    {
-        "temp_directory",
-        "profiling_output",
-        "profile_output",
-        "secret_directory",
-        "extension_directory",
-        "home_directory",
-        "log_query_path",
-        "enable_external_access",
-        "allowed_directories",
-        "allowed_paths",
-        "lock_configuration",
-        "allow_unsigned_extensions",
-        "allow_community_extensions",
-        "custom_extension_repository",
-        "autoinstall_extension_repository",
-    }
-)
-#: Functions that write files when called.
-_FILE_FUNCTIONS = frozenset({"enable_logging"})
+#: Statement types that only read, or change nothing but the in-memory connection (temporary
+#: tables, read-only attaches); their inner parts are vetted further below. Everything else
+#: (COPY, EXPORT, INSTALL/LOAD, SET/RESET, PRAGMA, CALL, PREPARE/EXECUTE, ALTER, VACUUM, …)
+#: is refused by type, so a new kind of statement is refused until it is looked at.
+_ALLOWED_TYPES = frozenset({
+    "SELECT", "EXPLAIN", "CREATE", "INSERT", "UPDATE", "DELETE", "MERGE_INTO", "DROP",
+    "TRANSACTION", "ATTACH", "DETACH",
+})
+#: Why a statement type is refused (the rest: "<TYPE> statements are not allowed").
+_TYPE_REASONS = {
+    "COPY": "COPY writes files",
+    "COPY_DATABASE": "COPY DATABASE writes files",
+    "EXPORT": "EXPORT DATABASE writes files",
+    "LOAD": "installing or loading extensions is not allowed",
+    "SET": "settings are locked",
+    "PRAGMA": "PRAGMA changes settings; use SELECT * FROM pragma_…(…) to read",
+    "CALL": "CALL runs functions for their effects; use SELECT * FROM f(…) to read",
+    "PREPARE": "PREPARE is not allowed; bind values with -p NAME=VALUE",
+    "EXECUTE": "EXECUTE is not allowed; bind values with -p NAME=VALUE",
+}
+#: Objects a query may CREATE or DROP (in the in-memory database or a ``:memory:`` attach).
+_OBJECTS = frozenset({"TABLE", "VIEW", "MACRO", "FUNCTION", "SEQUENCE", "TYPE", "SCHEMA", "INDEX"})
+_CREATE_PREFIX = frozenset({"OR", "REPLACE", "TEMP", "TEMPORARY", "UNIQUE"})
+#: Query nodes of a SELECT that read (a CTE may hold a COPY or an INSERT: refused).
+_READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+#: How far past EXPLAIN its options may reach before the explained statement starts.
+_EXPLAIN_OPTION_TOKENS = 32
+_TRUE = frozenset({"", "true", "1", "on"})
 
 READ_ONLY_HINT = "nightlake sql is read-only; write results with -o FILE or `nightlake export`"
 
@@ -73,49 +84,169 @@ def parse_params(items: Iterable[str]) -> dict[str, str]:
     return params
 
 
-def _tokens(text: str) -> list[str]:
-    """The words, strings and operators of ``text`` as DuckDB's tokenizer splits them."""
+def _statement_type(statement) -> str:
+    try:
+        return statement.type.name
+    except ValueError:  # a type this duckdb module has no name for (UPDATE EXTENSIONS)
+        return "UNKNOWN"
+
+
+def _words(text: str) -> list[tuple[int, str, str]]:
+    """``text`` as DuckDB's tokenizer splits it: (offset, kind, word), comments left out.
+
+    Keywords and identifiers are upper-cased, with quotes removed from quoted identifiers;
+    string constants keep their quotes.
+    """
     import duckdb
 
     spans = duckdb.tokenize(text)
     words = []
     for i, (start, kind) in enumerate(spans):
-        end = spans[i + 1][0] if i + 1 < len(spans) else len(text)
-        word = text[start:end].strip()
         if kind == duckdb.token_type.comment:
             continue
+        end = spans[i + 1][0] if i + 1 < len(spans) else len(text)
+        raw = text[start:end].strip()
         if kind == duckdb.token_type.string_const:
-            words.append(word)  # keep the quotes: a string is never a keyword
-        else:
-            # one token may run up to the next (e.g. "x," ): keep the leading word only
-            match = re.match(r'[A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")*"|\S', word)
-            words.append(match.group(0) if match else word)
+            words.append((start, "string", raw))
+            continue
+        # one token may run up to the next (e.g. "x," ): keep the leading word only
+        match = re.match(r'[A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")*"|\S', raw)
+        word = match.group(0) if match else raw
+        if word.startswith('"'):
+            word = word[1:-1].replace('""', '"')
+        words.append((start, kind.name, word.upper()))
     return words
 
 
-def _write_reason(words: list[str]) -> str | None:
-    """Why a statement (as tokens) may write files, or None when it only reads."""
-    upper = [w.upper() for w in words]
-    if not upper:
+def _object_reason(words: list[str]) -> str | None:
+    """CREATE/DROP: only catalog objects of the in-memory database, never secrets."""
+    verb = words[0] if words else ""
+    rest = words[1:]
+    while verb == "CREATE" and rest and rest[0] in _CREATE_PREFIX:
+        rest = rest[1:]
+    kind = rest[0] if rest else ""
+    if verb in ("CREATE", "DROP") and kind in _OBJECTS:
         return None
-    head = upper[0]
-    if head == "COPY" and "TO" in upper:
-        return "COPY … TO writes files"
-    if head == "EXPORT":
-        return "EXPORT DATABASE writes files"
-    if head in ("INSTALL", "LOAD") or (head == "FORCE" and "INSTALL" in upper):
-        return "installing or loading extensions is not allowed"
-    if head == "ATTACH" and "READ_ONLY" not in upper and "':MEMORY:'" not in upper:
-        return "ATTACH may create or modify a database file (add (READ_ONLY))"
-    if head in ("SET", "RESET", "PRAGMA"):
-        names = {w.lower() for w in words[1:4]}
-        hit = names & _FILE_SETTINGS
-        if hit:
-            return f"changing {sorted(hit)[0]} is not allowed"
-    used = {w.lower() for w in words} & _FILE_FUNCTIONS
-    if used:
-        return f"{sorted(used)[0]} writes files"
+    if "SECRET" in words[:6]:
+        return "secrets are not allowed"
+    return f"{verb} {kind}".strip() + " is not allowed"
+
+
+def _attach_reason(text: str) -> str | None:
+    """ATTACH only read-only (by its parsed options) or of a new in-memory database."""
+    words = _words(text)
+    while words and words[-1][2] == ";":
+        words.pop()
+    strings = [w for _, kind, w in words if kind == "string"]
+    if strings and strings[0] == "':memory:'":
+        return None
+    if not words or words[-1][2] != ")":
+        return "ATTACH without (READ_ONLY) may create or modify a database file"
+    depth, start = 0, None
+    for i in range(len(words) - 1, -1, -1):
+        word = words[i][2]
+        depth += (word == ")") - (word == "(")
+        if depth == 0:
+            start = i
+            break
+    options: list[list[str]] = [[]]
+    depth = 0
+    for _, _, word in words[(start or 0) + 1:-1]:
+        depth += (word == "(") - (word == ")")
+        if word == "," and depth == 0:
+            options.append([])
+        else:
+            options[-1].append(word.strip("'").lower())
+    read_only = None
+    for option in options:
+        name, value = (option[0] if option else ""), " ".join(option[1:])
+        if name == "read_only":
+            read_only = value in _TRUE and read_only is not False
+    if not read_only:
+        return "ATTACH without (READ_ONLY) may create or modify a database file"
     return None
+
+
+def _explained(text: str) -> list:
+    """The statements EXPLAIN [ANALYZE] (…) may wrap: every suffix of its first tokens that
+    DuckDB parses as one statement (the real one is among them; all must pass)."""
+    import duckdb
+
+    found = []
+    for start, _, _ in _words(text)[1:1 + _EXPLAIN_OPTION_TOKENS]:
+        try:
+            inner = duckdb.extract_statements(text[start:])
+        except duckdb.Error:
+            continue
+        except ValueError:  # a statement type this duckdb module has no name for
+            raise QueryError(_refused("a statement of an unknown type", text)) from None
+        if len(inner) == 1:
+            found.append(inner[0])
+    return found
+
+
+_PARSER = None  # an empty connection that only parses, for json_serialize_sql
+_PARSER_LOCK = threading.Lock()
+
+
+def _select_reason(text: str) -> str | None:
+    """A SELECT's query nodes, as DuckDB parses them, all read (a CTE may hold COPY …)."""
+    import json
+
+    import duckdb
+
+    global _PARSER
+    with _PARSER_LOCK:  # a connection is not for two threads at once; connecting is slow
+        if _PARSER is None:
+            _PARSER = duckdb.connect(":memory:")
+        row = _PARSER.execute("SELECT json_serialize_sql($q)", {"q": text}).fetchone()
+    tree = json.loads(row[0])
+    if tree.get("error"):  # e.g. PIVOT cannot be serialized: the plan check covers it
+        return None
+    nodes: set[str] = set()
+    todo: list = [tree]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            kind = item.get("type")
+            if isinstance(kind, str) and kind.endswith("_NODE"):
+                nodes.add(kind)
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    writes = sorted(nodes - _READ_NODES)
+    if writes:
+        return f"a {writes[0].removesuffix('_QUERY_NODE')} inside a query is not allowed"
+    return None
+
+
+def _reason(statement, depth: int = 0) -> str | None:
+    """Why ``statement`` (parsed by DuckDB) is refused, or None when it may run."""
+    kind = _statement_type(statement)
+    text = statement.query
+    if kind not in _ALLOWED_TYPES:
+        return _TYPE_REASONS.get(kind, f"{kind} statements are not allowed")
+    if kind == "SELECT":
+        return _select_reason(text)
+    if kind == "EXPLAIN":
+        inner = _explained(text)
+        if not inner or depth > 2:
+            return "EXPLAIN of something that is not a query"
+        for statement in inner:
+            reason = _reason(statement, depth + 1)
+            if reason:
+                return reason
+        return None
+    if kind in ("CREATE", "DROP"):
+        return _object_reason([w for _, _, w in _words(text)])
+    if kind == "ATTACH":
+        return _attach_reason(text)
+    return None
+
+
+def _refused(reason: str, text: str) -> str:
+    snippet = " ".join(text.split())[:60]
+    return f"statement refused ({reason}): {snippet!r}; {READ_ONLY_HINT}"
 
 
 def parse_statements(query: str) -> list:
@@ -126,18 +257,104 @@ def parse_statements(query: str) -> list:
         return duckdb.extract_statements(query)
     except duckdb.Error as exc:
         raise QueryError(error_message(exc, query)) from exc
+    except ValueError:  # a statement type this duckdb module has no name for (UPDATE EXTENSIONS)
+        raise QueryError(_refused("a statement of an unknown type", query)) from None
 
 
 def check_read_only(query: str, statements: list | None = None) -> None:
-    """Raise :class:`QueryError` when a statement of ``query`` could write files.
+    """Raise :class:`QueryError` when a statement of ``query`` is not a read.
 
-    ``statements``: ``query`` already split by DuckDB (saves parsing it again).
+    The statement types come from DuckDB's parser, and each allowed type is vetted further
+    (the query nodes of a SELECT, what EXPLAIN wraps, the options of ATTACH, the object of
+    CREATE). ``statements``: ``query`` already split by DuckDB (saves parsing it again).
+    :func:`check_plan` is the second check, on the plan, right before a statement runs.
     """
     for statement in parse_statements(query) if statements is None else statements:
-        reason = _write_reason(_tokens(statement.query))
+        reason = _reason(statement)
         if reason:
-            snippet = " ".join(statement.query.split())[:60]
-            raise QueryError(f"statement refused ({reason}): {snippet!r}; {READ_ONLY_HINT}")
+            raise QueryError(_refused(reason, statement.query))
+
+
+#: Physical operators that write files.
+_WRITING_OPERATORS = ("COPY_TO_FILE", "EXPORT")
+_PLANNED = frozenset({"SELECT", "CREATE", "INSERT", "UPDATE", "DELETE", "MERGE_INTO"})
+
+
+def _planned(statement) -> list:
+    """The statements of ``statement`` that run with a plan (EXPLAIN ANALYZE runs its own)."""
+    kind = _statement_type(statement)
+    if kind in _PLANNED:
+        return [statement]
+    if kind == "EXPLAIN":
+        return [p for inner in _explained(statement.query) for p in _planned(inner)]
+    return []
+
+
+def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
+    """Refuse ``statement`` when DuckDB's plan for it holds an operator that writes files.
+
+    Run right before the statement (it may use a table an earlier one created): a view or a
+    macro may hide a COPY that only the plan shows. A statement DuckDB cannot plan is left
+    to fail on its own when it runs, with DuckDB's message.
+    """
+    import json
+
+    import duckdb
+
+    params = params or {}
+    for planned in _planned(statement):
+        used = {k: params[k] for k in planned.named_parameters if k in params} or None
+        try:
+            rows = con.execute("EXPLAIN (FORMAT json) " + planned.query, used).fetchall()
+        except duckdb.Error:
+            continue
+        todo: list = [json.loads(row[-1]) for row in rows]
+        while todo:
+            item = todo.pop()
+            if isinstance(item, dict):
+                name = str(item.get("name", ""))
+                if any(op in name.upper() for op in _WRITING_OPERATORS):
+                    raise QueryError(_refused(f"its plan writes files ({name})", statement.query))
+                todo.extend(item.values())
+            elif isinstance(item, list):
+                todo.extend(item)
+
+
+#: Extensions, secrets and DuckDB's own files go nowhere: a directory below a device file
+#: cannot be created, not even by root.
+_NOWHERE = os.path.join(os.devnull, "nightlake-read-only")
+
+
+def lock_down(con) -> None:
+    """Make ``con`` read-only for files, then lock its configuration (no SET works after).
+
+    Extensions are neither installed nor loaded behind a query's back, secrets are never
+    persisted, and DuckDB spills to a private directory of its own that it creates only when
+    it needs it and removes when the connection closes (for ``:memory:`` it would otherwise
+    spill into ``./.tmp`` of whatever directory the user is in).
+    """
+    import tempfile
+    import uuid
+
+    spill = os.path.join(tempfile.gettempdir(), f"nightlake-spill-{uuid.uuid4().hex}")
+    for name, value in (
+        ("enable_progress_bar", True),
+        ("enable_progress_bar_print", False),  # it would print into results on stdout
+        ("autoinstall_known_extensions", False),
+        ("autoload_known_extensions", False),
+        ("allow_community_extensions", False),
+        ("allow_persistent_secrets", False),
+        ("extension_directory", _NOWHERE),
+        ("secret_directory", _NOWHERE),
+        ("temp_directory", spill),
+        ("lock_configuration", True),  # last
+    ):
+        literal = str(value).lower() if isinstance(value, bool) else _sql_string(str(value))
+        con.execute(f"SET {name} = {literal}")
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def check_params(query: str, params: Mapping[str, Any], statements: list | None = None) -> None:
@@ -272,12 +489,14 @@ def stream(
     statements = _statements(query, parsed)
     if not statements:
         return pa.RecordBatchReader.from_batches(pa.schema([]), [])
-    for text, start, names in statements[:-1]:
+    for (text, start, names), statement in zip(statements[:-1], parsed):
+        check_plan(con, statement, params)
         try:
             con.execute(text, {k: params[k] for k in names} or None)
         except duckdb.Error as exc:
             raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
     text, start, names = statements[-1]
+    check_plan(con, parsed[-1], params)
     try:
         relation = con.sql(text, params={k: params[k] for k in names} or None)
         if relation is None:
@@ -302,10 +521,17 @@ def _checked(reader: "pa.RecordBatchReader", text: str, query: str,
 
 
 def open_connection(lake) -> "duckdb.DuckDBPyConnection":
-    """``lake.connect()`` for running user SQL: DuckDB's own progress bar off (it would print
-    into the results on standard output); ``query_progress()`` still reports progress."""
+    """``lake.connect()`` for running user SQL, made read-only by :func:`lock_down`.
+
+    DuckDB's own progress bar does not print (it would go into the results on standard
+    output); ``query_progress()`` still reports progress.
+    """
     con = lake.connect()
-    con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
+    try:
+        lock_down(con)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 

@@ -1,0 +1,278 @@
+"""``nightlake sql``, ``Lake.sql`` and ``nightlake export`` are read-only: no statement writes
+a file or changes a setting, whatever its spelling (case, quoting, comments, nesting in
+EXPLAIN / PREPARE / a CTE, or hidden later in a script).
+
+Each refused statement runs with HOME and the working directory in ``tmp_path``; a listing
+of the lake, the working directory and HOME must be the same after as before.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nightlake import Lake
+from nightlake.errors import QueryError
+from nightlake.query import check_read_only, open_connection
+
+PART = "{lake}/images/target=A0a/night=20190402/20190402_A0a.parquet"
+
+REFUSED = [
+    # PREPARE / EXECUTE, whatever they wrap
+    f"PREPARE p AS COPY (SELECT 1 AS junk) TO '{PART}' (FORMAT parquet); EXECUTE p",
+    "prepare P as copy (select 1) to 'x.csv'",
+    "SELECT 1; PREPARE p AS SELECT 42; EXECUTE p",
+    "/* c */ PREPARE \"p\" AS SELECT 1",
+    "EXECUTE p",
+    # EXPLAIN [ANALYZE] of something that is not a read
+    "EXPLAIN ANALYZE COPY (SELECT 43) TO 'x.csv'",
+    "explain analyze copy (select 43) to 'x.csv'",
+    "EXPLAIN /* x */ ANALYZE -- y\n COPY (SELECT 43) TO 'x.csv'",
+    "EXPLAIN ANALYZE INSTALL spatial",
+    "EXPLAIN ANALYZE LOAD '{cwd}/x.duckdb_extension'",
+    "EXPLAIN ANALYZE WITH a AS (COPY (SELECT 1) TO 'x.csv') SELECT 1",
+    # settings, however quoted or spelled
+    "SET \"temp_directory\"='{cwd}/spill'",
+    "SET \"lock_configuration\"=false",
+    "set Temp_Directory to 'spill'",
+    "PRAGMA enable_profiling='json'; SET \"profiling_output\"='prof.json'; SELECT 1",
+    "PRAGMA enable_profiling",
+    "RESET temp_directory",
+    "SET GLOBAL extension_directory = 'ext'",
+    "SELECT 1; SELECT 2; SET threads = 1",
+    "PRAGMA threads = 1",
+    # CALL of functions that act
+    "CALL \"enable_logging\"(storage_path='logs')",
+    "call enable_logging(storage_path := 'logs')",
+    "CHECKPOINT",
+    # ATTACH that is not read-only by its options
+    "ATTACH 'e1.db' AS e (READ_ONLY false)",
+    "ATTACH 'e2.db' AS read_only; CREATE TABLE read_only.t AS SELECT 1",
+    "attach 'e3.db' as \"READ_ONLY\"",
+    "ATTACH DATABASE 'e4.db' AS e (READ_ONLY 0)",
+    "ATTACH 'e5.db' AS e /* (READ_ONLY) */",
+    "ATTACH 'e6.db' (ACCESS_MODE 'read_write')",
+    "ATTACH IF NOT EXISTS 'e7.db' AS e (TYPE duckdb)",
+    "SELECT 1; ATTACH 'e8.db' AS e -- (READ_ONLY)",
+    # secrets
+    "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
+    "create or replace persistent secret s (type http)",
+    "CREATE SECRET s (TYPE s3)",
+    "CREATE TEMPORARY SECRET \"s\" (TYPE http)",
+    "DROP PERSISTENT SECRET s",
+    # extensions
+    "INSTALL spatial",
+    "FORCE INSTALL spatial FROM core_nightly",
+    "LOAD '{cwd}/x.duckdb_extension'",
+    "install \"httpfs\"",
+    "UPDATE EXTENSIONS",
+    # COPY and EXPORT, also inside a query and later in a script
+    f"COPY (SELECT 1) TO '{PART}'",
+    "copy images to 'out.parquet'",
+    "WITH a AS (COPY (SELECT 1) TO 'cte.csv') SELECT 1",
+    "SELECT * FROM (WITH a AS MATERIALIZED (COPY (SELECT 1) TO 'sub.csv') SELECT 1)",
+    "CREATE TEMP TABLE t AS WITH a AS (COPY (SELECT 1) TO 'ctas.csv') SELECT 1",
+    "SELECT 1;\nCOPY (SELECT 2) TO 'second.csv';",
+    "SELECT 1; SELECT 2; COPY (SELECT 3) TO 'third.csv'",
+    "EXPORT DATABASE 'dump'",
+    "COPY FROM DATABASE memory TO other",
+    "VACUUM",
+]
+
+ALLOWED = [
+    ("SELECT count(*) AS n FROM images", "9"),
+    ("with t as (select night from images) select count(*) AS n from t", "9"),
+    ("FROM images SELECT count(*) AS n", "9"),
+    ("SELECT count(*) AS n FROM (DESCRIBE images) WHERE column_name = 'night'", "1"),
+    ("SELECT count(*) > 0 AS n FROM (SUMMARIZE images)", "true"),
+    ("SELECT count(*) AS n FROM (SHOW TABLES) WHERE name = 'images'", "1"),
+    ("EXPLAIN SELECT * FROM images", None),
+    ("explain /* how */ analyze SELECT count(*) FROM images", None),
+    ("SELECT count(*) AS n FROM pragma_table_info('images') WHERE name = 'night'", "1"),
+    ("SELECT count(*) AS n FROM images JOIN '{cwd}/targets.csv' USING (target)", "8"),
+    ("ATTACH '{cwd}/user.duckdb' AS u (READ_ONLY); SELECT n FROM u.t", "5"),
+    ("ATTACH '{cwd}/user.duckdb' AS u (\"read_only\" TRUE); SELECT n FROM u.t", "5"),
+    ("ATTACH ':memory:' AS s; CREATE TABLE s.t AS SELECT 7 AS n; SELECT n FROM s.t", "7"),
+    ("CREATE TEMP TABLE t AS SELECT 41 AS x; SELECT x + 1 AS n FROM t", "42"),
+    ("CREATE TEMP MACRO twice(x) AS 2 * x; SELECT twice(21) AS n", "42"),
+    ("SELECT 1 AS n -- a note", "1"),
+    ("SELECT current_setting('lock_configuration') AS n", "true"),
+]
+
+
+def listing(*roots: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file and directory under ``roots``."""
+    seen = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")]:
+            st_ = path.lstat()
+            seen[str(path)] = (st_.st_size if path.is_file() else 0, st_.st_mtime_ns)
+    return seen
+
+
+@pytest.fixture
+def place(tmp_path, hand_lake, monkeypatch):
+    """A working directory and a HOME of their own; yields (lake, cwd, home)."""
+    cwd, home = tmp_path / "work", tmp_path / "home"
+    cwd.mkdir()
+    home.mkdir()
+    (cwd / "targets.csv").write_text("target,priority\nA0a,1\n")
+    user = duckdb.connect(str(cwd / "user.duckdb"))
+    user.execute("CREATE TABLE t AS SELECT 5 AS n")
+    user.close()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HOME", str(home))
+    return hand_lake, cwd, home
+
+
+def _text(statement: str, lake: Path, cwd: Path) -> str:
+    return statement.replace("{lake}", str(lake)).replace("{cwd}", str(cwd))
+
+
+@pytest.mark.parametrize("statement", REFUSED)
+def test_refused_in_one_line_and_nothing_written(cli, place, statement):
+    lake, cwd, home = place
+    before = listing(lake, cwd, home)
+    result = cli("sql", "--lake", lake, _text(statement, lake, cwd))
+    assert result.exit_code == 2, result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "statement refused" in result.stderr and "read-only" in result.stderr
+    assert listing(lake, cwd, home) == before
+
+
+@pytest.mark.parametrize("statement", [
+    REFUSED[0],  # PREPARE … COPY onto a lake partition; EXECUTE
+    "EXPLAIN ANALYZE COPY (SELECT 43) TO 'x.csv'",
+    "SET \"temp_directory\"='{cwd}/spill'",
+    "CALL \"enable_logging\"(storage_path='logs')",
+    "ATTACH 'e2.db' AS read_only; CREATE TABLE read_only.t AS SELECT 1",
+    "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
+    "EXPLAIN ANALYZE INSTALL spatial",
+])
+def test_refused_by_the_console_script(place, tmp_path, statement):
+    lake, cwd, home = place
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    before = listing(lake, cwd, home)
+    script = Path(sys.executable).with_name("nightlake")
+    env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp)}
+    done = subprocess.run([str(script), "sql", "--lake", str(lake), _text(statement, lake, cwd)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "statement refused" in done.stderr and "Traceback" not in done.stderr
+    assert listing(lake, cwd, home) == before
+    assert list(tmp.iterdir()) == []  # (its mtime moves: Python probes that it is writable)
+
+
+@pytest.mark.parametrize("statement, expected", ALLOWED)
+def test_reads_still_work(cli, place, statement, expected):
+    lake, cwd, home = place
+    before = listing(lake, cwd, home)
+    result = cli("sql", "--lake", lake, "--format", "csv", _text(statement, lake, cwd))
+    assert result.exit_code == 0, result.stderr
+    assert expected is None or result.stdout.splitlines()[-1] == expected
+    assert listing(lake, cwd, home) == before
+
+
+@pytest.mark.parametrize("statement", [
+    "WITH a AS (COPY (SELECT 1) TO 'cte.csv') SELECT 1",
+    "select 1 union all (with a as (copy (select 2) to 'u.csv') select 2)",
+    "EXPLAIN ANALYZE COPY (SELECT 43) TO 'x.csv'",
+    "PREPARE p AS SELECT 1",
+])
+def test_export_has_the_same_guard(cli, place, statement):
+    lake, cwd, home = place
+    before = listing(lake, cwd, home)
+    result = cli("export", "--lake", lake, statement, "--to", cwd / "out.csv")
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "statement refused" in result.stderr
+    assert listing(lake, cwd, home) == before
+
+
+def test_export_takes_what_sql_takes(cli, place):
+    lake, cwd, _ = place
+    query = "select 1 as a -- note"
+    assert cli("sql", "--lake", lake, "--format", "csv", query).stdout.splitlines() == ["a", "1"]
+    result = cli("export", "--lake", lake, query, "--to", cwd / "out.csv")
+    assert result.exit_code == 0, result.stderr
+    assert (cwd / "out.csv").read_text().splitlines() == ["a", "1"]
+
+
+@pytest.mark.parametrize("statement", [
+    "PREPARE p AS COPY (SELECT 1) TO 'x.csv'",
+    "WITH a AS (COPY (SELECT 1) TO 'x.csv') SELECT 1",
+    "SET \"temp_directory\" = 'spill'",
+    "ATTACH 'e.db' AS read_only",
+])
+def test_lake_sql_has_the_same_guard(place, statement):
+    lake, cwd, home = place
+    before = listing(lake, cwd, home)
+    with pytest.raises(QueryError, match="statement refused"):
+        Lake(lake).sql(statement)
+    assert listing(lake, cwd, home) == before
+
+
+def test_the_connection_is_locked(place):
+    lake, cwd, _ = place
+    con = open_connection(Lake(lake))
+    try:
+        with pytest.raises(duckdb.Error, match="locked"):
+            con.execute("SET temp_directory = 'spill'")
+        setting = dict(con.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ('temp_directory', "
+            "'autoinstall_known_extensions', 'autoload_known_extensions', "
+            "'allow_persistent_secrets')").fetchall())
+    finally:
+        con.close()
+    assert setting["autoinstall_known_extensions"] == "false"
+    assert setting["autoload_known_extensions"] == "false"
+    assert setting["allow_persistent_secrets"] == "false"
+    assert not Path(setting["temp_directory"]).resolve().is_relative_to(cwd.resolve())
+    table = Lake(lake).sql("SELECT current_setting('lock_configuration') AS locked")
+    assert table.column("locked").to_pylist() == [True]
+
+
+BAD = [
+    "COPY (SELECT 1) TO 'x.csv'",
+    "PREPARE p AS SELECT 1",
+    "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x.csv'",
+    "SET temp_directory = 'x'",
+    "CALL enable_logging(storage_path = 'x')",
+    "ATTACH 'e.db' AS read_only",
+    "CREATE PERSISTENT SECRET s (TYPE s3)",
+    "INSTALL spatial",
+    "WITH a AS (COPY (SELECT 1) TO 'x.csv') SELECT 1",
+]
+
+
+@st.composite
+def respelled(draw):
+    """A refused statement with its keywords re-cased and comments between its tokens."""
+    text = draw(st.sampled_from(BAD))
+    spans = duckdb.tokenize(text)
+    pieces = []
+    for i, (start, kind) in enumerate(spans):
+        end = spans[i + 1][0] if i + 1 < len(spans) else len(text)
+        token = text[start:end].strip()
+        if kind == duckdb.token_type.keyword:
+            token = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in token)
+        gap = draw(st.sampled_from([" ", "  ", "\n", " /* c */ ", " -- c\n"]))
+        pieces.append(token + gap)
+    prefix = draw(st.sampled_from(["", "SELECT 1; ", "SELECT 1;\nSELECT 2; ", "/* x */ "]))
+    return prefix + "".join(pieces)
+
+
+@settings(max_examples=60, deadline=None)
+@given(respelled())
+def test_respelled_statements_stay_refused(statement):
+    with pytest.raises(QueryError, match="statement refused"):
+        check_read_only(statement)
