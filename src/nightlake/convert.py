@@ -35,9 +35,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nightlake import __version__
-from nightlake.collections import SourceFile, describe, discover, partition_keys
+from nightlake.collections import SourceFile, describe, find_inputs, partition_keys
 from nightlake.ecsv import EcsvTable, mjd_to_timestamp, read_ecsv
-from nightlake.errors import InputError, LakeError, NightlakeError, UsageError
+from nightlake.errors import InputError, LakeError, NightlakeError, UsageError, one_line
 from nightlake.files import commit_temp, compare_fingerprint, temp_path_for
 from nightlake.lake import METADATA_KEY, Lake, write_parquet_temp
 
@@ -113,12 +113,8 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
             progress: ProgressFn | None = None) -> ConvertReport:
     """Convert ``sources`` into ``lake``; see the module docstring for the steps."""
     report = ConvertReport()
-    files: list[SourceFile] = []
-    for source in sources:
-        try:
-            files.extend(discover([source]))
-        except NightlakeError as exc:
-            report.failed.append((str(source), exc))
+    files, errors = find_inputs(list(sources))
+    report.failed.extend((exc.path or "<input>", exc) for exc in errors)
     with lake.locked(options.lock_timeout):
         _check_writable(lake)
         _clean_temp_files(lake)
@@ -142,7 +138,8 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
                                     report, None).items():
             contributions[key].extend(parts)
         add_obs_time([c for parts in contributions.values() for c in parts], options.time_scale)
-        failed_paths = {Path(p).resolve() for p, _ in report.failed}
+        # realpath: a failed input may be a symlink loop, which Path.resolve refuses
+        failed_paths = {Path(os.path.realpath(p)) for p, _ in report.failed}
         todo = []
         for key, parts in sorted(contributions.items()):
             path = partition_path(lake, options.partition_by, key)
@@ -250,6 +247,11 @@ def _read_all(files: list[SourceFile], options: ConvertOptions, report: ConvertR
             return ecsv, _split(source, ecsv.table, options)
         except NightlakeError as exc:
             return exc, None
+        except Exception as exc:  # a case no check foresaw must still fail this file only
+            error = InputError(source.path, f"cannot convert ({type(exc).__name__}: "
+                               f"{one_line(exc)})")
+            error.__cause__ = exc
+            return error, None
 
     contributions: dict[tuple[str, ...], list[_Contribution]] = defaultdict(list)
     for i, (source, (ecsv, parts)) in enumerate(zip(files, _threaded(read_one, files))):

@@ -21,10 +21,12 @@ column where they are known.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -190,12 +192,20 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
     """Read one ECSV file (losslessly) into Arrow."""
     path = Path(path)
     try:
-        stat = path.stat()
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise InputError(path, "is a directory, not an ECSV file") from None
+        # non-blocking, so a FIFO is seen by its fstat and refused instead of waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise InputError(path, f"cannot read: {exc.strerror}") from None
+        raise InputError(path, not_a_regular_file(path) or f"cannot read: {exc.strerror}") \
+            from None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            st = os.fstat(fd)
+            problem = not_a_regular_file(path, st)
+            if problem:
+                raise InputError(path, problem)
+            data = handle.read()
+        except OSError as exc:
+            raise InputError(path, f"cannot read: {exc.strerror}") from None
     header = parse_header(path, data)
     if len(data) - header.body_offset > PARALLEL_BYTES:
         # A big file (joined.collection): hash it on a second thread while it is parsed
@@ -218,11 +228,33 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
         table=table,
         header_text=header.text,
         table_meta={k: v for k, v in header.meta.items() if k not in consumed},
-        size=stat.st_size,
-        mtime_ns=stat.st_mtime_ns,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
         sha256=sha256,
         unpacked=unpacked,
     )
+
+
+def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | None:
+    """Why ``path`` cannot be read as an input file, or ``None`` (a stat; never an open,
+    which would wait forever on a FIFO)."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symlink loop (too many levels of symbolic links)"
+            if exc.errno == errno.ENOENT and path.is_symlink():
+                return f"broken symlink (to {os.readlink(path)}, which does not exist)"
+            return f"cannot read: {exc.strerror}"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not an ECSV file"
+    kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "not a regular file")
+    return f"is {kind}, not a regular file" if kind.startswith("a ") else kind
 
 
 # -- header -----------------------------------------------------------------------------------
