@@ -197,15 +197,17 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
     except OSError as exc:
         raise InputError(path, not_a_regular_file(path) or f"cannot read: {exc.strerror}") \
             from None
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            st = os.fstat(fd)
-            problem = not_a_regular_file(path, st)
-            if problem:
-                raise InputError(path, problem)
+    try:
+        st = os.fstat(fd)
+        problem = not_a_regular_file(path, st)
+        if problem:
+            raise InputError(path, problem)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read()
-        except OSError as exc:
-            raise InputError(path, f"cannot read: {exc.strerror}") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     header = parse_header(path, data)
     if len(data) - header.body_offset > PARALLEL_BYTES:
         # A big file (joined.collection): hash it on a second thread while it is parsed
