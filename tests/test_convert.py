@@ -313,7 +313,7 @@ def test_partition_by_detector_writes_a_third_level(tmp_path):
     total = sum(len(Table.read(p, format="ascii.ecsv")) for p in _per_night_files())
     assert lake.sql("SELECT count(*) n FROM images").column("n")[0].as_py() == total
     # switching layouts needs --force
-    with pytest.raises(Exception, match="partitioned by target,night,detector"):
+    with pytest.raises(Exception, match="converted with --partition-by target,night,detector"):
         convert(lake, [COLLECTIONS])
 
 

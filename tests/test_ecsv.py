@@ -253,3 +253,66 @@ def test_header_text_is_dedented_exactly_as_textwrap_does(lines):
     from nightlake.ecsv import _dedent
 
     assert _dedent(lines) == textwrap.dedent("\n".join(lines))
+
+
+# -- long fields and header bytes -----------------------------------------------------------
+LONG = """# %ECSV 1.0
+# ---
+# datatype:
+# - {name: visit, datatype: int64}
+# - {name: wcs, datatype: string}
+# schema: astropy-2.0
+visit wcs
+"""
+
+
+@pytest.fixture(params=[200_000, 3 << 20])
+def long_size(request, monkeypatch):
+    """Beyond csv's field limit (128 kB); beyond a block, read on several threads (the limits
+    lowered to keep the test fast: a 17 MB line in a 33 MB body behaves the same)."""
+    if request.param > 1 << 20:
+        import nightlake.ecsv as ecsv_module
+
+        monkeypatch.setattr(ecsv_module, "BLOCK_BYTES", 1 << 20)
+        monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 1 << 20)
+    return request.param
+
+
+@pytest.mark.parametrize("long_size", [3 << 20], indirect=True)  # (200 kB read before)
+def test_a_field_of_any_length_reads(tmp_path, long_size):
+    size = long_size
+    path = tmp_path / "long.ecsv"
+    path.write_text(LONG + f'1 "{"w" * size}"\n2 short\n3 "{"v" * (size // 2)}"\n')
+    table = read_ecsv(path).table
+    assert table.column("visit").to_pylist() == [1, 2, 3]
+    assert [len(v) for v in table.column("wcs").to_pylist()] == [size, 5, size // 2]
+
+
+def test_a_bad_value_beside_a_long_field_names_its_line(tmp_path, long_size):
+    size = long_size
+    msg = _error(tmp_path, LONG + f'1 "{"w" * size}"\nx short\n')
+    assert ":9:" in msg and "column 'visit'" in msg and "'x' is not a valid int64" in msg
+
+
+_HEADER_LINES = GOOD.splitlines(keepends=True)[:7]  # up to and with the column-names line
+
+
+@settings(max_examples=40, deadline=None)
+@given(line=st.integers(2, 7), at=st.integers(0, 1000),
+       bad=st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xc0\xaf", b"\xe2\x82",
+                            b"\xf8\x88\x80\x80\x80", b"\x80"]))
+def test_non_utf8_bytes_in_the_header_name_the_line(tmp_path_factory, line, at, bad):
+    lines = [ln.encode() for ln in _HEADER_LINES]
+    text = lines[line - 1]
+    cut = 2 + at % (len(text) - 2)  # after the '# ' (the names line: anywhere before its end)
+    if line == 7:
+        cut = at % (len(text) - 1)
+    lines[line - 1] = text[:cut] + bad + text[cut:]
+    data = b"".join(lines) + b"1 x\n"
+    msg = _error(tmp_path_factory.mktemp("h"), data)
+    assert f":{line}: not UTF-8 text (byte 0x{bad[0]:02x})" in msg, msg
+
+
+def test_non_utf8_bytes_in_a_header_comment_name_the_line(tmp_path):
+    data = GOOD.replace("# schema", "# # note: caf\xe9\n# schema").encode("latin-1")
+    assert ":6: not UTF-8 text (byte 0xe9)" in _error(tmp_path, data)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nightlake.ecsv import not_a_regular_file
 from nightlake.errors import InputError
 
 SUFFIXES = (".collection", ".ecsv")
@@ -60,28 +61,47 @@ def describe(path: Path) -> SourceFile:
                       detector=match["detector"])
 
 
-def discover(sources: list[str | os.PathLike[str]]) -> list[SourceFile]:
-    """Expand files, directories (recursively) and globs into input files, each once, sorted."""
+def find_inputs(sources: list[str | os.PathLike[str]]) -> tuple[list[SourceFile],
+                                                                   list[InputError]]:
+    """Expand files, directories (recursively) and globs into input files, each once, sorted,
+    going on past bad inputs: the files found, and an error for each source or file that
+    cannot be one (missing, a symlink loop, a FIFO, a device, …)."""
     found: dict[Path, SourceFile] = {}
+    errors: list[InputError] = []
     for source in sources:
-        text = str(source)
-        path = Path(text)
-        if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
-            if not candidates:
-                raise InputError(path, f"directory holds no {' or '.join(SUFFIXES)} files")
-        elif path.exists() or path.is_symlink():
-            candidates = [path]
-        elif _GLOB_CHARS & set(text):
-            candidates = sorted(Path(p) for p in glob.glob(text, recursive=True)
-                                if Path(p).is_file())
-            if not candidates:
-                raise InputError(text, "glob matches no files")
-        else:
-            raise InputError(path, "no such file or directory")
+        try:
+            candidates = _expand(source)
+        except InputError as exc:
+            errors.append(exc)
+            continue
         for candidate in candidates:
+            problem = not_a_regular_file(candidate)
+            if problem:
+                errors.append(InputError(candidate, problem))
+                continue
             found.setdefault(candidate.resolve(), describe(candidate.resolve()))
-    return [found[p] for p in sorted(found)]
+    return [found[p] for p in sorted(found)], errors
+
+
+def _expand(source: str | os.PathLike[str]) -> list[Path]:
+    """The paths one source names; anything but a directory counts, so that a FIFO or a
+    broken link named ``*.collection`` is reported rather than passed over."""
+    text = str(source)
+    path = Path(text)
+    if path.is_dir():
+        candidates = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and not p.is_dir())
+        if not candidates:
+            raise InputError(path, f"directory holds no {' or '.join(SUFFIXES)} files")
+        return candidates
+    if path.exists() or path.is_symlink():
+        return [path]
+    if _GLOB_CHARS & set(text):
+        candidates = sorted(Path(p) for p in glob.glob(text, recursive=True)
+                            if not Path(p).is_dir())
+        if not candidates:
+            raise InputError(text, "glob matches no files")
+        return candidates
+    raise InputError(path, "no such file or directory")
 
 
 def partition_keys(source: SourceFile, table: pa.Table, *, target: str | None = None,

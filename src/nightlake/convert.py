@@ -35,16 +35,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nightlake import __version__
-from nightlake.collections import SourceFile, describe, discover, partition_keys
+from nightlake.collections import SourceFile, describe, find_inputs, partition_keys
 from nightlake.ecsv import EcsvTable, mjd_to_timestamp, read_ecsv
-from nightlake.errors import InputError, LakeError, NightlakeError, UsageError
+from nightlake.errors import InputError, LakeError, NightlakeError, UsageError, one_line
 from nightlake.files import commit_temp, compare_fingerprint, temp_path_for
 from nightlake.lake import METADATA_KEY, Lake, write_parquet_temp
 
 PARTITION_LEVELS = ("target", "night", "detector")
 SORT_COLUMNS = ("detector", "visit", "mjd")
 TIME_SCALES = ("tai", "utc")
-FORMAT_VERSION = 1
+#: 2: partitions and nightlake.json record the partition-shaping options (``options``)
+FORMAT_VERSION = 2
+#: what a lake written before options were recorded (format 1) is taken to have used: the
+#: defaults of then, with the partition levels its nightlake.json names
+OLD_OPTIONS = {"partition_by": ["target", "night"], "time_scale": "tai"}
 
 #: progress(stage, done, total, label) — stage is "read" or "write"
 ProgressFn = Callable[[str, int, int, str], None]
@@ -76,6 +80,11 @@ class ConvertOptions:
     target: str | None = None
     night: str | None = None
     lock_timeout: float = 30.0
+
+    def shaping(self) -> dict[str, Any]:
+        """The options that change what a partition holds, as recorded in the lake: a
+        partition written with others is stale. (A new such option belongs here.)"""
+        return {"partition_by": list(self.partition_by), "time_scale": self.time_scale}
 
     def __post_init__(self) -> None:
         if self.partition_by not in (("target", "night"), ("target", "night", "detector")):
@@ -113,18 +122,18 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
             progress: ProgressFn | None = None) -> ConvertReport:
     """Convert ``sources`` into ``lake``; see the module docstring for the steps."""
     report = ConvertReport()
-    files: list[SourceFile] = []
-    for source in sources:
-        try:
-            files.extend(discover([source]))
-        except NightlakeError as exc:
-            report.failed.append((str(source), exc))
+    files, errors = find_inputs(list(sources))
+    report.failed.extend((exc.path or "<input>", exc) for exc in errors)
     with lake.locked(options.lock_timeout):
         _check_writable(lake)
         _clean_temp_files(lake)
-        _check_layout(lake, options)
+        manifest = _check_options(lake, options)
         index = _LakeIndex.load(lake)
-        changed = {f.path for f in files if options.force or not index.is_current(f.path)}
+        # a source is changed too when a partition it feeds was written with other options
+        # (a run with new options was cut short, or converted only some sources)
+        redo = index.sources_written_otherwise(options.shaping())
+        changed = {f.path for f in files
+                   if options.force or f.path in redo or not index.is_current(f.path)}
         affected = set(index.partitions_fed_by(changed))
         to_read = {f.path: f for f in files if f.path in changed}
         for partition in affected:
@@ -142,7 +151,8 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
                                     report, None).items():
             contributions[key].extend(parts)
         add_obs_time([c for parts in contributions.values() for c in parts], options.time_scale)
-        failed_paths = {Path(p).resolve() for p, _ in report.failed}
+        # realpath: a failed input may be a symlink loop, which Path.resolve refuses
+        failed_paths = {Path(os.path.realpath(p)) for p, _ in report.failed}
         todo = []
         for key, parts in sorted(contributions.items()):
             path = partition_path(lake, options.partition_by, key)
@@ -173,8 +183,6 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
             return written, committer.submit(commit_temp, written.tmp, written.target)
 
         schemas = {p: sig for p, sig in index.schemas.items() if p not in report.removed}
-        manifest = {**lake.read_manifest(), "format_version": FORMAT_VERSION,
-                    "partition_by": list(options.partition_by)}
         if todo and manifest.get("uniform_schema"):
             # readers meanwhile must not assume one schema for partitions about to change
             lake.write_manifest({**manifest, "uniform_schema": False})
@@ -198,23 +206,30 @@ class _LakeIndex:
     sources: dict[Path, dict[str, Any]]  # recorded fingerprint by source path
     partitions: dict[Path, list[Path]]  # partition file -> its source paths
     schemas: dict[Path, tuple]  # partition file -> its column names and types
+    options: dict[Path, dict[str, Any]]  # partition file -> the options it was written with
 
     @classmethod
     def load(cls, lake: Lake) -> "_LakeIndex":
         sources: dict[Path, dict[str, Any]] = {}
         partitions: dict[Path, list[Path]] = {}
         schemas: dict[Path, tuple] = {}
+        options: dict[Path, dict[str, Any]] = {}
         for part in lake.image_files():
             schema = pq.read_schema(part)
             schemas[part] = schema_signature(schema)
             meta = _nightlake_metadata(schema)
+            options[part] = written_options(meta, part, lake.images_dir)
             paths = []
             for fp in meta.get("sources", []):
                 path = Path(fp["path"])
                 sources[path] = fp
                 paths.append(path)
             partitions[part] = paths
-        return cls(sources, partitions, schemas)
+        return cls(sources, partitions, schemas, options)
+
+    def sources_written_otherwise(self, shaping: dict[str, Any]) -> set[Path]:
+        return {src for part, opts in self.options.items() if opts != shaping
+                for src in self.partitions[part]}
 
     def is_current(self, path: Path) -> bool:
         recorded = self.sources.get(path)
@@ -225,6 +240,24 @@ class _LakeIndex:
 
     def sources_of(self, partition: Path) -> list[Path]:
         return self.partitions.get(partition, [])
+
+
+def written_options(meta: dict[str, Any], part: Path, images_dir: Path) -> dict[str, Any]:
+    """The shaping options a partition was written with (format 1 recorded only
+    ``time_scale``; its levels are those of its path)."""
+    if "options" in meta:
+        return meta["options"]
+    levels = [p.split("=", 1)[0] for p in part.relative_to(images_dir).parts[:-1]]
+    return {"partition_by": levels,
+            "time_scale": meta.get("time_scale", OLD_OPTIONS["time_scale"])}
+
+
+def lake_options(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The shaping options of the last convert of a lake (see :data:`OLD_OPTIONS`)."""
+    if "options" in manifest:
+        return manifest["options"]
+    return {**OLD_OPTIONS, "partition_by": manifest.get("partition_by",
+                                                        OLD_OPTIONS["partition_by"])}
 
 
 def schema_signature(schema: pa.Schema) -> tuple:
@@ -250,6 +283,11 @@ def _read_all(files: list[SourceFile], options: ConvertOptions, report: ConvertR
             return ecsv, _split(source, ecsv.table, options)
         except NightlakeError as exc:
             return exc, None
+        except Exception as exc:  # a case no check foresaw must still fail this file only
+            error = InputError(source.path, f"cannot convert ({type(exc).__name__}: "
+                               f"{one_line(exc)})")
+            error.__cause__ = exc
+            return error, None
 
     contributions: dict[tuple[str, ...], list[_Contribution]] = defaultdict(list)
     for i, (source, (ecsv, parts)) in enumerate(zip(files, _threaded(read_one, files))):
@@ -467,6 +505,7 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
         "format_version": FORMAT_VERSION,
         "nightlake_version": __version__,
         "time_scale": options.time_scale,
+        "options": options.shaping(),
         **dict(zip(options.partition_by, key)),
         "rows": table.num_rows,
         "sources": [e.fingerprint for _, e in sources],
@@ -553,13 +592,35 @@ def _clean_temp_files(lake: Lake) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _check_layout(lake: Lake, options: ConvertOptions) -> None:
-    recorded = lake.read_manifest().get("partition_by")
-    if recorded is None or tuple(recorded) == options.partition_by:
-        return
-    if not options.force:
-        raise UsageError(f"{lake.path}: the lake is partitioned by {','.join(recorded)}; "
-                         f"use --partition-by {','.join(recorded)}, or --force to rebuild it as "
-                         f"{','.join(options.partition_by)}")
-    for part in lake.image_files():
-        part.unlink()
+def _check_options(lake: Lake, options: ConvertOptions) -> dict[str, Any]:
+    """Refuse options other than the lake's unless ``--force``; record the new ones before
+    any partition is written (so that a run cut short leaves the others stale), and return
+    the manifest."""
+    manifest = lake.read_manifest()
+    version = manifest.get("format_version", 1)
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise LakeError(f"{lake.manifest_path}: lake format {version} is newer than this "
+                        f"nightlake reads ({FORMAT_VERSION}); upgrade nightlake")
+    wanted = options.shaping()
+    had = lake_options(manifest)
+    has_partitions = bool(lake.image_files())
+    if has_partitions and had != wanted:
+        if not options.force:
+            old = " ".join(option_text(k, had[k]) for k in wanted if had.get(k) != wanted[k])
+            new = " ".join(option_text(k, wanted[k]) for k in wanted if had.get(k) != wanted[k])
+            raise UsageError(f"{lake.path}: the lake was converted with {old}; use {old}, or "
+                             f"--force to rewrite its partitions with {new}")
+        if had["partition_by"] != wanted["partition_by"]:
+            for part in lake.image_files():  # another layout: every file moves
+                part.unlink()
+    manifest = {**manifest, "format_version": FORMAT_VERSION,
+                "partition_by": wanted["partition_by"], "options": wanted}
+    if manifest != lake.read_manifest():
+        lake.write_manifest(manifest)
+    return manifest
+
+
+def option_text(name: str, value: Any) -> str:
+    """``--time-scale tai``: an option as typed."""
+    shown = ",".join(value) if isinstance(value, list) else value
+    return f"--{name.replace('_', '-')} {shown}"

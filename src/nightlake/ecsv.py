@@ -21,10 +21,12 @@ column where they are known.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -190,12 +192,22 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
     """Read one ECSV file (losslessly) into Arrow."""
     path = Path(path)
     try:
-        stat = path.stat()
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise InputError(path, "is a directory, not an ECSV file") from None
+        # non-blocking, so a FIFO is seen by its fstat and refused instead of waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InputError(path, not_a_regular_file(path) or f"cannot read: {exc.strerror}") \
+            from None
+    try:
+        st = os.fstat(fd)
+        problem = not_a_regular_file(path, st)
+        if problem:
+            raise InputError(path, problem)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read()
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     header = parse_header(path, data)
     if len(data) - header.body_offset > PARALLEL_BYTES:
         # A big file (joined.collection): hash it on a second thread while it is parsed
@@ -218,11 +230,33 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
         table=table,
         header_text=header.text,
         table_meta={k: v for k, v in header.meta.items() if k not in consumed},
-        size=stat.st_size,
-        mtime_ns=stat.st_mtime_ns,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
         sha256=sha256,
         unpacked=unpacked,
     )
+
+
+def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | None:
+    """Why ``path`` cannot be read as an input file, or ``None`` (a stat; never an open,
+    which would wait forever on a FIFO)."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symlink loop (too many levels of symbolic links)"
+            if exc.errno == errno.ENOENT and path.is_symlink():
+                return f"broken symlink (to {os.readlink(path)}, which does not exist)"
+            return f"cannot read: {exc.strerror}"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not an ECSV file"
+    kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "not a regular file")
+    return f"is {kind}, not a regular file" if kind.startswith("a ") else kind
 
 
 # -- header -----------------------------------------------------------------------------------
@@ -256,13 +290,18 @@ def _parse_head(head: bytes, names_start: int) -> EcsvHeader:
     if not re.match(r"^# %ECSV \d+\.\d+$", first):
         raise FormatError(None, f"not an ECSV file: first line is {first[:40]!r}, expected "
                           "'# %ECSV 1.0'", line=1)
-    names_text = head[names_start:].decode("utf-8", "replace").rstrip("\r\n")
+    try:  # astropy reads the header as UTF-8; a stray byte must not become U+FFFD
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(None, f"not UTF-8 text (byte 0x{head[exc.start]:02x})",
+                          line=head.count(b"\n", 0, exc.start) + 1) from None
+    names_text = head[names_start:].decode("utf-8").rstrip("\r\n")
     if names_text.startswith("#") or not names_text.strip():
         raise FormatError(None, "header without a column-names line (no data follows the '#' "
                           "lines)")
     names_line = (head.count(b"\n", 0, names_start) + 1, names_text)
     lines = [line.rstrip("\r") for line in
-             head[:names_start].decode("utf-8", "replace").split("\n") if line.startswith("#")]
+             head[:names_start].decode("utf-8").split("\n") if line.startswith("#")]
     header_lines = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in lines[1:]]
     if header_lines and header_lines[0].strip() == "---":
         header_lines = header_lines[1:]
@@ -424,6 +463,11 @@ def _split_names(line: str, delimiter: str) -> tuple[str, ...]:
 #: bodies larger than this parse on every core (smaller ones run side by side on convert's
 #: threads) and are hashed while they parse
 PARALLEL_BYTES = 32 << 20
+#: pyarrow's CSV block; a line longer than a block cannot be parsed on several threads, so a
+#: body that has one is read again with a block sized from its longest line
+BLOCK_BYTES = 1 << 24
+#: the largest block pyarrow accepts (an int32), and so the longest line it can read
+MAX_BLOCK_BYTES = (1 << 31) - 1
 
 
 def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
@@ -438,25 +482,49 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     if re.search(rb"\S", body) is None:  # a valid file with no rows
         return _finish_columns(path, pa.table({n: pa.array([], column_types[n]) for n in names}),
                                header)
+    ascii_only = data.isascii()
     try:
-        table = pacsv.read_csv(
-            pa.BufferReader(body),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24,
-                                            use_threads=len(body) > PARALLEL_BYTES),
-            parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char='"',
-                                             double_quote=True, escape_char=False,
-                                             ignore_empty_lines=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=column_types, null_values=[""], strings_can_be_null=True,
-                quoted_strings_can_be_null=True, true_values=["True", "true", "1"],
-                false_values=["False", "false", "0"],
-                # ASCII is valid UTF-8: one test of the whole body (~20 GB/s) instead of
-                # pyarrow's check of every string value (a fifth of the parse)
-                check_utf8=not data.isascii()),
-        )
+        try:
+            table = _parse_body(body, header, ascii_only, BLOCK_BYTES)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # a line longer than a block (a huge wcs): measured only now, so the usual file
+            # pays nothing for it
+            longest = _longest_line(body)
+            if longest >= MAX_BLOCK_BYTES:
+                raise FormatError(path, f"a line of {longest} bytes is longer than pyarrow can "
+                                  f"read ({MAX_BLOCK_BYTES} bytes)") from None
+            table = _parse_body(body, header, ascii_only, max(BLOCK_BYTES, longest + 1))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, column_types, exc) from None
     return _finish_columns(path, table, header)
+
+
+def _longest_line(body) -> int:
+    """The length of the longest line of ``body``, with its newline."""
+    ends = np.flatnonzero(np.frombuffer(body, np.uint8) == 10)
+    bounds = np.concatenate([[-1], ends, [len(body) - 1]])
+    return int(np.diff(bounds).max())
+
+
+def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> pa.Table:
+    return pacsv.read_csv(
+        pa.BufferReader(body),
+        read_options=pacsv.ReadOptions(column_names=header.column_set.names,
+                                        block_size=block_size,
+                                        use_threads=len(body) > PARALLEL_BYTES),
+        parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char='"',
+                                         double_quote=True, escape_char=False,
+                                         ignore_empty_lines=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=header.column_set.parse_types, null_values=[""],
+            strings_can_be_null=True, quoted_strings_can_be_null=True,
+            true_values=["True", "true", "1"], false_values=["False", "false", "0"],
+            # ASCII is valid UTF-8: one test of the whole body (~20 GB/s) instead of
+            # pyarrow's check of every string value (a fifth of the parse)
+            check_utf8=not ascii_only),
+    )
 
 
 def _has_comment_lines(data: bytes, start: int) -> bool:
@@ -507,6 +575,8 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
                            line=data.count(b"\n", 0, at) + 1)
     text = data[header.body_offset:].decode("utf-8", "replace").splitlines()
     names = [c.name for c in header.columns]
+    # a field of any length pyarrow holds (the default limit, 128 kB, is below a big wcs)
+    csv.field_size_limit(max(csv.field_size_limit(), len(data)))
     reader = csv.reader(text, delimiter=header.delimiter, quotechar='"', doublequote=True)
     for i, row in enumerate(reader):
         lineno = header.names_line + 1 + i

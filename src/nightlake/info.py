@@ -7,7 +7,9 @@ Everything comes from the Parquet footers (row counts, schema, field metadata) a
 
 A partition is *stale* when a source changed since it was converted (size differs, or the
 mtime differs and so does the content hash), and has a *missing source* when a recorded
-source no longer exists. Hashes are computed only when size matches but mtime moved.
+source no longer exists. Hashes are computed only when size matches but mtime moved. A
+partition written with other partition-shaping options (``--time-scale``, ``--partition-by``)
+than the lake's last convert is stale too.
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ class PartitionInfo:
     rows: int
     size: int
     sources: list[SourceState] = field(default_factory=list)
+    #: "--time-scale tai (the lake: utc)" for each option written otherwise than the lake's
+    other_options: list[str] = field(default_factory=list)
 
     @property
     def stale(self) -> bool:
-        return any(s.status == "changed" for s in self.sources)
+        return bool(self.other_options) or any(s.status == "changed" for s in self.sources)
 
     @property
     def missing_sources(self) -> bool:
@@ -111,6 +115,7 @@ def _partition_dict(p: PartitionInfo) -> dict[str, Any]:
         "partition": "/".join(f"{k}={v}" for k, v in p.keys.items()),
         "path": str(p.path),
         "sources": [vars(s) for s in p.sources if s.status != "ok"],
+        "other_options": p.other_options,
     }
 
 
@@ -132,8 +137,10 @@ def lake_info(lake: "Lake") -> LakeInfo:
     """Read every partition footer of ``lake`` and compare its sources with the disk."""
     import pyarrow.parquet as pq
 
+    from nightlake.convert import option_text, lake_options, written_options
     from nightlake.lake import METADATA_KEY
 
+    wanted = lake_options(lake.read_manifest())
     partitions = []
     first_schema = None
     for file in lake.image_files():
@@ -146,12 +153,16 @@ def lake_info(lake: "Lake") -> LakeInfo:
         except ValueError:
             recorded = {}
         sources = [source_state(s) for s in recorded.get("sources", [])]
+        written = written_options(recorded, file, lake.images_dir)
+        other = [f"{option_text(k, written.get(k))} (the lake: {option_text(k, v)})"
+                 for k, v in wanted.items() if written.get(k) != v]
         partitions.append(PartitionInfo(
             path=file,
             keys=_partition_keys(file, lake.images_dir),
             rows=meta.num_rows,
             size=file.stat().st_size,
             sources=sources,
+            other_options=other,
         ))
     return LakeInfo(path=lake.path, partitions=partitions, columns=_columns(lake, first_schema))
 

@@ -247,6 +247,8 @@ def info(
                          ("missing sources", data["missing_sources"])):
         typer.echo(f"{label}: {len(parts)}")
         for part in parts:
+            for other in part.get("other_options", []) if label.startswith("stale") else []:
+                typer.echo(f"  {part['partition']}: written with {other}")
             for src in part["sources"]:
                 why = src["detail"] or src["status"]
                 typer.echo(f"  {part['partition']}: {src['path']}: {why}")
