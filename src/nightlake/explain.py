@@ -52,7 +52,7 @@ def db_connection(db) -> "duckdb.DuckDBPyConnection":
 
 def add_db_records(con: "duckdb.DuckDBPyConnection", db, name: str = "detreg_records") -> str:
     """Store the records of ``db`` as the temp table ``name`` (the mirror's columns)."""
-    from nightlake.mirror import records_table
+    from nightlake.sync import records_table
 
     con.register("_nl_records", records_table(db))
     con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * FROM _nl_records')

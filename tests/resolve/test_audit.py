@@ -25,12 +25,12 @@ RECS = [
 
 
 def _lake(tmp_path, recs, imgs):
-    from nightlake import mirror
+    from nightlake.sync import sync
     from nightlake.lake import Lake
 
     db = write_detreg(tmp_path / "detrend.db", recs)
     write_images(tmp_path / "lake", imgs)
-    mirror.sync(Lake(tmp_path / "lake"), db)
+    sync(Lake(tmp_path / "lake"), db)
     return Lake(tmp_path / "lake")
 
 

@@ -288,7 +288,7 @@ def test_nightlake_explain_an_image_file_as_a_table_and_as_json(tmp_path):
 
 
 def test_nightlake_explain_a_lake_image_and_explicit_values(tmp_path):
-    from nightlake import mirror
+    from nightlake.sync import sync
     from nightlake.lake import Lake
 
     db = write_detreg(tmp_path / "detrend.db", FLATS)
@@ -296,7 +296,7 @@ def test_nightlake_explain_a_lake_image_and_explicit_values(tmp_path):
         tmp_path / "lake",
         [dict(visit=7, detector=5, filter=VR, band="VR", exposureTime=60.0, obs_time=utc(T0))],
     )
-    mirror.sync(Lake(tmp_path / "lake"), db)
+    sync(Lake(tmp_path / "lake"), db)
     done = _nightlake("explain", "--lake", tmp_path / "lake", "--visit", 7, "--detector", 5,
                       "--type", "flat", "--format", "json")
     assert done.returncode == 0, done.stderr
@@ -319,7 +319,7 @@ def test_nightlake_explain_a_lake_image_and_explicit_values(tmp_path):
     ],
 )
 def test_nightlake_explain_bad_input_is_one_line(tmp_path, args, message):
-    from nightlake import mirror
+    from nightlake.sync import sync
     from nightlake.lake import Lake
 
     db = write_detreg(tmp_path / "detrend.db", FLATS)
@@ -327,7 +327,7 @@ def test_nightlake_explain_bad_input_is_one_line(tmp_path, args, message):
         tmp_path / "lake",
         [dict(visit=7, detector=5, filter=VR, band="VR", exposureTime=60.0, obs_time=utc(T0))],
     )
-    mirror.sync(Lake(tmp_path / "lake"), db)
+    sync(Lake(tmp_path / "lake"), db)
     done = _nightlake("explain", "--lake", tmp_path / "lake", "--type", "flat", *args)
     assert done.returncode != 0
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
