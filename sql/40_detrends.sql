@@ -54,25 +54,45 @@ COMMENT ON MACRO detrend_for IS
 -- winner cannot change. The timeline is computed on the detrend side only (small), then each
 -- image finds its segment with ONE ASOF join (greatest boundary <= obs_time). docs/design.md
 -- explains why ASOF rather than IEJoin.
+-- The images are read twice (for the classes, for the join), never through a shared CTE, and
+-- the timeline's CTEs live inside the join's right side: with a CTE used twice (materialised)
+-- at the top, DuckDB kept every image column for `count(*)`, the kB-long wcs too. Shaped this
+-- way, each scan reads only the columns its consumer uses.
 CREATE OR REPLACE MACRO resolve_detrends(detrend_type, mode := 'exact', source := 'images',
                                          detrend_source := 'detrends') AS TABLE
-WITH
-img AS (
-    SELECT *,
-           -- the filter class: flats/fringes depend on (filter, band); other types do not
+SELECT i.* EXCLUDE (_nl_fkey, _nl_ekey),
+       t.rec.filename AS detrend_filename,
+       t.rec.filename_bytes AS detrend_filename_bytes,
+       t.rec.record_index AS detrend_index,
+       t.rec.tstart AS detrend_tstart,
+       t.rec.tstop AS detrend_tstop,
+       t.rec.treg AS detrend_treg,
+       CASE WHEN t.rec IS NOT NULL THEN t.rule END AS detrend_rule,
+       CASE WHEN detrend_type = 'dark' AND t.rec IS NOT NULL AND t.grp <> 0
+            THEN i.exposureTime::DOUBLE / t.grp END AS detrend_scale
+FROM (
+    SELECT *,  -- the keys of `classes` below, computed the same way
            CASE WHEN detrend_type IN ('flat', 'fringe')
                 THEN coalesce(filter, chr(30)) || chr(31) || coalesce(band, chr(30))
                 ELSE '' END AS _nl_fkey,
-           -- the exposure class: darks depend on the image's exposure time
            CASE WHEN detrend_type = 'dark' THEN exposureTime::DOUBLE ELSE 0.0 END AS _nl_ekey
     FROM query_table(source)
-),
+) AS i
+ASOF LEFT JOIN (
+WITH
 classes AS (
-    SELECT DISTINCT detector::BIGINT AS ccd, _nl_fkey AS fkey, _nl_ekey AS ekey,
+    SELECT DISTINCT detector::BIGINT AS ccd,
+           -- the filter class: flats/fringes depend on (filter, band); other types do not
+           CASE WHEN detrend_type IN ('flat', 'fringe')
+                THEN coalesce(filter, chr(30)) || chr(31) || coalesce(band, chr(30))
+                ELSE '' END AS fkey,
+           -- the exposure class: darks depend on the image's exposure time
+           CASE WHEN detrend_type = 'dark' THEN exposureTime::DOUBLE ELSE 0.0 END AS ekey,
            CASE WHEN detrend_type IN ('flat', 'fringe') THEN filter END AS filter,
            CASE WHEN detrend_type IN ('flat', 'fringe') THEN band END AS band
-    FROM img
-    WHERE detector IS NOT NULL AND _nl_ekey IS NOT NULL
+    FROM query_table(source)
+    WHERE detector IS NOT NULL
+      AND (detrend_type <> 'dark' OR exposureTime IS NOT NULL)
 ),
 cand AS (
     SELECT c.ccd, c.fkey, c.ekey,
@@ -111,23 +131,11 @@ chosen AS (
     -- darks: the exposure time nearest the image's, the longer on a tie
     QUALIFY row_number() OVER (PARTITION BY ccd, fkey, ekey, b
                                ORDER BY abs(grp - ekey) ASC NULLS LAST, grp DESC) = 1
-),
-timeline AS (  -- every boundary, also those where nothing applies (rec NULL)
-    SELECT bd.ccd, bd.fkey, bd.ekey, bd.b, ch.rec, ch.rule, ch.grp
-    FROM bounds AS bd LEFT JOIN chosen AS ch USING (ccd, fkey, ekey, b)
 )
-SELECT i.* EXCLUDE (_nl_fkey, _nl_ekey),
-       t.rec.filename AS detrend_filename,
-       t.rec.filename_bytes AS detrend_filename_bytes,
-       t.rec.record_index AS detrend_index,
-       t.rec.tstart AS detrend_tstart,
-       t.rec.tstop AS detrend_tstop,
-       t.rec.treg AS detrend_treg,
-       CASE WHEN t.rec IS NOT NULL THEN t.rule END AS detrend_rule,
-       CASE WHEN detrend_type = 'dark' AND t.rec IS NOT NULL AND t.grp <> 0
-            THEN i.exposureTime::DOUBLE / t.grp END AS detrend_scale
-FROM img AS i
-ASOF LEFT JOIN timeline AS t
+-- the timeline: every boundary, also those where nothing applies (rec NULL)
+SELECT bd.ccd, bd.fkey, bd.ekey, bd.b, ch.rec, ch.rule, ch.grp
+FROM bounds AS bd LEFT JOIN chosen AS ch USING (ccd, fkey, ekey, b)
+) AS t
   ON i.detector = t.ccd AND i._nl_fkey = t.fkey AND i._nl_ekey = t.ekey AND i.obs_time >= t.b;
 COMMENT ON MACRO TABLE resolve_detrends IS
     'Every row of images with the detrend chosen for it: resolve_detrends(type, mode := ''exact''|''recent''). Adds detrend_filename, detrend_filename_bytes (the exact bytes), detrend_index, detrend_tstart, detrend_tstop, detrend_treg, detrend_rule, detrend_scale (darks); NULL where none applies. One ASOF join against a per-CCD/filter timeline of winners.';
