@@ -309,20 +309,32 @@ def write_query(lake: "Lake", query: str, params: dict[str, Any] | None,
 
 
 def _batches(relation) -> Iterable["pa.RecordBatch"]:
+    """The result batch by batch; an empty result is one empty batch (for its header)."""
     reader = relation.to_arrow_reader(100_000) if hasattr(relation, "to_arrow_reader") \
         else relation.fetch_record_batch(100_000)
-    yield from reader
+    empty = True
+    for batch in reader:
+        empty = False
+        yield batch
+    if empty:
+        yield _empty_batch(reader.schema)
+
+
+def _empty_batch(schema: "pa.Schema") -> "pa.RecordBatch":
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
 
 
 def _write_whole(table, fmt: str, path) -> None:
     import warnings
 
-    from astropy.units import UnitsWarning
-
     from nightlake.files import atomic_replace
 
     with atomic_replace(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnitsWarning)
+        # units FITS/VOTable cannot spell and long keywords: astropy handles them, and a
+        # warning per column would bury the one line the CLI prints
+        warnings.simplefilter("ignore")
         if fmt == "fits":
             from astropy.table import Table
 
@@ -333,7 +345,14 @@ def _write_whole(table, fmt: str, path) -> None:
             out.meta["comments"] = [f"query: {line}" for line in query.splitlines()]
             out.write(tmp, format="fits")
         else:
-            table.write(tmp, format="votable")
+            from astropy.table import Column, Table
+            from astropy.time import Time
+
+            out = Table(table)
+            for name in out.colnames:  # VOTable takes no Time column: ISO 8601 text (UTC)
+                if isinstance(out[name], Time):
+                    out[name] = Column(out[name].isot, description=out[name].info.description)
+            out.write(tmp, format="votable")
 
 
 def _write_ecsv(batches: Iterable["pa.RecordBatch"], metadata, meta, path) -> int:
@@ -367,6 +386,4 @@ def _write_ecsv(batches: Iterable["pa.RecordBatch"], metadata, meta, path) -> in
                 body = next(i for i, line in enumerate(lines) if not line.startswith("#"))
                 sink.writelines(lines[body + 1:])
             rows += batch.num_rows
-        if first:  # no batch at all: an empty table with no columns
-            raise QueryError("the query returned no columns")
     return rows
