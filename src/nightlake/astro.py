@@ -272,8 +272,11 @@ def _table_meta(lake: "Lake", query: str, params: dict[str, Any] | None) -> dict
 
 # -- files -----------------------------------------------------------------------------------
 def write_query(lake: "Lake", query: str, params: dict[str, Any] | None,
-                path: str | os.PathLike[str], fmt: str) -> int:
-    """Write the result of ``query`` to ``path`` as ECSV, FITS or VOTable, atomically."""
+                path: str | os.PathLike[str], fmt: str, *, batch_rows: int = 100_000) -> int:
+    """Write the result of ``query`` to ``path`` as ECSV, FITS or VOTable, atomically.
+
+    ECSV is written ``batch_rows`` rows at a time, so its size is not bounded by memory.
+    """
     import duckdb
 
     from nightlake.query import check_read_only
@@ -291,7 +294,7 @@ def write_query(lake: "Lake", query: str, params: dict[str, Any] | None,
             raise QueryError("the statement returns no rows")
         meta = _table_meta(lake, query, params)
         if fmt == "ecsv":
-            return _write_ecsv(_batches(relation), metadata, meta, path)
+            return _write_ecsv(_batches(relation, batch_rows), metadata, meta, path)
         rows = relation.shape[0] if hasattr(relation, "shape") else None
         if rows is not None and rows > IN_MEMORY_ROWS:
             raise UsageError(f"{path}: {rows} rows is more than {fmt} is written for "
@@ -308,10 +311,10 @@ def write_query(lake: "Lake", query: str, params: dict[str, Any] | None,
     return len(table)
 
 
-def _batches(relation) -> Iterable["pa.RecordBatch"]:
+def _batches(relation, rows: int) -> Iterable["pa.RecordBatch"]:
     """The result batch by batch; an empty result is one empty batch (for its header)."""
-    reader = relation.to_arrow_reader(100_000) if hasattr(relation, "to_arrow_reader") \
-        else relation.fetch_record_batch(100_000)
+    reader = relation.to_arrow_reader(rows) if hasattr(relation, "to_arrow_reader") \
+        else relation.fetch_record_batch(rows)
     empty = True
     for batch in reader:
         empty = False
