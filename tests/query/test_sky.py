@@ -234,3 +234,39 @@ def test_fixture_images_match_the_reference(fixture_lake):
     for row, hits, expected in zip(chosen, got, want):
         assert (row["visit"], row["detector"]) in hits
         assert hits == expected
+
+
+@pytest.mark.parametrize("ra, dec", [("214.3829", "-11.4283"), ("14h17m31.9s", "-11d25m42s"),
+                                     ("14:17:31.9", "-11:25:42"), ("214d22m58s", "-11.4283")])
+def test_images_at_cli_reads_degrees_and_sexagesimal(cli, fixture_lake, ra, dec):
+    result = cli("images-at", ra, dec, "--lake", fixture_lake, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("visit,detector,night,target")
+    assert any(',1,"20190401","A0a",' in line for line in lines[1:])
+
+
+def test_images_at_cli_radius_and_night(cli, fixture_lake):
+    near = cli("images-at", "214.3829", "-11.4283", "--radius", "1", "--night", "20190402",
+               "--lake", fixture_lake, "--format", "csv")
+    assert near.exit_code == 0, near.output
+    rows = near.stdout.strip().splitlines()[1:]
+    assert rows and all(',"20190402",' in r for r in rows)
+    assert "distance_deg" in near.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["abc", "-13"], "cannot read the position"),
+    (["10", "95"], "cannot read the position"),
+    (["10", "-13", "--radius", "-1"], "--radius"),
+    (["10", "-13", "--radius", "nan"], "--radius"),
+])
+def test_images_at_cli_bad_input_is_one_error_line(fixture_lake, args, needle):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "nightlake.cli", "images-at", *args,
+                           "--lake", str(fixture_lake)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr
