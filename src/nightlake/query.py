@@ -327,5 +327,5 @@ def init_script(lake) -> str:
         "-- Use: duckdb -init init.sql   or   duckdb.connect().execute(open('init.sql').read())",
         views if views else "-- (the lake has no partitions yet: no views)",
         macro_sql(),
-        OBSCORE_VIEW if "VIEW images" in views else "",
+        OBSCORE_VIEW if lake.image_files() else "",
     ])
