@@ -40,10 +40,30 @@ _PASSTHROUGH = {"images_at": {"distance_deg": {"unit": "deg"}},
                     "unit": "deg", "description": "angular distance to the footprint"}}}
 
 
+#: the columns of ``images`` that ``obscore_rows`` reads
+OBSCORE_NEEDS = frozenset(
+    "visit detector night target band ra dec psfsigma mjd_start exposuretime ra_tl dec_tl "
+    "ra_tr dec_tr ra_br dec_br ra_bl dec_bl".split())
+
+
 def create_derived_views(con) -> None:
-    """Views defined over ``images`` by macros of ``sql/`` (run after the macros load)."""
-    if con.execute("SELECT 1 FROM duckdb_views() WHERE view_name = 'images'").fetchall():
+    """Views defined over ``images`` by macros of ``sql/`` (run after the macros load):
+    ``obscore`` when ``images`` has the columns it maps (a view binds when created)."""
+    columns = {name.lower() for (name,) in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'images'").fetchall()}
+    if OBSCORE_NEEDS <= columns:
         con.execute(OBSCORE_VIEW)
+
+
+def obscore_view_sql(lake: "Lake") -> str:
+    """The ``obscore`` view for ``init-sql``: empty unless the lake's images have its columns."""
+    import pyarrow.parquet as pq
+
+    files = lake.image_files()
+    if not files:
+        return ""
+    names = {n.lower() for n in pq.read_schema(files[0]).names} | {"target", "night"}
+    return OBSCORE_VIEW if OBSCORE_NEEDS <= names else ""
 
 
 def astro_format(fmt: str | None, output: str | os.PathLike[str] | None) -> str | None:
