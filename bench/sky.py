@@ -45,7 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=0.1)
     parser.add_argument("--detectors", type=int, default=62)
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "nightlake-bench")
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "nightlake-bench")
     args = parser.parse_args()
 
     from nightlake.convert import convert
