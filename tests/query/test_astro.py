@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from strategies import FLOAT_TYPES, INT_TYPES, _values
 
 from .astro_lakes import FIXTURES, convert_into, fixture_lake  # noqa: F401  (a fixture)
 
-REAL = Path("/work/shared/data/deep_processing")
 
 
 def test_units_and_descriptions_follow_renames_and_projections(fixture_lake):
