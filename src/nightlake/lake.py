@@ -165,6 +165,9 @@ class Lake:
         # takes no lock and writes nothing (sync lives in nightlake.sync, the write path).
         mirror.attach(self, con)
         load_macros(con)
+        from nightlake.astro import create_derived_views  # obscore: a macro over images
+
+        create_derived_views(con)
         return con
 
     def sql(self, query: str, params: dict[str, Any] | None = None) -> "pa.Table":
@@ -180,6 +183,13 @@ class Lake:
             return stream(con, query, params).read_all()
         finally:
             con.close()
+
+    def table(self, query: str, params: dict[str, Any] | None = None, *, quantity: bool = True):
+        """Run ``query`` and return an astropy ``QTable`` (``Table`` with ``quantity=False``)
+        whose columns carry their source columns' units (see :mod:`nightlake.astro`)."""
+        from nightlake.astro import query_table
+
+        return query_table(self, query, params, quantity=quantity)
 
     def _cursor(self) -> "duckdb.DuckDBPyConnection":
         """A cursor on this Lake's cached connection, reconnecting when the lake changed.

@@ -541,6 +541,7 @@ def init_script(lake) -> str:
     Run it with ``duckdb -init init.sql`` or ``con.execute(text)``; paths are absolute.
     """
     from nightlake import __version__
+    from nightlake.astro import obscore_view_sql  # a view over images, defined by a macro
     from nightlake.errors import LakeError
     from nightlake.sql import macro_sql
 
@@ -552,4 +553,5 @@ def init_script(lake) -> str:
         "-- Use: duckdb -init init.sql   or   duckdb.connect().execute(open('init.sql').read())",
         views if views else "-- (the lake has no partitions yet: no views)",
         macro_sql(),
+        obscore_view_sql(lake),
     ])

@@ -118,3 +118,4 @@ from nightlake.cli import query_cmds  # noqa: E402,F401
 from nightlake.cli import detreg_cmds  # noqa: E402,F401
 from nightlake.cli import detsearch_cmds  # noqa: E402,F401
 from nightlake.cli import trust_cmds  # noqa: E402,F401
+from nightlake.cli import sky_cmds  # noqa: E402,F401

@@ -21,8 +21,8 @@ LakeOption = typer.Option(
 )
 FormatOption = typer.Option(
     None, "--format",
-    help="table, csv, tsv, json, jsonl, parquet or arrow (default: from -o's extension, "
-         "else table on a terminal and csv otherwise).",
+    help="table, csv, tsv, json, jsonl, parquet, arrow, ecsv, fits or votable (default: from "
+         "-o's extension, else table on a terminal and csv otherwise).",
     show_default=False,
 )
 OutputOption = typer.Option(
@@ -105,11 +105,26 @@ def sql(
         from nightlake.export import refuse_inside_lake
 
         refuse_inside_lake(the_lake, output)
+    if _emit_astro(the_lake, text, params, fmt, output):
+        return
     con = open_connection(the_lake)
     try:
         _emit(stream(con, text, params), fmt, output)
     finally:
         con.close()
+
+
+def _emit_astro(lake, query: str, params, fmt: Optional[str], output: Optional[Path]) -> bool:
+    """ECSV/FITS/VOTable (with units) through :mod:`nightlake.astro`; False for other formats."""
+    from nightlake.astro import astro_format, write_query
+
+    astro = astro_format(fmt, output)
+    if astro is None:
+        return False
+    if output is None:
+        raise UsageError(f"{astro} is written to a file: add -o FILE")
+    write_query(lake, query, params, output, astro)
+    return True
 
 
 @app.command()
@@ -118,7 +133,9 @@ def export(
     to: Path = typer.Option(..., "--to", help="Target file, or directory with --partition-by."),
     lake: Optional[Path] = LakeOption,
     fmt: Optional[str] = typer.Option(
-        None, "--format", help="parquet or csv (default: from --to's extension, else parquet).",
+        None, "--format",
+        help="parquet, csv, ecsv, fits or votable (default: from --to's extension, else "
+             "parquet).",
         show_default=False),
     partition_by: Optional[str] = typer.Option(
         None, "--partition-by",
@@ -134,6 +151,8 @@ def export(
 
     columns = [c for c in (partition_by or "").split(",") if c.strip()]
     params = parse_params(param)
+    if not columns and _export_astro(Lake(lake), source, to, fmt, params, overwrite):
+        return
     if sys.stderr.isatty():
         from rich.progress import Progress
 
@@ -147,6 +166,29 @@ def export(
                             params=params, overwrite=overwrite)
     what = f"{result.files} files under " if columns else ""
     typer.echo(f"exported {result.rows} rows to {what}{result.path} ({result.format})", err=True)
+
+
+def _export_astro(lake, source: str, to: Path, fmt, params, overwrite: bool) -> bool:
+    """``export`` to ECSV/FITS/VOTable (a view name or a query); False for other formats."""
+    from nightlake.astro import astro_format, write_query
+    from nightlake.export import refuse_inside_lake
+
+    astro = astro_format(fmt, to)
+    if astro is None:
+        return False
+    if to.exists() and not overwrite:
+        raise UsageError(f"{to}: exists; add --overwrite to replace it")
+    refuse_inside_lake(lake, to)
+    from nightlake.export import source_query
+
+    con = lake._cursor()
+    try:
+        query = source_query(con, source)
+    finally:
+        con.close()
+    rows = write_query(lake, query, params, to, astro)
+    typer.echo(f"exported {rows} rows to {to} ({astro})", err=True)
+    return True
 
 
 @app.command()

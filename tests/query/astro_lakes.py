@@ -1,0 +1,25 @@
+"""Lakes converted from the committed DEEP fixtures, shared by the astro/sky/obscore tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
+
+
+def convert_into(lake_dir: Path, *sources: Path) -> Path:
+    from nightlake.convert import convert
+    from nightlake.lake import Lake
+
+    report = convert(Lake(lake_dir), [str(s) for s in sources])
+    assert not report.failed, report.failed
+    return lake_dir
+
+
+@pytest.fixture(scope="session")
+def fixture_lake(tmp_path_factory) -> Path:
+    """The eight fixture collections as a lake (read-only for the tests that use it)."""
+    return convert_into(tmp_path_factory.mktemp("fixture-lake") / "lake",
+                        FIXTURES / "collections")
