@@ -7,7 +7,7 @@ LAKE   ?= demo-lake
 
 .PHONY: demo test bench clean fixtures
 
-$(STAMP): pyproject.toml hatch_build.py src/nightlake/detreg/_columns.c
+$(STAMP): pyproject.toml hatch_build.py src/nightlake/detrends/detreg/_columns.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -1,4 +1,4 @@
-"""Build hook: compile src/nightlake/detreg/_columns.c into a shared library beside it.
+"""Build hook: compile src/nightlake/detrends/detreg/_columns.c into a shared library beside it.
 
 The library is plain C loaded with ctypes (no Python API, so no Python headers needed). Without
 a C compiler the install still succeeds and nightlake uses its numpy/pyarrow path, slower at
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = Path("src/nightlake/detreg/_columns.c")
+SOURCE = Path("src/nightlake/detrends/detreg/_columns.c")
 LIBRARY = SOURCE.with_suffix(".so")
 
 

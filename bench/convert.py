@@ -71,7 +71,7 @@ def nightlake_convert(sources: list[Path], lake_dir: Path) -> None:
     import pyarrow as pa
 
     from nightlake import Lake
-    from nightlake.convert import convert, prefer_jemalloc
+    from nightlake.ingest.convert import convert, prefer_jemalloc
 
     baseline_pool = pa.default_memory_pool()
     prefer_jemalloc()  # as `nightlake convert` does; astropy keeps pyarrow's default
@@ -97,7 +97,7 @@ def interleaved(runs: dict[str, callable], out: Path, repeat: int) -> dict[str, 
 
 
 def body_parse_only(files: list[Path]) -> tuple[float, int]:
-    from nightlake.ecsv import read_ecsv
+    from nightlake.ingest.ecsv import read_ecsv
 
     t0 = time.perf_counter()
     size = 0

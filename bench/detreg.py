@@ -31,7 +31,7 @@ def best_interleaved(fns, repeat: int) -> list[float]:
 
 
 def build_database(path: Path, n: int, layout: str, byteorder: str) -> None:
-    from nightlake.detreg import OPEN_ENDED, make_records, write_db
+    from nightlake.detrends.detreg import OPEN_ENDED, make_records, write_db
 
     rng = np.random.default_rng(42)
     records = make_records([])
@@ -56,7 +56,7 @@ def build_database(path: Path, n: int, layout: str, byteorder: str) -> None:
 
 
 def bench_read(tmp: Path, n: int, repeat: int) -> None:
-    from nightlake.detreg import read_db, record_dtype
+    from nightlake.detrends.detreg import read_db, record_dtype
 
     print(f"reading {n:,} records into Arrow (best of {repeat})")
     for layout, byteorder in [("LP64", "little"), ("LP64", "big"), ("ILP32", "little")]:
@@ -79,7 +79,7 @@ def bench_register(tmp: Path, masters: int, existing: int) -> None:
     from astropy.io import fits
 
     from nightlake.cli.detreg_cmds import main
-    from nightlake.detreg import init_db, read_db
+    from nightlake.detrends.detreg import init_db, read_db
 
     directory = tmp / "masters"
     directory.mkdir()

@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=HERE / "out")
     args = parser.parse_args()
     from nightlake import Lake
-    from nightlake.convert import ConvertOptions, convert
+    from nightlake.ingest.convert import ConvertOptions, convert
 
     per_night, _ = survey(args.workdir, args.scale, args.detectors)
     print(f"{'layout':<26}{'files':>7}{'rows':>9}{'convert s':>11}{'scan s':>9}{'point s':>9}")

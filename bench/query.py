@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from nightlake import Lake
-    from nightlake.convert import convert
+    from nightlake.ingest.convert import convert
 
     per_night, joined = survey(args.workdir, args.scale, args.detectors)
     lake = Lake(args.workdir / f"lake-s{args.scale:g}-d{args.detectors}")

@@ -49,7 +49,7 @@ def main() -> None:
                         default=Path(tempfile.gettempdir()) / "nightlake-bench")
     args = parser.parse_args()
 
-    from nightlake.convert import convert
+    from nightlake.ingest.convert import convert
     from nightlake.lake import Lake
 
     per_night, _ = survey(args.workdir, args.scale, args.detectors)

@@ -82,7 +82,7 @@ def run_process(argv: list[str], cwd: Path | None = None) -> None:
 def survey_lake(workdir: Path, scale: float, levels=("target", "night")) -> Path:
     """The survey converted by nightlake (cached), plus one.parquet: the same rows, one file."""
     from nightlake import Lake
-    from nightlake.convert import ConvertOptions, convert
+    from nightlake.ingest.convert import ConvertOptions, convert
 
     per_night, _ = survey(workdir, scale, 62)
     lake_dir = workdir / f"lake-s{scale:g}-{'-'.join(levels)}"
@@ -358,8 +358,9 @@ def goal5(lake_dir: Path, label: str, repeat: int) -> None:
     """count(*) against a 3-column select of resolve_detrends('flat'), 10k flat records."""
     import numpy as np
 
-    from nightlake import Lake, mirror
-    from nightlake.detreg import OPEN_ENDED, make_records, write_db
+    from nightlake import Lake
+    from nightlake.detrends import mirror
+    from nightlake.detrends.detreg import OPEN_ENDED, make_records, write_db
 
     lake = Lake(lake_dir)
     rng = np.random.default_rng(3)

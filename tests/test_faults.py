@@ -112,7 +112,7 @@ def partitions(lake: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_killed_convert_leaves_each_partition_old_or_new(tmp_path):
     from nightlake import Lake
-    from nightlake.convert import convert
+    from nightlake.ingest.convert import convert
 
     rng = random.Random(SEED)
     inputs, lake, backup = tmp_path / "in", tmp_path / "lake", tmp_path / "backup"
@@ -142,8 +142,8 @@ def test_killed_convert_leaves_each_partition_old_or_new(tmp_path):
 @pytest.mark.slow
 def test_killed_sync_leaves_the_old_or_the_new_mirror(tmp_path):
     from nightlake import Lake
-    from nightlake.detreg import DetRegEntry, init_db, read_db, register
-    from nightlake.mirror import manifest
+    from nightlake.detrends.detreg import DetRegEntry, init_db, read_db, register
+    from nightlake.detrends.mirror import manifest
 
     rng = random.Random(SEED + 1)
     db, lake = tmp_path / "d.db", tmp_path / "lake"
@@ -219,7 +219,7 @@ def master(path: Path, ccd: int) -> Path:
 
 @pytest.mark.slow
 def test_killed_detregister_add_leaves_the_old_or_new_records(tmp_path):
-    from nightlake.detreg import read_db, read_journal
+    from nightlake.detrends.detreg import read_db, read_journal
 
     rng = random.Random(SEED + 2)
     db = tmp_path / "d.db"

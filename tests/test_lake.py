@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nightlake import Lake
-from nightlake.convert import convert
+from nightlake.ingest.convert import convert
 from nightlake.lake import LONG_STRING_BYTES, statistics_columns
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"

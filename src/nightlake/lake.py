@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from nightlake import mirror
+from nightlake.detrends import mirror
 from nightlake.errors import LakeError, LockTimeout, QueryError, one_line
 from nightlake.files import atomic_replace, commit_temp, temp_beside
 from nightlake.sql import sql_string
@@ -162,10 +162,10 @@ class Lake:
         if views:
             con.execute(views)
         # Views only: over a fresh mirror, or failing with the reason. Never a sync: a read
-        # takes no lock and writes nothing (sync lives in nightlake.sync, the write path).
+        # takes no lock and writes nothing (sync lives in nightlake.detrends.sync, the write path).
         mirror.attach(self, con)
         load_macros(con)
-        from nightlake.astro import create_derived_views  # obscore: a macro over images
+        from nightlake.query.astro import create_derived_views  # obscore: a macro over images
 
         create_derived_views(con)
         return con
@@ -173,10 +173,10 @@ class Lake:
     def sql(self, query: str, params: dict[str, Any] | None = None) -> "pa.Table":
         """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table.
 
-        Read-only like ``nightlake sql`` (see :mod:`nightlake.query`): statements that could
+        Read-only like ``nightlake sql`` (see :mod:`nightlake.query.stream`): statements that could
         write files are refused with :class:`QueryError`.
         """
-        from nightlake.query import stream
+        from nightlake.query.stream import stream
 
         con = self._cursor()
         try:
@@ -186,8 +186,8 @@ class Lake:
 
     def table(self, query: str, params: dict[str, Any] | None = None, *, quantity: bool = True):
         """Run ``query`` and return an astropy ``QTable`` (``Table`` with ``quantity=False``)
-        whose columns carry their source columns' units (see :mod:`nightlake.astro`)."""
-        from nightlake.astro import query_table
+        whose columns carry their source columns' units (see :mod:`nightlake.query.astro`)."""
+        from nightlake.query.astro import query_table
 
         return query_table(self, query, params, quantity=quantity)
 
@@ -203,7 +203,7 @@ class Lake:
             state = self._disk_state()
             cached = self._connection
             if cached is None or cached[0] != state:
-                from nightlake.query import open_connection
+                from nightlake.query.stream import open_connection
 
                 # The old connection is dropped, not closed: a cursor of it may still be
                 # running in another thread; it goes when its last cursor does. The state is

@@ -10,7 +10,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
 
 
 def convert_into(lake_dir: Path, *sources: Path) -> Path:
-    from nightlake.convert import convert
+    from nightlake.ingest.convert import convert
     from nightlake.lake import Lake
 
     report = convert(Lake(lake_dir), [str(s) for s in sources])

@@ -90,7 +90,7 @@ def test_fixture_collections_round_trip_through_ecsv(tmp_path, cli, name):
 
 def test_ecsv_streams_in_batches_with_one_header(tmp_path, fixture_lake):
     """Several batches (forced small) make one ECSV with one header, equal to the whole."""
-    from nightlake.astro import write_query
+    from nightlake.query.astro import write_query
     from nightlake.lake import Lake
 
     lake = Lake(fixture_lake)
@@ -146,7 +146,7 @@ def test_bad_astropy_outputs_are_one_error_line(tmp_path, fixture_lake):
 
 
 def test_in_memory_formats_are_refused_over_the_limit(tmp_path, fixture_lake, monkeypatch):
-    import nightlake.astro as astro
+    import nightlake.query.astro as astro
     from nightlake.errors import UsageError
     from nightlake.lake import Lake
 
@@ -181,8 +181,8 @@ def scalar_ecsv_tables(draw):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scalar_ecsv_tables())
 def test_any_scalar_ecsv_round_trips_through_the_lake(tmp_path_factory, table):
-    from nightlake.astro import write_query
-    from nightlake.convert import ConvertOptions, convert
+    from nightlake.query.astro import write_query
+    from nightlake.ingest.convert import ConvertOptions, convert
     from nightlake.lake import Lake
 
     work = tmp_path_factory.mktemp("astro-roundtrip")

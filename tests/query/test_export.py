@@ -14,7 +14,7 @@ import pytest
 
 from nightlake import Lake
 from nightlake.errors import QueryError
-from nightlake.export import export
+from nightlake.query.export import export
 
 
 def listing(path):

@@ -18,7 +18,7 @@ F = 2.355 * 0.2637
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, request):
-    from nightlake.convert import convert
+    from nightlake.ingest.convert import convert
 
     collections = request.config.rootpath / "data" / "fixtures" / "collections"
     lake = Lake(tmp_path_factory.mktemp("fixture-lake") / "lake")

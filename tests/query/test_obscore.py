@@ -71,7 +71,7 @@ def test_values_against_the_source_rows(fixture_lake):
 def test_the_view_needs_images_but_the_macros_do_not(tmp_path):
     import duckdb
 
-    from nightlake.astro import create_derived_views
+    from nightlake.query.astro import create_derived_views
     from nightlake.sql import load_macros
 
     con = duckdb.connect()

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from nightlake.errors import UsageError
-from nightlake.output import FORMATS, choose_format, write_result, write_result_file
+from nightlake.query.output import FORMATS, choose_format, write_result, write_result_file
 
 
 class CountingSink(io.BytesIO):

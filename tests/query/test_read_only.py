@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from nightlake import Lake
 from nightlake.errors import QueryError
-from nightlake.query import check_read_only, open_connection
+from nightlake.query.stream import check_read_only, open_connection
 
 PART = "{lake}/images/target=A0a/night=20190402/20190402_A0a.parquet"
 

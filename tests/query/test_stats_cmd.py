@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from nightlake.plot import DECAM_ROWS, focal_plane_order
+from nightlake.query.plot import DECAM_ROWS, focal_plane_order
 
 from .conftest import deep_row, write_lake
 

@@ -36,7 +36,7 @@ def _db(db: Optional[Path]) -> Path:
 def _type(value: Optional[str]) -> Optional[str]:
     if value is None:
         return None
-    from nightlake.detreg.headers import detrend_type
+    from nightlake.detrends.detreg.headers import detrend_type
 
     name = detrend_type(value)
     if name is None:
@@ -53,7 +53,7 @@ def init(
     lock_timeout: float = LockOption,
 ) -> None:
     """Create an empty database (LP64 little-endian unless told otherwise)."""
-    from nightlake.detreg import init_db
+    from nightlake.detrends.detreg import init_db
 
     if layout.upper() not in ("LP64", "ILP32") or byteorder.lower() not in ("little", "big"):
         raise UsageError(f"--layout must be LP64 or ILP32 and --byteorder little or big, "
@@ -79,8 +79,8 @@ def add(
     lock_timeout: float = LockOption,
 ) -> None:
     """Register master images: one record per image (per extension of a MEF)."""
-    from nightlake.detreg import register
-    from nightlake.detreg.headers import Overrides, entries_from_fits
+    from nightlake.detrends.detreg import register
+    from nightlake.detrends.detreg.headers import Overrides, entries_from_fits
 
     path = _db(db)
     if type_ is not None:
@@ -114,8 +114,8 @@ def delete(
     lock_timeout: float = LockOption,
 ) -> None:
     """Remove matching records (by --filename, or by --type with narrowing options)."""
-    from nightlake.detreg import Selection, delete_records
-    from nightlake.detreg.headers import parse_time
+    from nightlake.detrends.detreg import Selection, delete_records
+    from nightlake.detrends.detreg.headers import parse_time
 
     path = _db(db)
     if filename is None and type_ is None and any(
@@ -139,7 +139,7 @@ def delete(
 
 
 def _warn_non_utf8(files: List[Path]) -> None:
-    from nightlake.sync import non_utf8, shown
+    from nightlake.detrends.sync import non_utf8, shown
 
     for file in files:
         if non_utf8(file):
@@ -150,7 +150,7 @@ def _warn_non_utf8(files: List[Path]) -> None:
 
 def _refresh_tied(db: Path, lock_timeout: float) -> None:
     """Re-sync the lakes tied to the database; a failure is a warning, the write stands."""
-    from nightlake.sync import refresh_tied
+    from nightlake.detrends.sync import refresh_tied
 
     for done in refresh_tied(db, lock_timeout=lock_timeout):
         if done.warning:
@@ -168,7 +168,7 @@ def list_(
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
 ) -> None:
     """Print the records (file order), optionally only some types/CCDs/filters."""
-    from nightlake.detreg import Selection, read_db
+    from nightlake.detrends.detreg import Selection, read_db
 
     if fmt not in ("table", "csv", "json"):
         raise UsageError(f"--format must be table, csv or json, not {fmt!r}")
@@ -193,7 +193,7 @@ def check(
     lock_timeout: float = LockOption,
 ) -> None:
     """Verify header, sizes, records, the journal's hash chain and its last entry vs the file."""
-    from nightlake.detreg.check import check_db, repair_db
+    from nightlake.detrends.detreg.check import check_db, repair_db
 
     path = _db(db)
     if keep_extra and not repair:
@@ -210,7 +210,7 @@ def check(
 
 
 def _rows(records, filters, indices=None) -> list[dict]:
-    from nightlake.detreg.db import record_dict
+    from nightlake.detrends.detreg.db import record_dict
 
     rows = []
     for n, rec in enumerate(records):
@@ -223,7 +223,7 @@ def _rows(records, filters, indices=None) -> list[dict]:
 def _iso(seconds: int) -> str:
     from datetime import datetime, timezone
 
-    from nightlake.detreg import OPEN_ENDED
+    from nightlake.detrends.detreg import OPEN_ENDED
 
     if seconds == OPEN_ENDED:
         return "never"
@@ -234,7 +234,7 @@ def _iso(seconds: int) -> str:
 
 
 def _render(rows: list[dict], fmt: str) -> str:
-    from nightlake.detreg import OPEN_ENDED
+    from nightlake.detrends.detreg import OPEN_ENDED
 
     if fmt == "json":
         import json

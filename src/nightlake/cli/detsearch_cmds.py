@@ -1,6 +1,6 @@
 """Commands about detrends in the lake: ``detsearch``, ``sync``, ``resolve``.
 
-``nightlake detsearch`` hands its arguments untouched to :func:`nightlake.detsearch.run`, the
+``nightlake detsearch`` hands its arguments untouched to :func:`nightlake.detrends.search.run`, the
 same code as the fast ``detsearch`` console script (argparse; Elixir's single-dash spelling).
 """
 
@@ -23,7 +23,7 @@ _LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
 )
 def detsearch(ctx: typer.Context) -> None:
     """Find the detrend for an image, or list records (see: nightlake detsearch --help)."""
-    from nightlake.detsearch import run
+    from nightlake.detrends.search import run
 
     status = run(ctx.args, prog="nightlake detsearch")
     if status:
@@ -49,7 +49,7 @@ def sync(
     """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet) and tie
     the lake to it, so that detregister add/delete refresh the mirror."""
     from nightlake.lake import Lake
-    from nightlake.sync import sync as sync_mirror
+    from nightlake.detrends.sync import sync as sync_mirror
 
     result = sync_mirror(Lake(lake), db, lock_timeout=lock_timeout, force=force)
     if result.warning:
@@ -73,8 +73,8 @@ def resolve_cmd(
 ) -> None:
     """Assign a detrend to every image of the lake and write the result to Parquet."""
     from nightlake.lake import Lake
-    from nightlake.resolve import write_assignments
-    from nightlake.resolve import DETREND_TYPES, MODES
+    from nightlake.detrends.rules import write_assignments
+    from nightlake.detrends.rules import DETREND_TYPES, MODES
 
     if detrend_type not in DETREND_TYPES:
         raise UsageError(f"--type {detrend_type!r}: expected one of {', '.join(DETREND_TYPES)}")

@@ -32,7 +32,7 @@ def convert(
         30.0, "--lock-timeout", help="Seconds to wait for another convert on the same lake."),
 ) -> None:
     """Convert ECSV image collections into the lake (incremental: unchanged sources are skipped)."""
-    from nightlake.convert import ConvertOptions, convert as run_convert, prefer_jemalloc
+    from nightlake.ingest.convert import ConvertOptions, convert as run_convert, prefer_jemalloc
     from nightlake.lake import Lake
 
     prefer_jemalloc()

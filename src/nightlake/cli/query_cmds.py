@@ -1,7 +1,7 @@
 """Commands that read the lake: ``sql``, ``export``, ``stats``, ``macros``, ``info``, ``init-sql``.
 
-Parsing and printing only; the work is done by :mod:`nightlake.query`, :mod:`nightlake.output`,
-:mod:`nightlake.export`, :mod:`nightlake.stats`, :mod:`nightlake.plot`, :mod:`nightlake.info`.
+Parsing and printing only; the work is done by :mod:`nightlake.query.stream`, :mod:`nightlake.query.output`,
+:mod:`nightlake.query.export`, :mod:`nightlake.query.stats`, :mod:`nightlake.query.plot`, :mod:`nightlake.query.info`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _read_query(query: Optional[str], file: Optional[Path]) -> str:
 
 def _emit(reader, fmt: Optional[str], output: Optional[Path]) -> int:
     """Write a result stream to ``output`` or stdout in the chosen format; return rows."""
-    from nightlake.output import BINARY_FORMATS, choose_format, write_result, write_result_file
+    from nightlake.query.output import BINARY_FORMATS, choose_format, write_result, write_result_file
 
     terminal = sys.stdout.isatty()
     fmt = choose_format(fmt, output, terminal)
@@ -96,13 +96,13 @@ def sql(
 ) -> None:
     """Run SQL on the lake's views and macros (read-only), streaming the result."""
     from nightlake.lake import Lake
-    from nightlake.query import open_connection, parse_params, stream
+    from nightlake.query.stream import open_connection, parse_params, stream
 
     text = _read_query(query, file)
     params = parse_params(param)
     the_lake = Lake(lake)
     if output is not None:
-        from nightlake.export import refuse_inside_lake
+        from nightlake.query.export import refuse_inside_lake
 
         refuse_inside_lake(the_lake, output)
     if _emit_astro(the_lake, text, params, fmt, output):
@@ -115,8 +115,8 @@ def sql(
 
 
 def _emit_astro(lake, query: str, params, fmt: Optional[str], output: Optional[Path]) -> bool:
-    """ECSV/FITS/VOTable (with units) through :mod:`nightlake.astro`; False for other formats."""
-    from nightlake.astro import astro_format, write_query
+    """ECSV/FITS/VOTable (with units) through :mod:`nightlake.query.astro`; False for other formats."""
+    from nightlake.query.astro import astro_format, write_query
 
     astro = astro_format(fmt, output)
     if astro is None:
@@ -145,9 +145,9 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing target."),
 ) -> None:
     """Write a query or view to Parquet/CSV with DuckDB's COPY, atomically."""
-    from nightlake.export import export as run_export
+    from nightlake.query.export import export as run_export
     from nightlake.lake import Lake
-    from nightlake.query import parse_params
+    from nightlake.query.stream import parse_params
 
     columns = [c for c in (partition_by or "").split(",") if c.strip()]
     params = parse_params(param)
@@ -170,8 +170,8 @@ def export(
 
 def _export_astro(lake, source: str, to: Path, fmt, params, overwrite: bool) -> bool:
     """``export`` to ECSV/FITS/VOTable (a view name or a query); False for other formats."""
-    from nightlake.astro import astro_format, write_query
-    from nightlake.export import refuse_inside_lake
+    from nightlake.query.astro import astro_format, write_query
+    from nightlake.query.export import refuse_inside_lake
 
     astro = astro_format(fmt, to)
     if astro is None:
@@ -179,7 +179,7 @@ def _export_astro(lake, source: str, to: Path, fmt, params, overwrite: bool) -> 
     if to.exists() and not overwrite:
         raise UsageError(f"{to}: exists; add --overwrite to replace it")
     refuse_inside_lake(lake, to)
-    from nightlake.export import source_query
+    from nightlake.query.export import source_query
 
     con = lake._cursor()
     try:
@@ -204,13 +204,13 @@ def stats(
 ) -> None:
     """Survey statistics (image counts, exposure, FWHM, zero point, sky noise, airmass)."""
     from nightlake.lake import Lake
-    from nightlake.query import open_connection, stream
-    from nightlake.stats import require_images, stats_query
+    from nightlake.query.stream import open_connection, stream
+    from nightlake.query.stats import require_images, stats_query
 
     the_lake = Lake(lake)
     query = stats_query(by)
     require_images(the_lake)
-    from nightlake.export import refuse_inside_lake
+    from nightlake.query.export import refuse_inside_lake
 
     for written in (output, plot):
         if written is not None:
@@ -223,8 +223,8 @@ def stats(
     finally:
         con.close()
     if plot is not None:
-        from nightlake.plot import plot_survey
-        from nightlake.stats import stats_table
+        from nightlake.query.plot import plot_survey
+        from nightlake.query.stats import stats_table
 
         nightly = stats_table(the_lake, "night")
         detectors = stats_table(the_lake, "detector")
@@ -240,7 +240,7 @@ def macros(fmt: Optional[str] = FormatOption) -> None:
     """List every SQL macro with its signature and comment."""
     import duckdb
 
-    from nightlake.query import stream
+    from nightlake.query.stream import stream
     from nightlake.sql import load_macros
 
     con = duckdb.connect()  # macros do not need a lake: they bind when called
@@ -261,7 +261,7 @@ def info(
     import json
 
     from nightlake.errors import LakeError
-    from nightlake.info import human_size, lake_info
+    from nightlake.query.info import human_size, lake_info
     from nightlake.lake import Lake
 
     the_lake = Lake(lake)
@@ -314,6 +314,6 @@ def info(
 def init_sql(lake: Optional[Path] = LakeOption) -> None:
     """Print SQL that defines the lake's views and macros for any DuckDB client."""
     from nightlake.lake import Lake
-    from nightlake.query import init_script
+    from nightlake.query.stream import init_script
 
     typer.echo(init_script(Lake(lake)))

@@ -67,7 +67,7 @@ def images_at(
 ) -> None:
     """Images whose footprint contains RA DEC (or comes within --radius degrees of it)."""
     from nightlake.lake import Lake
-    from nightlake.query import open_connection, stream
+    from nightlake.query.stream import open_connection, stream
 
     if radius is not None and not radius >= 0:
         raise UsageError(f"--radius must be a number of degrees >= 0, not {radius}")
@@ -85,7 +85,7 @@ def images_at(
     query += " ORDER BY night, visit, detector"
     the_lake = Lake(lake)
     if output is not None:
-        from nightlake.export import refuse_inside_lake
+        from nightlake.query.export import refuse_inside_lake
 
         refuse_inside_lake(the_lake, output)
     if _emit_astro(the_lake, query, params, fmt, output):

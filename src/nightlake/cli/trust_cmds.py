@@ -1,7 +1,7 @@
 """Commands that say why the detrend answers are what they are: ``explain``, ``audit``.
 
-Parsing and printing only; the work is done by :mod:`nightlake.explain` and
-:mod:`nightlake.audit` (both run the SQL macros of ``sql/45_explain.sql`` and
+Parsing and printing only; the work is done by :mod:`nightlake.detrends.explain` and
+:mod:`nightlake.detrends.audit` (both run the SQL macros of ``sql/45_explain.sql`` and
 ``sql/46_audit.sql``).
 """
 
@@ -48,11 +48,11 @@ def explain(
     """Every record of a type for one image, with why it was or was not chosen."""
     from dataclasses import replace
 
-    from nightlake.detsearch import parse_time_us
-    from nightlake.explain import FORMATS, explanation, write_explanations
-    from nightlake.explain import explain as run_explain
-    from nightlake.images import band_of
-    from nightlake.resolve import Image
+    from nightlake.detrends.search import parse_time_us
+    from nightlake.detrends.explain import FORMATS, explanation, write_explanations
+    from nightlake.detrends.explain import explain as run_explain
+    from nightlake.detrends.images import band_of
+    from nightlake.detrends.rules import Image
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: expected table or json")
@@ -62,11 +62,11 @@ def explain(
         raise UsageError("give --image FILE or --visit/--detector, not both")
     con, source = _connection(db, lake, from_lake=visit is not None)
     if visit is not None:
-        from nightlake.explain import lake_image
+        from nightlake.detrends.explain import lake_image
 
         img = lake_image(con, visit, detector)
     elif image is not None:
-        from nightlake.images import read_image
+        from nightlake.detrends.images import read_image
 
         img = read_image(image, ccd=ccd if ccd is not None else ccd_after_image, layout=layout)
     else:
@@ -89,8 +89,8 @@ def explain(
 
 def _connection(db: Optional[Path], lake: Optional[Path], *, from_lake: bool):
     """The connection and the name of its detrend table: the lake's mirror or ``--db``."""
-    from nightlake.detsearch import open_db
-    from nightlake.explain import add_db_records, db_connection
+    from nightlake.detrends.search import open_db
+    from nightlake.detrends.explain import add_db_records, db_connection
     from nightlake.lake import Lake
 
     if db is None and (lake is not None or from_lake):
@@ -120,10 +120,10 @@ def audit(
     """Findings about the detrend database and its coverage of the lake's images."""
     import pyarrow as pa
 
-    from nightlake.audit import FINDINGS, audit as run_audit, failing
+    from nightlake.detrends.audit import FINDINGS, audit as run_audit, failing
     from nightlake.cli.query_cmds import _emit
     from nightlake.lake import Lake
-    from nightlake.resolve import DETREND_TYPES
+    from nightlake.detrends.rules import DETREND_TYPES
 
     for kind in fail_on:
         if kind not in FINDINGS:

@@ -1,0 +1,1 @@
+"""The detrend side: the DetReg database, its rules, its mirror, detsearch."""

@@ -1,0 +1,1 @@
+"""From survey files to the lake: ECSV reading, source discovery, convert."""

@@ -1,0 +1,1 @@
+"""Reading the lake: user SQL, result formats, exports, statistics, lake info."""

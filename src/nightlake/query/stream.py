@@ -1,0 +1,557 @@
+"""Running user SQL on a lake connection: bound parameters, the read-only rule, error lines.
+
+``nightlake sql`` (and :meth:`nightlake.Lake.sql`) run whatever SQL a user types, so three
+things are settled here once:
+
+* parameters: ``-p night=20190402`` becomes ``$night``, bound by DuckDB, never formatted
+  into the text; values bind as SQL string literals, which DuckDB casts where the context
+  needs a number (``detector = $det``); cast explicitly in arithmetic (``$n::INT + 1``);
+* read-only: a query may read anything and build temporary tables, but no statement may
+  write files or change settings. DuckDB decides, not the words of the query: the parsed
+  statement types against an allowlist (:func:`check_read_only`), the plan of each statement
+  right before it runs (:func:`check_plan`: a COPY may hide in a CTE, a view or a macro), and
+  a connection that cannot install or load extensions, keeps no secrets on disk and has its
+  configuration locked (:func:`lock_down`) — so a query cannot modify the lake;
+* errors: DuckDB's multi-line message becomes one line that keeps the position
+  (``line 2, column 8``) of the offending token.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+
+from nightlake.errors import QueryError, UsageError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+#: Rows per Arrow record batch when streaming results (bounded memory for wide rows: the
+#: ``wcs`` column alone is ~2.4 kB a row).
+BATCH_ROWS = 10_000
+
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: Statement types that only read, or change nothing but the in-memory connection (temporary
+#: tables, read-only attaches); their inner parts are vetted further below. Everything else
+#: (COPY, EXPORT, INSTALL/LOAD, SET/RESET, PRAGMA, CALL, PREPARE/EXECUTE, ALTER, VACUUM, …)
+#: is refused by type, so a new kind of statement is refused until it is looked at.
+_ALLOWED_TYPES = frozenset({
+    "SELECT", "EXPLAIN", "CREATE", "INSERT", "UPDATE", "DELETE", "MERGE_INTO", "DROP",
+    "TRANSACTION", "ATTACH", "DETACH",
+})
+#: Why a statement type is refused (the rest: "<TYPE> statements are not allowed").
+_TYPE_REASONS = {
+    "COPY": "COPY writes files",
+    "COPY_DATABASE": "COPY DATABASE writes files",
+    "EXPORT": "EXPORT DATABASE writes files",
+    "LOAD": "installing or loading extensions is not allowed",
+    "SET": "settings are locked",
+    "PRAGMA": "PRAGMA changes settings; use SELECT * FROM pragma_…(…) to read",
+    "CALL": "CALL runs functions for their effects; use SELECT * FROM f(…) to read",
+    "PREPARE": "PREPARE is not allowed; bind values with -p NAME=VALUE",
+    "EXECUTE": "EXECUTE is not allowed; bind values with -p NAME=VALUE",
+}
+#: Objects a query may CREATE or DROP (in the in-memory database or a ``:memory:`` attach).
+_OBJECTS = frozenset({"TABLE", "VIEW", "MACRO", "FUNCTION", "SEQUENCE", "TYPE", "SCHEMA", "INDEX"})
+_CREATE_PREFIX = frozenset({"OR", "REPLACE", "TEMP", "TEMPORARY", "UNIQUE"})
+#: Query nodes of a SELECT that read (a CTE may hold a COPY or an INSERT: refused).
+_READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+#: How far past EXPLAIN its options may reach before the explained statement starts.
+_EXPLAIN_OPTION_TOKENS = 32
+_TRUE = frozenset({"", "true", "1", "on"})
+
+READ_ONLY_HINT = "nightlake sql is read-only; write results with -o FILE or `nightlake export`"
+
+
+def parse_params(items: Iterable[str]) -> dict[str, str]:
+    """``["night=20190402", "det=5"]`` → ``{"night": "20190402", "det": "5"}`` (for ``$night``)."""
+    params: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().lstrip("$")
+        if not sep or not _PARAM_NAME.match(name):
+            raise UsageError(
+                f"bad parameter {item!r}: expected NAME=VALUE with NAME a SQL identifier "
+                "(e.g. -p night=20190402 for $night)"
+            )
+        if name in params:
+            raise UsageError(f"parameter {name!r} given twice")
+        params[name] = value
+    return params
+
+
+def _statement_type(statement) -> str:
+    try:
+        return statement.type.name
+    except ValueError:  # a type this duckdb module has no name for (UPDATE EXTENSIONS)
+        return "UNKNOWN"
+
+
+def _words(text: str) -> list[tuple[int, str, str]]:
+    """``text`` as DuckDB's tokenizer splits it: (offset, kind, word), comments left out.
+
+    Keywords and identifiers are upper-cased, with quotes removed from quoted identifiers;
+    string constants keep their quotes.
+    """
+    import duckdb
+
+    spans = duckdb.tokenize(text)
+    words = []
+    for i, (start, kind) in enumerate(spans):
+        if kind == duckdb.token_type.comment:
+            continue
+        end = spans[i + 1][0] if i + 1 < len(spans) else len(text)
+        raw = text[start:end].strip()
+        if kind == duckdb.token_type.string_const:
+            words.append((start, "string", raw))
+            continue
+        # one token may run up to the next (e.g. "x," ): keep the leading word only
+        match = re.match(r'[A-Za-z_][A-Za-z0-9_]*|"(?:[^"]|"")*"|\S', raw)
+        word = match.group(0) if match else raw
+        if word.startswith('"'):
+            word = word[1:-1].replace('""', '"')
+        words.append((start, kind.name, word.upper()))
+    return words
+
+
+def _object_reason(words: list[str]) -> str | None:
+    """CREATE/DROP: only catalog objects of the in-memory database, never secrets."""
+    verb = words[0] if words else ""
+    rest = words[1:]
+    while verb == "CREATE" and rest and rest[0] in _CREATE_PREFIX:
+        rest = rest[1:]
+    kind = rest[0] if rest else ""
+    if verb in ("CREATE", "DROP") and kind in _OBJECTS:
+        return None
+    if "SECRET" in words[:6]:
+        return "secrets are not allowed"
+    return f"{verb} {kind}".strip() + " is not allowed"
+
+
+def _attach_reason(text: str) -> str | None:
+    """ATTACH only read-only (by its parsed options) or of a new in-memory database."""
+    words = _words(text)
+    while words and words[-1][2] == ";":
+        words.pop()
+    strings = [w for _, kind, w in words if kind == "string"]
+    if strings and strings[0] == "':memory:'":
+        return None
+    if not words or words[-1][2] != ")":
+        return "ATTACH without (READ_ONLY) may create or modify a database file"
+    depth, start = 0, None
+    for i in range(len(words) - 1, -1, -1):
+        word = words[i][2]
+        depth += (word == ")") - (word == "(")
+        if depth == 0:
+            start = i
+            break
+    options: list[list[str]] = [[]]
+    depth = 0
+    for _, _, word in words[(start or 0) + 1:-1]:
+        depth += (word == "(") - (word == ")")
+        if word == "," and depth == 0:
+            options.append([])
+        else:
+            options[-1].append(word.strip("'").lower())
+    read_only = None
+    for option in options:
+        name, value = (option[0] if option else ""), " ".join(option[1:])
+        if name == "read_only":
+            read_only = value in _TRUE and read_only is not False
+    if not read_only:
+        return "ATTACH without (READ_ONLY) may create or modify a database file"
+    return None
+
+
+def _explained(text: str) -> list:
+    """The statements EXPLAIN [ANALYZE] (…) may wrap: every suffix of its first tokens that
+    DuckDB parses as one statement (the real one is among them; all must pass)."""
+    import duckdb
+
+    found = []
+    for start, _, _ in _words(text)[1:1 + _EXPLAIN_OPTION_TOKENS]:
+        try:
+            inner = duckdb.extract_statements(text[start:])
+        except duckdb.Error:
+            continue
+        except ValueError:  # a statement type this duckdb module has no name for
+            raise QueryError(_refused("a statement of an unknown type", text)) from None
+        if len(inner) == 1:
+            found.append(inner[0])
+    return found
+
+
+_PARSER = None  # an empty connection that only parses, for json_serialize_sql
+_PARSER_LOCK = threading.Lock()
+
+
+def _select_reason(text: str) -> str | None:
+    """A SELECT's query nodes, as DuckDB parses them, all read (a CTE may hold COPY …)."""
+    import json
+
+    import duckdb
+
+    global _PARSER
+    with _PARSER_LOCK:  # a connection is not for two threads at once; connecting is slow
+        if _PARSER is None:
+            _PARSER = duckdb.connect(":memory:")
+        row = _PARSER.execute("SELECT json_serialize_sql($q)", {"q": text}).fetchone()
+    tree = json.loads(row[0])
+    if tree.get("error"):  # e.g. PIVOT cannot be serialized: the plan check covers it
+        return None
+    nodes: set[str] = set()
+    todo: list = [tree]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            kind = item.get("type")
+            if isinstance(kind, str) and kind.endswith("_NODE"):
+                nodes.add(kind)
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    writes = sorted(nodes - _READ_NODES)
+    if writes:
+        return f"a {writes[0].removesuffix('_QUERY_NODE')} inside a query is not allowed"
+    return None
+
+
+def _reason(statement, depth: int = 0) -> str | None:
+    """Why ``statement`` (parsed by DuckDB) is refused, or None when it may run."""
+    kind = _statement_type(statement)
+    text = statement.query
+    if kind not in _ALLOWED_TYPES:
+        return _TYPE_REASONS.get(kind, f"{kind} statements are not allowed")
+    if kind == "SELECT":
+        return _select_reason(text)
+    if kind == "EXPLAIN":
+        inner = _explained(text)
+        if not inner or depth > 2:
+            return "EXPLAIN of something that is not a query"
+        for statement in inner:
+            reason = _reason(statement, depth + 1)
+            if reason:
+                return reason
+        return None
+    if kind in ("CREATE", "DROP"):
+        return _object_reason([w for _, _, w in _words(text)])
+    if kind == "ATTACH":
+        return _attach_reason(text)
+    return None
+
+
+def _refused(reason: str, text: str) -> str:
+    snippet = " ".join(text.split())[:60]
+    return f"statement refused ({reason}): {snippet!r}; {READ_ONLY_HINT}"
+
+
+def parse_statements(query: str) -> list:
+    """DuckDB's statements of ``query``; a syntax error becomes :class:`QueryError`."""
+    import duckdb
+
+    try:
+        return duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise QueryError(error_message(exc, query)) from exc
+    except ValueError:  # a statement type this duckdb module has no name for (UPDATE EXTENSIONS)
+        raise QueryError(_refused("a statement of an unknown type", query)) from None
+
+
+def check_read_only(query: str, statements: list | None = None) -> None:
+    """Raise :class:`QueryError` when a statement of ``query`` is not a read.
+
+    The statement types come from DuckDB's parser, and each allowed type is vetted further
+    (the query nodes of a SELECT, what EXPLAIN wraps, the options of ATTACH, the object of
+    CREATE). ``statements``: ``query`` already split by DuckDB (saves parsing it again).
+    :func:`check_plan` is the second check, on the plan, right before a statement runs.
+    """
+    for statement in parse_statements(query) if statements is None else statements:
+        reason = _reason(statement)
+        if reason:
+            raise QueryError(_refused(reason, statement.query))
+
+
+#: Physical operators that write files.
+_WRITING_OPERATORS = ("COPY_TO_FILE", "EXPORT")
+_PLANNED = frozenset({"SELECT", "CREATE", "INSERT", "UPDATE", "DELETE", "MERGE_INTO"})
+
+
+def _planned(statement) -> list:
+    """The statements of ``statement`` that run with a plan (EXPLAIN ANALYZE runs its own)."""
+    kind = _statement_type(statement)
+    if kind in _PLANNED:
+        return [statement]
+    if kind == "EXPLAIN":
+        return [p for inner in _explained(statement.query) for p in _planned(inner)]
+    return []
+
+
+def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
+    """Refuse ``statement`` when DuckDB's plan for it holds an operator that writes files.
+
+    Run right before the statement (it may use a table an earlier one created): a view or a
+    macro may hide a COPY that only the plan shows. A statement DuckDB cannot plan is left
+    to fail on its own when it runs, with DuckDB's message.
+    """
+    import json
+
+    import duckdb
+
+    params = params or {}
+    for planned in _planned(statement):
+        used = {k: params[k] for k in planned.named_parameters if k in params} or None
+        try:
+            rows = con.execute("EXPLAIN (FORMAT json) " + planned.query, used).fetchall()
+        except duckdb.Error:
+            continue
+        todo: list = [json.loads(row[-1]) for row in rows]
+        while todo:
+            item = todo.pop()
+            if isinstance(item, dict):
+                name = str(item.get("name", ""))
+                if any(op in name.upper() for op in _WRITING_OPERATORS):
+                    raise QueryError(_refused(f"its plan writes files ({name})", statement.query))
+                todo.extend(item.values())
+            elif isinstance(item, list):
+                todo.extend(item)
+
+
+#: Extensions, secrets and DuckDB's own files go nowhere: a directory below a device file
+#: cannot be created, not even by root.
+_NOWHERE = os.path.join(os.devnull, "nightlake-read-only")
+
+
+def lock_down(con) -> None:
+    """Make ``con`` read-only for files, then lock its configuration (no SET works after).
+
+    Extensions are neither installed nor loaded behind a query's back, secrets are never
+    persisted, and DuckDB spills to a private directory of its own that it creates only when
+    it needs it and removes when the connection closes (for ``:memory:`` it would otherwise
+    spill into ``./.tmp`` of whatever directory the user is in).
+    """
+    import tempfile
+    import uuid
+
+    spill = os.path.join(tempfile.gettempdir(), f"nightlake-spill-{uuid.uuid4().hex}")
+    for name, value in (
+        ("enable_progress_bar", True),
+        ("enable_progress_bar_print", False),  # it would print into results on stdout
+        ("autoinstall_known_extensions", False),
+        ("autoload_known_extensions", False),
+        ("allow_community_extensions", False),
+        ("allow_persistent_secrets", False),
+        ("extension_directory", _NOWHERE),
+        ("secret_directory", _NOWHERE),
+        ("temp_directory", spill),
+        ("lock_configuration", True),  # last
+    ):
+        literal = str(value).lower() if isinstance(value, bool) else _sql_string(str(value))
+        con.execute(f"SET {name} = {literal}")
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def check_params(query: str, params: Mapping[str, Any], statements: list | None = None) -> None:
+    """Every ``$name`` of the query has a value, and every value has a ``$name``."""
+    used: set[str] = set()
+    for statement in parse_statements(query) if statements is None else statements:
+        used |= set(statement.named_parameters)
+    missing = sorted(used - set(params))
+    if missing:
+        raise UsageError(
+            f"the query uses ${missing[0]} but no value was given (add -p {missing[0]}=VALUE)"
+        )
+    unused = sorted(set(params) - used)
+    if unused:
+        raise UsageError(
+            f"parameter {unused[0]!r} is not used by the query (no ${unused[0]} in it)")
+
+
+_LINE_RE = re.compile(r"^LINE (\d+): (.*)$")
+
+
+def error_message(exc: BaseException, query: str | None = None) -> str:
+    """DuckDB's message on one line, with ``(line L, column C)`` when it points at a token.
+
+    DuckDB shows the position as a quoted source line with a caret line under it, cutting
+    long lines to a window marked by ``...``; the column is found back in ``query``.
+    """
+    lines = str(exc).splitlines()
+    head: list[str] = []
+    position = ""
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        match = _LINE_RE.match(line)
+        if match and i + 1 < len(lines) and "^" in lines[i + 1]:
+            line_no = int(match.group(1))
+            shown = match.group(2)
+            caret = lines[i + 1].index("^") - (len(line) - len(shown))
+            column = caret + 1
+            if query is not None:
+                source_lines = query.splitlines() or [""]
+                if 1 <= line_no <= len(source_lines):
+                    cut = 3 if shown.startswith("...") else 0
+                    window = shown[cut:].removesuffix("...")
+                    at = source_lines[line_no - 1].find(window)
+                    if at >= 0:
+                        column = at + caret - cut + 1
+            position = f" (line {line_no}, column {column})"
+            i += 2
+            continue
+        if line.strip():
+            head.append(line.strip())
+        i += 1
+    return "; ".join(head) + position
+
+
+_PROBE = "PREPARE nightlake_probe AS "
+_POSITION = re.compile(r" \(line (\d+), column (\d+)\)$")
+
+
+def _shift(message: str, query: str, text: str, start: int) -> str:
+    """A position in statement ``text`` (at ``start`` of ``query``) as a position in ``query``."""
+    match = _POSITION.search(message)
+    if not match or start < 0:
+        return message
+    line_no, column = int(match.group(1)), int(match.group(2))
+    before = query[:start]
+    if line_no == 1:
+        column += start - (before.rfind("\n") + 1)
+    line_no += before.count("\n")
+    return message[: match.start()] + f" (line {line_no}, column {column})"
+
+
+def _probe_position(con, message: str, text: str) -> str:
+    """Add a position to ``message`` by preparing ``text`` again (binding only, nothing runs).
+
+    Binder errors raised through ``con.sql`` come without DuckDB's ``LINE n:`` context;
+    ``PREPARE`` gives it back. Used only when the probe fails with the very same message.
+    """
+    import duckdb
+
+    if _POSITION.search(message):
+        return message
+    try:
+        con.execute(_PROBE + text)
+        con.execute("DEALLOCATE nightlake_probe")
+        return message
+    except duckdb.Error as probe:
+        located = error_message(probe, _PROBE + text)
+    match = _POSITION.search(located)
+    if not match or not located.startswith(message.split("; ")[0]):
+        return message
+    line_no, column = int(match.group(1)), int(match.group(2))
+    if line_no == 1:
+        column -= len(_PROBE)
+    return f"{message} (line {line_no}, column {column})"
+
+
+def _statements(query: str, parsed: list) -> list[tuple[str, int, set[str]]]:
+    """The ``parsed`` statements of ``query``: (text, offset in ``query``, its ``$parameters``)."""
+    found, at = [], 0
+    for statement in parsed:
+        text = statement.query.strip().rstrip(";").rstrip()
+        start = query.find(text, at)
+        if start >= 0:
+            at = start + len(text)
+        found.append((text, start, set(statement.named_parameters)))
+    return found
+
+
+def stream(
+    con: "duckdb.DuckDBPyConnection",
+    query: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> "pa.RecordBatchReader":
+    """Run ``query`` read-only and stream its result as Arrow record batches.
+
+    A script's statements run in order, each with the parameters it names, and the last
+    one's rows are streamed; a last statement without rows gives an empty stream. DuckDB
+    errors, also those raised while the batches are read, become :class:`QueryError` with
+    the position in ``query``.
+    """
+    import duckdb
+    import pyarrow as pa
+
+    params = dict(params or {})
+    parsed = parse_statements(query)  # once, for the checks and the statements
+    check_read_only(query, parsed)
+    check_params(query, params, parsed)
+    statements = _statements(query, parsed)
+    if not statements:
+        return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+    for (text, start, names), statement in zip(statements[:-1], parsed):
+        check_plan(con, statement, params)
+        try:
+            con.execute(text, {k: params[k] for k in names} or None)
+        except duckdb.Error as exc:
+            raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
+    text, start, names = statements[-1]
+    check_plan(con, parsed[-1], params)
+    try:
+        relation = con.sql(text, params={k: params[k] for k in names} or None)
+        if relation is None:
+            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+        reader = relation.to_arrow_reader(batch_rows)
+    except duckdb.Error as exc:
+        message = _probe_position(con, error_message(exc, text), text)
+        raise QueryError(_shift(message, query, text, start)) from exc
+    return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, text, query, start))
+
+
+def _checked(reader: "pa.RecordBatchReader", text: str, query: str,
+             start: int) -> Iterator["pa.RecordBatch"]:
+    import duckdb
+    import pyarrow as pa
+
+    try:
+        yield from reader
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        # DuckDB's errors during the stream surface through Arrow's C stream as OSError
+        raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
+
+
+def open_connection(lake) -> "duckdb.DuckDBPyConnection":
+    """``lake.connect()`` for running user SQL, made read-only by :func:`lock_down`.
+
+    DuckDB's own progress bar does not print (it would go into the results on standard
+    output); ``query_progress()`` still reports progress.
+    """
+    con = lake.connect()
+    try:
+        lock_down(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def init_script(lake) -> str:
+    """SQL defining ``lake``'s views and every macro, for DuckDB clients without nightlake.
+
+    Run it with ``duckdb -init init.sql`` or ``con.execute(text)``; paths are absolute.
+    """
+    from nightlake import __version__
+    from nightlake.query.astro import obscore_view_sql  # a view over images, defined by a macro
+    from nightlake.errors import LakeError
+    from nightlake.sql import macro_sql
+
+    if not lake.path.is_dir():
+        raise LakeError(f"{lake.path}: no lake here")
+    views = lake.view_sql()
+    return "\n".join([
+        f"-- nightlake {__version__}: views and macros of the lake {lake.path.resolve()}",
+        "-- Use: duckdb -init init.sql   or   duckdb.connect().execute(open('init.sql').read())",
+        views if views else "-- (the lake has no partitions yet: no views)",
+        macro_sql(),
+        obscore_view_sql(lake),
+    ])

@@ -1,0 +1,318 @@
+"""ECSV → Arrow equals astropy's own reading, cell for cell; bad files give one clear error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from astropy.table import Table
+from astropy.time import Time
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nightlake.ingest.ecsv import read_ecsv
+from nightlake.errors import FormatError, InputError
+from reference import assert_equals_astropy
+from strategies import ecsv_tables
+
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ecsv_tables())
+def test_any_astropy_written_table_reads_the_same(tmp_path_factory, table):
+    path = tmp_path_factory.mktemp("ecsv") / "t.ecsv"
+    table.write(path, format="ascii.ecsv", overwrite=True)
+    ours = read_ecsv(path)
+    assert_equals_astropy(path, ours.table)
+
+
+def test_types_units_and_descriptions_land_in_arrow(tmp_path):
+    t = Table({"a": np.array([1, 2], dtype="uint16"), "b": np.array([1.5, 2.5], dtype="float16")},
+              meta={"survey": "DEEP"})
+    t["a"].unit = "s"
+    t["a"].description = "exposure time"
+    path = tmp_path / "t.ecsv"
+    t.write(path, format="ascii.ecsv")
+    got = read_ecsv(path)
+    assert got.table.schema.field("a").type == pa.uint16()
+    assert got.table.schema.field("b").type == pa.float16()
+    md = got.table.schema.field("a").metadata
+    assert md[b"unit"] == b"s" and md[b"description"] == b"exposure time"
+    assert got.table_meta == {"survey": "DEEP"}
+    assert "%ECSV 1.0" in got.header_text
+
+
+def test_json_subtype_is_typed_json_text(tmp_path):
+    col = np.empty(3, dtype=object)
+    col[:] = [{"a": 1}, None, ["VR"]]
+    path = tmp_path / "j.ecsv"
+    Table({"j": col}).write(path, format="ascii.ecsv")
+    got = read_ecsv(path).table
+    assert "json" in str(got.schema.field("j").type)
+    assert [None if v is None else json.loads(v) for v in got.column("j").to_pylist()] == [
+        {"a": 1}, None, ["VR"]]
+
+
+def test_time_mixin_becomes_utc_timestamp_across_a_leap_second(tmp_path):
+    # 2016-12-31T23:59:60 UTC is a leap second; TAI is 37 s ahead of UTC after it.
+    t = Table({"t": Time(["2017-01-01T00:00:37", "2017-01-01T00:01:00"], scale="tai")})
+    path = tmp_path / "t.ecsv"
+    t.write(path, format="ascii.ecsv")
+    got = read_ecsv(path).table
+    assert got.schema.field("t").type == pa.timestamp("us")
+    assert [str(v) for v in got.column("t").to_pylist()] == [
+        "2017-01-01 00:00:00", "2017-01-01 00:00:23"]
+
+
+@pytest.mark.parametrize("name", ["real/missing_data.ecsv", "real/table_IV_V.ecsv",
+                                  "real/refcats_ps1.ecsv", "real/exposures_object_raw.ecsv",
+                                  "deep_table_II.ecsv", "ecsv/all_types.ecsv"])
+def test_real_files_and_the_all_types_golden_file_read_like_astropy(name):
+    path = FIXTURES / name
+    assert_equals_astropy(path, read_ecsv(path).table)
+
+
+# -- bad input: one error naming the file and the cause -------------------------------------
+GOOD = """# %ECSV 1.0
+# ---
+# datatype:
+# - {name: a, datatype: int64}
+# - {name: b, datatype: string}
+# schema: astropy-2.0
+a b
+1 x
+2 "y z"
+"""
+
+
+def _error(tmp_path, text, name="bad.ecsv") -> str:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    with pytest.raises(InputError) as info:
+        read_ecsv(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
+def test_good_sample_reads(tmp_path):
+    path = tmp_path / "good.ecsv"
+    path.write_text(GOOD)
+    assert read_ecsv(path).table.to_pylist() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y z"}]
+
+
+def test_error_not_ecsv(tmp_path):
+    assert "not an ECSV file" in _error(tmp_path, "a,b\n1,2\n")
+
+
+def test_error_empty_file(tmp_path):
+    assert "empty file" in _error(tmp_path, "")
+
+
+def test_error_bad_yaml(tmp_path):
+    assert "bad YAML" in _error(tmp_path, GOOD.replace("{name: a, datatype: int64}", "{name: a, [["))
+
+
+def test_error_unknown_datatype(tmp_path):
+    msg = _error(tmp_path, GOOD.replace("datatype: int64", "datatype: int128"))
+    assert "unknown datatype 'int128'" in msg and "'a'" in msg
+
+
+def test_error_wrong_number_of_fields_names_the_line(tmp_path):
+    msg = _error(tmp_path, GOOD.replace("2 \"y z\"", "2 y z"))
+    assert ":9:" in msg and "expected 2 fields, found 3" in msg
+
+
+def test_error_value_of_wrong_type_names_line_and_column(tmp_path):
+    msg = _error(tmp_path, GOOD.replace("2 \"y z\"", "2.5 w"))
+    assert ":9:" in msg and "column 'a'" in msg and "'2.5' is not a valid int64" in msg
+
+
+def test_error_body_not_utf8_names_the_line(tmp_path):
+    msg = _error(tmp_path, GOOD.replace('"y z"', '"y\xff"').encode("latin-1"))
+    assert ":9:" in msg and "not UTF-8 text (byte 0xff)" in msg
+
+
+def test_non_ascii_text_reads_like_astropy(tmp_path):
+    """The UTF-8 check is skipped for ASCII files only: other text still reads exactly."""
+    path = tmp_path / "utf8.ecsv"
+    path.write_text(GOOD.replace('"y z"', '"Déjà vu ☉"'), encoding="utf-8")
+    assert read_ecsv(path).table.column("b").to_pylist() == \
+        list(Table.read(path, format="ascii.ecsv")["b"]) == ["x", "Déjà vu ☉"]
+
+
+def test_error_duplicate_column_names(tmp_path):
+    text = GOOD.replace("{name: b, datatype: string}", "{name: a, datatype: string}").replace(
+        "\na b\n", "\na a\n")
+    assert "duplicate column name 'a'" in _error(tmp_path, text)
+
+
+def test_error_names_line_disagrees_with_header(tmp_path):
+    assert "does not match" in _error(tmp_path, GOOD.replace("\na b\n", "\na c\n"))
+
+
+def test_error_unreadable_path(tmp_path):
+    with pytest.raises(InputError, match="no-such.ecsv: cannot read"):
+        read_ecsv(tmp_path / "no-such.ecsv")
+    with pytest.raises(InputError, match="is a directory"):
+        read_ecsv(tmp_path)
+
+
+def test_format_errors_are_input_errors():
+    assert issubclass(FormatError, InputError)
+
+
+def test_body_lines_starting_with_hash_are_comments_as_in_astropy(tmp_path):
+    path = tmp_path / "c.ecsv"
+    path.write_text(GOOD.replace('2 "y z"\n', '# a comment line\n  #another\n2 "y #z"\n'))
+    assert read_ecsv(path).table.to_pylist() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y #z"}]
+    assert_equals_astropy(path, read_ecsv(path).table)
+
+
+@pytest.mark.parametrize("comments", [False, True])
+def test_big_files_are_hashed_while_they_parse(tmp_path, monkeypatch, comments):
+    """Above PARALLEL_BYTES the hash runs beside the parse: same table, same sha256 as the
+    small-file path (and as hashlib on the file), comment lines dropped as there."""
+    import hashlib
+
+    import nightlake.ingest.ecsv as ecsv_module
+
+    path = tmp_path / "c.ecsv"
+    text = GOOD.replace('2 "y z"\n', '# a comment line\n  #another\n2 "y #z"\n') if comments \
+        else GOOD
+    path.write_text(text)
+    small = read_ecsv(path)
+    monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+    big = read_ecsv(path)
+    assert big.table.equals(small.table)
+    assert big.sha256 == small.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert_equals_astropy(path, big.table)
+    assert ("y #z" in big.table.column("b").to_pylist()) == comments
+
+
+def test_a_table_without_rows_reads_with_its_types(tmp_path):
+    path = tmp_path / "empty-body.ecsv"
+    path.write_text(GOOD.split("a b\n")[0] + "a b\n")
+    got = read_ecsv(path).table
+    assert got.num_rows == 0 and got.schema.field("a").type == pa.int64()
+
+
+@pytest.mark.parametrize("text, astropy_tags", [
+    ("meta: !!omap\n- {survey: DEEP}", False),
+    ("datatype:\n- {name: a, datatype: string, description: 'wow!'}", False),
+    ("meta:\n  x: !astropy.table.SerializedColumn {name: x}", True),
+    ("meta: {t: !!python/tuple [1, 2]}", True),
+    ("meta: [!astropy.units.Unit {unit: m}]", True),
+])
+def test_astropys_yaml_tags_are_recognised(text, astropy_tags):
+    from nightlake.ingest.ecsv import _ASTROPY_TAG
+
+    assert (_ASTROPY_TAG.search(text) is not None) == astropy_tags
+
+
+def test_a_survey_header_does_not_import_astropys_yaml_machinery(repo):
+    """astropy.io.misc.yaml imports astropy.coordinates: 0.7 s for every `nightlake convert`."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from nightlake.ingest.ecsv import read_ecsv; "
+              f"read_ecsv({str(repo / 'data/fixtures/collections/20190401_A0a.collection')!r}); "
+              "print(sorted(m for m in sys.modules if m.startswith(('astropy.io.misc.yaml', "
+              "'astropy.coordinates'))))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+_LINE = st.tuples(st.sampled_from(["", " ", "\t", "  \t"]),
+                  st.sampled_from(["", "#", "a", "1 #x", '"#"', "\r"]),
+                  st.sampled_from(["\n", "\r\n", ""]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE, max_size=8), st.integers(0, 3))
+def test_comment_line_test_agrees_with_the_plain_rule(lines, start):
+    """A body has a comment line when a line's first non-blank character is '#'."""
+    from nightlake.ingest.ecsv import _has_comment_lines
+
+    data = "".join(a + b + c for a, b, c in lines).encode()
+    start = min(start, len(data))
+    expected = any(line.lstrip(b" \t").startswith(b"#")
+                   for line in data[start:].split(b"\n"))
+    assert _has_comment_lines(data, start) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a: 1", "  b: 2", "   ", "", "\t- x", "c: |", "    text", " \t"]),
+                max_size=6))
+def test_header_text_is_dedented_exactly_as_textwrap_does(lines):
+    import textwrap
+
+    from nightlake.ingest.ecsv import _dedent
+
+    assert _dedent(lines) == textwrap.dedent("\n".join(lines))
+
+
+# -- long fields and header bytes -----------------------------------------------------------
+LONG = """# %ECSV 1.0
+# ---
+# datatype:
+# - {name: visit, datatype: int64}
+# - {name: wcs, datatype: string}
+# schema: astropy-2.0
+visit wcs
+"""
+
+
+@pytest.fixture(params=[200_000, 3 << 20])
+def long_size(request, monkeypatch):
+    """Beyond csv's field limit (128 kB); beyond a block, read on several threads (the limits
+    lowered to keep the test fast: a 17 MB line in a 33 MB body behaves the same)."""
+    if request.param > 1 << 20:
+        import nightlake.ingest.ecsv as ecsv_module
+
+        monkeypatch.setattr(ecsv_module, "BLOCK_BYTES", 1 << 20)
+        monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 1 << 20)
+    return request.param
+
+
+@pytest.mark.parametrize("long_size", [3 << 20], indirect=True)  # (200 kB read before)
+def test_a_field_of_any_length_reads(tmp_path, long_size):
+    size = long_size
+    path = tmp_path / "long.ecsv"
+    path.write_text(LONG + f'1 "{"w" * size}"\n2 short\n3 "{"v" * (size // 2)}"\n')
+    table = read_ecsv(path).table
+    assert table.column("visit").to_pylist() == [1, 2, 3]
+    assert [len(v) for v in table.column("wcs").to_pylist()] == [size, 5, size // 2]
+
+
+def test_a_bad_value_beside_a_long_field_names_its_line(tmp_path, long_size):
+    size = long_size
+    msg = _error(tmp_path, LONG + f'1 "{"w" * size}"\nx short\n')
+    assert ":9:" in msg and "column 'visit'" in msg and "'x' is not a valid int64" in msg
+
+
+_HEADER_LINES = GOOD.splitlines(keepends=True)[:7]  # up to and with the column-names line
+
+
+@settings(max_examples=40, deadline=None)
+@given(line=st.integers(2, 7), at=st.integers(0, 1000),
+       bad=st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xc0\xaf", b"\xe2\x82",
+                            b"\xf8\x88\x80\x80\x80", b"\x80"]))
+def test_non_utf8_bytes_in_the_header_name_the_line(tmp_path_factory, line, at, bad):
+    lines = [ln.encode() for ln in _HEADER_LINES]
+    text = lines[line - 1]
+    cut = 2 + at % (len(text) - 2)  # after the '# ' (the names line: anywhere before its end)
+    if line == 7:
+        cut = at % (len(text) - 1)
+    lines[line - 1] = text[:cut] + bad + text[cut:]
+    data = b"".join(lines) + b"1 x\n"
+    msg = _error(tmp_path_factory.mktemp("h"), data)
+    assert f":{line}: not UTF-8 text (byte 0x{bad[0]:02x})" in msg, msg
+
+
+def test_non_utf8_bytes_in_a_header_comment_name_the_line(tmp_path):
+    data = GOOD.replace("# schema", "# # note: caf\xe9\n# schema").encode("latin-1")
+    assert ":6: not UTF-8 text (byte 0xe9)" in _error(tmp_path, data)
