@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LAKE   ?= demo-lake
 
-.PHONY: demo test bench clean fixtures
+.PHONY: demo test lint bench clean fixtures
 
 $(STAMP): pyproject.toml hatch_build.py src/nightlake/detrends/detreg/_columns.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,14 @@ demo: $(STAMP)
 	$(BIN)/nightlake stats --lake $(LAKE) --by survey --format table --plot $(LAKE)-stats.png
 	@echo "plot: $(LAKE)-stats.png"
 
-## make test: run the whole test suite
-test: $(STAMP)
+## make test: lint, then run the whole test suite
+test: lint
 	$(BIN)/python -m pytest -q
+
+## make lint: ruff's checks and its formatting, over everything we write
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench data/fixtures hatch_build.py
+	$(BIN)/ruff format --check src tests bench data/fixtures hatch_build.py
 
 ## make bench: the speed goals (by hand; prints ratios against each baseline)
 bench: $(STAMP)

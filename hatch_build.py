@@ -33,8 +33,10 @@ class CustomBuildHook(BuildHookInterface):
             subprocess.run(command, check=True, capture_output=True, text=True)
         except (OSError, subprocess.CalledProcessError) as exc:
             detail = getattr(exc, "stderr", None) or exc
-            print(f"nightlake: {SOURCE} not compiled ({detail}); using the numpy/pyarrow path",
-                  file=sys.stderr)
+            print(
+                f"nightlake: {SOURCE} not compiled ({detail}); using the numpy/pyarrow path",
+                file=sys.stderr,
+            )
             return
         build_data["pure_python"] = False
         build_data["infer_tag"] = True

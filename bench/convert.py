@@ -25,8 +25,9 @@ REPO = HERE.parent
 
 
 def _fixtures_module():
-    spec = importlib.util.spec_from_file_location("make_fixtures",
-                                                  REPO / "data" / "fixtures" / "make_fixtures.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_fixtures", REPO / "data" / "fixtures" / "make_fixtures.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -40,7 +41,9 @@ def survey(workdir: Path, scale: float, detectors: int) -> tuple[Path, Path]:
         shutil.rmtree(base, ignore_errors=True)
         fx = _fixtures_module()
         t0 = time.perf_counter()
-        fx.write_survey(per_night, scale=scale, detectors=range(1, detectors + 1), layout="per-night")
+        fx.write_survey(
+            per_night, scale=scale, detectors=range(1, detectors + 1), layout="per-night"
+        )
         fx.write_survey(joined, scale=scale, detectors=range(1, detectors + 1), layout="joined")
         (base / "done").touch()
         print(f"generated survey in {time.perf_counter() - t0:.1f} s")
@@ -52,8 +55,9 @@ def astropy_per_file(files: list[Path], out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     for f in files:
-        Table.read(f, format="ascii.ecsv").write(out / (f.stem + ".parquet"), format="parquet",
-                                                  overwrite=True)
+        Table.read(f, format="ascii.ecsv").write(
+            out / (f.stem + ".parquet"), format="parquet", overwrite=True
+        )
 
 
 def astropy_joined(joined: Path, out: Path) -> None:
@@ -63,8 +67,9 @@ def astropy_joined(joined: Path, out: Path) -> None:
     table = Table.read(joined, format="ascii.ecsv")
     groups = table.group_by(["fieldname", "night"])
     for key, group in zip(groups.groups.keys, groups.groups):
-        group.write(out / f"{key['night']}_{key['fieldname']}.parquet", format="parquet",
-                    overwrite=True)
+        group.write(
+            out / f"{key['night']}_{key['fieldname']}.parquet", format="parquet", overwrite=True
+        )
 
 
 def nightlake_convert(sources: list[Path], lake_dir: Path) -> None:
@@ -116,26 +121,35 @@ def main() -> None:
     per_night, joined = survey(args.workdir, args.scale, args.detectors)
     files = sorted(per_night.glob("*.collection"))
     mb = sum(f.stat().st_size for f in files) / 1e6
-    print(f"{len(files)} per-night files, {mb:.0f} MB; joined.collection {joined.stat().st_size / 1e6:.0f} MB")
+    print(
+        f"{len(files)} per-night files, {mb:.0f} MB; "
+        f"joined.collection {joined.stat().st_size / 1e6:.0f} MB"
+    )
     out = args.workdir / "scratch"
     shutil.rmtree(out, ignore_errors=True)
 
     parse_s, _ = body_parse_only(files)
     print(f"nightlake read_ecsv alone (per-night files): {parse_s:.2f} s ({mb / parse_s:.0f} MB/s)")
-    times = interleaved({
-        "astropy per-night": lambda o: astropy_per_file(files, o),
-        "nightlake per-night": lambda o: nightlake_convert([per_night], o),
-        "astropy joined": lambda o: astropy_joined(joined, o),
-        "nightlake joined": lambda o: nightlake_convert([joined], o),
-    }, out, args.repeat)
+    times = interleaved(
+        {
+            "astropy per-night": lambda o: astropy_per_file(files, o),
+            "nightlake per-night": lambda o: nightlake_convert([per_night], o),
+            "astropy joined": lambda o: astropy_joined(joined, o),
+            "nightlake joined": lambda o: nightlake_convert([joined], o),
+        },
+        out,
+        args.repeat,
+    )
     print(f"best of {args.repeat} (median in brackets), runs taking turns")
     print(f"{'input':<22}{'astropy s':>16}{'nightlake s':>16}{'ratio':>15}   (goal ≥ 8×)")
     for name in ("per-night", "joined"):
         base, ours = times[f"astropy {name}"], times[f"nightlake {name}"]
         best = min(base) / min(ours)
         typical = statistics.median(base) / statistics.median(ours)
-        print(f"{name:<22}{min(base):>8.2f} ({statistics.median(base):5.2f})"
-              f"{min(ours):>8.2f} ({statistics.median(ours):5.2f}){best:>7.1f}× ({typical:4.1f}×)")
+        print(
+            f"{name:<22}{min(base):>8.2f} ({statistics.median(base):5.2f})"
+            f"{min(ours):>8.2f} ({statistics.median(ours):5.2f}){best:>7.1f}× ({typical:4.1f}×)"
+        )
     shutil.rmtree(out, ignore_errors=True)
 
 

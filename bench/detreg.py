@@ -44,15 +44,19 @@ def build_database(path: Path, n: int, layout: str, byteorder: str) -> None:
     records["type"] = rng.integers(1, 6, n)
     records["filter"] = rng.integers(1, 8, n)
     records["ccd"] = rng.integers(1, 63, n)
-    records["filename"] = [f"/deep/masters/{2012 + i % 8}/c{i % 62 + 1:02d}/master_{i:07d}.fits"
-                           .encode() for i in range(n)]
+    records["filename"] = [
+        f"/deep/masters/{2012 + i % 8}/c{i % 62 + 1:02d}/master_{i:07d}.fits".encode()
+        for i in range(n)
+    ]
     if layout == "ILP32":
         records["tstart"] %= 2**31
         records["treg"] %= 2**31
-        records["tstop"] = np.where(records["tstop"] == OPEN_ENDED, OPEN_ENDED,
-                                    records["tstart"] + 86400)
-    write_db(path, records, {i: f"filter-{i}" for i in range(1, 8)}, layout=layout,
-             byteorder=byteorder)
+        records["tstop"] = np.where(
+            records["tstop"] == OPEN_ENDED, OPEN_ENDED, records["tstart"] + 86400
+        )
+    write_db(
+        path, records, {i: f"filter-{i}" for i in range(1, 8)}, layout=layout, byteorder=byteorder
+    )
 
 
 def bench_read(tmp: Path, n: int, repeat: int) -> None:
@@ -64,15 +68,20 @@ def bench_read(tmp: Path, n: int, repeat: int) -> None:
         build_database(path, n, layout, byteorder)
         header = path.stat().st_size - (-(-n * record_dtype(layout).itemsize // 2880) * 2880)
         dtype = record_dtype(layout, byteorder)
-        base, ours, just_read = best_interleaved([
-            lambda p=path, d=dtype, h=header: np.fromfile(p, dtype=d, count=n, offset=h),
-            lambda p=path: read_db(p).to_arrow(),
-            lambda p=path: read_db(p),
-        ], repeat)
-        print(f"  {layout:5s} {byteorder:6s}  numpy.fromfile {base * 1e3:7.2f} ms "
-              f"({n / base / 1e6:6.1f} M rec/s)   read_db+to_arrow {ours * 1e3:7.2f} ms "
-              f"({n / ours / 1e6:5.2f} M rec/s)   ratio {ours / base:4.1f}x "
-              f"(read_db alone {just_read / base:4.1f}x)")
+        base, ours, just_read = best_interleaved(
+            [
+                lambda p=path, d=dtype, h=header: np.fromfile(p, dtype=d, count=n, offset=h),
+                lambda p=path: read_db(p).to_arrow(),
+                lambda p=path: read_db(p),
+            ],
+            repeat,
+        )
+        print(
+            f"  {layout:5s} {byteorder:6s}  numpy.fromfile {base * 1e3:7.2f} ms "
+            f"({n / base / 1e6:6.1f} M rec/s)   read_db+to_arrow {ours * 1e3:7.2f} ms "
+            f"({n / ours / 1e6:5.2f} M rec/s)   ratio {ours / base:4.1f}x "
+            f"(read_db alone {just_read / base:4.1f}x)"
+        )
 
 
 def bench_register(tmp: Path, masters: int, existing: int) -> None:
@@ -86,9 +95,15 @@ def bench_register(tmp: Path, masters: int, existing: int) -> None:
     files = []
     for i in range(masters):
         hdu = fits.PrimaryHDU(np.zeros((4, 4), np.float32))
-        hdu.header.update(IMAGETYP="dome flat", FILTER=f"filter-{i % 5}", CCDNUM=i % 62 + 1,
-                          TV_START=f"2014-09-{i % 28 + 1:02d}T00:00:00", TV_STOP="never",
-                          SIGMA=1.5, CLIPSIG=1.2)
+        hdu.header.update(
+            IMAGETYP="dome flat",
+            FILTER=f"filter-{i % 5}",
+            CCDNUM=i % 62 + 1,
+            TV_START=f"2014-09-{i % 28 + 1:02d}T00:00:00",
+            TV_STOP="never",
+            SIGMA=1.5,
+            CLIPSIG=1.2,
+        )
         path = directory / f"flat_{i:05d}.fits"
         hdu.writeto(path)
         files.append(str(path))

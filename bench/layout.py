@@ -21,8 +21,10 @@ sys.path.insert(0, str(HERE))
 
 from convert import survey  # noqa: E402  (bench/convert.py: cached survey generation)
 
-FULL_SCAN = ("SELECT night, median(fwhm_arcsec(psfSigma)) FILTER (WHERE NOT isnan(psfSigma)) "
-             "FROM images GROUP BY night")
+FULL_SCAN = (
+    "SELECT night, median(fwhm_arcsec(psfSigma)) FILTER (WHERE NOT isnan(psfSigma)) "
+    "FROM images GROUP BY night"
+)
 POINT = "SELECT * FROM images WHERE target = 'A0a' AND night = '20190402' AND detector = 5"
 
 
@@ -56,8 +58,10 @@ def main() -> None:
         con = lake.connect()
         scan_s = best_of(lambda: con.sql(FULL_SCAN).fetchall())
         point_s = best_of(lambda: con.sql(POINT).fetchall())
-        print(f"{','.join(levels):<26}{len(report.written):>7}{report.rows_written:>9}"
-              f"{write_s:>11.2f}{scan_s:>9.3f}{point_s:>9.3f}")
+        print(
+            f"{','.join(levels):<26}{len(report.written):>7}{report.rows_written:>9}"
+            f"{write_s:>11.2f}{scan_s:>9.3f}{point_s:>9.3f}"
+        )
         shutil.rmtree(lake_dir, ignore_errors=True)
 
 

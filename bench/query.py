@@ -26,6 +26,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from convert import survey  # noqa: E402  (bench/convert.py: cached survey generation)
+
 F = 2.355 * 0.2637
 
 QUERIES = {
@@ -105,11 +106,14 @@ def main() -> None:
         print(f"converted in {time.perf_counter() - t0:.1f} s")
     rows = lake.sql("SELECT count(*) AS n FROM images")["n"][0].as_py()
     size = sum(p.stat().st_size for p in lake.image_files()) / 1e6
-    print(f"lake: {rows} rows, {len(lake.image_files())} files, {size:.0f} MB; "
-          f"joined.collection {joined.stat().st_size / 1e6:.0f} MB")
+    print(
+        f"lake: {rows} rows, {len(lake.image_files())} files, {size:.0f} MB; "
+        f"joined.collection {joined.stat().st_size / 1e6:.0f} MB"
+    )
 
-    point = lake.sql("SELECT target, night, detector FROM images ORDER BY night DESC, target "
-                     "LIMIT 1").to_pylist()[0]
+    point = lake.sql(
+        "SELECT target, night, detector FROM images ORDER BY night DESC, target LIMIT 1"
+    ).to_pylist()[0]
     params = {"t": point["target"], "n": point["night"], "d": point["detector"]}
 
     con = lake.connect()  # a connection kept open, as in a notebook
@@ -126,28 +130,50 @@ def main() -> None:
         ours, got = best(lambda: lake.sql(query, p), args.repeat)
         warm_s, _ = best(lambda: warm(query, p), args.repeat)
         if name.startswith("point"):
-            base, expected = best(lambda: astropy_point(per_night, point["target"], point["night"],
-                                                        point["detector"]), 2)
+            base, expected = best(
+                lambda: astropy_point(
+                    per_night, point["target"], point["night"], point["detector"]
+                ),
+                2,
+            )
         else:
             base, expected = best(lambda: astropy_cross_night(joined, name), 1)
         assert got.num_rows == len(expected), (got.num_rows, len(expected))
         # issue 3 names two cross-night queries; nightly_stats() is shown for scale only
         goal = "  (goal ≥ 100×)" if name.startswith(("per-night", "per-detector")) else ""
-        print(f"{name:<40}{base:>11.3f}{ours:>12.4f}{base / ours:>7.0f}×{warm_s:>10.4f}"
-              f"{base / warm_s:>7.0f}×{goal}")
-    print("(Lake.sql: one Lake object, as a script uses it — connection kept, disk state checked "
-          "per call; warm: a bare DuckDB connection with the same views)")
+        print(
+            f"{name:<40}{base:>11.3f}{ours:>12.4f}{base / ours:>7.0f}×{warm_s:>10.4f}"
+            f"{base / warm_s:>7.0f}×{goal}"
+        )
+    print(
+        "(Lake.sql: one Lake object, as a script uses it — connection kept, disk state checked "
+        "per call; warm: a bare DuckDB connection with the same views)"
+    )
 
     print("\nfull process, median of", args.repeat, "runs (start-up included):")
     python = cli_seconds(["--version"], args.repeat)
     one = cli_seconds(["sql", "--lake", str(lake.path), "--format", "csv", "SELECT 1"], args.repeat)
-    night = cli_seconds(["sql", "--lake", str(lake.path), "--format", "csv",
-                         QUERIES["per-night median FWHM"]], args.repeat)
-    point_cli = cli_seconds(["sql", "--lake", str(lake.path), "--format", "csv",
-                             "-p", f"t={params['t']}", "-p", f"n={params['n']}",
-                             "-p", f"d={params['d']}",
-                             QUERIES["point query (target, night, detector)"]],
-                            args.repeat)
+    night = cli_seconds(
+        ["sql", "--lake", str(lake.path), "--format", "csv", QUERIES["per-night median FWHM"]],
+        args.repeat,
+    )
+    point_cli = cli_seconds(
+        [
+            "sql",
+            "--lake",
+            str(lake.path),
+            "--format",
+            "csv",
+            "-p",
+            f"t={params['t']}",
+            "-p",
+            f"n={params['n']}",
+            "-p",
+            f"d={params['d']}",
+            QUERIES["point query (target, night, detector)"],
+        ],
+        args.repeat,
+    )
     print(f"  nightlake --version                 {python * 1000:7.0f} ms")
     print(f"  nightlake sql 'SELECT 1'            {one * 1000:7.0f} ms   (fixed cost of the CLI)")
     print(f"  nightlake sql per-night median FWHM {night * 1000:7.0f} ms")

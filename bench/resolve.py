@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 
 from nightlake.detrends import mirror
 from nightlake.detrends.detreg import OPEN_ENDED, make_records, read_db, write_db
-from nightlake.lake import Lake
 from nightlake.detrends.rules import Image, Resolver
+from nightlake.lake import Lake
 
 T0 = 1_546_300_800  # 2019-01-01
 SPAN = 3 * 365 * 86400
@@ -116,10 +116,13 @@ def bench_batch(lake: Lake, db_path: Path, n_images: int, sample: int) -> None:
             f"resolve_detrends {mode:6}: {results[mode]:.2f} s for {n_images:,} images "
             f"({n_images / results[mode]:,.0f} images/s; {found:,} with a flat)"
         )
+
     def alternative(setting: str) -> str:
         con.execute(f"SET prefer_range_joins = {setting}")
         try:
-            seconds = timed(lambda: con.execute(f"CREATE OR REPLACE TEMP TABLE p AS {PLAIN_JOIN}"), 1)
+            seconds = timed(
+                lambda: con.execute(f"CREATE OR REPLACE TEMP TABLE p AS {PLAIN_JOIN}"), 1
+            )
             return f"{seconds:.2f} s"
         except duckdb.Error as exc:  # DuckDB 2.0.1 plans some small inputs it cannot run
             return f"not run ({str(exc).splitlines()[0]})"

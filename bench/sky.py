@@ -45,8 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=0.1)
     parser.add_argument("--detectors", type=int, default=62)
-    parser.add_argument("--workdir", type=Path,
-                        default=Path(tempfile.gettempdir()) / "nightlake-bench")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "nightlake-bench"
+    )
     args = parser.parse_args()
 
     from nightlake.ingest.convert import convert
@@ -59,23 +60,22 @@ def main() -> None:
     con = Lake(lake_path).connect()
     rows = con.execute("SELECT count(*) FROM images").fetchone()[0]
     # a position inside some image: the centre of the middle row
-    ra, dec = con.execute("SELECT ra, dec FROM images LIMIT 1 OFFSET "
-                          f"{rows // 2}").fetchone()
+    ra, dec = con.execute(f"SELECT ra, dec FROM images LIMIT 1 OFFSET {rows // 2}").fetchone()
     con.close()
 
     scan, _ = timed(lake_path, f"SELECT count(*) FROM (SELECT {CORNERS} FROM images)")
-    at, hits = timed(lake_path, "SELECT count(*) FROM images_at($ra, $dec)",
-                     {"ra": ra, "dec": dec})
-    cone, near = timed(lake_path, "SELECT count(*) FROM images_in_cone($ra, $dec, 0.5)",
-                       {"ra": ra, "dec": dec})
+    at, hits = timed(lake_path, "SELECT count(*) FROM images_at($ra, $dec)", {"ra": ra, "dec": dec})
+    cone, near = timed(
+        lake_path, "SELECT count(*) FROM images_in_cone($ra, $dec, 0.5)", {"ra": ra, "dec": dec}
+    )
     connect, _ = timed(lake_path, "SELECT 1")
     print(f"lake: {rows} images, position ({ra:.4f}, {dec:.4f})")
     print(f"connect only              {connect * 1e3:8.1f} ms")
     print(f"count(*) of the corners   {scan * 1e3:8.1f} ms")
-    print(f"images_at                 {at * 1e3:8.1f} ms  ({hits} images)  "
-          f"ratio {at / scan:.2f}")
-    print(f"images_in_cone 0.5 deg    {cone * 1e3:8.1f} ms  ({near} images)  "
-          f"ratio {cone / scan:.2f}")
+    print(f"images_at                 {at * 1e3:8.1f} ms  ({hits} images)  ratio {at / scan:.2f}")
+    print(
+        f"images_in_cone 0.5 deg    {cone * 1e3:8.1f} ms  ({near} images)  ratio {cone / scan:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ sys.path.insert(0, str(REPO / "src"))
 from convert import survey  # noqa: E402  (bench/convert.py: cached survey generation)
 
 FWHM = "2.355 * 0.2637 * psfSigma"  # fwhm_arcsec() inlined, so the floor needs no macros
-CROSS_NIGHT = (f"SELECT night, median({FWHM}) AS fwhm FROM {{src}} "
-               "WHERE isfinite(psfSigma) GROUP BY night ORDER BY night")
+CROSS_NIGHT = (
+    f"SELECT night, median({FWHM}) AS fwhm FROM {{src}} "
+    "WHERE isfinite(psfSigma) GROUP BY night ORDER BY night"
+)
 ONE_NIGHT = f"SELECT count(*), median({FWHM}) FROM {{src}} WHERE night = '{{night}}'"
 LINES: list[str] = []
 
@@ -68,8 +70,10 @@ def report(title: str, times: dict[str, list[float]], floor: str, goal: float) -
     base_best, base_med = min(times[floor]), statistics.median(times[floor])
     for name, ts in times.items():
         best, med = min(ts), statistics.median(ts)
-        say(f"   {name:<46}{best * 1e3:9.1f} ms ({med * 1e3:8.1f}){best / base_best:7.2f}x"
-            f" ({med / base_med:5.2f}x)")
+        say(
+            f"   {name:<46}{best * 1e3:9.1f} ms ({med * 1e3:8.1f}){best / base_best:7.2f}x"
+            f" ({med / base_med:5.2f}x)"
+        )
 
 
 def run_process(argv: list[str], cwd: Path | None = None) -> None:
@@ -107,10 +111,13 @@ def write_variants(lake_dir: Path) -> None:
 
     con = duckdb.connect(config={"enable_progress_bar": False})
     con.execute(f"CREATE VIEW images AS {lake_source(lake_dir, 'glob')}")
-    con.execute(f"COPY (SELECT * FROM images ORDER BY target, night) TO "
-                f"'{lake_dir / 'one.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
-    table = con.execute("SELECT *, left(night, 4) AS year FROM images "
-                        "ORDER BY target, night").to_arrow_table()
+    con.execute(
+        f"COPY (SELECT * FROM images ORDER BY target, night) TO "
+        f"'{lake_dir / 'one.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
+    )
+    table = con.execute(
+        "SELECT *, left(night, 4) AS year FROM images ORDER BY target, night"
+    ).to_arrow_table()
     con.close()
     keys = list(zip(table.column("target").to_pylist(), table.column("night").to_pylist()))
     for name, key in (("by-target", "target"), ("by-year", "year")):
@@ -155,28 +162,33 @@ def synthetic_lake(workdir: Path, years: int, fields: int = 3) -> Path:
         mjd0 = 58484.0 + day
         for f in range(fields):
             target = f"F{f:02d}"
-            table = pa.table({
-                "visit": np.repeat(np.arange(2) + day * 10 + f * 3, 62).astype("int64"),
-                "detector": det.astype("int64"),
-                "mjd": mjd0 + np.repeat(np.arange(2), 62) * 0.01 + 0.1 * f,
-                "exposureTime": np.full(n, 300.0),
-                "filter": np.full(n, "r DECam SDSS c0002 6415.0 1480.0"),
-                "band": np.full(n, "r"),
-                "psfSigma": rng.normal(4.0, 0.5, n),
-                "zeroPoint": rng.normal(30.0, 0.1, n),
-                "skyBg": rng.normal(900.0, 30.0, n),
-                "ra": rng.normal(150.0, 1.0, n),
-                "dec": rng.normal(2.0, 1.0, n),
-            })
+            table = pa.table(
+                {
+                    "visit": np.repeat(np.arange(2) + day * 10 + f * 3, 62).astype("int64"),
+                    "detector": det.astype("int64"),
+                    "mjd": mjd0 + np.repeat(np.arange(2), 62) * 0.01 + 0.1 * f,
+                    "exposureTime": np.full(n, 300.0),
+                    "filter": np.full(n, "r DECam SDSS c0002 6415.0 1480.0"),
+                    "band": np.full(n, "r"),
+                    "psfSigma": rng.normal(4.0, 0.5, n),
+                    "zeroPoint": rng.normal(30.0, 0.1, n),
+                    "skyBg": rng.normal(900.0, 30.0, n),
+                    "ra": rng.normal(150.0, 1.0, n),
+                    "dec": rng.normal(2.0, 1.0, n),
+                }
+            )
             out = lake_dir / "images" / f"target={target}" / f"night={night}"
             out.mkdir(parents=True)
             pq.write_table(table, out / f"{night}_{target}.parquet", compression="zstd")
     (lake_dir / "nightlake.json").write_text(
-        '{"partition_by": ["target", "night"], "uniform_schema": true}\n')
+        '{"partition_by": ["target", "night"], "uniform_schema": true}\n'
+    )
     write_variants(lake_dir)
     (lake_dir / "done").touch()
-    say(f"generated {lake_dir.name}: {365 * years * fields} partitions "
-        f"in {time.perf_counter() - t0:.0f} s")
+    say(
+        f"generated {lake_dir.name}: {365 * years * fields} partitions "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
     return lake_dir
 
 
@@ -197,11 +209,15 @@ def lake_source(lake_dir: Path, option: str) -> str:
         listed = ", ".join(f"'{f}'" for f in files)
         return f"SELECT * FROM read_parquet([{listed}], {hive})"
     if option == "one file per target":
-        return (f"SELECT * FROM read_parquet('{lake_dir}/by-target/*/*.parquet', "
-                "hive_partitioning = true, hive_types = {'target': VARCHAR})")
+        return (
+            f"SELECT * FROM read_parquet('{lake_dir}/by-target/*/*.parquet', "
+            "hive_partitioning = true, hive_types = {'target': VARCHAR})"
+        )
     if option == "one file per year":
-        return (f"SELECT * EXCLUDE (year) FROM read_parquet('{lake_dir}/by-year/*/*.parquet', "
-                "hive_partitioning = true, hive_types = {'year': VARCHAR})")
+        return (
+            f"SELECT * EXCLUDE (year) FROM read_parquet('{lake_dir}/by-year/*/*.parquet', "
+            "hive_partitioning = true, hive_types = {'year': VARCHAR})"
+        )
     if option == "one file (floor)":
         return f"SELECT * FROM read_parquet('{lake_dir}/one.parquet')"
     raise ValueError(option)
@@ -211,29 +227,48 @@ def lake_source(lake_dir: Path, option: str) -> str:
 def goal1(lake_dir: Path, label: str, repeat: int) -> None:
     import duckdb
 
-    options = ["one file (floor)", "glob", "glob, union_by_name", "file list",
-               "one file per target", "one file per year"]
+    options = [
+        "one file (floor)",
+        "glob",
+        "glob, union_by_name",
+        "file list",
+        "one file per target",
+        "one file per year",
+    ]
     files = sum(1 for _ in (lake_dir / "images").rglob("*.parquet"))
-    night = duckdb.connect().execute(
-        f"SELECT min(night) FROM ({lake_source(lake_dir, 'glob')})").fetchone()[0]
+    night = (
+        duckdb.connect()
+        .execute(f"SELECT min(night) FROM ({lake_source(lake_dir, 'glob')})")
+        .fetchone()[0]
+    )
 
     def fresh(query: str, option: str):
         def run():
             con = duckdb.connect()
             con.sql(query.format(src=f"({lake_source(lake_dir, option)})", night=night)).fetchall()
             con.close()
+
         return run
 
     for title, query in (("cross-night median FWHM", CROSS_NIGHT), ("one night", ONE_NIGHT)):
         times = turns({o: fresh(query, o) for o in options}, repeat)
-        report(f"goal 1, {label} ({files} files): {title}, fresh connection", times,
-               "one file (floor)", 2)
+        report(
+            f"goal 1, {label} ({files} files): {title}, fresh connection",
+            times,
+            "one file (floor)",
+            2,
+        )
     con = duckdb.connect()
     for option in ("glob", "one file per target", "one file per year"):
-        plan = con.sql("EXPLAIN ANALYZE " + ONE_NIGHT.format(
-            src=f"({lake_source(lake_dir, option)})", night=night)).fetchall()[0][1]
-        scanned = [line.strip(" │") for line in plan.splitlines()
-                   if "Total Files Read" in line or "Scanning Files" in line]
+        plan = con.sql(
+            "EXPLAIN ANALYZE "
+            + ONE_NIGHT.format(src=f"({lake_source(lake_dir, option)})", night=night)
+        ).fetchall()[0][1]
+        scanned = [
+            line.strip(" │")
+            for line in plan.splitlines()
+            if "Total Files Read" in line or "Scanning Files" in line
+        ]
         say(f"   pruning, {option}: {'; '.join(s.strip() for s in scanned) or '(see EXPLAIN)'}")
 
 
@@ -251,17 +286,25 @@ def goal2(lake_dir: Path, label: str, repeat: int) -> None:
         con.execute(Lake(lake_dir).view_sql())
         con.sql(query).fetchall()
 
-    times = turns({
-        "duckdb.connect() on one file": lambda: duckdb.connect().sql(floor).fetchall(),
-        "Lake(path).sql(q)": lambda: Lake(lake_dir).sql(query),
-        "Lake(path).connect() then q": lambda: Lake(lake_dir).connect().sql(query).fetchall(),
-        "duckdb.connect() + view_sql only": views_only,
-    }, repeat)
-    report(f"goal 2, {label}: fresh Lake(path).sql(), in process", times,
-           "duckdb.connect() on one file", 3)
+    times = turns(
+        {
+            "duckdb.connect() on one file": lambda: duckdb.connect().sql(floor).fetchall(),
+            "Lake(path).sql(q)": lambda: Lake(lake_dir).sql(query),
+            "Lake(path).connect() then q": lambda: Lake(lake_dir).connect().sql(query).fetchall(),
+            "duckdb.connect() + view_sql only": views_only,
+        },
+        repeat,
+    )
+    report(
+        f"goal 2, {label}: fresh Lake(path).sql(), in process",
+        times,
+        "duckdb.connect() on one file",
+        3,
+    )
     con = duckdb.connect()
     t0 = time.perf_counter()
     from nightlake.sql import load_macros
+
     for _ in range(repeat):
         load_macros(con)
     say(f"   load_macros alone: {(time.perf_counter() - t0) / repeat * 1e3:.1f} ms")
@@ -271,17 +314,23 @@ def goal3(lake_dir: Path, label: str, repeat: int) -> None:
     query = "select count(*) from images"
     floor_q = f"select count(*) from read_parquet('{lake_dir}/one.parquet')"
     py = str(BIN / "python")
-    runs = {"python -c duckdb (floor)": lambda: run_process(
-        [py, "-c", f"import duckdb; print(duckdb.sql({floor_q!r}).fetchall())"])}
+    runs = {
+        "python -c duckdb (floor)": lambda: run_process(
+            [py, "-c", f"import duckdb; print(duckdb.sql({floor_q!r}).fetchall())"]
+        )
+    }
     runs["python -c pass"] = lambda: run_process([py, "-c", "pass"])
     for fmt in ("table", "csv", "json"):
-        runs[f"nightlake sql --format {fmt}"] = (lambda f=fmt: run_process(
-            [str(BIN / "nightlake"), "sql", "--lake", str(lake_dir), "--format", f, query]))
+        runs[f"nightlake sql --format {fmt}"] = lambda f=fmt: run_process(
+            [str(BIN / "nightlake"), "sql", "--lake", str(lake_dir), "--format", f, query]
+        )
     runs["nightlake --help"] = lambda: run_process([str(BIN / "nightlake"), "--help"])
     times = turns(runs, repeat)
     report(f"goal 3, {label}: nightlake sql as a process", times, "python -c duckdb (floor)", 1.5)
-    imports_of([str(BIN / "nightlake"), "sql", "--lake", str(lake_dir), "--format", "csv",
-                query], "nightlake sql --format csv")
+    imports_of(
+        [str(BIN / "nightlake"), "sql", "--lake", str(lake_dir), "--format", "csv", query],
+        "nightlake sql --format csv",
+    )
 
 
 def imports_of(argv: list[str], label: str, top: int = 12) -> None:
@@ -292,12 +341,14 @@ def imports_of(argv: list[str], label: str, top: int = 12) -> None:
     for line in err.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _, cum_us, name = line[len("import time:"):].split("|")
+        _, cum_us, name = line[len("import time:") :].split("|")
         if not name[1:].startswith(" "):  # imported by the command itself, not by a module
             rows.append((int(cum_us), name.strip()))
     rows.sort(reverse=True)
-    say(f"   imports of {label} (cumulative, top-level): " + ", ".join(
-        f"{name} {us / 1e3:.0f} ms" for us, name in rows[:top]))
+    say(
+        f"   imports of {label} (cumulative, top-level): "
+        + ", ".join(f"{name} {us / 1e3:.0f} ms" for us, name in rows[:top])
+    )
 
 
 def ecsv_floor(path: Path, out: Path) -> None:
@@ -326,21 +377,33 @@ def goal4(workdir: Path, scale: float, repeat: int) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
 
-    times = turns({
-        "pyarrow.csv -> one zstd file (floor)": lambda: ecsv_floor(joined, scratch / "one.parquet"),
-        "nightlake convert": lambda: run_process(
-            [str(BIN / "nightlake"), "convert", str(joined), "--lake", str(scratch / "lake")]),
-    }, repeat, setup=clean)
+    times = turns(
+        {
+            "pyarrow.csv -> one zstd file (floor)": lambda: ecsv_floor(
+                joined, scratch / "one.parquet"
+            ),
+            "nightlake convert": lambda: run_process(
+                [str(BIN / "nightlake"), "convert", str(joined), "--lake", str(scratch / "lake")]
+            ),
+        },
+        repeat,
+        setup=clean,
+    )
     mb = joined.stat().st_size / 1e6
-    report(f"goal 4, scale {scale:g} ({mb:.0f} MB joined.collection): convert as a process",
-           times, "pyarrow.csv -> one zstd file (floor)", 1.3)
+    report(
+        f"goal 4, scale {scale:g} ({mb:.0f} MB joined.collection): convert as a process",
+        times,
+        "pyarrow.csv -> one zstd file (floor)",
+        1.3,
+    )
     py = str(BIN / "python")
     for module in ("astropy.time", "nightlake.taitime", "erfa"):
         t = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            proc = subprocess.run([py, "-c", f"import pyarrow, numpy; import {module}"],
-                                  capture_output=True)
+            proc = subprocess.run(
+                [py, "-c", f"import pyarrow, numpy; import {module}"], capture_output=True
+            )
             t.append(time.perf_counter() - t0)
             if proc.returncode:
                 break
@@ -367,7 +430,8 @@ def goal5(lake_dir: Path, label: str, repeat: int) -> None:
     con = lake.connect()
     tmin, tmax, filters, bands = con.execute(
         "SELECT epoch(min(obs_time))::BIGINT, epoch(max(obs_time))::BIGINT, list(DISTINCT filter),"
-        " list(DISTINCT band) FROM images").fetchone()
+        " list(DISTINCT band) FROM images"
+    ).fetchone()
     con.close()
     codes = {i + 1: f for i, f in enumerate(filters)}
     codes.update({i + 101: b for i, b in enumerate(bands)})
@@ -385,7 +449,7 @@ def goal5(lake_dir: Path, label: str, repeat: int) -> None:
     mirror.sync(lake, db)
     queries = {
         "3-column select (floor)": "SELECT count(detrend_filename), count(visit), "
-                                   "count(detector) FROM resolve_detrends('flat')",
+        "count(detector) FROM resolve_detrends('flat')",
         "count(*)": "SELECT count(*) FROM resolve_detrends('flat')",
         "count(detrend_filename)": "SELECT count(detrend_filename) FROM resolve_detrends('flat')",
         "select * (all columns)": "SELECT * FROM resolve_detrends('flat')",
@@ -396,8 +460,12 @@ def goal5(lake_dir: Path, label: str, repeat: int) -> None:
         return lambda: con.sql(q).to_arrow_table()
 
     times = turns({k: fresh(q) for k, q in queries.items()}, repeat)
-    report(f"goal 5, {label}: resolve_detrends('flat') x {n} records, one connection", times,
-           "3-column select (floor)", 1.5)
+    report(
+        f"goal 5, {label}: resolve_detrends('flat') x {n} records, one connection",
+        times,
+        "3-column select (floor)",
+        1.5,
+    )
 
 
 def goal6(workdir: Path, scale: float, repeat: int) -> None:
@@ -422,14 +490,24 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
         shutil.copytree(full, base / "full", symlinks=True)
 
     nl = str(BIN / "nightlake")
-    times = turns({
-        "one night into an empty lake (floor)": lambda: run_process(
-            [nl, "convert", str(last), "--lake", str(base / "empty")]),
-        f"one night into a lake of {len(files) - 1}": lambda: run_process(
-            [nl, "convert", str(last), "--lake", str(base / "full")]),
-    }, repeat, setup=setup)
-    report(f"goal 6, scale {scale:g}: add one night ({last.name})", times,
-           "one night into an empty lake (floor)", 2)
+    times = turns(
+        {
+            "one night into an empty lake (floor)": lambda: run_process(
+                [nl, "convert", str(last), "--lake", str(base / "empty")]
+            ),
+            f"one night into a lake of {len(files) - 1}": lambda: run_process(
+                [nl, "convert", str(last), "--lake", str(base / "full")]
+            ),
+        },
+        repeat,
+        setup=setup,
+    )
+    report(
+        f"goal 6, scale {scale:g}: add one night ({last.name})",
+        times,
+        "one night into an empty lake (floor)",
+        2,
+    )
 
 
 def main() -> None:
@@ -445,9 +523,12 @@ def main() -> None:
     scales = [float(s) for s in args.scales.split(",")]
     import duckdb
     import pyarrow
-    say(f"# bench/speed.py {dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, "
+
+    say(
+        f"# bench/speed.py {dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, "
         f"duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}; repeat {args.repeat}; "
-        "best (median) ms, ratio to the floor best (median)")
+        "best (median) ms, ratio to the floor best (median)"
+    )
     for scale in scales:
         lake_dir = survey_lake(args.workdir, scale)
         label = f"scale {scale:g}"
@@ -466,8 +547,11 @@ def main() -> None:
         if 6 in goals:
             goal6(args.workdir, scale, args.repeat)
     if 1 in goals and args.years:
-        goal1(synthetic_lake(args.workdir, args.years), f"synthetic {args.years} years",
-              max(2, args.repeat // 2))
+        goal1(
+            synthetic_lake(args.workdir, args.years),
+            f"synthetic {args.years} years",
+            max(2, args.repeat // 2),
+        )
     out = args.out or args.workdir / f"speed-{dt.date.today()}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(LINES) + "\n")

@@ -42,7 +42,6 @@ def cli():
     return run
 
 
-
 @pytest.fixture
 def dead_pid() -> int:
     """The pid of a process that has exited (and been reaped)."""

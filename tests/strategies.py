@@ -32,8 +32,9 @@ def ecsv_tables(draw):
     """Random astropy tables using every ECSV datatype, masks, arrays, JSON and Time."""
     n = draw(st.integers(min_value=1, max_value=6))
     table = Table(meta={"origin": draw(TEXT), "nested": {"k": [1, 2]}})
-    dtypes = draw(st.lists(st.sampled_from(["bool", *INT_TYPES, *FLOAT_TYPES, "str"]),
-                           min_size=1, max_size=6))
+    dtypes = draw(
+        st.lists(st.sampled_from(["bool", *INT_TYPES, *FLOAT_TYPES, "str"]), min_size=1, max_size=6)
+    )
     for i, dtype in enumerate(dtypes):
         values = _values(draw, dtype, n)
         if i == 0 and dtype == "str":
@@ -45,8 +46,9 @@ def ecsv_tables(draw):
             mask = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
             if dtype == "str":
                 mask |= values == ""  # astropy writes "" for both; it reads back masked
-            table[name] = MaskedColumn(values, mask=mask, unit="deg" if i % 2 else None,
-                                       description=f"column {i}")
+            table[name] = MaskedColumn(
+                values, mask=mask, unit="deg" if i % 2 else None, description=f"column {i}"
+            )
         else:
             if dtype == "str" and (values == "").any():
                 values = np.where(values == "", "x", values)
@@ -61,8 +63,13 @@ def ecsv_tables(draw):
     if draw(st.booleans()):  # subtype json (object column of dicts/lists/None)
         col = np.empty(n, dtype=object)
         for i in range(n):
-            col[i] = draw(st.one_of(st.none(), st.dictionaries(TEXT, st.integers(), max_size=2),
-                                    st.lists(TEXT, max_size=2)))
+            col[i] = draw(
+                st.one_of(
+                    st.none(),
+                    st.dictionaries(TEXT, st.integers(), max_size=2),
+                    st.lists(TEXT, max_size=2),
+                )
+            )
         table["obj"] = col
     if draw(st.booleans()):  # astropy Time mixin, in a scale other than UTC sometimes
         scale = draw(st.sampled_from(["utc", "tai"]))
@@ -70,5 +77,3 @@ def ecsv_tables(draw):
         table["when"] = Time(mjd, format="mjd", scale=scale)
         table["when"].format = "isot"
     return table
-
-

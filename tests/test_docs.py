@@ -30,16 +30,23 @@ def test_every_cli_command_has_a_section_in_cli_md(repo):
     commands = list(_commands(typer.main.get_command(app), "nightlake"))
     assert commands, "no commands found: the test would pass vacuously"
     missing = [c for c in commands if c not in documented]
-    assert not missing, f"undocumented commands (add a '### `CMD`' section to docs/cli.md): {missing}"
+    assert not missing, (
+        f"undocumented commands (add a '### `CMD`' section to docs/cli.md): {missing}"
+    )
 
 
 def _user_macros(con):
     builtin = duckdb.connect()
-    before = {r[0] for r in builtin.execute(
-        "SELECT function_name FROM duckdb_functions() WHERE function_type LIKE '%macro%'").fetchall()}
+    before = {
+        r[0]
+        for r in builtin.execute(
+            "SELECT function_name FROM duckdb_functions() WHERE function_type LIKE '%macro%'"
+        ).fetchall()
+    }
     rows = con.execute(
         "SELECT function_name, comment FROM duckdb_functions() "
-        "WHERE function_type LIKE '%macro%' ORDER BY 1").fetchall()
+        "WHERE function_type LIKE '%macro%' ORDER BY 1"
+    ).fetchall()
     return {name: comment for name, comment in rows if name not in before}
 
 
@@ -52,7 +59,9 @@ def test_every_macro_has_a_comment_and_a_section_in_macros_md(repo):
     assert not uncommented, f"macros without COMMENT ON MACRO: {uncommented}"
     documented = _headings((repo / "docs" / "macros.md").read_text())
     missing = [name for name in macros if name not in documented]
-    assert not missing, f"undocumented macros (add a '### `name`' section to docs/macros.md): {missing}"
+    assert not missing, (
+        f"undocumented macros (add a '### `name`' section to docs/macros.md): {missing}"
+    )
 
 
 def test_the_docs_check_notices_a_missing_section(repo):

@@ -38,8 +38,11 @@ def run_and_kill(argv: list, rng: random.Random, watch: Path, trial: int) -> int
     Most trials wait until a temp appears under ``watch`` and kill after a further random
     delay (mid-write); the others kill after a random delay from the start.
     """
-    proc = subprocess.Popen([str(BIN / argv[0]), *map(str, argv[1:])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(BIN / argv[0]), *map(str, argv[1:])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         if trial % 3 == 2:
             proc.wait(rng.uniform(0.3, 2.5))
@@ -105,8 +108,10 @@ def test_temp_names_name_their_target_and_owner(tmp_path):
 # -- fault injection ------------------------------------------------------------------------
 def partitions(lake: Path) -> dict[str, str]:
     """Each partition file of a lake with its rows as text (NaN equals NaN there)."""
-    return {str(p.relative_to(lake)): repr(pq.read_table(p).to_pydict())
-            for p in sorted((lake / "images").rglob("*.parquet"))}
+    return {
+        str(p.relative_to(lake)): repr(pq.read_table(p).to_pydict())
+        for p in sorted((lake / "images").rglob("*.parquet"))
+    }
 
 
 @pytest.mark.slow
@@ -151,9 +156,21 @@ def test_killed_sync_leaves_the_old_or_the_new_mirror(tmp_path):
     init_db(db)
 
     def add(n: int, start: int) -> int:
-        register(db, [DetRegEntry(filename=f"/m/{i}.fits", type="flat", ccd=i % 62, tstart=i,
-                                  tstop=i + 1, treg=0, filter="g")
-                      for i in range(start, start + n)])
+        register(
+            db,
+            [
+                DetRegEntry(
+                    filename=f"/m/{i}.fits",
+                    type="flat",
+                    ccd=i % 62,
+                    tstart=i,
+                    tstop=i + 1,
+                    treg=0,
+                    filter="g",
+                )
+                for i in range(start, start + n)
+            ],
+        )
         return len(read_db(db))
 
     before = add(2000, 0)
@@ -185,8 +202,7 @@ def test_killed_exports_leave_the_old_or_the_complete_new_target(tmp_path, comma
         if command == "sql":
             return ["nightlake", "sql", "--lake", lake, query, "-o", target]
         extra = ["--partition-by", "k"] if command == "export-partitioned" else []
-        return ["nightlake", "export", "--lake", lake, query, "--to", target, "--overwrite",
-                *extra]
+        return ["nightlake", "export", "--lake", lake, query, "--to", target, "--overwrite", *extra]
 
     def state() -> object:
         if target.is_dir():
@@ -211,8 +227,15 @@ def master(path: Path, ccd: int) -> Path:
     from astropy.io import fits
 
     hdu = fits.PrimaryHDU(np.zeros((2, 2), np.float32))
-    hdu.header.update({"IMAGETYP": "flat", "FILTER": "g DECam", "CCDNUM": ccd,
-                       "TV_START": "2014-09-01T00:00:00", "TV_STOP": "2014-10-01T00:00:00"})
+    hdu.header.update(
+        {
+            "IMAGETYP": "flat",
+            "FILTER": "g DECam",
+            "CCDNUM": ccd,
+            "TV_START": "2014-09-01T00:00:00",
+            "TV_STOP": "2014-10-01T00:00:00",
+        }
+    )
     hdu.writeto(path)
     return path
 

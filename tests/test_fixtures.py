@@ -1,4 +1,4 @@
-"""The committed fixtures in data/fixtures/: regenerable from their script, and shaped like DEEP data.
+"""The committed fixtures in data/fixtures/: regenerable from their script, shaped like DEEP data.
 
 Expectations come from astropy reading the files and from Table II itself, not from the
 generator's own bookkeeping.
@@ -36,8 +36,19 @@ DEEP_COLUMNS = (
 ).split()
 INT_COLUMNS = {"std_idx", "ext_idx", "visit", "detector", "nPsfStar"}
 STRING_COLUMNS = {
-    "dataId", "std_name", "collection", "datasetType", "band", "filter", "object", "OBSID",
-    "DTNSANAM", "config", "wcs", "night", "fieldname",
+    "dataId",
+    "std_name",
+    "collection",
+    "datasetType",
+    "band",
+    "filter",
+    "object",
+    "OBSID",
+    "DTNSANAM",
+    "config",
+    "wcs",
+    "night",
+    "fieldname",
 }
 
 
@@ -148,8 +159,9 @@ def test_rows_are_in_time_order_but_not_sorted_by_detector():
     for path in collection_files():
         t = read(path)
         assert np.all(np.diff(t["mjd"]) >= 0), path
-        np.testing.assert_allclose((t["mjd"] - t["mjd_start"]) * 86400, t["exposureTime"] / 2,
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            (t["mjd"] - t["mjd_start"]) * 86400, t["exposureTime"] / 2, atol=1e-3
+        )
         for exposure in t.group_by("visit").groups:
             assert sorted(exposure["detector"]) == [1, 5, 31, 62]
             assert len(set(exposure["mjd"])) == 1 and len(set(exposure["OBSID"])) == 1
@@ -162,8 +174,9 @@ def test_night_and_times_agree_with_table_ii():
     for path in collection_files():
         t = read(path)
         night = t["night"][0]
-        start_mjd = (np.datetime64(f"{night[:4]}-{night[4:6]}-{night[6:]}")
-                     - np.datetime64("1858-11-17")).astype(int)
+        start_mjd = (
+            np.datetime64(f"{night[:4]}-{night[4:6]}-{night[6:]}") - np.datetime64("1858-11-17")
+        ).astype(int)
         hours = (t["mjd"] - start_mjd) * 24
         assert np.all((hours > 18) & (hours < 36)), path  # between 18h UT and noon next day
         for obsid, dtnsanam in zip(t["OBSID"], t["DTNSANAM"]):
@@ -230,13 +243,15 @@ def test_packed_file_unpacks_to_its_per_night_source():
 
 def test_demo_query_reproduces_numpy_medians(repo):
     joined = read(FIXTURES / "joined" / "joined.collection")
-    images = pa.table({
-        "psfSigma": np.asarray(joined["psfSigma"]),
-        "zeroPoint": np.asarray(joined["zeroPoint"]),
-        "visit": np.asarray(joined["visit"]),
-        "night": joined["night"].tolist(),
-        "target": joined["fieldname"].tolist(),
-    })
+    images = pa.table(
+        {
+            "psfSigma": np.asarray(joined["psfSigma"]),
+            "zeroPoint": np.asarray(joined["zeroPoint"]),
+            "visit": np.asarray(joined["visit"]),
+            "night": joined["night"].tolist(),
+            "target": joined["fieldname"].tolist(),
+        }
+    )
     con = duckdb.connect()
     load_macros(con)
     con.register("images", images)
@@ -283,8 +298,9 @@ def test_visits_are_unique_within_a_night_even_where_table_ii_ranges_interleave(
     visits, starts = [], []
     for (n, target), count in table_ii.items():
         if n == night:
-            t = make_fixtures.deep_collection(night, target, count, [1],
-                                              make_fixtures.pair_rng(night, target))
+            t = make_fixtures.deep_collection(
+                night, target, count, [1], make_fixtures.pair_rng(night, target)
+            )
             visits += t["visit"].tolist()
             starts += t["mjd_start"].tolist()
     assert len(set(visits)) == len(visits) == sum(c for (n, _), c in table_ii.items() if n == night)
@@ -294,7 +310,7 @@ def test_visits_are_unique_within_a_night_even_where_table_ii_ranges_interleave(
 
 
 def test_write_survey_covers_every_table_ii_pair(make_fixtures, tmp_path, table_ii):
-    path, = make_fixtures.write_survey(tmp_path, scale=0.01, detectors=[7], layout="joined")
+    (path,) = make_fixtures.write_survey(tmp_path, scale=0.01, detectors=[7], layout="joined")
     t = read(path)
     assert t.colnames == DEEP_COLUMNS
     assert len(t) == sum(max(1, round(n * 0.01)) for n in table_ii.values())
@@ -303,8 +319,9 @@ def test_write_survey_covers_every_table_ii_pair(make_fixtures, tmp_path, table_
 
 
 def test_write_shards_matches_astropy_writing_each_slice(make_fixtures, tmp_path):
-    table = make_fixtures.deep_collection("20190402", "A0b", 3, [62, 1, 5],
-                                          make_fixtures.pair_rng("20190402", "A0b", salt=9))
+    table = make_fixtures.deep_collection(
+        "20190402", "A0b", 3, [62, 1, 5], make_fixtures.pair_rng("20190402", "A0b", salt=9)
+    )
     paths = make_fixtures.write_shards(table, tmp_path, "20190402", "A0b")
     assert [p.name for p in paths] == [f"20190402_A0b_{d}.collection" for d in (1, 5, 62)]
     for d, path in zip((1, 5, 62), paths):
@@ -319,8 +336,19 @@ def test_all_types_file_covers_every_ecsv_datatype():
     header = [line for line in path.read_text().splitlines() if line.startswith("# - {name:")]
     datatypes = {line.split("datatype: ")[1].split(",")[0].rstrip("}") for line in header}
     assert datatypes == {
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float16", "float32", "float64", "string",
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "string",
     }
     t = read(path)
     assert t["uint64"][2] == np.iinfo(np.uint64).max and t["int64"][0] == np.iinfo(np.int64).min

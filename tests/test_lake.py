@@ -78,8 +78,9 @@ def test_partition_statistics_skip_nan_floats_and_long_strings(tmp_path):
     assert checked >= 5 * len(lake.image_files())
 
 
-_FLOAT_VALUES = st.one_of(st.none(), st.just(float("nan")),
-                          st.floats(allow_nan=False, allow_infinity=True, width=32))
+_FLOAT_VALUES = st.one_of(
+    st.none(), st.just(float("nan")), st.floats(allow_nan=False, allow_infinity=True, width=32)
+)
 
 
 @st.composite
@@ -94,8 +95,12 @@ def _tables_for_statistics(draw):
         chunks = [b - a for a, b in zip([0, *cuts], [*cuts, n_rows])]
         if kind.startswith("float"):
             typ = getattr(pa, kind)()
-            parts = [pa.array(draw(st.lists(_FLOAT_VALUES, min_size=n, max_size=n)),
-                              pa.float64()).cast(typ) for n in chunks]
+            parts = [
+                pa.array(draw(st.lists(_FLOAT_VALUES, min_size=n, max_size=n)), pa.float64()).cast(
+                    typ
+                )
+                for n in chunks
+            ]
         elif kind == "list":
             typ = pa.list_(pa.int64())
             parts = [pa.array([[1]] * n, typ) for n in chunks]

@@ -21,9 +21,10 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -104,9 +105,12 @@ def _process_start(pid: int) -> float | None:
     """When process ``pid`` started (seconds since the epoch), where /proc tells; else None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks = int(stat[stat.rindex(")") + 2:].split()[19])
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
@@ -128,7 +132,7 @@ def owner_alive(pid: int, written_at: float | None = None) -> bool:
         pass  # exists, owned by another user
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat[stat.rindex(")") + 2:].startswith("Z"):
+        if stat[stat.rindex(")") + 2 :].startswith("Z"):
             return False
     except (OSError, ValueError):
         pass

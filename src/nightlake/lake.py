@@ -18,12 +18,13 @@ Partition values are VARCHAR in every view: ``night`` is a date-like label, not 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from nightlake.detrends import mirror
-from nightlake.errors import LakeError, LockTimeout, QueryError, one_line
+from nightlake.errors import LakeError, LockTimeout
 from nightlake.files import atomic_replace, commit_temp, temp_beside
 from nightlake.sql import sql_string
 
@@ -87,8 +88,9 @@ class Lake:
         except FileNotFoundError:
             return {}
         except ValueError as exc:
-            raise LakeError(f"{self.manifest_path}: not valid JSON ({exc}); delete it and "
-                            "convert with --force") from None
+            raise LakeError(
+                f"{self.manifest_path}: not valid JSON ({exc}); delete it and convert with --force"
+            ) from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         import json
@@ -110,7 +112,9 @@ class Lake:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LakeError(f"{self.path}: cannot create the lake directory: {exc.strerror}") from exc
+            raise LakeError(
+                f"{self.path}: cannot create the lake directory: {exc.strerror}"
+            ) from exc
         lock_path = self.path / LOCK_NAME
         lock = FileLock(str(lock_path))
         try:
@@ -133,9 +137,12 @@ class Lake:
         if files:
             manifest = self.read_manifest()
             levels = manifest.get("partition_by") or [
-                part.split("=", 1)[0] for part in files[0].relative_to(self.images_dir).parts[:-1]]
+                part.split("=", 1)[0] for part in files[0].relative_to(self.images_dir).parts[:-1]
+            ]
             glob = str(self.images_dir.resolve() / "**" / "*.parquet")
-            types = ", ".join(f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES)
+            types = ", ".join(
+                f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
+            )
             # union_by_name costs a schema read per file; only needed when partitions differ
             union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
             statements.append(
@@ -146,14 +153,17 @@ class Lake:
         statements.append(mirror.view_sql(self))  # detrends, detrend_filters
         return "\n".join(s for s in statements if s)
 
-    def connect(self) -> "duckdb.DuckDBPyConnection":
+    def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the lake's views and every macro of ``sql/``."""
         import duckdb
 
         from nightlake.sql import load_macros
 
         if not self.path.is_dir():
-            raise LakeError(f"{self.path}: no lake here (create one with: nightlake convert SOURCE --lake {self.path})")
+            raise LakeError(
+                f"{self.path}: no lake here "
+                f"(create one with: nightlake convert SOURCE --lake {self.path})"
+            )
         con = duckdb.connect(":memory:")
         # footers are read once per connection, not once per query; DuckDB's own progress
         # bar would write into our stdout
@@ -170,7 +180,7 @@ class Lake:
         create_derived_views(con)
         return con
 
-    def sql(self, query: str, params: dict[str, Any] | None = None) -> "pa.Table":
+    def sql(self, query: str, params: dict[str, Any] | None = None) -> pa.Table:
         """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table.
 
         Read-only like ``nightlake sql`` (see :mod:`nightlake.query.stream`): statements that could
@@ -191,7 +201,7 @@ class Lake:
 
         return query_table(self, query, params, quantity=quantity)
 
-    def _cursor(self) -> "duckdb.DuckDBPyConnection":
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on this Lake's cached connection, reconnecting when the lake changed.
 
         Repeated ``sql`` calls share one database (views, macros, Parquet footers already
@@ -244,7 +254,7 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
 LONG_STRING_BYTES = 64
 
 
-def statistics_columns(table: "pa.Table") -> list[str]:
+def statistics_columns(table: pa.Table) -> list[str]:
     """Columns whose min/max statistics are safe and worth writing.
 
     Parquet leaves NaN out of float min/max, and DuckDB then folds ``isnan(x)`` to false for
@@ -260,15 +270,16 @@ def statistics_columns(table: "pa.Table") -> list[str]:
             continue
         if pa.types.is_floating(field.type):
             floats.append(i)
-        elif (pa.types.is_string(field.type) or pa.types.is_binary(field.type)) and \
-                column.nbytes > LONG_STRING_BYTES * max(1, len(column)):
+        elif (
+            pa.types.is_string(field.type) or pa.types.is_binary(field.type)
+        ) and column.nbytes > LONG_STRING_BYTES * max(1, len(column)):
             continue
         keep.append(i)
     with_nan = _columns_with_nan(table, floats)
     return [table.schema.field(i).name for i in keep if i not in with_nan]
 
 
-def _columns_with_nan(table: "pa.Table", indices: list[int]) -> set[int]:
+def _columns_with_nan(table: pa.Table, indices: list[int]) -> set[int]:
     """Which of these float columns hold NaN (a null is not NaN). The columns without nulls
     are tested in one numpy pass (a call per column cost more than the test)."""
     import numpy as np
@@ -292,12 +303,12 @@ def _columns_with_nan(table: "pa.Table", indices: list[int]) -> set[int]:
     return found
 
 
-def write_parquet_atomic(table: "pa.Table", target: Path) -> None:
+def write_parquet_atomic(table: pa.Table, target: Path) -> None:
     """Write one partition file (zstd) atomically: readers see the old file or the new one."""
     commit_temp(write_parquet_temp(table, target), target)
 
 
-def write_parquet_temp(table: "pa.Table", target: Path) -> Path:
+def write_parquet_temp(table: pa.Table, target: Path) -> Path:
     """Write ``table`` as zstd Parquet to a temp file beside ``target`` and return it;
     :func:`nightlake.files.commit_temp` makes it durable and moves it into place.
 
@@ -311,12 +322,17 @@ def write_parquet_temp(table: "pa.Table", target: Path) -> Path:
         # Buffered: the Parquet writer otherwise makes ~200 small write()s and ~100 lseek()s
         # per file, and system calls are dear on a VM.
         with pa.output_stream(tmp, buffer_size=1 << 20) as sink:
-            pq.write_table(table, sink, compression="zstd", use_dictionary=False,
-                           write_statistics=statistics_columns(table))
+            pq.write_table(
+                table,
+                sink,
+                compression="zstd",
+                use_dictionary=False,
+                write_statistics=statistics_columns(table),
+            )
     return tmp
 
 
-def fetch_arrow(result) -> "pa.Table":
+def fetch_arrow(result) -> pa.Table:
     """A relation's rows as an Arrow table (DuckDB 2 renamed ``fetch_arrow_table``)."""
     fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
     return fetch()

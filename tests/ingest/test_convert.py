@@ -17,13 +17,18 @@ from astropy.table import Table
 from astropy.time import Time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import astropy_cells, same_cells, utc_datetimes
+from strategies import ecsv_tables
 
 import nightlake.ingest.convert as convert_module
 from nightlake import Lake
-from nightlake.ingest.convert import (ConvertOptions, convert, deduplicate_names, read_partition_metadata,
-                               same_content)
-from reference import astropy_cells, same_cells, utc_datetimes
-from strategies import ecsv_tables
+from nightlake.ingest.convert import (
+    ConvertOptions,
+    convert,
+    deduplicate_names,
+    read_partition_metadata,
+    same_content,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
 COLLECTIONS = FIXTURES / "collections"
@@ -43,16 +48,21 @@ def lake_per_night(tmp_path_factory) -> Lake:
 
 
 def _partition(lake: Lake, target: str, night: str) -> pa.Table:
-    return pq.read_table(lake.images_dir / f"target={target}" / f"night={night}" /
-                         f"{night}_{target}.parquet")
+    return pq.read_table(
+        lake.images_dir / f"target={target}" / f"night={night}" / f"{night}_{target}.parquet"
+    )
 
 
 def _expected_rows(path: Path, target: str | None = None, night: str | None = None) -> dict:
     """astropy's reading of ``path`` (optionally one target/night of it), sorted like the lake."""
     cells = astropy_cells(path)
     n = len(next(iter(cells.values())))
-    keep = [i for i in range(n) if (target is None or cells["fieldname"][i] == target)
-            and (night is None or cells["night"][i] == night)]
+    keep = [
+        i
+        for i in range(n)
+        if (target is None or cells["fieldname"][i] == target)
+        and (night is None or cells["night"][i] == night)
+    ]
     order = sorted(keep, key=lambda i: tuple(cells[c][i] for c in SORT))
     return {name: [values[i] for i in order] for name, values in cells.items()}
 
@@ -85,8 +95,9 @@ def test_joined_collection_is_split_by_target_and_night(tmp_path):
     assert report.ok and len(report.written) == len(_per_night_files())
     for path in _per_night_files():
         night, target = path.stem.split("_")
-        _assert_partition_equals(_partition(lake, target, night),
-                                 _expected_rows(joined, target, night))
+        _assert_partition_equals(
+            _partition(lake, target, night), _expected_rows(joined, target, night)
+        )
 
 
 def test_sharded_tree_is_gathered_back_per_target_night(tmp_path, lake_per_night):
@@ -137,8 +148,11 @@ def test_layout_sorting_compression_and_varchar_partitions(lake_per_night):
         keys = list(zip(*(t.column(c).to_pylist() for c in SORT)))
         assert keys == sorted(keys)
     described = lake_per_night.sql("SELECT column_name, column_type FROM (DESCRIBE images)")
-    types = dict(zip(described.column("column_name").to_pylist(),
-                     described.column("column_type").to_pylist()))
+    types = dict(
+        zip(
+            described.column("column_name").to_pylist(), described.column("column_type").to_pylist()
+        )
+    )
     assert types["night"] == "VARCHAR" and types["target"] == "VARCHAR"
     assert types["obs_time"] == "TIMESTAMP" and types["visit"] == "BIGINT"
 
@@ -152,13 +166,12 @@ def test_obs_time_is_utc_from_tai_mjd_with_leap_seconds(lake_per_night):
     got = np.array(t.column("obs_time").to_pylist(), dtype="datetime64[us]")
     assert (got == expected).all()
     # independent of astropy: TAI − UTC was 37 s throughout 2017–2026
-    naive = (np.datetime64("1858-11-17") + (mjd * 86400e6).astype("timedelta64[us]"))
+    naive = np.datetime64("1858-11-17") + (mjd * 86400e6).astype("timedelta64[us]")
     assert (np.abs((naive - got).astype(int) - 37_000_000) <= 1).all()
 
 
 @pytest.mark.parametrize("rows_per_thread", [10_000, 3])
-def test_obs_time_needs_a_numeric_mjd_and_follows_each_row(tmp_path, monkeypatch,
-                                                             rows_per_thread):
+def test_obs_time_needs_a_numeric_mjd_and_follows_each_row(tmp_path, monkeypatch, rows_per_thread):
     """mjd as float, as integer days, as text (a valid ECSV table, converted without obs_time),
     in one run: the shared astropy call — or calls, one per thread, cutting across sources —
     must hand each source its own stamps."""
@@ -175,8 +188,9 @@ def test_obs_time_needs_a_numeric_mjd_and_follows_each_row(tmp_path, monkeypatch
     lake = Lake(tmp_path / "lake")
     assert convert(lake, sorted(tmp_path.glob("*.ecsv"))).ok
     for target, mjd in (("A0a", base["mjd"]), ("DAYS", days["mjd"])):
-        got = lake.sql("SELECT mjd, obs_time FROM images WHERE target = $t ORDER BY mjd",
-                       params={"t": target})
+        got = lake.sql(
+            "SELECT mjd, obs_time FROM images WHERE target = $t ORDER BY mjd", params={"t": target}
+        )
         expected = utc_datetimes(Time(np.sort(np.asarray(mjd, float)), format="mjd", scale="tai"))
         assert got.column("obs_time").to_pylist() == list(expected)
     text_part = lake.images_dir / "target=TEXT" / "night=20190401" / "20190401_TEXT.parquet"
@@ -216,15 +230,20 @@ def test_provenance_metadata(lake_per_night):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from(["a", "A", "a_1", "A_1", "a_2", "b", "B", "a_1_1"]),
-                min_size=1, max_size=7))
+@given(
+    st.lists(
+        st.sampled_from(["a", "A", "a_1", "A_1", "a_2", "b", "B", "a_1_1"]), min_size=1, max_size=7
+    )
+)
 def test_case_insensitive_duplicates_get_duckdbs_own_names(tmp_path_factory, names):
     table = pa.table([[i] for i in range(len(names))], names=names)
     renamed, renames = deduplicate_names(table)
     # the independent expectation: the names DuckDB itself gives these Parquet columns
     path = tmp_path_factory.mktemp("dup") / "dup.parquet"
     pq.write_table(table, path)
-    expected = duckdb.connect().sql("SELECT * FROM read_parquet($p)", params={"p": str(path)}).columns
+    expected = (
+        duckdb.connect().sql("SELECT * FROM read_parquet($p)", params={"p": str(path)}).columns
+    )
     assert renamed.column_names == expected
     for new, old in renames.items():
         assert renamed.schema.field(new).metadata[b"original_name"] == old.encode()
@@ -281,9 +300,9 @@ def test_a_changed_source_rewrites_just_its_partition(tmp_path):
     changed = [p for p in after if after[p] != before[p]]
     assert changed == report.written
     night, target = victim.stem.split("_")
-    assert lake.sql("SELECT count(*) n FROM images WHERE night = $n AND target = $t",
-                    {"n": night, "t": target}).column("n")[0].as_py() == len(
-        Table.read(victim, format="ascii.ecsv"))
+    assert lake.sql(
+        "SELECT count(*) n FROM images WHERE night = $n AND target = $t", {"n": night, "t": target}
+    ).column("n")[0].as_py() == len(Table.read(victim, format="ascii.ecsv"))
 
 
 def test_touched_but_unchanged_source_is_skipped_by_hash(tmp_path):
@@ -304,7 +323,9 @@ def test_force_rewrites_everything(tmp_path):
 
 def test_partition_by_detector_writes_a_third_level(tmp_path):
     lake = Lake(tmp_path / "lake")
-    report = convert(lake, [COLLECTIONS], ConvertOptions(partition_by=("target", "night", "detector")))
+    report = convert(
+        lake, [COLLECTIONS], ConvertOptions(partition_by=("target", "night", "detector"))
+    )
     assert report.ok
     rel = report.written[0].relative_to(lake.images_dir).parts
     assert rel[2].startswith("detector=") and len(rel) == 4
@@ -353,8 +374,12 @@ def test_any_astropy_table_survives_the_lake_round_trip(tmp_path_factory, table)
     got = stored.to_pydict()
     # the lake sorts rows only by detector/visit/mjd, which these tables lack: order is kept
     for name, values in expected.items():
-        lake_name = next(n for n in stored.column_names if n == name or
-                         (stored.schema.field(n).metadata or {}).get(b"original_name") == name.encode())
+        lake_name = next(
+            n
+            for n in stored.column_names
+            if n == name
+            or (stored.schema.field(n).metadata or {}).get(b"original_name") == name.encode()
+        )
         column = got[lake_name]
         if "json" in str(stored.schema.field(lake_name).type):
             column = [None if v is None else json.loads(v) for v in column]
@@ -426,8 +451,10 @@ def test_a_failed_commit_leaves_each_partition_old_or_new(tmp_path, monkeypatch)
     assert victim.read_bytes() == before[victim]
     for path, old in before.items():
         now = path.read_bytes()
-        assert now == old or pq.read_table(path).num_rows == pq.read_table(
-            pa.BufferReader(old)).num_rows - 1
+        assert (
+            now == old
+            or pq.read_table(path).num_rows == pq.read_table(pa.BufferReader(old)).num_rows - 1
+        )
     assert not list(lake.images_dir.rglob("*.tmp"))
 
 
@@ -460,8 +487,10 @@ def test_the_view_reads_partitions_with_different_column_orders(tmp_path):
     assert convert(lake, [copy]).ok
     assert lake.read_manifest()["uniform_schema"] is False
     assert "union_by_name = true" in lake.view_sql()
-    got = lake.sql("SELECT target, sum(visit) AS v, sum(detector) AS d FROM images "
-                   "WHERE night = '20190402' GROUP BY target ORDER BY target").to_pylist()
+    got = lake.sql(
+        "SELECT target, sum(visit) AS v, sum(detector) AS d FROM images "
+        "WHERE night = '20190402' GROUP BY target ORDER BY target"
+    ).to_pylist()
     by_target = {r["target"]: (r["v"], r["d"]) for r in got}
     assert by_target[target] == by_target["A0z"]
 
@@ -482,8 +511,9 @@ def test_a_new_source_for_an_existing_partition_is_checked_against_it(tmp_path):
     assert len(bad.failed) == 1 and str(different) in str(bad.failed[0][1])
 
 
-@pytest.mark.parametrize("value", ["../up", "a/b", "a\\b", "k=v", ".hidden", "A0\x1fa",
-                                   "line\nbreak"])
+@pytest.mark.parametrize(
+    "value", ["../up", "a/b", "a\\b", "k=v", ".hidden", "A0\x1fa", "line\nbreak"]
+)
 def test_a_target_that_cannot_name_a_directory_fails_its_file_only(tmp_path, value):
     table = Table.read(FIXTURES / "joined" / "joined.collection", format="ascii.ecsv")
     bad = tmp_path / "20190402_bad.collection"
@@ -505,11 +535,17 @@ def test_a_file_of_many_partitions_splits_in_lake_order(tmp_path):
     table = Table.read(FIXTURES / "joined" / "joined.collection", format="ascii.ecsv")
     rng = np.random.default_rng(5)
     shuffled = table[rng.permutation(len(table))]
-    grouped = shuffled[np.argsort(np.char.add(shuffled["fieldname"].astype(str),
-                                              shuffled["night"].astype(str)), kind="stable")]
-    for name, rows in (("20190402_A0a.collection", shuffled[shuffled["fieldname"] == "A0a"]),
-                       ("joined.collection", shuffled),
-                       ("grouped.collection", grouped)):
+    grouped = shuffled[
+        np.argsort(
+            np.char.add(shuffled["fieldname"].astype(str), shuffled["night"].astype(str)),
+            kind="stable",
+        )
+    ]
+    for name, rows in (
+        ("20190402_A0a.collection", shuffled[shuffled["fieldname"] == "A0a"]),
+        ("joined.collection", shuffled),
+        ("grouped.collection", grouped),
+    ):
         path = tmp_path / name
         rows.write(path, format="ascii.ecsv", overwrite=True)
         lake = Lake(tmp_path / f"lake-{name}")
@@ -518,8 +554,11 @@ def test_a_file_of_many_partitions_splits_in_lake_order(tmp_path):
             got = pq.read_table(part, columns=[*SORT, "visit", "wcs"]).to_pydict()
             keys = list(zip(*(got[c] for c in SORT)))
             assert keys == sorted(keys) and len(keys) > 1
-        expected = sorted((r["fieldname"], r["night"], r["detector"], r["visit"], r["mjd"], r["wcs"])
-                          for r in rows)
-        got = lake.sql("SELECT target, night, detector, visit, mjd, wcs FROM images "
-                       "ORDER BY ALL").to_pylist()
+        expected = sorted(
+            (r["fieldname"], r["night"], r["detector"], r["visit"], r["mjd"], r["wcs"])
+            for r in rows
+        )
+        got = lake.sql(
+            "SELECT target, night, detector, visit, mjd, wcs FROM images ORDER BY ALL"
+        ).to_pylist()
         assert [tuple(r.values()) for r in got] == expected

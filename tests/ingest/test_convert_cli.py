@@ -50,8 +50,10 @@ def test_bad_inputs_are_reported_and_the_good_ones_converted(cli, tmp_path):
     assert result.exit_code == 1
     errors = _errors(result)
     assert len(errors) == 3
-    assert any("20190499_Z9z.collection:9: column 'mjd': value 'oops' is not a valid float64" in e
-               for e in errors)
+    assert any(
+        "20190499_Z9z.collection:9: column 'mjd': value 'oops' is not a valid float64" in e
+        for e in errors
+    )
     assert any("20190498_Z9y.collection:1: not an ECSV file" in e for e in errors)
     assert any("missing.collection: no such file or directory" in e for e in errors)
     assert "Traceback" not in result.output
@@ -91,11 +93,21 @@ def test_bad_option_values_are_one_line_usage_errors(cli, tmp_path):
 
 def test_debug_shows_the_traceback(tmp_path):
     env = {**os.environ, "NIGHTLAKE_DEBUG": ""}
-    cmd = [sys.executable, "-m", "nightlake.cli", "--debug", "convert",
-           str(tmp_path / "nope.collection"), "--lake", str(tmp_path / "lake")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nightlake.cli",
+        "--debug",
+        "convert",
+        str(tmp_path / "nope.collection"),
+        "--lake",
+        str(tmp_path / "lake"),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert result.returncode != 0 and "Traceback" in result.stderr
-    plain = subprocess.run([c for c in cmd if c != "--debug"], capture_output=True, text=True, env=env)
+    plain = subprocess.run(
+        [c for c in cmd if c != "--debug"], capture_output=True, text=True, env=env
+    )
     assert plain.returncode == 1 and "Traceback" not in plain.stderr
     assert plain.stderr.strip().splitlines()[-1].startswith("nightlake: error:")
 
@@ -113,8 +125,10 @@ def test_a_second_convert_waits_on_the_lake_lock_then_times_out(cli, tmp_path):
     lake = tmp_path / "lake"
     lake.mkdir()
     ready = tmp_path / "ready"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lake / ".nightlake.lock"),
-                               str(ready)], stdin=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lake / ".nightlake.lock"), str(ready)],
+        stdin=subprocess.PIPE,
+    )
     try:
         while not ready.exists():
             assert holder.poll() is None, "lock holder died"
@@ -157,15 +171,26 @@ def test_version(cli, args):
 
 def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
     # `nightlake convert … | head -c 0`: stdout's reader is gone before the summary is written
-    proc = subprocess.Popen([sys.executable, "-m", "nightlake.cli", "convert", str(COLLECTIONS),
-                             "--lake", str(tmp_path / "lake")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nightlake.cli",
+            "convert",
+            str(COLLECTIONS),
+            "--lake",
+            str(tmp_path / "lake"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
     assert proc.wait() == 0
     assert "error" not in stderr
     assert len(list((tmp_path / "lake" / "images").rglob("*.parquet"))) == len(
-        list(COLLECTIONS.glob("*.collection")))
+        list(COLLECTIONS.glob("*.collection"))
+    )
 
 
 POOL_OF_A_CONVERT = textwrap.dedent("""\
@@ -193,9 +218,14 @@ def test_convert_runs_on_jemalloc_unless_the_user_chose_a_pool(tmp_path, chosen)
         fast = "jemalloc"
     except NotImplementedError:  # a pyarrow built without it keeps its default
         fast = pa.default_memory_pool().backend_name
-    out = subprocess.run([sys.executable, "-c", POOL_OF_A_CONVERT, str(COLLECTIONS),
-                          str(tmp_path / "lake")], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", POOL_OF_A_CONVERT, str(COLLECTIONS), str(tmp_path / "lake")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == (chosen or fast)
     assert len(list((tmp_path / "lake" / "images").rglob("*.parquet"))) == len(
-        list(COLLECTIONS.glob("*.collection")))
+        list(COLLECTIONS.glob("*.collection"))
+    )

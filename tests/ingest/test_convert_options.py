@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from nightlake import Lake
-from nightlake.ingest.convert import ConvertOptions, convert, read_partition_metadata
 from nightlake.errors import UsageError
+from nightlake.ingest.convert import ConvertOptions, convert, read_partition_metadata
 from nightlake.query.info import lake_info
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
@@ -31,31 +31,39 @@ def _sources(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _written_with(lake: Lake) -> dict[str, str]:
-    return {str(p.relative_to(lake.images_dir)): read_partition_metadata(p)["time_scale"]
-            for p in lake.image_files()}
+    return {
+        str(p.relative_to(lake.images_dir)): read_partition_metadata(p)["time_scale"]
+        for p in lake.image_files()
+    }
 
 
-@pytest.mark.parametrize("before, after", [
-    ({"time_scale": "tai"}, {"time_scale": "utc"}),
-    ({"time_scale": "utc"}, {"time_scale": "tai"}),
-    ({"partition_by": ("target", "night")}, {"partition_by": ("target", "night", "detector")}),
-    ({"partition_by": ("target", "night", "detector")}, {"partition_by": ("target", "night")}),
-])
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ({"time_scale": "tai"}, {"time_scale": "utc"}),
+        ({"time_scale": "utc"}, {"time_scale": "tai"}),
+        ({"partition_by": ("target", "night")}, {"partition_by": ("target", "night", "detector")}),
+        ({"partition_by": ("target", "night", "detector")}, {"partition_by": ("target", "night")}),
+    ],
+)
 def test_another_option_refuses_without_force_and_rewrites_with_it(tmp_path, before, after):
     lake = Lake(tmp_path / "lake")
     assert convert(lake, [COLLECTIONS], ConvertOptions(**before)).ok
     files = {p: p.stat().st_mtime_ns for p in lake.image_files()}
     ((name, value),) = after.items()
     shown = ",".join(value) if isinstance(value, tuple) else value
-    with pytest.raises(UsageError, match=f"--force to rewrite its partitions with "
-                                         f"--{name.replace('_', '-')} {shown}"):
+    with pytest.raises(
+        UsageError,
+        match=f"--force to rewrite its partitions with --{name.replace('_', '-')} {shown}",
+    ):
         convert(lake, [COLLECTIONS], ConvertOptions(**after))
     assert {p: p.stat().st_mtime_ns for p in lake.image_files()} == files
     report = convert(lake, [COLLECTIONS], ConvertOptions(**after, force=True))
     assert report.ok and report.unchanged == 0
-    assert {json.dumps(read_partition_metadata(p)["options"], sort_keys=True)
-            for p in lake.image_files()} == {json.dumps(ConvertOptions(**after).shaping(),
-                                                        sort_keys=True)}
+    assert {
+        json.dumps(read_partition_metadata(p)["options"], sort_keys=True)
+        for p in lake.image_files()
+    } == {json.dumps(ConvertOptions(**after).shaping(), sort_keys=True)}
     assert not lake_info(lake).stale
     again = convert(lake, [COLLECTIONS], ConvertOptions(**after))
     assert again.ok and not again.written
@@ -74,15 +82,17 @@ def test_a_run_with_new_options_cut_short_leaves_the_rest_stale_and_is_resumed(c
     assert tai and len(tai) < len(scales)
     stale = lake_info(lake).stale
     assert {str(p.path.relative_to(lake.images_dir)) for p in stale} == tai
-    assert all(p.other_options == ["--time-scale tai (the lake: --time-scale utc)"]
-               for p in stale)
+    assert all(p.other_options == ["--time-scale tai (the lake: --time-scale utc)"] for p in stale)
     shown = cli("info", "--lake", lake.path)
     assert f"stale partitions: {len(tai)}" in shown.stdout
     assert "written with --time-scale tai (the lake: --time-scale utc)" in shown.stdout
     refused = cli("convert", a, b, "--lake", lake.path)  # the default, tai: not silently
     assert refused.exit_code == 2 and "converted with --time-scale utc" in refused.stderr
-    utc_files = {p: p.stat().st_mtime_ns for p in lake.image_files()
-                 if str(p.relative_to(lake.images_dir)) not in tai}
+    utc_files = {
+        p: p.stat().st_mtime_ns
+        for p in lake.image_files()
+        if str(p.relative_to(lake.images_dir)) not in tai
+    }
     report = convert(lake, [a, b], ConvertOptions(time_scale="utc"))
     assert report.ok and len(report.written) == len(tai)
     assert set(_written_with(lake).values()) == {"utc"}
@@ -110,8 +120,9 @@ def test_a_lake_of_the_previous_format_is_taken_as_tai(tmp_path):
 def test_a_lake_of_a_newer_format_is_refused(tmp_path):
     lake = Lake(tmp_path / "lake")
     assert convert(lake, [COLLECTIONS / "20190401_A0a.collection"]).ok
-    lake.manifest_path.write_text(json.dumps({**json.loads(lake.manifest_path.read_text()),
-                                              "format_version": 99}))
+    lake.manifest_path.write_text(
+        json.dumps({**json.loads(lake.manifest_path.read_text()), "format_version": 99})
+    )
     with pytest.raises(Exception, match="lake format 99 is newer .* upgrade nightlake"):
         convert(lake, [COLLECTIONS / "20190401_A0a.collection"])
     assert pq.read_metadata(lake.image_files()[0]).num_rows > 0

@@ -59,8 +59,11 @@ def test_an_error_no_check_foresaw_fails_its_file_only(cli, tmp_path):
     text = packed.read_text()
     assert "shared_cols:" in text
     bad = tmp_path / "20190402_A0b.collection"
-    bad.write_text(text.replace("# - shared_cols: [", "# - surprise: [1, abc]\n"
-                                "# - shared_cols: [surprise, ", 1))
+    bad.write_text(
+        text.replace(
+            "# - shared_cols: [", "# - surprise: [1, abc]\n# - shared_cols: [surprise, ", 1
+        )
+    )
     lake = tmp_path / "lake"
     result = cli("convert", bad, GOOD, "--lake", lake)
     _one_error_per_bad_input(result, lake, f"{bad}: cannot convert (")
@@ -89,17 +92,24 @@ def _odd_inputs(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def _convert_in_a_subprocess(*args) -> subprocess.CompletedProcess:
     # a subprocess: a FIFO opened for reading would block forever; the timeout only turns
     # that hang into a failure (a run takes a few seconds)
-    return subprocess.run([sys.executable, "-m", "nightlake.cli", "convert", *map(str, args)],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "NIGHTLAKE_DEBUG": ""})
+    return subprocess.run(
+        [sys.executable, "-m", "nightlake.cli", "convert", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NIGHTLAKE_DEBUG": ""},
+    )
 
 
 @pytest.mark.parametrize("how", ["directory", "each named", "glob"])
 def test_loops_fifos_devices_and_broken_links_fail_one_line_each(cli, tmp_path, how):
     odd, expected = _odd_inputs(tmp_path)
     lake = tmp_path / "lake"
-    inputs = {"directory": [odd], "each named": sorted(odd.iterdir()),
-              "glob": [f"{odd}/*.collection"]}[how]
+    inputs = {
+        "directory": [odd],
+        "each named": sorted(odd.iterdir()),
+        "glob": [f"{odd}/*.collection"],
+    }[how]
     if how == "each named":  # a FIFO named on the command line was opened (and waited on)
         result = _convert_in_a_subprocess(*inputs, GOOD, "--lake", lake)
     else:

@@ -12,13 +12,14 @@ from astropy.table import Table
 from astropy.time import Time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from nightlake.ingest.ecsv import read_ecsv
-from nightlake.errors import FormatError, InputError
 from reference import assert_equals_astropy
 from strategies import ecsv_tables
 
+from nightlake.errors import FormatError, InputError
+from nightlake.ingest.ecsv import read_ecsv
+
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
+
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ecsv_tables())
@@ -30,8 +31,10 @@ def test_any_astropy_written_table_reads_the_same(tmp_path_factory, table):
 
 
 def test_types_units_and_descriptions_land_in_arrow(tmp_path):
-    t = Table({"a": np.array([1, 2], dtype="uint16"), "b": np.array([1.5, 2.5], dtype="float16")},
-              meta={"survey": "DEEP"})
+    t = Table(
+        {"a": np.array([1, 2], dtype="uint16"), "b": np.array([1.5, 2.5], dtype="float16")},
+        meta={"survey": "DEEP"},
+    )
     t["a"].unit = "s"
     t["a"].description = "exposure time"
     path = tmp_path / "t.ecsv"
@@ -53,7 +56,10 @@ def test_json_subtype_is_typed_json_text(tmp_path):
     got = read_ecsv(path).table
     assert "json" in str(got.schema.field("j").type)
     assert [None if v is None else json.loads(v) for v in got.column("j").to_pylist()] == [
-        {"a": 1}, None, ["VR"]]
+        {"a": 1},
+        None,
+        ["VR"],
+    ]
 
 
 def test_time_mixin_becomes_utc_timestamp_across_a_leap_second(tmp_path):
@@ -64,12 +70,22 @@ def test_time_mixin_becomes_utc_timestamp_across_a_leap_second(tmp_path):
     got = read_ecsv(path).table
     assert got.schema.field("t").type == pa.timestamp("us")
     assert [str(v) for v in got.column("t").to_pylist()] == [
-        "2017-01-01 00:00:00", "2017-01-01 00:00:23"]
+        "2017-01-01 00:00:00",
+        "2017-01-01 00:00:23",
+    ]
 
 
-@pytest.mark.parametrize("name", ["real/missing_data.ecsv", "real/table_IV_V.ecsv",
-                                  "real/refcats_ps1.ecsv", "real/exposures_object_raw.ecsv",
-                                  "deep_table_II.ecsv", "ecsv/all_types.ecsv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "real/missing_data.ecsv",
+        "real/table_IV_V.ecsv",
+        "real/refcats_ps1.ecsv",
+        "real/exposures_object_raw.ecsv",
+        "deep_table_II.ecsv",
+        "ecsv/all_types.ecsv",
+    ],
+)
 def test_real_files_and_the_all_types_golden_file_read_like_astropy(name):
     path = FIXTURES / name
     assert_equals_astropy(path, read_ecsv(path).table)
@@ -113,7 +129,9 @@ def test_error_empty_file(tmp_path):
 
 
 def test_error_bad_yaml(tmp_path):
-    assert "bad YAML" in _error(tmp_path, GOOD.replace("{name: a, datatype: int64}", "{name: a, [["))
+    assert "bad YAML" in _error(
+        tmp_path, GOOD.replace("{name: a, datatype: int64}", "{name: a, [[")
+    )
 
 
 def test_error_unknown_datatype(tmp_path):
@@ -122,12 +140,12 @@ def test_error_unknown_datatype(tmp_path):
 
 
 def test_error_wrong_number_of_fields_names_the_line(tmp_path):
-    msg = _error(tmp_path, GOOD.replace("2 \"y z\"", "2 y z"))
+    msg = _error(tmp_path, GOOD.replace('2 "y z"', "2 y z"))
     assert ":9:" in msg and "expected 2 fields, found 3" in msg
 
 
 def test_error_value_of_wrong_type_names_line_and_column(tmp_path):
-    msg = _error(tmp_path, GOOD.replace("2 \"y z\"", "2.5 w"))
+    msg = _error(tmp_path, GOOD.replace('2 "y z"', "2.5 w"))
     assert ":9:" in msg and "column 'a'" in msg and "'2.5' is not a valid int64" in msg
 
 
@@ -140,13 +158,17 @@ def test_non_ascii_text_reads_like_astropy(tmp_path):
     """The UTF-8 check is skipped for ASCII files only: other text still reads exactly."""
     path = tmp_path / "utf8.ecsv"
     path.write_text(GOOD.replace('"y z"', '"Déjà vu ☉"'), encoding="utf-8")
-    assert read_ecsv(path).table.column("b").to_pylist() == \
-        list(Table.read(path, format="ascii.ecsv")["b"]) == ["x", "Déjà vu ☉"]
+    assert (
+        read_ecsv(path).table.column("b").to_pylist()
+        == list(Table.read(path, format="ascii.ecsv")["b"])
+        == ["x", "Déjà vu ☉"]
+    )
 
 
 def test_error_duplicate_column_names(tmp_path):
     text = GOOD.replace("{name: b, datatype: string}", "{name: a, datatype: string}").replace(
-        "\na b\n", "\na a\n")
+        "\na b\n", "\na a\n"
+    )
     assert "duplicate column name 'a'" in _error(tmp_path, text)
 
 
@@ -181,8 +203,9 @@ def test_big_files_are_hashed_while_they_parse(tmp_path, monkeypatch, comments):
     import nightlake.ingest.ecsv as ecsv_module
 
     path = tmp_path / "c.ecsv"
-    text = GOOD.replace('2 "y z"\n', '# a comment line\n  #another\n2 "y #z"\n') if comments \
-        else GOOD
+    text = (
+        GOOD.replace('2 "y z"\n', '# a comment line\n  #another\n2 "y #z"\n') if comments else GOOD
+    )
     path.write_text(text)
     small = read_ecsv(path)
     monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
@@ -200,13 +223,16 @@ def test_a_table_without_rows_reads_with_its_types(tmp_path):
     assert got.num_rows == 0 and got.schema.field("a").type == pa.int64()
 
 
-@pytest.mark.parametrize("text, astropy_tags", [
-    ("meta: !!omap\n- {survey: DEEP}", False),
-    ("datatype:\n- {name: a, datatype: string, description: 'wow!'}", False),
-    ("meta:\n  x: !astropy.table.SerializedColumn {name: x}", True),
-    ("meta: {t: !!python/tuple [1, 2]}", True),
-    ("meta: [!astropy.units.Unit {unit: m}]", True),
-])
+@pytest.mark.parametrize(
+    "text, astropy_tags",
+    [
+        ("meta: !!omap\n- {survey: DEEP}", False),
+        ("datatype:\n- {name: a, datatype: string, description: 'wow!'}", False),
+        ("meta:\n  x: !astropy.table.SerializedColumn {name: x}", True),
+        ("meta: {t: !!python/tuple [1, 2]}", True),
+        ("meta: [!astropy.units.Unit {unit: m}]", True),
+    ],
+)
 def test_astropys_yaml_tags_are_recognised(text, astropy_tags):
     from nightlake.ingest.ecsv import _ASTROPY_TAG
 
@@ -218,17 +244,21 @@ def test_a_survey_header_does_not_import_astropys_yaml_machinery(repo):
     import subprocess
     import sys
 
-    script = ("import sys; from nightlake.ingest.ecsv import read_ecsv; "
-              f"read_ecsv({str(repo / 'data/fixtures/collections/20190401_A0a.collection')!r}); "
-              "print(sorted(m for m in sys.modules if m.startswith(('astropy.io.misc.yaml', "
-              "'astropy.coordinates'))))")
+    script = (
+        "import sys; from nightlake.ingest.ecsv import read_ecsv; "
+        f"read_ecsv({str(repo / 'data/fixtures/collections/20190401_A0a.collection')!r}); "
+        "print(sorted(m for m in sys.modules if m.startswith(('astropy.io.misc.yaml', "
+        "'astropy.coordinates'))))"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-_LINE = st.tuples(st.sampled_from(["", " ", "\t", "  \t"]),
-                  st.sampled_from(["", "#", "a", "1 #x", '"#"', "\r"]),
-                  st.sampled_from(["\n", "\r\n", ""]))
+_LINE = st.tuples(
+    st.sampled_from(["", " ", "\t", "  \t"]),
+    st.sampled_from(["", "#", "a", "1 #x", '"#"', "\r"]),
+    st.sampled_from(["\n", "\r\n", ""]),
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -239,14 +269,17 @@ def test_comment_line_test_agrees_with_the_plain_rule(lines, start):
 
     data = "".join(a + b + c for a, b, c in lines).encode()
     start = min(start, len(data))
-    expected = any(line.lstrip(b" \t").startswith(b"#")
-                   for line in data[start:].split(b"\n"))
+    expected = any(line.lstrip(b" \t").startswith(b"#") for line in data[start:].split(b"\n"))
     assert _has_comment_lines(data, start) == expected
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["a: 1", "  b: 2", "   ", "", "\t- x", "c: |", "    text", " \t"]),
-                max_size=6))
+@given(
+    st.lists(
+        st.sampled_from(["a: 1", "  b: 2", "   ", "", "\t- x", "c: |", "    text", " \t"]),
+        max_size=6,
+    )
+)
 def test_header_text_is_dedented_exactly_as_textwrap_does(lines):
     import textwrap
 
@@ -298,9 +331,21 @@ _HEADER_LINES = GOOD.splitlines(keepends=True)[:7]  # up to and with the column-
 
 
 @settings(max_examples=40, deadline=None)
-@given(line=st.integers(2, 7), at=st.integers(0, 1000),
-       bad=st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xc0\xaf", b"\xe2\x82",
-                            b"\xf8\x88\x80\x80\x80", b"\x80"]))
+@given(
+    line=st.integers(2, 7),
+    at=st.integers(0, 1000),
+    bad=st.sampled_from(
+        [
+            b"\xff",
+            b"\xc3\x28",
+            b"\xed\xa0\x80",
+            b"\xc0\xaf",
+            b"\xe2\x82",
+            b"\xf8\x88\x80\x80\x80",
+            b"\x80",
+        ]
+    ),
+)
 def test_non_utf8_bytes_in_the_header_name_the_line(tmp_path_factory, line, at, bad):
     lines = [ln.encode() for ln in _HEADER_LINES]
     text = lines[line - 1]

@@ -24,8 +24,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::erfa.ErfaWarning")
 def _leap_days() -> list[int]:
     """MJD (UTC) of each day that starts right after a leap second, from ERFA's own table."""
     table = erfa.leap_seconds.get()
-    days = [(dt.date(int(y), int(m), 1) - dt.date(1970, 1, 1)).days + MJD_1970
-            for y, m in zip(table["year"], table["month"]) if int(y) >= 1972]
+    days = [
+        (dt.date(int(y), int(m), 1) - dt.date(1970, 1, 1)).days + MJD_1970
+        for y, m in zip(table["year"], table["month"])
+        if int(y) >= 1972
+    ]
     return days[1:]  # 1972-01-01 is where the integral-second table begins, not a leap
 
 
@@ -34,14 +37,19 @@ SECOND = 1 / 86400
 
 # around each leap second: up to two minutes either side (TAI is 10-37 s ahead of UTC), with
 # every sub-second fraction; and anywhere from 1962 (ERFA's "rubber second" era) to 2060
-near_leap = st.builds(lambda day, s: day + s * SECOND, st.sampled_from(LEAP_DAYS),
-                      st.floats(-120.0, 120.0, allow_nan=False))
+near_leap = st.builds(
+    lambda day, s: day + s * SECOND,
+    st.sampled_from(LEAP_DAYS),
+    st.floats(-120.0, 120.0, allow_nan=False),
+)
 anywhere = st.floats(37665.0, 62502.0, allow_nan=False)
 
 
 @settings(max_examples=150, deadline=None)
-@given(values=st.lists(st.one_of(near_leap, anywhere), min_size=1, max_size=40),
-       scale=st.sampled_from(["tai", "utc"]))
+@given(
+    values=st.lists(st.one_of(near_leap, anywhere), min_size=1, max_size=40),
+    scale=st.sampled_from(["tai", "utc"]),
+)
 def test_same_as_astropy(values, scale):
     mjd = pa.array(values, pa.float64())
     assert mjd_to_timestamp(mjd, scale).equals(astropy_mjd_to_timestamp(mjd, scale))
@@ -51,8 +59,9 @@ def test_same_as_astropy(values, scale):
 def test_every_leap_second_edge(scale):
     """The instants just before, in and after each leap second (both scales, every leap)."""
     offsets = np.array([-1.5, -1.0, -0.5, -1e-6, 0.0, 1e-6, 0.5, 1.0, 36.5, 37.0, 37.5])
-    mjd = pa.array((np.array(LEAP_DAYS, dtype="float64")[:, None]
-                    + offsets[None, :] * SECOND).ravel())
+    mjd = pa.array(
+        (np.array(LEAP_DAYS, dtype="float64")[:, None] + offsets[None, :] * SECOND).ravel()
+    )
     assert mjd_to_timestamp(mjd, scale).equals(astropy_mjd_to_timestamp(mjd, scale))
 
 
@@ -60,7 +69,8 @@ def test_leap_second_lands_on_next_midnight():
     """2016-12-31T23:59:60.5 UTC is 2017-01-01T00:00:36.5 TAI; POSIX has no :60."""
     tai = 57754 + 36.5 * SECOND
     assert mjd_to_utc_datetime64(np.array([tai]), "tai")[0] == np.datetime64(
-        "2017-01-01T00:00:00.500000")
+        "2017-01-01T00:00:00.500000"
+    )
 
 
 def test_null_nan_and_infinite_are_null():
@@ -76,9 +86,11 @@ def test_unknown_scale_is_refused():
 
 
 def test_astropy_is_not_imported():
-    code = ("import sys, pyarrow as pa; from nightlake.ingest.taitime import mjd_to_timestamp; "
-            "mjd_to_timestamp(pa.array([58000.25]), 'tai'); "
-            "sys.exit('astropy imported' if any(m.split('.')[0] == 'astropy' "
-            "for m in sys.modules) else 0)")
+    code = (
+        "import sys, pyarrow as pa; from nightlake.ingest.taitime import mjd_to_timestamp; "
+        "mjd_to_timestamp(pa.array([58000.25]), 'tai'); "
+        "sys.exit('astropy imported' if any(m.split('.')[0] == 'astropy' "
+        "for m in sys.modules) else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr + proc.stdout

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
 
 
@@ -16,10 +14,3 @@ def convert_into(lake_dir: Path, *sources: Path) -> Path:
     report = convert(Lake(lake_dir), [str(s) for s in sources])
     assert not report.failed, report.failed
     return lake_dir
-
-
-@pytest.fixture(scope="session")
-def fixture_lake(tmp_path_factory) -> Path:
-    """The eight fixture collections as a lake (read-only for the tests that use it)."""
-    return convert_into(tmp_path_factory.mktemp("fixture-lake") / "lake",
-                        FIXTURES / "collections")

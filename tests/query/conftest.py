@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from .astro_lakes import FIXTURES, convert_into
+
 # (name, arrow type name, unit) in the column order of a DEEP collection
 DEEP_COLUMNS: list[tuple[str, str, str | None]] = [
     ("dataId", "string", None),
@@ -100,8 +102,14 @@ def deep_row(target: str, night: str, visit: int, detector: int, **values: Any) 
         "airmass": 1.2,
         "ra": 216.0,
         "dec": -12.0,
-        "ra_tl": 215.9, "dec_tl": -11.9, "ra_tr": 216.1, "dec_tr": -11.9,
-        "ra_br": 216.1, "dec_br": -12.1, "ra_bl": 215.9, "dec_bl": -12.1,
+        "ra_tl": 215.9,
+        "dec_tl": -11.9,
+        "ra_tr": 216.1,
+        "dec_tr": -11.9,
+        "ra_br": 216.1,
+        "dec_br": -12.1,
+        "ra_bl": 215.9,
+        "dec_bl": -12.1,
         "OBSID": f"ct4m{night}t000000",
         "DTNSANAM": f"c4d_{night[2:]}_000000_ooi_VR_v1.fits.fz",
         "AIRMASS_1": 1.2,
@@ -177,8 +185,13 @@ def write_partition(path: Path, rows: list[dict[str, Any]], *, sources: list[Pat
     return path
 
 
-def write_lake(root: Path, rows: list[dict[str, Any]], *, by_detector: bool = False,
-               sources: dict[tuple[str, str], list[Path]] | None = None) -> Path:
+def write_lake(
+    root: Path,
+    rows: list[dict[str, Any]],
+    *,
+    by_detector: bool = False,
+    sources: dict[tuple[str, str], list[Path]] | None = None,
+) -> Path:
     """A lake at ``root`` holding ``rows``, one file per target/night (or per detector)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -190,8 +203,11 @@ def write_lake(root: Path, rows: list[dict[str, Any]], *, by_detector: bool = Fa
         if by_detector:
             part = part / f"detector={key[2]}"
         group.sort(key=lambda r: (r["detector"], r["visit"], r["mjd"]))
-        write_partition(part / f"{night}_{target}.parquet", group,
-                        sources=(sources or {}).get((target, night), []))
+        write_partition(
+            part / f"{night}_{target}.parquet",
+            group,
+            sources=(sources or {}).get((target, night), []),
+        )
     return root
 
 
@@ -209,16 +225,32 @@ def hand_rows() -> list[dict[str, Any]]:
     zps = {(1, 1): 30.0, (1, 2): 31.0, (1, 3): nan, (2, 1): 32.0, (2, 2): 33.0, (2, 3): None}
     dimm = {(1, 1): 0.0, (1, 2): 0.8, (1, 3): 1.0, (2, 1): 0.0, (2, 2): 0.0, (2, 3): 1.2}
     for (visit, det), sigma in sigmas.items():
-        rows.append(deep_row("A0a", "20190402", 100 + visit, det, psfSigma=sigma,
-                             zeroPoint=zps[(visit, det)], DIMM2SEE=dimm[(visit, det)],
-                             airmass=1.0 + 0.1 * visit, exposureTime=120.0 * visit))
+        rows.append(
+            deep_row(
+                "A0a",
+                "20190402",
+                100 + visit,
+                det,
+                psfSigma=sigma,
+                zeroPoint=zps[(visit, det)],
+                DIMM2SEE=dimm[(visit, det)],
+                airmass=1.0 + 0.1 * visit,
+                exposureTime=120.0 * visit,
+            )
+        )
     # A0a / 20190403: one visit, two detectors
     rows.append(deep_row("A0a", "20190403", 201, 1, psfSigma=2.0, zeroPoint=30.5, skyNoise=10.0))
-    rows.append(deep_row("A0a", "20190403", 201, 2, psfSigma=4.0, zeroPoint=31.5, skyNoise=30.0,
-                         airmass=nan))
+    rows.append(
+        deep_row(
+            "A0a", "20190403", 201, 2, psfSigma=4.0, zeroPoint=31.5, skyNoise=30.0, airmass=nan
+        )
+    )
     # B1a / 20190402: one visit, one detector (detector 3)
-    rows.append(deep_row("B1a", "20190402", 301, 3, psfSigma=3.0, zeroPoint=29.0,
-                         exposureTime=300.0, airmass=1.5))
+    rows.append(
+        deep_row(
+            "B1a", "20190402", 301, 3, psfSigma=3.0, zeroPoint=29.0, exposureTime=300.0, airmass=1.5
+        )
+    )
     return rows
 
 
@@ -226,3 +258,9 @@ def hand_rows() -> list[dict[str, Any]]:
 def hand_lake(tmp_path) -> Path:
     """The hand-checked lake (see ``hand_rows``)."""
     return write_lake(tmp_path / "lake", hand_rows())
+
+
+@pytest.fixture(scope="session")
+def fixture_lake(tmp_path_factory) -> Path:
+    """The eight fixture collections as a lake (read-only for the tests that use it)."""
+    return convert_into(tmp_path_factory.mktemp("fixture-lake") / "lake", FIXTURES / "collections")

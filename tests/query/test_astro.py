@@ -11,11 +11,9 @@ from astropy import units as u
 from astropy.table import Column, MaskedColumn, QTable, Table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from strategies import FLOAT_TYPES, INT_TYPES, _values
 
-from .astro_lakes import FIXTURES, convert_into, fixture_lake  # noqa: F401  (a fixture)
-
+from .astro_lakes import FIXTURES, convert_into
 
 
 def test_units_and_descriptions_follow_renames_and_projections(fixture_lake):
@@ -24,7 +22,8 @@ def test_units_and_descriptions_follow_renames_and_projections(fixture_lake):
     t = Lake(fixture_lake).table(
         "WITH s AS (SELECT * FROM images) "
         "SELECT AIRMASS_1 AS am, i.ra, dec AS declination, GAINA, fwhm_arcsec(psfSigma) AS fwhm, "
-        "psfSigma * 2 AS twice, DIMM2SEE FROM (SELECT * FROM s) i LIMIT 3")
+        "psfSigma * 2 AS twice, DIMM2SEE FROM (SELECT * FROM s) i LIMIT 3"
+    )
     assert isinstance(t, QTable)
     assert t["ra"].unit == u.deg and t["declination"].unit == u.deg
     assert t["ra"].info.description == "right ascension of the detector centre"
@@ -38,8 +37,9 @@ def test_units_and_descriptions_follow_renames_and_projections(fixture_lake):
 def test_plain_table_flag_and_params(fixture_lake):
     from nightlake.lake import Lake
 
-    t = Lake(fixture_lake).table("SELECT ra, night FROM images WHERE night = $n",
-                                 {"n": "20190401"}, quantity=False)
+    t = Lake(fixture_lake).table(
+        "SELECT ra, night FROM images WHERE night = $n", {"n": "20190401"}, quantity=False
+    )
     assert type(t) is Table and t["ra"].unit == u.deg and set(t["night"]) == {"20190401"}
     assert t.meta["params"] == {"n": "20190401"}
 
@@ -75,8 +75,9 @@ def test_fixture_collections_round_trip_through_ecsv(tmp_path, cli, name):
     source = FIXTURES / "collections" / name
     lake = convert_into(tmp_path / "lake", source)
     out = tmp_path / "back.ecsv"
-    result = cli("sql", "--lake", lake, "-o", out,
-                 "SELECT * EXCLUDE (target, obs_time) FROM images")
+    result = cli(
+        "sql", "--lake", lake, "-o", out, "SELECT * EXCLUDE (target, obs_time) FROM images"
+    )
     assert result.exit_code == 0, result.output
     original = Table.read(source, format="ascii.ecsv")
     back = Table.read(out, format="ascii.ecsv")
@@ -90,8 +91,8 @@ def test_fixture_collections_round_trip_through_ecsv(tmp_path, cli, name):
 
 def test_ecsv_streams_in_batches_with_one_header(tmp_path, fixture_lake):
     """Several batches (forced small) make one ECSV with one header, equal to the whole."""
-    from nightlake.query.astro import write_query
     from nightlake.lake import Lake
+    from nightlake.query.astro import write_query
 
     lake = Lake(fixture_lake)
     out = tmp_path / "all.ecsv"
@@ -104,16 +105,27 @@ def test_ecsv_streams_in_batches_with_one_header(tmp_path, fixture_lake):
     assert (back["visit"] == whole["visit"]).all() and back["ra"].unit == u.deg
 
 
-@pytest.mark.parametrize("ext, fmt", [(".ecsv", None), (".fits", None), (".vot", None),
-                                      (".out", "votable"), (".out", "fits")])
+@pytest.mark.parametrize(
+    "ext, fmt",
+    [(".ecsv", None), (".fits", None), (".vot", None), (".out", "votable"), (".out", "fits")],
+)
 def test_sql_writes_astropy_formats_with_units(tmp_path, cli, fixture_lake, ext, fmt):
     out = tmp_path / f"r{ext}"
-    args = ["sql", "--lake", fixture_lake, "-o", out,
-            "SELECT visit, ra, DIMM2SEE, obs_time FROM images WHERE night = '20190401'"]
+    args = [
+        "sql",
+        "--lake",
+        fixture_lake,
+        "-o",
+        out,
+        "SELECT visit, ra, DIMM2SEE, obs_time FROM images WHERE night = '20190401'",
+    ]
     result = cli(*args, *(["--format", fmt] if fmt else []))
     assert result.exit_code == 0, result.output
-    kind = {"votable": "votable", "fits": "fits"}.get(fmt) or \
-        {".ecsv": "ascii.ecsv", ".fits": "fits", ".vot": "votable"}[ext]
+    kind = {"votable": "votable", "fits": "fits"}.get(fmt) or {
+        ".ecsv": "ascii.ecsv",
+        ".fits": "fits",
+        ".vot": "votable",
+    }[ext]
     back = Table.read(out, format=kind)
     assert len(back) == 36 and back["ra"].unit == u.deg and back["DIMM2SEE"].unit == u.arcsec
     assert not list(tmp_path.glob(".*tmp*"))
@@ -137,8 +149,11 @@ def test_bad_astropy_outputs_are_one_error_line(tmp_path, fixture_lake):
         (["sql", "SELECT 1 AS x", "-o", str(tmp_path / "no" / "x.ecsv")], "does not exist"),
     ]
     for args, needle in cases:
-        proc = subprocess.run([sys.executable, "-m", "nightlake.cli", *args,
-                               "--lake", str(fixture_lake)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "nightlake.cli", *args, "--lake", str(fixture_lake)],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode != 0, args
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr
@@ -152,8 +167,9 @@ def test_in_memory_formats_are_refused_over_the_limit(tmp_path, fixture_lake, mo
 
     monkeypatch.setattr(astro, "IN_MEMORY_ROWS", 100)
     with pytest.raises(UsageError, match="ecsv"):
-        astro.write_query(Lake(fixture_lake), "SELECT * FROM images", None,
-                          tmp_path / "x.fits", "fits")
+        astro.write_query(
+            Lake(fixture_lake), "SELECT * FROM images", None, tmp_path / "x.fits", "fits"
+        )
     assert not (tmp_path / "x.fits").exists()
 
 
@@ -163,8 +179,9 @@ def scalar_ecsv_tables(draw):
     some with units and descriptions."""
     n = draw(st.integers(min_value=1, max_value=5))
     table = Table()
-    dtypes = draw(st.lists(st.sampled_from(["bool", *INT_TYPES, *FLOAT_TYPES, "str"]),
-                           min_size=1, max_size=5))
+    dtypes = draw(
+        st.lists(st.sampled_from(["bool", *INT_TYPES, *FLOAT_TYPES, "str"]), min_size=1, max_size=5)
+    )
     for i, dtype in enumerate(dtypes):
         values = _values(draw, dtype, n)
         if dtype == "str":
@@ -181,9 +198,9 @@ def scalar_ecsv_tables(draw):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scalar_ecsv_tables())
 def test_any_scalar_ecsv_round_trips_through_the_lake(tmp_path_factory, table):
-    from nightlake.query.astro import write_query
     from nightlake.ingest.convert import ConvertOptions, convert
     from nightlake.lake import Lake
+    from nightlake.query.astro import write_query
 
     work = tmp_path_factory.mktemp("astro-roundtrip")
     source = work / "t.ecsv"
@@ -192,5 +209,6 @@ def test_any_scalar_ecsv_round_trips_through_the_lake(tmp_path_factory, table):
     assert convert(lake, [source], ConvertOptions(target="T", night="20190402")).ok
     out = work / "back.ecsv"
     write_query(lake, "SELECT * EXCLUDE (target, night) FROM images", None, out, "ecsv")
-    _assert_same(Table.read(source, format="ascii.ecsv"), Table.read(out, format="ascii.ecsv"),
-                 "random")
+    _assert_same(
+        Table.read(source, format="ascii.ecsv"), Table.read(out, format="ascii.ecsv"), "random"
+    )

@@ -25,8 +25,7 @@ def converted(tmp_path_factory, request):
     report = convert(lake, [collections])
     assert not report.failed, report.failed
     files = sorted(collections.glob("*.collection"))
-    table = vstack([Table.read(p, format="ascii.ecsv") for p in files],
-                   metadata_conflicts="silent")
+    table = vstack([Table.read(p, format="ascii.ecsv") for p in files], metadata_conflicts="silent")
     return lake, table
 
 
@@ -87,7 +86,9 @@ def test_nan_and_unmeasured_values_in_the_fixtures_are_skipped(converted):
     nan_zp = int(np.sum(~np.isfinite(np.asarray(table["zeroPoint"], dtype=float))))
     unmeasured = int(np.sum(np.asarray(table["DIMM2SEE"], dtype=float) == 0.0))
     assert nan_zp > 0 and unmeasured > 0  # the fixtures exercise both rules
-    got = lake.sql("SELECT count(*) FILTER (WHERE zero_point IS NULL) AS zp, "
-                   "count(*) FILTER (WHERE dimm_seeing_arcsec IS NULL) AS dimm "
-                   "FROM image_quality()")
+    got = lake.sql(
+        "SELECT count(*) FILTER (WHERE zero_point IS NULL) AS zp, "
+        "count(*) FILTER (WHERE dimm_seeing_arcsec IS NULL) AS dimm "
+        "FROM image_quality()"
+    )
     assert (got["zp"][0].as_py(), got["dimm"][0].as_py()) == (nan_zp, unmeasured)

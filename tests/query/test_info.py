@@ -21,8 +21,9 @@ def sourced_lake(tmp_path):
     b.write_text("# %ECSV 1.0\nrows of night two\n")
     rows = [deep_row("A0a", "20190402", 1, d) for d in (1, 2)]
     rows += [deep_row("A0a", "20190403", 2, 1)]
-    lake = write_lake(tmp_path / "lake", rows,
-                      sources={("A0a", "20190402"): [a], ("A0a", "20190403"): [b]})
+    lake = write_lake(
+        tmp_path / "lake", rows, sources={("A0a", "20190402"): [a], ("A0a", "20190403"): [b]}
+    )
     return lake, a, b
 
 

@@ -47,10 +47,10 @@ def test_nightly_stats_hand_checked(hand_lake):
 def test_detector_stats_hand_checked(hand_lake):
     got = rows_by(Lake(hand_lake).sql("SELECT * FROM detector_stats()"), "detector")
     assert list(got) == [(1,), (2,), (3,)]
-    assert got[(1,)]["fwhm_median_arcsec"] == pytest.approx(2 * F)       # 1, 4, 2
-    assert got[(1,)]["zero_point_median"] == pytest.approx(30.5)         # 30, 32, 30.5
-    assert got[(2,)]["fwhm_median_arcsec"] == pytest.approx(3 * F)       # 2, NaN, 4
-    assert got[(3,)]["zero_point_median"] == pytest.approx(29.0)         # NaN, NULL, 29
+    assert got[(1,)]["fwhm_median_arcsec"] == pytest.approx(2 * F)  # 1, 4, 2
+    assert got[(1,)]["zero_point_median"] == pytest.approx(30.5)  # 30, 32, 30.5
+    assert got[(2,)]["fwhm_median_arcsec"] == pytest.approx(3 * F)  # 2, NaN, 4
+    assert got[(3,)]["zero_point_median"] == pytest.approx(29.0)  # NaN, NULL, 29
     assert (got[(3,)]["targets"], got[(3,)]["nights"], got[(3,)]["exposure_s"]) == (2, 1, 660.0)
 
 
@@ -75,8 +75,10 @@ def test_fwhm_arcsec_and_finite_or_null():
     assert con.execute("SELECT fwhm_arcsec(2.0)").fetchone()[0] == pytest.approx(2 * F)
     scaled = con.execute("SELECT fwhm_arcsec(2.0, pixel_scale := 0.5)").fetchone()[0]
     assert scaled == pytest.approx(2.355)
-    got = con.execute("SELECT finite_or_null(x) FROM (VALUES (1.5), ('nan'::DOUBLE), "
-                      "('inf'::DOUBLE), (NULL)) t(x)").fetchall()
+    got = con.execute(
+        "SELECT finite_or_null(x) FROM (VALUES (1.5), ('nan'::DOUBLE), "
+        "('inf'::DOUBLE), (NULL)) t(x)"
+    ).fetchall()
     assert got == [(1.5,), (None,), (None,), (None,)]
 
 
@@ -91,8 +93,9 @@ def test_macros_load_without_images_or_detrends_views():
 def test_stats_run_on_any_view_given_as_source(hand_lake):
     con = Lake(hand_lake).connect()
     con.execute("CREATE TEMP VIEW only_a0a AS SELECT * FROM images WHERE target = 'A0a'")
-    got = con.execute("SELECT target, count(*) FROM nightly_stats(source := 'only_a0a') "
-                      "GROUP BY target").fetchall()
+    got = con.execute(
+        "SELECT target, count(*) FROM nightly_stats(source := 'only_a0a') GROUP BY target"
+    ).fetchall()
     assert got == [("A0a", 2)]
 
 
@@ -102,8 +105,8 @@ zero_point = st.one_of(st.floats(25.0, 33.0), st.just(math.nan), st.none())
 image = st.tuples(
     st.sampled_from(["A0a", "B1b"]),
     st.sampled_from(["20190402", "20190403", "20190505"]),
-    st.integers(1, 4),     # visit (within the night)
-    st.integers(1, 62),    # detector
+    st.integers(1, 4),  # visit (within the night)
+    st.integers(1, 62),  # detector
     sigma,
     zero_point,
     st.sampled_from([0.0, 0.7, 1.1, math.nan]),
@@ -120,15 +123,26 @@ def _percentile(values, q):
     return float(np.percentile(values, q)) if values else None
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(images=st.lists(image, min_size=1, max_size=40, unique_by=lambda i: i[:4]))
 def test_nightly_and_detector_stats_equal_numpy(tmp_path_factory, images):
     rows = []
     for target, night, visit, detector, s, zp, dimm in images:
         visit_id = int(night[-3:]) * 10 + visit
-        rows.append(deep_row(target, night, visit_id, detector, psfSigma=s, zeroPoint=zp,
-                             DIMM2SEE=dimm, exposureTime=60.0 * visit))
+        rows.append(
+            deep_row(
+                target,
+                night,
+                visit_id,
+                detector,
+                psfSigma=s,
+                zeroPoint=zp,
+                DIMM2SEE=dimm,
+                exposureTime=60.0 * visit,
+            )
+        )
     lake = Lake(write_lake(tmp_path_factory.mktemp("lake"), rows))
 
     nightly = rows_by(lake.sql("SELECT * FROM nightly_stats()"), "target", "night")
@@ -147,8 +161,10 @@ def test_nightly_and_detector_stats_equal_numpy(tmp_path_factory, images):
             ("fwhm_p10_arcsec", _percentile(fwhm, 10)),
             ("fwhm_p90_arcsec", _percentile(fwhm, 90)),
             ("zero_point_median", _median([r["zeroPoint"] for r in mine])),
-            ("dimm_seeing_median_arcsec",
-             _median([r["DIMM2SEE"] for r in mine if r["DIMM2SEE"] != 0.0])),
+            (
+                "dimm_seeing_median_arcsec",
+                _median([r["DIMM2SEE"] for r in mine if r["DIMM2SEE"] != 0.0]),
+            ),
         ):
             assert got[name] == pytest.approx(expected), name
 

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 from astropy import units as u
 
-from .astro_lakes import fixture_lake  # noqa: F401  (a fixture)
-
 STANDARD = Path(__file__).with_name("obscore_1_1.csv")
 
 
@@ -23,9 +21,13 @@ def test_every_mandatory_column_with_its_type_and_unit(fixture_lake):
     from nightlake.lake import Lake
 
     lake = Lake(fixture_lake)
-    types = {r["column_name"]: r["data_type"] for r in lake.sql(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = 'obscore'").to_pylist()}
+    types = {
+        r["column_name"]: r["data_type"]
+        for r in lake.sql(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'obscore'"
+        ).to_pylist()
+    }
     table = lake.table("SELECT * FROM obscore")
     described = {r["name"]: r for r in lake.sql("SELECT * FROM obscore_columns()").to_pylist()}
     standard = standard_columns()
@@ -45,7 +47,8 @@ def test_values_against_the_source_rows(fixture_lake):
     rows = lake.sql(
         "SELECT o.*, i.ra, i.dec, i.mjd_start, i.exposureTime, i.psfSigma, i.ra_tl, i.dec_tl, "
         "i.ra_bl, i.dec_bl FROM obscore o JOIN images i USING (visit, detector, night) "
-        "WHERE (visit + detector) % 7 = 0 ORDER BY visit, detector").to_pylist()
+        "WHERE (visit + detector) % 7 = 0 ORDER BY visit, detector"
+    ).to_pylist()
     assert len(rows) >= 10
     for r in rows:
         assert r["dataproduct_type"] == "image" and r["obs_collection"] == "DEEP"

@@ -30,8 +30,13 @@ def lazy_reader(batches: int, rows: int, produced):
     def gen():
         for b in range(batches):
             produced[0] = b + 1
-            yield pa.record_batch([pa.array(range(b * rows, (b + 1) * rows)),
-                                   pa.array([f"row {i}" for i in range(rows)])], schema=schema)
+            yield pa.record_batch(
+                [
+                    pa.array(range(b * rows, (b + 1) * rows)),
+                    pa.array([f"row {i}" for i in range(rows)]),
+                ],
+                schema=schema,
+            )
 
     return pa.RecordBatchReader.from_batches(schema, gen())
 
@@ -46,14 +51,17 @@ def test_every_format_writes_while_batches_still_come(fmt):
     assert min(n for n in sink.seen if n) < 20
 
 
-@pytest.mark.parametrize("fmt, output, terminal, expected", [
-    (None, None, True, "table"),
-    (None, None, False, "csv"),
-    ("JSON", None, True, "json"),
-    (None, "x.parquet", True, "parquet"),
-    (None, "x.NDJSON", False, "jsonl"),
-    ("csv", "x.parquet", False, "csv"),
-])
+@pytest.mark.parametrize(
+    "fmt, output, terminal, expected",
+    [
+        (None, None, True, "table"),
+        (None, None, False, "csv"),
+        ("JSON", None, True, "json"),
+        (None, "x.parquet", True, "parquet"),
+        (None, "x.NDJSON", False, "jsonl"),
+        ("csv", "x.parquet", False, "csv"),
+    ],
+)
 def test_choose_format(fmt, output, terminal, expected):
     assert choose_format(fmt, output, terminal) == expected
 

@@ -29,7 +29,7 @@ REFUSED = [
     f"PREPARE p AS COPY (SELECT 1 AS junk) TO '{PART}' (FORMAT parquet); EXECUTE p",
     "prepare P as copy (select 1) to 'x.csv'",
     "SELECT 1; PREPARE p AS SELECT 42; EXECUTE p",
-    "/* c */ PREPARE \"p\" AS SELECT 1",
+    '/* c */ PREPARE "p" AS SELECT 1',
     "EXECUTE p",
     # EXPLAIN [ANALYZE] of something that is not a read
     "EXPLAIN ANALYZE COPY (SELECT 43) TO 'x.csv'",
@@ -40,7 +40,7 @@ REFUSED = [
     "EXPLAIN ANALYZE WITH a AS (COPY (SELECT 1) TO 'x.csv') SELECT 1",
     # settings, however quoted or spelled
     "SET \"temp_directory\"='{cwd}/spill'",
-    "SET \"lock_configuration\"=false",
+    'SET "lock_configuration"=false',
     "set Temp_Directory to 'spill'",
     "PRAGMA enable_profiling='json'; SET \"profiling_output\"='prof.json'; SELECT 1",
     "PRAGMA enable_profiling",
@@ -65,13 +65,13 @@ REFUSED = [
     "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
     "create or replace persistent secret s (type http)",
     "CREATE SECRET s (TYPE s3)",
-    "CREATE TEMPORARY SECRET \"s\" (TYPE http)",
+    'CREATE TEMPORARY SECRET "s" (TYPE http)',
     "DROP PERSISTENT SECRET s",
     # extensions
     "INSTALL spatial",
     "FORCE INSTALL spatial FROM core_nightly",
     "LOAD '{cwd}/x.duckdb_extension'",
-    "install \"httpfs\"",
+    'install "httpfs"',
     "UPDATE EXTENSIONS",
     # COPY and EXPORT, also inside a query and later in a script
     f"COPY (SELECT 1) TO '{PART}'",
@@ -147,15 +147,18 @@ def test_refused_in_one_line_and_nothing_written(cli, place, statement):
     assert listing(lake, cwd, home) == before
 
 
-@pytest.mark.parametrize("statement", [
-    REFUSED[0],  # PREPARE … COPY onto a lake partition; EXECUTE
-    "EXPLAIN ANALYZE COPY (SELECT 43) TO 'x.csv'",
-    "SET \"temp_directory\"='{cwd}/spill'",
-    "CALL \"enable_logging\"(storage_path='logs')",
-    "ATTACH 'e2.db' AS read_only; CREATE TABLE read_only.t AS SELECT 1",
-    "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
-    "EXPLAIN ANALYZE INSTALL spatial",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        REFUSED[0],  # PREPARE … COPY onto a lake partition; EXECUTE
+        "EXPLAIN ANALYZE COPY (SELECT 43) TO 'x.csv'",
+        "SET \"temp_directory\"='{cwd}/spill'",
+        "CALL \"enable_logging\"(storage_path='logs')",
+        "ATTACH 'e2.db' AS read_only; CREATE TABLE read_only.t AS SELECT 1",
+        "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
+        "EXPLAIN ANALYZE INSTALL spatial",
+    ],
+)
 def test_refused_by_the_console_script(place, tmp_path, statement):
     lake, cwd, home = place
     tmp = tmp_path / "tmp"
@@ -163,8 +166,14 @@ def test_refused_by_the_console_script(place, tmp_path, statement):
     before = listing(lake, cwd, home)
     script = Path(sys.executable).with_name("nightlake")
     env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp)}
-    done = subprocess.run([str(script), "sql", "--lake", str(lake), _text(statement, lake, cwd)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(script), "sql", "--lake", str(lake), _text(statement, lake, cwd)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stdout
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "statement refused" in done.stderr and "Traceback" not in done.stderr
@@ -182,12 +191,15 @@ def test_reads_still_work(cli, place, statement, expected):
     assert listing(lake, cwd, home) == before
 
 
-@pytest.mark.parametrize("statement", [
-    "WITH a AS (COPY (SELECT 1) TO 'cte.csv') SELECT 1",
-    "select 1 union all (with a as (copy (select 2) to 'u.csv') select 2)",
-    "EXPLAIN ANALYZE COPY (SELECT 43) TO 'x.csv'",
-    "PREPARE p AS SELECT 1",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "WITH a AS (COPY (SELECT 1) TO 'cte.csv') SELECT 1",
+        "select 1 union all (with a as (copy (select 2) to 'u.csv') select 2)",
+        "EXPLAIN ANALYZE COPY (SELECT 43) TO 'x.csv'",
+        "PREPARE p AS SELECT 1",
+    ],
+)
 def test_export_has_the_same_guard(cli, place, statement):
     lake, cwd, home = place
     before = listing(lake, cwd, home)
@@ -207,12 +219,15 @@ def test_export_takes_what_sql_takes(cli, place):
     assert (cwd / "out.csv").read_text().splitlines() == ["a", "1"]
 
 
-@pytest.mark.parametrize("statement", [
-    "PREPARE p AS COPY (SELECT 1) TO 'x.csv'",
-    "WITH a AS (COPY (SELECT 1) TO 'x.csv') SELECT 1",
-    "SET \"temp_directory\" = 'spill'",
-    "ATTACH 'e.db' AS read_only",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "PREPARE p AS COPY (SELECT 1) TO 'x.csv'",
+        "WITH a AS (COPY (SELECT 1) TO 'x.csv') SELECT 1",
+        "SET \"temp_directory\" = 'spill'",
+        "ATTACH 'e.db' AS read_only",
+    ],
+)
 def test_lake_sql_has_the_same_guard(place, statement):
     lake, cwd, home = place
     before = listing(lake, cwd, home)
@@ -227,10 +242,13 @@ def test_the_connection_is_locked(place):
     try:
         with pytest.raises(duckdb.Error, match="locked"):
             con.execute("SET temp_directory = 'spill'")
-        setting = dict(con.execute(
-            "SELECT name, value FROM duckdb_settings() WHERE name IN ('temp_directory', "
-            "'autoinstall_known_extensions', 'autoload_known_extensions', "
-            "'allow_persistent_secrets')").fetchall())
+        setting = dict(
+            con.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN ('temp_directory', "
+                "'autoinstall_known_extensions', 'autoload_known_extensions', "
+                "'allow_persistent_secrets')"
+            ).fetchall()
+        )
     finally:
         con.close()
     assert setting["autoinstall_known_extensions"] == "false"

@@ -13,8 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .astro_lakes import fixture_lake  # noqa: F401  (a fixture)
-
 CORNERS = ("tl", "tr", "br", "bl")
 
 
@@ -122,10 +120,16 @@ def _random_cases(seed, clusters=24, per=10):
     ras, decs = _cluster_centres(rng, clusters)
     for ra0, dec0 in zip(ras, decs):
         dec0 = min(dec0, 89.9)
-        feet = [footprint((ra0 + rng.normal(0, 0.2) / max(np.cos(np.radians(dec0)), 0.05))
-                          % 360, float(np.clip(dec0 + rng.normal(0, 0.2), -89.9, 89.9)),
-                          rng.uniform(0.02, 0.34), rng.uniform(0.02, 0.34),
-                          rng.uniform(0, np.pi)) for _ in range(per)]
+        feet = [
+            footprint(
+                (ra0 + rng.normal(0, 0.2) / max(np.cos(np.radians(dec0)), 0.05)) % 360,
+                float(np.clip(dec0 + rng.normal(0, 0.2), -89.9, 89.9)),
+                rng.uniform(0.02, 0.34),
+                rng.uniform(0.02, 0.34),
+                rng.uniform(0, np.pi),
+            )
+            for _ in range(per)
+        ]
         points = []
         for _ in range(per):
             f = feet[rng.integers(len(feet))]
@@ -145,9 +149,16 @@ def test_images_at_matches_the_astropy_reference(con, tmp_path, seed):
     for n, (feet, points) in enumerate(_random_cases(seed, clusters=12)):
         path = write_footprints(tmp_path / f"f{n}.parquet", feet)
         con.execute(f"CREATE VIEW feet{n} AS SELECT * FROM read_parquet('{path}')")
-        got = [{r[0] for r in con.execute(
-            "SELECT image FROM images_at($ra, $dec, source := $s)",
-            {"ra": ra, "dec": dec, "s": f"feet{n}"}).fetchall()} for ra, dec in points]
+        got = [
+            {
+                r[0]
+                for r in con.execute(
+                    "SELECT image FROM images_at($ra, $dec, source := $s)",
+                    {"ra": ra, "dec": dec, "s": f"feet{n}"},
+                ).fetchall()
+            }
+            for ra, dec in points
+        ]
         for i, f in enumerate(feet):
             want = reference_inside(f, [p[0] for p in points], [p[1] for p in points])
             for point, hits, w in zip(points, got, want):
@@ -165,10 +176,15 @@ def test_images_in_cone_matches_the_astropy_reference(con, tmp_path, seed):
         path = write_footprints(tmp_path / f"f{n}.parquet", feet)
         con.execute(f"CREATE VIEW feet{n} AS SELECT * FROM read_parquet('{path}')")
         radii = rng.uniform(0.001, 0.5, len(points))
-        got = [dict(con.execute(
-            "SELECT image, distance_deg FROM images_in_cone($ra, $dec, $r, source := $s)",
-            {"ra": ra, "dec": dec, "r": float(r), "s": f"feet{n}"}).fetchall())
-            for (ra, dec), r in zip(points, radii)]
+        got = [
+            dict(
+                con.execute(
+                    "SELECT image, distance_deg FROM images_in_cone($ra, $dec, $r, source := $s)",
+                    {"ra": ra, "dec": dec, "r": float(r), "s": f"feet{n}"},
+                ).fetchall()
+            )
+            for (ra, dec), r in zip(points, radii)
+        ]
         for i, f in enumerate(feet):
             want = reference_distance(f, [p[0] for p in points], [p[1] for p in points])
             for point, radius, hits, w in zip(points, radii, got, want):
@@ -189,8 +205,12 @@ def test_a_footprint_across_ra_zero_and_one_around_the_pole(con, tmp_path):
     con.execute(f"CREATE VIEW f AS SELECT * FROM read_parquet('{path}')")
 
     def at(ra, dec):
-        return sorted(r[0] for r in con.execute(
-            "SELECT image FROM images_at(?, ?, source := 'f')", [ra, dec]).fetchall())
+        return sorted(
+            r[0]
+            for r in con.execute(
+                "SELECT image FROM images_at(?, ?, source := 'f')", [ra, dec]
+            ).fetchall()
+        )
 
     assert at(0.0, 10.0) == at(359.99, 10.0) == at(0.01, 10.0) == [0]
     assert at(180.0, 10.0) == [] and at(0.0, -10.0) == []  # nor its antipode's mirror
@@ -200,14 +220,20 @@ def test_a_footprint_across_ra_zero_and_one_around_the_pole(con, tmp_path):
 
 def test_the_prefilter_reaches_the_parquet_scan(con, tmp_path):
     """Every corner's dec range is a filter of the scan itself (row groups skip by min/max)."""
-    feet = [footprint(float(r), float(d), 0.1, 0.1, 0.0)
-            for r, d in zip(np.linspace(0, 350, 40), np.linspace(-80, 80, 40))]
+    feet = [
+        footprint(float(r), float(d), 0.1, 0.1, 0.0)
+        for r, d in zip(np.linspace(0, 350, 40), np.linspace(-80, 80, 40))
+    ]
     path = write_footprints(tmp_path / "f.parquet", feet)
     con.execute(f"CREATE VIEW f AS SELECT * FROM read_parquet('{path}')")
-    plan = "\n".join(r[1] for r in con.execute(
-        "EXPLAIN SELECT * FROM images_at(10.0, 10.0, source := 'f')").fetchall())
-    scan = " ".join(line.strip(" │") for line in plan[plan.index("READ_PARQUET"):].splitlines())
-    filters = scan[scan.index("Filters:"):]
+    plan = "\n".join(
+        r[1]
+        for r in con.execute(
+            "EXPLAIN SELECT * FROM images_at(10.0, 10.0, source := 'f')"
+        ).fetchall()
+    )
+    scan = " ".join(line.strip(" │") for line in plan[plan.index("READ_PARQUET") :].splitlines())
+    filters = scan[scan.index("Filters:") :]
     for name in CORNERS:
         assert f"(dec_{name} >= 9.0) AND (dec_{name} <= 11.0)" in filters
 
@@ -217,13 +243,22 @@ def test_fixture_images_match_the_reference(fixture_lake):
     from nightlake.lake import Lake
 
     lake = Lake(fixture_lake)
-    rows = lake.sql("SELECT visit, detector, ra, dec, ra_tl, dec_tl, ra_tr, dec_tr, ra_br, "
-                    "dec_br, ra_bl, dec_bl FROM images").to_pylist()
+    rows = lake.sql(
+        "SELECT visit, detector, ra, dec, ra_tl, dec_tl, ra_tr, dec_tr, ra_br, "
+        "dec_br, ra_bl, dec_bl FROM images"
+    ).to_pylist()
     rng = np.random.default_rng(7)
     chosen = list(rng.choice(rows, 12, replace=False))
-    got = [{(r["visit"], r["detector"]) for r in lake.sql(
-        "SELECT visit, detector FROM images_at($ra, $dec)",
-        {"ra": row["ra"], "dec": row["dec"]}).to_pylist()} for row in chosen]
+    got = [
+        {
+            (r["visit"], r["detector"])
+            for r in lake.sql(
+                "SELECT visit, detector FROM images_at($ra, $dec)",
+                {"ra": row["ra"], "dec": row["dec"]},
+            ).to_pylist()
+        }
+        for row in chosen
+    ]
     want = [set() for _ in chosen]
     for other in rows:
         corners = [(other[f"ra_{c}"], other[f"dec_{c}"]) for c in CORNERS]
@@ -236,8 +271,15 @@ def test_fixture_images_match_the_reference(fixture_lake):
         assert hits == expected
 
 
-@pytest.mark.parametrize("ra, dec", [("214.3829", "-11.4283"), ("14h17m31.9s", "-11d25m42s"),
-                                     ("14:17:31.9", "-11:25:42"), ("214d22m58s", "-11.4283")])
+@pytest.mark.parametrize(
+    "ra, dec",
+    [
+        ("214.3829", "-11.4283"),
+        ("14h17m31.9s", "-11d25m42s"),
+        ("14:17:31.9", "-11:25:42"),
+        ("214d22m58s", "-11.4283"),
+    ],
+)
 def test_images_at_cli_reads_degrees_and_sexagesimal(cli, fixture_lake, ra, dec):
     result = cli("images-at", ra, dec, "--lake", fixture_lake, "--format", "csv")
     assert result.exit_code == 0, result.output
@@ -247,26 +289,43 @@ def test_images_at_cli_reads_degrees_and_sexagesimal(cli, fixture_lake, ra, dec)
 
 
 def test_images_at_cli_radius_and_night(cli, fixture_lake):
-    near = cli("images-at", "214.3829", "-11.4283", "--radius", "1", "--night", "20190402",
-               "--lake", fixture_lake, "--format", "csv")
+    near = cli(
+        "images-at",
+        "214.3829",
+        "-11.4283",
+        "--radius",
+        "1",
+        "--night",
+        "20190402",
+        "--lake",
+        fixture_lake,
+        "--format",
+        "csv",
+    )
     assert near.exit_code == 0, near.output
     rows = near.stdout.strip().splitlines()[1:]
     assert rows and all(',"20190402",' in r for r in rows)
     assert "distance_deg" in near.stdout.splitlines()[0]
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["abc", "-13"], "cannot read the position"),
-    (["10", "95"], "cannot read the position"),
-    (["10", "-13", "--radius", "-1"], "--radius"),
-    (["10", "-13", "--radius", "nan"], "--radius"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["abc", "-13"], "cannot read the position"),
+        (["10", "95"], "cannot read the position"),
+        (["10", "-13", "--radius", "-1"], "--radius"),
+        (["10", "-13", "--radius", "nan"], "--radius"),
+    ],
+)
 def test_images_at_cli_bad_input_is_one_error_line(fixture_lake, args, needle):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "nightlake.cli", "images-at", *args,
-                           "--lake", str(fixture_lake)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nightlake.cli", "images-at", *args, "--lake", str(fixture_lake)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr

@@ -86,7 +86,9 @@ def make_app(**kwargs) -> typer.Typer:
     )
 
 
-app = make_app(help="Query DEEP survey metadata: image collections and detrends, as a Parquet lake.")
+app = make_app(
+    help="Query DEEP survey metadata: image collections and detrends, as a Parquet lake."
+)
 
 
 def _version(value: bool) -> None:
@@ -113,9 +115,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Command modules register themselves on ``app``; import order is the order of --help.
-from nightlake.cli import lake_cmds  # noqa: E402,F401
-from nightlake.cli import query_cmds  # noqa: E402,F401
-from nightlake.cli import detreg_cmds  # noqa: E402,F401
-from nightlake.cli import detsearch_cmds  # noqa: E402,F401
-from nightlake.cli import trust_cmds  # noqa: E402,F401
-from nightlake.cli import sky_cmds  # noqa: E402,F401
+from nightlake.cli import (
+    detreg_cmds,
+    detsearch_cmds,
+    lake_cmds,
+    query_cmds,
+    sky_cmds,
+    trust_cmds,
+)

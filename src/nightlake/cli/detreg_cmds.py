@@ -8,8 +8,8 @@ The console script also takes the Elixir spellings: single-dash long options (``
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -22,26 +22,32 @@ app.add_typer(detregister, name="detregister")
 DB_ENV = "NIGHTLAKE_DETREG"
 PROGRESS_MIN_FILES = 50
 
-DbOption = typer.Option(None, "--db", envvar=DB_ENV, show_default=False,
-                        help=f"The DetReg database (default: ${DB_ENV}).")
+DbOption = typer.Option(
+    None,
+    "--db",
+    envvar=DB_ENV,
+    show_default=False,
+    help=f"The DetReg database (default: ${DB_ENV}).",
+)
 LockOption = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for the writer lock.")
 
 
-def _db(db: Optional[Path]) -> Path:
+def _db(db: Path | None) -> Path:
     if db is None:
         raise UsageError(f"no database: give --db DB or set ${DB_ENV}")
     return db
 
 
-def _type(value: Optional[str]) -> Optional[str]:
+def _type(value: str | None) -> str | None:
     if value is None:
         return None
     from nightlake.detrends.detreg.headers import detrend_type
 
     name = detrend_type(value)
     if name is None:
-        raise UsageError(f"--type: unknown detrend type {value!r} "
-                         "(expected bias, dark, flat, fringe or mask)")
+        raise UsageError(
+            f"--type: unknown detrend type {value!r} (expected bias, dark, flat, fringe or mask)"
+        )
     return name
 
 
@@ -56,26 +62,29 @@ def init(
     from nightlake.detrends.detreg import init_db
 
     if layout.upper() not in ("LP64", "ILP32") or byteorder.lower() not in ("little", "big"):
-        raise UsageError(f"--layout must be LP64 or ILP32 and --byteorder little or big, "
-                         f"not {layout!r}/{byteorder!r}")
+        raise UsageError(
+            f"--layout must be LP64 or ILP32 and --byteorder little or big, "
+            f"not {layout!r}/{byteorder!r}"
+        )
     init_db(db, layout=layout.upper(), byteorder=byteorder.lower(), lock_timeout=lock_timeout)
     typer.echo(f"created empty DetReg database {db}")
 
 
 @detregister.command()
 def add(
-    files: List[Path] = typer.Argument(..., help="Master images (FITS) to register."),
-    db: Optional[Path] = DbOption,
-    type_: Optional[str] = typer.Option(None, "--type", help="Override IMAGETYP/OBSTYPE."),
-    filter_: Optional[str] = typer.Option(None, "--filter", help="Override FILTER."),
-    ccd: Optional[int] = typer.Option(None, "--ccd", help="Override CCDNUM."),
-    exptime: Optional[float] = typer.Option(None, "--exptime", help="Override EXPTIME (darks)."),
-    tstart: Optional[str] = typer.Option(None, "--tstart", help="Override TV_START (ISO or Unix s)."),
-    tstop: Optional[str] = typer.Option(None, "--tstop",
-                                        help="Override TV_STOP (ISO, Unix s, or 'never')."),
-    sigma: Optional[float] = typer.Option(None, "--sigma", help="Override SIGMA."),
-    clipsigma: Optional[float] = typer.Option(None, "--clipsigma", help="Override CLIPSIG."),
-    treg: Optional[str] = typer.Option(None, "--treg", help="Registration time (default now)."),
+    files: list[Path] = typer.Argument(..., help="Master images (FITS) to register."),
+    db: Path | None = DbOption,
+    type_: str | None = typer.Option(None, "--type", help="Override IMAGETYP/OBSTYPE."),
+    filter_: str | None = typer.Option(None, "--filter", help="Override FILTER."),
+    ccd: int | None = typer.Option(None, "--ccd", help="Override CCDNUM."),
+    exptime: float | None = typer.Option(None, "--exptime", help="Override EXPTIME (darks)."),
+    tstart: str | None = typer.Option(None, "--tstart", help="Override TV_START (ISO or Unix s)."),
+    tstop: str | None = typer.Option(
+        None, "--tstop", help="Override TV_STOP (ISO, Unix s, or 'never')."
+    ),
+    sigma: float | None = typer.Option(None, "--sigma", help="Override SIGMA."),
+    clipsigma: float | None = typer.Option(None, "--clipsigma", help="Override CLIPSIG."),
+    treg: str | None = typer.Option(None, "--treg", help="Registration time (default now)."),
     lock_timeout: float = LockOption,
 ) -> None:
     """Register master images: one record per image (per extension of a MEF)."""
@@ -85,8 +94,17 @@ def add(
     path = _db(db)
     if type_ is not None:
         _type(type_)
-    overrides = Overrides(type=type_, filter=filter_, ccd=ccd, exptime=exptime, tstart=tstart,
-                          tstop=tstop, sigma=sigma, clipsigma=clipsigma, treg=treg)
+    overrides = Overrides(
+        type=type_,
+        filter=filter_,
+        ccd=ccd,
+        exptime=exptime,
+        tstart=tstart,
+        tstop=tstop,
+        sigma=sigma,
+        clipsigma=clipsigma,
+        treg=treg,
+    )
     _warn_non_utf8(files)
     entries = []
     with _Progress(len(files), "reading headers") as progress:
@@ -94,21 +112,23 @@ def add(
             entries.extend(entries_from_fits(file, overrides))
             progress.advance()
     result = register(path, entries, lock_timeout=lock_timeout)
-    typer.echo(f"registered {len(entries)} record(s) from {len(files)} file(s) in {path} "
-               f"({len(result)} records)")
+    typer.echo(
+        f"registered {len(entries)} record(s) from {len(files)} file(s) in {path} "
+        f"({len(result)} records)"
+    )
     _refresh_tied(path, lock_timeout)
 
 
 @detregister.command()
 def delete(
-    db: Optional[Path] = DbOption,
-    filename: Optional[str] = typer.Option(None, "--filename", help="Stored path to remove."),
-    type_: Optional[str] = typer.Option(None, "--type", help="Detrend type to remove."),
-    ccd: Optional[int] = typer.Option(None, "--ccd", help="Only this CCD."),
-    filter_: Optional[str] = typer.Option(None, "--filter", help="Only this filter name."),
-    exptime: Optional[int] = typer.Option(None, "--exptime", help="Only darks of this exptime."),
-    tstart: Optional[str] = typer.Option(None, "--tstart", help="Only this validity start."),
-    tstop: Optional[str] = typer.Option(None, "--tstop", help="Only this validity end/'never'."),
+    db: Path | None = DbOption,
+    filename: str | None = typer.Option(None, "--filename", help="Stored path to remove."),
+    type_: str | None = typer.Option(None, "--type", help="Detrend type to remove."),
+    ccd: int | None = typer.Option(None, "--ccd", help="Only this CCD."),
+    filter_: str | None = typer.Option(None, "--filter", help="Only this filter name."),
+    exptime: int | None = typer.Option(None, "--exptime", help="Only darks of this exptime."),
+    tstart: str | None = typer.Option(None, "--tstart", help="Only this validity start."),
+    tstop: str | None = typer.Option(None, "--tstop", help="Only this validity end/'never'."),
     all_: bool = typer.Option(False, "--all", help="Allow deleting every record."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would go; change nothing."),
     lock_timeout: float = LockOption,
@@ -118,17 +138,28 @@ def delete(
     from nightlake.detrends.detreg.headers import parse_time
 
     path = _db(db)
-    if filename is None and type_ is None and any(
-            v is not None for v in (ccd, filter_, exptime, tstart, tstop)):
-        raise UsageError("--ccd/--filter/--exptime/--tstart/--tstop narrow a --type selection; "
-                         "give --type too")
+    if (
+        filename is None
+        and type_ is None
+        and any(v is not None for v in (ccd, filter_, exptime, tstart, tstop))
+    ):
+        raise UsageError(
+            "--ccd/--filter/--exptime/--tstart/--tstop narrow a --type selection; give --type too"
+        )
     selection = Selection(
-        filename=filename, type=_type(type_), ccd=ccd, filter=filter_, exptime=exptime,
+        filename=filename,
+        type=_type(type_),
+        ccd=ccd,
+        filter=filter_,
+        exptime=exptime,
         tstart=None if tstart is None else parse_time(tstart, source="--tstart", field="--tstart"),
-        tstop=None if tstop is None else parse_time(tstop, source="--tstop", field="--tstop",
-                                                    allow_never=True))
-    after, removed, indices = delete_records(path, selection, dry_run=dry_run, allow_all=all_,
-                                    lock_timeout=lock_timeout)
+        tstop=None
+        if tstop is None
+        else parse_time(tstop, source="--tstop", field="--tstop", allow_never=True),
+    )
+    after, removed, indices = delete_records(
+        path, selection, dry_run=dry_run, allow_all=all_, lock_timeout=lock_timeout
+    )
     if dry_run:
         typer.echo(f"would delete {len(removed)} record(s) from {path}:")
         if len(removed):
@@ -138,14 +169,17 @@ def delete(
         _refresh_tied(path, lock_timeout)
 
 
-def _warn_non_utf8(files: List[Path]) -> None:
+def _warn_non_utf8(files: list[Path]) -> None:
     from nightlake.detrends.sync import non_utf8, shown
 
     for file in files:
         if non_utf8(file):
-            typer.echo(f"detregister: warning: {shown(file)}: the path is not valid UTF-8; it is "
-                       "stored as its exact bytes (the lake shows it escaped in "
-                       "detrends.filename, exact in detrends.filename_bytes)", err=True)
+            typer.echo(
+                f"detregister: warning: {shown(file)}: the path is not valid UTF-8; it is "
+                "stored as its exact bytes (the lake shows it escaped in "
+                "detrends.filename, exact in detrends.filename_bytes)",
+                err=True,
+            )
 
 
 def _refresh_tied(db: Path, lock_timeout: float) -> None:
@@ -161,10 +195,10 @@ def _refresh_tied(db: Path, lock_timeout: float) -> None:
 
 @detregister.command("list")
 def list_(
-    db: Optional[Path] = DbOption,
-    type_: Optional[str] = typer.Option(None, "--type", help="Only this detrend type."),
-    ccd: Optional[int] = typer.Option(None, "--ccd", help="Only this CCD."),
-    filter_: Optional[str] = typer.Option(None, "--filter", help="Only this filter name."),
+    db: Path | None = DbOption,
+    type_: str | None = typer.Option(None, "--type", help="Only this detrend type."),
+    ccd: int | None = typer.Option(None, "--ccd", help="Only this CCD."),
+    filter_: str | None = typer.Option(None, "--filter", help="Only this filter name."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
 ) -> None:
     """Print the records (file order), optionally only some types/CCDs/filters."""
@@ -182,14 +216,20 @@ def list_(
 
 @detregister.command()
 def check(
-    db: Optional[Path] = typer.Argument(None, envvar=DB_ENV, show_default=False,
-                                        help=f"The DetReg database (default: ${DB_ENV})."),
-    repair: bool = typer.Option(False, "--repair",
-                                help="Cut a torn journal tail; mark an entry that never took "
-                                     "effect as abandoned."),
-    keep_extra: bool = typer.Option(False, "--keep-extra",
-                                    help="With --repair: keep whole records found after the "
-                                         "ones NRECORD declares (NRECORD fixed)."),
+    db: Path | None = typer.Argument(
+        None, envvar=DB_ENV, show_default=False, help=f"The DetReg database (default: ${DB_ENV})."
+    ),
+    repair: bool = typer.Option(
+        False,
+        "--repair",
+        help="Cut a torn journal tail; mark an entry that never took effect as abandoned.",
+    ),
+    keep_extra: bool = typer.Option(
+        False,
+        "--keep-extra",
+        help="With --repair: keep whole records found after the "
+        "ones NRECORD declares (NRECORD fixed).",
+    ),
     lock_timeout: float = LockOption,
 ) -> None:
     """Verify header, sizes, records, the journal's hash chain and its last entry vs the file."""
@@ -221,14 +261,14 @@ def _rows(records, filters, indices=None) -> list[dict]:
 
 
 def _iso(seconds: int) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from nightlake.detrends.detreg import OPEN_ENDED
 
     if seconds == OPEN_ENDED:
         return "never"
     try:
-        return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     except (OverflowError, ValueError, OSError):
         return str(seconds)
 
@@ -239,10 +279,25 @@ def _render(rows: list[dict], fmt: str) -> str:
     if fmt == "json":
         import json
 
-        return json.dumps([dict(r, tstop=None if r["tstop"] == OPEN_ENDED else r["tstop"])
-                           for r in rows], indent=1)
-    columns = ["index", "type", "ccd", "filter", "filter_name", "tstart", "tstop", "treg",
-               "sigma", "clipsigma", "flag1", "flag2", "filename"]
+        return json.dumps(
+            [dict(r, tstop=None if r["tstop"] == OPEN_ENDED else r["tstop"]) for r in rows],
+            indent=1,
+        )
+    columns = [
+        "index",
+        "type",
+        "ccd",
+        "filter",
+        "filter_name",
+        "tstart",
+        "tstop",
+        "treg",
+        "sigma",
+        "clipsigma",
+        "flag1",
+        "flag2",
+        "filename",
+    ]
     if fmt == "csv":
         import csv
         import io
@@ -251,18 +306,46 @@ def _render(rows: list[dict], fmt: str) -> str:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for r in rows:
-            writer.writerow(["" if c == "tstop" and r[c] == OPEN_ENDED else
-                             ("" if r[c] is None else r[c]) for c in columns])
+            writer.writerow(
+                [
+                    "" if c == "tstop" and r[c] == OPEN_ENDED else ("" if r[c] is None else r[c])
+                    for c in columns
+                ]
+            )
         return out.getvalue()
-    shown = ["index", "type", "ccd", "filter", "tstart", "tstop", "treg", "sigma",
-             "clipsigma", "filename"]
+    shown = [
+        "index",
+        "type",
+        "ccd",
+        "filter",
+        "tstart",
+        "tstop",
+        "treg",
+        "sigma",
+        "clipsigma",
+        "filename",
+    ]
     table = [shown]
     for r in rows:
-        filt = r["filter_name"] if r["filter_name"] is not None else (
-            f"{r['filter']}s" if r["type"] == "dark" else str(r["filter"]))
-        table.append([str(r["index"]), r["type"], str(r["ccd"]), filt, _iso(r["tstart"]),
-                      _iso(r["tstop"]), _iso(r["treg"]), _num(r["sigma"]), _num(r["clipsigma"]),
-                      r["filename"]])
+        filt = (
+            r["filter_name"]
+            if r["filter_name"] is not None
+            else (f"{r['filter']}s" if r["type"] == "dark" else str(r["filter"]))
+        )
+        table.append(
+            [
+                str(r["index"]),
+                r["type"],
+                str(r["ccd"]),
+                filt,
+                _iso(r["tstart"]),
+                _iso(r["tstop"]),
+                _iso(r["treg"]),
+                _num(r["sigma"]),
+                _num(r["clipsigma"]),
+                r["filename"],
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(shown))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     if not rows:
@@ -283,7 +366,7 @@ class _Progress:
         self._plain = total >= PROGRESS_MIN_FILES and not sys.stderr.isatty()
         self._next = 0
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.total >= PROGRESS_MIN_FILES and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import Progress
@@ -297,8 +380,7 @@ class _Progress:
         self.done += 1
         if self._bar is not None:
             self._bar.advance(self._task)
-        elif self._plain and (self.done * 10 >= self._next * self.total or
-                              self.done == self.total):
+        elif self._plain and (self.done * 10 >= self._next * self.total or self.done == self.total):
             typer.echo(f"{self.what}: {self.done}/{self.total}", err=True)
             self._next = self.done * 10 // self.total + 1
 
@@ -310,9 +392,28 @@ class _Progress:
 # --------------------------------------------------------------------------------------------
 # The console script
 
-_LONG_OPTIONS = {"db", "type", "filter", "ccd", "exptime", "tstart", "tstop", "sigma",
-                 "clipsigma", "treg", "lock-timeout", "filename", "all", "dry-run", "format",
-                 "layout", "byteorder", "help", "repair", "keep-extra"}
+_LONG_OPTIONS = {
+    "db",
+    "type",
+    "filter",
+    "ccd",
+    "exptime",
+    "tstart",
+    "tstop",
+    "sigma",
+    "clipsigma",
+    "treg",
+    "lock-timeout",
+    "filename",
+    "all",
+    "dry-run",
+    "format",
+    "layout",
+    "byteorder",
+    "help",
+    "repair",
+    "keep-extra",
+}
 _SUBCOMMANDS = {"init", "add", "delete", "list", "check"}
 
 

@@ -7,7 +7,6 @@ same code as the fast ``detsearch`` console script (argparse; Elixir's single-da
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -32,13 +31,13 @@ def detsearch(ctx: typer.Context) -> None:
 
 @app.command()
 def sync(
-    db: Optional[Path] = typer.Option(
+    db: Path | None = typer.Option(
         None,
         "--db",
         help="DetReg database (default: the one the lake is tied to, else the one already "
         "mirrored, else $NIGHTLAKE_DETREG); the lake is tied to it.",
     ),
-    lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
     force: bool = typer.Option(
         False, "--force", help="Rewrite the mirror even if it is up to date."
     ),
@@ -48,8 +47,8 @@ def sync(
 ) -> None:
     """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet) and tie
     the lake to it, so that detregister add/delete refresh the mirror."""
-    from nightlake.lake import Lake
     from nightlake.detrends.sync import sync as sync_mirror
+    from nightlake.lake import Lake
 
     result = sync_mirror(Lake(lake), db, lock_timeout=lock_timeout, force=force)
     if result.warning:
@@ -69,12 +68,11 @@ def resolve_cmd(
     detrend_type: str = typer.Option(..., "--type", help="bias, dark, flat, fringe or mask."),
     mode: str = typer.Option("exact", "--mode", help="exact or recent."),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
-    lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
 ) -> None:
     """Assign a detrend to every image of the lake and write the result to Parquet."""
+    from nightlake.detrends.rules import DETREND_TYPES, MODES, write_assignments
     from nightlake.lake import Lake
-    from nightlake.detrends.rules import write_assignments
-    from nightlake.detrends.rules import DETREND_TYPES, MODES
 
     if detrend_type not in DETREND_TYPES:
         raise UsageError(f"--type {detrend_type!r}: expected one of {', '.join(DETREND_TYPES)}")

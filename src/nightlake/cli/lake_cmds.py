@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -14,39 +13,60 @@ from nightlake.cli import app, debug_enabled, report_error
 
 @app.command()
 def convert(
-    sources: List[str] = typer.Argument(
-        ..., help="Collection files, directories of them, joined.collection, sharded trees, globs."),
-    lake: Optional[Path] = typer.Option(
-        None, "--lake", help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
-        show_default=False),
+    sources: list[str] = typer.Argument(
+        ..., help="Collection files, directories of them, joined.collection, sharded trees, globs."
+    ),
+    lake: Path | None = typer.Option(
+        None,
+        "--lake",
+        help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
+        show_default=False,
+    ),
     partition_by: str = typer.Option(
-        "target,night", "--partition-by",
-        help="Partition levels: target,night (one file per night/target) or target,night,detector."),
+        "target,night",
+        "--partition-by",
+        help="Partition levels: target,night (one file per night/target) or target,night,detector.",
+    ),
     time_scale: str = typer.Option("tai", "--time-scale", help="Time scale of mjd: tai or utc."),
-    target: Optional[str] = typer.Option(
-        None, "--target", help="Target for files with neither a fieldname column nor a telling name."),
-    night: Optional[str] = typer.Option(
-        None, "--night", help="Night (YYYYMMDD) for files with neither a night column nor a telling name."),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="Target for files with neither a fieldname column nor a telling name.",
+    ),
+    night: str | None = typer.Option(
+        None,
+        "--night",
+        help="Night (YYYYMMDD) for files with neither a night column nor a telling name.",
+    ),
     force: bool = typer.Option(False, "--force", help="Rewrite every partition, changed or not."),
     lock_timeout: float = typer.Option(
-        30.0, "--lock-timeout", help="Seconds to wait for another convert on the same lake."),
+        30.0, "--lock-timeout", help="Seconds to wait for another convert on the same lake."
+    ),
 ) -> None:
     """Convert ECSV image collections into the lake (incremental: unchanged sources are skipped)."""
-    from nightlake.ingest.convert import ConvertOptions, convert as run_convert, prefer_jemalloc
+    from nightlake.ingest.convert import ConvertOptions, prefer_jemalloc
+    from nightlake.ingest.convert import convert as run_convert
     from nightlake.lake import Lake
 
     prefer_jemalloc()
     options = ConvertOptions(
         partition_by=tuple(p.strip() for p in partition_by.split(",") if p.strip()),
-        time_scale=time_scale.lower(), force=force, target=target, night=night,
-        lock_timeout=lock_timeout)
+        time_scale=time_scale.lower(),
+        force=force,
+        target=target,
+        night=night,
+        lock_timeout=lock_timeout,
+    )
     the_lake = Lake(lake)
     with _progress() as progress:
         report = run_convert(the_lake, sources, options, progress=progress)
     if report.renames:
         pairs = ", ".join(f"{orig} -> {new}" for new, orig in sorted(report.renames.items()))
-        typer.echo(f"nightlake: warning: column names that differ only in case were renamed "
-                   f"(DuckDB is case-insensitive): {pairs}", err=True)
+        typer.echo(
+            f"nightlake: warning: column names that differ only in case were renamed "
+            f"(DuckDB is case-insensitive): {pairs}",
+            err=True,
+        )
     for _, error in report.failed:
         if debug_enabled():
             traceback.print_exception(error, file=sys.stderr)
@@ -55,7 +75,8 @@ def convert(
     typer.echo(
         f"{the_lake.path}: {len(report.written)} partition(s) written ({report.rows_written} rows)"
         f"{removed} from {report.sources_read} source(s) read; {report.unchanged} unchanged "
-        f"source(s) skipped; {len(report.failed)} failed")
+        f"source(s) skipped; {len(report.failed)} failed"
+    )
     if report.failed:
         raise typer.Exit(1)
 
@@ -68,9 +89,13 @@ class _progress:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        self._bar = Progress(TextColumn("{task.description:<8}"), BarColumn(),
-                             MofNCompleteColumn(), TextColumn("{task.fields[label]}"),
-                             transient=True)
+        self._bar = Progress(
+            TextColumn("{task.description:<8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[label]}"),
+            transient=True,
+        )
         self._bar.__enter__()
         self._tasks: dict[str, int] = {}
         return self.update

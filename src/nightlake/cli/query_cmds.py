@@ -1,14 +1,13 @@
 """Commands that read the lake: ``sql``, ``export``, ``stats``, ``macros``, ``info``, ``init-sql``.
 
-Parsing and printing only; the work is done by :mod:`nightlake.query.stream`, :mod:`nightlake.query.output`,
-:mod:`nightlake.query.export`, :mod:`nightlake.query.stats`, :mod:`nightlake.query.plot`, :mod:`nightlake.query.info`.
+Parsing and printing only; the work is done by the modules of :mod:`nightlake.query`
+(``stream``, ``output``, ``export``, ``stats``, ``plot``, ``info``, ``astro``).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -16,21 +15,30 @@ from nightlake.cli import app
 from nightlake.errors import UsageError
 
 LakeOption = typer.Option(
-    None, "--lake", help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
+    None,
+    "--lake",
+    help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
     show_default=False,
 )
 FormatOption = typer.Option(
-    None, "--format",
+    None,
+    "--format",
     help="table, csv, tsv, json, jsonl, parquet, arrow, ecsv, fits or votable (default: from "
-         "-o's extension, else table on a terminal and csv otherwise).",
+    "-o's extension, else table on a terminal and csv otherwise).",
     show_default=False,
 )
 OutputOption = typer.Option(
-    None, "-o", "--output", help="Write the result to this file (atomically) instead of stdout.",
+    None,
+    "-o",
+    "--output",
+    help="Write the result to this file (atomically) instead of stdout.",
     show_default=False,
 )
 ParamOption = typer.Option(
-    [], "-p", "--param", help="Bind $NAME to VALUE: -p night=20190402 (repeatable).",
+    [],
+    "-p",
+    "--param",
+    help="Bind $NAME to VALUE: -p night=20190402 (repeatable).",
     show_default=False,
 )
 
@@ -45,7 +53,7 @@ ORDER BY name
 """
 
 
-def _read_query(query: Optional[str], file: Optional[Path]) -> str:
+def _read_query(query: str | None, file: Path | None) -> str:
     if query is not None and file is not None:
         raise UsageError("give the query as an argument or with -f FILE, not both")
     if file is not None:
@@ -55,9 +63,14 @@ def _read_query(query: Optional[str], file: Optional[Path]) -> str:
     return sys.stdin.read() if query == "-" else query
 
 
-def _emit(reader, fmt: Optional[str], output: Optional[Path]) -> int:
+def _emit(reader, fmt: str | None, output: Path | None) -> int:
     """Write a result stream to ``output`` or stdout in the chosen format; return rows."""
-    from nightlake.query.output import BINARY_FORMATS, choose_format, write_result, write_result_file
+    from nightlake.query.output import (
+        BINARY_FORMATS,
+        choose_format,
+        write_result,
+        write_result_file,
+    )
 
     terminal = sys.stdout.isatty()
     fmt = choose_format(fmt, output, terminal)
@@ -84,15 +97,16 @@ def _emit(reader, fmt: Optional[str], output: Optional[Path]) -> int:
 
 @app.command()
 def sql(
-    query: Optional[str] = typer.Argument(
-        None, help="The SQL to run; - reads it from stdin.", show_default=False),
-    file: Optional[Path] = typer.Option(
-        None, "-f", "--file", help="Read the SQL from this file (- for stdin).",
-        show_default=False),
-    lake: Optional[Path] = LakeOption,
-    fmt: Optional[str] = FormatOption,
-    output: Optional[Path] = OutputOption,
-    param: List[str] = ParamOption,
+    query: str | None = typer.Argument(
+        None, help="The SQL to run; - reads it from stdin.", show_default=False
+    ),
+    file: Path | None = typer.Option(
+        None, "-f", "--file", help="Read the SQL from this file (- for stdin).", show_default=False
+    ),
+    lake: Path | None = LakeOption,
+    fmt: str | None = FormatOption,
+    output: Path | None = OutputOption,
+    param: list[str] = ParamOption,
 ) -> None:
     """Run SQL on the lake's views and macros (read-only), streaming the result."""
     from nightlake.lake import Lake
@@ -114,8 +128,8 @@ def sql(
         con.close()
 
 
-def _emit_astro(lake, query: str, params, fmt: Optional[str], output: Optional[Path]) -> bool:
-    """ECSV/FITS/VOTable (with units) through :mod:`nightlake.query.astro`; False for other formats."""
+def _emit_astro(lake, query: str, params, fmt: str | None, output: Path | None) -> bool:
+    """ECSV/FITS/VOTable (with units) through :mod:`nightlake.query.astro`; False otherwise."""
     from nightlake.query.astro import astro_format, write_query
 
     astro = astro_format(fmt, output)
@@ -131,22 +145,25 @@ def _emit_astro(lake, query: str, params, fmt: Optional[str], output: Optional[P
 def export(
     source: str = typer.Argument(..., help="A SELECT query, or the name of a view (e.g. images)."),
     to: Path = typer.Option(..., "--to", help="Target file, or directory with --partition-by."),
-    lake: Optional[Path] = LakeOption,
-    fmt: Optional[str] = typer.Option(
-        None, "--format",
-        help="parquet, csv, ecsv, fits or votable (default: from --to's extension, else "
-             "parquet).",
-        show_default=False),
-    partition_by: Optional[str] = typer.Option(
-        None, "--partition-by",
+    lake: Path | None = LakeOption,
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        help="parquet, csv, ecsv, fits or votable (default: from --to's extension, else parquet).",
+        show_default=False,
+    ),
+    partition_by: str | None = typer.Option(
+        None,
+        "--partition-by",
         help="Write a Hive-partitioned directory by these columns: night,target.",
-        show_default=False),
-    param: List[str] = ParamOption,
+        show_default=False,
+    ),
+    param: list[str] = ParamOption,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing target."),
 ) -> None:
     """Write a query or view to Parquet/CSV with DuckDB's COPY, atomically."""
-    from nightlake.query.export import export as run_export
     from nightlake.lake import Lake
+    from nightlake.query.export import export as run_export
     from nightlake.query.stream import parse_params
 
     columns = [c for c in (partition_by or "").split(",") if c.strip()]
@@ -158,12 +175,26 @@ def export(
 
         with Progress(transient=True) as bar:
             task = bar.add_task(f"exporting to {to}", total=100)
-            result = run_export(Lake(lake), source, to, fmt=fmt, partition_by=columns,
-                                params=params, overwrite=overwrite,
-                                progress=lambda done: bar.update(task, completed=done))
+            result = run_export(
+                Lake(lake),
+                source,
+                to,
+                fmt=fmt,
+                partition_by=columns,
+                params=params,
+                overwrite=overwrite,
+                progress=lambda done: bar.update(task, completed=done),
+            )
     else:
-        result = run_export(Lake(lake), source, to, fmt=fmt, partition_by=columns,
-                            params=params, overwrite=overwrite)
+        result = run_export(
+            Lake(lake),
+            source,
+            to,
+            fmt=fmt,
+            partition_by=columns,
+            params=params,
+            overwrite=overwrite,
+        )
     what = f"{result.files} files under " if columns else ""
     typer.echo(f"exported {result.rows} rows to {what}{result.path} ({result.format})", err=True)
 
@@ -194,18 +225,20 @@ def _export_astro(lake, source: str, to: Path, fmt, params, overwrite: bool) -> 
 @app.command()
 def stats(
     by: str = typer.Option("night", "--by", help="night, target, detector or survey."),
-    lake: Optional[Path] = LakeOption,
-    fmt: Optional[str] = FormatOption,
-    output: Optional[Path] = OutputOption,
-    plot: Optional[Path] = typer.Option(
-        None, "--plot",
+    lake: Path | None = LakeOption,
+    fmt: str | None = FormatOption,
+    output: Path | None = OutputOption,
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
         help="Also draw FWHM and zero point per night and per detector to this PNG.",
-        show_default=False),
+        show_default=False,
+    ),
 ) -> None:
     """Survey statistics (image counts, exposure, FWHM, zero point, sky noise, airmass)."""
     from nightlake.lake import Lake
-    from nightlake.query.stream import open_connection, stream
     from nightlake.query.stats import require_images, stats_query
+    from nightlake.query.stream import open_connection, stream
 
     the_lake = Lake(lake)
     query = stats_query(by)
@@ -229,14 +262,16 @@ def stats(
         nightly = stats_table(the_lake, "night")
         detectors = stats_table(the_lake, "detector")
         survey = stats_table(the_lake, "survey").to_pylist()[0]
-        title = (f"nightlake: {the_lake.path.resolve()} — {survey['images']} images, "
-                 f"{survey['nights']} nights, {survey['targets']} targets")
+        title = (
+            f"nightlake: {the_lake.path.resolve()} — {survey['images']} images, "
+            f"{survey['nights']} nights, {survey['targets']} targets"
+        )
         plot_survey(nightly, detectors, plot, title=title)
         typer.echo(f"plot written to {plot}", err=True)
 
 
 @app.command()
-def macros(fmt: Optional[str] = FormatOption) -> None:
+def macros(fmt: str | None = FormatOption) -> None:
     """List every SQL macro with its signature and comment."""
     import duckdb
 
@@ -253,16 +288,17 @@ def macros(fmt: Optional[str] = FormatOption) -> None:
 
 @app.command()
 def info(
-    lake: Optional[Path] = LakeOption,
-    fmt: Optional[str] = typer.Option(
-        None, "--format", help="text (default) or json.", show_default=False),
+    lake: Path | None = LakeOption,
+    fmt: str | None = typer.Option(
+        None, "--format", help="text (default) or json.", show_default=False
+    ),
 ) -> None:
     """Partitions, rows, targets, nights, size, stale partitions and the schema with units."""
     import json
 
     from nightlake.errors import LakeError
-    from nightlake.query.info import human_size, lake_info
     from nightlake.lake import Lake
+    from nightlake.query.info import human_size, lake_info
 
     the_lake = Lake(lake)
     if not the_lake.path.is_dir():
@@ -285,8 +321,10 @@ def info(
         nights += f" (first {data['first_night']}, last {data['last_night']})"
     typer.echo(f"nights:       {nights}")
     typer.echo(f"size on disk: {human_size(data['size_bytes'])}")
-    for label, parts in (("stale partitions", data["stale_partitions"]),
-                         ("missing sources", data["missing_sources"])):
+    for label, parts in (
+        ("stale partitions", data["stale_partitions"]),
+        ("missing sources", data["missing_sources"]),
+    ):
         typer.echo(f"{label}: {len(parts)}")
         for part in parts:
             for other in part.get("other_options", []) if label.startswith("stale") else []:
@@ -295,8 +333,7 @@ def info(
                 why = src["detail"] or src["status"]
                 typer.echo(f"  {part['partition']}: {src['path']}: {why}")
     if data["stale_partitions"]:
-        typer.echo("  (reconvert with: nightlake convert SOURCE… --lake "
-                   f"{the_lake.path})")
+        typer.echo(f"  (reconvert with: nightlake convert SOURCE… --lake {the_lake.path})")
     if summary.columns:
         typer.echo("schema:")
         width = max(len(c.name) for c in summary.columns)
@@ -311,7 +348,7 @@ def info(
 
 
 @app.command("init-sql")
-def init_sql(lake: Optional[Path] = LakeOption) -> None:
+def init_sql(lake: Path | None = LakeOption) -> None:
     """Print SQL that defines the lake's views and macros for any DuckDB client."""
     from nightlake.lake import Lake
     from nightlake.query.stream import init_script

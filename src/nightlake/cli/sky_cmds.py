@@ -6,7 +6,6 @@ Parsing and printing only; the geometry is the SQL of ``sql/50_sky.sql``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -14,7 +13,7 @@ from nightlake.cli import app
 from nightlake.cli.query_cmds import FormatOption, LakeOption, OutputOption, _emit, _emit_astro
 from nightlake.errors import UsageError
 
-COLUMNS = ("visit, detector, night, target, band, mjd, exposureTime, ra, dec")
+COLUMNS = "visit, detector, night, target, band, mjd, exposureTime, ra, dec"
 
 
 def parse_position(ra: str, dec: str) -> tuple[float, float]:
@@ -49,21 +48,27 @@ def _is_number(text: str) -> bool:
 # a negative declination (-13.17, -13:10:00) is an argument, not an unknown option
 @app.command("images-at", context_settings={"ignore_unknown_options": True})
 def images_at(
-    ra: str = typer.Argument(..., help="Right ascension: degrees, or sexagesimal hours "
-                             "(10h00m28.6s, 10:00:28.6)."),
-    dec: str = typer.Argument(..., help="Declination: degrees, or sexagesimal (+02d12m21s, "
-                              "+02:12:21)."),
-    radius: Optional[float] = typer.Option(
-        None, "--radius", help="Also images within this many degrees of the position.",
-        show_default=False),
-    night: List[str] = typer.Option(
-        [], "--night", help="Only this night (repeatable): --night 20190402.",
-        show_default=False),
-    all_columns: bool = typer.Option(False, "--all-columns",
-                                     help="Every column of images, not the summary."),
-    lake: Optional[Path] = LakeOption,
-    fmt: Optional[str] = FormatOption,
-    output: Optional[Path] = OutputOption,
+    ra: str = typer.Argument(
+        ..., help="Right ascension: degrees, or sexagesimal hours (10h00m28.6s, 10:00:28.6)."
+    ),
+    dec: str = typer.Argument(
+        ..., help="Declination: degrees, or sexagesimal (+02d12m21s, +02:12:21)."
+    ),
+    radius: float | None = typer.Option(
+        None,
+        "--radius",
+        help="Also images within this many degrees of the position.",
+        show_default=False,
+    ),
+    night: list[str] = typer.Option(
+        [], "--night", help="Only this night (repeatable): --night 20190402.", show_default=False
+    ),
+    all_columns: bool = typer.Option(
+        False, "--all-columns", help="Every column of images, not the summary."
+    ),
+    lake: Path | None = LakeOption,
+    fmt: str | None = FormatOption,
+    output: Path | None = OutputOption,
 ) -> None:
     """Images whose footprint contains RA DEC (or comes within --radius degrees of it)."""
     from nightlake.lake import Lake

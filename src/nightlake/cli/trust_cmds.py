@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -21,38 +20,38 @@ _LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
 
 @app.command()
 def explain(
-    ccd_after_image: Optional[int] = typer.Argument(
+    ccd_after_image: int | None = typer.Argument(
         None, metavar="[CCD]", help="CCD after --image FILE (Elixir spelling)."
     ),
     detrend_type: str = typer.Option(..., "--type", help="bias, dark, flat, fringe or mask."),
     mode: str = typer.Option("exact", "--mode", help="exact or recent."),
-    image: Optional[Path] = typer.Option(None, "--image", help="FITS image to explain."),
-    layout: Optional[str] = typer.Option(
+    image: Path | None = typer.Option(None, "--image", help="FITS image to explain."),
+    layout: str | None = typer.Option(
         None, "--layout", help="split (one file per CCD) or mef (the CCD's extension)."
     ),
-    visit: Optional[int] = typer.Option(None, "--visit", help="A lake image: its visit ..."),
-    detector: Optional[int] = typer.Option(None, "--detector", help="... and its detector."),
-    ccd: Optional[int] = typer.Option(None, "--ccd", help="CCD (overrides the header's)."),
-    filter: Optional[str] = typer.Option(None, "--filter", help="Filter name (overrides)."),
-    time: Optional[str] = typer.Option(
+    visit: int | None = typer.Option(None, "--visit", help="A lake image: its visit ..."),
+    detector: int | None = typer.Option(None, "--detector", help="... and its detector."),
+    ccd: int | None = typer.Option(None, "--ccd", help="CCD (overrides the header's)."),
+    filter: str | None = typer.Option(None, "--filter", help="Filter name (overrides)."),
+    time: str | None = typer.Option(
         None, "--time", help="Image time, ISO-8601 UTC or Unix seconds (overrides)."
     ),
-    exptime: Optional[float] = typer.Option(None, "--exptime", help="Exposure time in s."),
+    exptime: float | None = typer.Option(None, "--exptime", help="Exposure time in s."),
     all_ccds: bool = typer.Option(False, "--all", help="Explain every CCD, not only the image's."),
-    db: Optional[Path] = typer.Option(
+    db: Path | None = typer.Option(
         None, "--db", help="DetReg database (default: the lake's mirror, else $NIGHTLAKE_DETREG)."
     ),
-    lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Every record of a type for one image, with why it was or was not chosen."""
     from dataclasses import replace
 
-    from nightlake.detrends.search import parse_time_us
     from nightlake.detrends.explain import FORMATS, explanation, write_explanations
     from nightlake.detrends.explain import explain as run_explain
     from nightlake.detrends.images import band_of
     from nightlake.detrends.rules import Image
+    from nightlake.detrends.search import parse_time_us
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: expected table or json")
@@ -87,10 +86,10 @@ def explain(
     write_explanations([explanation(table, img, detrend_type, mode)], fmt, sys.stdout)
 
 
-def _connection(db: Optional[Path], lake: Optional[Path], *, from_lake: bool):
+def _connection(db: Path | None, lake: Path | None, *, from_lake: bool):
     """The connection and the name of its detrend table: the lake's mirror or ``--db``."""
-    from nightlake.detrends.search import open_db
     from nightlake.detrends.explain import add_db_records, db_connection
+    from nightlake.detrends.search import open_db
     from nightlake.lake import Lake
 
     if db is None and (lake is not None or from_lake):
@@ -104,26 +103,27 @@ def _connection(db: Optional[Path], lake: Optional[Path], *, from_lake: bool):
 
 @app.command()
 def audit(
-    lake: Optional[Path] = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
-    detrend_types: List[str] = typer.Option(
+    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    detrend_types: list[str] = typer.Option(
         [], "--type", help="Types to audit (repeatable; default: all)."
     ),
     mode: str = typer.Option("exact", "--mode", help="exact or recent (for the coverage)."),
-    fail_on: List[str] = typer.Option(
+    fail_on: list[str] = typer.Option(
         ["gap"], "--fail-on", help="Finding kinds that make the exit status 1 (repeatable)."
     ),
-    fmt: Optional[str] = typer.Option(
+    fmt: str | None = typer.Option(
         None, "--format", help="table, json, parquet, … (default: from -o, else table/csv)."
     ),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write findings here."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write findings here."),
 ) -> None:
     """Findings about the detrend database and its coverage of the lake's images."""
     import pyarrow as pa
 
-    from nightlake.detrends.audit import FINDINGS, audit as run_audit, failing
     from nightlake.cli.query_cmds import _emit
-    from nightlake.lake import Lake
+    from nightlake.detrends.audit import FINDINGS, failing
+    from nightlake.detrends.audit import audit as run_audit
     from nightlake.detrends.rules import DETREND_TYPES
+    from nightlake.lake import Lake
 
     for kind in fail_on:
         if kind not in FINDINGS:

@@ -8,11 +8,12 @@ both modes), so the precedence rules are not written again here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from nightlake.detrends.rules import DETREND_TYPES, MODES
 from nightlake.errors import UsageError
 from nightlake.lake import fetch_arrow
-from nightlake.detrends.rules import DETREND_TYPES, MODES
 
 if TYPE_CHECKING:
     import duckdb
@@ -50,7 +51,7 @@ WHERE none > 0 OR recent > 0
 """
 
 
-def shadowed(con: "duckdb.DuckDBPyConnection", detrend_type: str, source: str = "detrends"):
+def shadowed(con: duckdb.DuckDBPyConnection, detrend_type: str, source: str = "detrends"):
     """Records of ``detrend_type`` that win at no boundary instant in either mode."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _nl_probes AS SELECT * FROM detrend_probes($type, "
@@ -69,12 +70,12 @@ def shadowed(con: "duckdb.DuckDBPyConnection", detrend_type: str, source: str = 
 
 
 def audit(
-    con: "duckdb.DuckDBPyConnection",
+    con: duckdb.DuckDBPyConnection,
     types: Sequence[str] = DETREND_TYPES,
     mode: str = "exact",
     *,
     images: bool = True,
-) -> "pa.Table":
+) -> pa.Table:
     """Every finding, database first, then coverage of the images (when ``images``)."""
     import pyarrow as pa
 
@@ -102,7 +103,7 @@ def audit(
     return pa.concat_tables([p.select(schema.names).cast(schema) for p in parts])
 
 
-def failing(findings: "pa.Table", fail_on: Sequence[str]) -> int:
+def failing(findings: pa.Table, fail_on: Sequence[str]) -> int:
     """How many findings are of a kind named by ``--fail-on``."""
     kinds = findings.column("finding").to_pylist()
     return sum(1 for k in kinds if k in fail_on)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import IO, TYPE_CHECKING
 
+from nightlake.detrends.rules import DETREND_TYPES, MODES, Image, describe_request, iso_utc_us
 from nightlake.errors import InputError, UsageError
 from nightlake.lake import fetch_arrow
-from nightlake.detrends.rules import DETREND_TYPES, MODES, Image, describe_request, iso_utc_us
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,7 +37,7 @@ SELECT * FROM explain_detrend($type, $ccd, $filter, make_timestamp($time_us), mo
 """
 
 
-def db_connection(db) -> "duckdb.DuckDBPyConnection":
+def db_connection(db) -> duckdb.DuckDBPyConnection:
     """An in-memory connection whose ``detrends`` table is the records of ``db`` (read_db)."""
     import duckdb
 
@@ -50,7 +50,7 @@ def db_connection(db) -> "duckdb.DuckDBPyConnection":
     return con
 
 
-def add_db_records(con: "duckdb.DuckDBPyConnection", db, name: str = "detreg_records") -> str:
+def add_db_records(con: duckdb.DuckDBPyConnection, db, name: str = "detreg_records") -> str:
     """Store the records of ``db`` as the temp table ``name`` (the mirror's columns)."""
     from nightlake.detrends.sync import records_table
 
@@ -68,14 +68,14 @@ def check_request(detrend_type: str, mode: str) -> None:
 
 
 def explain(
-    con: "duckdb.DuckDBPyConnection",
+    con: duckdb.DuckDBPyConnection,
     detrend_type: str,
     image: Image,
     mode: str = "exact",
     *,
     all_ccds: bool = False,
     source: str = "detrends",
-) -> "pa.Table":
+) -> pa.Table:
     """The rows of ``explain_detrend`` for ``image`` (every CCD with ``all_ccds``)."""
     check_request(detrend_type, mode)
     if image.time_us is None:
@@ -95,7 +95,7 @@ def explain(
     return fetch_arrow(con.sql(_QUERY, params=params))
 
 
-def lake_image(con: "duckdb.DuckDBPyConnection", visit: int, detector: int) -> Image:
+def lake_image(con: duckdb.DuckDBPyConnection, visit: int, detector: int) -> Image:
     """The image row ``visit``/``detector`` of the lake's ``images`` view."""
     rows = con.execute(
         "SELECT detector, epoch_us(obs_time), filter, band, exposureTime FROM images "
@@ -109,7 +109,7 @@ def lake_image(con: "duckdb.DuckDBPyConnection", visit: int, detector: int) -> I
     return Image(ccd=ccd, time_us=time_us, filter=filt, band=band, exptime=exptime, name=name)
 
 
-def explanation(table: "pa.Table", image: Image, detrend_type: str, mode: str) -> dict:
+def explanation(table: pa.Table, image: Image, detrend_type: str, mode: str) -> dict:
     """One explanation as plain values (times ISO-8601 UTC; open-ended tstop → None)."""
     rows = table.to_pylist()
     for row in rows:
@@ -167,8 +167,8 @@ def _write_text(answer: dict, out: IO[str]) -> None:
 
 def run_detsearch_explain(db, args, time_us: int | None, out: IO[str]) -> int:
     """``detsearch --explain``: explain each ``--image`` (or the --ccd/--time/... given)."""
-    from nightlake.detrends.search import expand_images
     from nightlake.detrends.images import band_of, read_image
+    from nightlake.detrends.search import expand_images
 
     if args.type is None:
         raise UsageError("--type is required with --explain (bias, dark, flat, fringe or mask)")
@@ -192,7 +192,9 @@ def run_detsearch_explain(db, args, time_us: int | None, out: IO[str]) -> int:
         raise UsageError("--explain needs --image FILE, or --time (with --ccd, --filter …)")
     con = db_connection(db)
     answers = [
-        explanation(explain(con, args.type, img, args.mode, all_ccds=args.all), img, args.type, args.mode)
+        explanation(
+            explain(con, args.type, img, args.mode, all_ccds=args.all), img, args.type, args.mode
+        )
         for img in images
     ]
     write_explanations(answers, "json" if args.format == "json" else "table", out)

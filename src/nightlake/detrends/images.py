@@ -25,12 +25,13 @@ from __future__ import annotations
 import gzip
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
-from typing import IO, Iterator
+from datetime import UTC, datetime
+from typing import IO
 
-from nightlake.errors import FormatError, InputError
 from nightlake.detrends.rules import Image
+from nightlake.errors import FormatError, InputError
 
 BLOCK = 2880
 CARD = 80
@@ -278,7 +279,7 @@ def iso_to_unix_us(text: str) -> int:
     hh, mm, ss = int(hh or 0), int(mm or 0), int(ss or 0)
     if hh > 23 or mm > 59 or ss > 60 or (ss == 60 and (hh, mm) != (23, 59)):
         raise ValueError(f"not an ISO-8601 time: {text!r}")
-    base = datetime.fromisoformat(date).replace(tzinfo=timezone.utc)
+    base = datetime.fromisoformat(date).replace(tzinfo=UTC)
     seconds = int(base.timestamp()) + hh * 3600 + mm * 60 + ss
     micro = round(float(frac) * 1_000_000) if frac else 0
     return seconds * 1_000_000 + micro

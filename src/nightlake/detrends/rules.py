@@ -25,9 +25,10 @@ the second, and is exact.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import os
@@ -43,7 +44,7 @@ TYPE_CODE = {
     "flat": 3,
     "fringe": 4,
     "mask": 5,
-}  # = nightlake.detrends.detreg.TYPE_CODES, not imported: that module loads numpy (detsearch --help)
+}  # = detreg.TYPE_CODES, not imported: that module loads numpy (detsearch --help)
 MODES = ("exact", "recent")
 FILTERED_TYPES = ("flat", "fringe")  # types matched on the image's filter
 OPEN_ENDED = 2**64 - 1  # = nightlake.detrends.detreg.OPEN_ENDED
@@ -84,7 +85,7 @@ def iso_utc(seconds: int) -> str:
     if seconds >= OPEN_ENDED:
         return "open-ended"
     try:
-        return datetime.fromtimestamp(int(seconds), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
         return str(int(seconds))
 
@@ -115,7 +116,7 @@ class Resolver:
     tstop, treg, type, filter, ccd, …); ``filters`` maps filter codes to names.
     """
 
-    def __init__(self, records: "np.ndarray", filters: Mapping[int, str]) -> None:
+    def __init__(self, records: np.ndarray, filters: Mapping[int, str]) -> None:
         import numpy as np
 
         self.records = records
@@ -132,7 +133,7 @@ class Resolver:
         for code, name in self.filters.items():
             self._codes_by_name.setdefault(name, []).append(code)
 
-    def candidates(self, detrend_type: str, image: Image) -> "np.ndarray":
+    def candidates(self, detrend_type: str, image: Image) -> np.ndarray:
         """Boolean mask of the records of the right type, CCD and filter (time not applied)."""
         import numpy as np
 
@@ -193,7 +194,7 @@ class Resolver:
         scale = exptime / dark_exptime if dark_exptime != 0 else None
         return Choice(index, rule, scale)
 
-    def _latest(self, mask: "np.ndarray", *, by_tstop: bool) -> int | None:
+    def _latest(self, mask: np.ndarray, *, by_tstop: bool) -> int | None:
         """Index of the winner among ``mask``: max (tstop,) treg, then the later record."""
         import numpy as np
 
@@ -205,7 +206,7 @@ class Resolver:
 
 
 def write_assignments(
-    lake: "Lake", detrend_type: str, mode: str, output: "str | os.PathLike[str]"
+    lake: Lake, detrend_type: str, mode: str, output: str | os.PathLike[str]
 ) -> tuple[int, int]:
     """``resolve_detrends(type, mode)`` over the whole lake, written atomically to Parquet.
 
@@ -218,9 +219,9 @@ def write_assignments(
     import duckdb
 
     from nightlake import __version__
+    from nightlake.detrends.mirror import manifest
     from nightlake.errors import NightlakeError, QueryError, one_line
     from nightlake.lake import fetch_arrow, write_parquet_atomic
-    from nightlake.detrends.mirror import manifest
 
     con = lake.connect()
     try:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from nightlake.errors import InputError, NightlakeError, UsageError, one_line
 from nightlake.detrends.rules import (
     DETREND_TYPES,
     FILTERED_TYPES,
@@ -31,6 +31,7 @@ from nightlake.detrends.rules import (
     iso_utc,
     iso_utc_us,
 )
+from nightlake.errors import InputError, NightlakeError, UsageError, one_line
 
 FORMATS = ("short", "json", "table")
 _LONG_OPTIONS = (
@@ -157,12 +158,12 @@ def parse_time_us(text: str) -> int:
         return iso_to_unix_us(text)
     except ValueError:
         try:
-            from datetime import datetime, timezone
+            from datetime import datetime
 
             moment = datetime.fromisoformat(text)
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
-            delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+                moment = moment.replace(tzinfo=UTC)
+            delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
             return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
         except ValueError:
             raise UsageError(
@@ -349,8 +350,10 @@ def _exact_bytes(stream):
     """``stream`` writing filenames as the bytes the database holds: names are decoded with
     surrogateescape, so a name that is not UTF-8 goes out unchanged instead of failing."""
     reconfigure = getattr(stream, "reconfigure", None)
-    if reconfigure is not None and str(getattr(stream, "encoding", "")).lower() in ("utf-8",
-                                                                                    "utf8"):
+    if reconfigure is not None and str(getattr(stream, "encoding", "")).lower() in (
+        "utf-8",
+        "utf8",
+    ):
         reconfigure(errors="surrogateescape")
     return stream
 

@@ -78,7 +78,7 @@ def lakes_file(db_path: str | os.PathLike[str]) -> Path:
 # -- the mirror's table ---------------------------------------------------------------------
 
 
-def records_table(db: "DetRegDB") -> "pa.Table":
+def records_table(db: DetRegDB) -> pa.Table:
     """The database's records as the mirror's Arrow table (plus a ``type`` name column).
 
     Built from :meth:`DetRegDB.to_arrow` (one compiled pass over the file's records). Its
@@ -114,7 +114,7 @@ def records_table(db: "DetRegDB") -> "pa.Table":
         [TYPE_NAMES.get(int(c), f"type{int(c)}") for c in tcodes] + [None], dtype=object
     )[tinverse]
 
-    def column(name: str, kind: "pa.DataType") -> "pa.Array":
+    def column(name: str, kind: pa.DataType) -> pa.Array:
         return pc.cast(columns.column(name), kind)
 
     return pa.table(
@@ -202,8 +202,9 @@ def _sync_locked(lake: Lake, db_file: Path, *, force: bool) -> SyncResult:
     if not force and mirror.freshness(lake).state == "fresh":
         info = mirror.manifest(lake) or {}
         if info.get("db_path") == db_abs:
-            return SyncResult(db_abs, info["nrecord"], info.get("counts", {}),
-                              lake.detrends_dir, True)
+            return SyncResult(
+                db_abs, info["nrecord"], info.get("counts", {}), lake.detrends_dir, True
+            )
 
     db = read_db(db_abs)
     table = records_table(db)
@@ -251,9 +252,7 @@ def _sync_locked(lake: Lake, db_file: Path, *, force: bool) -> SyncResult:
         write_parquet_atomic(filters, building / mirror.FILTERS_FILE)
         meta["counts"] = counts
         # Written last, so its directory fsync also records the type=… directories.
-        atomic_write_bytes(
-            building / mirror.MANIFEST, (json.dumps(meta, indent=1) + "\n").encode()
-        )
+        atomic_write_bytes(building / mirror.MANIFEST, (json.dumps(meta, indent=1) + "\n").encode())
         os.rename(building, generation)
         _swap_link(lake, generation)
     except BaseException:
@@ -276,9 +275,7 @@ def _swap_link(lake: Lake, generation: Path) -> None:
 
 
 def _remove_old_generations(lake: Lake, *, keep: str) -> None:
-    generations = sorted(
-        p for p in lake.path.glob(f"{mirror.GENERATION_PREFIX}*") if p.is_dir()
-    )
+    generations = sorted(p for p in lake.path.glob(f"{mirror.GENERATION_PREFIX}*") if p.is_dir())
     stale = [p for p in generations if p.name != keep][:-1]  # keep the previous one too
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
@@ -306,12 +303,16 @@ def tied_lakes(db_path: str | os.PathLike[str]) -> list[str]:
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as exc:
-        raise LakeError(f"{path}: unreadable list of tied lakes ({exc}); run nightlake sync "
-                        "--db DB --lake LAKE for each lake to rewrite it") from exc
+        raise LakeError(
+            f"{path}: unreadable list of tied lakes ({exc}); run nightlake sync "
+            "--db DB --lake LAKE for each lake to rewrite it"
+        ) from exc
     lakes = data.get("lakes") if isinstance(data, dict) else None
     if not isinstance(lakes, list) or not all(isinstance(p, str) for p in lakes):
-        raise LakeError(f"{path}: not a list of tied lakes; run nightlake sync --db DB "
-                        "--lake LAKE for each lake to rewrite it")
+        raise LakeError(
+            f"{path}: not a list of tied lakes; run nightlake sync --db DB "
+            "--lake LAKE for each lake to rewrite it"
+        )
     return lakes
 
 
@@ -331,14 +332,15 @@ def _list_lake(lake: Lake, db_abs: str, lock_timeout: float) -> str | None:
             atomic_write_bytes(lakes_file(db_abs), (json.dumps(body, indent=1) + "\n").encode())
     except (NightlakeError, OSError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return (f"{lakes_file(db_abs)}: cannot record the lake {lake_abs} beside the database "
-                f"({why}); detregister add/delete will not refresh its mirror: run nightlake "
-                "sync after each change")
+        return (
+            f"{lakes_file(db_abs)}: cannot record the lake {lake_abs} beside the database "
+            f"({why}); detregister add/delete will not refresh its mirror: run nightlake "
+            "sync after each change"
+        )
     return None
 
 
-def refresh_tied(db_path: str | os.PathLike[str], *, lock_timeout: float = 30.0
-                 ) -> list[Refresh]:
+def refresh_tied(db_path: str | os.PathLike[str], *, lock_timeout: float = 30.0) -> list[Refresh]:
     """Re-sync the mirror of every lake tied to the database (after a detregister write).
 
     A lake listed beside the database but now tied to another one (or gone) is left alone.
@@ -358,9 +360,16 @@ def refresh_tied(db_path: str | os.PathLike[str], *, lock_timeout: float = 30.0
             done.append(Refresh(lake.path, _refresh_one(lake, db_abs, lock_timeout), None))
         except (NightlakeError, OSError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            done.append(Refresh(lake.path, None, (
-                f"{lake.path}: detrend mirror not refreshed ({why}); it stays stale until: "
-                f"nightlake sync --lake {lake.path}")))
+            done.append(
+                Refresh(
+                    lake.path,
+                    None,
+                    (
+                        f"{lake.path}: detrend mirror not refreshed ({why}); it stays stale until: "
+                        f"nightlake sync --lake {lake.path}"
+                    ),
+                )
+            )
     return done
 
 

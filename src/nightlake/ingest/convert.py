@@ -22,12 +22,13 @@ import json
 import os
 import re
 from collections import defaultdict
-from contextlib import closing
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,10 +36,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nightlake import __version__
-from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
-from nightlake.ingest.ecsv import EcsvTable, mjd_to_timestamp, read_ecsv
 from nightlake.errors import InputError, LakeError, NightlakeError, UsageError, one_line
 from nightlake.files import commit_temp, compare_fingerprint, temp_path_for
+from nightlake.ingest.ecsv import EcsvTable, mjd_to_timestamp, read_ecsv
+from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
 from nightlake.lake import METADATA_KEY, Lake, write_parquet_temp
 
 PARTITION_LEVELS = ("target", "night", "detector")
@@ -88,11 +89,14 @@ class ConvertOptions:
 
     def __post_init__(self) -> None:
         if self.partition_by not in (("target", "night"), ("target", "night", "detector")):
-            raise UsageError(f"--partition-by must be 'target,night' or 'target,night,detector', "
-                             f"not {','.join(self.partition_by)!r}")
+            raise UsageError(
+                f"--partition-by must be 'target,night' or 'target,night,detector', "
+                f"not {','.join(self.partition_by)!r}"
+            )
         if self.time_scale not in TIME_SCALES:
-            raise UsageError(f"--time-scale must be one of {', '.join(TIME_SCALES)}, "
-                             f"not {self.time_scale!r}")
+            raise UsageError(
+                f"--time-scale must be one of {', '.join(TIME_SCALES)}, not {self.time_scale!r}"
+            )
 
 
 @dataclass
@@ -117,9 +121,12 @@ class _Contribution:
     rows: pa.Table
 
 
-def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
-            options: ConvertOptions = ConvertOptions(),
-            progress: ProgressFn | None = None) -> ConvertReport:
+def convert(
+    lake: Lake,
+    sources: Iterable[str | os.PathLike[str]],
+    options: ConvertOptions = ConvertOptions(),
+    progress: ProgressFn | None = None,
+) -> ConvertReport:
     """Convert ``sources`` into ``lake``; see the module docstring for the steps."""
     report = ConvertReport()
     files, errors = find_inputs(list(sources))
@@ -132,23 +139,29 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
         # a source is changed too when a partition it feeds was written with other options
         # (a run with new options was cut short, or converted only some sources)
         redo = index.sources_written_otherwise(options.shaping())
-        changed = {f.path for f in files
-                   if options.force or f.path in redo or not index.is_current(f.path)}
+        changed = {
+            f.path for f in files if options.force or f.path in redo or not index.is_current(f.path)
+        }
         affected = set(index.partitions_fed_by(changed))
         to_read = {f.path: f for f in files if f.path in changed}
         for partition in affected:
             for path in index.sources_of(partition):
                 if path not in to_read and path.exists():
                     to_read[path] = describe(path)
-        contributions = _read_all(sorted(to_read.values(), key=lambda f: f.path), options,
-                                  report, progress)
+        contributions = _read_all(
+            sorted(to_read.values(), key=lambda f: f.path), options, report, progress
+        )
         # A new source can land in a partition that other, unchanged sources already feed:
         # read those too, so the partition is checked against them and stays whole.
-        siblings = {path: describe(path) for key in contributions
-                    for path in index.sources_of(partition_path(lake, options.partition_by, key))
-                    if path not in to_read and path.exists()}
-        for key, parts in _read_all(sorted(siblings.values(), key=lambda f: f.path), options,
-                                    report, None).items():
+        siblings = {
+            path: describe(path)
+            for key in contributions
+            for path in index.sources_of(partition_path(lake, options.partition_by, key))
+            if path not in to_read and path.exists()
+        }
+        for key, parts in _read_all(
+            sorted(siblings.values(), key=lambda f: f.path), options, report, None
+        ).items():
             contributions[key].extend(parts)
         add_obs_time([c for parts in contributions.values() for c in parts], options.time_scale)
         # realpath: a failed input may be a symlink loop, which Path.resolve refuses
@@ -157,8 +170,9 @@ def convert(lake: Lake, sources: Iterable[str | os.PathLike[str]],
         for key, parts in sorted(contributions.items()):
             path = partition_path(lake, options.partition_by, key)
             affected.discard(path)
-            touched = (any(c.source.path in changed for c in parts)
-                       or bool(set(index.sources_of(path)) & changed))
+            touched = any(c.source.path in changed for c in parts) or bool(
+                set(index.sources_of(path)) & changed
+            )
             if not touched:
                 continue  # read only as a sibling, and nothing of it changed
             try:
@@ -209,7 +223,7 @@ class _LakeIndex:
     options: dict[Path, dict[str, Any]]  # partition file -> the options it was written with
 
     @classmethod
-    def load(cls, lake: Lake) -> "_LakeIndex":
+    def load(cls, lake: Lake) -> _LakeIndex:
         sources: dict[Path, dict[str, Any]] = {}
         partitions: dict[Path, list[Path]] = {}
         schemas: dict[Path, tuple] = {}
@@ -228,8 +242,12 @@ class _LakeIndex:
         return cls(sources, partitions, schemas, options)
 
     def sources_written_otherwise(self, shaping: dict[str, Any]) -> set[Path]:
-        return {src for part, opts in self.options.items() if opts != shaping
-                for src in self.partitions[part]}
+        return {
+            src
+            for part, opts in self.options.items()
+            if opts != shaping
+            for src in self.partitions[part]
+        }
 
     def is_current(self, path: Path) -> bool:
         recorded = self.sources.get(path)
@@ -248,16 +266,17 @@ def written_options(meta: dict[str, Any], part: Path, images_dir: Path) -> dict[
     if "options" in meta:
         return meta["options"]
     levels = [p.split("=", 1)[0] for p in part.relative_to(images_dir).parts[:-1]]
-    return {"partition_by": levels,
-            "time_scale": meta.get("time_scale", OLD_OPTIONS["time_scale"])}
+    return {"partition_by": levels, "time_scale": meta.get("time_scale", OLD_OPTIONS["time_scale"])}
 
 
 def lake_options(manifest: dict[str, Any]) -> dict[str, Any]:
     """The shaping options of the last convert of a lake (see :data:`OLD_OPTIONS`)."""
     if "options" in manifest:
         return manifest["options"]
-    return {**OLD_OPTIONS, "partition_by": manifest.get("partition_by",
-                                                        OLD_OPTIONS["partition_by"])}
+    return {
+        **OLD_OPTIONS,
+        "partition_by": manifest.get("partition_by", OLD_OPTIONS["partition_by"]),
+    }
 
 
 def schema_signature(schema: pa.Schema) -> tuple:
@@ -275,8 +294,12 @@ def _nightlake_metadata(schema: pa.Schema) -> dict[str, Any]:
 
 
 # -- reading and splitting ----------------------------------------------------------------------
-def _read_all(files: list[SourceFile], options: ConvertOptions, report: ConvertReport,
-              progress: ProgressFn | None) -> dict[tuple[str, ...], list[_Contribution]]:
+def _read_all(
+    files: list[SourceFile],
+    options: ConvertOptions,
+    report: ConvertReport,
+    progress: ProgressFn | None,
+) -> dict[tuple[str, ...], list[_Contribution]]:
     def read_one(source: SourceFile):
         try:
             ecsv = read_ecsv(source.path)
@@ -284,8 +307,9 @@ def _read_all(files: list[SourceFile], options: ConvertOptions, report: ConvertR
         except NightlakeError as exc:
             return exc, None
         except Exception as exc:  # a case no check foresaw must still fail this file only
-            error = InputError(source.path, f"cannot convert ({type(exc).__name__}: "
-                               f"{one_line(exc)})")
+            error = InputError(
+                source.path, f"cannot convert ({type(exc).__name__}: {one_line(exc)})"
+            )
             error.__cause__ = exc
             return error, None
 
@@ -321,8 +345,9 @@ def _threaded(fn, items):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _split(source: SourceFile, table: pa.Table,
-           options: ConvertOptions) -> list[tuple[tuple[str, ...], pa.Table]]:
+def _split(
+    source: SourceFile, table: pa.Table, options: ConvertOptions
+) -> list[tuple[tuple[str, ...], pa.Table]]:
     """Rows grouped by partition key: slices where each partition is one run of rows, else
     after one sort (never a scan of the whole table per key)."""
     targets, nights = partition_keys(source, table, target=options.target, night=options.night)
@@ -335,15 +360,21 @@ def _split(source: SourceFile, table: pa.Table,
     for name, values in zip(PARTITION_LEVELS, uniques):
         for value in values.to_pylist():
             if _BAD_KEY.search(value):
-                raise InputError(source.path, f"a {name} value cannot name a directory "
-                                 "(empty, or contains '/', '\\\\', '=' or a control character)")
+                raise InputError(
+                    source.path,
+                    f"a {name} value cannot name a directory "
+                    "(empty, or contains '/', '\\\\', '=' or a control character)",
+                )
     if table.num_rows == 0:
         return []
     if all(len(u) == 1 for u in uniques):  # one partition (a per-night file, a shard):
         return [(tuple(u[0].as_py() for u in uniques), table)]  # sorted as it is written
     joined = pc.binary_join_element_wise(*keys, "\x1f")
-    codes = pc.dictionary_encode(joined).combine_chunks() if isinstance(joined, pa.ChunkedArray) \
+    codes = (
+        pc.dictionary_encode(joined).combine_chunks()
+        if isinstance(joined, pa.ChunkedArray)
         else pc.dictionary_encode(joined)
+    )
     labels = codes.dictionary.to_pylist()
     idx = codes.indices.to_numpy(zero_copy_only=False)
     runs = _runs(idx)
@@ -353,8 +384,9 @@ def _split(source: SourceFile, table: pa.Table,
         # joined.collection is its nights one after another — slices need no copy, and each
         # is sorted as it is written, on the writing threads.)
         sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
-        keyed = pa.table({"__partition": codes.indices,
-                          **{c: table.column(c) for c, _ in sort_keys}})
+        keyed = pa.table(
+            {"__partition": codes.indices, **{c: table.column(c) for c, _ in sort_keys}}
+        )
         order = pc.sort_indices(keyed, sort_keys=[("__partition", "ascending"), *sort_keys])
         table = table.take(order)  # never in order already: its partitions were apart
         idx = idx[order.to_numpy()]
@@ -365,8 +397,9 @@ def _split(source: SourceFile, table: pa.Table,
 def _runs(codes: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) of each run of equal codes."""
     bounds = np.flatnonzero(np.diff(codes)) + 1
-    return list(zip(np.concatenate([[0], bounds]).tolist(),
-                    np.concatenate([bounds, [len(codes)]]).tolist()))
+    return list(
+        zip(np.concatenate([[0], bounds]).tolist(), np.concatenate([bounds, [len(codes)]]).tolist())
+    )
 
 
 # a partition value names a directory: not empty, no separator, '=', leading dot or control
@@ -394,23 +427,40 @@ def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> Non
     costs ~1 ms a call, holding the GIL, against microseconds for the conversion itself, which
     ERFA does without the GIL (55,676 rows: 42 ms in one call, 24 ms in two on two threads).
     """
-    todo = [c for c in contributions if "obs_time" not in c.rows.column_names
-            and "mjd" in c.rows.column_names
-            and (pa.types.is_floating(c.rows.schema.field("mjd").type)
-                 or pa.types.is_integer(c.rows.schema.field("mjd").type))]
+    todo = [
+        c
+        for c in contributions
+        if "obs_time" not in c.rows.column_names
+        and "mjd" in c.rows.column_names
+        and (
+            pa.types.is_floating(c.rows.schema.field("mjd").type)
+            or pa.types.is_integer(c.rows.schema.field("mjd").type)
+        )
+    ]
     if not todo:
         return
-    mjd = pa.chunked_array([chunk for c in todo
-                            for chunk in c.rows.column("mjd").cast(pa.float64()).chunks],
-                           pa.float64())
+    mjd = pa.chunked_array(
+        [chunk for c in todo for chunk in c.rows.column("mjd").cast(pa.float64()).chunks],
+        pa.float64(),
+    )
     parts = max(1, min(_cores(), len(mjd) // PARALLEL_MJD))
     cuts = np.linspace(0, len(mjd), parts + 1).astype(int)
-    stamps = pa.chunked_array(_threaded(lambda span: mjd_to_timestamp(
-        mjd.slice(span[0], span[1] - span[0]), time_scale), zip(cuts[:-1], cuts[1:])),
-        pa.timestamp("us"))
-    field = pa.field("obs_time", pa.timestamp("us"), metadata={
-        "description": f"observation time (UTC) from mjd ({time_scale.upper()})",
-        "derived_from": "mjd", "time_scale": time_scale})
+    stamps = pa.chunked_array(
+        _threaded(
+            lambda span: mjd_to_timestamp(mjd.slice(span[0], span[1] - span[0]), time_scale),
+            zip(cuts[:-1], cuts[1:]),
+        ),
+        pa.timestamp("us"),
+    )
+    field = pa.field(
+        "obs_time",
+        pa.timestamp("us"),
+        metadata={
+            "description": f"observation time (UTC) from mjd ({time_scale.upper()})",
+            "derived_from": "mjd",
+            "time_scale": time_scale,
+        },
+    )
     start = 0
     for c in todo:
         c.rows = c.rows.append_column(field, stamps.slice(start, c.rows.num_rows))
@@ -438,8 +488,9 @@ def same_content(a: pa.Table, b: pa.Table) -> bool:
     return _canonical(a).equals(_canonical(b))
 
 
-def _merge_sources(key: tuple[str, ...], parts: list[_Contribution],
-                   failed: set[Path]) -> list[_Contribution]:
+def _merge_sources(
+    key: tuple[str, ...], parts: list[_Contribution], failed: set[Path]
+) -> list[_Contribution]:
     """The rows to write: one logical source's (a file, or the shards of one target/night).
 
     Every other source of the partition must hold the same rows; one that disagrees is an
@@ -453,17 +504,25 @@ def _merge_sources(key: tuple[str, ...], parts: list[_Contribution],
         groups[c.source.group].append(c)
     if len(groups) == 1:
         return parts
-    tables = {g: pa.concat_tables([c.rows for c in cs], promote_options="permissive")
-              for g, cs in groups.items()}
+    tables = {
+        g: pa.concat_tables([c.rows for c in cs], promote_options="permissive")
+        for g, cs in groups.items()
+    }
     names = list(tables)
     first = tables[names[0]]
     for other in names[1:]:
         if not same_content(first, tables[other]):
             a, b = groups[names[0]][0].source.path, groups[other][0].source.path
-            detail = (f"{first.num_rows} vs {tables[other].num_rows} rows"
-                      if first.num_rows != tables[other].num_rows else "rows differ")
-            raise InputError(a, f"disagrees with {b} on {'/'.join(key)} ({detail}); convert one "
-                             "of them, or make them identical")
+            detail = (
+                f"{first.num_rows} vs {tables[other].num_rows} rows"
+                if first.num_rows != tables[other].num_rows
+                else "rows differ"
+            )
+            raise InputError(
+                a,
+                f"disagrees with {b} on {'/'.join(key)} ({detail}); convert one "
+                "of them, or make them identical",
+            )
     return next(iter(groups.values()))  # all identical: keep the first
 
 
@@ -479,16 +538,26 @@ def _canonical(table: pa.Table) -> pa.Table:
             col = pa.chunked_array([chunk.view(bits) for chunk in col.chunks], bits)
         columns.append(col)
     table = pa.Table.from_arrays(columns, names=table.column_names)
-    sortable = [(n, "ascending") for n in table.column_names
-                if not (pa.types.is_list(table.schema.field(n).type)
-                        or pa.types.is_fixed_size_list(table.schema.field(n).type)
-                        or isinstance(table.schema.field(n).type, pa.ExtensionType))]
+    sortable = [
+        (n, "ascending")
+        for n in table.column_names
+        if not (
+            pa.types.is_list(table.schema.field(n).type)
+            or pa.types.is_fixed_size_list(table.schema.field(n).type)
+            or isinstance(table.schema.field(n).type, pa.ExtensionType)
+        )
+    ]
     return table.sort_by(sortable) if sortable else table
 
 
 # -- writing --------------------------------------------------------------------------------
-def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
-                     chosen: list[_Contribution], parts: list[_Contribution]) -> "_Written":
+def _write_partition(
+    lake: Lake,
+    options: ConvertOptions,
+    key: tuple[str, ...],
+    chosen: list[_Contribution],
+    parts: list[_Contribution],
+) -> _Written:
     """Write ``chosen``'s rows as one partition to a temp file beside its place, with every
     source in ``parts`` as provenance."""
     table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
@@ -497,8 +566,9 @@ def _write_partition(lake: Lake, options: ConvertOptions, key: tuple[str, ...],
     # serves the next partition (rows a file's split had to sort arrive in order: no copy)
     names = set(table.column_names)
     if sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]:
-        table = _take_if_needed(table, pc.sort_indices(
-            table.select([c for c, _ in sort_keys]), sort_keys=sort_keys))
+        table = _take_if_needed(
+            table, pc.sort_indices(table.select([c for c, _ in sort_keys]), sort_keys=sort_keys)
+        )
     sources = sorted({c.source.path: c.ecsv for c in parts}.items())
     first_ecsv = chosen[0].ecsv
     meta = {
@@ -554,8 +624,10 @@ def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
             md = dict(f.metadata or {})
             md[b"original_name"] = old.encode()
             schema = schema.set(i, pa.field(new, f.type, f.nullable, md))
-    return (pa.Table.from_batches(table.rename_columns(new_names).to_batches(), schema=schema),
-            dict(renames))
+    return (
+        pa.Table.from_batches(table.rename_columns(new_names).to_batches(), schema=schema),
+        dict(renames),
+    )
 
 
 @lru_cache(maxsize=64)
@@ -599,8 +671,10 @@ def _check_options(lake: Lake, options: ConvertOptions) -> dict[str, Any]:
     manifest = lake.read_manifest()
     version = manifest.get("format_version", 1)
     if isinstance(version, int) and version > FORMAT_VERSION:
-        raise LakeError(f"{lake.manifest_path}: lake format {version} is newer than this "
-                        f"nightlake reads ({FORMAT_VERSION}); upgrade nightlake")
+        raise LakeError(
+            f"{lake.manifest_path}: lake format {version} is newer than this "
+            f"nightlake reads ({FORMAT_VERSION}); upgrade nightlake"
+        )
     wanted = options.shaping()
     had = lake_options(manifest)
     has_partitions = bool(lake.image_files())
@@ -608,13 +682,19 @@ def _check_options(lake: Lake, options: ConvertOptions) -> dict[str, Any]:
         if not options.force:
             old = " ".join(option_text(k, had[k]) for k in wanted if had.get(k) != wanted[k])
             new = " ".join(option_text(k, wanted[k]) for k in wanted if had.get(k) != wanted[k])
-            raise UsageError(f"{lake.path}: the lake was converted with {old}; use {old}, or "
-                             f"--force to rewrite its partitions with {new}")
+            raise UsageError(
+                f"{lake.path}: the lake was converted with {old}; use {old}, or "
+                f"--force to rewrite its partitions with {new}"
+            )
         if had["partition_by"] != wanted["partition_by"]:
             for part in lake.image_files():  # another layout: every file moves
                 part.unlink()
-    manifest = {**manifest, "format_version": FORMAT_VERSION,
-                "partition_by": wanted["partition_by"], "options": wanted}
+    manifest = {
+        **manifest,
+        "format_version": FORMAT_VERSION,
+        "partition_by": wanted["partition_by"],
+        "options": wanted,
+    }
     if manifest != lake.read_manifest():
         lake.write_manifest(manifest)
     return manifest

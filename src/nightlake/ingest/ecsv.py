@@ -101,8 +101,12 @@ class EcsvTable:
 
     @property
     def fingerprint(self) -> dict[str, Any]:
-        return {"path": str(self.path), "size": self.size, "mtime_ns": self.mtime_ns,
-                "sha256": self.sha256}
+        return {
+            "path": str(self.path),
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "sha256": self.sha256,
+        }
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ class EcsvHeader:
     """The parsed YAML header and where the body starts."""
 
     text: str
-    column_set: "_ColumnSet"
+    column_set: _ColumnSet
     meta: dict[str, Any]
     delimiter: str
     names_line: int  # 1-based line number of the column-names line
@@ -140,9 +144,12 @@ class _ColumnSet:
         #: float16, JSON or array columns), else None
         self.plain_schema = None
         if not any(col.subtype or col.datatype == "float16" for col in columns):
-            self.plain_schema = pa.schema([
-                pa.field(col.name, self.parse_types[col.name], metadata=md)
-                for col, md in zip(columns, self.field_metadata)])
+            self.plain_schema = pa.schema(
+                [
+                    pa.field(col.name, self.parse_types[col.name], metadata=md)
+                    for col, md in zip(columns, self.field_metadata)
+                ]
+            )
 
 
 _COLUMN_SETS: dict[int, tuple[list, _ColumnSet]] = {}
@@ -173,13 +180,22 @@ def _column_specs(datatype: list) -> tuple[ColumnSpec, ...]:
             raise FormatError(None, f"ECSV header: column entry without a name: {entry!r}")
         kind = str(entry.get("datatype", "string"))
         if kind not in ECSV_TYPES:
-            raise FormatError(None, f"unknown datatype {kind!r} (expected one of "
-                              f"{', '.join(ECSV_TYPES)})", column=str(entry["name"]))
-        columns.append(ColumnSpec(
-            name=str(entry["name"]), datatype=kind, subtype=entry.get("subtype"),
-            unit=None if entry.get("unit") is None else str(entry["unit"]),
-            description=entry.get("description"), format=entry.get("format"),
-            meta=entry.get("meta")))
+            raise FormatError(
+                None,
+                f"unknown datatype {kind!r} (expected one of {', '.join(ECSV_TYPES)})",
+                column=str(entry["name"]),
+            )
+        columns.append(
+            ColumnSpec(
+                name=str(entry["name"]),
+                datatype=kind,
+                subtype=entry.get("subtype"),
+                unit=None if entry.get("unit") is None else str(entry["unit"]),
+                description=entry.get("description"),
+                format=entry.get("format"),
+                meta=entry.get("meta"),
+            )
+        )
     seen: set[str] = set()
     for col in columns:
         if col.name in seen:
@@ -195,8 +211,7 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
         # non-blocking, so a FIFO is seen by its fstat and refused instead of waited on
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise InputError(path, not_a_regular_file(path) or f"cannot read: {exc.strerror}") \
-            from None
+        raise InputError(path, not_a_regular_file(path) or f"cannot read: {exc.strerror}") from None
     try:
         st = os.fstat(fd)
         problem = not_a_regular_file(path, st)
@@ -223,8 +238,10 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
         sha256 = hashlib.sha256(data).hexdigest()
     table, unpacked = _unpack_kbmod(path, table, header)
     table = _decode_time_mixins(path, table, header)
-    consumed = {"__serialized_columns__", *(("is_packed", "shared_cols", *unpacked)
-                                            if unpacked else ())}
+    consumed = {
+        "__serialized_columns__",
+        *(("is_packed", "shared_cols", *unpacked) if unpacked else ()),
+    }
     return EcsvTable(
         path=path.resolve(),
         table=table,
@@ -253,9 +270,15 @@ def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | No
         return None
     if stat.S_ISDIR(st.st_mode):
         return "is a directory, not an ECSV file"
-    kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
-            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-            else "not a regular file")
+    kind = (
+        "a FIFO"
+        if stat.S_ISFIFO(st.st_mode)
+        else "a socket"
+        if stat.S_ISSOCK(st.st_mode)
+        else "a device"
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+        else "not a regular file"
+    )
     return f"is {kind}, not a regular file" if kind.startswith("a ") else kind
 
 
@@ -288,20 +311,28 @@ def _parse_head(head: bytes, names_start: int) -> EcsvHeader:
     first_nl = head.find(b"\n")
     first = head[: first_nl if first_nl >= 0 else len(head)].decode("utf-8", "replace").strip()
     if not re.match(r"^# %ECSV \d+\.\d+$", first):
-        raise FormatError(None, f"not an ECSV file: first line is {first[:40]!r}, expected "
-                          "'# %ECSV 1.0'", line=1)
+        raise FormatError(
+            None, f"not an ECSV file: first line is {first[:40]!r}, expected '# %ECSV 1.0'", line=1
+        )
     try:  # astropy reads the header as UTF-8; a stray byte must not become U+FFFD
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise FormatError(None, f"not UTF-8 text (byte 0x{head[exc.start]:02x})",
-                          line=head.count(b"\n", 0, exc.start) + 1) from None
+        raise FormatError(
+            None,
+            f"not UTF-8 text (byte 0x{head[exc.start]:02x})",
+            line=head.count(b"\n", 0, exc.start) + 1,
+        ) from None
     names_text = head[names_start:].decode("utf-8").rstrip("\r\n")
     if names_text.startswith("#") or not names_text.strip():
-        raise FormatError(None, "header without a column-names line (no data follows the '#' "
-                          "lines)")
+        raise FormatError(
+            None, "header without a column-names line (no data follows the '#' lines)"
+        )
     names_line = (head.count(b"\n", 0, names_start) + 1, names_text)
-    lines = [line.rstrip("\r") for line in
-             head[:names_start].decode("utf-8").split("\n") if line.startswith("#")]
+    lines = [
+        line.rstrip("\r")
+        for line in head[:names_start].decode("utf-8").split("\n")
+        if line.startswith("#")
+    ]
     header_lines = [ln[2:] if ln.startswith("# ") else ln[1:] for ln in lines[1:]]
     if header_lines and header_lines[0].strip() == "---":
         header_lines = header_lines[1:]
@@ -319,11 +350,20 @@ def _parse_head(head: bytes, names_start: int) -> EcsvHeader:
         raise FormatError(None, f"delimiter must be ' ' or ',', not {delimiter!r}")
     found = list(_split_names(names_line[1], delimiter))
     if found != names:
-        raise FormatError(None, f"column names line {found[:6]}… does not match the header's "
-                          f"{names[:6]}…", line=names_line[0])
+        raise FormatError(
+            None,
+            f"column names line {found[:6]}… does not match the header's {names[:6]}…",
+            line=names_line[0],
+        )
     meta = header.get("meta") or {}
-    return EcsvHeader(text="\n".join(lines), column_set=column_set, meta=dict(meta),
-                      delimiter=delimiter, names_line=names_line[0], body_offset=len(head))
+    return EcsvHeader(
+        text="\n".join(lines),
+        column_set=column_set,
+        meta=dict(meta),
+        delimiter=delimiter,
+        names_line=names_line[0],
+        body_offset=len(head),
+    )
 
 
 def load_header_yaml(lines: list[str]) -> Any:
@@ -357,7 +397,8 @@ def _dedent(lines: list[str]) -> str:
 
     text = "\n".join(lines)
     if not any(line[:1].strip() for line in lines) or any(
-            line and not line.strip() for line in lines):
+        line and not line.strip() for line in lines
+    ):
         text = textwrap.dedent(text)
     return text
 
@@ -437,16 +478,19 @@ def _construct_omap(loader, node):
     import yaml
 
     if not isinstance(node, yaml.SequenceNode):
-        raise yaml.constructor.ConstructorError(None, None, "!!omap must be a sequence",
-                                                node.start_mark)
+        raise yaml.constructor.ConstructorError(
+            None, None, "!!omap must be a sequence", node.start_mark
+        )
     result: dict[Any, Any] = {}
     for item in node.value:
         if not isinstance(item, yaml.MappingNode) or len(item.value) != 1:
             raise yaml.constructor.ConstructorError(
-                None, None, "!!omap entries must be one-key mappings", item.start_mark)
+                None, None, "!!omap entries must be one-key mappings", item.start_mark
+            )
         key_node, value_node = item.value[0]
         result[loader.construct_object(key_node, deep=True)] = loader.construct_object(
-            value_node, deep=True)
+            value_node, deep=True
+        )
     return result
 
 
@@ -454,8 +498,15 @@ def _construct_omap(loader, node):
 def _split_names(line: str, delimiter: str) -> tuple[str, ...]:
     import csv
 
-    row = next(csv.reader([line], delimiter=delimiter, quotechar='"', doublequote=True,
-                          skipinitialspace=delimiter == " "))
+    row = next(
+        csv.reader(
+            [line],
+            delimiter=delimiter,
+            quotechar='"',
+            doublequote=True,
+            skipinitialspace=delimiter == " ",
+        )
+    )
     return tuple(name for name in row if name != "") if delimiter == " " else tuple(row)
 
 
@@ -473,15 +524,19 @@ MAX_BLOCK_BYTES = (1 << 31) - 1
 def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     names = header.column_set.names
     column_types = header.column_set.parse_types
-    body = memoryview(data)[header.body_offset:]
+    body = memoryview(data)[header.body_offset :]
     if _has_comment_lines(data, header.body_offset):  # rare: astropy skips them
-        body = b"".join(line for line in bytes(body).splitlines(keepends=True)
-                        if not line.lstrip(b" \t").startswith(b"#"))
+        body = b"".join(
+            line
+            for line in bytes(body).splitlines(keepends=True)
+            if not line.lstrip(b" \t").startswith(b"#")
+        )
     if not names:
         return pa.table({})
     if re.search(rb"\S", body) is None:  # a valid file with no rows
-        return _finish_columns(path, pa.table({n: pa.array([], column_types[n]) for n in names}),
-                               header)
+        return _finish_columns(
+            path, pa.table({n: pa.array([], column_types[n]) for n in names}), header
+        )
     ascii_only = data.isascii()
     try:
         try:
@@ -493,8 +548,11 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
             # pays nothing for it
             longest = _longest_line(body)
             if longest >= MAX_BLOCK_BYTES:
-                raise FormatError(path, f"a line of {longest} bytes is longer than pyarrow can "
-                                  f"read ({MAX_BLOCK_BYTES} bytes)") from None
+                raise FormatError(
+                    path,
+                    f"a line of {longest} bytes is longer than pyarrow can "
+                    f"read ({MAX_BLOCK_BYTES} bytes)",
+                ) from None
             table = _parse_body(body, header, ascii_only, max(BLOCK_BYTES, longest + 1))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, column_types, exc) from None
@@ -511,19 +569,29 @@ def _longest_line(body) -> int:
 def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> pa.Table:
     return pacsv.read_csv(
         pa.BufferReader(body),
-        read_options=pacsv.ReadOptions(column_names=header.column_set.names,
-                                        block_size=block_size,
-                                        use_threads=len(body) > PARALLEL_BYTES),
-        parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char='"',
-                                         double_quote=True, escape_char=False,
-                                         ignore_empty_lines=True),
+        read_options=pacsv.ReadOptions(
+            column_names=header.column_set.names,
+            block_size=block_size,
+            use_threads=len(body) > PARALLEL_BYTES,
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=header.delimiter,
+            quote_char='"',
+            double_quote=True,
+            escape_char=False,
+            ignore_empty_lines=True,
+        ),
         convert_options=pacsv.ConvertOptions(
-            column_types=header.column_set.parse_types, null_values=[""],
-            strings_can_be_null=True, quoted_strings_can_be_null=True,
-            true_values=["True", "true", "1"], false_values=["False", "false", "0"],
+            column_types=header.column_set.parse_types,
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            true_values=["True", "true", "1"],
+            false_values=["False", "false", "0"],
             # ASCII is valid UTF-8: one test of the whole body (~20 GB/s) instead of
             # pyarrow's check of every string value (a fifth of the parse)
-            check_utf8=not ascii_only),
+            check_utf8=not ascii_only,
+        ),
     )
 
 
@@ -568,12 +636,13 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
     import csv
 
     try:
-        data[header.body_offset:].decode("utf-8")
+        data[header.body_offset :].decode("utf-8")
     except UnicodeDecodeError as exc:
         at = header.body_offset + exc.start
-        return FormatError(path, f"not UTF-8 text (byte 0x{data[at]:02x})",
-                           line=data.count(b"\n", 0, at) + 1)
-    text = data[header.body_offset:].decode("utf-8", "replace").splitlines()
+        return FormatError(
+            path, f"not UTF-8 text (byte 0x{data[at]:02x})", line=data.count(b"\n", 0, at) + 1
+        )
+    text = data[header.body_offset :].decode("utf-8", "replace").splitlines()
     names = [c.name for c in header.columns]
     # a field of any length pyarrow holds (the default limit, 128 kB, is below a big wcs)
     csv.field_size_limit(max(csv.field_size_limit(), len(data)))
@@ -589,8 +658,12 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
                 continue
             if not _parses_as(value, column_types[name]):
                 col = next(c for c in header.columns if c.name == name)
-                return FormatError(path, f"value {value[:40]!r} is not a valid {col.datatype}",
-                                   line=lineno, column=name)
+                return FormatError(
+                    path,
+                    f"value {value[:40]!r} is not a valid {col.datatype}",
+                    line=lineno,
+                    column=name,
+                )
     cause = " ".join(str(exc).split())
     return FormatError(path, f"cannot parse the table body: {cause}")
 
@@ -616,8 +689,12 @@ def _json_column(path: Path, arr: pa.ChunkedArray, col: ColumnSpec, header) -> p
         try:
             json.loads(value)
         except ValueError:
-            raise FormatError(path, f"value {value[:40]!r} is not valid JSON",
-                              line=header.names_line + 1 + i, column=col.name) from None
+            raise FormatError(
+                path,
+                f"value {value[:40]!r} is not valid JSON",
+                line=header.names_line + 1 + i,
+                column=col.name,
+            ) from None
     json_type = pa.json_() if hasattr(pa, "json_") else pa.string()
     return arr.cast(json_type) if json_type != pa.string() else arr
 
@@ -628,8 +705,9 @@ def _array_column(path: Path, arr: pa.ChunkedArray, col: ColumnSpec) -> pa.Chunk
     assert match is not None
     base = match["base"]
     if base not in ECSV_TYPES:
-        raise FormatError(path, f"unknown element datatype {base!r} in subtype {col.subtype!r}",
-                          column=col.name)
+        raise FormatError(
+            path, f"unknown element datatype {base!r} in subtype {col.subtype!r}", column=col.name
+        )
     dims = [d.strip() for d in match["shape"].split(",")]
     typ: pa.DataType = ECSV_TYPES[base]
     for dim in reversed(dims):
@@ -642,13 +720,15 @@ def _array_column(path: Path, arr: pa.ChunkedArray, col: ColumnSpec) -> pa.Chunk
         try:
             values.append(json.loads(value))
         except ValueError:
-            raise FormatError(path, f"value {value[:40]!r} is not a JSON array",
-                              column=col.name) from None
+            raise FormatError(
+                path, f"value {value[:40]!r} is not a JSON array", column=col.name
+            ) from None
     try:
         return pa.chunked_array([pa.array(values, typ)], typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise FormatError(path, f"array values do not fit {col.subtype}: {exc}",
-                          column=col.name) from None
+        raise FormatError(
+            path, f"array values do not fit {col.subtype}: {exc}", column=col.name
+        ) from None
 
 
 # -- kbmod packed tables ----------------------------------------------------------------------
@@ -659,13 +739,18 @@ def _unpack_kbmod(path: Path, table: pa.Table, header: EcsvHeader) -> tuple[pa.T
     shared = meta.get("shared_cols") or []
     for name in shared:
         if name not in meta:
-            raise FormatError(path, f"packed table: shared column {name!r} has no value in the meta")
+            raise FormatError(
+                path, f"packed table: shared column {name!r} has no value in the meta"
+            )
         if name in table.column_names:
             raise FormatError(path, f"packed table: shared column {name!r} is also a real column")
         value = meta[name]
-        array = pa.array([value] * table.num_rows) if value is not None else pa.nulls(table.num_rows)
-        table = table.append_column(pa.field(name, array.type, metadata={"kbmod_shared": "true"}),
-                                    array)
+        array = (
+            pa.array([value] * table.num_rows) if value is not None else pa.nulls(table.num_rows)
+        )
+        table = table.append_column(
+            pa.field(name, array.type, metadata={"kbmod_shared": "true"}), array
+        )
     return table, list(shared)
 
 
@@ -705,15 +790,19 @@ def _time_column(path: Path, table: pa.Table, name: str, spec: dict) -> pa.Table
             t = Time(values, format=fmt, scale=scale)
             consumed = [col]
     except (ValueError, KeyError) as exc:
-        raise FormatError(path, f"Time column cannot be decoded ({fmt}, {scale}): {exc}",
-                          column=name) from None
+        raise FormatError(
+            path, f"Time column cannot be decoded ({fmt}, {scale}): {exc}", column=name
+        ) from None
     stamps = utc_datetime64(t)
-    array = pa.array(stamps, pa.timestamp("us"),
-                     mask=mask if mask is not None and mask.any() else None)
+    array = pa.array(
+        stamps, pa.timestamp("us"), mask=mask if mask is not None and mask.any() else None
+    )
     first = table.column_names.index(consumed[0])
     old = table.schema.field(consumed[0])
     md = dict(old.metadata or {})
-    md.update({b"astropy_time_format": str(fmt).encode(), b"astropy_time_scale": str(scale).encode()})
+    md.update(
+        {b"astropy_time_format": str(fmt).encode(), b"astropy_time_scale": str(scale).encode()}
+    )
     for c in consumed:
         table = table.remove_column(table.column_names.index(c))
     return table.add_column(first, pa.field(name, array.type, metadata=md), array)
@@ -747,8 +836,11 @@ def utc_datetime64(t) -> np.ndarray:
     year, month, day, hmsf = erfa.d2dtf("UTC", 6, utc.jd1, utc.jd2)
     months = (year.astype("int64") - 1970) * 12 + (month.astype("int64") - 1)
     days = months.astype("datetime64[M]").astype("datetime64[D]") + (day.astype("int64") - 1)
-    micro = ((hmsf["h"].astype("int64") * 3600 + hmsf["m"].astype("int64") * 60
-              + hmsf["s"].astype("int64")) * 1_000_000 + hmsf["f"].astype("int64"))
+    micro = (
+        hmsf["h"].astype("int64") * 3600
+        + hmsf["m"].astype("int64") * 60
+        + hmsf["s"].astype("int64")
+    ) * 1_000_000 + hmsf["f"].astype("int64")
     return np.atleast_1d(days.astype("datetime64[us]") + micro.astype("timedelta64[us]"))
 
 
@@ -767,5 +859,12 @@ def mjd_to_timestamp(mjd: pa.ChunkedArray | pa.Array, scale: str) -> pa.Array:
     return pa.array(stamps, pa.timestamp("us"), mask=mask if mask.any() else None)
 
 
-__all__ = ["ColumnSpec", "EcsvHeader", "EcsvTable", "ECSV_TYPES", "mjd_to_timestamp",
-           "parse_header", "read_ecsv"]
+__all__ = [
+    "ColumnSpec",
+    "EcsvHeader",
+    "EcsvTable",
+    "ECSV_TYPES",
+    "mjd_to_timestamp",
+    "parse_header",
+    "read_ecsv",
+]

@@ -22,8 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nightlake.ingest.ecsv import not_a_regular_file
 from nightlake.errors import InputError
+from nightlake.ingest.ecsv import not_a_regular_file
 
 SUFFIXES = (".collection", ".ecsv")
 TARGET_COLUMN = "fieldname"
@@ -57,12 +57,12 @@ def describe(path: Path) -> SourceFile:
     match = _NAME.match(path.name.rsplit(".", 1)[0])
     if not match:
         return SourceFile(path=path)
-    return SourceFile(path=path, night=match["night"], target=match["target"],
-                      detector=match["detector"])
+    return SourceFile(
+        path=path, night=match["night"], target=match["target"], detector=match["detector"]
+    )
 
 
-def find_inputs(sources: list[str | os.PathLike[str]]) -> tuple[list[SourceFile],
-                                                                   list[InputError]]:
+def find_inputs(sources: list[str | os.PathLike[str]]) -> tuple[list[SourceFile], list[InputError]]:
     """Expand files, directories (recursively) and globs into input files, each once, sorted,
     going on past bad inputs: the files found, and an error for each source or file that
     cannot be one (missing, a symlink loop, a FIFO, a device, …)."""
@@ -96,28 +96,40 @@ def _expand(source: str | os.PathLike[str]) -> list[Path]:
     if path.exists() or path.is_symlink():
         return [path]
     if _GLOB_CHARS & set(text):
-        candidates = sorted(Path(p) for p in glob.glob(text, recursive=True)
-                            if not Path(p).is_dir())
+        candidates = sorted(
+            Path(p) for p in glob.glob(text, recursive=True) if not Path(p).is_dir()
+        )
         if not candidates:
             raise InputError(text, "glob matches no files")
         return candidates
     raise InputError(path, "no such file or directory")
 
 
-def partition_keys(source: SourceFile, table: pa.Table, *, target: str | None = None,
-                   night: str | None = None) -> tuple[pa.Array, pa.Array]:
+def partition_keys(
+    source: SourceFile, table: pa.Table, *, target: str | None = None, night: str | None = None
+) -> tuple[pa.Array, pa.Array]:
     """Per-row (target, night) as string arrays: columns first, then file name, then options."""
     n = table.num_rows
     targets = _key_column(table, TARGET_COLUMN, source.target or target, n)
     nights = _key_column(table, NIGHT_COLUMN, source.night or night, n)
-    missing = [(option, column) for option, column, arr in
-               (("target", TARGET_COLUMN, targets), ("night", NIGHT_COLUMN, nights)) if arr is None]
+    missing = [
+        (option, column)
+        for option, column, arr in (
+            ("target", TARGET_COLUMN, targets),
+            ("night", NIGHT_COLUMN, nights),
+        )
+        if arr is None
+    ]
     if missing:
-        raise InputError(source.path, "cannot tell the {} of its rows: no {} column and the file "
-                         "name is not <night>_<target>.collection; pass {}".format(
-                             " and ".join(o for o, _ in missing),
-                             "/".join(repr(c) for _, c in missing),
-                             " ".join(f"--{o}" for o, _ in missing)))
+        raise InputError(
+            source.path,
+            "cannot tell the {} of its rows: no {} column and the file "
+            "name is not <night>_<target>.collection; pass {}".format(
+                " and ".join(o for o, _ in missing),
+                "/".join(repr(c) for _, c in missing),
+                " ".join(f"--{o}" for o, _ in missing),
+            ),
+        )
     return targets, nights
 
 

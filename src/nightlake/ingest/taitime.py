@@ -63,12 +63,15 @@ def mjd_to_utc_datetime64(mjd: np.ndarray, scale: str) -> np.ndarray:
         year, month, day, hmsf = erfa.d2dtf("UTC", 6, jd1, jd2)
     months = (year.astype("int64") - 1970) * 12 + (month.astype("int64") - 1)
     days = months.astype("datetime64[M]").astype("datetime64[D]") + (day.astype("int64") - 1)
-    micro = ((hmsf["h"].astype("int64") * 3600 + hmsf["m"].astype("int64") * 60
-              + hmsf["s"].astype("int64")) * 1_000_000 + hmsf["f"].astype("int64"))
+    micro = (
+        hmsf["h"].astype("int64") * 3600
+        + hmsf["m"].astype("int64") * 60
+        + hmsf["s"].astype("int64")
+    ) * 1_000_000 + hmsf["f"].astype("int64")
     return np.atleast_1d(days.astype("datetime64[us]") + micro.astype("timedelta64[us]"))
 
 
-def mjd_to_timestamp(mjd: "pa.ChunkedArray | pa.Array", scale: str) -> "pa.Array":
+def mjd_to_timestamp(mjd: pa.ChunkedArray | pa.Array, scale: str) -> pa.Array:
     """MJD in ``scale`` (tai or utc) → ``timestamp[us]`` in UTC; null where ``mjd`` is null
     or not finite. A drop-in for ``nightlake.ingest.ecsv.mjd_to_timestamp`` without astropy."""
     import pyarrow as pa

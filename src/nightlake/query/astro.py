@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import QueryError, UsageError, one_line
 
@@ -27,35 +28,49 @@ if TYPE_CHECKING:
     from nightlake.lake import Lake
 
 ASTRO_FORMATS = ("ecsv", "fits", "votable")
-EXTENSIONS = {".ecsv": "ecsv", ".fits": "fits", ".fit": "fits", ".vot": "votable",
-              ".xml": "votable", ".votable": "votable"}
+EXTENSIONS = {
+    ".ecsv": "ecsv",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".vot": "votable",
+    ".xml": "votable",
+    ".votable": "votable",
+}
 #: FITS and VOTable are written from one in-memory table; larger results must go to ECSV
 #: (streamed) or Parquet.
 IN_MEMORY_ROWS = 2_000_000
 OBSCORE_VIEW = "CREATE OR REPLACE VIEW obscore AS SELECT * FROM obscore_rows();"
 _UNIT_TAG = re.compile(r"\[unit:\s*([^\]]+)\]")
 # table macros whose rows are rows of their ``source`` (same column names and meaning)
-_PASSTHROUGH = {"images_at": {"distance_deg": {"unit": "deg"}},
-                "images_in_cone": {"distance_deg": {
-                    "unit": "deg", "description": "angular distance to the footprint"}}}
+_PASSTHROUGH = {
+    "images_at": {"distance_deg": {"unit": "deg"}},
+    "images_in_cone": {
+        "distance_deg": {"unit": "deg", "description": "angular distance to the footprint"}
+    },
+}
 
 
 #: the columns of ``images`` that ``obscore_rows`` reads
 OBSCORE_NEEDS = frozenset(
     "visit detector night target band ra dec psfsigma mjd_start exposuretime ra_tl dec_tl "
-    "ra_tr dec_tr ra_br dec_br ra_bl dec_bl".split())
+    "ra_tr dec_tr ra_br dec_br ra_bl dec_bl".split()
+)
 
 
 def create_derived_views(con) -> None:
     """Views defined over ``images`` by macros of ``sql/`` (run after the macros load):
     ``obscore`` when ``images`` has the columns it maps (a view binds when created)."""
-    columns = {name.lower() for (name,) in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'images'").fetchall()}
+    columns = {
+        name.lower()
+        for (name,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'images'"
+        ).fetchall()
+    }
     if OBSCORE_NEEDS <= columns:
         con.execute(OBSCORE_VIEW)
 
 
-def obscore_view_sql(lake: "Lake") -> str:
+def obscore_view_sql(lake: Lake) -> str:
     """The ``obscore`` view for ``init-sql``: empty unless the lake's images have its columns."""
     import pyarrow.parquet as pq
 
@@ -76,7 +91,7 @@ def astro_format(fmt: str | None, output: str | os.PathLike[str] | None) -> str 
 
 
 # -- column metadata ---------------------------------------------------------------------------
-def lake_fields(lake: "Lake") -> dict[str, dict[str, str]]:
+def lake_fields(lake: Lake) -> dict[str, dict[str, str]]:
     """unit/description/format of every column of ``images``, by lower-case name."""
     import pyarrow.parquet as pq
 
@@ -86,12 +101,13 @@ def lake_fields(lake: "Lake") -> dict[str, dict[str, str]]:
             if field.name.lower() in fields:
                 continue
             md = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
-            fields[field.name.lower()] = {k: md[k] for k in ("unit", "description", "format")
-                                          if k in md}
+            fields[field.name.lower()] = {
+                k: md[k] for k in ("unit", "description", "format") if k in md
+            }
     return fields
 
 
-def lake_fingerprint(lake: "Lake") -> str:
+def lake_fingerprint(lake: Lake) -> str:
     """SHA-256 over the fingerprints of every source the lake's partitions were built from."""
     import hashlib
 
@@ -105,16 +121,23 @@ def lake_fingerprint(lake: "Lake") -> str:
 
 
 def _macro_units(con) -> dict[str, dict[str, str]]:
-    rows = con.execute("SELECT function_name, comment FROM duckdb_functions() "
-                       "WHERE function_type = 'macro' AND comment IS NOT NULL").fetchall()
-    return {name.lower(): {"unit": m.group(1).strip()}
-            for name, comment in rows if (m := _UNIT_TAG.search(comment))}
+    rows = con.execute(
+        "SELECT function_name, comment FROM duckdb_functions() "
+        "WHERE function_type = 'macro' AND comment IS NOT NULL"
+    ).fetchall()
+    return {
+        name.lower(): {"unit": m.group(1).strip()}
+        for name, comment in rows
+        if (m := _UNIT_TAG.search(comment))
+    }
 
 
 def _obscore_fields(con) -> dict[str, dict[str, str]]:
     rows = con.execute("SELECT name, unit, ucd, description FROM obscore_columns()").fetchall()
-    return {name: {k: v for k, v in (("unit", unit), ("ucd", ucd), ("description", d)) if v}
-            for name, unit, ucd, d in rows}
+    return {
+        name: {k: v for k, v in (("unit", unit), ("ucd", ucd), ("description", d)) if v}
+        for name, unit, ucd, d in rows
+    }
 
 
 class _Lineage:
@@ -174,11 +197,12 @@ class _Lineage:
         return {}
 
 
-def column_metadata(con, lake: "Lake", query: str) -> dict[str, dict[str, str]]:
+def column_metadata(con, lake: Lake, query: str) -> dict[str, dict[str, str]]:
     """unit/description/format/ucd of each result column of ``query`` that has a source."""
     try:
-        parsed = json.loads(con.execute("SELECT json_serialize_sql($q)", {"q": query})
-                            .fetchone()[0])
+        parsed = json.loads(
+            con.execute("SELECT json_serialize_sql($q)", {"q": query}).fetchone()[0]
+        )
     except Exception:  # noqa: BLE001 - not serialisable (PRAGMA, SET…): no metadata
         return {}
     if parsed.get("error") or len(parsed.get("statements", [])) != 1:
@@ -192,7 +216,7 @@ def column_metadata(con, lake: "Lake", query: str) -> dict[str, dict[str, str]]:
 
 
 # -- astropy tables ---------------------------------------------------------------------------
-def _column(array: "pa.ChunkedArray", name: str, meta: dict[str, str]):
+def _column(array: pa.ChunkedArray, name: str, meta: dict[str, str]):
     """One astropy column (masked where Arrow has nulls) with its unit and description."""
     import numpy as np
     import pyarrow as pa
@@ -213,34 +237,52 @@ def _column(array: "pa.ChunkedArray", name: str, meta: dict[str, str]):
         col.info.description = meta.get("description")
         return col
     if pa.types.is_nested(type_) or pa.types.is_map(type_):
-        values = np.array([json.dumps(v, default=str) if v is not None else ""
-                           for v in array.to_pylist()], dtype=str)
+        values = np.array(
+            [json.dumps(v, default=str) if v is not None else "" for v in array.to_pylist()],
+            dtype=str,
+        )
     elif pa.types.is_string(type_) or pa.types.is_large_string(type_):
         values = np.array([v if v is not None else "" for v in array.to_pylist()], dtype=str)
-    elif pa.types.is_boolean(type_) or pa.types.is_integer(type_) or \
-            pa.types.is_floating(type_):
+    elif pa.types.is_boolean(type_) or pa.types.is_integer(type_) or pa.types.is_floating(type_):
         filler = False if pa.types.is_boolean(type_) else 0
-        values = array.fill_null(filler).to_numpy(zero_copy_only=False) if mask is not None \
+        values = (
+            array.fill_null(filler).to_numpy(zero_copy_only=False)
+            if mask is not None
             else array.to_numpy()
+        )
     else:
-        values = np.array([str(v) if v is not None else "" for v in array.to_pylist()],
-                          dtype=str)
-    kwargs = dict(name=name, unit=meta.get("unit"), description=meta.get("description"),
-                  format=meta.get("format"))
+        values = np.array([str(v) if v is not None else "" for v in array.to_pylist()], dtype=str)
+    kwargs = dict(
+        name=name,
+        unit=meta.get("unit"),
+        description=meta.get("description"),
+        format=meta.get("format"),
+    )
     if meta.get("ucd"):
         kwargs["meta"] = {"ucd": meta["ucd"]}
     try:
-        return MaskedColumn(values, mask=mask, **kwargs) if mask is not None \
+        return (
+            MaskedColumn(values, mask=mask, **kwargs)
+            if mask is not None
             else Column(values, **kwargs)
+        )
     except ValueError:  # a unit astropy cannot parse: keep the column, name the unit in meta
         kwargs.pop("unit")
         kwargs.setdefault("meta", {})["unit_text"] = meta.get("unit")
-        return MaskedColumn(values, mask=mask, **kwargs) if mask is not None \
+        return (
+            MaskedColumn(values, mask=mask, **kwargs)
+            if mask is not None
             else Column(values, **kwargs)
+        )
 
 
-def to_astropy(table: "pa.Table", metadata: dict[str, dict[str, str]],
-               meta: dict[str, Any] | None = None, *, quantity: bool = True):
+def to_astropy(
+    table: pa.Table,
+    metadata: dict[str, dict[str, str]],
+    meta: dict[str, Any] | None = None,
+    *,
+    quantity: bool = True,
+):
     """An Arrow table as a ``QTable`` (or ``Table`` with ``quantity=False``) with units."""
     import warnings
 
@@ -253,13 +295,16 @@ def to_astropy(table: "pa.Table", metadata: dict[str, dict[str, str]],
     names = unique_names(table.column_names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnitsWarning)
-        columns = [_column(table.column(i), name, metadata.get(original.lower(), {}))
-                   for i, (name, original) in enumerate(zip(names, table.column_names))]
+        columns = [
+            _column(table.column(i), name, metadata.get(original.lower(), {}))
+            for i, (name, original) in enumerate(zip(names, table.column_names))
+        ]
     return cls(columns, names=names, meta=meta or {}, copy=False)
 
 
-def query_table(lake: "Lake", query: str, params: dict[str, Any] | None = None, *,
-                quantity: bool = True):
+def query_table(
+    lake: Lake, query: str, params: dict[str, Any] | None = None, *, quantity: bool = True
+):
     """Run ``query`` on ``lake`` and return an astropy ``QTable`` (or ``Table``)."""
     import duckdb
 
@@ -281,18 +326,29 @@ def query_table(lake: "Lake", query: str, params: dict[str, Any] | None = None, 
     return to_astropy(result, metadata, _table_meta(lake, query, params), quantity=quantity)
 
 
-def _table_meta(lake: "Lake", query: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    meta = {"query": query, "lake": str(lake.path.resolve()),
-            "lake_fingerprint": lake_fingerprint(lake)}
+def _table_meta(lake: Lake, query: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    meta = {
+        "query": query,
+        "lake": str(lake.path.resolve()),
+        "lake_fingerprint": lake_fingerprint(lake),
+    }
     if params:
-        meta["params"] = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                          for k, v in params.items()}
+        meta["params"] = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()
+        }
     return meta
 
 
 # -- files -----------------------------------------------------------------------------------
-def write_query(lake: "Lake", query: str, params: dict[str, Any] | None,
-                path: str | os.PathLike[str], fmt: str, *, batch_rows: int = 100_000) -> int:
+def write_query(
+    lake: Lake,
+    query: str,
+    params: dict[str, Any] | None,
+    path: str | os.PathLike[str],
+    fmt: str,
+    *,
+    batch_rows: int = 100_000,
+) -> int:
     """Write the result of ``query`` to ``path`` as ECSV, FITS or VOTable, atomically.
 
     ECSV is written ``batch_rows`` rows at a time, so its size is not bounded by memory.
@@ -317,9 +373,11 @@ def write_query(lake: "Lake", query: str, params: dict[str, Any] | None,
             return _write_ecsv(_batches(relation, batch_rows), metadata, meta, path)
         rows = relation.shape[0] if hasattr(relation, "shape") else None
         if rows is not None and rows > IN_MEMORY_ROWS:
-            raise UsageError(f"{path}: {rows} rows is more than {fmt} is written for "
-                             f"({IN_MEMORY_ROWS}, built in memory); write .ecsv (streamed) "
-                             "or .parquet instead")
+            raise UsageError(
+                f"{path}: {rows} rows is more than {fmt} is written for "
+                f"({IN_MEMORY_ROWS}, built in memory); write .ecsv (streamed) "
+                "or .parquet instead"
+            )
         from nightlake.lake import fetch_arrow
 
         table = to_astropy(fetch_arrow(relation), metadata, meta)
@@ -331,10 +389,13 @@ def write_query(lake: "Lake", query: str, params: dict[str, Any] | None,
     return len(table)
 
 
-def _batches(relation, rows: int) -> Iterable["pa.RecordBatch"]:
+def _batches(relation, rows: int) -> Iterable[pa.RecordBatch]:
     """The result batch by batch; an empty result is one empty batch (for its header)."""
-    reader = relation.to_arrow_reader(rows) if hasattr(relation, "to_arrow_reader") \
+    reader = (
+        relation.to_arrow_reader(rows)
+        if hasattr(relation, "to_arrow_reader")
         else relation.fetch_record_batch(rows)
+    )
     empty = True
     for batch in reader:
         empty = False
@@ -343,7 +404,7 @@ def _batches(relation, rows: int) -> Iterable["pa.RecordBatch"]:
         yield _empty_batch(reader.schema)
 
 
-def _empty_batch(schema: "pa.Schema") -> "pa.RecordBatch":
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     import pyarrow as pa
 
     return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
@@ -378,7 +439,7 @@ def _write_whole(table, fmt: str, path) -> None:
             out.write(tmp, format="votable")
 
 
-def _write_ecsv(batches: Iterable["pa.RecordBatch"], metadata, meta, path) -> int:
+def _write_ecsv(batches: Iterable[pa.RecordBatch], metadata, meta, path) -> int:
     """The header from the first batch, then every batch's rows (astropy writes each)."""
     import io
     import warnings
@@ -389,15 +450,17 @@ def _write_ecsv(batches: Iterable["pa.RecordBatch"], metadata, meta, path) -> in
     from nightlake.files import atomic_replace
 
     rows = 0
-    with atomic_replace(path) as tmp, open(tmp, "w", encoding="utf-8") as sink, \
-            warnings.catch_warnings():
+    with (
+        atomic_replace(path) as tmp,
+        open(tmp, "w", encoding="utf-8") as sink,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore", UnitsWarning)
         first = True
         for batch in batches:
             if batch.num_rows == 0 and not first:
                 continue
-            table = to_astropy(pa.Table.from_batches([batch]), metadata, meta,
-                               quantity=False)
+            table = to_astropy(pa.Table.from_batches([batch]), metadata, meta, quantity=False)
             text = io.StringIO()
             table.write(text, format="ascii.ecsv")
             lines = text.getvalue().splitlines(keepends=True)
@@ -407,6 +470,6 @@ def _write_ecsv(batches: Iterable["pa.RecordBatch"], metadata, meta, path) -> in
             else:
                 # skip the header and the column-name line: only the rows
                 body = next(i for i, line in enumerate(lines) if not line.startswith("#"))
-                sink.writelines(lines[body + 1:])
+                sink.writelines(lines[body + 1 :])
             rows += batch.num_rows
     return rows

@@ -19,14 +19,21 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import QueryError, UsageError
 from nightlake.files import ASIDE_MARK, remove_path, sweep_temps, temp_path_for
-from nightlake.query.stream import (check_params, check_plan, check_read_only, error_message,
-                             open_connection, parse_statements)
+from nightlake.query.stream import (
+    check_params,
+    check_plan,
+    check_read_only,
+    error_message,
+    open_connection,
+    parse_statements,
+)
 
 if TYPE_CHECKING:
     from nightlake.lake import Lake
@@ -86,18 +93,21 @@ def _inside(path: Path, directory: Path) -> bool:
         return False
 
 
-def refuse_inside_lake(lake: "Lake", target: str | os.PathLike[str]) -> None:
+def refuse_inside_lake(lake: Lake, target: str | os.PathLike[str]) -> None:
     """Results never go into the lake (its views would read them back, its settings could be
     overwritten), nor replace a directory that holds it. Both paths are compared with every
     symlink resolved, so no spelling of the path gets around the rule."""
     where = Path(target).resolve()
     lake_dir = lake.path.resolve()
     if _inside(where, lake_dir):
-        raise UsageError(f"{target}: refusing to write into the lake {lake.path} "
-                         f"(it resolves to {where}); write the result outside the lake")
+        raise UsageError(
+            f"{target}: refusing to write into the lake {lake.path} "
+            f"(it resolves to {where}); write the result outside the lake"
+        )
     if _inside(lake_dir, where):
-        raise UsageError(f"{target}: refusing to write over a directory that holds the lake "
-                         f"{lake.path}")
+        raise UsageError(
+            f"{target}: refusing to write over a directory that holds the lake {lake.path}"
+        )
 
 
 def _fsync_tree(path: Path) -> int:
@@ -110,7 +120,7 @@ def _fsync_tree(path: Path) -> int:
 
 
 def export(
-    lake: "Lake",
+    lake: Lake,
     source: str,
     to: str | os.PathLike[str],
     *,
@@ -158,8 +168,9 @@ def export(
                 f"--partition-by {unknown[0]!r} is not a column of the result "
                 f"(columns: {', '.join(columns)})"
             )
-        options = (["FORMAT parquet, COMPRESSION zstd"] if fmt == "parquet"
-                   else ["FORMAT csv, HEADER"])
+        options = (
+            ["FORMAT parquet, COMPRESSION zstd"] if fmt == "parquet" else ["FORMAT csv, HEADER"]
+        )
         if partition_by:
             options.append("PARTITION_BY (" + ", ".join(map(_quote_identifier, partition_by)) + ")")
         # the newline ends a trailing -- comment of the query, which would swallow the ")"
@@ -181,8 +192,9 @@ def export(
     return ExportResult(path=target, format=fmt, rows=rows, files=files)
 
 
-def _run_copy(con, copy: str, params: dict[str, Any], query: str,
-              progress: Callable[[float], None] | None) -> int:
+def _run_copy(
+    con, copy: str, params: dict[str, Any], query: str, progress: Callable[[float], None] | None
+) -> int:
     """Run COPY; with ``progress``, in a thread while this one polls DuckDB's progress."""
     import duckdb
 

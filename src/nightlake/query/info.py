@@ -133,11 +133,11 @@ def _partition_keys(file: Path, root: Path) -> dict[str, str]:
     return keys
 
 
-def lake_info(lake: "Lake") -> LakeInfo:
+def lake_info(lake: Lake) -> LakeInfo:
     """Read every partition footer of ``lake`` and compare its sources with the disk."""
     import pyarrow.parquet as pq
 
-    from nightlake.ingest.convert import option_text, lake_options, written_options
+    from nightlake.ingest.convert import lake_options, option_text, written_options
     from nightlake.lake import METADATA_KEY
 
     wanted = lake_options(lake.read_manifest())
@@ -154,20 +154,25 @@ def lake_info(lake: "Lake") -> LakeInfo:
             recorded = {}
         sources = [source_state(s) for s in recorded.get("sources", [])]
         written = written_options(recorded, file, lake.images_dir)
-        other = [f"{option_text(k, written.get(k))} (the lake: {option_text(k, v)})"
-                 for k, v in wanted.items() if written.get(k) != v]
-        partitions.append(PartitionInfo(
-            path=file,
-            keys=_partition_keys(file, lake.images_dir),
-            rows=meta.num_rows,
-            size=file.stat().st_size,
-            sources=sources,
-            other_options=other,
-        ))
+        other = [
+            f"{option_text(k, written.get(k))} (the lake: {option_text(k, v)})"
+            for k, v in wanted.items()
+            if written.get(k) != v
+        ]
+        partitions.append(
+            PartitionInfo(
+                path=file,
+                keys=_partition_keys(file, lake.images_dir),
+                rows=meta.num_rows,
+                size=file.stat().st_size,
+                sources=sources,
+                other_options=other,
+            )
+        )
     return LakeInfo(path=lake.path, partitions=partitions, columns=_columns(lake, first_schema))
 
 
-def _columns(lake: "Lake", schema) -> list[ColumnInfo]:
+def _columns(lake: Lake, schema) -> list[ColumnInfo]:
     """The columns of the ``images`` view with DuckDB's types and the ECSV units."""
     if schema is None:
         return []
@@ -181,15 +186,18 @@ def _columns(lake: "Lake", schema) -> list[ColumnInfo]:
     for name, type_, *_ in described:
         meta = {}
         if name in fields and fields[name].metadata:
-            meta = {k.decode(): v.decode("utf-8", "replace")
-                    for k, v in fields[name].metadata.items()}
-        columns.append(ColumnInfo(
-            name=name,
-            type=type_,
-            unit=meta.get("unit", ""),
-            description=meta.get("description", ""),
-            original_name=meta.get("original_name", ""),
-        ))
+            meta = {
+                k.decode(): v.decode("utf-8", "replace") for k, v in fields[name].metadata.items()
+            }
+        columns.append(
+            ColumnInfo(
+                name=name,
+                type=type_,
+                unit=meta.get("unit", ""),
+                description=meta.get("description", ""),
+                original_name=meta.get("original_name", ""),
+            )
+        )
     return columns
 
 

@@ -25,8 +25,9 @@ import decimal
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 from nightlake.errors import UsageError
 from nightlake.files import atomic_replace
@@ -72,8 +73,9 @@ def choose_format(fmt: str | None, output: str | os.PathLike[str] | None, termin
     return "table" if terminal else "csv"
 
 
-def write_result(reader: "pa.RecordBatchReader", fmt: str, sink: IO[bytes], *,
-                 stream_ipc: bool = True) -> int:
+def write_result(
+    reader: pa.RecordBatchReader, fmt: str, sink: IO[bytes], *, stream_ipc: bool = True
+) -> int:
     """Write every batch of ``reader`` to the binary ``sink`` in ``fmt``; return the row count."""
     writer = _WRITERS[fmt]
     if fmt == "arrow":
@@ -81,8 +83,7 @@ def write_result(reader: "pa.RecordBatchReader", fmt: str, sink: IO[bytes], *,
     return writer(reader, sink)
 
 
-def write_result_file(reader: "pa.RecordBatchReader", fmt: str,
-                      path: str | os.PathLike[str]) -> int:
+def write_result_file(reader: pa.RecordBatchReader, fmt: str, path: str | os.PathLike[str]) -> int:
     """Write ``reader`` to ``path`` atomically (temp file beside it, then rename)."""
     if not Path(path).resolve().parent.is_dir():
         raise UsageError(f"{path}: the directory {Path(path).parent} does not exist")
@@ -121,7 +122,7 @@ def _is_nested(type_) -> bool:
     return pa.types.is_nested(type_) or pa.types.is_map(type_)
 
 
-def _textual(batch: "pa.RecordBatch") -> "pa.RecordBatch":
+def _textual(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Nested columns (lists, structs, maps) as JSON text, which CSV can hold."""
     import pyarrow as pa
 
@@ -207,7 +208,7 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _tuples(batch: "pa.RecordBatch") -> Iterator[tuple]:
+def _tuples(batch: pa.RecordBatch) -> Iterator[tuple]:
     """The rows of ``batch`` as tuples, by position (names may repeat in a result)."""
     return zip(*(column.to_pylist() for column in batch.columns)) if batch.num_columns else iter(())
 

@@ -40,8 +40,11 @@ DECAM_ROWS: list[list[tuple[str, int]]] = [
     [("S25", 4), ("S26", 5), ("S27", 6), ("S28", 7)],
     [("S29", 1), ("S30", 2), ("S31", 3)],
 ]
-_FOCAL_PLANE = {ccd: (row, pos, name) for row, ccds in enumerate(DECAM_ROWS)
-                for pos, (name, ccd) in enumerate(ccds)}
+_FOCAL_PLANE = {
+    ccd: (row, pos, name)
+    for row, ccds in enumerate(DECAM_ROWS)
+    for pos, (name, ccd) in enumerate(ccds)
+}
 
 
 def focal_plane_order(detectors: list[int]) -> list[int]:
@@ -55,8 +58,9 @@ def detector_label(detector: int) -> str:
     return f"{name} ({detector})" if name else str(detector)
 
 
-def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathLike[str], *,
-                title: str) -> Path:
+def plot_survey(
+    nightly: pa.Table, detectors: pa.Table, path: str | os.PathLike[str], *, title: str
+) -> Path:
     """Draw the survey figure from ``nightly_stats()`` and ``detector_stats()`` to a PNG.
 
     The file is written beside ``path`` and renamed into place.
@@ -91,10 +95,26 @@ def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathL
         fwhm = np.array([_nan(r["fwhm_median_arcsec"]) for r in mine])
         low = fwhm - np.array([_nan(r["fwhm_p10_arcsec"]) for r in mine])
         high = np.array([_nan(r["fwhm_p90_arcsec"]) for r in mine]) - fwhm
-        handle = ax_fwhm.errorbar(x, fwhm, yerr=[low, high], fmt=marker, color=colour, ms=5,
-                                  capsize=2, elinewidth=0.8, label=target)
-        ax_zp.plot(x, [_nan(r["zero_point_median"]) for r in mine], marker, color=colour, ms=5,
-                   linestyle="none", label=target)
+        handle = ax_fwhm.errorbar(
+            x,
+            fwhm,
+            yerr=[low, high],
+            fmt=marker,
+            color=colour,
+            ms=5,
+            capsize=2,
+            elinewidth=0.8,
+            label=target,
+        )
+        ax_zp.plot(
+            x,
+            [_nan(r["zero_point_median"]) for r in mine],
+            marker,
+            color=colour,
+            ms=5,
+            linestyle="none",
+            label=target,
+        )
         handles.append(handle)
     ax_fwhm.set_title("Seeing per night (median, bars: 10th-90th percentile)")
     ax_fwhm.set_ylabel("FWHM [arcsec]")
@@ -104,12 +124,17 @@ def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathL
     for ax in (ax_fwhm, ax_zp):
         ax.set_xlabel("night (local evening, YYYYMMDD)")
         ax.grid(alpha=0.3)
-        ax.set_xticks(range(0, len(nights), step), nights[::step], rotation=60,
-                      fontsize="x-small")
+        ax.set_xticks(range(0, len(nights), step), nights[::step], rotation=60, fontsize="x-small")
         ax.set_xlim(-0.7, max(len(nights) - 0.3, 0.7))
     if targets:
-        fig.legend(handles, targets, title="target", loc="outside right upper",
-                   fontsize="small", ncols=max(1, -(-len(targets) // 40)))
+        fig.legend(
+            handles,
+            targets,
+            title="target",
+            loc="outside right upper",
+            fontsize="small",
+            ncols=max(1, -(-len(targets) // 40)),
+        )
 
     det_rows = {r["detector"]: r for r in detectors.to_pylist()}
     order = focal_plane_order(list(det_rows))
@@ -130,11 +155,13 @@ def plot_survey(nightly: "pa.Table", detectors: "pa.Table", path: str | os.PathL
             if row_of[i] != row_of[i - 1]:
                 ax.axvline(i - 0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylabel(label)
-        ax.set_title(f"{name} (DECam focal-plane order, north to south; "
-                     "colour alternates by CCD row)")
+        ax.set_title(
+            f"{name} (DECam focal-plane order, north to south; colour alternates by CCD row)"
+        )
         ax.grid(axis="y", alpha=0.3)
-    ax_det_zp.set_xticks(positions, [detector_label(d) for d in order], rotation=90,
-                         fontsize="x-small")
+    ax_det_zp.set_xticks(
+        positions, [detector_label(d) for d in order], rotation=90, fontsize="x-small"
+    )
     ax_det_zp.set_xlabel("detector (CCD name and number)")
     ax_det_fwhm.tick_params(axis="x", labelbottom=False)
     fig.suptitle(title, fontsize="large", fontweight="bold")

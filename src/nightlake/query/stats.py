@@ -33,16 +33,18 @@ def stats_query(by: str) -> str:
     return f"SELECT * FROM {macro}()"
 
 
-def require_images(lake: "Lake") -> None:
+def require_images(lake: Lake) -> None:
     """Statistics need partitions: say so plainly instead of DuckDB's missing-table error."""
     if not lake.path.is_dir():
         raise LakeError(f"{lake.path}: no lake here")
     if not lake.image_files():
-        raise LakeError(f"{lake.path}: the lake has no images yet "
-                        f"(add some with: nightlake convert SOURCE --lake {lake.path})")
+        raise LakeError(
+            f"{lake.path}: the lake has no images yet "
+            f"(add some with: nightlake convert SOURCE --lake {lake.path})"
+        )
 
 
-def stats_table(lake: "Lake", by: str) -> "pa.Table":
+def stats_table(lake: Lake, by: str) -> pa.Table:
     """The statistics of ``lake`` grouped ``by`` night, target, detector or survey."""
     require_images(lake)
     return lake.sql(stats_query(by))

@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import QueryError, UsageError
 
@@ -39,10 +40,21 @@ _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: tables, read-only attaches); their inner parts are vetted further below. Everything else
 #: (COPY, EXPORT, INSTALL/LOAD, SET/RESET, PRAGMA, CALL, PREPARE/EXECUTE, ALTER, VACUUM, …)
 #: is refused by type, so a new kind of statement is refused until it is looked at.
-_ALLOWED_TYPES = frozenset({
-    "SELECT", "EXPLAIN", "CREATE", "INSERT", "UPDATE", "DELETE", "MERGE_INTO", "DROP",
-    "TRANSACTION", "ATTACH", "DETACH",
-})
+_ALLOWED_TYPES = frozenset(
+    {
+        "SELECT",
+        "EXPLAIN",
+        "CREATE",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE_INTO",
+        "DROP",
+        "TRANSACTION",
+        "ATTACH",
+        "DETACH",
+    }
+)
 #: Why a statement type is refused (the rest: "<TYPE> statements are not allowed").
 _TYPE_REASONS = {
     "COPY": "COPY writes files",
@@ -151,7 +163,7 @@ def _attach_reason(text: str) -> str | None:
             break
     options: list[list[str]] = [[]]
     depth = 0
-    for _, _, word in words[(start or 0) + 1:-1]:
+    for _, _, word in words[(start or 0) + 1 : -1]:
         depth += (word == "(") - (word == ")")
         if word == "," and depth == 0:
             options.append([])
@@ -173,7 +185,7 @@ def _explained(text: str) -> list:
     import duckdb
 
     found = []
-    for start, _, _ in _words(text)[1:1 + _EXPLAIN_OPTION_TOKENS]:
+    for start, _, _ in _words(text)[1 : 1 + _EXPLAIN_OPTION_TOKENS]:
         try:
             inner = duckdb.extract_statements(text[start:])
         except duckdb.Error:
@@ -370,7 +382,8 @@ def check_params(query: str, params: Mapping[str, Any], statements: list | None 
     unused = sorted(set(params) - used)
     if unused:
         raise UsageError(
-            f"parameter {unused[0]!r} is not used by the query (no ${unused[0]} in it)")
+            f"parameter {unused[0]!r} is not used by the query (no ${unused[0]} in it)"
+        )
 
 
 _LINE_RE = re.compile(r"^LINE (\d+): (.*)$")
@@ -466,12 +479,12 @@ def _statements(query: str, parsed: list) -> list[tuple[str, int, set[str]]]:
 
 
 def stream(
-    con: "duckdb.DuckDBPyConnection",
+    con: duckdb.DuckDBPyConnection,
     query: str,
     params: Mapping[str, Any] | None = None,
     *,
     batch_rows: int = BATCH_ROWS,
-) -> "pa.RecordBatchReader":
+) -> pa.RecordBatchReader:
     """Run ``query`` read-only and stream its result as Arrow record batches.
 
     A script's statements run in order, each with the parameters it names, and the last
@@ -508,8 +521,9 @@ def stream(
     return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, text, query, start))
 
 
-def _checked(reader: "pa.RecordBatchReader", text: str, query: str,
-             start: int) -> Iterator["pa.RecordBatch"]:
+def _checked(
+    reader: pa.RecordBatchReader, text: str, query: str, start: int
+) -> Iterator[pa.RecordBatch]:
     import duckdb
     import pyarrow as pa
 
@@ -520,7 +534,7 @@ def _checked(reader: "pa.RecordBatchReader", text: str, query: str,
         raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
 
 
-def open_connection(lake) -> "duckdb.DuckDBPyConnection":
+def open_connection(lake) -> duckdb.DuckDBPyConnection:
     """``lake.connect()`` for running user SQL, made read-only by :func:`lock_down`.
 
     DuckDB's own progress bar does not print (it would go into the results on standard
@@ -541,17 +555,19 @@ def init_script(lake) -> str:
     Run it with ``duckdb -init init.sql`` or ``con.execute(text)``; paths are absolute.
     """
     from nightlake import __version__
-    from nightlake.query.astro import obscore_view_sql  # a view over images, defined by a macro
     from nightlake.errors import LakeError
+    from nightlake.query.astro import obscore_view_sql  # a view over images, defined by a macro
     from nightlake.sql import macro_sql
 
     if not lake.path.is_dir():
         raise LakeError(f"{lake.path}: no lake here")
     views = lake.view_sql()
-    return "\n".join([
-        f"-- nightlake {__version__}: views and macros of the lake {lake.path.resolve()}",
-        "-- Use: duckdb -init init.sql   or   duckdb.connect().execute(open('init.sql').read())",
-        views if views else "-- (the lake has no partitions yet: no views)",
-        macro_sql(),
-        obscore_view_sql(lake),
-    ])
+    return "\n".join(
+        [
+            f"-- nightlake {__version__}: views and macros of the lake {lake.path.resolve()}",
+            "-- Use: duckdb -init init.sql  or  duckdb.connect().execute(open('init.sql').read())",
+            views if views else "-- (the lake has no partitions yet: no views)",
+            macro_sql(),
+            obscore_view_sql(lake),
+        ]
+    )

@@ -20,8 +20,12 @@ def c_tool(tmp_path_factory) -> Path:
     if gcc is None:
         pytest.skip("gcc not found: the C interoperability tests need a C compiler")
     out = tmp_path_factory.mktemp("ctool") / "detreg_tool"
-    subprocess.run([gcc, "-O1", "-Wall", "-Werror", "-o", str(out), str(HERE / "detreg_tool.c")],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [gcc, "-O1", "-Wall", "-Werror", "-o", str(out), str(HERE / "detreg_tool.c")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out
 
 
@@ -54,9 +58,15 @@ def write_master(path: Path, *, extensions: list[dict] | None = None, **cards) -
     return path
 
 
-FLAT_CARDS = {"IMAGETYP": "flat", "FILTER": "VR DECam c0007 6300.0 2600.0", "CCDNUM": 5,
-              "TV_START": "2014-09-01T00:00:00", "TV_STOP": "2014-10-01T00:00:00",
-              "SIGMA": 1.5, "CLIPSIG": 1.25}
+FLAT_CARDS = {
+    "IMAGETYP": "flat",
+    "FILTER": "VR DECam c0007 6300.0 2600.0",
+    "CCDNUM": 5,
+    "TV_START": "2014-09-01T00:00:00",
+    "TV_STOP": "2014-10-01T00:00:00",
+    "SIGMA": 1.5,
+    "CLIPSIG": 1.25,
+}
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,8 +22,9 @@ PREVIOUS = Path(__file__).resolve().parents[3] / "data" / "fixtures" / "previous
 
 
 def _run(prog: str, *args, cwd=None):
-    return subprocess.run([str(BIN / prog), *map(str, args)], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+    return subprocess.run(
+        [str(BIN / prog), *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
 
 
 def _one_error_line(result, prog: str) -> str:
@@ -45,13 +45,18 @@ def db(tmp_path, detreg_cli, master):
 # --------------------------------------------------------------------------------------------
 # Data after the declared records
 
-def test_records_beyond_nrecord_are_refused_then_kept_on_request(tmp_path, c_tool, detreg_cli,
-                                                                 master):
+
+def test_records_beyond_nrecord_are_refused_then_kept_on_request(
+    tmp_path, c_tool, detreg_cli, master
+):
     short = tmp_path / "short.db"
     subprocess.run([str(c_tool), "write-short", str(short), "10", "5"], check=True)
     before = short.read_bytes()
-    for args in (["list", "--db", short], ["add", "--db", short, master()],
-                 ["delete", "--db", short, "--type", "bias"]):
+    for args in (
+        ["list", "--db", short],
+        ["add", "--db", short, master()],
+        ["delete", "--db", short, "--type", "bias"],
+    ):
         result = detreg_cli(*args)
         assert result.exit_code == 1, result.output
         [line] = result.stderr.splitlines()
@@ -64,22 +69,30 @@ def test_records_beyond_nrecord_are_refused_then_kept_on_request(tmp_path, c_too
     repaired = detreg_cli("check", short, "--repair", "--keep-extra")
     assert repaired.exit_code == 0, repaired.output
     assert "kept 5 record(s)" in repaired.stdout
-    dump = subprocess.run([str(c_tool), "dump", str(short)], capture_output=True, text=True,
-                          check=True).stdout.splitlines()
+    dump = subprocess.run(
+        [str(c_tool), "dump", str(short)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert len(dump) == 10 and len(read_db(short)) == 10
     [entry] = read_journal(short)
     assert entry["action"] == "repair" and [r["index"] for r in entry["records"]] == list(
-        range(5, 10))
+        range(5, 10)
+    )
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(0, 3), pad=st.integers(0, 6000), where=st.floats(0, 1),
-       value=st.integers(1, 255))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(0, 3), pad=st.integers(0, 6000), where=st.floats(0, 1), value=st.integers(1, 255)
+)
 def test_any_nonzero_byte_after_the_records_is_refused(tmp_path, n, pad, where, value):
     path = tmp_path / "x.db"
-    records = make_records([{"type": "bias", "tstart": i, "tstop": i + 1,
-                             "filename": f"/m/{i}.fits"} for i in range(n)])
+    records = make_records(
+        [
+            {"type": "bias", "tstart": i, "tstop": i + 1, "filename": f"/m/{i}.fits"}
+            for i in range(n)
+        ]
+    )
     write_db(path, records, {})
     content = bytearray(path.read_bytes())
     end = len(content) - (-(n * 304) % 2880)  # where the records end
@@ -95,6 +108,7 @@ def test_any_nonzero_byte_after_the_records_is_refused(tmp_path, n, pad, where, 
 
 # --------------------------------------------------------------------------------------------
 # The journal: chain, torn tail, an entry that never took effect
+
 
 def _chain_ok(path: Path) -> None:
     lines = Path(f"{path}.journal").read_bytes().splitlines(keepends=True)
@@ -140,8 +154,7 @@ def test_check_repair_cuts_a_torn_tail(db, detreg_cli):
     assert journal.read_bytes().endswith(b"\n")
 
 
-def test_an_entry_that_never_took_effect_is_explained_then_marked_abandoned(db, detreg_cli,
-                                                                            master):
+def test_an_entry_that_never_took_effect_is_explained_then_marked_abandoned(db, detreg_cli, master):
     old = db.read_bytes()
     assert detreg_cli("add", "--db", db, master("b.fits")).exit_code == 0
     db.write_bytes(old)  # the state of a writer killed between journal fsync and replace
@@ -193,6 +206,7 @@ def test_previous_journal_reads_appends_and_checks(tmp_path, detreg_cli, master)
 # --------------------------------------------------------------------------------------------
 # Symlinks, missing databases
 
+
 def test_symlinked_database_is_written_through_the_link(tmp_path, detreg_cli, master):
     real = tmp_path / "real"
     real.mkdir()
@@ -205,14 +219,24 @@ def test_symlinked_database_is_written_through_the_link(tmp_path, detreg_cli, ma
     assert detreg_cli("add", "--db", link, flat).exit_code == 0
     assert link.is_symlink() and len(read_db(real / "detrend.db")) == 1
     assert [e["action"] for e in read_journal(real / "detrend.db")] == [
-        "init", "add", "delete", "add"]
+        "init",
+        "add",
+        "delete",
+        "add",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current.db", "flat.fits", "real"]
 
 
-@pytest.mark.parametrize("args", [["add", "--db", "{db}", "{master}"],
-                                  ["delete", "--db", "{db}", "--all"],
-                                  ["check", "{db}"], ["check", "{db}", "--repair"],
-                                  ["list", "--db", "{db}"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["add", "--db", "{db}", "{master}"],
+        ["delete", "--db", "{db}", "--all"],
+        ["check", "{db}"],
+        ["check", "{db}", "--repair"],
+        ["list", "--db", "{db}"],
+    ],
+)
 def test_missing_database_leaves_no_lock(tmp_path, detreg_cli, master, args):
     missing = tmp_path / "nope.db"
     flat = master()
@@ -223,6 +247,7 @@ def test_missing_database_leaves_no_lock(tmp_path, detreg_cli, master, args):
 
 # --------------------------------------------------------------------------------------------
 # One error line
+
 
 def test_truncated_master_is_one_error_line(tmp_path, master):
     full = master().read_bytes()
@@ -237,23 +262,26 @@ def test_truncated_master_is_one_error_line(tmp_path, master):
     assert len(read_db(db)) == 0
 
 
-@pytest.mark.parametrize("prog,args", [
-    ("detregister", ["add", "--db", "x.db", "--ccd", "five", "m.fits"]),
-    ("detregister", ["-db", "x.db", "-ccd", "5.5", "m.fits"]),
-    ("detregister", ["list", "--frobnicate"]),
-    ("detregister", ["init"]),
-    ("detregister", ["check", "x.db", "--lock-timeout", "soon"]),
-    ("detregister", ["delete", "--db"]),
-    ("nightlake", ["detregister", "add", "--ccd", "five", "m.fits"]),
-    ("nightlake", ["sql", "--lake"]),
-    ("nightlake", ["no-such-command"]),
-    ("nightlake", ["--no-such-option"]),
-    ("nightlake", ["resolve", "--type", "flat"]),
-    ("nightlake", ["detsearch", "--ccd", "five"]),
-    ("detsearch", ["--ccd", "five"]),
-    ("detsearch", ["--time"]),
-    ("detsearch", ["--no-such-option"]),
-])
+@pytest.mark.parametrize(
+    "prog,args",
+    [
+        ("detregister", ["add", "--db", "x.db", "--ccd", "five", "m.fits"]),
+        ("detregister", ["-db", "x.db", "-ccd", "5.5", "m.fits"]),
+        ("detregister", ["list", "--frobnicate"]),
+        ("detregister", ["init"]),
+        ("detregister", ["check", "x.db", "--lock-timeout", "soon"]),
+        ("detregister", ["delete", "--db"]),
+        ("nightlake", ["detregister", "add", "--ccd", "five", "m.fits"]),
+        ("nightlake", ["sql", "--lake"]),
+        ("nightlake", ["no-such-command"]),
+        ("nightlake", ["--no-such-option"]),
+        ("nightlake", ["resolve", "--type", "flat"]),
+        ("nightlake", ["detsearch", "--ccd", "five"]),
+        ("detsearch", ["--ccd", "five"]),
+        ("detsearch", ["--time"]),
+        ("detsearch", ["--no-such-option"]),
+    ],
+)
 def test_bad_option_values_are_one_line_exit_2(tmp_path, prog, args):
     result = _run(prog, *args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
@@ -262,10 +290,18 @@ def test_bad_option_values_are_one_line_exit_2(tmp_path, prog, args):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("prog,args", [("detregister", ["--help"]), ("detregister", ["-h"]),
-                                       ("detregister", ["check", "--help"]),
-                                       ("nightlake", ["--help"]), ("nightlake", ["sql", "--help"]),
-                                       ("detsearch", ["--help"]), ("nightlake", ["--version"])])
+@pytest.mark.parametrize(
+    "prog,args",
+    [
+        ("detregister", ["--help"]),
+        ("detregister", ["-h"]),
+        ("detregister", ["check", "--help"]),
+        ("nightlake", ["--help"]),
+        ("nightlake", ["sql", "--help"]),
+        ("detsearch", ["--help"]),
+        ("nightlake", ["--version"]),
+    ],
+)
 def test_help_still_works(prog, args):
     result = _run(prog, *args)
     assert result.returncode == 0 and result.stdout and not result.stderr

@@ -58,15 +58,41 @@ def test_list_formats_and_filters(db, master, detreg_cli):
 
 def test_overrides_and_never(db, master, detreg_cli):
     bare = master("bare.fits", drop=("IMAGETYP", "FILTER", "CCDNUM", "TV_START", "TV_STOP"))
-    result = detreg_cli("add", "--db", db, bare, "--type", "fringe", "--filter", "z",
-                        "--ccd", "31", "--tstart", "1400000000", "--tstop", "never",
-                        "--sigma", "2.5", "--clipsigma", "2", "--treg", "1500000000")
+    result = detreg_cli(
+        "add",
+        "--db",
+        db,
+        bare,
+        "--type",
+        "fringe",
+        "--filter",
+        "z",
+        "--ccd",
+        "31",
+        "--tstart",
+        "1400000000",
+        "--tstop",
+        "never",
+        "--sigma",
+        "2.5",
+        "--clipsigma",
+        "2",
+        "--treg",
+        "1500000000",
+    )
     assert result.exit_code == 0, result.output
     [rec] = read_db(db).records
     assert (int(rec["type"]), int(rec["ccd"]), int(rec["tstart"]), int(rec["tstop"])) == (
-        4, 31, 1400000000, OPEN_ENDED)
-    assert (float(rec["sigma"]), float(rec["clipsigma"]), int(rec["treg"])) == (2.5, 2.0,
-                                                                                1500000000)
+        4,
+        31,
+        1400000000,
+        OPEN_ENDED,
+    )
+    assert (float(rec["sigma"]), float(rec["clipsigma"]), int(rec["treg"])) == (
+        2.5,
+        2.0,
+        1500000000,
+    )
 
 
 def test_delete_commands(db, master, detreg_cli):
@@ -97,11 +123,14 @@ def test_db_from_environment(db, master, detreg_cli, monkeypatch):
     assert result.exit_code == 2 and "no database: give --db DB" in result.stderr
 
 
-@pytest.mark.parametrize("args,cause", [
-    (["--type", "sky"], "--type: unknown detrend type 'sky'"),
-    (["--tstart", "2014-10-01", "--tstop", "2014-09-01"], "at or before it starts"),
-    (["--tstop", "soon"], "field --tstop: expected ISO-8601"),
-])
+@pytest.mark.parametrize(
+    "args,cause",
+    [
+        (["--type", "sky"], "--type: unknown detrend type 'sky'"),
+        (["--tstart", "2014-10-01", "--tstop", "2014-09-01"], "at or before it starts"),
+        (["--tstop", "soon"], "field --tstop: expected ISO-8601"),
+    ],
+)
 def test_add_refusals_write_nothing(db, master, detreg_cli, args, cause):
     before = db.read_bytes()
     result = detreg_cli("add", "--db", db, master(), *args)
@@ -110,11 +139,17 @@ def test_add_refusals_write_nothing(db, master, detreg_cli, args, cause):
     assert db.read_bytes() == before and len(read_journal(db)) == 1
 
 
-@pytest.mark.parametrize("drop,cards,field", [
-    (("IMAGETYP",), {}, "IMAGETYP"), (("FILTER",), {}, "FILTER"), (("CCDNUM",), {}, "CCDNUM"),
-    (("TV_START",), {}, "TV_START"), (("TV_STOP",), {}, "TV_STOP"),
-    ((), {"IMAGETYP": "dark"}, "EXPTIME"),
-])
+@pytest.mark.parametrize(
+    "drop,cards,field",
+    [
+        (("IMAGETYP",), {}, "IMAGETYP"),
+        (("FILTER",), {}, "FILTER"),
+        (("CCDNUM",), {}, "CCDNUM"),
+        (("TV_START",), {}, "TV_START"),
+        (("TV_STOP",), {}, "TV_STOP"),
+        ((), {"IMAGETYP": "dark"}, "EXPTIME"),
+    ],
+)
 def test_add_missing_keyword(db, master, detreg_cli, drop, cards, field):
     good = master("good.fits")
     bad = master("bad.fits", drop=drop, **cards)
@@ -161,18 +196,32 @@ def test_mef_registers_each_extension(db, master, detreg_cli):
 
 def test_elixir_argv_rewrites():
     assert elixir_argv(["-type", "flat", "-ccd", "5", "m.fits"]) == [
-        "add", "--type", "flat", "--ccd", "5", "m.fits"]
-    assert elixir_argv(["list", "-db", "x", "-format=csv"]) == ["list", "--db", "x",
-                                                                "--format=csv"]
+        "add",
+        "--type",
+        "flat",
+        "--ccd",
+        "5",
+        "m.fits",
+    ]
+    assert elixir_argv(["list", "-db", "x", "-format=csv"]) == ["list", "--db", "x", "--format=csv"]
     assert elixir_argv(["delete", "-dry-run", "--ccd", "-1"]) == [
-        "delete", "--dry-run", "--ccd", "-1"]
+        "delete",
+        "--dry-run",
+        "--ccd",
+        "-1",
+    ]
     assert elixir_argv(["--help"]) == ["--help"] == elixir_argv(["-h"]) == elixir_argv(["-help"])
     assert elixir_argv([]) == []
 
 
 def _run(script, *args, env=None):
-    return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_console_script_with_elixir_spellings(tmp_path, master, detregister_script):
@@ -192,8 +241,10 @@ def test_console_script_error_line(tmp_path, detregister_script):
     bad.write_bytes(b"nonsense" * 400)
     result = _run(detregister_script, "list", "--db", bad)
     assert result.returncode == 1
-    assert result.stderr == f"detregister: error: {bad}: not a FITS file: it does not start " \
-                            "with a SIMPLE card\n"
+    assert (
+        result.stderr == f"detregister: error: {bad}: not a FITS file: it does not start "
+        "with a SIMPLE card\n"
+    )
 
 
 def test_nightlake_detregister_help_lists_subcommands(detreg_cli):

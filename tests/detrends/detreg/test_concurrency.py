@@ -39,21 +39,32 @@ def test_eight_processes_fifty_adds_each(tmp_path):
     masters.mkdir()
     for worker in range(PROCESSES):
         for i in range(ADDS):
-            write_master(masters / f"w{worker}_{i:02d}.fits", IMAGETYP="flat",
-                         FILTER=f"filter-{worker}", CCDNUM=worker * 100 + i,
-                         TV_START=1400000000 + i, TV_STOP="never")
+            write_master(
+                masters / f"w{worker}_{i:02d}.fits",
+                IMAGETYP="flat",
+                FILTER=f"filter-{worker}",
+                CCDNUM=worker * 100 + i,
+                TV_START=1400000000 + i,
+                TV_STOP="never",
+            )
     db = tmp_path / "detrend.db"
     init_db(db)
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(db), str(w), str(ADDS),
-                               str(masters)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
-             for w in range(PROCESSES)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(db), str(w), str(ADDS), str(masters)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(PROCESSES)
+    ]
     errors = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
     assert all(code == 0 for code, _ in errors), errors
     database = read_db(db)
     assert len(database) == PROCESSES * ADDS
     assert sorted(database.records["ccd"].tolist()) == sorted(
-        w * 100 + i for w in range(PROCESSES) for i in range(ADDS))
+        w * 100 + i for w in range(PROCESSES) for i in range(ADDS)
+    )
     # every worker's filter got exactly one code
     assert sorted(database.filters.values()) == sorted(f"filter-{w}" for w in range(PROCESSES))
     assert len(set(database.filters)) == PROCESSES
@@ -82,12 +93,14 @@ REWRITER = textwrap.dedent("""
 @pytest.mark.slow
 def test_sigkill_during_a_large_write_leaves_a_valid_database(tmp_path):
     db = tmp_path / "big.db"
-    base = np.repeat(make_records([{"type": "bias", "tstart": 1, "tstop": 2,
-                                    "filename": "/m/bias.fits"}]), 200_000)
+    base = np.repeat(
+        make_records([{"type": "bias", "tstart": 1, "tstop": 2, "filename": "/m/bias.fits"}]),
+        200_000,
+    )
     write_db(db, base, {})
     init_size = len(read_db(db))
     kills_mid_write = 0
-    for attempt in range(4):
+    for _attempt in range(4):
         proc = subprocess.Popen([sys.executable, "-c", REWRITER, str(db)])
         try:
             deadline = time.monotonic() + 60
@@ -105,8 +118,13 @@ def test_sigkill_during_a_large_write_leaves_a_valid_database(tmp_path):
         assert np.all(database.records["type"][:init_size] == 1)
         journal = read_journal(db)
         # adds that took effect: an add followed by an `abandoned` marker never did
-        journal_adds = len([e for e, after in zip(journal, journal[1:] + [{}])
-                            if e["action"] == "add" and after.get("action") != "abandoned"])
+        journal_adds = len(
+            [
+                e
+                for e, after in zip(journal, journal[1:] + [{}])
+                if e["action"] == "add" and after.get("action") != "abandoned"
+            ]
+        )
         # a journal line is fsynced before the replace, so it may be one ahead of the file
         assert journal_adds - (len(database) - init_size) // 1000 in (0, 1)
     assert kills_mid_write >= 1, "never caught a writer with its temp file open"
@@ -128,23 +146,36 @@ def test_sigkill_of_detregister_add_at_random_moments(tmp_path, detregister_scri
     from nightlake.cli import app
 
     runner = CliRunner()
-    mef = write_master(tmp_path / "mef.fits", IMAGETYP="flat", FILTER="g", TV_START=1,
-                       TV_STOP="never", extensions=[{"CCDNUM": n} for n in range(1, 63)])
-    single = write_master(tmp_path / "one.fits", IMAGETYP="bias", CCDNUM=1, TV_START=1,
-                          TV_STOP="never")
+    mef = write_master(
+        tmp_path / "mef.fits",
+        IMAGETYP="flat",
+        FILTER="g",
+        TV_START=1,
+        TV_STOP="never",
+        extensions=[{"CCDNUM": n} for n in range(1, 63)],
+    )
+    single = write_master(
+        tmp_path / "one.fits", IMAGETYP="bias", CCDNUM=1, TV_START=1, TV_STOP="never"
+    )
     db = tmp_path / "detrend.db"
     init_db(db)
     # kill points spread over the span of one whole run, measured here (not asserted on)
     start = time.monotonic()
-    subprocess.run([str(detregister_script), "add", "--db", str(db), str(mef)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(detregister_script), "add", "--db", str(db), str(mef)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     span = time.monotonic() - start
     rng = random.Random(20240917)
     outcomes = []
     for _ in range(6):
         before = len(read_db(db))
-        proc = subprocess.Popen([str(detregister_script), "add", "--db", str(db), str(mef)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [str(detregister_script), "add", "--db", str(db), str(mef)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             proc.wait(timeout=rng.uniform(0.6, 1.05) * span)
         except subprocess.TimeoutExpired:

@@ -40,35 +40,48 @@ def _no_end() -> bytes:
 
 def _truncated() -> bytes:
     full = handmade_file("LP64", "little", ROWS)
-    return full[:2880 + 2 * 304 + 100]  # the third record lacks 204 bytes
+    return full[: 2880 + 2 * 304 + 100]  # the third record lacks 204 bytes
 
 
 def _nul_less() -> bytes:
     good = handmade_file("LP64", "little", ROWS)
-    record = bytearray(good[2880:2880 + 304])
+    record = bytearray(good[2880 : 2880 + 304])
     record[44:298] = b"n" * 254
-    return good[:2880] + bytes(record) + good[2880 + 304:]
+    return good[:2880] + bytes(record) + good[2880 + 304 :]
 
 
 BAD_FILES = {
     "not-fits": (b"hello, I am a text file\n" * 200, "not a FITS file"),
     "no-end": (_no_end(), "no END card"),
-    "dbtype-missing": (handmade_file("LP64", "little", ROWS, drop=("DBTYPE",)),
-                       "DBTYPE card missing"),
-    "dbtype-wrong": (handmade_file("LP64", "little", ROWS, cards={"DBTYPE": "IMAGE"}),
-                     "DBTYPE is 'IMAGE', expected 'DETREG'"),
-    "recsize-272": (handmade_file("LP64", "little", ROWS,
-                                  cards={"RECSIZE": 272, "NAXIS1": 3 * 272}),
-                    "RECSIZE is 272, expected 304 (LP64) or 288 (ILP32)"),
-    "recsize-vs-layout": (handmade_file("LP64", "little", ROWS, cards={"LAYOUT": "ILP32"}),
-                          "RECSIZE is 304 but LAYOUT 'ILP32' needs 288"),
-    "naxis1": (handmade_file("LP64", "little", ROWS, cards={"NAXIS1": 304}),
-               "NAXIS1 is 304, expected NRECORD x RECSIZE = 3 x 304 = 912"),
+    "dbtype-missing": (
+        handmade_file("LP64", "little", ROWS, drop=("DBTYPE",)),
+        "DBTYPE card missing",
+    ),
+    "dbtype-wrong": (
+        handmade_file("LP64", "little", ROWS, cards={"DBTYPE": "IMAGE"}),
+        "DBTYPE is 'IMAGE', expected 'DETREG'",
+    ),
+    "recsize-272": (
+        handmade_file("LP64", "little", ROWS, cards={"RECSIZE": 272, "NAXIS1": 3 * 272}),
+        "RECSIZE is 272, expected 304 (LP64) or 288 (ILP32)",
+    ),
+    "recsize-vs-layout": (
+        handmade_file("LP64", "little", ROWS, cards={"LAYOUT": "ILP32"}),
+        "RECSIZE is 304 but LAYOUT 'ILP32' needs 288",
+    ),
+    "naxis1": (
+        handmade_file("LP64", "little", ROWS, cards={"NAXIS1": 304}),
+        "NAXIS1 is 304, expected NRECORD x RECSIZE = 3 x 304 = 912",
+    ),
     "truncated": (_truncated(), "(204 bytes missing)"),
-    "unknown-type": (handmade_file("LP64", "little", [dict(ROWS[0], type=9)]),
-                     "record 0: unknown type code 9"),
-    "type-zero": (handmade_file("ILP32", "big", [dict(ROWS[2], type=0)]),
-                  "record 0: unknown type code 0"),
+    "unknown-type": (
+        handmade_file("LP64", "little", [dict(ROWS[0], type=9)]),
+        "record 0: unknown type code 9",
+    ),
+    "type-zero": (
+        handmade_file("ILP32", "big", [dict(ROWS[2], type=0)]),
+        "record 0: unknown type code 0",
+    ),
     "filename-without-nul": (_nul_less(), "record 0: filename has no terminating NUL"),
 }
 
@@ -91,9 +104,11 @@ def test_cli_refuses_a_bad_database_and_writes_nothing(tmp_path, case, master, d
     path.write_bytes(content)
     flat = master()
     before = dir_state(tmp_path)
-    for args in (["list", "--db", path],
-                 ["add", "--db", path, flat],
-                 ["delete", "--db", path, "--type", "flat"]):
+    for args in (
+        ["list", "--db", path],
+        ["add", "--db", path, flat],
+        ["delete", "--db", path, "--type", "flat"],
+    ):
         result = detreg_cli(*args)
         assert result.exit_code != 0, args
         lines = result.stderr.strip().splitlines()
@@ -113,7 +128,7 @@ def test_truncated_message_counts_missing_bytes(tmp_path):
 def test_a_c_writer_garbage_after_nul_is_not_part_of_the_name(tmp_path):
     good = bytearray(handmade_file("LP64", "little", ROWS))
     start = 2880 + 44 + len(ROWS[0]["filename"]) + 1
-    good[start:start + 10] = b"GARBAGE!!!"
+    good[start : start + 10] = b"GARBAGE!!!"
     path = tmp_path / "g.db"
     path.write_bytes(bytes(good))
     db = read_db(path)
@@ -136,8 +151,17 @@ def test_init_creates_an_empty_lp64_little_database(tmp_path):
 
 
 def _entry(i: int, **kw) -> DetRegEntry:
-    values = dict(filename=f"/m/flat{i}.fits", type="flat", ccd=i, tstart=1000 + i,
-                  tstop=2000 + i, treg=3000, filter="VR", sigma=1.0, clipsigma=2.0)
+    values = dict(
+        filename=f"/m/flat{i}.fits",
+        type="flat",
+        ccd=i,
+        tstart=1000 + i,
+        tstop=2000 + i,
+        treg=3000,
+        filter="VR",
+        sigma=1.0,
+        clipsigma=2.0,
+    )
     values.update(kw)
     return DetRegEntry(**values)
 
@@ -145,9 +169,16 @@ def _entry(i: int, **kw) -> DetRegEntry:
 def test_register_assigns_next_filter_codes_and_journals(tmp_path):
     path = tmp_path / "d.db"
     write_db(path, make_records([]), {4: "g", 1: "r"})
-    db = register(path, [_entry(1), _entry(2, filter="g"), _entry(3, filter="z"),
-                         _entry(4, type="dark", filter=None, exptime=300),
-                         _entry(5, type="bias", filter=None)])
+    db = register(
+        path,
+        [
+            _entry(1),
+            _entry(2, filter="g"),
+            _entry(3, filter="z"),
+            _entry(4, type="dark", filter=None, exptime=300),
+            _entry(5, type="bias", filter=None),
+        ],
+    )
     assert db.filters == {1: "r", 4: "g", 5: "VR", 6: "z"}
     assert db.records["filter"].tolist() == [5, 4, 6, 300, -1]
     assert read_db(path).filters == db.filters
@@ -158,9 +189,19 @@ def test_register_assigns_next_filter_codes_and_journals(tmp_path):
     assert entry["nrecord"] == 5 and len(entry["records"]) == 5
     assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert entry["records"][0] == {
-        "tstart": 1001, "tstop": 2001, "treg": 3000, "sigma": 1.0, "clipsigma": 2.0,
-        "type": "flat", "filter": 5, "filter_name": "VR", "ccd": 1,
-        "filename": "/m/flat1.fits", "flag1": 0, "flag2": 0}
+        "tstart": 1001,
+        "tstop": 2001,
+        "treg": 3000,
+        "sigma": 1.0,
+        "clipsigma": 2.0,
+        "type": "flat",
+        "filter": 5,
+        "filter_name": "VR",
+        "ccd": 1,
+        "filename": "/m/flat1.fits",
+        "flag1": 0,
+        "flag2": 0,
+    }
     for key in ("time", "user", "host", "db"):
         assert entry[key]
     assert entry["time"].endswith("+00:00")
@@ -169,8 +210,11 @@ def test_register_assigns_next_filter_codes_and_journals(tmp_path):
 def test_add_records_merges_filters_and_refuses_conflicts(tmp_path):
     path = tmp_path / "d.db"
     init_db(path)
-    add_records(path, make_records([{"type": "flat", "filter": 2, "tstart": 1, "tstop": 2}]),
-                filters={2: "i"})
+    add_records(
+        path,
+        make_records([{"type": "flat", "filter": 2, "tstart": 1, "tstop": 2}]),
+        filters={2: "i"},
+    )
     with pytest.raises(InputError, match="filter code 2 is 'i' in the database, not 'z'"):
         add_records(path, make_records([]), filters={2: "z"})
     assert len(read_db(path)) == 1 and len(read_journal(path)) == 2
@@ -188,8 +232,11 @@ def test_delete_by_selection_and_dry_run(tmp_path):
     db, removed, idx = delete_records(path, Selection(filename="/m/flat3.fits"))
     assert idx.tolist() == [2] and len(read_db(path)) == 5
     entries = read_journal(path)
-    assert entries[-1]["action"] == "delete" and [r["index"] for r in entries[-2]["records"]] \
-        == [1, 4, 7]
+    assert entries[-1]["action"] == "delete" and [r["index"] for r in entries[-2]["records"]] == [
+        1,
+        4,
+        7,
+    ]
     with pytest.raises(UsageError, match="refusing to delete every record"):
         delete_records(path, Selection())
     db, removed, idx = delete_records(path, Selection(), allow_all=True)
@@ -254,8 +301,9 @@ def held_lock(tmp_path):
     """Another process holding ``<db>.lock``; yields the database path."""
     path = tmp_path / "d.db"
     init_db(path)
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock_path(path))],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock_path(path))], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "locked"
         yield path
@@ -267,14 +315,14 @@ def held_lock(tmp_path):
 def test_lock_timeout_names_the_lockfile(held_lock, master, detreg_cli):
     path = held_lock
     before = path.read_bytes()
-    with pytest.raises(LockTimeout, match=f"database locked by another process: "
-                                          f"{lock_path(path)}"):
+    with pytest.raises(LockTimeout, match=f"database locked by another process: {lock_path(path)}"):
         register(path, [_entry(1)], lock_timeout=0.2)
     result = detreg_cli("add", "--db", path, master(), "--lock-timeout", "0.3")
     assert result.exit_code != 0
     assert result.stderr.strip().endswith(
         f"error: database locked by another process: {lock_path(path)} "
-        "(waited 0.3 s; retry, or raise --lock-timeout)")
+        "(waited 0.3 s; retry, or raise --lock-timeout)"
+    )
     assert path.read_bytes() == before and len(read_journal(path)) == 1
     # readers take no lock
     assert len(read_db(path)) == 0
@@ -296,7 +344,11 @@ def test_readers_never_see_a_torn_file(tmp_path):
     path = tmp_path / "d.db"
     small = make_records([{"type": "bias", "tstart": 1, "tstop": 2, "filename": "/s"}])
     write_db(path, small, {})
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import numpy as np
         from nightlake.detrends.detreg import make_records, write_db
         big = np.repeat(make_records([{{"type": "flat", "tstart": 1, "tstop": 2,
@@ -304,7 +356,9 @@ def test_readers_never_see_a_torn_file(tmp_path):
         small = make_records([{{"type": "bias", "tstart": 1, "tstop": 2, "filename": "/s"}}])
         for i in range(20):
             write_db({str(path)!r}, big if i % 2 == 0 else small, {{}})
-    """)])
+    """),
+        ]
+    )
     sizes = set()
     try:
         while writer.poll() is None:

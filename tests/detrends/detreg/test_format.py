@@ -25,11 +25,33 @@ from .handmade import SAMPLE, handmade_file
 OPEN_32 = 2**32 - 1
 
 # From the issue text: offsets 0/8/16/24/28/32/36/40/44/298/299 and 304 bytes for LP64.
-LP64_OFFSETS = {"tstart": 0, "tstop": 8, "treg": 16, "sigma": 24, "clipsigma": 28, "type": 32,
-                "filter": 36, "ccd": 40, "filename": 44, "flag1": 298, "flag2": 299}
+LP64_OFFSETS = {
+    "tstart": 0,
+    "tstop": 8,
+    "treg": 16,
+    "sigma": 24,
+    "clipsigma": 28,
+    "type": 32,
+    "filter": 36,
+    "ccd": 40,
+    "filename": 44,
+    "flag1": 298,
+    "flag2": 299,
+}
 # Worked out by hand for 4-byte longs.
-ILP32_OFFSETS = {"tstart": 0, "tstop": 4, "treg": 8, "sigma": 12, "clipsigma": 16, "type": 20,
-                 "filter": 24, "ccd": 28, "filename": 32, "flag1": 286, "flag2": 287}
+ILP32_OFFSETS = {
+    "tstart": 0,
+    "tstop": 4,
+    "treg": 8,
+    "sigma": 12,
+    "clipsigma": 16,
+    "type": 20,
+    "filter": 24,
+    "ccd": 28,
+    "filename": 32,
+    "flag1": 286,
+    "flag2": 287,
+}
 
 
 def test_type_codes_are_the_elixir_ones():
@@ -38,8 +60,9 @@ def test_type_codes_are_the_elixir_ones():
     assert OPEN_ENDED == 2**64 - 1
 
 
-@pytest.mark.parametrize("layout,offsets,size", [("LP64", LP64_OFFSETS, 304),
-                                                 ("ILP32", ILP32_OFFSETS, 288)])
+@pytest.mark.parametrize(
+    "layout,offsets,size", [("LP64", LP64_OFFSETS, 304), ("ILP32", ILP32_OFFSETS, 288)]
+)
 @pytest.mark.parametrize("byteorder", ["little", "big"])
 def test_record_dtype_offsets(layout, offsets, size, byteorder):
     dtype = record_dtype(layout, byteorder)
@@ -57,8 +80,9 @@ def test_c_compiler_agrees_with_the_lp64_offsets(c_tool):
 
 
 def _expected(rows, *, open_ended_as=OPEN_ENDED):
-    return make_records([dict(r, tstop=open_ended_as if r["tstop"] is None else r["tstop"])
-                         for r in rows])
+    return make_records(
+        [dict(r, tstop=open_ended_as if r["tstop"] is None else r["tstop"]) for r in rows]
+    )
 
 
 @pytest.mark.parametrize("layout", ["LP64", "ILP32"])
@@ -84,7 +108,7 @@ def test_written_records_are_byte_identical_to_handmade(tmp_path, layout, byteor
     open_value = OPEN_ENDED if layout == "LP64" else OPEN_32
     rows = [dict(r, tstop=open_value if r["tstop"] is None else r["tstop"]) for r in SAMPLE]
     hand = handmade_file(layout, byteorder, rows)
-    ours = (tmp_path / "ours.db")
+    ours = tmp_path / "ours.db"
     write_db(ours, _expected(SAMPLE), {}, layout=layout, byteorder=byteorder)
     data = ours.read_bytes()
     assert len(data) == len(hand) and len(data) % 2880 == 0
@@ -105,11 +129,15 @@ def test_a_writer_keeps_layout_and_byteorder(tmp_path):
     path = tmp_path / "old.db"
     rows = [dict(r, tstop=OPEN_32 if r["tstop"] is None else r["tstop"]) for r in SAMPLE]
     path.write_bytes(handmade_file("ILP32", "big", rows))
-    after = add_records(path, make_records([{"type": "bias", "tstart": 5, "tstop": 9,
-                                             "filename": "/b.fits"}]))
+    after = add_records(
+        path, make_records([{"type": "bias", "tstart": 5, "tstop": 9, "filename": "/b.fits"}])
+    )
     db = read_db(path)
-    assert (db.layout, db.byteorder, len(db)) == ("ILP32", "big", 4) == (
-        after.layout, after.byteorder, len(after))
+    assert (
+        (db.layout, db.byteorder, len(db))
+        == ("ILP32", "big", 4)
+        == (after.layout, after.byteorder, len(after))
+    )
 
 
 def test_file_is_valid_fits_with_the_cards(tmp_path):
@@ -172,7 +200,11 @@ def test_db_write_copies_to_another_path(tmp_path):
     copy = read_db(src).write(tmp_path / "b.db")
     again = read_db(tmp_path / "b.db")
     assert (copy.layout, again.layout, again.byteorder, again.filters) == (
-        "ILP32", "ILP32", "big", {2: "r"})
+        "ILP32",
+        "ILP32",
+        "big",
+        {2: "r"},
+    )
     assert again.records.tobytes() == read_db(src).records.tobytes()
 
 
@@ -188,8 +220,9 @@ def test_padding_in_memory_never_reaches_the_file(tmp_path, layout):
     assert b"\xab" not in dirty and dirty[2880:] == clean[2880:]
 
 
-@pytest.mark.parametrize("layout, byteorder", [("LP64", "big"), ("ILP32", "little"),
-                                               ("ILP32", "big")])
+@pytest.mark.parametrize(
+    "layout, byteorder", [("LP64", "big"), ("ILP32", "little"), ("ILP32", "big")]
+)
 def test_foreign_records_come_out_with_zero_padding(tmp_path, layout, byteorder):
     path = tmp_path / "f.db"
     write_db(path, _expected(SAMPLE), {}, layout=layout, byteorder=byteorder)
@@ -225,9 +258,12 @@ def test_fingerprint_identifies_the_bytes(tmp_path):
     path = tmp_path / "d.db"
     write_db(path, _expected(SAMPLE), {})
     fp = read_db(path).fingerprint
-    assert fp == {"path": str(path.absolute()), "size": path.stat().st_size,
-                  "mtime_ns": path.stat().st_mtime_ns,
-                  "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert fp == {
+        "path": str(path.absolute()),
+        "size": path.stat().st_size,
+        "mtime_ns": path.stat().st_mtime_ns,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
 
 
 def test_records_are_read_only(tmp_path):
@@ -236,7 +272,6 @@ def test_records_are_read_only(tmp_path):
     db = read_db(path)
     with pytest.raises(ValueError):
         db.records["ccd"][0] = 3
-
 
 
 def test_raw_records_keep_bytes_after_the_nul_and_need_no_pyarrow(tmp_path):
@@ -252,10 +287,13 @@ def test_raw_records_keep_bytes_after_the_nul_and_need_no_pyarrow(tmp_path):
     for name in RECORD_DTYPE.names:
         if name != "filename":
             assert np.array_equal(db.raw_records[name], db.records[name], equal_nan=True)
-    script = ("import sys; from nightlake.detrends.detreg import read_db; "
-              f"r = read_db({str(path)!r}).raw_records; assert len(r) == 2; "
-              "assert 'pyarrow' not in sys.modules")
+    script = (
+        "import sys; from nightlake.detrends.detreg import read_db; "
+        f"r = read_db({str(path)!r}).raw_records; assert len(r) == 2; "
+        "assert 'pyarrow' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", script], check=True)
+
 
 # ---- property: write -> read is the identity, for both layouts and byte orders
 
@@ -263,16 +301,27 @@ _u64 = st.integers(0, OPEN_ENDED)
 _u32 = st.integers(0, OPEN_32)
 _u32_stop = st.one_of(st.integers(0, OPEN_32 - 1), st.just(OPEN_ENDED))
 _f32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
-_i32 = st.integers(-2**31, 2**31 - 1)
+_i32 = st.integers(-(2**31), 2**31 - 1)
 _i8 = st.integers(-128, 127)
 _name = st.binary(max_size=253).map(lambda b: b.replace(b"\0", b"x"))
 
 
 def _records(time, stop):
-    row = st.fixed_dictionaries({
-        "tstart": time, "tstop": stop, "treg": time, "sigma": _f32, "clipsigma": _f32,
-        "type": st.integers(1, 5), "filter": _i32, "ccd": _i32, "filename": _name,
-        "flag1": _i8, "flag2": _i8})
+    row = st.fixed_dictionaries(
+        {
+            "tstart": time,
+            "tstop": stop,
+            "treg": time,
+            "sigma": _f32,
+            "clipsigma": _f32,
+            "type": st.integers(1, 5),
+            "filter": _i32,
+            "ccd": _i32,
+            "filename": _name,
+            "flag1": _i8,
+            "flag2": _i8,
+        }
+    )
     return st.lists(row, max_size=12)
 
 
@@ -284,17 +333,24 @@ def _check_round_trip(tmp_path, rows, layout, byteorder):
     assert db.records.dtype == RECORD_DTYPE and len(db) == len(rows)
     # bitwise equality also holds for NaN payloads and -0.0
     assert db.records.tobytes() == records.tobytes() or all(
-        np.array_equal(db.records[n].view(f"u{db.records[n].dtype.itemsize}")
-                       if db.records[n].dtype.kind == "f" else db.records[n],
-                       records[n].view(f"u{records[n].dtype.itemsize}")
-                       if records[n].dtype.kind == "f" else records[n])
-        for n in RECORD_DTYPE.names)
+        np.array_equal(
+            db.records[n].view(f"u{db.records[n].dtype.itemsize}")
+            if db.records[n].dtype.kind == "f"
+            else db.records[n],
+            records[n].view(f"u{records[n].dtype.itemsize}")
+            if records[n].dtype.kind == "f"
+            else records[n],
+        )
+        for n in RECORD_DTYPE.names
+    )
     assert db.to_arrow()["filename"].to_pylist() == [
-        r["filename"].decode("utf-8", "backslashreplace") for r in rows]
+        r["filename"].decode("utf-8", "backslashreplace") for r in rows
+    ]
 
 
-_settings = settings(max_examples=25, deadline=None,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+_settings = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.mark.parametrize("byteorder", ["little", "big"])
@@ -312,6 +368,7 @@ def test_round_trip_ilp32(tmp_path, byteorder, rows):
 
 
 # ---- filenames cut at their NUL: the compiled scan (_columns.c), pyarrow's fallback, bytes.split
+
 
 @st.composite
 def raw_filename_fields(draw):
@@ -335,8 +392,11 @@ def _records_with(fields):
     return recs
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(raw_filename_fields())
 def test_filenames_compiled_and_fallback_cut_at_the_first_nul(fields):
     import pyarrow as pa
@@ -354,13 +414,21 @@ def test_filenames_compiled_and_fallback_cut_at_the_first_nul(fields):
         assert pa.types.is_string(columns_as_arrow(recs)["filename"].type)
 
 
-@pytest.mark.parametrize("layout, byteorder", [("LP64", "native"), ("LP64", "big"),
-                                               ("LP64", "little"), ("ILP32", "little"),
-                                               ("ILP32", "big")])
+@pytest.mark.parametrize(
+    "layout, byteorder",
+    [
+        ("LP64", "native"),
+        ("LP64", "big"),
+        ("LP64", "little"),
+        ("ILP32", "little"),
+        ("ILP32", "big"),
+    ],
+)
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(0, 60), seed=st.integers(0, 2**32 - 1))
-def test_columns_compiled_and_fallback_are_the_native_fields_bit_for_bit(layout, byteorder, n,
-                                                                         seed):
+def test_columns_compiled_and_fallback_are_the_native_fields_bit_for_bit(
+    layout, byteorder, n, seed
+):
     """Records of any layout, any bytes (NaN floats, negative codes, open-ended times) but a
     NUL-terminated name: the compiled pass straight from the file's records and the numpy path
     through native records give the same columns, equal to numpy's native fields."""
@@ -379,7 +447,7 @@ def test_columns_compiled_and_fallback_are_the_native_fields_bit_for_bit(layout,
         for name in FIELDS[:8] + ("flag1", "flag2"):
             expected = np.ascontiguousarray(native[name])
             assert got[name].type == pa.from_numpy_dtype(expected.dtype), name
-            data = got[name].buffers()[1].to_pybytes()[:expected.nbytes]
+            data = got[name].buffers()[1].to_pybytes()[: expected.nbytes]
             assert data == expected.tobytes(), (compiled, name)
     if n and layout == "ILP32":
         assert (native["tstop"][recs["tstop"] == OPEN_32] == OPEN_ENDED).all()

@@ -28,8 +28,9 @@ def expected(golden):
 
 
 def _load_script(golden):
-    spec = importlib.util.spec_from_file_location("make_detreg_fixtures",
-                                                  golden / "make_detreg_fixtures.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_detreg_fixtures", golden / "make_detreg_fixtures.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -66,17 +67,31 @@ def test_regenerating_gives_the_same_bytes(golden, tmp_path):
 @pytest.mark.parametrize("name", GOLDEN)
 def test_our_writer_reproduces_the_golden_records(golden, expected, tmp_path, name):
     layout, byteorder = name.split("-")
-    rows = [dict(r, sigma=math.nan if r["sigma"] is None else r["sigma"],
-                 clipsigma=math.nan if r["clipsigma"] is None else r["clipsigma"])
-            for r in expected["records"]]
+    rows = [
+        dict(
+            r,
+            sigma=math.nan if r["sigma"] is None else r["sigma"],
+            clipsigma=math.nan if r["clipsigma"] is None else r["clipsigma"],
+        )
+        for r in expected["records"]
+    ]
     path = tmp_path / "ours.db"
-    write_db(path, make_records(rows), {int(k): v for k, v in expected["filters"].items()},
-             layout=layout.upper(), byteorder=byteorder)
+    write_db(
+        path,
+        make_records(rows),
+        {int(k): v for k, v in expected["filters"].items()},
+        layout=layout.upper(),
+        byteorder=byteorder,
+    )
     assert path.read_bytes()[2880:] == (golden / f"{name}.db").read_bytes()[2880:]
 
 
 def test_c_reads_the_golden_lp64_file(golden, c_tool):
     path = golden / "lp64-little.db"
     assert_matches_dump(read_db(path), c_dump(c_tool, path))
-    assert subprocess.run([str(c_tool), "dump", str(golden / "lp64-big.db")],
-                          capture_output=True).returncode != 0  # not native: C refuses it
+    assert (
+        subprocess.run(
+            [str(c_tool), "dump", str(golden / "lp64-big.db")], capture_output=True
+        ).returncode
+        != 0
+    )  # not native: C refuses it

@@ -9,30 +9,61 @@ from nightlake.detrends.detreg.headers import Overrides, detrend_type, entries_f
 from nightlake.errors import FormatError, InputError
 
 
-@pytest.mark.parametrize("spelling,expected", [
-    ("bias", "bias"), ("BIAS", "bias"), ("zero", "bias"), ("Zero", "bias"),
-    ("master bias", "bias"), ("dark", "dark"), ("DARK", "dark"), ("dome flat", "flat"),
-    ("DOMEFLAT", "flat"), ("sky_flat", "flat"), ("Twilight Flat", "flat"), ("flat", "flat"),
-    ("fringe", "fringe"), ("Fringe", "fringe"), ("mask", "mask"), ("BPM", "mask"),
-    ("bad pixel mask", "mask"), ("3", "flat"), ("object", None), ("", None), ("sky", None),
-])
+@pytest.mark.parametrize(
+    "spelling,expected",
+    [
+        ("bias", "bias"),
+        ("BIAS", "bias"),
+        ("zero", "bias"),
+        ("Zero", "bias"),
+        ("master bias", "bias"),
+        ("dark", "dark"),
+        ("DARK", "dark"),
+        ("dome flat", "flat"),
+        ("DOMEFLAT", "flat"),
+        ("sky_flat", "flat"),
+        ("Twilight Flat", "flat"),
+        ("flat", "flat"),
+        ("fringe", "fringe"),
+        ("Fringe", "fringe"),
+        ("mask", "mask"),
+        ("BPM", "mask"),
+        ("bad pixel mask", "mask"),
+        ("3", "flat"),
+        ("object", None),
+        ("", None),
+        ("sky", None),
+    ],
+)
 def test_type_spellings(spelling, expected):
     assert detrend_type(spelling) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "2014-09-01T00:00:00", "2014-09-01 12:34:56", "2000-01-01T00:00:00", "1970-01-01T00:00:00",
-    "2016-12-30T23:59:59", "2017-01-01T00:00:00", "2038-01-19T03:14:08", "2014-09-01",
-    "2014-09-01T00:00:00.999", "2100-02-28T23:00:00",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2014-09-01T00:00:00",
+        "2014-09-01 12:34:56",
+        "2000-01-01T00:00:00",
+        "1970-01-01T00:00:00",
+        "2016-12-30T23:59:59",
+        "2017-01-01T00:00:00",
+        "2038-01-19T03:14:08",
+        "2014-09-01",
+        "2014-09-01T00:00:00.999",
+        "2100-02-28T23:00:00",
+    ],
+)
 @pytest.mark.filterwarnings("ignore:ERFA function")
 def test_iso_times_agree_with_astropy(text):
     from astropy.time import Time
     from astropy.utils import iers
 
     iers.conf.auto_download = False
-    expected = int(Time(text.replace(" ", "T") if "T" not in text and " " in text else text,
-                        scale="utc").unix // 1)
+    expected = int(
+        Time(text.replace(" ", "T") if "T" not in text and " " in text else text, scale="utc").unix
+        // 1
+    )
     assert parse_time(text, source="x", field="TV_START") == expected
 
 
@@ -60,8 +91,7 @@ def test_time_forms():
 def test_flat_header_fields(master):
     path = master()
     [e] = entries_from_fits(path, now=1234)
-    assert (e.type, e.filter, e.ccd, e.exptime) == ("flat", "VR DECam c0007 6300.0 2600.0", 5,
-                                                    None)
+    assert (e.type, e.filter, e.ccd, e.exptime) == ("flat", "VR DECam c0007 6300.0 2600.0", 5, None)
     assert (e.tstart, e.tstop, e.treg) == (1409529600, 1412121600, 1234)
     assert (e.sigma, e.clipsigma) == (1.5, 1.25)
     assert e.filename == str(path.absolute())
@@ -70,8 +100,7 @@ def test_flat_header_fields(master):
 def test_dark_uses_exptime_and_bias_any_filter(master):
     [dark] = entries_from_fits(master("d.fits", IMAGETYP="DARK", EXPTIME=299.6), now=0)
     assert (dark.type, dark.exptime, dark.filter) == ("dark", 300, None)
-    [bias] = entries_from_fits(master("b.fits", IMAGETYP="zero", drop=("SIGMA", "CLIPSIG")),
-                               now=0)
+    [bias] = entries_from_fits(master("b.fits", IMAGETYP="zero", drop=("SIGMA", "CLIPSIG")), now=0)
     assert (bias.type, bias.filter) == ("bias", None)
     assert bias.sigma != bias.sigma  # NaN when SIGMA is absent
 
@@ -83,11 +112,27 @@ def test_obstype_when_imagetyp_absent(master):
 
 def test_overrides_win(master):
     path = master()
-    o = Overrides(type="dark", exptime=30, ccd=9, tstart="1000", tstop="never", sigma=4.0,
-                  clipsigma=5.0, treg="2000")
+    o = Overrides(
+        type="dark",
+        exptime=30,
+        ccd=9,
+        tstart="1000",
+        tstop="never",
+        sigma=4.0,
+        clipsigma=5.0,
+        treg="2000",
+    )
     [e] = entries_from_fits(path, o)
     assert (e.type, e.exptime, e.ccd, e.tstart, e.tstop, e.treg, e.sigma, e.clipsigma) == (
-        "dark", 30, 9, 1000, OPEN_ENDED, 2000, 4.0, 5.0)
+        "dark",
+        30,
+        9,
+        1000,
+        OPEN_ENDED,
+        2000,
+        4.0,
+        5.0,
+    )
 
 
 def test_mef_gives_one_entry_per_image_extension(master):
@@ -99,21 +144,25 @@ def test_mef_gives_one_entry_per_image_extension(master):
 
 
 def test_mef_extension_keywords_override_primary(master):
-    path = master("mef.fits", extensions=[{"CCDNUM": 3, "TV_STOP": "2015-01-01T00:00:00"},
-                                          {"CCDNUM": 4}])
+    path = master(
+        "mef.fits", extensions=[{"CCDNUM": 3, "TV_STOP": "2015-01-01T00:00:00"}, {"CCDNUM": 4}]
+    )
     a, b = entries_from_fits(path, now=0)
     assert (a.ccd, a.tstop) == (3, 1420070400)
     assert (b.ccd, b.tstop) == (4, 1412121600)
 
 
-@pytest.mark.parametrize("drop,cards,field", [
-    (("IMAGETYP",), {}, "IMAGETYP"),
-    (("FILTER",), {}, "FILTER"),
-    (("CCDNUM",), {}, "CCDNUM"),
-    (("TV_START",), {}, "TV_START"),
-    (("TV_STOP",), {}, "TV_STOP"),
-    ((), {"IMAGETYP": "dark"}, "EXPTIME"),
-])
+@pytest.mark.parametrize(
+    "drop,cards,field",
+    [
+        (("IMAGETYP",), {}, "IMAGETYP"),
+        (("FILTER",), {}, "FILTER"),
+        (("CCDNUM",), {}, "CCDNUM"),
+        (("TV_START",), {}, "TV_START"),
+        (("TV_STOP",), {}, "TV_STOP"),
+        ((), {"IMAGETYP": "dark"}, "EXPTIME"),
+    ],
+)
 def test_missing_keyword_names_file_and_field(master, drop, cards, field):
     path = master(drop=drop, **cards)
     with pytest.raises(InputError, match=f"^{path}: field {field}: missing from the header"):

@@ -13,8 +13,13 @@ N = 64
 
 
 def c_dump(tool, path) -> list[list[str]]:
-    out = subprocess.run([str(tool), "dump", str(path)], check=True, capture_output=True,
-                         text=True, errors="surrogateescape")
+    out = subprocess.run(
+        [str(tool), "dump", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        errors="surrogateescape",
+    )
     return [line.split("\t") for line in out.stdout.splitlines()]
 
 
@@ -23,14 +28,19 @@ def expected_c_record(i: int) -> dict:
     tstart = 1400000000 + i * 86400
     type_ = 1 + i % 5
     return {
-        "tstart": tstart, "tstop": OPEN_ENDED if i % 3 == 0 else tstart + 30 * 86400,
-        "treg": 1500000000 + i, "sigma": np.float32(1.0) + np.float32(0.25) * np.float32(i),
-        "clipsigma": np.float32(0.5) * np.float32(i), "type": type_,
+        "tstart": tstart,
+        "tstop": OPEN_ENDED if i % 3 == 0 else tstart + 30 * 86400,
+        "treg": 1500000000 + i,
+        "sigma": np.float32(1.0) + np.float32(0.25) * np.float32(i),
+        "clipsigma": np.float32(0.5) * np.float32(i),
+        "type": type_,
         "filter": 30 + i if type_ == 2 else (1 + i % 2 if type_ in (3, 4) else -1),
         "ccd": 1 + i % 62,
-        "filename": ("/" + "x" * 252) if i == 0 else
-                    f"/deep/masters/c{1 + i % 62:02d}/master_{i:04d}.fits",
-        "flag1": i % 100 - 50, "flag2": i % 7,
+        "filename": ("/" + "x" * 252)
+        if i == 0
+        else f"/deep/masters/c{1 + i % 62:02d}/master_{i:04d}.fits",
+        "flag1": i % 100 - 50,
+        "flag2": i % 7,
     }
 
 
@@ -39,13 +49,21 @@ def assert_matches_dump(db, dump):
     for rec, fields in zip(db.records, dump):
         _index, tstart, tstop, treg, sigma, clipsigma, type_, filt, ccd, f1, f2, name = fields
         assert (int(rec["tstart"]), int(rec["tstop"]), int(rec["treg"])) == (
-            int(tstart), int(tstop), int(treg))
+            int(tstart),
+            int(tstop),
+            int(treg),
+        )
         assert np.float32(rec["sigma"]).tobytes() == np.float32(float(sigma)).tobytes() or (
-            np.isnan(rec["sigma"]) and sigma == "nan")
-        assert np.float32(rec["clipsigma"]).tobytes() == np.float32(float(clipsigma)).tobytes() \
-            or (np.isnan(rec["clipsigma"]) and clipsigma == "nan")
+            np.isnan(rec["sigma"]) and sigma == "nan"
+        )
+        assert np.float32(rec["clipsigma"]).tobytes() == np.float32(float(clipsigma)).tobytes() or (
+            np.isnan(rec["clipsigma"]) and clipsigma == "nan"
+        )
         assert (int(rec["type"]), int(rec["filter"]), int(rec["ccd"])) == (
-            int(type_), int(filt), int(ccd))
+            int(type_),
+            int(filt),
+            int(ccd),
+        )
         assert (int(rec["flag1"]), int(rec["flag2"])) == (int(f1), int(f2))
         assert bytes(rec["filename"]) == name.encode("utf-8", "surrogateescape")
 
@@ -78,13 +96,44 @@ def test_dirty_c_file_is_rewritten_clean(c_tool, tmp_path):
 
 def test_c_reads_what_python_wrote(c_tool, tmp_path):
     rows = [
-        {"tstart": 0, "tstop": None, "treg": 2**63, "sigma": 1.25, "clipsigma": -0.5,
-         "type": "bias", "ccd": 1, "filename": "/" + "a" * 252, "flag1": -128, "flag2": 127},
-        {"tstart": 1409529600, "tstop": 1412121600, "treg": 1500000000, "sigma": 3.5e-8,
-         "clipsigma": 7e20, "type": "flat", "filter": 3, "ccd": 62,
-         "filename": "/deep/masters/flat VR c62.fits", "flag1": 1, "flag2": -1},
-        {"tstart": 5, "tstop": 6, "treg": 7, "sigma": float("nan"), "clipsigma": 0.0,
-         "type": "dark", "filter": 150, "ccd": -3, "filename": "", "flag1": 0, "flag2": 0},
+        {
+            "tstart": 0,
+            "tstop": None,
+            "treg": 2**63,
+            "sigma": 1.25,
+            "clipsigma": -0.5,
+            "type": "bias",
+            "ccd": 1,
+            "filename": "/" + "a" * 252,
+            "flag1": -128,
+            "flag2": 127,
+        },
+        {
+            "tstart": 1409529600,
+            "tstop": 1412121600,
+            "treg": 1500000000,
+            "sigma": 3.5e-8,
+            "clipsigma": 7e20,
+            "type": "flat",
+            "filter": 3,
+            "ccd": 62,
+            "filename": "/deep/masters/flat VR c62.fits",
+            "flag1": 1,
+            "flag2": -1,
+        },
+        {
+            "tstart": 5,
+            "tstop": 6,
+            "treg": 7,
+            "sigma": float("nan"),
+            "clipsigma": 0.0,
+            "type": "dark",
+            "filter": 150,
+            "ccd": -3,
+            "filename": "",
+            "flag1": 0,
+            "flag2": 0,
+        },
     ]
     path = tmp_path / "py.db"
     write_db(path, make_records(rows), {3: "VR DECam c0007 6300.0 2600.0"})

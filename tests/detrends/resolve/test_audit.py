@@ -45,7 +45,9 @@ def test_each_finding_kind(tmp_path):
 
     con = _lake(tmp_path, RECS, IMGS).connect()
     rows = audit(con, DETREND_TYPES, "recent").to_pylist()
-    got = {(r["finding"], r["type"], r["record_index"]) for r in rows if r["record_index"] is not None}
+    got = {
+        (r["finding"], r["type"], r["record_index"]) for r in rows if r["record_index"] is not None
+    }
     assert got == {
         ("empty range", "flat", 2),
         ("open-ended", "bias", 3),
@@ -73,7 +75,9 @@ def test_audit_cli_exit_status_follows_fail_on(tmp_path):
     assert done.returncode == 0, done.stderr
     done = subprocess.run(
         base + ["--type", "flat", "--mode", "recent", "--fail-on", "shadowed"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1
     done = subprocess.run(base + ["--fail-on", "gaps"], capture_output=True, text=True, timeout=120)
@@ -108,7 +112,8 @@ def test_shadowed_equals_a_brute_force_over_every_boundary(recs):
                     if choice is not None:
                         winners.add(choice.index)
         expected = {
-            i for i, x in enumerate(db.records)
+            i
+            for i, x in enumerate(db.records)
             if int(x["type"]) == code and x["tstop"] > x["tstart"] and i not in winners
         }
         got = set(shadowed(con, kind).column("record_index").to_pylist())

@@ -27,6 +27,7 @@ ROWS = [
     record("dark", 5, 300, -100, 100, 1, "dark300"),
 ]
 
+
 def image(path, *, ccd=5, filt=VR, exptime=200.0, date="2019-04-02T05:13:00", extensions=()):
     primary = fits.PrimaryHDU(None if extensions else np.zeros((2, 2), np.int16))
     header = primary.header

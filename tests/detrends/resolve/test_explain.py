@@ -133,8 +133,15 @@ def test_explain_agrees_with_the_reference_and_the_other_formulations(recs, imgs
                 single = con.execute(
                     "SELECT detrend_for($t, $c, $f, make_timestamp($us), mode := $m, "
                     "exptime := $e, band := $b).record_index",
-                    {"t": kind, "c": img.ccd, "f": img.filter, "us": img.time_us, "m": mode,
-                     "e": img.exptime, "b": img.band},
+                    {
+                        "t": kind,
+                        "c": img.ccd,
+                        "f": img.filter,
+                        "us": img.time_us,
+                        "m": mode,
+                        "e": img.exptime,
+                        "b": img.band,
+                    },
                 ).fetchall()[0][0]
                 assert chosen == single, (kind, mode, "detrend_for")
 
@@ -280,8 +287,18 @@ def test_nightlake_explain_an_image_file_as_a_table_and_as_json(tmp_path):
     assert lines[2].split()[:3] == ["5", "#9", "chosen"]
     result = CliRunner().invoke(
         app,
-        ["explain", "--image", str(image), "6", "--type", "flat", "--db", str(db),
-         "--format", "json"],
+        [
+            "explain",
+            "--image",
+            str(image),
+            "6",
+            "--type",
+            "flat",
+            "--db",
+            str(db),
+            "--format",
+            "json",
+        ],
     )
     answer = json.loads(result.output)
     assert answer["ccd"] == 6 and answer["records"][0]["filename"] == "/m/ccd6.fits"
@@ -297,12 +314,34 @@ def test_nightlake_explain_a_lake_image_and_explicit_values(tmp_path):
         [dict(visit=7, detector=5, filter=VR, band="VR", exposureTime=60.0, obs_time=utc(T0))],
     )
     sync(Lake(tmp_path / "lake"), db)
-    done = _nightlake("explain", "--lake", tmp_path / "lake", "--visit", 7, "--detector", 5,
-                      "--type", "flat", "--format", "json")
+    done = _nightlake(
+        "explain",
+        "--lake",
+        tmp_path / "lake",
+        "--visit",
+        7,
+        "--detector",
+        5,
+        "--type",
+        "flat",
+        "--format",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["records"][0]["record_index"] == 9
-    done = _nightlake("explain", "--db", db, "--ccd", 5, "--filter", "g DECam SDSS c0001 4720.0 "
-                      "1520.0", "--time", "2019-04-02T05:13:00", "--type", "flat")
+    done = _nightlake(
+        "explain",
+        "--db",
+        db,
+        "--ccd",
+        5,
+        "--filter",
+        "g DECam SDSS c0001 4720.0 1520.0",
+        "--time",
+        "2019-04-02T05:13:00",
+        "--type",
+        "flat",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[2].split()[:3] == ["5", "#2", "chosen"]
 
@@ -347,8 +386,21 @@ def test_detsearch_explain(tmp_path, spelling):
     assert lines[2].split()[:3] == ["5", "#9", "chosen"]
     assert any("superseded by record 9" in line for line in lines)
     out = io.StringIO()
-    run(["--db", str(db), "--image", str(image), str(image), "--type", "flat", "--explain",
-         "--format", "json"], out=out)
+    run(
+        [
+            "--db",
+            str(db),
+            "--image",
+            str(image),
+            str(image),
+            "--type",
+            "flat",
+            "--explain",
+            "--format",
+            "json",
+        ],
+        out=out,
+    )
     answers = json.loads(out.getvalue())
     assert [a["records"][0]["record_index"] for a in answers] == [9, 9]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -10,8 +12,8 @@ from astropy.utils import iers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nightlake.errors import FormatError, InputError
 from nightlake.detrends.images import image_time_us, mjd_to_unix_us, read_header, read_image
+from nightlake.errors import FormatError, InputError
 
 iers.conf.auto_download = False
 pytestmark = pytest.mark.filterwarnings("ignore::erfa.ErfaWarning")  # far-future dates
@@ -20,7 +22,7 @@ VR = "VR DECam c0007 6300.0 2600.0"
 
 def astropy_unix_us(value, fmt, scale):
     """POSIX µs of astropy's UTC calendar time for the value (independent of nightlake)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     t = Time(value, format=fmt, scale=scale).utc
     t.precision = 6
@@ -28,7 +30,7 @@ def astropy_unix_us(value, fmt, scale):
     leap = text[17:19] == "60"
     if leap:
         text = text[:17] + "59" + text[19:]
-    moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
     return round(moment.timestamp() * 1e6) + (1_000_000 if leap else 0)
 
 
@@ -139,7 +141,9 @@ def test_leap_second_days_match_astropys_table():
 
 @settings(max_examples=30, deadline=None)
 @given(
-    st.sampled_from(sorted(__import__("nightlake.detrends.images", fromlist=["x"]).LEAP_SECOND_DAYS)),
+    st.sampled_from(
+        sorted(__import__("nightlake.detrends.images", fromlist=["x"]).LEAP_SECOND_DAYS)
+    ),
     st.floats(min_value=0.0, max_value=0.99999),
 )
 def test_mjd_on_leap_second_days_equals_astropy(day, fraction):

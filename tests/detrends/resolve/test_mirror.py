@@ -13,9 +13,9 @@ import pytest
 
 from nightlake.detrends import mirror
 from nightlake.detrends.detreg import make_records, read_db, write_db
+from nightlake.detrends.sync import sync
 from nightlake.errors import QueryError
 from nightlake.lake import Lake
-from nightlake.detrends.sync import sync
 
 from .conftest import FILTERS, OPEN, T0, VR, record, utc, write_detreg, write_images
 
@@ -26,6 +26,7 @@ ROWS = [
     record("bias", 5, -1, -100, None, T0 - 150, "bias"),
     record("dark", 6, 300, -100, 100, T0 - 150, "dark300"),
 ]
+
 
 @pytest.fixture
 def lake_with_db(tmp_path):
@@ -112,8 +113,9 @@ def test_a_changed_database_makes_the_mirror_stale_until_synced(lake_with_db):
     sync(lake, db)
     before = lake.detrends_dir.resolve()
     time.sleep(0.01)
-    new_flat = dict(type=3, ccd=5, filter=2, tstart=T0 - 50, tstop=T0 + 50, treg=T0,
-                    filename="/m/new_flat.fits")
+    new_flat = dict(
+        type=3, ccd=5, filter=2, tstart=T0 - 50, tstop=T0 + 50, treg=T0, filename="/m/new_flat.fits"
+    )
     write_detreg(db, ROWS + [new_flat])
     assert mirror.staleness(lake) is not None
     with pytest.raises(QueryError, match="detrend mirror is stale; run nightlake sync"):

@@ -19,16 +19,22 @@ def lake(tmp_path_factory) -> Lake:
     """Three images with a wide ``wcs`` column, and one record of every type."""
     root = tmp_path_factory.mktemp("projection")
     rows = {
-        "visit": [1, 2, 3], "detector": [5, 5, 6], "filter": [VR, VR, VR], "band": ["VR"] * 3,
+        "visit": [1, 2, 3],
+        "detector": [5, 5, 6],
+        "filter": [VR, VR, VR],
+        "band": ["VR"] * 3,
         "exposureTime": [60.0, 300.0, 300.0],
         "obs_time": [utc(T0 + 100), utc(T0 + 200), utc(T0 + 300)],
-        "wcs": ['{"CD1_1": 7.3e-05}' * 100] * 3, "psfSigma": [2.0, 2.5, 3.0],
+        "wcs": ['{"CD1_1": 7.3e-05}' * 100] * 3,
+        "psfSigma": [2.0, 2.5, 3.0],
     }
     out = root / "lake" / "images" / "target=A0a" / "night=20190402" / "20190402_A0a.parquet"
     out.parent.mkdir(parents=True)
     pq.write_table(pa.table(rows), out)
-    db = write_detreg(root / "detrend.db", [
-        record(kind, ccd, 1, 0, None, T0, f"{kind}-{ccd}") for kind in TYPES for ccd in (5, 6)])
+    db = write_detreg(
+        root / "detrend.db",
+        [record(kind, ccd, 1, 0, None, T0, f"{kind}-{ccd}") for kind in TYPES for ccd in (5, 6)],
+    )
     lake = Lake(root / "lake")
     sync(lake, db)
     return lake

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nightlake.detrends import mirror
+from nightlake.detrends.sync import lakes_file, sync
 from nightlake.errors import QueryError
 from nightlake.lake import LOCK_NAME, Lake
-from nightlake.detrends.sync import lakes_file, sync
 
 from .conftest import T0, VR, record, utc, write_detreg, write_images
 
@@ -44,7 +44,9 @@ DETRENDS = [("sql", "select count(*) from detrends"), ("resolve", "--type", "fla
 def nightlake(*args, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "nightlake.cli", *map(os.fsdecode, args)],
-        capture_output=True, timeout=timeout, env=env,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -100,11 +102,17 @@ def test_a_read_writes_nothing_with_a_stale_non_utf8_database(stale_lake, tmp_pa
 def test_reads_do_not_wait_on_the_writer_lock(stale_lake, tmp_path):
     lake, _ = stale_lake
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys\nfrom nightlake.lake import Lake\n"
-         f"with Lake({str(lake.path)!r}).locked(5):\n"
-         "    print('locked', flush=True)\n    sys.stdin.read()\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom nightlake.lake import Lake\n"
+            f"with Lake({str(lake.path)!r}).locked(5):\n"
+            "    print('locked', flush=True)\n    sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = listing(lake.path)
@@ -134,8 +142,10 @@ def test_lake_sql_never_syncs_its_cached_connection(stale_lake):
 
 def test_sync_keeps_a_non_utf8_name_as_escaped_text_and_exact_bytes(stale_lake, tmp_path):
     _, db = stale_lake
-    write_images(tmp_path / "small", [
-        dict(visit=1, detector=5, filter=VR, band="VR", exposureTime=30.0, obs_time=utc(T0))])
+    write_images(
+        tmp_path / "small",
+        [dict(visit=1, detector=5, filter=VR, band="VR", exposureTime=30.0, obs_time=utc(T0))],
+    )
     lake = Lake(tmp_path / "small")
     done = nightlake("sync", "--lake", lake.path, "--db", db)
     assert done.returncode == 0, done.stderr
@@ -147,8 +157,10 @@ def test_sync_keeps_a_non_utf8_name_as_escaped_text_and_exact_bytes(stale_lake, 
     table = pq.read_table(out)
     assert table.column("detrend_filename_bytes").to_pylist() == [LATIN1]
     assert table.column("detrend_filename").to_pylist() == ["/m/lat\\xe9n.fits"]
-    struct = lake.sql(f"SELECT detrend_for('flat', 5, '{VR}', TIMESTAMP '2019-04-02 05:13:00')"
-                      ".filename_bytes AS b")
+    struct = lake.sql(
+        f"SELECT detrend_for('flat', 5, '{VR}', TIMESTAMP '2019-04-02 05:13:00')"
+        ".filename_bytes AS b"
+    )
     assert struct.to_pylist() == [{"b": LATIN1}]
 
 
@@ -160,25 +172,38 @@ _names = st.binary(min_size=1, max_size=60).filter(lambda b: b"\0" not in b)
 def test_every_filename_survives_the_mirror(names):
     tmp = Path(tempfile.mkdtemp(prefix="nl-names-"))
     try:
-        db = write_detreg(tmp / "d.db", [dict(ROWS[1], ccd=i, filename=n)
-                                         for i, n in enumerate(names)])
+        db = write_detreg(
+            tmp / "d.db", [dict(ROWS[1], ccd=i, filename=n) for i, n in enumerate(names)]
+        )
         (tmp / "lake").mkdir()
         lake = Lake(tmp / "lake")
         sync(lake, db)
         rows = lake.sql("SELECT filename, filename_bytes FROM detrends ORDER BY record_index")
         assert rows.column("filename_bytes").to_pylist() == names
         assert rows.column("filename").to_pylist() == [
-            n.decode("utf-8", "backslashreplace") for n in names]
+            n.decode("utf-8", "backslashreplace") for n in names
+        ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_detsearch_prints_the_exact_bytes(tmp_path):
     db = write_detreg(tmp_path / "d.db", [dict(ROWS[1], filename=LATIN1)])
-    done = subprocess.run([sys.executable, "-c", "from nightlake.detrends.search import main; main()",
-                           "--db", str(db), "--type", "bias"], capture_output=True, timeout=60,
-                          # what a UTF-8 desktop locale gives (a C locale escapes already)
-                          env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from nightlake.detrends.search import main; main()",
+            "--db",
+            str(db),
+            "--type",
+            "bias",
+        ],
+        capture_output=True,
+        timeout=60,
+        # what a UTF-8 desktop locale gives (a C locale escapes already)
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip(b"\n").split(b"\t")[-1] == LATIN1
 
@@ -217,8 +242,12 @@ def test_an_old_mirror_reads_images_and_says_run_sync_for_detrends(previous):
 
 
 def _detregister(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "nightlake.cli", "detregister",
-                           *map(os.fsdecode, args)], capture_output=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "nightlake.cli", "detregister", *map(os.fsdecode, args)],
+        capture_output=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_detregister_add_and_delete_refresh_a_tied_lake(previous, tmp_path):
@@ -247,15 +276,22 @@ def test_a_failed_refresh_is_a_warning_and_the_write_stands(previous, tmp_path):
     lake, db = previous
     assert nightlake("sync", "--db", db, "--lake", lake.path).returncode == 0
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys\nfrom nightlake.lake import Lake\n"
-         f"with Lake({str(lake.path)!r}).locked(5):\n"
-         "    print('locked', flush=True)\n    sys.stdin.read()\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom nightlake.lake import Lake\n"
+            f"with Lake({str(lake.path)!r}).locked(5):\n"
+            "    print('locked', flush=True)\n    sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        done = _detregister("add", "--db", db, "--ccd", "7", "--lock-timeout", "0.2",
-                            PREVIOUS / "m0.fits")
+        done = _detregister(
+            "add", "--db", db, "--ccd", "7", "--lock-timeout", "0.2", PREVIOUS / "m0.fits"
+        )
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)

@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from nightlake.detrends.sync import sync
 from nightlake.detrends.detreg import read_db
-from nightlake.lake import Lake
 from nightlake.detrends.rules import Image, Resolver
+from nightlake.detrends.sync import sync
+from nightlake.lake import Lake
 
 from .conftest import T0, VR, utc, write_detreg, write_images
 from .conftest import record as rec
@@ -125,8 +125,10 @@ def test_plan_is_one_asof_join_over_the_images(scenario):
 def test_source_names_another_view_of_images(scenario):
     _, con = scenario
     con.execute("CREATE OR REPLACE TEMP VIEW first_three AS SELECT * FROM images WHERE visit < 3")
-    rows = con.sql("SELECT visit, detrend_index FROM resolve_detrends('flat', "
-                   "source := 'first_three') ORDER BY visit").fetchall()
+    rows = con.sql(
+        "SELECT visit, detrend_index FROM resolve_detrends('flat', "
+        "source := 'first_three') ORDER BY visit"
+    ).fetchall()
     assert rows == [(0, 1), (1, None), (2, None)]
 
 
@@ -142,7 +144,8 @@ def test_macros_load_on_a_bare_connection_and_fail_only_when_called():
 
 
 def test_the_reference_uses_the_database_format_codes():
-    # resolve.py keeps its own copy (importing nightlake.detrends.detreg would load numpy at start-up)
+    # rules.py keeps its own copy (importing nightlake.detrends.detreg would load numpy at
+    # start-up)
     from nightlake.detrends import detreg
     from nightlake.detrends import rules as resolve
 

@@ -72,7 +72,8 @@ def _check_journal(journal: Journal, sha256: str, report: CheckReport) -> None:
         report.problems.append(
             f"{journal.path}: ends in a partial line of {len(journal.torn_tail)} bytes (a writer "
             "killed while appending; that change never happened): the next write or "
-            "`check --repair` cuts it")
+            "`check --repair` cuts it"
+        )
     if journal.legacy:
         report.notes.append(f"{journal.legacy} legacy entries, unchained")
     report.problems.extend(journal.chain_problems())
@@ -87,17 +88,23 @@ def _check_journal(journal: Journal, sha256: str, report: CheckReport) -> None:
             f"{where}: the last entry ({last.get('action')} at {last.get('time')}) never took "
             "effect: its writer stopped after journaling and before replacing the database, "
             "which is the state before it; the next write or `check --repair` marks it "
-            "abandoned")
+            "abandoned"
+        )
     else:
         report.problems.append(
             f"{where}: the database's sha256 {sha256[:12]}… matches no journaled state (last "
             f"entry: {str(last.get('sha256'))[:12]}…): it was changed by a tool that keeps no "
             "journal, or restored from a copy; the next write or `check --repair` records it "
-            "as external")
+            "as external"
+        )
 
 
-def repair_db(db_path: str | os.PathLike, *, keep_extra: bool = False,
-              lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[str]:
+def repair_db(
+    db_path: str | os.PathLike,
+    *,
+    keep_extra: bool = False,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> list[str]:
     """Do the documented repairs under the writer lock; return one line per thing done.
 
     Always: cut a torn journal tail; record an entry that never took effect as ``abandoned``
@@ -118,7 +125,7 @@ def repair_db(db_path: str | os.PathLike, *, keep_extra: bool = False,
         after = load_journal(path)
     if before.torn_tail:
         done.append(f"{before.path}: cut a partial last line of {len(before.torn_tail)} bytes")
-    for entry in after.entries[len(before.entries):]:
+    for entry in after.entries[len(before.entries) :]:
         if entry.get("action") in ("abandoned", "external"):
             done.append(f"{after.path}: appended an '{entry['action']}' entry")
     return done
@@ -146,11 +153,15 @@ def _keep_extra(path: Path, raw: bytes, done: list[str]):
     if kept <= 0:
         raise InputError(path, "--keep-extra: no records after the ones NRECORD declares")
     records = full.records
-    journal = [dict(record_dict(r, full.filters), index=declared + i)
-               for i, r in enumerate(records[declared:])]
+    journal = [
+        dict(record_dict(r, full.filters), index=declared + i)
+        for i, r in enumerate(records[declared:])
+    ]
     db = _commit(full, records, full.filters, "repair", journal, kept_extra=kept)
-    done.append(f"{path}: kept {kept} record(s) found after the {declared} NRECORD declared "
-                f"(NRECORD is now {len(db)})")
+    done.append(
+        f"{path}: kept {kept} record(s) found after the {declared} NRECORD declared "
+        f"(NRECORD is now {len(db)})"
+    )
 
 
 def read_db_declared(path: Path, raw: bytes) -> int:

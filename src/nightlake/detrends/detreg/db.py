@@ -21,16 +21,15 @@ import hashlib
 import math
 import os
 import socket
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from nightlake.detrends.detreg.journal import append_line, encode_line, journal_path, load_journal, settle
 from nightlake.detrends.detreg.format import (
     ANY_FILTER,
     FIELDS,
@@ -51,6 +50,12 @@ from nightlake.detrends.detreg.format import (
     parse_header,
     to_native,
     validate_records,
+)
+from nightlake.detrends.detreg.journal import (
+    append_line,
+    encode_line,
+    load_journal,
+    settle,
 )
 from nightlake.errors import FormatError, InputError, LockTimeout
 from nightlake.files import atomic_replace
@@ -78,10 +83,18 @@ class DetRegDB:
     (path, size, mtime_ns, sha256 of the bytes); ``to_arrow()`` gives a table.
     """
 
-    def __init__(self, path: str | os.PathLike, layout: str, byteorder: str,
-                 filters: dict[int, str], records: np.ndarray, date: str | None = None, *,
-                 _raw: bytes | bytearray | None = None, _stat: os.stat_result | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        layout: str,
+        byteorder: str,
+        filters: dict[int, str],
+        records: np.ndarray,
+        date: str | None = None,
+        *,
+        _raw: bytes | bytearray | None = None,
+        _stat: os.stat_result | None = None,
+    ) -> None:
         self.path = Path(path)
         self.layout = layout
         self.byteorder = byteorder
@@ -92,8 +105,10 @@ class DetRegDB:
         self._stat = _stat
 
     def __repr__(self) -> str:
-        return (f"DetRegDB({str(self.path)!r}, {self.layout} {self.byteorder}, "
-                f"{len(self)} records, {len(self.filters)} filters)")
+        return (
+            f"DetRegDB({str(self.path)!r}, {self.layout} {self.byteorder}, "
+            f"{len(self)} records, {len(self.filters)} filters)"
+        )
 
     @cached_property
     def records(self) -> np.ndarray:
@@ -138,8 +153,12 @@ class DetRegDB:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
                 raw = f.read()
-        return {"path": str(Path(self.path).absolute()), "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns, "sha256": hashlib.sha256(raw).hexdigest()}
+        return {
+            "path": str(Path(self.path).absolute()),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+        }
 
     def filter_code(self, name: str) -> int | None:
         """The code of a filter name in the header table, or None."""
@@ -158,14 +177,21 @@ class DetRegDB:
             try:
                 columns["filename"] = names.cast(pa.string())
             except pa.ArrowInvalid:  # not UTF-8: keep the bytes visible, escaped
-                columns["filename"] = pa.array([b.decode("utf-8", "backslashreplace")
-                                                for b in names.to_pylist()], type=pa.string())
+                columns["filename"] = pa.array(
+                    [b.decode("utf-8", "backslashreplace") for b in names.to_pylist()],
+                    type=pa.string(),
+                )
         return pa.table(columns)
 
-    def write(self, path: str | os.PathLike | None = None) -> "DetRegDB":
+    def write(self, path: str | os.PathLike | None = None) -> DetRegDB:
         """Write this database atomically (no lock, no journal: see add_records & co.)."""
-        return write_db(path or self.path, self.records, self.filters,
-                        layout=self.layout, byteorder=self.byteorder)
+        return write_db(
+            path or self.path,
+            self.records,
+            self.filters,
+            layout=self.layout,
+            byteorder=self.byteorder,
+        )
 
 
 def record_dict(rec: np.void, filters: dict[int, str]) -> dict:
@@ -178,18 +204,25 @@ def record_dict(rec: np.void, filters: dict[int, str]) -> dict:
         filter_name = filters.get(code, "any" if code == ANY_FILTER else None)
     sigma, clipsigma = float(rec["sigma"]), float(rec["clipsigma"])
     return {
-        "tstart": int(rec["tstart"]), "tstop": int(rec["tstop"]), "treg": int(rec["treg"]),
+        "tstart": int(rec["tstart"]),
+        "tstop": int(rec["tstop"]),
+        "treg": int(rec["treg"]),
         # NaN (unknown) becomes None so that the journal and `list --format json` stay JSON
         "sigma": None if math.isnan(sigma) else sigma,
         "clipsigma": None if math.isnan(clipsigma) else clipsigma,
-        "type": type_name, "filter": code, "filter_name": filter_name, "ccd": int(rec["ccd"]),
+        "type": type_name,
+        "filter": code,
+        "filter_name": filter_name,
+        "ccd": int(rec["ccd"]),
         "filename": bytes(rec["filename"]).decode("utf-8", "surrogateescape"),
-        "flag1": int(rec["flag1"]), "flag2": int(rec["flag2"]),
+        "flag1": int(rec["flag1"]),
+        "flag2": int(rec["flag2"]),
     }
 
 
 # --------------------------------------------------------------------------------------------
 # Reading
+
 
 def read_db(path: str | os.PathLike) -> DetRegDB:
     """Read and validate a DetReg file; raise FormatError naming the file on any defect."""
@@ -214,8 +247,7 @@ def _records_after(raw, end: int, recsize: int) -> int:
     return -(-(int(nonzero[-1]) + 1) // recsize) * recsize
 
 
-def _decode(path: Path, raw, st: os.stat_result | None, *,
-            keep_extra: bool = False) -> DetRegDB:
+def _decode(path: Path, raw, st: os.stat_result | None, *, keep_extra: bool = False) -> DetRegDB:
     """Validate and decode a file's bytes; ``keep_extra`` also takes the whole records found
     after the ones NRECORD declares (for ``check --repair --keep-extra``)."""
     header = parse_header(raw, path)
@@ -224,50 +256,70 @@ def _decode(path: Path, raw, st: os.stat_result | None, *,
     recsize = LAYOUTS[layout]["recsize"]
     needed = header.length + nrecord * recsize
     if len(raw) < needed:
-        raise FormatError(path, f"truncated: the header and {nrecord} records of {recsize} "
-                                f"bytes need {needed} bytes, the file has {len(raw)} "
-                                f"({needed - len(raw)} bytes missing)")
+        raise FormatError(
+            path,
+            f"truncated: the header and {nrecord} records of {recsize} "
+            f"bytes need {needed} bytes, the file has {len(raw)} "
+            f"({needed - len(raw)} bytes missing)",
+        )
     extra = _records_after(raw, needed, recsize)
     if extra and not keep_extra:
         whole = extra // recsize
-        raise FormatError(path, f"data after the {nrecord} records NRECORD declares: {extra} "
-                                f"bytes that are not zero padding ({whole} more whole record(s) "
-                                f"of {recsize} bytes); a rewrite would drop them: see "
-                                "`detregister check --repair --keep-extra`")
+        raise FormatError(
+            path,
+            f"data after the {nrecord} records NRECORD declares: {extra} "
+            f"bytes that are not zero padding ({whole} more whole record(s) "
+            f"of {recsize} bytes); a rewrite would drop them: see "
+            "`detregister check --repair --keep-extra`",
+        )
     if keep_extra:
         if extra % recsize:
-            raise FormatError(path, f"{extra} bytes after the {nrecord} records NRECORD "
-                                    f"declares are not whole records of {recsize} bytes")
+            raise FormatError(
+                path,
+                f"{extra} bytes after the {nrecord} records NRECORD "
+                f"declares are not whole records of {recsize} bytes",
+            )
         nrecord += extra // recsize
     records = validate_records(raw, header.length, nrecord, layout, byteorder, path)
     date = cards.get("DATE")
-    return DetRegDB(path=path, layout=layout, byteorder=byteorder,
-                    filters=filters_from_cards(cards, path), records=records,
-                    date=date if isinstance(date, str) else None, _raw=raw, _stat=st)
+    return DetRegDB(
+        path=path,
+        layout=layout,
+        byteorder=byteorder,
+        filters=filters_from_cards(cards, path),
+        records=records,
+        date=date if isinstance(date, str) else None,
+        _raw=raw,
+        _stat=st,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Writing
 
+
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def encode_db(records: np.ndarray, filters: dict[int, str], *, layout: str,
-              byteorder: str) -> bytes:
+def encode_db(
+    records: np.ndarray, filters: dict[int, str], *, layout: str, byteorder: str
+) -> bytes:
     """The complete bytes of a DetReg file: header, records, zero padding to 2880."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'LP64' or 'ILP32', not {layout!r}")
     if byteorder not in ("little", "big"):
         raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}")
-    header = build_header(nrecord=len(records), layout=layout, byteorder=byteorder,
-                          filters=filters, date=_utc_now())
+    header = build_header(
+        nrecord=len(records), layout=layout, byteorder=byteorder, filters=filters, date=_utc_now()
+    )
     data = encode_records(records, layout, byteorder)
     return header + data + b"\0" * (-len(data) % 2880)
 
 
-def _atomic_replace(path: Path, content: bytes,
-                    before_replace: Callable[[], None] | None = None) -> None:
+def _atomic_replace(
+    path: Path, content: bytes, before_replace: Callable[[], None] | None = None
+) -> None:
     """:func:`nightlake.files.atomic_replace`, keeping the mode of the file it replaces and
     running ``before_replace`` (the journal append) between the write and the replace."""
     try:
@@ -283,9 +335,15 @@ def _atomic_replace(path: Path, content: bytes,
             before_replace()
 
 
-def write_db(path: str | os.PathLike, records: np.ndarray, filters: dict[int, str], *,
-             layout: str = "LP64", byteorder: str = "little",
-             _journal: tuple[dict, tuple[str, int] | None] | None = None) -> DetRegDB:
+def write_db(
+    path: str | os.PathLike,
+    records: np.ndarray,
+    filters: dict[int, str],
+    *,
+    layout: str = "LP64",
+    byteorder: str = "little",
+    _journal: tuple[dict, tuple[str, int] | None] | None = None,
+) -> DetRegDB:
     """Write a database atomically (temp + fsync + os.replace + fsync dir); no lock.
 
     The writers below (:func:`add_records`, :func:`register`, :func:`delete_records`,
@@ -311,6 +369,7 @@ def write_db(path: str | os.PathLike, records: np.ndarray, filters: dict[int, st
             base = {k: entry[k] for k in ("time", "user", "host", "pid", "db")}
             prev = settle(path, found, base)
             append_line(path, encode_line(entry, prev))
+
     _atomic_replace(path, content, before)
     return _decode(path, content, os.stat(path))
 
@@ -319,7 +378,8 @@ def read_journal(db_path: str | os.PathLike) -> list[dict]:
     """Every journal entry of a database, oldest first ([] if there is no journal).
 
     A torn last line (a writer killed while appending; its change never happened) is left out;
-    :func:`nightlake.detrends.detreg.journal.load_journal` shows it, and ``detregister check`` reports it.
+    :func:`~nightlake.detrends.detreg.journal.load_journal` shows it, and ``detregister check``
+    reports it.
     """
     return load_journal(real_path(db_path)).entries
 
@@ -329,14 +389,22 @@ def _journal_entry(db_path: Path, action: str, records: Sequence[dict], **extra)
         user = getpass.getuser()
     except Exception:  # no login name (containers): fall back to the uid
         user = str(os.getuid())
-    return {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-            "action": action, "user": user, "host": socket.gethostname(), "pid": os.getpid(),
-            "db": str(db_path.absolute()), **extra, "records": list(records)}
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="microseconds"),
+        "action": action,
+        "user": user,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "db": str(db_path.absolute()),
+        **extra,
+        "records": list(records),
+    }
 
 
 @contextmanager
-def locked(db_path: str | os.PathLike,
-           lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
+def locked(
+    db_path: str | os.PathLike, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> Iterator[None]:
     """Hold the exclusive writer lock ``<db>.lock``; LockTimeout after ``lock_timeout`` s."""
     from filelock import FileLock, Timeout
 
@@ -345,44 +413,65 @@ def locked(db_path: str | os.PathLike,
     try:
         lock.acquire()
     except Timeout:
-        raise LockTimeout(f"database locked by another process: {lockfile} "
-                          f"(waited {lock_timeout:g} s; retry, or raise --lock-timeout)") from None
+        raise LockTimeout(
+            f"database locked by another process: {lockfile} "
+            f"(waited {lock_timeout:g} s; retry, or raise --lock-timeout)"
+        ) from None
     try:
         db_path = real_path(db_path)
         for stale in (db_path.parent if str(db_path.parent) else Path(".")).glob(
-                f".{db_path.name}.*.tmp"):
+            f".{db_path.name}.*.tmp"
+        ):
             stale.unlink(missing_ok=True)  # left by a writer that died; we hold the lock
         yield
     finally:
         lock.release()
 
 
-def init_db(path: str | os.PathLike, *, layout: str = "LP64", byteorder: str = "little",
-            lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> DetRegDB:
+def init_db(
+    path: str | os.PathLike,
+    *,
+    layout: str = "LP64",
+    byteorder: str = "little",
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> DetRegDB:
     """Create an empty database; refuse to overwrite an existing file."""
     path = real_path(path)
     with locked(path, lock_timeout):
         if path.exists():
-            raise InputError(path, "already exists; refusing to overwrite a database "
-                                   "(delete it first if you mean it)")
+            raise InputError(
+                path,
+                "already exists; refusing to overwrite a database (delete it first if you mean it)",
+            )
         entry = _journal_entry(path, "init", [], layout=layout, byteorder=byteorder)
-        return write_db(path, np.zeros(0, RECORD_DTYPE), {}, layout=layout,
-                        byteorder=byteorder, _journal=(entry, None))
+        return write_db(
+            path,
+            np.zeros(0, RECORD_DTYPE),
+            {},
+            layout=layout,
+            byteorder=byteorder,
+            _journal=(entry, None),
+        )
 
 
 def _merge_filters(db: DetRegDB, filters: dict[int, str]) -> dict[int, str]:
     merged = dict(db.filters)
     for code, name in filters.items():
         if code in merged and merged[code] != name:
-            raise InputError(db.path, f"filter code {code} is {merged[code]!r} in the database, "
-                                      f"not {name!r}")
+            raise InputError(
+                db.path, f"filter code {code} is {merged[code]!r} in the database, not {name!r}"
+            )
         merged[code] = name
     return merged
 
 
-def add_records(db_path: str | os.PathLike, new_records: np.ndarray, *,
-                filters: dict[int, str] | None = None,
-                lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> DetRegDB:
+def add_records(
+    db_path: str | os.PathLike,
+    new_records: np.ndarray,
+    *,
+    filters: dict[int, str] | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> DetRegDB:
     """Append records (filter codes already assigned; ``filters`` adds table entries)."""
     db_path = _existing(db_path)
     new_records = np.asarray(new_records).astype(RECORD_DTYPE)
@@ -390,22 +479,41 @@ def add_records(db_path: str | os.PathLike, new_records: np.ndarray, *,
         db = read_db(db_path)
         merged = _merge_filters(db, filters or {})
         added = {c: n for c, n in merged.items() if c not in db.filters}
-        return _commit(db, np.concatenate([db.records, new_records]), merged, "add",
-                       [record_dict(r, merged) for r in new_records], filters_added=added)
+        return _commit(
+            db,
+            np.concatenate([db.records, new_records]),
+            merged,
+            "add",
+            [record_dict(r, merged) for r in new_records],
+            filters_added=added,
+        )
 
 
-def _commit(db: DetRegDB, records: np.ndarray, filters: dict[int, str], action: str,
-            journal_records: list[dict], **extra) -> DetRegDB:
+def _commit(
+    db: DetRegDB,
+    records: np.ndarray,
+    filters: dict[int, str],
+    action: str,
+    journal_records: list[dict],
+    **extra,
+) -> DetRegDB:
     try:
         check_writable(records, db.layout)
     except ValueError as exc:
         raise InputError(db.path, f"cannot write: {exc}") from None
-    entry = _journal_entry(db.path, action, journal_records, **{
-        k: ({str(c): n for c, n in v.items()} if isinstance(v, dict) else v)
-        for k, v in extra.items()})
+    entry = _journal_entry(
+        db.path,
+        action,
+        journal_records,
+        **{
+            k: ({str(c): n for c, n in v.items()} if isinstance(v, dict) else v)
+            for k, v in extra.items()
+        },
+    )
     found = (db.fingerprint["sha256"], len(db))
-    return write_db(db.path, records, filters, layout=db.layout, byteorder=db.byteorder,
-                    _journal=(entry, found))
+    return write_db(
+        db.path, records, filters, layout=db.layout, byteorder=db.byteorder, _journal=(entry, found)
+    )
 
 
 def _existing(db_path: str | os.PathLike) -> Path:
@@ -418,6 +526,7 @@ def _existing(db_path: str | os.PathLike) -> Path:
 
 # --------------------------------------------------------------------------------------------
 # Registration by names (what `detregister add` does)
+
 
 @dataclass(frozen=True)
 class DetRegEntry:
@@ -450,9 +559,11 @@ def _assign_filter_codes(db: DetRegDB, entries: Sequence[DetRegEntry]) -> dict[i
         if entry.type == "dark" or entry.filter is None or entry.filter in by_name:
             continue
         if len(entry.filter.replace("'", "''")) > max_filter_name_length():
-            raise InputError(entry.source or entry.filename,
-                             f"field FILTER: name longer than a FITS card holds "
-                             f"({max_filter_name_length()} characters): {entry.filter!r}")
+            raise InputError(
+                entry.source or entry.filename,
+                f"field FILTER: name longer than a FITS card holds "
+                f"({max_filter_name_length()} characters): {entry.filter!r}",
+            )
         code = max(filters, default=0) + 1
         if code > MAX_FILTER_CODE:
             raise InputError(db.path, f"filter table full (codes up to {MAX_FILTER_CODE})")
@@ -472,15 +583,30 @@ def entries_to_records(entries: Sequence[DetRegEntry], filters: dict[int, str]) 
             code = ANY_FILTER
         else:
             code = by_name[e.filter]
-        rows.append({"tstart": e.tstart, "tstop": e.tstop, "treg": e.treg, "sigma": e.sigma,
-                     "clipsigma": e.clipsigma, "type": TYPE_CODES[e.type], "filter": code,
-                     "ccd": e.ccd, "filename": e.filename.encode("utf-8", "surrogateescape"),
-                     "flag1": e.flag1, "flag2": e.flag2})
+        rows.append(
+            {
+                "tstart": e.tstart,
+                "tstop": e.tstop,
+                "treg": e.treg,
+                "sigma": e.sigma,
+                "clipsigma": e.clipsigma,
+                "type": TYPE_CODES[e.type],
+                "filter": code,
+                "ccd": e.ccd,
+                "filename": e.filename.encode("utf-8", "surrogateescape"),
+                "flag1": e.flag1,
+                "flag2": e.flag2,
+            }
+        )
     return make_records(rows)
 
 
-def register(db_path: str | os.PathLike, entries: Sequence[DetRegEntry], *,
-             lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> DetRegDB:
+def register(
+    db_path: str | os.PathLike,
+    entries: Sequence[DetRegEntry],
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> DetRegDB:
     """Append entries in one lock and one rewrite; new filter names get the next codes."""
     db_path = _existing(db_path)
     with locked(db_path, lock_timeout):
@@ -488,12 +614,19 @@ def register(db_path: str | os.PathLike, entries: Sequence[DetRegEntry], *,
         filters = _assign_filter_codes(db, entries)
         new = entries_to_records(entries, filters)
         added = {c: n for c, n in filters.items() if c not in db.filters}
-        return _commit(db, np.concatenate([db.records, new]), filters, "add",
-                       [record_dict(r, filters) for r in new], filters_added=added)
+        return _commit(
+            db,
+            np.concatenate([db.records, new]),
+            filters,
+            "add",
+            [record_dict(r, filters) for r in new],
+            filters_added=added,
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Deleting
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -515,8 +648,9 @@ class Selection:
         keep = np.ones(len(recs), dtype=bool)
         if self.filename is not None:
             wanted = {self.filename, os.path.abspath(self.filename)}
-            names = np.array([w.encode("utf-8", "surrogateescape") for w in wanted],
-                             dtype=recs.dtype["filename"])
+            names = np.array(
+                [w.encode("utf-8", "surrogateescape") for w in wanted], dtype=recs.dtype["filename"]
+            )
             keep &= np.isin(recs["filename"], names)
         if self.type is not None:
             keep &= recs["type"] == TYPE_CODES[self.type]
@@ -524,8 +658,11 @@ class Selection:
             keep &= recs["ccd"] == self.ccd
         if self.filter is not None:
             code = db.filter_code(self.filter)
-            keep &= (recs["filter"] == code) & (recs["type"] != TYPE_CODES["dark"]) \
-                if code is not None else False
+            keep &= (
+                (recs["filter"] == code) & (recs["type"] != TYPE_CODES["dark"])
+                if code is not None
+                else False
+            )
         if self.exptime is not None:
             keep &= (recs["filter"] == self.exptime) & (recs["type"] == TYPE_CODES["dark"])
         if self.tstart is not None:
@@ -535,10 +672,14 @@ class Selection:
         return keep
 
 
-def delete_records(db_path: str | os.PathLike, selection: Selection | np.ndarray, *,
-                   dry_run: bool = False, allow_all: bool = False,
-                   lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-                   ) -> tuple[DetRegDB, np.ndarray, np.ndarray]:
+def delete_records(
+    db_path: str | os.PathLike,
+    selection: Selection | np.ndarray,
+    *,
+    dry_run: bool = False,
+    allow_all: bool = False,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> tuple[DetRegDB, np.ndarray, np.ndarray]:
     """Remove the selected records; return (database after, removed records, their indices).
 
     ``selection`` is a :class:`Selection` or a boolean mask over the records read under the
@@ -549,9 +690,11 @@ def delete_records(db_path: str | os.PathLike, selection: Selection | np.ndarray
 
     db_path = Path(db_path)
     if isinstance(selection, Selection) and selection.is_empty() and not allow_all:
-        raise UsageError(f"{db_path}: refusing to delete every record: select with "
-                         "--filename or --type (with --ccd/--filter/--tstart/--tstop), "
-                         "or pass --all")
+        raise UsageError(
+            f"{db_path}: refusing to delete every record: select with "
+            "--filename or --type (with --ccd/--filter/--tstart/--tstop), "
+            "or pass --all"
+        )
 
     def pick(db: DetRegDB) -> np.ndarray:
         if isinstance(selection, Selection):
@@ -573,11 +716,23 @@ def delete_records(db_path: str | os.PathLike, selection: Selection | np.ndarray
         removed, indices = db.records[mask], np.flatnonzero(mask)
         if not mask.any():
             return db, removed, indices
-        journal = [dict(record_dict(r, db.filters), index=int(i))
-                   for r, i in zip(removed, indices)]
+        journal = [dict(record_dict(r, db.filters), index=int(i)) for r, i in zip(removed, indices)]
         return _commit(db, db.records[~mask], db.filters, "delete", journal), removed, indices
 
 
-__all__ = ["DetRegDB", "DetRegEntry", "Selection", "read_db", "write_db", "add_records",
-           "register", "delete_records", "init_db", "read_journal", "locked", "encode_db",
-           "real_path", "OPEN_ENDED"]
+__all__ = [
+    "DetRegDB",
+    "DetRegEntry",
+    "Selection",
+    "read_db",
+    "write_db",
+    "add_records",
+    "register",
+    "delete_records",
+    "init_db",
+    "read_journal",
+    "locked",
+    "encode_db",
+    "real_path",
+    "OPEN_ENDED",
+]

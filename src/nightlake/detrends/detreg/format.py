@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +45,19 @@ ANY_FILTER = -1
 FILENAME_SIZE = 254
 MAX_FILENAME_BYTES = FILENAME_SIZE - 1  # the C string needs its NUL
 
-FIELDS = ("tstart", "tstop", "treg", "sigma", "clipsigma", "type", "filter", "ccd",
-          "filename", "flag1", "flag2")
+FIELDS = (
+    "tstart",
+    "tstop",
+    "treg",
+    "sigma",
+    "clipsigma",
+    "type",
+    "filter",
+    "ccd",
+    "filename",
+    "flag1",
+    "flag2",
+)
 
 # Offsets as a C compiler lays the struct out; see docs/detreg-format.md for the tables.
 LAYOUTS: dict[str, dict] = {
@@ -71,10 +82,27 @@ def record_dtype(layout: str = "LP64", byteorder: str = "native") -> np.dtype:
     spec = LAYOUTS[layout]
     bo = "=" if byteorder == "native" else BYTEORDERS[byteorder]
     ulong = f"{bo}u{spec['ulong']}"
-    formats = [ulong, ulong, ulong, f"{bo}f4", f"{bo}f4", f"{bo}i4", f"{bo}i4", f"{bo}i4",
-               f"S{FILENAME_SIZE}", "i1", "i1"]
-    return np.dtype({"names": list(FIELDS), "formats": formats,
-                     "offsets": list(spec["offsets"]), "itemsize": spec["recsize"]})
+    formats = [
+        ulong,
+        ulong,
+        ulong,
+        f"{bo}f4",
+        f"{bo}f4",
+        f"{bo}i4",
+        f"{bo}i4",
+        f"{bo}i4",
+        f"S{FILENAME_SIZE}",
+        "i1",
+        "i1",
+    ]
+    return np.dtype(
+        {
+            "names": list(FIELDS),
+            "formats": formats,
+            "offsets": list(spec["offsets"]),
+            "itemsize": spec["recsize"],
+        }
+    )
 
 
 #: The in-memory record dtype: the LP64 layout in native byte order.
@@ -83,6 +111,7 @@ RECORD_DTYPE = record_dtype("LP64", "native")
 
 # --------------------------------------------------------------------------------------------
 # Header cards
+
 
 @dataclass(frozen=True)
 class Header:
@@ -123,18 +152,22 @@ def parse_header(data, path: Path | str) -> Header:
     pos = 0
     while True:
         if pos + CARD > len(buf):
-            more = bytes(data[len(buf):len(buf) + BLOCK])
+            more = bytes(data[len(buf) : len(buf) + BLOCK])
             if len(more) < CARD:
-                raise FormatError(path, "no END card: the FITS header never ends (not a DetReg "
-                                        "file, or truncated inside the header)")
+                raise FormatError(
+                    path,
+                    "no END card: the FITS header never ends (not a DetReg "
+                    "file, or truncated inside the header)",
+                )
             buf += more
-        card = buf[pos:pos + CARD]
+        card = buf[pos : pos + CARD]
         pos += CARD
         try:
             text = card.decode("ascii")
         except UnicodeDecodeError:
-            raise FormatError(path, f"header card {pos // CARD} is not ASCII: not a FITS "
-                                    "header") from None
+            raise FormatError(
+                path, f"header card {pos // CARD} is not ASCII: not a FITS header"
+            ) from None
         key = text[:8].rstrip()
         if key == "END":
             break
@@ -172,8 +205,9 @@ def max_filter_name_length() -> int:
     return CARD - 10 - 2
 
 
-def build_header(*, nrecord: int, layout: str, byteorder: str, filters: dict[int, str],
-                 date: str) -> bytes:
+def build_header(
+    *, nrecord: int, layout: str, byteorder: str, filters: dict[int, str], date: str
+) -> bytes:
     """The header blocks of a DetReg file (cards, END, blank-padded to 2880 bytes)."""
     recsize = LAYOUTS[layout]["recsize"]
     cards = [
@@ -208,8 +242,9 @@ def filters_from_cards(cards: dict[str, object], path: Path | str) -> dict[int, 
         m = re.fullmatch(r"FILT(\d+)", key)
         if m:
             if not isinstance(value, str):
-                raise FormatError(path, f"header card {key}: expected a quoted filter name, "
-                                        f"found {value!r}")
+                raise FormatError(
+                    path, f"header card {key}: expected a quoted filter name, found {value!r}"
+                )
             filters[int(m.group(1))] = value
     return filters
 
@@ -217,14 +252,17 @@ def filters_from_cards(cards: dict[str, object], path: Path | str) -> dict[int, 
 # --------------------------------------------------------------------------------------------
 # Records
 
+
 def layout_of(cards: dict[str, object], path: Path | str) -> tuple[str, str, int]:
     """Validate the structural cards; return (layout, byteorder, nrecord)."""
     if "DBTYPE" not in cards:
-        raise FormatError(path, "DBTYPE card missing: not a DetReg database "
-                                "(expected DBTYPE = 'DETREG')")
+        raise FormatError(
+            path, "DBTYPE card missing: not a DetReg database (expected DBTYPE = 'DETREG')"
+        )
     if cards["DBTYPE"] != "DETREG":
-        raise FormatError(path, f"DBTYPE is {cards['DBTYPE']!r}, expected 'DETREG': "
-                                "not a DetReg database")
+        raise FormatError(
+            path, f"DBTYPE is {cards['DBTYPE']!r}, expected 'DETREG': not a DetReg database"
+        )
     for key in ("RECSIZE", "NRECORD", "NAXIS1"):
         value = cards.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -239,34 +277,43 @@ def layout_of(cards: dict[str, object], path: Path | str) -> tuple[str, str, int
     elif layout not in LAYOUTS:
         raise FormatError(path, f"LAYOUT is {layout!r}, expected 'LP64' or 'ILP32'")
     elif LAYOUTS[layout]["recsize"] != recsize:
-        raise FormatError(path, f"RECSIZE is {recsize} but LAYOUT {layout!r} needs "
-                                f"{LAYOUTS[layout]['recsize']}")
+        raise FormatError(
+            path, f"RECSIZE is {recsize} but LAYOUT {layout!r} needs {LAYOUTS[layout]['recsize']}"
+        )
     byteord = cards.get("BYTEORD")
     byteorder = {"LITTLE": "little", "BIG": "big"}.get(byteord)  # type: ignore[arg-type]
     if byteorder is None:
         found = "missing" if byteord is None else repr(byteord)
         raise FormatError(path, f"BYTEORD card: expected 'LITTLE' or 'BIG', found {found}")
     if cards["NAXIS1"] != nrecord * recsize:
-        raise FormatError(path, f"NAXIS1 is {cards['NAXIS1']}, expected NRECORD x RECSIZE = "
-                                f"{nrecord} x {recsize} = {nrecord * recsize}")
+        raise FormatError(
+            path,
+            f"NAXIS1 is {cards['NAXIS1']}, expected NRECORD x RECSIZE = "
+            f"{nrecord} x {recsize} = {nrecord * recsize}",
+        )
     return layout, byteorder, nrecord
 
 
-def validate_records(buffer, offset: int, nrecord: int, layout: str, byteorder: str,
-                     path: Path | str) -> np.ndarray:
+def validate_records(
+    buffer, offset: int, nrecord: int, layout: str, byteorder: str, path: Path | str
+) -> np.ndarray:
     """File bytes -> validated, read-only records as the file lays them out (a zero-copy
     view of ``buffer`` in :func:`record_dtype` of the layout and byte order)."""
-    records = np.frombuffer(buffer, dtype=record_dtype(layout, byteorder), count=nrecord,
-                            offset=offset)
+    records = np.frombuffer(
+        buffer, dtype=record_dtype(layout, byteorder), count=nrecord, offset=offset
+    )
     # Each check first copies its field out of the strided records (one pass through memory;
     # comparing on the strided view walked it twice and took 4x as long).
     types = np.ascontiguousarray(records["type"])
     bad_type = (types < 1) | (types > len(TYPE_NAMES))
     if bad_type.any():
         i = int(np.flatnonzero(bad_type)[0])
-        raise FormatError(path, f"record {i}: unknown type code {int(types[i])} "
-                                f"(expected 1 bias, 2 dark, 3 flat, 4 fringe, 5 mask); "
-                                f"{int(bad_type.sum())} record(s) affected")
+        raise FormatError(
+            path,
+            f"record {i}: unknown type code {int(types[i])} "
+            f"(expected 1 bias, 2 dark, 3 flat, 4 fringe, 5 mask); "
+            f"{int(bad_type.sum())} record(s) affected",
+        )
     # A filename without its NUL has a non-zero last byte (cheap test) and no NUL at all.
     suspects = np.flatnonzero(np.ascontiguousarray(_last_filename_byte(records)))
     if len(suspects):
@@ -276,9 +323,12 @@ def validate_records(buffer, offset: int, nrecord: int, layout: str, byteorder: 
         lengths = np.diff(np.frombuffer(cut.buffers()[1], np.int32, count=len(suspects) + 1))
         missing = suspects[lengths == FILENAME_SIZE]
         if len(missing):
-            raise FormatError(path, f"record {int(missing[0])}: filename has no terminating NUL "
-                                    f"within {FILENAME_SIZE} bytes ({len(missing)} record(s) "
-                                    "affected)")
+            raise FormatError(
+                path,
+                f"record {int(missing[0])}: filename has no terminating NUL "
+                f"within {FILENAME_SIZE} bytes ({len(missing)} record(s) "
+                "affected)",
+            )
     if records.flags.writeable:
         records.flags.writeable = False
     return records
@@ -320,8 +370,12 @@ def columns_as_arrow(records: np.ndarray, *, compiled: bool = True) -> dict:
     numbers = [name for name in FIELDS if name != "filename"]
     compiled_pass = _library() if compiled else None
     kind = _FILE_KINDS.get(records.dtype)
-    if compiled_pass is None or kind is None or not records.flags.c_contiguous \
-            or n * FILENAME_SIZE >= 2**31:
+    if (
+        compiled_pass is None
+        or kind is None
+        or not records.flags.c_contiguous
+        or n * FILENAME_SIZE >= 2**31
+    ):
         native = to_native(records)
         columns = {name: pa.array(np.ascontiguousarray(native[name])) for name in numbers}
         # Arrow stops at the first NUL (numpy's S dtype only strips trailing ones).
@@ -333,28 +387,38 @@ def columns_as_arrow(records: np.ndarray, *, compiled: bool = True) -> dict:
     arrays = {name: np.empty(n, RECORD_DTYPE.fields[name][0]) for name in numbers}
     offsets = np.empty(n + 1, np.int32)
     names = np.empty(max(1, n * (FILENAME_SIZE - 1)), np.uint8)  # pages used only as filled
-    out = Columns(offsets=offsets.ctypes.data, names=names.ctypes.data,
-                  **{name: array.ctypes.data for name, array in arrays.items()})
+    out = Columns(
+        offsets=offsets.ctypes.data,
+        names=names.ctypes.data,
+        **{name: array.ctypes.data for name, array in arrays.items()},
+    )
     bad, ascii = ctypes.c_int64(-1), ctypes.c_int32(0)
-    total = lib.nl_columns(records.ctypes.data, n, *kind, ctypes.byref(out), ctypes.byref(bad),
-                           ctypes.byref(ascii))
+    total = lib.nl_columns(
+        records.ctypes.data, n, *kind, ctypes.byref(out), ctypes.byref(bad), ctypes.byref(ascii)
+    )
     if total < 0:  # validate_records refuses such files; a caller's own records may not be
         raise ValueError(f"record {bad.value}: filename has no NUL within {FILENAME_SIZE} bytes")
     columns = {name: pa.array(array) for name, array in arrays.items()}  # no copy
     columns["filename"] = pa.Array.from_buffers(
-        pa.string() if ascii.value else pa.binary(), n,
-        [None, pa.py_buffer(offsets), pa.py_buffer(names[:total])])
+        pa.string() if ascii.value else pa.binary(),
+        n,
+        [None, pa.py_buffer(offsets), pa.py_buffer(names[:total])],
+    )
     return {name: columns[name] for name in FIELDS}
 
 
 #: (ilp32, swapped) of nl_columns for each record dtype it reads
-_FILE_KINDS = {record_dtype(layout, order): (int(layout == "ILP32"), int(swapped))
-               for layout in LAYOUTS
-               for order, swapped in (("native", False),
-                                      ("big" if sys.byteorder == "little" else "little", True))}
+_FILE_KINDS = {
+    record_dtype(layout, order): (int(layout == "ILP32"), int(swapped))
+    for layout in LAYOUTS
+    for order, swapped in (
+        ("native", False),
+        ("big" if sys.byteorder == "little" else "little", True),
+    )
+}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _library():
     """``(library, Columns)`` for the library built from ``_columns.c`` (``Columns``: the
     ctypes twin of its struct), or None: not built, or built for record layouts other than
@@ -375,14 +439,34 @@ def _library():
             return None
 
     class Columns(ctypes.Structure):  # the order of Columns in _columns.c
-        _fields_ = [(name, ctypes.c_void_p) for name in (
-            "tstart", "tstop", "treg", "sigma", "clipsigma", "type", "filter", "ccd",
-            "offsets", "names", "flag1", "flag2")]
+        _fields_ = [
+            (name, ctypes.c_void_p)
+            for name in (
+                "tstart",
+                "tstop",
+                "treg",
+                "sigma",
+                "clipsigma",
+                "type",
+                "filter",
+                "ccd",
+                "offsets",
+                "names",
+                "flag1",
+                "flag2",
+            )
+        ]
 
     lib.nl_columns.restype = ctypes.c_int64
-    lib.nl_columns.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_int32,
-                               ctypes.POINTER(Columns), ctypes.POINTER(ctypes.c_int64),
-                               ctypes.POINTER(ctypes.c_int32)]
+    lib.nl_columns.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.POINTER(Columns),
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.POINTER(ctypes.c_int32),
+    ]
     return lib, Columns
 
 
@@ -394,8 +478,9 @@ def drop_bytes_after_nul(records: np.ndarray, filenames) -> np.ndarray:
     """
     if not len(records):
         return records
-    offsets = np.frombuffer(filenames.buffers()[1], np.int32, count=len(records) + 1,
-                            offset=filenames.offset * 4)
+    offsets = np.frombuffer(
+        filenames.buffers()[1], np.int32, count=len(records) + 1, offset=filenames.offset * 4
+    )
     dirty = np.flatnonzero(np.strings.str_len(records["filename"]) != np.diff(offsets))
     if not len(dirty):
         return records
@@ -445,16 +530,21 @@ def check_writable(records: np.ndarray, layout: str) -> None:
         raise ValueError(f"record {i}: filename longer than {MAX_FILENAME_BYTES} bytes")
     if layout == "ILP32" and len(records):
         # 2**32 - 1 in tstop means open-ended, so a finite tstop must stay below it
-        for name, limit in (("tstart", OPEN_ENDED_32), ("treg", OPEN_ENDED_32),
-                            ("tstop", OPEN_ENDED_32 - 1)):
+        for name, limit in (
+            ("tstart", OPEN_ENDED_32),
+            ("treg", OPEN_ENDED_32),
+            ("tstop", OPEN_ENDED_32 - 1),
+        ):
             values = np.asarray(records[name], dtype=np.uint64)
             too_big = values > limit
             if name == "tstop":
                 too_big &= values != OPEN_ENDED
             if too_big.any():
                 i = int(np.flatnonzero(too_big)[0])
-                raise ValueError(f"record {i}: {name} = {int(values[i])} does not fit the "
-                                 "32-bit unsigned long of an ILP32 file")
+                raise ValueError(
+                    f"record {i}: {name} = {int(values[i])} does not fit the "
+                    "32-bit unsigned long of an ILP32 file"
+                )
 
 
 def make_records(rows: list[dict]) -> np.ndarray:
@@ -476,11 +566,12 @@ def make_records(rows: list[dict]) -> np.ndarray:
                     raise ValueError(f"unknown detrend type {value!r}")
                 value = TYPE_CODES[value]
             elif name == "filename":
-                value = (value or b"")
+                value = value or b""
                 value = value.encode() if isinstance(value, str) else bytes(value)
                 if len(value) > MAX_FILENAME_BYTES:
-                    raise ValueError(f"filename longer than {MAX_FILENAME_BYTES} bytes: "
-                                     f"{value[:40]!r}…")
+                    raise ValueError(
+                        f"filename longer than {MAX_FILENAME_BYTES} bytes: {value[:40]!r}…"
+                    )
             elif name == "tstop" and value is None:
                 value = OPEN_ENDED
             elif name == "filter" and value is None:

@@ -31,7 +31,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nightlake.detrends.detreg.db import DetRegEntry
@@ -39,14 +39,33 @@ from nightlake.detrends.detreg.format import MAX_FILENAME_BYTES, OPEN_ENDED, TYP
 from nightlake.errors import FormatError, InputError, one_line
 
 _TYPE_SPELLINGS = {
-    "bias": "bias", "zero": "bias", "biasframe": "bias", "masterbias": "bias",
-    "dark": "dark", "darkframe": "dark", "masterdark": "dark",
-    "flat": "flat", "flatfield": "flat", "domeflat": "flat", "skyflat": "flat",
-    "twilightflat": "flat", "twiflat": "flat", "superflat": "flat", "starflat": "flat",
-    "dflat": "flat", "sflat": "flat", "masterflat": "flat",
-    "fringe": "fringe", "fringeframe": "fringe", "masterfringe": "fringe",
-    "mask": "mask", "bpm": "mask", "badpixelmask": "mask", "badpixel": "mask",
-    "badpix": "mask", "pixelmask": "mask",
+    "bias": "bias",
+    "zero": "bias",
+    "biasframe": "bias",
+    "masterbias": "bias",
+    "dark": "dark",
+    "darkframe": "dark",
+    "masterdark": "dark",
+    "flat": "flat",
+    "flatfield": "flat",
+    "domeflat": "flat",
+    "skyflat": "flat",
+    "twilightflat": "flat",
+    "twiflat": "flat",
+    "superflat": "flat",
+    "starflat": "flat",
+    "dflat": "flat",
+    "sflat": "flat",
+    "masterflat": "flat",
+    "fringe": "fringe",
+    "fringeframe": "fringe",
+    "masterfringe": "fringe",
+    "mask": "mask",
+    "bpm": "mask",
+    "badpixelmask": "mask",
+    "badpixel": "mask",
+    "badpix": "mask",
+    "pixelmask": "mask",
 }
 
 
@@ -70,8 +89,9 @@ def parse_time(value: object, *, source: str, field: str, allow_never: bool = Fa
         if allow_never and text.lower() in ("never", "inf", "open", "none"):
             return OPEN_ENDED
         try:
-            seconds = float(text) if re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", text) \
-                else None
+            seconds = (
+                float(text) if re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", text) else None
+            )
             if seconds is not None and re.fullmatch(r"[+-]?\d+", text):
                 seconds = int(text)
         except ValueError:
@@ -97,10 +117,13 @@ def _iso_to_unix(text: str, *, source: str, field: str, allow_never: bool) -> in
         when = datetime.fromisoformat(text)
     except ValueError:
         never = " or 'never'" if allow_never else ""
-        raise InputError(source, f"field {field}: expected ISO-8601 UTC (2014-09-01T00:00:00), "
-                                 f"Unix seconds{never}, found {text!r}") from None
+        raise InputError(
+            source,
+            f"field {field}: expected ISO-8601 UTC (2014-09-01T00:00:00), "
+            f"Unix seconds{never}, found {text!r}",
+        ) from None
     if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+        when = when.astimezone(UTC).replace(tzinfo=None)
     return calendar.timegm(when.timetuple()) + leap
 
 
@@ -132,17 +155,21 @@ def _undefined(value) -> bool:
     return isinstance(value, Undefined) or (isinstance(value, str) and not value.strip())
 
 
-def entries_from_fits(path: str | os.PathLike, overrides: Overrides = Overrides(), *,
-                      now: int | None = None) -> list[DetRegEntry]:
+def entries_from_fits(
+    path: str | os.PathLike, overrides: Overrides = Overrides(), *, now: int | None = None
+) -> list[DetRegEntry]:
     """One entry per image HDU of a master (the primary if it holds the image)."""
     from astropy.io import fits
 
     path = Path(path)
     absolute = os.path.abspath(path)
     if len(absolute.encode("utf-8", "surrogateescape")) > MAX_FILENAME_BYTES:
-        raise InputError(path, f"filename: the absolute path has "
-                               f"{len(absolute.encode('utf-8', 'surrogateescape'))} bytes, the "
-                               f"database holds at most {MAX_FILENAME_BYTES}")
+        raise InputError(
+            path,
+            f"filename: the absolute path has "
+            f"{len(absolute.encode('utf-8', 'surrogateescape'))} bytes, the "
+            f"database holds at most {MAX_FILENAME_BYTES}",
+        )
     if not path.exists():
         raise InputError(path, "no such file")
     # astropy reports damage as warnings printed to stderr: catch them so that the user sees
@@ -152,21 +179,25 @@ def entries_from_fits(path: str | os.PathLike, overrides: Overrides = Overrides(
         try:
             with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
                 primary = hdul[0].header
-                images = [(i, hdu.header) for i, hdu in enumerate(hdul)
-                          if hdu.is_image and (hdu.header.get("NAXIS", 0) or 0) > 0]
+                images = [
+                    (i, hdu.header)
+                    for i, hdu in enumerate(hdul)
+                    if hdu.is_image and (hdu.header.get("NAXIS", 0) or 0) > 0
+                ]
                 if not images:
                     images = [(0, primary)]
                 headers = [(i, [h] if i == 0 else [h, primary]) for i, h in images]
         except OSError as exc:
             raise FormatError(path, f"unreadable FITS file: {exc}{_why(caught)}") from None
         except Exception as exc:  # astropy raises assorted errors on damaged headers
-            raise FormatError(path, f"unreadable FITS file: {type(exc).__name__}: {exc}"
-                                    f"{_why(caught)}") from None
+            raise FormatError(
+                path, f"unreadable FITS file: {type(exc).__name__}: {exc}{_why(caught)}"
+            ) from None
     truncated = [w for w in caught if "truncated" in str(w.message).lower()]
     if truncated:
         raise FormatError(path, f"truncated FITS file: {one_line(truncated[0].message)}")
     treg = overrides.treg
-    now = int(datetime.now(timezone.utc).timestamp()) if now is None else now
+    now = int(datetime.now(UTC).timestamp()) if now is None else now
     entries = []
     for index, hdrs in headers:
         source = str(path) if len(headers) == 1 else f"{path}[{index}]"
@@ -192,26 +223,35 @@ def _entry(absolute: str, source: str, headers: list, o: Overrides, treg, now: i
     if o.type is not None:
         type_name = detrend_type(o.type)
         if type_name is None:
-            raise InputError(source, f"field type: unknown detrend type {o.type!r} "
-                                     "(expected bias, dark, flat, fringe or mask)")
+            raise InputError(
+                source,
+                f"field type: unknown detrend type {o.type!r} "
+                "(expected bias, dark, flat, fringe or mask)",
+            )
     else:
         raw = _lookup(headers, "IMAGETYP")
         key = "IMAGETYP"
         if raw is None:
             raw, key = _lookup(headers, "OBSTYPE"), "OBSTYPE"
         if raw is None:
-            raise InputError(source, "field IMAGETYP: missing from the header (no OBSTYPE "
-                                     "either) and no --type given")
+            raise InputError(
+                source,
+                "field IMAGETYP: missing from the header (no OBSTYPE either) and no --type given",
+            )
         type_name = detrend_type(raw)
         if type_name is None:
-            raise InputError(source, f"field {key}: unknown detrend type {raw!r} (expected "
-                                     "bias/zero, dark, flat, fringe or mask; or give --type)")
+            raise InputError(
+                source,
+                f"field {key}: unknown detrend type {raw!r} (expected "
+                "bias/zero, dark, flat, fringe or mask; or give --type)",
+            )
     ccd_value = _required(headers, "CCDNUM", o.ccd, source, "--ccd")
     try:
         ccd = int(ccd_value)
     except (TypeError, ValueError):
-        raise InputError(source, f"field CCDNUM: expected an integer, found {ccd_value!r}") \
-            from None
+        raise InputError(
+            source, f"field CCDNUM: expected an integer, found {ccd_value!r}"
+        ) from None
     filter_name = None
     exptime = None
     if type_name in ("flat", "fringe"):
@@ -223,22 +263,40 @@ def _entry(absolute: str, source: str, headers: list, o: Overrides, treg, now: i
         try:
             exptime = round(float(value))
         except (TypeError, ValueError):
-            raise InputError(source, f"field EXPTIME: expected seconds, found {value!r}") \
-                from None
-    tstart = parse_time(_required(headers, "TV_START", o.tstart, source, "--tstart"),
-                        source=source, field="TV_START" if o.tstart is None else "--tstart")
-    tstop = parse_time(_required(headers, "TV_STOP", o.tstop, source, "--tstop"),
-                       source=source, field="TV_STOP" if o.tstop is None else "--tstop",
-                       allow_never=True)
+            raise InputError(source, f"field EXPTIME: expected seconds, found {value!r}") from None
+    tstart = parse_time(
+        _required(headers, "TV_START", o.tstart, source, "--tstart"),
+        source=source,
+        field="TV_START" if o.tstart is None else "--tstart",
+    )
+    tstop = parse_time(
+        _required(headers, "TV_STOP", o.tstop, source, "--tstop"),
+        source=source,
+        field="TV_STOP" if o.tstop is None else "--tstop",
+        allow_never=True,
+    )
     if tstop <= tstart:
-        raise InputError(source, f"field TV_STOP: validity ends ({tstop}) at or before it "
-                                 f"starts ({tstart}); tstop must be later than tstart")
+        raise InputError(
+            source,
+            f"field TV_STOP: validity ends ({tstop}) at or before it "
+            f"starts ({tstart}); tstop must be later than tstart",
+        )
     sigma = _float(headers, "SIGMA", o.sigma, source)
     clipsigma = _float(headers, "CLIPSIG", o.clipsigma, source)
     reg = now if treg is None else parse_time(treg, source=source, field="--treg")
-    return DetRegEntry(filename=absolute, type=type_name, ccd=ccd, tstart=tstart, tstop=tstop,
-                       treg=reg, filter=filter_name, exptime=exptime, sigma=sigma,
-                       clipsigma=clipsigma, source=source)
+    return DetRegEntry(
+        filename=absolute,
+        type=type_name,
+        ccd=ccd,
+        tstart=tstart,
+        tstop=tstop,
+        treg=reg,
+        filter=filter_name,
+        exptime=exptime,
+        sigma=sigma,
+        clipsigma=clipsigma,
+        source=source,
+    )
 
 
 def _float(headers, key: str, override, source: str) -> float:

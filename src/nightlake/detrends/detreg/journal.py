@@ -68,14 +68,18 @@ class Journal:
         for entry, number, prev in zip(self.entries, self.lines, self.prevs):
             if "journal_version" not in entry:
                 if chained:
-                    problems.append(f"{self.path}:{number}: entry without a hash chain after "
-                                    "chained ones (written by an older nightlake?)")
+                    problems.append(
+                        f"{self.path}:{number}: entry without a hash chain after "
+                        "chained ones (written by an older nightlake?)"
+                    )
                 continue
             chained = True
             if entry.get("prev") != prev:
-                problems.append(f"{self.path}:{number}: hash chain broken: prev is "
-                                f"{str(entry.get('prev'))[:12]}…, the line before hashes to "
-                                f"{prev[:12]}… (a line was changed, removed or inserted)")
+                problems.append(
+                    f"{self.path}:{number}: hash chain broken: prev is "
+                    f"{str(entry.get('prev'))[:12]}…, the line before hashes to "
+                    f"{prev[:12]}… (a line was changed, removed or inserted)"
+                )
         return problems
 
 
@@ -159,13 +163,20 @@ def settle(db_path: Path, found: tuple[str, int] | None, base: dict) -> str:
         if states[-1] == sha256:
             return prev
         if len(states) == 2 and states[0] == sha256:
-            marker = dict(base, action="abandoned", abandons=prev,
-                          reason="the last entry was journaled but its database replace never "
-                                 "happened (writer stopped in between)")
+            marker = dict(
+                base,
+                action="abandoned",
+                abandons=prev,
+                reason="the last entry was journaled but its database replace never "
+                "happened (writer stopped in between)",
+            )
         else:
-            marker = dict(base, action="external",
-                          reason="the database matches no journaled state: changed by a tool "
-                                 "that keeps no journal")
+            marker = dict(
+                base,
+                action="external",
+                reason="the database matches no journaled state: changed by a tool "
+                "that keeps no journal",
+            )
         line = encode_line(dict(marker, records=[], nrecord=nrecord, sha256=sha256), prev)
         os.lseek(fd, 0, os.SEEK_END)
         os.write(fd, line)
@@ -189,7 +200,7 @@ def append_line(db_path: Path, line: bytes) -> None:
     try:
         view = memoryview(line)
         while view:  # a short write (full disk, signal) must not leave half a line unnoticed
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
