@@ -7,7 +7,7 @@ import re
 import duckdb
 import typer.main
 
-from nightlake.cli import app
+from nightlake.cli.app import app
 from nightlake.sql import load_macros
 
 

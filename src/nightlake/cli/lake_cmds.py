@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app, debug_enabled, report_error
+from nightlake.cli.app import app, debug_enabled, report_error
 
 
 @app.command()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
 from nightlake.errors import UsageError
 
 LakeOption = typer.Option(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
 from nightlake.cli.query_cmds import FormatOption, LakeOption, OutputOption, _emit, _emit_astro
 from nightlake.errors import UsageError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
 from nightlake.errors import UsageError
 
 _LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
@@ -47,11 +47,11 @@ def explain(
     """Every record of a type for one image, with why it was or was not chosen."""
     from dataclasses import replace
 
+    from nightlake.cli.detsearch import time_option
     from nightlake.detrends.explain import FORMATS, explanation, write_explanations
     from nightlake.detrends.explain import explain as run_explain
     from nightlake.detrends.images import band_of
     from nightlake.detrends.rules import Image
-    from nightlake.detrends.search import parse_time_us
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: expected table or json")
@@ -78,7 +78,7 @@ def explain(
     if filter is not None:
         overrides.update(filter=filter, band=band_of(filter))
     if time is not None:
-        overrides["time_us"] = parse_time_us(time)
+        overrides["time_us"] = time_option(time)
     if exptime is not None:
         overrides["exptime"] = exptime
     img = replace(img, **overrides)
@@ -88,8 +88,8 @@ def explain(
 
 def _connection(db: Path | None, lake: Path | None, *, from_lake: bool):
     """The connection and the name of its detrend table: the lake's mirror or ``--db``."""
+    from nightlake.cli.detsearch import open_db
     from nightlake.detrends.explain import add_db_records, db_connection
-    from nightlake.detrends.search import open_db
     from nightlake.lake import Lake
 
     if db is None and (lake is not None or from_lake):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from nightlake.detrends.search import run
+from nightlake.cli.detsearch import run
 from nightlake.errors import NightlakeError
 
 from .conftest import T0, VR, record, write_detreg
@@ -301,7 +301,7 @@ def test_bad_inputs_give_one_line_naming_the_file(db, tmp_path, setup, argv, sta
 def test_detsearch_does_not_load_the_heavy_modules(db, tmp_path):
     img = image(tmp_path / "a.fits")
     code = (
-        "import sys\nfrom nightlake.detrends.search import run\n"
+        "import sys\nfrom nightlake.cli.detsearch import run\n"
         f"run(['--db', {str(db)!r}, '--image', {str(img)!r}, '--type', 'flat'])\n"
         "heavy = ('typer', 'duckdb', 'astropy', 'rich', 'click')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
