@@ -323,3 +323,17 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0
     assert "error" not in stderr
+
+
+def test_open_ended_reads_never_as_in_detregister_list(db):
+    """detsearch and `detregister list` show an open-ended tstop the same way: never."""
+    from typer.testing import CliRunner
+
+    from nightlake.cli.app import app
+
+    out = io.StringIO()
+    assert run(["--db", str(db), "--type", "bias", "--tstop"], out=out) == 0
+    assert out.getvalue().split("\t")[0] == "never"
+    listed = CliRunner().invoke(app, ["detregister", "list", "--db", str(db), "--type", "bias"])
+    assert listed.exit_code == 0, listed.output
+    assert "never" in listed.output.splitlines()[1].split()
