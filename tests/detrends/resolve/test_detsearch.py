@@ -184,7 +184,7 @@ def test_listing_without_an_image(db):
     _, out, _ = search("--db", db, "--type", "flat", "--ccd", "5", "--tstop")
     assert out.splitlines()[0].startswith("2019-04-02T05:14:40Z\t")
     _, out, _ = search("--db", db, "--type", "bias", "--tstop")
-    assert out == "open-ended\tbias\t7\t\t/m/bias_c7.fits\n"
+    assert out == "never\tbias\t7\t\t/m/bias_c7.fits\n"  # as detregister list
     _, out, _ = search("--db", db, "--time", "2019-04-02T05:00:00")
     assert out.splitlines() == [f"2019-04-02T04:58:00Z\tflat\t5\t{VR}\t/m/flat_old.fits"]
     _, out, _ = search(

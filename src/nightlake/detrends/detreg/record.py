@@ -134,7 +134,8 @@ class DetRegRecord:
             "index": self.index,
             "type": self.type,
             "ccd": self.ccd,
-            "filter": None if self.is_dark else self.filter_name,
+            # a code the header does not name (ANY_FILTER included) has no name here
+            "filter": None if self.is_dark or self.filter_code == ANY_FILTER else self.filter_name,
             "filter_code": self.filter_code,
             "dark_exptime": self.dark_exptime,
             "tstart": iso(self.tstart),
