@@ -423,7 +423,7 @@ _LONG_OPTIONS = {
     "repair",
     "keep-extra",
 }
-_SUBCOMMANDS = {"init", "add", "delete", "list", "check"}
+_SUBCOMMANDS = {"init", "add", "delete", "list", "check", "adopt"}
 
 
 def elixir_argv(argv: list[str]) -> list[str]:
