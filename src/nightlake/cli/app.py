@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
 from nightlake.cli import (  # noqa: E402, F401
     detreg_cmds,
     detrend_cmds,
+    history_cmds,
     lake_cmds,
     query_cmds,
     sky_cmds,
