@@ -115,12 +115,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Command modules register themselves on ``app``; import order is the order of --help.
+# A module built on another's options is imported at the end of that one (history_cmds by
+# detreg_cmds, sky_cmds by query_cmds), so any of them can be imported first.
 from nightlake.cli import (  # noqa: E402, F401
     detreg_cmds,
     detrend_cmds,
-    history_cmds,
     lake_cmds,
     query_cmds,
-    sky_cmds,
     trust_cmds,
 )

@@ -401,3 +401,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point of ``detregister``."""
     args = sys.argv[1:] if argv is None else list(argv)
     detregister(args=elixir_argv(args), prog_name="detregister")
+
+
+# `detregister adopt` and `nightlake history` use the options above; imported last so that
+# importing this module first (the detregister script) sees no half-made module.
+from nightlake.cli import history_cmds  # noqa: E402, F401

@@ -354,3 +354,8 @@ def init_sql(lake: Path | None = LakeOption) -> None:
     from nightlake.query.stream import init_script
 
     typer.echo(init_script(Lake(lake)))
+
+
+# sky_cmds uses the options above; imported last so that importing this module first sees no
+# half-made module.
+from nightlake.cli import sky_cmds  # noqa: E402, F401
