@@ -119,3 +119,20 @@ def test_the_detector_layout_compacts_with_the_same_rows_and_partitions(tmp_path
     assert Lake(lake.path).sql(query).equals(Lake(plain.path).sql(query))
     one = "SELECT count(*) n FROM images WHERE night = '20190402' AND detector = '3'"
     assert Lake(lake.path).sql(one).equals(Lake(plain.path).sql(one))
+
+
+@pytest.mark.parametrize("levels", [("target", "night"), ("target", "night", "detector")])
+def test_compacting_keeps_the_views_columns_in_place(tmp_path, levels):
+    """Positional set operations (EXCEPT ALL, UNION ALL) between a plain and a compacted
+    lake match row for row: the columns keep their names, types and places."""
+    plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
+    for each in (plain, lake):
+        convert(each, COLLECTIONS[:4], ConvertOptions(partition_by=levels))
+    compact(lake)
+    con = duckdb.connect()
+    for name, each in (("plain", plain), ("compacted", lake)):
+        con.execute(f"CREATE VIEW {name} AS {each.view_sql().split(' AS ', 1)[1].split(';')[0]}")
+    assert con.sql("DESCRIBE plain").fetchall() == con.sql("DESCRIBE compacted").fetchall()
+    differ = "SELECT count(*) FROM (SELECT * FROM {} EXCEPT ALL SELECT * FROM {})"
+    assert con.sql(differ.format("plain", "compacted")).fetchall() == [(0,)]
+    assert con.sql(differ.format("compacted", "plain")).fetchall() == [(0,)]
