@@ -37,6 +37,10 @@ LAKE_FORMAT_VERSION = 3
 #: hundred rows) cost 7x the one-file floor on the 10-year lake; 20,000-120,000 rows cost 1-2x.
 ROW_GROUP_ROWS = 32_768
 YEAR = "year"
+#: a lake of this many per-night files or more is compacted by the convert that reaches it:
+#: a whole-lake query pays per file, 2-4x the one-file floor already at 240 files, ~23x at
+#: 10,950 (docs/design.md, "Speed at survey scale"); below it the per-night form is as fast
+AUTO_COMPACT_FILES = 200
 
 
 def is_compacted(path: Path, images_dir: Path) -> bool:
@@ -113,13 +117,16 @@ def compact_locked(
 
     ``touched``: per-night partition paths written or removed (``convert``'s report); only
     their target-years are rewritten. ``None``: every target-year with a per-night file.
-    Does nothing unless the lake's layout is ``compacted`` or ``force`` (which sets it).
-    Returns the compacted files written.
+    Does nothing unless the lake's layout is ``compacted``, or ``force`` (which sets it), or
+    the lake holds :data:`AUTO_COMPACT_FILES` per-night files or more (then every target-year
+    is compacted and the layout set). Returns the compacted files written.
     """
     manifest = lake.read_manifest()
-    if not force and manifest.get("layout") != "compacted":
-        return []
     files = lake.image_files()
+    if not force and manifest.get("layout") != "compacted":
+        if len(files) < AUTO_COMPACT_FILES:
+            return []
+        touched = None
     groups: dict[tuple[str, str], list[Path]] = defaultdict(list)  # (target, year) -> per-night
     for f in files:
         if not is_compacted(f, lake.images_dir):
