@@ -37,9 +37,9 @@ LAKE_FORMAT_VERSION = 3
 #: hundred rows) cost 7x the one-file floor on the 10-year lake; 20,000-120,000 rows cost 1-2x.
 ROW_GROUP_ROWS = 32_768
 YEAR = "year"
-#: a lake of this many per-night files or more is compacted by the convert that reaches it:
-#: a whole-lake query pays per file, 2-4x the one-file floor already at 240 files, ~23x at
-#: 10,950 (docs/design.md, "Speed at survey scale"); below it the per-night form is as fast
+#: a lake of this many per-night files or more is compacted by the convert that reaches it,
+#: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
+#: scale"); a small lake keeps the per-night form, which a person can read file by file
 AUTO_COMPACT_FILES = 200
 
 
