@@ -4,6 +4,7 @@ the one-file-per-detector layout compacts the same way."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -136,3 +137,27 @@ def test_compacting_keeps_the_views_columns_in_place(tmp_path, levels):
     differ = "SELECT count(*) FROM (SELECT * FROM {} EXCEPT ALL SELECT * FROM {})"
     assert con.sql(differ.format("plain", "compacted")).fetchall() == [(0,)]
     assert con.sql(differ.format("compacted", "plain")).fetchall() == [(0,)]
+
+
+def test_the_detectors_of_a_night_share_one_stored_record(tmp_path):
+    """Stored whole, the per-detector records (alike but for detector and rows) made each
+    footer of a compacted survey megabytes that every query parsed."""
+    import pyarrow.parquet as pq
+
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:3], ConvertOptions(partition_by=("target", "night", "detector")))
+    compact(lake)
+    for file in lake.image_files():
+        meta = json.loads(pq.read_schema(file).metadata[b"nightlake"])
+        nights = {r["night"] for r in meta["partitions"]}
+        assert len(meta["partitions"]) > len(nights) == len(meta["shared"])
+        assert all(
+            set(r) <= {"target", "night", "detector", "rows", "shared"} for r in meta["partitions"]
+        )
+
+
+def test_records_stored_whole_by_the_first_compacted_files_still_read():
+    whole = {"target": "A0a", "night": "20190401", "rows": 3, "sources": [], "options": {}}
+    assert compact_module.unpacked_records({"partitions": [whole]}) == [whole]
+    packed = compact_module._packed([whole])
+    assert compact_module.unpacked_records(packed) == [whole]
