@@ -77,8 +77,8 @@ def report(title: str, times: dict[str, list[float]], floor: str, goal: float) -
         )
 
 
-def run_process(argv: list[str], cwd: Path | None = None) -> None:
-    proc = subprocess.run(argv, capture_output=True, cwd=cwd)
+def run_process(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> None:
+    proc = subprocess.run(argv, capture_output=True, cwd=cwd, env=env)
     if proc.returncode:
         raise SystemExit(f"{argv}: exit {proc.returncode}\n{proc.stderr.decode()[-2000:]}")
 
@@ -370,8 +370,15 @@ pq.write_table(table, {str(out)!r}, compression='zstd')
     run_process([str(BIN / "python"), "-c", code])
 
 
-def goal4(workdir: Path, joined: Path, label: str, repeat: int) -> None:
+def goal4(
+    workdir: Path, joined: Path, label: str, repeat: int, compare: Path | None = None
+) -> None:
     scratch = workdir / "scratch-convert"
+    nightlake = [str(BIN / "nightlake"), "convert", str(joined), "--lake", str(scratch / "lake")]
+    others = {}
+    if compare:  # another tree's code (a checkout of an earlier commit), in the same turns
+        env = {**os.environ, "PYTHONPATH": str(compare)}
+        others["nightlake convert, --compare-src"] = lambda: run_process(nightlake, env=env)
 
     def clean(_name):
         shutil.rmtree(scratch, ignore_errors=True)
@@ -382,9 +389,8 @@ def goal4(workdir: Path, joined: Path, label: str, repeat: int) -> None:
             "pyarrow.csv -> one zstd file (floor)": lambda: ecsv_floor(
                 joined, scratch / "one.parquet"
             ),
-            "nightlake convert": lambda: run_process(
-                [str(BIN / "nightlake"), "convert", str(joined), "--lake", str(scratch / "lake")]
-            ),
+            "nightlake convert": lambda: run_process(nightlake),
+            **others,
         },
         repeat,
         setup=clean,
@@ -518,6 +524,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=HERE / "out")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        default=None,
+        help="goal 4 also runs convert with PYTHONPATH=this (a `git archive` of older code)",
+    )
     args = parser.parse_args()
     goals = {int(g) for g in args.goals.split(",")}
     scales = [float(s) for s in args.scales.split(",")]
@@ -530,7 +542,8 @@ def main() -> None:
         "best (median) ms, ratio to the floor best (median)"
     )
     if 4 in goals:
-        goal4(args.workdir, FIXTURES / "joined" / "joined.collection", "fixture scale", args.repeat)
+        fixture = FIXTURES / "joined" / "joined.collection"
+        goal4(args.workdir, fixture, "fixture scale", args.repeat, args.compare_src)
     for scale in scales:
         label = f"scale {scale:g}"
         if goals & {1, 2, 3, 5}:
@@ -544,7 +557,8 @@ def main() -> None:
         if 3 in goals:
             goal3(lake_dir, label, args.repeat)
         if 4 in goals:
-            goal4(args.workdir, survey(args.workdir, scale, 62)[1], label, args.repeat)
+            joined = survey(args.workdir, scale, 62)[1]
+            goal4(args.workdir, joined, label, args.repeat, args.compare_src)
         if 5 in goals:
             goal5(lake_dir, label, args.repeat)
         if 6 in goals:
