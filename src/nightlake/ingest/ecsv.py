@@ -557,8 +557,8 @@ def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> 
 def _has_comment_lines(data: bytes, start: int) -> bool:
     """Whether a body line (from ``start``) begins with '#' after blanks.
 
-    numpy finds the first byte of every line without holding the GIL, so files read on
-    other threads go on meanwhile; the regex, which holds it, decides only when some line
+    numpy finds the first byte of every line without holding the GIL (the regex holds it for
+    the whole body, stalling the other reader threads); the regex decides only when some line
     starts with a blank.
     """
     body = np.frombuffer(data, np.uint8)[start:]
@@ -574,9 +574,7 @@ def _has_comment_lines(data: bytes, start: int) -> bool:
 
 def _finish_columns(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
     """Types pyarrow's CSV reader cannot produce directly, and the field metadata."""
-    # from_batches takes the batches as they are, with the finished schema; from_arrays
-    # would check and rebuild every column
-    if header.column_set.plain_schema is not None:
+    if header.column_set.plain_schema is not None:  # from_batches: no per-column validation
         return pa.Table.from_batches(table.to_batches(), schema=header.column_set.plain_schema)
     arrays = []
     fields = []
@@ -787,8 +785,8 @@ def utc_datetime64(t) -> np.ndarray:
     """An astropy Time as ``datetime64[us]`` in UTC: astropy's ``utc.isot`` to the microsecond.
 
     ERFA's ``d2dtf`` (what astropy formats ``isot`` with) splits the UTC two-part JD into
-    calendar fields rounded to the microsecond, in C, and numpy assembles them; astropy's
-    ``datetime64`` goes through text for each value, truncates instead of rounding
+    calendar fields rounded to the microsecond, in C, and numpy assembles them, where
+    astropy's ``datetime64`` goes through text, truncates instead of rounding
     (58576.2 TAI would become 04:47:22.999999) and refuses a leap second. A time inside a leap
     second (23:59:60.x) lands on 00:00:00.x of the next day, as on a POSIX clock.
     """
