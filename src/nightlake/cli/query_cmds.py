@@ -11,36 +11,16 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
+from nightlake.cli.options import (
+    FormatOption,
+    LakeOption,
+    OutputOption,
+    ParamOption,
+    format_option,
+)
+from nightlake.cli.progress import Progress
 from nightlake.errors import UsageError
-
-LakeOption = typer.Option(
-    None,
-    "--lake",
-    help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
-    show_default=False,
-)
-FormatOption = typer.Option(
-    None,
-    "--format",
-    help="table, csv, tsv, json, jsonl, parquet, arrow, ecsv, fits or votable (default: from "
-    "-o's extension, else table on a terminal and csv otherwise).",
-    show_default=False,
-)
-OutputOption = typer.Option(
-    None,
-    "-o",
-    "--output",
-    help="Write the result to this file (atomically) instead of stdout.",
-    show_default=False,
-)
-ParamOption = typer.Option(
-    [],
-    "-p",
-    "--param",
-    help="Bind $NAME to VALUE: -p night=20190402 (repeatable).",
-    show_default=False,
-)
 
 MACROS_QUERY = """
 SELECT function_name AS name,
@@ -146,11 +126,8 @@ def export(
     source: str = typer.Argument(..., help="A SELECT query, or the name of a view (e.g. images)."),
     to: Path = typer.Option(..., "--to", help="Target file, or directory with --partition-by."),
     lake: Path | None = LakeOption,
-    fmt: str | None = typer.Option(
-        None,
-        "--format",
-        help="parquet, csv, ecsv, fits or votable (default: from --to's extension, else parquet).",
-        show_default=False,
+    fmt: str | None = format_option(
+        "parquet, csv, ecsv, fits or votable (default: from --to's extension, else parquet)."
     ),
     partition_by: str | None = typer.Option(
         None,
@@ -170,22 +147,8 @@ def export(
     params = parse_params(param)
     if not columns and _export_astro(Lake(lake), source, to, fmt, params, overwrite):
         return
-    if sys.stderr.isatty():
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"exporting to {to}", total=100)
-            result = run_export(
-                Lake(lake),
-                source,
-                to,
-                fmt=fmt,
-                partition_by=columns,
-                params=params,
-                overwrite=overwrite,
-                progress=lambda done: bar.update(task, completed=done),
-            )
-    else:
+    stage = f"exporting to {to}"
+    with Progress() as bar:
         result = run_export(
             Lake(lake),
             source,
@@ -194,6 +157,7 @@ def export(
             partition_by=columns,
             params=params,
             overwrite=overwrite,
+            progress=(lambda done: bar.update(stage, done, 100)) if bar.active else None,
         )
     what = f"{result.files} files under " if columns else ""
     typer.echo(f"exported {result.rows} rows to {what}{result.path} ({result.format})", err=True)
@@ -289,9 +253,7 @@ def macros(fmt: str | None = FormatOption) -> None:
 @app.command()
 def info(
     lake: Path | None = LakeOption,
-    fmt: str | None = typer.Option(
-        None, "--format", help="text (default) or json.", show_default=False
-    ),
+    fmt: str | None = format_option("text (default) or json."),
 ) -> None:
     """Partitions, rows, targets, nights, size, stale partitions and the schema with units."""
     import json

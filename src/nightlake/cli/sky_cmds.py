@@ -9,8 +9,9 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
-from nightlake.cli.query_cmds import FormatOption, LakeOption, OutputOption, _emit, _emit_astro
+from nightlake.cli.app import app
+from nightlake.cli.options import FormatOption, LakeOption, OutputOption
+from nightlake.cli.query_cmds import _emit, _emit_astro
 from nightlake.errors import UsageError
 
 COLUMNS = "visit, detector, night, target, band, mjd, exposureTime, ra, dec"

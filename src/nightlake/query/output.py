@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from nightlake.columns import unique_names
 from nightlake.errors import UsageError
 from nightlake.files import atomic_replace
 
@@ -191,21 +192,6 @@ def _jsonable(value: Any) -> Any:
         # Arrow maps come back as lists of (key, value) pairs
         return [_jsonable(v) for v in value]
     return value
-
-
-def unique_names(names: list[str]) -> list[str]:
-    """Column names made unique for JSON keys: a repeated name gets ``_1``, ``_2``, … (the
-    suffixes DuckDB itself uses; compared case-insensitively, as SQL does)."""
-    seen: set[str] = set()
-    out = []
-    for name in names:
-        candidate, n = name, 0
-        while candidate.lower() in seen:
-            n += 1
-            candidate = f"{name}_{n}"
-        seen.add(candidate.lower())
-        out.append(candidate)
-    return out
 
 
 def _tuples(batch: pa.RecordBatch) -> Iterator[tuple]:
