@@ -4,7 +4,8 @@ Commands live in the ``*_cmds`` modules (one per area), registered by :mod:`nigh
 none of them holds logic of its own. Errors raised by the library
 (:class:`nightlake.errors.NightlakeError`) and OS errors on user files become one line on
 stderr and a non-zero exit; ``--debug`` (or ``NIGHTLAKE_DEBUG=1``) shows the
-traceback instead. Heavy modules are imported inside the commands, so ``nightlake --help`` starts fast.
+traceback instead. Heavy modules are imported inside the commands, so ``nightlake --help``
+starts fast.
 """
 
 from __future__ import annotations
