@@ -63,16 +63,22 @@ class NightlakeGroup(TyperGroup):
                 raise
             report_error(ctx.find_root().info_name or "nightlake", str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except BrokenPipeError:
-            # `nightlake … | head`: the reader has what it wanted; leave quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(0) from None
         except OSError as exc:
+            if _broken_pipe(exc):
+                # `nightlake … | head`: the reader has what it wanted; leave quietly (and
+                # keep Python's own flush at exit from failing on the closed pipe)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise typer.Exit(0) from None
             if debug_enabled():
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             report_error(ctx.find_root().info_name or "nightlake", f"{where}{exc.strerror or exc}")
             raise typer.Exit(1) from None
+
+
+def _broken_pipe(exc: OSError) -> bool:
+    # pyarrow's writers raise a plain OSError that names the broken pipe
+    return isinstance(exc, BrokenPipeError) or "Broken pipe" in str(exc)
 
 
 def make_app(**kwargs) -> typer.Typer:

@@ -45,33 +45,40 @@ def _read_query(query: str | None, file: Path | None) -> str:
 
 def _emit(reader, fmt: str | None, output: Path | None) -> int:
     """Write a result stream to ``output`` or stdout in the chosen format; return rows."""
+    from nightlake.query.output import choose_format
+
+    return _write(lambda _: reader, choose_format(fmt, output, sys.stdout.isatty()), output)
+
+
+def _emit_query(con, query: str, params, fmt: str | None, output: Path | None) -> int:
+    """Run ``query`` and write its result like :func:`_emit`; the text formats get DuckDB's
+    rows directly, so printing them does not import pyarrow."""
+    from nightlake.query.output import choose_format
+    from nightlake.query.stream import stream, stream_rows
+
+    def run(rows: bool):
+        return (stream_rows if rows else stream)(con, query, params)
+
+    return _write(run, choose_format(fmt, output, sys.stdout.isatty()), output)
+
+
+def _write(run, fmt: str, output: Path | None) -> int:
     from nightlake.query.output import (
         BINARY_FORMATS,
-        choose_format,
+        ROW_FORMATS,
         write_result,
         write_result_file,
     )
 
-    terminal = sys.stdout.isatty()
-    fmt = choose_format(fmt, output, terminal)
+    result = run(fmt in ROW_FORMATS)
     if output is not None:
-        return write_result_file(reader, fmt, output)
-    if fmt in BINARY_FORMATS and terminal:
+        return write_result_file(result, fmt, output)
+    if fmt in BINARY_FORMATS and sys.stdout.isatty():
         raise UsageError(f"{fmt} is binary: redirect stdout or write it with -o FILE")
     sink = sys.stdout.buffer
-    try:
-        sys.stdout.flush()
-        rows = write_result(reader, fmt, sink)
-        sink.flush()
-    except OSError as exc:
-        # `nightlake sql … | head`: the reader left early; that is fine. (Through pyarrow's
-        # writers the error arrives as a plain OSError naming the broken pipe.)
-        if not (isinstance(exc, BrokenPipeError) or "Broken pipe" in str(exc)):
-            raise
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
+    sys.stdout.flush()
+    rows = write_result(result, fmt, sink)
+    sink.flush()  # a reader that left early (`| head`) is the app's one broken-pipe path
     return rows
 
 
@@ -90,7 +97,7 @@ def sql(
 ) -> None:
     """Run SQL on the lake's views and macros (read-only), streaming the result."""
     from nightlake.lake import Lake
-    from nightlake.query.stream import open_connection, parse_params, stream
+    from nightlake.query.stream import open_connection, parse_params
 
     text = _read_query(query, file)
     params = parse_params(param)
@@ -103,7 +110,7 @@ def sql(
         return
     con = open_connection(the_lake)
     try:
-        _emit(stream(con, text, params), fmt, output)
+        _emit_query(con, text, params, fmt, output)
     finally:
         con.close()
 
@@ -202,7 +209,7 @@ def stats(
     """Survey statistics (image counts, exposure, FWHM, zero point, sky noise, airmass)."""
     from nightlake.lake import Lake
     from nightlake.query.stats import require_images, stats_query
-    from nightlake.query.stream import open_connection, stream
+    from nightlake.query.stream import open_connection
 
     the_lake = Lake(lake)
     query = stats_query(by)
@@ -216,7 +223,7 @@ def stats(
         raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
     con = open_connection(the_lake)
     try:
-        _emit(stream(con, query), fmt, output)
+        _emit_query(con, query, None, fmt, output)
     finally:
         con.close()
     if plot is not None:
@@ -239,13 +246,12 @@ def macros(fmt: str | None = FormatOption) -> None:
     """List every SQL macro with its signature and comment."""
     import duckdb
 
-    from nightlake.query.stream import stream
     from nightlake.sql import load_macros
 
     con = duckdb.connect()  # macros do not need a lake: they bind when called
     try:
         load_macros(con)
-        _emit(stream(con, MACROS_QUERY), fmt, None)
+        _emit_query(con, MACROS_QUERY, None, fmt, None)
     finally:
         con.close()
 
