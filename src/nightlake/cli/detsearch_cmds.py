@@ -10,10 +10,9 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
+from nightlake.cli.options import LakeOption, lock_timeout_option
 from nightlake.errors import UsageError
-
-_LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
 
 
 @app.command(
@@ -37,13 +36,11 @@ def sync(
         help="DetReg database (default: the one the lake is tied to, else the one already "
         "mirrored, else $NIGHTLAKE_DETREG); the lake is tied to it.",
     ),
-    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = LakeOption,
     force: bool = typer.Option(
         False, "--force", help="Rewrite the mirror even if it is up to date."
     ),
-    lock_timeout: float = typer.Option(
-        30.0, "--lock-timeout", help="Seconds to wait for the lake lock."
-    ),
+    lock_timeout: float = lock_timeout_option("the lake lock"),
 ) -> None:
     """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet) and tie
     the lake to it, so that detregister add/delete refresh the mirror."""
@@ -68,7 +65,7 @@ def resolve_cmd(
     detrend_type: str = typer.Option(..., "--type", help="bias, dark, flat, fringe or mask."),
     mode: str = typer.Option("exact", "--mode", help="exact or recent."),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
-    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = LakeOption,
 ) -> None:
     """Assign a detrend to every image of the lake and write the result to Parquet."""
     from nightlake.detrends.rules import DETREND_TYPES, MODES, write_assignments

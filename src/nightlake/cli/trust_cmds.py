@@ -12,10 +12,9 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
+from nightlake.cli.options import LakeOption
 from nightlake.errors import UsageError
-
-_LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
 
 
 @app.command()
@@ -41,7 +40,7 @@ def explain(
     db: Path | None = typer.Option(
         None, "--db", help="DetReg database (default: the lake's mirror, else $NIGHTLAKE_DETREG)."
     ),
-    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = LakeOption,
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Every record of a type for one image, with why it was or was not chosen."""
@@ -103,7 +102,7 @@ def _connection(db: Path | None, lake: Path | None, *, from_lake: bool):
 
 @app.command()
 def audit(
-    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = LakeOption,
     detrend_types: list[str] = typer.Option(
         [], "--type", help="Types to audit (repeatable; default: all)."
     ),
