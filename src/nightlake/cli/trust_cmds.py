@@ -115,6 +115,9 @@ def audit(
         None, "--format", help="table, json, parquet, … (default: from -o, else table/csv)."
     ),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write findings here."),
+    check_files: bool = typer.Option(
+        False, "--check-files", help="Also report record files that are missing or unreadable."
+    ),
 ) -> None:
     """Findings about the detrend database and its coverage of the lake's images."""
     import pyarrow as pa
@@ -129,7 +132,7 @@ def audit(
         if kind not in FINDINGS:
             raise UsageError(f"--fail-on {kind!r}: expected one of {', '.join(FINDINGS)}")
     con = Lake(lake).connect()
-    findings = run_audit(con, detrend_types or DETREND_TYPES, mode)
+    findings = run_audit(con, detrend_types or DETREND_TYPES, mode, check_files=check_files)
     _emit(pa.RecordBatchReader.from_batches(findings.schema, findings.to_batches()), fmt, output)
     if failing(findings, fail_on):
         raise typer.Exit(1)
