@@ -281,3 +281,26 @@ def test_check_files_reports_missing_and_unreadable_files_by_their_exact_bytes(t
         timeout=120,
     )
     assert done.returncode == 1 and "gone.fits" in done.stdout, done.stderr
+
+
+def test_plot_writes_the_coverage_png_and_is_refused_inside_the_lake(tmp_path):
+    _lake(tmp_path, RECS + [record("flat", 5, 1, 40, 300, 11, "over")], IMGS)
+    script = Path(sys.executable).parent / "nightlake"
+    base = [str(script), "audit", "--lake", str(tmp_path / "lake"), "--type", "flat"]
+    for extra, png in (([], "all.png"), (["--ccd", "5", "--type", "bias"], "ccd5.png")):
+        out = tmp_path / png
+        done = subprocess.run(
+            base + extra + ["--plot", str(out), "-o", str(tmp_path / "f.json")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr  # a gap: the exit status is the audit's
+        data = out.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    inside = tmp_path / "lake" / "images" / "cov.png"
+    done = subprocess.run(base + ["--plot", str(inside)], capture_output=True, text=True)
+    assert done.returncode != 0 and done.stderr.count("\n") == 1 and "lake" in done.stderr
+    assert not inside.exists()
+    done = subprocess.run(base + ["--ccd", "5"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--plot" in done.stderr and done.stderr.count("\n") == 1
