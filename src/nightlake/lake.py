@@ -131,24 +131,57 @@ class Lake:
 
     # -- querying -------------------------------------------------------------------------
     def view_sql(self) -> str:
-        """The SQL that defines the lake's views (absolute paths; for any DuckDB client)."""
+        """The SQL that defines the lake's views (absolute paths; for any DuckDB client).
+
+        ``images`` reads both forms: compacted target-years (``target=T/year=Y/``, night a
+        column) and per-night files; a per-night file supersedes its night in a compacted
+        file (see :mod:`nightlake.ingest.compact`).
+        """
+        from nightlake.ingest.compact import is_compacted, pending_keys
+
         statements = []
         files = self.image_files()
         if files:
             manifest = self.read_manifest()
+            compacted = [f for f in files if is_compacted(f, self.images_dir)]
+            per_night = [f for f in files if not is_compacted(f, self.images_dir)]
             levels = manifest.get("partition_by") or [
-                part.split("=", 1)[0] for part in files[0].relative_to(self.images_dir).parts[:-1]
+                part.split("=", 1)[0]
+                for part in per_night[0].relative_to(self.images_dir).parts[:-1]
             ]
-            glob = str(self.images_dir.resolve() / "**" / "*.parquet")
-            types = ", ".join(
-                f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
-            )
             # union_by_name costs a schema read per file; only needed when partitions differ
             union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
+            parts = []
+            if compacted:
+                keys = [k for k in levels if k != "target"]
+                cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
+                glob = str(self.images_dir.resolve() / "target=*" / "year=*" / "*.parquet")
+                select = (
+                    f"SELECT * EXCLUDE (year, {', '.join(levels)}), target, "
+                    + ", ".join(cast.get(k, k) for k in keys)
+                    + f" FROM read_parquet({sql_string(glob)}, hive_partitioning = true, {union}"
+                    "hive_types = {'target': VARCHAR, 'year': VARCHAR})"
+                )
+                pending = pending_keys(self, files)
+                if pending:
+                    listed = ", ".join(sql_string("\x1f".join(k)) for k in pending)
+                    key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
+                    select += f" WHERE {key} NOT IN ({listed})"
+                parts.append(select)
+            if per_night:
+                types = ", ".join(
+                    f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
+                )
+                if compacted:  # the glob would take the compacted files too
+                    source = "[" + ", ".join(sql_string(str(f.resolve())) for f in per_night) + "]"
+                else:
+                    source = sql_string(str(self.images_dir.resolve() / "**" / "*.parquet"))
+                parts.append(
+                    f"SELECT * FROM read_parquet({source}, hive_partitioning = true, {union}"
+                    f"hive_types = {{{types}}})"
+                )
             statements.append(
-                f"CREATE OR REPLACE VIEW {IMAGES} AS SELECT * FROM read_parquet("
-                f"{sql_string(glob)}, hive_partitioning = true, {union}"
-                f"hive_types = {{{types}}});"
+                f"CREATE OR REPLACE VIEW {IMAGES} AS " + "\nUNION ALL BY NAME\n".join(parts) + ";"
             )
         statements.append(mirror.view_sql(self))  # detrends, detrend_filters
         return "\n".join(s for s in statements if s)
@@ -308,12 +341,12 @@ def write_parquet_atomic(table: pa.Table, target: Path) -> None:
     commit_temp(write_parquet_temp(table, target), target)
 
 
-def write_parquet_temp(table: pa.Table, target: Path) -> Path:
+def write_parquet_temp(table: pa.Table, target: Path, row_group_size: int | None = None) -> Path:
     """Write ``table`` as zstd Parquet to a temp file beside ``target`` and return it;
     :func:`nightlake.files.commit_temp` makes it durable and moves it into place.
 
-    No dictionary encoding: measured on the survey's per-night partitions, plain pages come
-    out smaller after zstd and are written 25–30 % faster (docs/design.md).
+    No dictionary encoding: on the survey's per-night partitions (few repeated values per
+    column) plain pages come out smaller after zstd and are cheaper to write (docs/design.md).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -328,6 +361,7 @@ def write_parquet_temp(table: pa.Table, target: Path) -> Path:
                 compression="zstd",
                 use_dictionary=False,
                 write_statistics=statistics_columns(table),
+                row_group_size=row_group_size,
             )
     return tmp
 

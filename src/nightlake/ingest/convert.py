@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from nightlake import __version__
 from nightlake.errors import InputError, LakeError, NightlakeError, UsageError, one_line
 from nightlake.files import commit_temp, compare_fingerprint, temp_path_for
+from nightlake.ingest.compact import LAKE_FORMAT_VERSION, compact_locked
 from nightlake.ingest.ecsv import EcsvTable, mjd_to_timestamp, read_ecsv
 from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
 from nightlake.lake import METADATA_KEY, Lake, write_parquet_temp
@@ -62,8 +63,7 @@ def prefer_jemalloc() -> str:
     A process-wide setting, so only ``nightlake convert`` (which owns its process) calls it.
     pyarrow's default, mimalloc, hands freed pages back and takes them again as transparent
     huge pages, each zeroed by the kernel: a quarter of convert's CPU went to
-    ``clear_page_erms`` (perf), and convert ran 15–25 % slower than with jemalloc
-    (docs/design.md).
+    ``clear_page_erms`` (perf); jemalloc keeps its pages (docs/design.md).
     """
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         try:
@@ -189,7 +189,7 @@ def convert(
 
         # Partitions are encoded on a thread per core; making each durable and moving it into
         # place (fsync, rename, fsync) waits on the disk, on threads of its own, so encoding
-        # never waits (no matter on a local disk; 1.6x faster where an fsync takes 10 ms).
+        # never waits (no matter on a local disk; it does where an fsync is slow: NFS).
         committer = ThreadPoolExecutor(4 * _cores(), thread_name_prefix="nightlake-commit")
 
         def write_one(item):
@@ -211,6 +211,7 @@ def convert(
                 report.renames.update(written.renames)
                 schemas[written.target] = written.signature
         lake.write_manifest({**manifest, "uniform_schema": len(set(schemas.values())) <= 1})
+        compact_locked(lake, report.written + report.removed)  # if the lake is compacted
     return report
 
 
@@ -228,10 +229,10 @@ class _LakeIndex:
         partitions: dict[Path, list[Path]] = {}
         schemas: dict[Path, tuple] = {}
         options: dict[Path, dict[str, Any]] = {}
-        for part in lake.image_files():
-            schema = pq.read_schema(part)
-            schemas[part] = schema_signature(schema)
-            meta = _nightlake_metadata(schema)
+        from nightlake.ingest.compact import partition_records
+
+        for part, signature, meta, _ in partition_records(lake):  # compacted ones too
+            schemas[part] = signature
             options[part] = written_options(meta, part, lake.images_dir)
             paths = []
             for fp in meta.get("sources", []):
@@ -415,7 +416,8 @@ def _take_if_needed(table: pa.Table, order: pa.Array) -> pa.Table:
     return table.take(order)
 
 
-#: rows of mjd a thread converts at the least (each astropy call costs ~1 ms under the GIL)
+#: rows of mjd a thread converts at the least (each astropy call has a fixed cost under the
+#: GIL, so a thread is worth it only for many rows)
 PARALLEL_MJD = 10_000
 
 
@@ -424,8 +426,8 @@ def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> Non
     ``obs_time`` column (UTC) derived from ``mjd`` in ``time_scale``.
 
     One astropy call for all of them, or one per core for many rows: astropy's Time machinery
-    costs ~1 ms a call, holding the GIL, against microseconds for the conversion itself, which
-    ERFA does without the GIL (55,676 rows: 42 ms in one call, 24 ms in two on two threads).
+    has a fixed cost per call, holding the GIL, far above the conversion itself, which ERFA
+    does without the GIL (so threads pay off only for many rows).
     """
     todo = [
         c
@@ -670,10 +672,10 @@ def _check_options(lake: Lake, options: ConvertOptions) -> dict[str, Any]:
     the manifest."""
     manifest = lake.read_manifest()
     version = manifest.get("format_version", 1)
-    if isinstance(version, int) and version > FORMAT_VERSION:
+    if isinstance(version, int) and version > LAKE_FORMAT_VERSION:
         raise LakeError(
             f"{lake.manifest_path}: lake format {version} is newer than this "
-            f"nightlake reads ({FORMAT_VERSION}); upgrade nightlake"
+            f"nightlake reads ({LAKE_FORMAT_VERSION}); upgrade nightlake"
         )
     wanted = options.shaping()
     had = lake_options(manifest)
@@ -691,7 +693,9 @@ def _check_options(lake: Lake, options: ConvertOptions) -> dict[str, Any]:
                 part.unlink()
     manifest = {
         **manifest,
-        "format_version": FORMAT_VERSION,
+        "format_version": max(version, FORMAT_VERSION)
+        if isinstance(version, int)
+        else FORMAT_VERSION,
         "partition_by": wanted["partition_by"],
         "options": wanted,
     }
