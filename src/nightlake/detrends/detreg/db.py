@@ -314,8 +314,13 @@ def encode_db(
     layout: str,
     byteorder: str,
     overlaps: str = "allow",
+    date: str | None = None,
 ) -> bytes:
-    """The complete bytes of a DetReg file: header, records, zero padding to 2880."""
+    """The complete bytes of a DetReg file: header, records, zero padding to 2880.
+
+    ``date`` (the DATE card, ``YYYY-MM-DDThh:mm:ss``) defaults to now; a journaled write uses
+    its entry's time, so that a replay of the journal rebuilds the very bytes it hashed.
+    """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'LP64' or 'ILP32', not {layout!r}")
     if byteorder not in ("little", "big"):
@@ -325,7 +330,7 @@ def encode_db(
         layout=layout,
         byteorder=byteorder,
         filters=filters,
-        date=_utc_now(),
+        date=date or _utc_now(),
         overlaps=overlaps,
     )
     data = encode_records(records, layout, byteorder)
@@ -372,8 +377,11 @@ def write_db(
         if records.dtype.names != FIELDS:
             raise ValueError(f"records need the fields {FIELDS}")
         records = records.astype(RECORD_DTYPE)
+    date = _journal[0]["time"][:19] if _journal is not None else None
     try:
-        content = encode_db(records, filters, layout=layout, byteorder=byteorder, overlaps=overlaps)
+        content = encode_db(
+            records, filters, layout=layout, byteorder=byteorder, overlaps=overlaps, date=date
+        )
     except ValueError as exc:
         raise InputError(path, f"cannot write: {exc}") from None
     before = None
