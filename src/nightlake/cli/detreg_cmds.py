@@ -58,6 +58,9 @@ def init(
     db: Path = typer.Argument(..., help="Path of the new database."),
     layout: str = typer.Option("LP64", "--layout", help="C data model: LP64 or ILP32."),
     byteorder: str = typer.Option("little", "--byteorder", help="little or big."),
+    forbid_overlaps: bool = typer.Option(
+        False, "--forbid-overlaps", help="Make every add refuse a record overlapping its class."
+    ),
     lock_timeout: float = LockOption,
 ) -> None:
     """Create an empty database (LP64 little-endian unless told otherwise)."""
@@ -68,7 +71,13 @@ def init(
             f"--layout must be LP64 or ILP32 and --byteorder little or big, "
             f"not {layout!r}/{byteorder!r}"
         )
-    init_db(db, layout=layout.upper(), byteorder=byteorder.lower(), lock_timeout=lock_timeout)
+    init_db(
+        db,
+        layout=layout.upper(),
+        byteorder=byteorder.lower(),
+        forbid_overlaps=forbid_overlaps,
+        lock_timeout=lock_timeout,
+    )
     typer.echo(f"created empty DetReg database {db}")
 
 
