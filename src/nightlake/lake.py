@@ -135,23 +135,25 @@ class Lake:
         statements = []
         files = self.image_files()
         if files:
-            manifest = self.read_manifest()
-            levels = manifest.get("partition_by") or [
-                part.split("=", 1)[0] for part in files[0].relative_to(self.images_dir).parts[:-1]
-            ]
             glob = str(self.images_dir.resolve() / "**" / "*.parquet")
-            types = ", ".join(
-                f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
-            )
-            # union_by_name costs a schema read per file; only needed when partitions differ
-            union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
             statements.append(
-                f"CREATE OR REPLACE VIEW {IMAGES} AS SELECT * FROM read_parquet("
-                f"{sql_string(glob)}, hive_partitioning = true, {union}"
-                f"hive_types = {{{types}}});"
+                f"CREATE OR REPLACE VIEW {IMAGES} AS SELECT * FROM "
+                f"{self.read_images_sql(sql_string(glob), files[0])};"
             )
         statements.append(mirror.view_sql(self))  # detrends, detrend_filters
         return "\n".join(s for s in statements if s)
+
+    def read_images_sql(self, paths: str, example: Path) -> str:
+        """``read_parquet(paths, …)`` with the options of the ``images`` view: ``paths`` a SQL
+        string or list literal of partition files, ``example`` one of them (for the levels)."""
+        manifest = self.read_manifest()
+        levels = manifest.get("partition_by") or [
+            part.split("=", 1)[0] for part in example.relative_to(self.images_dir).parts[:-1]
+        ]
+        types = ", ".join(f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES)
+        # union_by_name costs a schema read per file; only needed when partitions differ
+        union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
+        return f"read_parquet({paths}, hive_partitioning = true, {union}hive_types = {{{types}}})"
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the lake's views and every macro of ``sql/``."""
