@@ -131,29 +131,71 @@ class Lake:
 
     # -- querying -------------------------------------------------------------------------
     def view_sql(self) -> str:
-        """The SQL that defines the lake's views (absolute paths; for any DuckDB client)."""
+        """The SQL that defines the lake's views (absolute paths; for any DuckDB client).
+
+        ``images`` reads both forms: compacted target-years (``target=T/year=Y/``, night a
+        column) and per-night files; a per-night file supersedes its night in a compacted
+        file (see :mod:`nightlake.ingest.compact`).
+        """
         statements = []
-        files = self.image_files()
-        if files:
-            glob = str(self.images_dir.resolve() / "**" / "*.parquet")
-            statements.append(
-                f"CREATE OR REPLACE VIEW {IMAGES} AS SELECT * FROM "
-                f"{self.read_images_sql(sql_string(glob), files[0])};"
-            )
+        if self.image_files():
+            statements.append(f"CREATE OR REPLACE VIEW {IMAGES} AS {self.images_select_sql()};")
         statements.append(mirror.view_sql(self))  # detrends, detrend_filters
         return "\n".join(s for s in statements if s)
 
-    def read_images_sql(self, paths: str, example: Path) -> str:
-        """``read_parquet(paths, …)`` with the options of the ``images`` view: ``paths`` a SQL
-        string or list literal of partition files, ``example`` one of them (for the levels)."""
+    def images_select_sql(self, subset: list[Path] | None = None) -> str:
+        """The SELECT behind ``images``; over ``subset`` (some partition files), exactly the
+        rows and columns the view takes from those files (a chunk of a resolve task)."""
+        from nightlake.ingest.compact import is_compacted, pending_keys
+
+        files = self.image_files()
+        chosen = files if subset is None else subset
         manifest = self.read_manifest()
+        compacted = [f for f in chosen if is_compacted(f, self.images_dir)]
+        per_night = [f for f in chosen if not is_compacted(f, self.images_dir)]
         levels = manifest.get("partition_by") or [
-            part.split("=", 1)[0] for part in example.relative_to(self.images_dir).parts[:-1]
+            part.split("=", 1)[0]
+            for part in next(f for f in files if not is_compacted(f, self.images_dir))
+            .relative_to(self.images_dir)
+            .parts[:-1]
         ]
-        types = ", ".join(f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES)
         # union_by_name costs a schema read per file; only needed when partitions differ
         union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
-        return f"read_parquet({paths}, hive_partitioning = true, {union}hive_types = {{{types}}})"
+
+        def listed(paths: list[Path]) -> str:
+            return "[" + ", ".join(sql_string(str(f.resolve())) for f in paths) + "]"
+
+        parts = []
+        if compacted:
+            keys = [k for k in levels if k != "target"]
+            cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
+            glob = str(self.images_dir.resolve() / "target=*" / "year=*" / "*.parquet")
+            source = sql_string(glob) if subset is None else listed(compacted)
+            select = (
+                f"SELECT * EXCLUDE (year, {', '.join(levels)}), target, "
+                + ", ".join(cast.get(k, k) for k in keys)
+                + f" FROM read_parquet({source}, hive_partitioning = true, {union}"
+                "hive_types = {'target': VARCHAR, 'year': VARCHAR})"
+            )
+            pending = pending_keys(self, files)  # over the whole lake, whatever the subset
+            if pending:
+                keyed = ", ".join(sql_string("\x1f".join(k)) for k in pending)
+                key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
+                select += f" WHERE {key} NOT IN ({keyed})"
+            parts.append(select)
+        if per_night:
+            types = ", ".join(
+                f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
+            )
+            if compacted or subset is not None:  # the glob would take the compacted files too
+                source = listed(per_night)
+            else:
+                source = sql_string(str(self.images_dir.resolve() / "**" / "*.parquet"))
+            parts.append(
+                f"SELECT * FROM read_parquet({source}, hive_partitioning = true, {union}"
+                f"hive_types = {{{types}}})"
+            )
+        return "\nUNION ALL BY NAME\n".join(parts)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the lake's views and every macro of ``sql/``."""
@@ -310,7 +352,7 @@ def write_parquet_atomic(table: pa.Table, target: Path) -> None:
     commit_temp(write_parquet_temp(table, target), target)
 
 
-def write_parquet_temp(table: pa.Table, target: Path) -> Path:
+def write_parquet_temp(table: pa.Table, target: Path, row_group_size: int | None = None) -> Path:
     """Write ``table`` as zstd Parquet to a temp file beside ``target`` and return it;
     :func:`nightlake.files.commit_temp` makes it durable and moves it into place.
 
@@ -330,6 +372,7 @@ def write_parquet_temp(table: pa.Table, target: Path) -> Path:
                 compression="zstd",
                 use_dictionary=False,
                 write_statistics=statistics_columns(table),
+                row_group_size=row_group_size,
             )
     return tmp
 

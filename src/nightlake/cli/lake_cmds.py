@@ -108,3 +108,24 @@ class _progress:
     def __exit__(self, *exc) -> None:
         if hasattr(self, "_bar"):
             self._bar.__exit__(*exc)
+
+
+@app.command()
+def compact(
+    lake: Path | None = typer.Option(
+        None,
+        "--lake",
+        help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
+        show_default=False,
+    ),
+    lock_timeout: float = typer.Option(
+        30.0, "--lock-timeout", help="Seconds to wait for another writer on the same lake."
+    ),
+) -> None:
+    """Merge per-night partitions into one file per target and year; later converts keep it so."""
+    from nightlake.ingest.compact import compact as run_compact
+    from nightlake.lake import Lake
+
+    the_lake = Lake(lake)
+    written = run_compact(the_lake, lock_timeout=lock_timeout)
+    typer.echo(f"{the_lake.path}: {len(written)} target-year file(s) written")

@@ -93,28 +93,26 @@ def result_schema(lake: Lake, detrend_type: str, mode: str) -> pa.Schema:
 def resolve_chunk(chunk: Chunk, *, timeline: pa.Table, schema: pa.Schema) -> tuple[int, int]:
     """Resolve one chunk against the timeline and write it to ``chunk.target`` atomically.
 
-    Runs on a worker: a bare DuckDB connection with the macros, the chunk's files read with the
-    options of the ``images`` view. A chunk of a lake whose partitions differ may lack columns
-    of the whole; they are added as NULL so every part has ``schema``. Returns (rows, found).
+    Runs on a worker: a bare DuckDB connection with the macros, the chunk's files read as the
+    ``images`` view reads them (compacted and per-night files alike). A chunk of a lake whose
+    partitions differ may lack columns of the whole; they are added as NULL so every part has
+    ``schema``. Returns (rows, found).
     """
     import duckdb
 
     from nightlake.lake import fetch_arrow, write_parquet_atomic
-    from nightlake.sql import load_macros, sql_string
+    from nightlake.sql import load_macros
 
     lake = Lake(chunk.lake)
     if not lake.images_dir.is_dir():
         raise LakeError(f"{lake.path}: no lake images here (is the lake on a shared filesystem?)")
     files = [Path(f) for f in chunk.files]
-    paths = "[" + ", ".join(sql_string(str(f)) for f in files) + "]"
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET enable_progress_bar = false")
         load_macros(con)
         con.register("_nl_timeline", timeline)
-        con.execute(
-            f"CREATE TEMP VIEW _nl_chunk AS SELECT * FROM {lake.read_images_sql(paths, files[0])}"
-        )
+        con.execute(f"CREATE TEMP VIEW _nl_chunk AS {lake.images_select_sql(files)}")
         table = fetch_arrow(
             con.sql(
                 "SELECT * FROM apply_detrend_timeline($t, '_nl_timeline', source := '_nl_chunk')",

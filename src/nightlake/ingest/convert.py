@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from nightlake import __version__
 from nightlake.errors import InputError, LakeError, NightlakeError, UsageError, one_line
 from nightlake.files import commit_temp, compare_fingerprint, temp_path_for
+from nightlake.ingest.compact import LAKE_FORMAT_VERSION, compact_locked
 from nightlake.ingest.ecsv import EcsvTable, mjd_to_timestamp, read_ecsv
 from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
 from nightlake.lake import METADATA_KEY, Lake, write_parquet_temp
@@ -211,6 +212,7 @@ def convert(
                 report.renames.update(written.renames)
                 schemas[written.target] = written.signature
         lake.write_manifest({**manifest, "uniform_schema": len(set(schemas.values())) <= 1})
+        compact_locked(lake, report.written + report.removed)  # if the lake is compacted
     return report
 
 
@@ -228,10 +230,10 @@ class _LakeIndex:
         partitions: dict[Path, list[Path]] = {}
         schemas: dict[Path, tuple] = {}
         options: dict[Path, dict[str, Any]] = {}
-        for part in lake.image_files():
-            schema = pq.read_schema(part)
-            schemas[part] = schema_signature(schema)
-            meta = _nightlake_metadata(schema)
+        from nightlake.ingest.compact import partition_records
+
+        for part, signature, meta, _ in partition_records(lake):  # compacted ones too
+            schemas[part] = signature
             options[part] = written_options(meta, part, lake.images_dir)
             paths = []
             for fp in meta.get("sources", []):
@@ -670,10 +672,10 @@ def _check_options(lake: Lake, options: ConvertOptions) -> dict[str, Any]:
     the manifest."""
     manifest = lake.read_manifest()
     version = manifest.get("format_version", 1)
-    if isinstance(version, int) and version > FORMAT_VERSION:
+    if isinstance(version, int) and version > LAKE_FORMAT_VERSION:
         raise LakeError(
             f"{lake.manifest_path}: lake format {version} is newer than this "
-            f"nightlake reads ({FORMAT_VERSION}); upgrade nightlake"
+            f"nightlake reads ({LAKE_FORMAT_VERSION}); upgrade nightlake"
         )
     wanted = options.shaping()
     had = lake_options(manifest)
@@ -691,7 +693,9 @@ def _check_options(lake: Lake, options: ConvertOptions) -> dict[str, Any]:
                 part.unlink()
     manifest = {
         **manifest,
-        "format_version": FORMAT_VERSION,
+        "format_version": max(version, FORMAT_VERSION)
+        if isinstance(version, int)
+        else FORMAT_VERSION,
         "partition_by": wanted["partition_by"],
         "options": wanted,
     }

@@ -14,7 +14,6 @@ than the lake's last convert is stale too.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,34 +136,36 @@ def lake_info(lake: Lake) -> LakeInfo:
     """Read every partition footer of ``lake`` and compare its sources with the disk."""
     import pyarrow.parquet as pq
 
+    from nightlake.ingest.compact import partition_records
     from nightlake.ingest.convert import lake_options, option_text, written_options
-    from nightlake.lake import METADATA_KEY
 
     wanted = lake_options(lake.read_manifest())
     partitions = []
     first_schema = None
-    for file in lake.image_files():
-        meta = pq.read_metadata(file)
+    footers: dict[Path, Any] = {}
+    for path, _, recorded, file in partition_records(lake):  # a compacted file: its nights
+        if file not in footers:
+            footers[file] = pq.read_metadata(file)
+        meta = footers[file]
         if first_schema is None:
             first_schema = meta.schema.to_arrow_schema()
-        kv = meta.metadata or {}
-        try:
-            recorded = json.loads(kv.get(METADATA_KEY, b"{}"))
-        except ValueError:
-            recorded = {}
         sources = [source_state(s) for s in recorded.get("sources", [])]
-        written = written_options(recorded, file, lake.images_dir)
+        written = written_options(recorded, path, lake.images_dir)
         other = [
             f"{option_text(k, written.get(k))} (the lake: {option_text(k, v)})"
             for k, v in wanted.items()
             if written.get(k) != v
         ]
+        rows = meta.num_rows if path == file else int(recorded.get("rows", 0))
+        size = file.stat().st_size
+        if path != file:  # a compacted file's bytes, shared by rows
+            size = size * rows // max(1, meta.num_rows)
         partitions.append(
             PartitionInfo(
-                path=file,
-                keys=_partition_keys(file, lake.images_dir),
-                rows=meta.num_rows,
-                size=file.stat().st_size,
+                path=path,
+                keys=_partition_keys(path, lake.images_dir),
+                rows=rows,
+                size=size,
                 sources=sources,
                 other_options=other,
             )

@@ -1,0 +1,77 @@
+"""Compaction into one file per target and year: same rows, incremental, and a compaction cut
+short between writing its file and deleting the per-night ones reads the same."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from nightlake import Lake
+from nightlake.ingest.compact import compact
+from nightlake.ingest.convert import convert
+from nightlake.query.info import lake_info
+
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
+COLLECTIONS = sorted((FIXTURES / "collections").glob("*.collection"))
+COUNTS = "SELECT target, night, count(*) n, sum(visit) v FROM images GROUP BY ALL ORDER BY ALL"
+
+
+def test_compacting_the_previous_lake_keeps_its_rows_and_partitions(tmp_path):
+    lake = Lake(shutil.copytree(FIXTURES / "previous" / "lake", tmp_path / "lake"))
+    before, info = lake.sql(COUNTS), lake_info(lake)
+    written = compact(lake)
+    assert written and all("year=" in str(p) for p in lake.image_files())
+    assert Lake(lake.path).sql(COUNTS).equals(before)
+    after = lake_info(Lake(lake.path))
+    assert [(p.keys, p.rows, p.stale) for p in after.partitions] == [
+        (p.keys, p.rows, p.stale) for p in info.partitions
+    ]
+    assert lake.read_manifest()["format_version"] == 3
+
+
+def test_adding_nights_rewrites_only_their_target_years(tmp_path):
+    plain, compacted = Lake(tmp_path / "plain"), Lake(tmp_path / "compacted")
+    for lake in (plain, compacted):
+        convert(lake, COLLECTIONS[:3])
+    compact(compacted)
+    before = {p: p.stat().st_ino for p in compacted.image_files()}
+    convert(plain, COLLECTIONS)
+    report = convert(compacted, COLLECTIONS)
+    assert report.written
+    assert all(p.stat().st_ino == ino for p, ino in before.items())  # 2019 untouched
+    assert all("year=" in str(p) for p in compacted.image_files())
+    assert Lake(compacted.path).sql(COUNTS).equals(Lake(plain.path).sql(COUNTS))
+    assert not convert(compacted, COLLECTIONS).written  # incremental as before
+
+
+def test_a_per_night_file_beside_its_compacted_year_supersedes_it(tmp_path):
+    """What a compaction killed after its rename and before its deletes leaves."""
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:3])
+    per_night = lake.image_files()[0]
+    kept = tmp_path / "kept.parquet"
+    shutil.copy(per_night, kept)
+    before = lake.sql(COUNTS)
+    compact(lake)
+    per_night.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(kept, per_night)
+    assert Lake(lake.path).sql(COUNTS).equals(before)  # no night twice
+    compact(lake)  # the next writer finishes it
+    assert all("year=" in str(p) for p in lake.image_files())
+    assert Lake(lake.path).sql(COUNTS).equals(before)
+
+
+def test_compact_without_a_lake_is_one_error_line(tmp_path):
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "nightlake"),
+            "compact",
+            "--lake",
+            str(tmp_path / "none"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1 and "none" in result.stderr
+    assert not (tmp_path / "none").exists()
