@@ -261,3 +261,28 @@ def test_cli_unreachable_scheduler_is_one_line(tmp_path, fixtures_dir):
 def test_cli_executor_options_that_cannot_work(cli, tmp_path, args):
     result = cli("resolve", "--type", "bias", "-o", str(tmp_path / "o"), *args)
     assert result.exit_code == 2, result.output
+
+
+def test_chunked_resolve_of_a_compacted_lake_with_a_superseding_night(tmp_path, fixtures_dir):
+    """Chunks of compacted files and a per-night file that supersedes its night: each chunk
+    takes exactly the rows the images view takes from its files (no night twice)."""
+    from nightlake.detrends.sync import sync
+    from nightlake.ingest.compact import compact
+
+    lake = Lake(shutil.copytree(fixtures_dir / "previous" / "lake", tmp_path / "lake"))
+    per_night = lake.image_files()[0]
+    kept = tmp_path / "kept.parquet"
+    shutil.copy(per_night, kept)
+    compact(lake)
+    per_night.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(kept, per_night)
+    shutil.copy(fixtures_dir / "previous" / "detrends.db", tmp_path / "detrends.db")
+    sync(lake, tmp_path / "detrends.db")
+    files = lake.image_files()
+    assert any("year=" in str(f) for f in files) and per_night in files
+    local = write_assignments(lake, "flat", "recent", tmp_path / "local.parquet")
+    parts = write_assignments_chunked(
+        lake, "flat", "recent", tmp_path / "parts", Executor(), chunks=[[f] for f in files]
+    )
+    assert parts == local
+    assert _rows(tmp_path / "parts") == _rows(tmp_path / "local.parquet")
