@@ -16,6 +16,7 @@ bytes' worth of rows).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,10 @@ class DaskExecutor(Executor):
         (a NightlakeError) is raised here with its message and exit code.
         """
         items = list(items)
-        shared = {k: self.client.submit(_identity, v, pure=False) for k, v in kwargs.items()}
+        with warnings.catch_warnings():
+            # "large object in graph": deliberate, it is sent once and then shared by the tasks
+            warnings.simplefilter("ignore", UserWarning)
+            shared = {k: self.client.submit(_identity, v, pure=False) for k, v in kwargs.items()}
         futures = self.client.map(
             _task, [fn] * len(items), items, retries=RETRIES, pure=False, **shared
         )
