@@ -29,15 +29,20 @@ CREATE OR REPLACE MACRO image_quality(source := 'images') AS TABLE
 COMMENT ON MACRO TABLE image_quality IS
     'One row per image of source (default images): target, night, visit, detector, exposure_s, fwhm_arcsec, zero_point, sky_noise, dimm_seeing_arcsec, airmass, obs_time; NaN/inf and DIMM2SEE = 0.0 become NULL.';
 
+-- The one place a visit's exposure is counted: its detectors share one shutter, so the visit's
+-- exposure is theirs (max, not their sum); nightly, target and survey totals add up visits.
+CREATE OR REPLACE MACRO visit_exposure(source := 'images') AS TABLE
+    SELECT target, night, visit, max(exposure_s) AS exposure_s
+    FROM image_quality(source := source)
+    GROUP BY target, night, visit;
+COMMENT ON MACRO TABLE visit_exposure IS
+    'One row per visit (target, night, visit) of source (default images) with its exposure_s, counted once for all its detectors; the stats macros sum these.';
+
 CREATE OR REPLACE MACRO nightly_stats(source := 'images') AS TABLE
     WITH img AS (SELECT * FROM image_quality(source := source)),
-    per_visit AS (
-        SELECT target, night, visit, max(exposure_s) AS exposure_s
-        FROM img GROUP BY target, night, visit
-    ),
     exposure AS (
         SELECT target, night, sum(exposure_s) AS exposure_s
-        FROM per_visit GROUP BY target, night
+        FROM visit_exposure(source := source) GROUP BY target, night
     ),
     agg AS (
         SELECT
@@ -69,12 +74,9 @@ COMMENT ON MACRO TABLE nightly_stats IS
 
 CREATE OR REPLACE MACRO target_stats(source := 'images') AS TABLE
     WITH img AS (SELECT * FROM image_quality(source := source)),
-    per_visit AS (
-        SELECT target, night, visit, max(exposure_s) AS exposure_s
-        FROM img GROUP BY target, night, visit
-    ),
     exposure AS (
-        SELECT target, sum(exposure_s) AS exposure_s FROM per_visit GROUP BY target
+        SELECT target, sum(exposure_s) AS exposure_s
+        FROM visit_exposure(source := source) GROUP BY target
     ),
     agg AS (
         SELECT
@@ -128,18 +130,14 @@ COMMENT ON MACRO TABLE detector_stats IS
     'Per detector across the survey: images, visits, nights, targets, exposure_s, FWHM median/p10/p90 (arcsec), median zero point and sky noise, airmass range. NaN/NULL ignored.';
 
 CREATE OR REPLACE MACRO survey_stats(source := 'images') AS TABLE
-    WITH img AS (SELECT * FROM image_quality(source := source)),
-    per_visit AS (
-        SELECT target, night, visit, max(exposure_s) AS exposure_s
-        FROM img GROUP BY target, night, visit
-    )
+    WITH img AS (SELECT * FROM image_quality(source := source))
     SELECT
         count(DISTINCT target)                 AS targets,
         count(DISTINCT night)                  AS nights,
         count(*)                               AS images,
         count(DISTINCT (night, visit))         AS visits,
         count(DISTINCT detector)               AS detectors,
-        (SELECT sum(exposure_s) FROM per_visit) AS exposure_s,
+        (SELECT sum(exposure_s) FROM visit_exposure(source := source)) AS exposure_s,
         median(fwhm_arcsec)                    AS fwhm_median_arcsec,
         quantile_cont(fwhm_arcsec, 0.1)        AS fwhm_p10_arcsec,
         quantile_cont(fwhm_arcsec, 0.9)        AS fwhm_p90_arcsec,

@@ -356,8 +356,8 @@ def write_parquet_temp(table: pa.Table, target: Path, row_group_size: int | None
     """Write ``table`` as zstd Parquet to a temp file beside ``target`` and return it;
     :func:`nightlake.files.commit_temp` makes it durable and moves it into place.
 
-    No dictionary encoding: measured on the survey's per-night partitions, plain pages come
-    out smaller after zstd and are written 25–30 % faster (docs/design.md).
+    No dictionary encoding: on the survey's per-night partitions (few repeated values per
+    column) plain pages come out smaller after zstd and are cheaper to write (docs/design.md).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -69,6 +69,21 @@ def test_target_and_survey_stats_hand_checked(hand_lake):
     assert (survey["first_night"], survey["last_night"]) == ("20190402", "20190403")
 
 
+def test_visit_exposure_counts_each_visit_once(hand_lake):
+    lake = Lake(hand_lake)
+    visits = lake.sql("SELECT * FROM visit_exposure() ORDER BY night, target, visit").to_pylist()
+    assert len(visits) == 4  # one row per visit, not per detector
+    by_night = {}
+    for v in visits:
+        key = (v["target"], v["night"])
+        by_night[key] = by_night.get(key, 0) + v["exposure_s"]
+    assert by_night[("A0a", "20190402")] == 120 + 240
+    assert sum(by_night.values()) == 780.0  # what survey_stats reports
+    # the stats macros sum exactly these rows
+    nightly = rows_by(lake.sql("SELECT * FROM nightly_stats()"), "target", "night")
+    assert {k: r["exposure_s"] for k, r in nightly.items()} == by_night
+
+
 def test_fwhm_arcsec_and_finite_or_null():
     con = duckdb.connect()
     load_macros(con)

@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
 from nightlake.cli import (
     detreg_cmds,
     detsearch_cmds,
+    history_cmds,
     lake_cmds,
     query_cmds,
     sky_cmds,

@@ -30,6 +30,13 @@ DbOption = typer.Option(
     help=f"The DetReg database (default: ${DB_ENV}).",
 )
 LockOption = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for the writer lock.")
+AsOfOption = typer.Option(
+    None,
+    "--as-of",
+    show_default=False,
+    help="The database as it was at this time (ISO-8601 UTC or Unix seconds), replayed from "
+    "its journal.",
+)
 
 
 def _db(db: Path | None) -> Path:
@@ -200,13 +207,15 @@ def list_(
     ccd: int | None = typer.Option(None, "--ccd", help="Only this CCD."),
     filter_: str | None = typer.Option(None, "--filter", help="Only this filter name."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+    as_of: str | None = AsOfOption,
 ) -> None:
     """Print the records (file order), optionally only some types/CCDs/filters."""
-    from nightlake.detrends.detreg import Selection, read_db
+    from nightlake.detrends.detreg import Selection
+    from nightlake.detrends.history import parse_as_of, read_as_of
 
     if fmt not in ("table", "csv", "json"):
         raise UsageError(f"--format must be table, csv or json, not {fmt!r}")
-    database = read_db(_db(db))
+    database = read_as_of(_db(db), parse_as_of(as_of) if as_of is not None else None)
     mask = Selection(type=_type(type_), ccd=ccd, filter=filter_).mask(database)
     import numpy as np
 

@@ -103,6 +103,12 @@ def build_parser(prog: str = "detsearch") -> argparse.ArgumentParser:
     )
     p.add_argument("--db", help="DetReg database (default: $NIGHTLAKE_DETREG).")
     p.add_argument(
+        "--as-of",
+        metavar="TIME",
+        help="Answer from the database as it was at TIME (ISO-8601 UTC or Unix seconds), "
+        "replayed from its journal.",
+    )
+    p.add_argument(
         "--format",
         choices=FORMATS,
         default="short",
@@ -223,13 +229,18 @@ def record_dict(db, index: int) -> dict:
     }
 
 
-def open_db(db: str | None):
-    """The database of ``--db`` or ``$NIGHTLAKE_DETREG``, read and validated."""
+def open_db(db: str | None, as_of: str | None = None):
+    """The database of ``--db`` or ``$NIGHTLAKE_DETREG``, read and validated (or replayed
+    from its journal as of ``as_of``)."""
     from nightlake.detrends.mirror import DB_ENV, default_db
 
     path = default_db(db)
     if path is None:
         raise UsageError(f"no detrend database: give --db DB or set {DB_ENV}")
+    if as_of is not None:
+        from nightlake.detrends.history import parse_as_of, replay
+
+        return replay(path, parse_as_of(as_of)).db
     from nightlake.detrends.detreg import read_db
 
     return read_db(path)
@@ -363,7 +374,7 @@ def run(argv: Sequence[str], prog: str = "detsearch", out=None, err=None) -> int
     out = out or _exact_bytes(sys.stdout)
     err = err or sys.stderr
     args = build_parser(prog).parse_args(elixir_argv(argv))
-    db = open_db(args.db)
+    db = open_db(args.db, args.as_of)
     time_us = parse_time_us(args.time) if args.time else None
 
     if args.explain:

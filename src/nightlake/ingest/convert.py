@@ -63,8 +63,7 @@ def prefer_jemalloc() -> str:
     A process-wide setting, so only ``nightlake convert`` (which owns its process) calls it.
     pyarrow's default, mimalloc, hands freed pages back and takes them again as transparent
     huge pages, each zeroed by the kernel: a quarter of convert's CPU went to
-    ``clear_page_erms`` (perf), and convert ran 15–25 % slower than with jemalloc
-    (docs/design.md).
+    ``clear_page_erms`` (perf); jemalloc keeps its pages (docs/design.md).
     """
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         try:
@@ -190,7 +189,7 @@ def convert(
 
         # Partitions are encoded on a thread per core; making each durable and moving it into
         # place (fsync, rename, fsync) waits on the disk, on threads of its own, so encoding
-        # never waits (no matter on a local disk; 1.6x faster where an fsync takes 10 ms).
+        # never waits (no matter on a local disk; it does where an fsync is slow: NFS).
         committer = ThreadPoolExecutor(4 * _cores(), thread_name_prefix="nightlake-commit")
 
         def write_one(item):
@@ -417,7 +416,8 @@ def _take_if_needed(table: pa.Table, order: pa.Array) -> pa.Table:
     return table.take(order)
 
 
-#: rows of mjd a thread converts at the least (each astropy call costs ~1 ms under the GIL)
+#: rows of mjd a thread converts at the least (each astropy call has a fixed cost under the
+#: GIL, so a thread is worth it only for many rows)
 PARALLEL_MJD = 10_000
 
 
@@ -426,8 +426,8 @@ def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> Non
     ``obs_time`` column (UTC) derived from ``mjd`` in ``time_scale``.
 
     One astropy call for all of them, or one per core for many rows: astropy's Time machinery
-    costs ~1 ms a call, holding the GIL, against microseconds for the conversion itself, which
-    ERFA does without the GIL (55,676 rows: 42 ms in one call, 24 ms in two on two threads).
+    has a fixed cost per call, holding the GIL, far above the conversion itself, which ERFA
+    does without the GIL (so threads pay off only for many rows).
     """
     todo = [
         c

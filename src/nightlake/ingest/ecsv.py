@@ -1,7 +1,7 @@
 """ECSV 1.0 → Arrow: the header as astropy reads it (libyaml), the body through pyarrow's CSV.
 
 astropy's ``Table.read(format="ascii.ecsv")`` is the reference for what a file means; this
-module reads the same files about ten times faster by handing the body to pyarrow's
+module reads the same files faster by handing the body to pyarrow's
 multi-threaded CSV parser with column types taken from the header. The result equals
 astropy's reading cell for cell:
 
@@ -161,7 +161,7 @@ def _column_set(datatype: list) -> _ColumnSet:
     The YAML block cache (:func:`_load_block`) hands out the same list for the same column
     block, so the set is cached on that list (held here, so its id cannot be reused): every
     file of a survey after the first gets it for a dictionary lookup. A header parsed whole
-    (anchors, no block split) builds its own, ~0.3 ms.
+    (anchors, no block split) builds its own.
     """
     same = _COLUMN_SETS.get(id(datatype))
     if same is not None and same[0] is datatype:
@@ -369,8 +369,8 @@ def _parse_head(head: bytes, names_start: int) -> EcsvHeader:
 def load_header_yaml(lines: list[str]) -> Any:
     """The header YAML as astropy reads it, parsed with libyaml when PyYAML has it.
 
-    astropy's own loader is pure Python (≈100 ms for a 46-column header, most of the time of a
-    small file); this loader uses libyaml's parser with astropy's tag constructors
+    astropy's own loader is pure Python (for a small file, most of the time goes into its
+    header); this loader uses libyaml's parser with astropy's tag constructors
     (``!astropy.table.SerializedColumn``, units, …) and reads ``!!omap`` as an ordered dict.
     """
     import yaml
@@ -598,8 +598,9 @@ def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> 
 def _has_comment_lines(data: bytes, start: int) -> bool:
     """Whether a body line (from ``start``) begins with '#' after blanks.
 
-    numpy finds the first byte of every line without holding the GIL (the regex alone held
-    it ~0.3 ms a file); the regex decides only when some line starts with a blank.
+    numpy finds the first byte of every line without holding the GIL (the regex holds it for
+    the whole body, stalling the other reader threads); the regex decides only when some line
+    starts with a blank.
     """
     body = np.frombuffer(data, np.uint8)[start:]
     if not body.size:
@@ -614,7 +615,7 @@ def _has_comment_lines(data: bytes, start: int) -> bool:
 
 def _finish_columns(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
     """Types pyarrow's CSV reader cannot produce directly, and the field metadata."""
-    if header.column_set.plain_schema is not None:  # (from_batches: 8x cheaper than from_arrays)
+    if header.column_set.plain_schema is not None:  # from_batches: no per-column validation
         return pa.Table.from_batches(table.to_batches(), schema=header.column_set.plain_schema)
     arrays = []
     fields = []
@@ -825,8 +826,8 @@ def utc_datetime64(t) -> np.ndarray:
     """An astropy Time as ``datetime64[us]`` in UTC: astropy's ``utc.isot`` to the microsecond.
 
     ERFA's ``d2dtf`` (what astropy formats ``isot`` with) splits the UTC two-part JD into
-    calendar fields rounded to the microsecond, in C, and numpy assembles them — 40× faster
-    than astropy's ``datetime64``, which goes through text, truncates instead of rounding
+    calendar fields rounded to the microsecond, in C, and numpy assembles them, where
+    astropy's ``datetime64`` goes through text, truncates instead of rounding
     (58576.2 TAI would become 04:47:22.999999) and refuses a leap second. A time inside a leap
     second (23:59:60.x) lands on 00:00:00.x of the next day, as on a POSIX clock.
     """

@@ -1,11 +1,11 @@
 """MJD (TAI or UTC) → UTC ``timestamp[us]`` with ERFA alone, the same values as astropy.
 
-``convert`` derives ``obs_time`` from ``mjd``; through ``astropy.time`` that costs ~1 s of
-imports per process, most of a one-night convert. astropy does the arithmetic in ERFA
-(pyerfa, which it depends on): two-part Julian dates split exactly (``day_frac``),
-``erfa.taiutc`` for the leap seconds, ``erfa.d2dtf`` for calendar fields rounded to the
-microsecond. This module repeats those steps in the same order, so the results are equal to
-the microsecond (tests/test_taitime.py holds them equal across leap seconds); a time inside a
+``convert`` derives ``obs_time`` from ``mjd``; through ``astropy.time`` that costs the import of
+astropy's time machinery in every process, most of a one-night convert. astropy does the
+arithmetic in ERFA (pyerfa, which it depends on): two-part Julian dates split exactly
+(``day_frac``), ``erfa.taiutc`` for the leap seconds, ``erfa.d2dtf`` for calendar fields rounded
+to the microsecond. This module repeats those steps in the same order, so the results are equal
+to the microsecond (tests/test_taitime.py holds them equal across leap seconds); a time inside a
 leap second (23:59:60.x) lands on 00:00:00.x of the next day, as on a POSIX clock.
 """
 

@@ -303,15 +303,28 @@ def _utc_now() -> str:
 
 
 def encode_db(
-    records: np.ndarray, filters: dict[int, str], *, layout: str, byteorder: str
+    records: np.ndarray,
+    filters: dict[int, str],
+    *,
+    layout: str,
+    byteorder: str,
+    date: str | None = None,
 ) -> bytes:
-    """The complete bytes of a DetReg file: header, records, zero padding to 2880."""
+    """The complete bytes of a DetReg file: header, records, zero padding to 2880.
+
+    ``date`` (the DATE card, ``YYYY-MM-DDThh:mm:ss``) defaults to now; a journaled write uses
+    its entry's time, so that a replay of the journal rebuilds the very bytes it hashed.
+    """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'LP64' or 'ILP32', not {layout!r}")
     if byteorder not in ("little", "big"):
         raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}")
     header = build_header(
-        nrecord=len(records), layout=layout, byteorder=byteorder, filters=filters, date=_utc_now()
+        nrecord=len(records),
+        layout=layout,
+        byteorder=byteorder,
+        filters=filters,
+        date=date or _utc_now(),
     )
     data = encode_records(records, layout, byteorder)
     return header + data + b"\0" * (-len(data) % 2880)
@@ -356,8 +369,9 @@ def write_db(
         if records.dtype.names != FIELDS:
             raise ValueError(f"records need the fields {FIELDS}")
         records = records.astype(RECORD_DTYPE)
+    date = _journal[0]["time"][:19] if _journal is not None else None
     try:
-        content = encode_db(records, filters, layout=layout, byteorder=byteorder)
+        content = encode_db(records, filters, layout=layout, byteorder=byteorder, date=date)
     except ValueError as exc:
         raise InputError(path, f"cannot write: {exc}") from None
     before = None

@@ -1,0 +1,365 @@
+"""The DetReg database as it was at any time: replay of its journal, the list of changes.
+
+The journal (``detreg/journal.py``) holds every change with its UTC time and full records, and
+the SHA-256 of the file each change produced. A replay starts from the last ``init`` or
+``adopt`` entry (an ``adopt`` snapshots a database written before nightlake journaled it: its
+full records, filter table, layout and byte order), applies each ``add``/``repair`` (records
+appended) and ``delete`` (records removed by their index) in order up to the time asked, skips
+an entry an ``abandoned`` marker names, and checks each state it passes against the entry's
+``sha256`` by encoding the file bytes again (the DATE card of a journaled write is its entry's
+time). An ``external`` marker means a tool without a journal changed the file: nothing after it
+is reproducible until the next ``adopt``.
+
+Reads only: no lock, nothing written (except :func:`adopt`, which journals under the lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from nightlake.detrends.detreg.db import (
+    DEFAULT_LOCK_TIMEOUT,
+    DetRegDB,
+    _journal_entry,
+    encode_db,
+    locked,
+    read_db,
+    real_path,
+    record_dict,
+)
+from nightlake.detrends.detreg.format import FIELDS, RECORD_DTYPE, TYPE_CODES, make_records
+from nightlake.detrends.detreg.journal import (
+    Journal,
+    append_line,
+    encode_line,
+    load_journal,
+    settle,
+)
+from nightlake.errors import FormatError, InputError, UsageError
+
+#: entries a replay starts from
+STARTS = ("init", "adopt")
+
+
+def parse_as_of(text: str) -> datetime:
+    """``--as-of``: ISO-8601 (UTC unless it names an offset) or Unix seconds → aware UTC."""
+    text = str(text).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if seconds != seconds or abs(seconds) > 253402300799:  # NaN, or past year 9999
+            raise UsageError(f"--as-of {text!r}: not a time")
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(seconds * 1e6))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise UsageError(
+            f"--as-of {text!r}: not a time (expected ISO-8601 UTC like "
+            "2026-12-01T14:53:54.5 or Unix seconds)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def entry_time(journal: Journal, n: int) -> datetime:
+    """The time of entry ``n``; FormatError naming the line when it is missing or not ISO."""
+    text = journal.entries[n].get("time")
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        raise FormatError(
+            journal.path, f"entry time {text!r} is not ISO-8601", line=journal.lines[n]
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass
+class Position:
+    """Where in the journal a state is: entries applied so far and the hash of the last line."""
+
+    entries: int
+    last_hash: str
+    time: datetime | None
+
+    def as_dict(self) -> dict:
+        return {
+            "entries": self.entries,
+            "last_entry_sha256": self.last_hash,
+            "time": self.time.isoformat() if self.time else None,
+        }
+
+
+@dataclass
+class _State:
+    records: np.ndarray
+    filters: dict[int, str]
+    layout: str
+    byteorder: str
+    sha256: str = ""
+    verified: list[int] = field(default_factory=list)
+
+
+def _records_of(journal: Journal, n: int, entry: dict) -> np.ndarray:
+    rows = []
+    for rec in entry.get("records") or []:
+        try:
+            row = {k: rec[k] for k in FIELDS}
+        except (KeyError, TypeError):
+            raise FormatError(
+                journal.path, "a record of the entry lacks a field", line=journal.lines[n]
+            ) from None
+        row["type"] = TYPE_CODES.get(row["type"], row["type"])
+        row["filename"] = str(row["filename"]).encode("utf-8", "surrogateescape")
+        for name in ("sigma", "clipsigma"):
+            row[name] = float("nan") if row[name] is None else row[name]
+        rows.append(row)
+    try:
+        return make_records(rows)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise FormatError(journal.path, f"bad record: {exc}", line=journal.lines[n]) from None
+
+
+def _apply(journal: Journal, n: int, state: _State | None) -> _State | None:
+    entry = journal.entries[n]
+    action = entry.get("action")
+    where = journal.lines[n]
+    if action == "init":
+        return _State(
+            np.zeros(0, RECORD_DTYPE),
+            {},
+            entry.get("layout", "LP64"),
+            entry.get("byteorder", "little"),
+        )
+    if action == "adopt":
+        filters = {int(c): name for c, name in (entry.get("filters") or {}).items()}
+        return _State(_records_of(journal, n, entry), filters, entry["layout"], entry["byteorder"])
+    if action == "external":
+        return None
+    if state is None:
+        return None
+    if action in ("add", "repair"):
+        filters = dict(state.filters)
+        filters.update({int(c): name for c, name in (entry.get("filters_added") or {}).items()})
+        records = np.concatenate([state.records, _records_of(journal, n, entry)])
+        return _State(records, filters, state.layout, state.byteorder)
+    if action == "delete":
+        indices = [rec.get("index") for rec in entry.get("records") or []]
+        if any(not isinstance(i, int) or not 0 <= i < len(state.records) for i in indices):
+            raise FormatError(journal.path, "a deleted record has no valid index", line=where)
+        keep = np.ones(len(state.records), dtype=bool)
+        keep[indices] = False
+        return _State(state.records[keep], state.filters, state.layout, state.byteorder)
+    raise FormatError(journal.path, f"unknown journal action {action!r}", line=where)
+
+
+def _verify(journal: Journal, n: int, state: _State, when: datetime) -> None:
+    """The state equals the file entry ``n`` hashed: encode it and compare the SHA-256."""
+    entry = journal.entries[n]
+    want = entry.get("sha256")
+    # DATE is the entry's second for files written since it was so; older writers stamped
+    # the moment of encoding, a second or two after the entry's time.
+    for late in (0, 1, 2, -1):
+        date = (when + timedelta(seconds=late)).strftime("%Y-%m-%dT%H:%M:%S")
+        content = encode_db(
+            state.records, state.filters, layout=state.layout, byteorder=state.byteorder, date=date
+        )
+        if hashlib.sha256(content).hexdigest() == want:
+            state.sha256 = want
+            return
+    if entry.get("action") == "adopt" and len(state.records) == entry.get("nrecord"):
+        state.sha256 = want  # a foreign file's header need not be ours: its records are
+        return
+    raise FormatError(
+        journal.path,
+        f"replay does not reproduce the file the {entry.get('action')} entry at "
+        f"{entry.get('time')} hashed ({str(want)[:12]}…): the journal does not describe "
+        "this database",
+        line=journal.lines[n],
+    )
+
+
+@dataclass
+class Replay:
+    """The database as of a time: ``db`` (a :class:`DetRegDB` of the replayed records),
+    ``position`` in the journal, ``sha256`` of the file it was then."""
+
+    db: DetRegDB
+    position: Position
+    sha256: str
+    as_of: datetime | None
+
+
+def replay(
+    db_path: str | os.PathLike, as_of: datetime | None = None, *, verify: bool = True
+) -> Replay:
+    """The database ``db_path`` as it was at ``as_of`` (UTC; None = after the last entry).
+
+    InputError when the time precedes the journal's earliest reproducible state (naming it),
+    or falls where the journal cannot say (after an ``external`` marker, before an adopt).
+    """
+    path = real_path(db_path)
+    if not path.exists():
+        raise InputError(db_path, "no such database")
+    journal = load_journal(path)
+    problems = journal.chain_problems()
+    if problems:
+        raise FormatError(journal.path, problems[0].split(": ", 1)[-1])
+    abandoned = {e.get("abandons") for e in journal.entries if e.get("action") == "abandoned"}
+    state: _State | None = None
+    earliest: datetime | None = None
+    unknown_since: datetime | None = None
+    applied, last_time = 0, None
+    for n, entry in enumerate(journal.entries):
+        when = entry_time(journal, n)
+        if as_of is not None and when > as_of:
+            break
+        applied, last_time = n + 1, when
+        action = entry.get("action")
+        if action == "abandoned" or journal.hashes[n] in abandoned:
+            continue
+        state = _apply(journal, n, state)
+        if action in STARTS and earliest is None:
+            earliest = when
+        if state is None:
+            unknown_since = when if action == "external" else unknown_since
+            continue
+        if verify:
+            _verify(journal, n, state, when)
+        else:
+            state.sha256 = entry.get("sha256", "")
+    if state is None:
+        raise _unreproducible(db_path, journal, as_of, earliest, unknown_since)
+    position = Position(applied, journal.hashes[applied - 1], last_time)
+    db = DetRegDB(path, state.layout, state.byteorder, state.filters, state.records)
+    db.__dict__["fingerprint"] = {"path": str(path), "sha256": state.sha256, "as_of": as_of}
+    return Replay(db, position, state.sha256, as_of)
+
+
+def _unreproducible(db_path, journal, as_of, earliest, unknown_since) -> InputError:
+    when = as_of.isoformat() if as_of else "now"
+    if unknown_since is not None:
+        return InputError(
+            db_path,
+            f"no state as of {when}: a tool that keeps no journal changed the database at "
+            f"{unknown_since.isoformat()} (`detregister adopt` snapshots it for later replays)",
+        )
+    if earliest is None:
+        starts = [
+            entry_time(journal, n)
+            for n, e in enumerate(journal.entries)
+            if e.get("action") in STARTS
+        ]
+        if not starts:
+            return InputError(
+                db_path,
+                "the journal holds no init or adopt entry: the database predates it "
+                "(`detregister adopt` snapshots it; replays start there)",
+            )
+        earliest = starts[0]
+    return InputError(
+        db_path,
+        f"no state as of {when}: the earliest reproducible time is {earliest.isoformat()}",
+    )
+
+
+def read_as_of(db_path: str | os.PathLike, as_of: datetime | None) -> DetRegDB:
+    """``read_db`` now, or the replayed database at ``as_of``."""
+    return read_db(db_path) if as_of is None else replay(db_path, as_of).db
+
+
+# --------------------------------------------------------------------------------------------
+# The list of changes
+
+
+@dataclass(frozen=True)
+class Change:
+    """One journal entry as ``nightlake history`` lists it."""
+
+    line: int
+    time: str
+    action: str
+    user: str | None
+    host: str | None
+    records: list[dict]
+    nrecord: int | None
+    sha256: str | None
+
+    def as_dict(self) -> dict:
+        return {
+            "line": self.line,
+            "time": self.time,
+            "action": self.action,
+            "user": self.user,
+            "host": self.host,
+            "nrecord": self.nrecord,
+            "sha256": self.sha256,
+            "records": self.records,
+        }
+
+
+def history(db_path: str | os.PathLike) -> list[Change]:
+    """Every journal entry, oldest first; FormatError when the hash chain is broken."""
+    journal = load_journal(real_path(db_path))
+    problems = journal.chain_problems()
+    if problems:
+        raise FormatError(journal.path, problems[0].split(": ", 1)[-1])
+    return [
+        Change(
+            line=journal.lines[n],
+            time=str(e.get("time")),
+            action=str(e.get("action")),
+            user=e.get("user"),
+            host=e.get("host"),
+            records=list(e.get("records") or []),
+            nrecord=e.get("nrecord"),
+            sha256=e.get("sha256"),
+        )
+        for n, e in enumerate(journal.entries)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Adopting a database written by other tools
+
+
+def adopt(db_path: str | os.PathLike, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> dict:
+    """Journal an ``adopt`` entry: a snapshot of the database as it is (full records, filter
+    table, layout, byte order), so that replays can start from it. Does not change the file."""
+    path = real_path(db_path)
+    if not path.exists():
+        raise InputError(db_path, "no such database")
+    with locked(path, lock_timeout):
+        db = read_db(path)
+        sha256 = db.fingerprint["sha256"]
+        entry = _journal_entry(
+            path,
+            "adopt",
+            [record_dict(r, db.filters) for r in db.records],
+            layout=db.layout,
+            byteorder=db.byteorder,
+            filters={str(c): name for c, name in db.filters.items()},
+        )
+        entry = dict(entry, nrecord=len(db), sha256=sha256)
+        base = {k: entry[k] for k in ("time", "user", "host", "pid", "db")}
+        prev = settle(Path(path), (sha256, len(db)), base)
+        append_line(Path(path), encode_line(entry, prev))
+    return entry
+
+
+__all__ = [
+    "Change",
+    "Position",
+    "Replay",
+    "adopt",
+    "history",
+    "parse_as_of",
+    "read_as_of",
+    "replay",
+]

@@ -1,0 +1,229 @@
+"""The database as of any time (journal replay), ``nightlake history``, ``detregister adopt``."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from nightlake.cli import app
+from nightlake.detrends.detreg import (
+    DetRegEntry,
+    Selection,
+    delete_records,
+    init_db,
+    read_db,
+    read_journal,
+    register,
+    write_db,
+)
+from nightlake.detrends.detreg.db import record_dict
+from nightlake.detrends.detreg.journal import journal_path
+from nightlake.detrends.history import history, parse_as_of, replay
+from nightlake.detrends.search import run
+from nightlake.errors import FormatError, InputError, UsageError
+
+PREVIOUS = Path(__file__).resolve().parents[3] / "data" / "fixtures" / "previous"
+BIN = Path(sys.executable).parent
+DAY = 86400
+T0 = 1554076800  # 2019-04-01
+
+
+def entry(ccd: int, filt: str, start: int, days: int, name: str) -> DetRegEntry:
+    return DetRegEntry(
+        filename=f"/m/{name}.fits",
+        type="flat",
+        filter=filt,
+        ccd=ccd,
+        tstart=T0 + start * DAY,
+        tstop=T0 + (start + days) * DAY,
+        treg=T0 + start * DAY,
+    )
+
+
+def same(a, b) -> bool:
+    """Record for record (NaN sigmas compare equal as None), and the filter table."""
+    rows = [[record_dict(r, db.filters) for r in db.records] for db in (a, b)]
+    return a.filters == b.filters and rows[0] == rows[1]
+
+
+def last_time(db: Path):
+    return parse_as_of(read_journal(db)[-1]["time"])
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("add"),
+            st.lists(
+                st.tuples(
+                    st.integers(1, 2), st.sampled_from("gr"), st.integers(0, 5), st.integers(1, 4)
+                ),
+                min_size=1,
+                max_size=3,
+            ),
+        ),
+        st.tuples(st.just("delete"), st.integers(1, 2)),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=ops)
+def test_as_of_every_recorded_time_equals_the_saved_copy(tmp_path_factory, ops):
+    tmp = tmp_path_factory.mktemp("asof")
+    db = tmp / "d.db"
+    init_db(db)
+    saved = [(last_time(db), tmp / "copy0.db")]
+    shutil.copy(db, saved[0][1])
+    for n, (op, arg) in enumerate(ops, 1):
+        if op == "add":
+            register(db, [entry(c, f, s, d, f"m{n}_{i}") for i, (c, f, s, d) in enumerate(arg)])
+        else:
+            delete_records(db, Selection(type="flat", ccd=arg))
+        if last_time(db) != saved[-1][0]:  # a delete that matched nothing writes nothing
+            saved.append((last_time(db), tmp / f"copy{n}.db"))
+            shutil.copy(db, saved[-1][1])
+    for k, (when, copy) in enumerate(saved):
+        later = saved[k + 1][0] if k + 1 < len(saved) else when + timedelta(days=1)
+        for moment in (when, when + (later - when) / 2):
+            state = replay(db, moment)
+            assert same(state.db, read_db(copy))
+            assert state.sha256 == read_db(copy).fingerprint["sha256"]
+            for ccd in (1, 2):
+                query = ["--type", "flat", "--ccd", str(ccd), "--filter", "g", "--time"]
+                query.append(str(T0 + 2 * DAY))
+                now, then = io.StringIO(), io.StringIO()
+                run([*query, "--db", str(copy)], out=now)
+                run([*query, "--db", str(db), "--as-of", moment.isoformat()], out=then)
+                assert now.getvalue() == then.getvalue()
+
+
+def test_the_previous_release_journal_replays(tmp_path):
+    for f in ("detrends.db", "detrends.db.journal"):
+        shutil.copy(PREVIOUS / f, tmp_path / f)
+    db = tmp_path / "detrends.db"
+    state = replay(db)
+    assert same(state.db, read_db(db)) and state.position.entries == 5
+    times = [c.time for c in history(db)]
+    assert len(replay(db, parse_as_of(times[3])).db) == 4  # before the delete
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2019-13-01", "nan", "1e30", ""])
+def test_a_bad_as_of_is_a_usage_error(text):
+    with pytest.raises(UsageError, match="--as-of"):
+        parse_as_of(text)
+
+
+@pytest.mark.parametrize(
+    "text,iso",
+    [
+        ("1554076800", "2019-04-01T00:00:00+00:00"),
+        ("2019-04-01T00:00:00", "2019-04-01T00:00:00+00:00"),
+        ("2019-04-01T02:00:00+02:00", "2019-04-01T00:00:00+00:00"),
+        ("2019-04-01T00:00:00Z", "2019-04-01T00:00:00+00:00"),
+    ],
+)
+def test_as_of_spellings(text, iso):
+    assert parse_as_of(text).isoformat() == iso
+
+
+def test_before_the_first_entry_names_the_earliest_time(tmp_path):
+    db = tmp_path / "d.db"
+    init_db(db)
+    first = read_journal(db)[0]["time"]
+    with pytest.raises(InputError, match=f"earliest reproducible time is {first[:19]}"):
+        replay(db, parse_as_of("2000-01-01"))
+
+
+def test_a_foreign_database_needs_adopting(tmp_path):
+    db = tmp_path / "d.db"
+    write_db(db, np.zeros(0, read_db(PREVIOUS / "detrends.db").records.dtype), {})
+    register(db, [entry(1, "g", 0, 2, "a")])  # journal starts with an add: no init
+    with pytest.raises(InputError, match="no init or adopt entry.*detregister adopt"):
+        replay(db)
+    result = CliRunner().invoke(app, ["detregister", "adopt", str(db)])
+    assert result.exit_code == 0, result.output
+    assert same(replay(db).db, read_db(db))
+    register(db, [entry(2, "r", 0, 2, "b")])
+    assert len(replay(db).db) == 2
+
+
+def test_after_an_external_change_replay_stops_until_adopted(tmp_path):
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    foreign = read_db(db)
+    write_db(db, foreign.records[:0], foreign.filters)  # a tool without a journal
+    register(db, [entry(2, "r", 0, 2, "b")])  # settles: an `external` marker, then the add
+    with pytest.raises(InputError, match="keeps no journal"):
+        replay(db)
+    before = parse_as_of(read_journal(db)[1]["time"])
+    assert len(replay(db, before).db) == 1  # what came before the foreign change still replays
+
+
+def test_a_hand_edited_journal_record_is_caught(tmp_path):
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    lines = journal_path(db).read_text().splitlines(keepends=True)
+    edited = json.loads(lines[-1])
+    edited["records"][0]["ccd"] = 7  # the chain of the last line stays whole
+    lines[-1] = json.dumps(edited, separators=(",", ":")) + "\n"
+    journal_path(db).write_text("".join(lines))
+    with pytest.raises(FormatError, match="does not reproduce"):
+        replay(db)
+
+
+def test_a_broken_chain_is_refused(tmp_path):
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    register(db, [entry(1, "r", 0, 2, "b")])
+    lines = journal_path(db).read_text().splitlines(keepends=True)
+    journal_path(db).write_text(lines[0] + lines[2])
+    with pytest.raises(FormatError, match="hash chain broken"):
+        replay(db)
+
+
+def test_cli_history_and_as_of_errors_are_one_line(tmp_path):
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    out = subprocess.run(
+        [BIN / "nightlake", "history", "--db", db, "--format", "json"], capture_output=True
+    )
+    assert out.returncode == 0
+    changes = json.loads(out.stdout)
+    assert [c["action"] for c in changes] == ["init", "add"]
+    assert changes[1]["records"][0]["filename"] == "/m/a.fits"
+    assert changes[1]["sha256"] == read_db(db).fingerprint["sha256"]
+    for argv, code in [
+        ([BIN / "nightlake", "detregister", "list", "--db", db, "--as-of", "2000-01-01"], 1),
+        ([BIN / "nightlake", "detregister", "list", "--db", db, "--as-of", "soon"], 2),
+        ([BIN / "detsearch", "--db", db, "--type", "flat", "--as-of", "2000-01-01"], 1),
+    ]:
+        out = subprocess.run(argv, capture_output=True, text=True)
+        assert out.returncode == code, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    then = subprocess.run(
+        [BIN / "nightlake", "detregister", "list", "--db", db, "--format", "json"]
+        + ["--as-of", changes[0]["time"]],
+        capture_output=True,
+        text=True,
+    )
+    assert then.returncode == 0 and json.loads(then.stdout) == []
