@@ -66,14 +66,36 @@ def resolve_cmd(
     mode: str = typer.Option("exact", "--mode", help="exact or recent."),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
     lake: Path | None = LakeOption,
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="local (this process, one Parquet file) or dask (a Dask cluster; -o becomes a "
+        "directory of part-NNNNN.parquet files).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Dask scheduler to join (tcp://host:8786); the lake must be on a filesystem "
+        "every worker sees.",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Start a local Dask cluster of N worker processes (default 2)."
+    ),
 ) -> None:
     """Assign a detrend to every image of the lake and write the result to Parquet."""
     from nightlake.detrends.rules import DETREND_TYPES, MODES, write_assignments
     from nightlake.lake import Lake
+    from nightlake.scaleout import executor as make_executor
 
     if detrend_type not in DETREND_TYPES:
         raise UsageError(f"--type {detrend_type!r}: expected one of {', '.join(DETREND_TYPES)}")
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r}: expected exact or recent")
-    rows, found = write_assignments(Lake(lake), detrend_type, mode, output)
+    if executor == "local" and scheduler is None and workers is None:
+        rows, found = write_assignments(Lake(lake), detrend_type, mode, output)
+    else:
+        from nightlake.detrends.chunks import write_assignments_chunked
+
+        with make_executor(executor, scheduler=scheduler, workers=workers) as runner:
+            rows, found = write_assignments_chunked(Lake(lake), detrend_type, mode, output, runner)
     typer.echo(f"wrote {rows} images ({found} with a {detrend_type}, {mode} mode) to {output}")
