@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nightlake import __version__
+from nightlake.columns import unique_names
 from nightlake.errors import InputError, LakeError, NightlakeError, UsageError, one_line
 from nightlake.files import commit_temp, compare_fingerprint, temp_path_for
 from nightlake.ingest.compact import LAKE_FORMAT_VERSION, compact_locked
@@ -703,11 +704,9 @@ def partition_path(lake: Lake, levels: tuple[str, ...], key: tuple[str, ...]) ->
 
 
 def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
-    """Rename case-insensitive duplicates exactly as DuckDB does: ``AIRMASS`` → ``AIRMASS_1``.
-
-    The first spelling keeps its name; a later one gets ``_<n>`` (its count so far), and a
-    suffixed name that is itself taken is suffixed again. A renamed column keeps its original
-    name in its field metadata (``original_name``).
+    """Rename case-insensitive duplicates by :func:`nightlake.columns.unique_names`:
+    ``AIRMASS`` → ``AIRMASS_1``. A renamed column keeps its original name in its field
+    metadata (``original_name``).
     """
     new_names, renames = _unique_names(tuple(table.column_names))
     if not renames:
@@ -728,17 +727,7 @@ def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
 @lru_cache(maxsize=64)
 def _unique_names(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """The names after :func:`deduplicate_names`, and (new, original) for each renamed one."""
-    taken: dict[str, int] = {}
-
-    def unique(name: str) -> str:
-        low = name.lower()
-        if low not in taken:
-            taken[low] = 0
-            return name
-        taken[low] += 1
-        return unique(f"{name}_{taken[low]}")
-
-    new_names = tuple(unique(name) for name in names)
+    new_names = tuple(unique_names(names))
     return new_names, tuple((new, old) for new, old in zip(new_names, names) if new != old)
 
 
