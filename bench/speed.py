@@ -141,6 +141,30 @@ def write_variants(lake_dir: Path) -> None:
                     writer.write_table(rows.slice(a, b - a), row_group_size=b - a)
 
 
+def compacted_lake(lake_dir: Path) -> Path:
+    """A copy of the lake compacted by ``nightlake.ingest.compact.compact`` itself (cached
+    beside it, ``one.parquet`` linked): the layout a user gets from ``nightlake compact``."""
+    from nightlake import Lake
+    from nightlake.ingest.compact import compact
+
+    out = lake_dir.with_name(lake_dir.name + "-compacted")
+    if (out / "done").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    shutil.copytree(lake_dir / "images", out / "images")
+    shutil.copy(lake_dir / "nightlake.json", out / "nightlake.json")
+    os.symlink(lake_dir / "one.parquet", out / "one.parquet")
+    t0 = time.perf_counter()
+    written = compact(Lake(out))
+    say(
+        f"compacted {lake_dir.name}: {len(written)} files in {time.perf_counter() - t0:.1f} s "
+        "(nightlake.ingest.compact.compact)"
+    )
+    (out / "done").touch()
+    return out
+
+
 def synthetic_lake(workdir: Path, years: int, fields: int = 3) -> Path:
     """A ``years``-long survey: every night, ``fields`` targets, one small file each
     (62 detectors x 2 exposures), written with pyarrow in the lake layout; cached."""
@@ -219,6 +243,12 @@ def lake_source(lake_dir: Path, option: str) -> str:
             f"SELECT * EXCLUDE (year) FROM read_parquet('{lake_dir}/by-year/*/*.parquet', "
             "hive_partitioning = true, hive_types = {'year': VARCHAR})"
         )
+    if option.startswith("nightlake view"):  # Lake.view_sql()'s images view, as built
+        from nightlake import Lake
+
+        target = compacted_lake(lake_dir) if "compacted" in option else lake_dir
+        views = Lake(target).view_sql()
+        return views.split(" AS ", 1)[1].split(";\n", 1)[0].rstrip(";")
     if option == "one file (floor)":
         return f"SELECT * FROM read_parquet('{lake_dir}/one.parquet')"
     raise ValueError(option)
@@ -231,10 +261,10 @@ def goal1(lake_dir: Path, label: str, repeat: int) -> None:
     options = [
         "one file (floor)",
         "glob",
-        "glob, union_by_name",
-        "file list",
         "one file per target",
         "one file per year",
+        "nightlake view",
+        "nightlake view, compacted",
     ]
     files = sum(1 for _ in (lake_dir / "images").rglob("*.parquet"))
     night = (
@@ -260,7 +290,7 @@ def goal1(lake_dir: Path, label: str, repeat: int) -> None:
             2,
         )
     con = duckdb.connect()
-    for option in ("glob", "one file per target", "one file per year"):
+    for option in ("glob", "one file per target", "one file per year", "nightlake view, compacted"):
         plan = con.sql(
             "EXPLAIN ANALYZE "
             + ONE_NIGHT.format(src=f"({lake_source(lake_dir, option)})", night=night)
@@ -287,10 +317,13 @@ def goal2(lake_dir: Path, label: str, repeat: int) -> None:
         con.execute(Lake(lake_dir).view_sql())
         con.sql(query).fetchall()
 
+    compacted = compacted_lake(lake_dir)
+    Lake(compacted).sql(query)
     times = turns(
         {
             "duckdb.connect() on one file": lambda: duckdb.connect().sql(floor).fetchall(),
             "Lake(path).sql(q)": lambda: Lake(lake_dir).sql(query),
+            "Lake(path).sql(q), compacted": lambda: Lake(compacted).sql(query),
             "Lake(path).connect() then q": lambda: Lake(lake_dir).connect().sql(query).fetchall(),
             "duckdb.connect() + view_sql only": views_only,
         },
@@ -489,11 +522,18 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
             os.symlink(f, src / f.name)
         run_process([str(BIN / "nightlake"), "convert", str(src), "--lake", str(full)])
         (base / "done").touch()
+    seed_compacted = base / "compacted-seed"
+    if not (base / "done-compacted").exists():
+        shutil.rmtree(seed_compacted, ignore_errors=True)
+        shutil.copytree(full, seed_compacted, symlinks=True)
+        run_process([str(BIN / "nightlake"), "compact", "--lake", str(seed_compacted)])
+        (base / "done-compacted").touch()
 
     def setup(name):
-        for d in ("full", "empty"):
+        for d in ("full", "empty", "compacted"):
             shutil.rmtree(base / d, ignore_errors=True)
         shutil.copytree(full, base / "full", symlinks=True)
+        shutil.copytree(seed_compacted, base / "compacted", symlinks=True)
 
     nl = str(BIN / "nightlake")
     times = turns(
@@ -503,6 +543,9 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
             ),
             f"one night into a lake of {len(files) - 1}": lambda: run_process(
                 [nl, "convert", str(last), "--lake", str(base / "full")]
+            ),
+            f"one night into a compacted lake of {len(files) - 1}": lambda: run_process(
+                [nl, "convert", str(last), "--lake", str(base / "compacted")]
             ),
         },
         repeat,

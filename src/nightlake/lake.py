@@ -171,9 +171,13 @@ class Lake:
             cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
             glob = str(self.images_dir.resolve() / "target=*" / "year=*" / "*.parquet")
             source = sql_string(glob) if subset is None else listed(compacted)
+            # the columns stay where the per-night view has them (night and detector are the
+            # file's own columns, target the path's), so both forms read alike even by
+            # position (EXCEPT ALL, UNION ALL)
+            replace = ", ".join(cast[k] for k in keys if k in cast)
             select = (
-                f"SELECT * EXCLUDE (year, {', '.join(levels)}), target, "
-                + ", ".join(cast.get(k, k) for k in keys)
+                "SELECT * EXCLUDE (year)"
+                + (f" REPLACE ({replace})" if replace else "")
                 + f" FROM read_parquet({source}, hive_partitioning = true, {union}"
                 "hive_types = {'target': VARCHAR, 'year': VARCHAR})"
             )
