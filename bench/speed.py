@@ -33,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BIN = Path(sys.executable).parent
+FIXTURES = REPO / "data" / "fixtures"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "src"))
 
@@ -76,8 +77,8 @@ def report(title: str, times: dict[str, list[float]], floor: str, goal: float) -
         )
 
 
-def run_process(argv: list[str], cwd: Path | None = None) -> None:
-    proc = subprocess.run(argv, capture_output=True, cwd=cwd)
+def run_process(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> None:
+    proc = subprocess.run(argv, capture_output=True, cwd=cwd, env=env)
     if proc.returncode:
         raise SystemExit(f"{argv}: exit {proc.returncode}\n{proc.stderr.decode()[-2000:]}")
 
@@ -138,6 +139,30 @@ def write_variants(lake_dir: Path) -> None:
             with pq.ParquetWriter(path, rows.schema, compression="zstd") as writer:
                 for a, b in runs:
                     writer.write_table(rows.slice(a, b - a), row_group_size=b - a)
+
+
+def compacted_lake(lake_dir: Path) -> Path:
+    """A copy of the lake compacted by ``nightlake.ingest.compact.compact`` itself (cached
+    beside it, ``one.parquet`` linked): the layout a user gets from ``nightlake compact``."""
+    from nightlake import Lake
+    from nightlake.ingest.compact import compact
+
+    out = lake_dir.with_name(lake_dir.name + "-compacted")
+    if (out / "done").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    shutil.copytree(lake_dir / "images", out / "images")
+    shutil.copy(lake_dir / "nightlake.json", out / "nightlake.json")
+    os.symlink(lake_dir / "one.parquet", out / "one.parquet")
+    t0 = time.perf_counter()
+    written = compact(Lake(out))
+    say(
+        f"compacted {lake_dir.name}: {len(written)} files in {time.perf_counter() - t0:.1f} s "
+        "(nightlake.ingest.compact.compact)"
+    )
+    (out / "done").touch()
+    return out
 
 
 def synthetic_lake(workdir: Path, years: int, fields: int = 3) -> Path:
@@ -218,6 +243,12 @@ def lake_source(lake_dir: Path, option: str) -> str:
             f"SELECT * EXCLUDE (year) FROM read_parquet('{lake_dir}/by-year/*/*.parquet', "
             "hive_partitioning = true, hive_types = {'year': VARCHAR})"
         )
+    if option.startswith("nightlake view"):  # Lake.view_sql()'s images view, as built
+        from nightlake import Lake
+
+        target = compacted_lake(lake_dir) if "compacted" in option else lake_dir
+        views = Lake(target).view_sql()
+        return views.split(" AS ", 1)[1].split(";\n", 1)[0].rstrip(";")
     if option == "one file (floor)":
         return f"SELECT * FROM read_parquet('{lake_dir}/one.parquet')"
     raise ValueError(option)
@@ -230,10 +261,10 @@ def goal1(lake_dir: Path, label: str, repeat: int) -> None:
     options = [
         "one file (floor)",
         "glob",
-        "glob, union_by_name",
-        "file list",
         "one file per target",
         "one file per year",
+        "nightlake view",
+        "nightlake view, compacted",
     ]
     files = sum(1 for _ in (lake_dir / "images").rglob("*.parquet"))
     night = (
@@ -259,7 +290,7 @@ def goal1(lake_dir: Path, label: str, repeat: int) -> None:
             2,
         )
     con = duckdb.connect()
-    for option in ("glob", "one file per target", "one file per year"):
+    for option in ("glob", "one file per target", "one file per year", "nightlake view, compacted"):
         plan = con.sql(
             "EXPLAIN ANALYZE "
             + ONE_NIGHT.format(src=f"({lake_source(lake_dir, option)})", night=night)
@@ -286,10 +317,13 @@ def goal2(lake_dir: Path, label: str, repeat: int) -> None:
         con.execute(Lake(lake_dir).view_sql())
         con.sql(query).fetchall()
 
+    compacted = compacted_lake(lake_dir)
+    Lake(compacted).sql(query)
     times = turns(
         {
             "duckdb.connect() on one file": lambda: duckdb.connect().sql(floor).fetchall(),
             "Lake(path).sql(q)": lambda: Lake(lake_dir).sql(query),
+            "Lake(path).sql(q), compacted": lambda: Lake(compacted).sql(query),
             "Lake(path).connect() then q": lambda: Lake(lake_dir).connect().sql(query).fetchall(),
             "duckdb.connect() + view_sql only": views_only,
         },
@@ -369,9 +403,15 @@ pq.write_table(table, {str(out)!r}, compression='zstd')
     run_process([str(BIN / "python"), "-c", code])
 
 
-def goal4(workdir: Path, scale: float, repeat: int) -> None:
-    _, joined = survey(workdir, scale, 62)
+def goal4(
+    workdir: Path, joined: Path, label: str, repeat: int, compare: Path | None = None
+) -> None:
     scratch = workdir / "scratch-convert"
+    nightlake = [str(BIN / "nightlake"), "convert", str(joined), "--lake", str(scratch / "lake")]
+    others = {}
+    if compare:  # another tree's code (a checkout of an earlier commit), in the same turns
+        env = {**os.environ, "PYTHONPATH": str(compare)}
+        others["nightlake convert, --compare-src"] = lambda: run_process(nightlake, env=env)
 
     def clean(_name):
         shutil.rmtree(scratch, ignore_errors=True)
@@ -382,22 +422,21 @@ def goal4(workdir: Path, scale: float, repeat: int) -> None:
             "pyarrow.csv -> one zstd file (floor)": lambda: ecsv_floor(
                 joined, scratch / "one.parquet"
             ),
-            "nightlake convert": lambda: run_process(
-                [str(BIN / "nightlake"), "convert", str(joined), "--lake", str(scratch / "lake")]
-            ),
+            "nightlake convert": lambda: run_process(nightlake),
+            **others,
         },
         repeat,
         setup=clean,
     )
     mb = joined.stat().st_size / 1e6
     report(
-        f"goal 4, scale {scale:g} ({mb:.0f} MB joined.collection): convert as a process",
+        f"goal 4, {label} ({mb:.1f} MB joined.collection): convert as a process",
         times,
         "pyarrow.csv -> one zstd file (floor)",
         1.3,
     )
     py = str(BIN / "python")
-    for module in ("astropy.time", "nightlake.taitime", "erfa"):
+    for module in ("astropy.time", "nightlake.ingest.taitime", "erfa"):
         t = []
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -483,11 +522,18 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
             os.symlink(f, src / f.name)
         run_process([str(BIN / "nightlake"), "convert", str(src), "--lake", str(full)])
         (base / "done").touch()
+    seed_compacted = base / "compacted-seed"
+    if not (base / "done-compacted").exists():
+        shutil.rmtree(seed_compacted, ignore_errors=True)
+        shutil.copytree(full, seed_compacted, symlinks=True)
+        run_process([str(BIN / "nightlake"), "compact", "--lake", str(seed_compacted)])
+        (base / "done-compacted").touch()
 
     def setup(name):
-        for d in ("full", "empty"):
+        for d in ("full", "empty", "compacted"):
             shutil.rmtree(base / d, ignore_errors=True)
         shutil.copytree(full, base / "full", symlinks=True)
+        shutil.copytree(seed_compacted, base / "compacted", symlinks=True)
 
     nl = str(BIN / "nightlake")
     times = turns(
@@ -497,6 +543,9 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
             ),
             f"one night into a lake of {len(files) - 1}": lambda: run_process(
                 [nl, "convert", str(last), "--lake", str(base / "full")]
+            ),
+            f"one night into a compacted lake of {len(files) - 1}": lambda: run_process(
+                [nl, "convert", str(last), "--lake", str(base / "compacted")]
             ),
         },
         repeat,
@@ -518,6 +567,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=HERE / "out")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        default=None,
+        help="goal 4 also runs convert with PYTHONPATH=this (a `git archive` of older code)",
+    )
     args = parser.parse_args()
     goals = {int(g) for g in args.goals.split(",")}
     scales = [float(s) for s in args.scales.split(",")]
@@ -529,9 +584,13 @@ def main() -> None:
         f"duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}; repeat {args.repeat}; "
         "best (median) ms, ratio to the floor best (median)"
     )
+    if 4 in goals:
+        fixture = FIXTURES / "joined" / "joined.collection"
+        goal4(args.workdir, fixture, "fixture scale", args.repeat, args.compare_src)
     for scale in scales:
-        lake_dir = survey_lake(args.workdir, scale)
         label = f"scale {scale:g}"
+        if goals & {1, 2, 3, 5}:
+            lake_dir = survey_lake(args.workdir, scale)
         if 1 in goals:
             goal1(lake_dir, label, args.repeat)
             detector = survey_lake(args.workdir, scale, ("target", "night", "detector"))
@@ -541,7 +600,8 @@ def main() -> None:
         if 3 in goals:
             goal3(lake_dir, label, args.repeat)
         if 4 in goals:
-            goal4(args.workdir, scale, args.repeat)
+            joined = survey(args.workdir, scale, 62)[1]
+            goal4(args.workdir, joined, label, args.repeat, args.compare_src)
         if 5 in goals:
             goal5(lake_dir, label, args.repeat)
         if 6 in goals:

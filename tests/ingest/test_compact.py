@@ -75,3 +75,20 @@ def test_compact_without_a_lake_is_one_error_line(tmp_path):
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1 and "none" in result.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_a_convert_that_brings_the_lake_to_the_threshold_compacts_it(tmp_path, monkeypatch):
+    from nightlake.ingest import compact as compact_module
+
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 5)
+    plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:4])  # below: the per-night form stays
+    assert not any("year=" in str(p) for p in lake.image_files())
+    assert "layout" not in lake.read_manifest()
+    convert(lake, COLLECTIONS)
+    assert all("year=" in str(p) for p in lake.image_files())  # every target-year
+    assert lake.read_manifest()["layout"] == "compacted"
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 10**9)
+    convert(plain, COLLECTIONS)
+    assert not any("year=" in str(p) for p in plain.image_files())
+    assert Lake(lake.path).sql(COUNTS).equals(Lake(plain.path).sql(COUNTS))

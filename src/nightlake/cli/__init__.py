@@ -1,5 +1,5 @@
-"""The command lines: ``nightlake`` (the typer app in :mod:`nightlake.cli.app`) and
-``detsearch`` (argparse, :mod:`nightlake.cli.detsearch`).
+"""The command lines: ``nightlake`` (typer: :mod:`.app` with every command, :mod:`.root` the
+app itself, :mod:`.options` the shared options) and ``detsearch`` (argparse, :mod:`.detsearch`).
 
 Nothing is imported here, so that ``detsearch``, which lives in this package and is run once
 per image by shell scripts, starts without loading typer.

@@ -190,14 +190,11 @@ def write_assignments(
     The file's kv metadata records the database fingerprint the answer came from, the
     nightlake version, the type and the mode. Returns (rows, rows with a detrend).
     """
-    import json
     from pathlib import Path
 
     import duckdb
 
-    from nightlake import __version__
-    from nightlake.detrends.mirror import manifest
-    from nightlake.errors import NightlakeError, QueryError, one_line
+    from nightlake.errors import QueryError, one_line
     from nightlake.lake import fetch_arrow, write_parquet_atomic
 
     con = lake.connect()
@@ -212,19 +209,34 @@ def write_assignments(
         raise QueryError(one_line(exc)) from exc
     finally:
         con.close()
+    meta = dict(table.schema.metadata or {})
+    meta.update(resolve_metadata(lake, detrend_type, mode))
+    write_parquet_atomic(table.replace_schema_metadata(meta), Path(output))
+    found = table.num_rows - table.column("detrend_index").null_count
+    return table.num_rows, found
+
+
+def resolve_metadata(lake: Lake, detrend_type: str, mode: str) -> dict[bytes, bytes]:
+    """The ``nightlake.resolve`` kv metadata of a resolve output (local file or Dask parts)."""
+    import json
+
+    from nightlake import __version__
+    from nightlake.detrends.mirror import manifest
+    from nightlake.errors import NightlakeError
+
     try:
         info = manifest(lake) or {}
     except NightlakeError:
         info = {}
-    meta = dict(table.schema.metadata or {})
-    meta[b"nightlake.resolve"] = json.dumps(
-        {
-            "type": detrend_type,
-            "mode": mode,
-            "nightlake_version": __version__,
-            "db": {k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")},
-        }
-    ).encode()
-    write_parquet_atomic(table.replace_schema_metadata(meta), Path(output))
-    found = table.num_rows - table.column("detrend_index").null_count
-    return table.num_rows, found
+    return {
+        b"nightlake.resolve": json.dumps(
+            {
+                "type": detrend_type,
+                "mode": mode,
+                "nightlake_version": __version__,
+                "db": {
+                    k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")
+                },
+            }
+        ).encode()
+    }

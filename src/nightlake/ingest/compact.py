@@ -37,12 +37,17 @@ LAKE_FORMAT_VERSION = 3
 #: hundred rows) cost 7x the one-file floor on the 10-year lake; 20,000-120,000 rows cost 1-2x.
 ROW_GROUP_ROWS = 32_768
 YEAR = "year"
+#: a lake of this many per-night files or more is compacted by the convert that reaches it,
+#: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
+#: scale"); a small lake keeps the per-night form, which a person can read file by file
+AUTO_COMPACT_FILES = 200
 
 
 def is_compacted(path: Path, images_dir: Path) -> bool:
     """Is this file of ``images`` a compacted target-year (``target=T/year=Y/…``)?"""
-    parts = path.relative_to(images_dir).parts
-    return len(parts) == 3 and parts[1].startswith(f"{YEAR}=")
+    # by names, not relative_to: every connection asks this of every file
+    year = path.parent
+    return year.name.startswith(f"{YEAR}=") and year.parent.parent == images_dir
 
 
 def year_of(night: str) -> str:
@@ -70,7 +75,7 @@ def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any],
             yield file, schema_signature(schema), meta, file
             continue
         signature = schema_signature(schema.remove(schema.get_field_index("night")))
-        for record in meta.get("partitions", []):
+        for record in unpacked_records(meta):
             levels = tuple(record["options"]["partition_by"])
             key = tuple(str(record[level]) for level in levels)
             yield partition_path(lake, levels, key), signature, record, file
@@ -113,13 +118,16 @@ def compact_locked(
 
     ``touched``: per-night partition paths written or removed (``convert``'s report); only
     their target-years are rewritten. ``None``: every target-year with a per-night file.
-    Does nothing unless the lake's layout is ``compacted`` or ``force`` (which sets it).
-    Returns the compacted files written.
+    Does nothing unless the lake's layout is ``compacted``, or ``force`` (which sets it), or
+    the lake holds :data:`AUTO_COMPACT_FILES` per-night files or more (then every target-year
+    is compacted and the layout set). Returns the compacted files written.
     """
     manifest = lake.read_manifest()
-    if not force and manifest.get("layout") != "compacted":
-        return []
     files = lake.image_files()
+    if not force and manifest.get("layout") != "compacted":
+        if len(files) < AUTO_COMPACT_FILES:
+            return []
+        touched = None
     groups: dict[tuple[str, str], list[Path]] = defaultdict(list)  # (target, year) -> per-night
     for f in files:
         if not is_compacted(f, lake.images_dir):
@@ -168,8 +176,8 @@ def _row_keys(table):
 
 
 def _by_detector(table) -> bool:
-    records = _metadata(table.schema).get("partitions") or [{}]
-    return "detector" in records[0].get("options", {}).get("partition_by", [])
+    found = unpacked_records(_metadata(table.schema)) or [{}]
+    return "detector" in found[0].get("options", {}).get("partition_by", [])
 
 
 def _target_night(path: Path, images_dir: Path) -> tuple[str, str]:
@@ -224,7 +232,7 @@ def _compact_one(
         tables.insert(0, old.filter(keep).replace_schema_metadata(None))
         records[:0] = [
             r
-            for r in _metadata(old.schema).get("partitions", [])
+            for r in unpacked_records(_metadata(old.schema))
             if "\x1f".join(str(r[k]) for k in r["options"]["partition_by"][1:]) not in drop
         ]
     tables = [t for t in tables if t.num_rows]
@@ -240,7 +248,7 @@ def _compact_one(
     ]
     table = table.take(pc.sort_indices(table.select([c for c, _ in sort]), sort_keys=sort))
     records.sort(key=lambda r: tuple(str(r.get(k, "")) for k in ("night", "detector")))
-    meta = {"format_version": LAKE_FORMAT_VERSION, "compacted": True, "partitions": records}
+    meta = {"format_version": LAKE_FORMAT_VERSION, "compacted": True, **_packed(records)}
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
     target_path.parent.mkdir(parents=True, exist_ok=True)
     commit_temp(write_parquet_temp(table, target_path, row_group_size=ROW_GROUP_ROWS), target_path)
@@ -253,6 +261,41 @@ def _compact_one(
                 except OSError:
                     pass
     return target_path
+
+
+#: a record's own fields; the rest (sources, options, renames, …) is the same for every
+#: detector of a night and is stored once in ``shared``
+_OWN = ("target", "night", "detector", "rows")
+
+
+def _packed(partitions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The records as stored: each names its ``shared`` part by index. Stored whole, the
+    per-detector layout's records (62 per night, alike but for detector and rows) made each
+    footer megabytes that every query parsed."""
+    shared: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
+    packed = []
+    for record in partitions:
+        rest = {k: v for k, v in record.items() if k not in _OWN}
+        key = json.dumps(rest, sort_keys=True, default=str)
+        if key not in index:
+            index[key] = len(shared)
+            shared.append(rest)
+        packed.append({**{k: record[k] for k in _OWN if k in record}, "shared": index[key]})
+    return {"shared": shared, "partitions": packed}
+
+
+def unpacked_records(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each partition's whole record from a compacted file's metadata (records without a
+    ``shared`` index, as the first compacted files wrote them, are whole already)."""
+    shared = meta.get("shared", [])
+    out = []
+    for record in meta.get("partitions", []):
+        if "shared" in record:
+            record = {**shared[record["shared"]], **record}
+            del record["shared"]
+        out.append(record)
+    return out
 
 
 def _metadata(schema) -> dict[str, Any]:
