@@ -69,6 +69,17 @@ def resolve_cmd(
     mode: str = typer.Option("exact", "--mode", help="exact or recent."),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
     lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Resolve against the database as it was at this time (ISO-8601 UTC or Unix "
+        "seconds), replayed from its journal.",
+    ),
+    db: Path | None = typer.Option(
+        None,
+        "--db",
+        help="With --as-of: the DetReg database to replay (default: the lake's).",
+    ),
 ) -> None:
     """Assign a detrend to every image of the lake and write the result to Parquet."""
     from nightlake.detrends.rules import DETREND_TYPES, MODES, write_assignments
@@ -78,5 +89,12 @@ def resolve_cmd(
         raise UsageError(f"--type {detrend_type!r}: expected one of {', '.join(DETREND_TYPES)}")
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r}: expected exact or recent")
-    rows, found = write_assignments(Lake(lake), detrend_type, mode, output)
+    if db is not None and as_of is None:
+        raise UsageError("--db goes with --as-of (without it the lake's mirror answers)")
+    when = None
+    if as_of is not None:
+        from nightlake.detrends.history import parse_as_of
+
+        when = parse_as_of(as_of)
+    rows, found = write_assignments(Lake(lake), detrend_type, mode, output, as_of=when, db=db)
     typer.echo(f"wrote {rows} images ({found} with a {detrend_type}, {mode} mode) to {output}")

@@ -43,6 +43,12 @@ def explain(
     ),
     lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
     fmt: str = typer.Option("table", "--format", help="table or json."),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Answer from the database as it was at this time (ISO-8601 UTC or Unix "
+        "seconds), replayed from its journal.",
+    ),
 ) -> None:
     """Every record of a type for one image, with why it was or was not chosen."""
     from dataclasses import replace
@@ -59,7 +65,7 @@ def explain(
         raise UsageError("give --visit and --detector together (one image of the lake)")
     if visit is not None and image is not None:
         raise UsageError("give --image FILE or --visit/--detector, not both")
-    con, source = _connection(db, lake, from_lake=visit is not None)
+    con, source = _connection(db, lake, from_lake=visit is not None, as_of=as_of)
     if visit is not None:
         from nightlake.detrends.explain import lake_image
 
@@ -86,12 +92,27 @@ def explain(
     write_explanations([explanation(table, img, detrend_type, mode)], fmt, sys.stdout)
 
 
-def _connection(db: Path | None, lake: Path | None, *, from_lake: bool):
-    """The connection and the name of its detrend table: the lake's mirror or ``--db``."""
+def _connection(db: Path | None, lake: Path | None, *, from_lake: bool, as_of: str | None):
+    """The connection and the name of its detrend table: the lake's mirror or ``--db``, or
+    with ``as_of`` the database as of then (``--db``, else the lake's)."""
     from nightlake.detrends.explain import add_db_records, db_connection
     from nightlake.detrends.search import open_db
     from nightlake.lake import Lake
 
+    if as_of is not None and db is None and (lake is not None or from_lake):
+        from nightlake.detrends.history import AS_OF_TABLE, lake_db, parse_as_of, register_as_of
+
+        when = parse_as_of(as_of)
+        the_lake = Lake(lake)
+        con = the_lake.connect()
+        register_as_of(con, lake_db(the_lake), when)
+        return con, AS_OF_TABLE
+    if as_of is not None:
+        records = open_db(str(db) if db is not None else None, as_of)
+        if from_lake:
+            con = Lake(lake).connect()
+            return con, add_db_records(con, records)
+        return db_connection(records), "detrends"
     if db is None and (lake is not None or from_lake):
         return Lake(lake).connect(), "detrends"
     records = open_db(str(db) if db is not None else None)
@@ -115,6 +136,15 @@ def audit(
         None, "--format", help="table, json, parquet, … (default: from -o, else table/csv)."
     ),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write findings here."),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Answer from the database as it was at this time (ISO-8601 UTC or Unix "
+        "seconds), replayed from its journal.",
+    ),
+    db: Path | None = typer.Option(
+        None, "--db", help="With --as-of: the DetReg database to replay (default: the lake's)."
+    ),
 ) -> None:
     """Findings about the detrend database and its coverage of the lake's images."""
     import pyarrow as pa
@@ -128,8 +158,18 @@ def audit(
     for kind in fail_on:
         if kind not in FINDINGS:
             raise UsageError(f"--fail-on {kind!r}: expected one of {', '.join(FINDINGS)}")
-    con = Lake(lake).connect()
-    findings = run_audit(con, detrend_types or DETREND_TYPES, mode)
+    if db is not None and as_of is None:
+        raise UsageError("--db goes with --as-of (without it the lake's mirror answers)")
+    the_lake = Lake(lake)
+    con = the_lake.connect()
+    source = "detrends"
+    if as_of is not None:
+        from nightlake.detrends.history import AS_OF_TABLE, lake_db, parse_as_of, register_as_of
+
+        when = parse_as_of(as_of)
+        register_as_of(con, lake_db(the_lake, db), when)
+        source = AS_OF_TABLE
+    findings = run_audit(con, detrend_types or DETREND_TYPES, mode, source=source)
     _emit(pa.RecordBatchReader.from_batches(findings.schema, findings.to_batches()), fmt, output)
     if failing(findings, fail_on):
         raise typer.Exit(1)

@@ -46,7 +46,7 @@ SELECT CASE WHEN none > 0 THEN 'gap' ELSE 'recent fallback' END AS finding, $typ
        CASE WHEN none > 0 THEN none || ' of ' || images || ' images have no exact ' || $type
             ELSE recent || ' images served by the recent fallback, the oldest '
                  || round(oldest_fallback_days, 1) || ' days after its end' END AS detail
-FROM coverage($type, mode := $mode)
+FROM coverage($type, mode := $mode, detrend_source := $source)
 WHERE none > 0 OR recent > 0
 """
 
@@ -75,8 +75,10 @@ def audit(
     mode: str = "exact",
     *,
     images: bool = True,
+    source: str = "detrends",
 ) -> pa.Table:
-    """Every finding, database first, then coverage of the images (when ``images``)."""
+    """Every finding, database first, then coverage of the images (when ``images``);
+    ``source`` names the relation of records (``detrends_as_of`` for a past state)."""
     import pyarrow as pa
 
     if mode not in MODES:
@@ -89,16 +91,18 @@ def audit(
             con.sql(
                 "SELECT finding, type, ccd, record_index, other_index, NULL::VARCHAR AS night, "
                 "NULL::VARCHAR AS filter_class, NULL::BIGINT AS images, detail "
-                "FROM detrend_record_findings() WHERE list_contains($types, type)",
-                params={"types": list(types)},
+                "FROM detrend_record_findings(detrend_source := $source) "
+                "WHERE list_contains($types, type)",
+                params={"types": list(types), "source": source},
             )
         )
     ]
     for t in types:
-        parts.append(shadowed(con, t))
+        parts.append(shadowed(con, t, source))
     if images:
         for t in types:
-            parts.append(fetch_arrow(con.sql(_COVERAGE, params={"type": t, "mode": mode})))
+            params = {"type": t, "mode": mode, "source": source}
+            parts.append(fetch_arrow(con.sql(_COVERAGE, params=params)))
     schema = parts[0].schema
     return pa.concat_tables([p.select(schema.names).cast(schema) for p in parts])
 

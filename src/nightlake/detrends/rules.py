@@ -206,9 +206,18 @@ class Resolver:
 
 
 def write_assignments(
-    lake: Lake, detrend_type: str, mode: str, output: str | os.PathLike[str]
+    lake: Lake,
+    detrend_type: str,
+    mode: str,
+    output: str | os.PathLike[str],
+    *,
+    as_of: datetime | None = None,
+    db: str | os.PathLike[str] | None = None,
 ) -> tuple[int, int]:
     """``resolve_detrends(type, mode)`` over the whole lake, written atomically to Parquet.
+
+    With ``as_of`` the records are the database's as of that time, replayed from its journal
+    (``db``, else the lake's database: :func:`nightlake.detrends.history.lake_db`).
 
     The file's kv metadata records the database fingerprint the answer came from, the
     nightlake version, the type and the mode. Returns (rows, rows with a detrend).
@@ -224,11 +233,17 @@ def write_assignments(
     from nightlake.lake import fetch_arrow, write_parquet_atomic
 
     con = lake.connect()
+    source = "detrends"
     try:
+        if as_of is not None:
+            from nightlake.detrends.history import AS_OF_TABLE, lake_db, register_as_of
+
+            register_as_of(con, lake_db(lake, db), as_of)
+            source = AS_OF_TABLE
         table = fetch_arrow(
             con.sql(
-                "SELECT * FROM resolve_detrends($t, mode := $m)",
-                params={"t": detrend_type, "m": mode},
+                "SELECT * FROM resolve_detrends($t, mode := $m, detrend_source := $s)",
+                params={"t": detrend_type, "m": mode, "s": source},
             )
         )
     except duckdb.Error as exc:
