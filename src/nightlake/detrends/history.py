@@ -197,9 +197,14 @@ class Replay:
 
 
 def replay(
-    db_path: str | os.PathLike, as_of: datetime | None = None, *, verify: bool = True
+    db_path: str | os.PathLike,
+    as_of: datetime | None = None,
+    *,
+    verify: bool = True,
+    upto: int | None = None,
 ) -> Replay:
-    """The database ``db_path`` as it was at ``as_of`` (UTC; None = after the last entry).
+    """The database ``db_path`` as it was at ``as_of`` (UTC; None = after the last entry), or
+    after its first ``upto`` journal entries (a recorded journal position).
 
     InputError when the time precedes the journal's earliest reproducible state (naming it),
     or falls where the journal cannot say (after an ``external`` marker, before an adopt).
@@ -218,7 +223,7 @@ def replay(
     applied, last_time = 0, None
     for n, entry in enumerate(journal.entries):
         when = entry_time(journal, n)
-        if as_of is not None and when > as_of:
+        if (as_of is not None and when > as_of) or (upto is not None and n >= upto):
             break
         applied, last_time = n + 1, when
         action = entry.get("action")
@@ -302,7 +307,12 @@ def lake_db(lake, db: str | os.PathLike | None = None) -> Path:
 
 
 def register_as_of(
-    con, db_path: str | os.PathLike, as_of: datetime | None, name: str = AS_OF_TABLE
+    con,
+    db_path: str | os.PathLike,
+    as_of: datetime | None,
+    name: str = AS_OF_TABLE,
+    *,
+    upto: int | None = None,
 ) -> Replay:
     """Register the database as of ``as_of`` on the DuckDB connection ``con`` as the relation
     ``name``, with the mirror's columns (the same records→table function ``nightlake sync``
@@ -314,7 +324,7 @@ def register_as_of(
     """
     from nightlake.detrends.sync import records_table
 
-    state = replay(db_path, as_of)
+    state = replay(db_path, as_of, upto=upto)
     con.register(name, records_table(state.db))
     return state
 

@@ -217,52 +217,17 @@ def write_assignments(
     """``resolve_detrends(type, mode)`` over the whole lake, written atomically to Parquet.
 
     With ``as_of`` the records are the database's as of that time, replayed from its journal
-    (``db``, else the lake's database: :func:`nightlake.detrends.history.lake_db`).
-
-    The file's kv metadata records the database fingerprint the answer came from, the
-    nightlake version, the type and the mode. Returns (rows, rows with a detrend).
+    (``db``, else the lake's database: :func:`nightlake.detrends.history.lake_db`). The file's
+    kv metadata (``nightlake.resolve``) holds the provenance that ``nightlake verify`` derives
+    the answer again from (:mod:`nightlake.detrends.provenance`). Returns (rows, rows with a
+    detrend).
     """
-    import json
     from pathlib import Path
 
-    import duckdb
+    from nightlake.detrends.provenance import resolve_table
+    from nightlake.lake import write_parquet_atomic
 
-    from nightlake import __version__
-    from nightlake.detrends.mirror import manifest
-    from nightlake.errors import NightlakeError, QueryError, one_line
-    from nightlake.lake import fetch_arrow, write_parquet_atomic
-
-    con = lake.connect()
-    source = "detrends"
-    try:
-        if as_of is not None:
-            from nightlake.detrends.history import AS_OF_TABLE, lake_db, register_as_of
-
-            register_as_of(con, lake_db(lake, db), as_of)
-            source = AS_OF_TABLE
-        table = fetch_arrow(
-            con.sql(
-                "SELECT * FROM resolve_detrends($t, mode := $m, detrend_source := $s)",
-                params={"t": detrend_type, "m": mode, "s": source},
-            )
-        )
-    except duckdb.Error as exc:
-        raise QueryError(one_line(exc)) from exc
-    finally:
-        con.close()
-    try:
-        info = manifest(lake) or {}
-    except NightlakeError:
-        info = {}
-    meta = dict(table.schema.metadata or {})
-    meta[b"nightlake.resolve"] = json.dumps(
-        {
-            "type": detrend_type,
-            "mode": mode,
-            "nightlake_version": __version__,
-            "db": {k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")},
-        }
-    ).encode()
-    write_parquet_atomic(table.replace_schema_metadata(meta), Path(output))
+    table, _ = resolve_table(lake, detrend_type, mode, as_of=as_of, db=db)
+    write_parquet_atomic(table, Path(output))
     found = table.num_rows - table.column("detrend_index").null_count
     return table.num_rows, found

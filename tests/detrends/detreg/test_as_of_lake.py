@@ -207,3 +207,92 @@ def test_as_of_errors_are_one_line(history_lake, tmp_path, args, code):
     assert done.returncode == code, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# provenance and nightlake verify
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    """A lake tied to a journaled database, and its flat resolution written by the CLI."""
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [flat(1, "g", 0, 3, 0, "a"), flat(2, "r", 0, 5, 0, "b")])
+    lake = tmp_path / "lake"
+    write_images(lake)
+    sync(Lake(lake), db)
+    out = tmp_path / "flats.parquet"
+    done = nightlake("resolve", "--lake", lake, "--type", "flat", "--mode", "recent", "-o", out)
+    assert done.returncode == 0, done.stderr
+    return db, lake, out
+
+
+def nightlake(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "nightlake"), *map(str, args)], capture_output=True, text=True)
+
+
+def test_resolve_records_its_provenance(fresh):
+    db, lake, out = fresh
+    meta = json.loads(pq.read_schema(out).metadata[b"nightlake.resolve"])
+    assert (meta["type"], meta["mode"], meta["as_of"]) == ("flat", "recent", None)
+    assert meta["db"]["path"] == str(db.resolve())
+    assert meta["db"]["sha256"] == read_journal(db)[-1]["sha256"]
+    assert meta["db"]["journal"]["entries"] == 2
+    assert meta["lake"]["files"] == 5 and len(meta["lake"]["sha256"]) == 64
+    assert meta["nightlake_version"]
+
+
+def test_verify_passes_fresh_and_after_later_registrations(fresh):
+    db, lake, out = fresh
+    done = nightlake("verify", out)
+    assert done.returncode == 0 and "verified" in done.stdout, done.stderr
+    register(db, [flat(1, "g", 0, 5, 4, "later"), flat(1, "r", 0, 5, 4, "later_r")])
+    sync(Lake(lake), db)
+    done = nightlake("verify", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_verify_reports_a_hand_edited_row(fresh):
+    db, lake, out = fresh
+    table = pq.read_table(out)
+    names = table.column("detrend_filename").to_pylist()
+    k = names.index("/m/a.fits")
+    names[k] = "/m/forged.fits"
+    column = table.schema.get_field_index("detrend_filename")
+    pq.write_table(table.set_column(column, "detrend_filename", pa.array(names)), out)
+    done = nightlake("verify", out)
+    assert done.returncode == 1
+    differs = [line for line in done.stdout.splitlines() if line.startswith("differs")]
+    assert len(differs) == 1 and "/m/forged.fits" in differs[0] and "/m/a.fits" in differs[0]
+    visit = table.column("visit")[k].as_py()
+    assert f"visit={visit}" in differs[0]
+    assert "1 row(s) differ" in done.stderr
+
+
+@pytest.mark.parametrize("gone", ["lake partition", "database", "journal rewritten"])
+def test_verify_says_which_input_is_gone(fresh, gone):
+    db, lake, out = fresh
+    if gone == "lake partition":
+        next((lake / "images").rglob("*.parquet")).unlink()
+    elif gone == "database":
+        db.unlink()
+    else:
+        path = Path(str(db) + ".journal")
+        path.write_text(path.read_text().splitlines(keepends=True)[0])
+    done = nightlake("verify", out)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert str(out) in done.stderr
+
+
+@pytest.mark.parametrize("content", [b"not parquet", None, "no provenance"])
+def test_verify_refuses_what_is_not_a_resolution(tmp_path, content):
+    path = tmp_path / "x.parquet"
+    if content == "no provenance":
+        pq.write_table(pa.table({"a": [1]}), path)
+    elif content is not None:
+        path.write_bytes(content)
+    done = nightlake("verify", path)
+    assert done.returncode == 1, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and str(path) in done.stderr
