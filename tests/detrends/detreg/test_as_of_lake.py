@@ -286,11 +286,14 @@ def test_verify_says_which_input_is_gone(fresh, gone):
     assert str(out) in done.stderr
 
 
-@pytest.mark.parametrize("content", [b"not parquet", None, "no provenance"])
+@pytest.mark.parametrize("content", [b"not parquet", None, "no provenance", "version 1"])
 def test_verify_refuses_what_is_not_a_resolution(tmp_path, content):
     path = tmp_path / "x.parquet"
     if content == "no provenance":
         pq.write_table(pa.table({"a": [1]}), path)
+    elif content == "version 1":  # what resolve wrote before provenance: the mirror only
+        meta = {b"nightlake.resolve": json.dumps({"type": "flat", "mode": "exact"}).encode()}
+        pq.write_table(pa.table({"a": [1]}).replace_schema_metadata(meta), path)
     elif content is not None:
         path.write_bytes(content)
     done = nightlake("verify", path)
