@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nightlake.detrends import mirror
 from nightlake.detrends.detreg import OPEN_ENDED, make_records, read_db, write_db
 from nightlake.detrends.rules import Image, Resolver
+from nightlake.detrends.sync import sync as mirror_sync
 from nightlake.lake import Lake
 
 T0 = 1_546_300_800  # 2019-01-01
@@ -73,7 +73,7 @@ def build(tmp: Path, n_images: int, n_records: int, rng) -> tuple[Lake, Path]:
         out.parent.mkdir(parents=True)
         pq.write_table(part, out)
     lake = Lake(tmp / "lake")
-    mirror.sync(lake, db_path)
+    mirror_sync(lake, db_path)
     return lake, db_path
 
 

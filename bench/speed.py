@@ -33,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BIN = Path(sys.executable).parent
+FIXTURES = REPO / "data" / "fixtures"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "src"))
 
@@ -76,8 +77,8 @@ def report(title: str, times: dict[str, list[float]], floor: str, goal: float) -
         )
 
 
-def run_process(argv: list[str], cwd: Path | None = None) -> None:
-    proc = subprocess.run(argv, capture_output=True, cwd=cwd)
+def run_process(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> None:
+    proc = subprocess.run(argv, capture_output=True, cwd=cwd, env=env)
     if proc.returncode:
         raise SystemExit(f"{argv}: exit {proc.returncode}\n{proc.stderr.decode()[-2000:]}")
 
@@ -369,9 +370,15 @@ pq.write_table(table, {str(out)!r}, compression='zstd')
     run_process([str(BIN / "python"), "-c", code])
 
 
-def goal4(workdir: Path, scale: float, repeat: int) -> None:
-    _, joined = survey(workdir, scale, 62)
+def goal4(
+    workdir: Path, joined: Path, label: str, repeat: int, compare: Path | None = None
+) -> None:
     scratch = workdir / "scratch-convert"
+    nightlake = [str(BIN / "nightlake"), "convert", str(joined), "--lake", str(scratch / "lake")]
+    others = {}
+    if compare:  # another tree's code (a checkout of an earlier commit), in the same turns
+        env = {**os.environ, "PYTHONPATH": str(compare)}
+        others["nightlake convert, --compare-src"] = lambda: run_process(nightlake, env=env)
 
     def clean(_name):
         shutil.rmtree(scratch, ignore_errors=True)
@@ -382,22 +389,21 @@ def goal4(workdir: Path, scale: float, repeat: int) -> None:
             "pyarrow.csv -> one zstd file (floor)": lambda: ecsv_floor(
                 joined, scratch / "one.parquet"
             ),
-            "nightlake convert": lambda: run_process(
-                [str(BIN / "nightlake"), "convert", str(joined), "--lake", str(scratch / "lake")]
-            ),
+            "nightlake convert": lambda: run_process(nightlake),
+            **others,
         },
         repeat,
         setup=clean,
     )
     mb = joined.stat().st_size / 1e6
     report(
-        f"goal 4, scale {scale:g} ({mb:.0f} MB joined.collection): convert as a process",
+        f"goal 4, {label} ({mb:.1f} MB joined.collection): convert as a process",
         times,
         "pyarrow.csv -> one zstd file (floor)",
         1.3,
     )
     py = str(BIN / "python")
-    for module in ("astropy.time", "nightlake.taitime", "erfa"):
+    for module in ("astropy.time", "nightlake.ingest.taitime", "erfa"):
         t = []
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -518,6 +524,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=HERE / "out")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        default=None,
+        help="goal 4 also runs convert with PYTHONPATH=this (a `git archive` of older code)",
+    )
     args = parser.parse_args()
     goals = {int(g) for g in args.goals.split(",")}
     scales = [float(s) for s in args.scales.split(",")]
@@ -529,9 +541,13 @@ def main() -> None:
         f"duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}; repeat {args.repeat}; "
         "best (median) ms, ratio to the floor best (median)"
     )
+    if 4 in goals:
+        fixture = FIXTURES / "joined" / "joined.collection"
+        goal4(args.workdir, fixture, "fixture scale", args.repeat, args.compare_src)
     for scale in scales:
-        lake_dir = survey_lake(args.workdir, scale)
         label = f"scale {scale:g}"
+        if goals & {1, 2, 3, 5}:
+            lake_dir = survey_lake(args.workdir, scale)
         if 1 in goals:
             goal1(lake_dir, label, args.repeat)
             detector = survey_lake(args.workdir, scale, ("target", "night", "detector"))
@@ -541,7 +557,8 @@ def main() -> None:
         if 3 in goals:
             goal3(lake_dir, label, args.repeat)
         if 4 in goals:
-            goal4(args.workdir, scale, args.repeat)
+            joined = survey(args.workdir, scale, 62)[1]
+            goal4(args.workdir, joined, label, args.repeat, args.compare_src)
         if 5 in goals:
             goal5(lake_dir, label, args.repeat)
         if 6 in goals:

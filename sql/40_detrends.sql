@@ -49,36 +49,15 @@ COMMENT ON MACRO detrend_for IS
     'The detrend record chosen for one image, as a STRUCT (NULL when none): detrend_for(type, ccd, filter, time, mode := ''exact''|''recent'', exptime := seconds (darks), band := short filter name). Fields: record_index, filename, filename_bytes (the exact bytes), type, ccd, filter, dark_exptime, tstart, tstop, treg, sigma, clipsigma, flag1, flag2, rule, scale.';
 
 
--- Every image at once, set-based. Per (ccd, filter class, exposure class) the detrend side is
--- cut into a timeline: every tstart and tstop is a boundary, and between two boundaries the
--- winner cannot change. The timeline is computed on the detrend side only (small), then each
--- image finds its segment with ONE ASOF join (greatest boundary <= obs_time). docs/design.md
--- explains why ASOF rather than IEJoin.
--- The images are read twice (for the classes, for the join), never through a shared CTE, and
--- the timeline's CTEs live inside the join's right side: with a CTE used twice (materialised)
--- at the top, DuckDB kept every image column for `count(*)`, the kB-long wcs too. Shaped this
--- way, each scan reads only the columns its consumer uses.
-CREATE OR REPLACE MACRO resolve_detrends(detrend_type, mode := 'exact', source := 'images',
+-- Every image at once, set-based, in two steps so that the detrend side can be computed once and
+-- applied to the images in pieces (nightlake resolve --executor dask ships the timeline to each
+-- worker). Per (ccd, filter class, exposure class) the detrend side is cut into a timeline:
+-- every tstart and tstop is a boundary, and between two boundaries the winner cannot change.
+-- The timeline is computed on the detrend side only (small), for the classes the images of
+-- `source` fall in; each image then finds its segment with ONE ASOF join (greatest boundary
+-- <= obs_time). docs/design.md explains why ASOF rather than IEJoin.
+CREATE OR REPLACE MACRO detrend_timeline(detrend_type, mode := 'exact', source := 'images',
                                          detrend_source := 'detrends') AS TABLE
-SELECT i.* EXCLUDE (_nl_fkey, _nl_ekey),
-       t.rec.filename AS detrend_filename,
-       t.rec.filename_bytes AS detrend_filename_bytes,
-       t.rec.record_index AS detrend_index,
-       t.rec.tstart AS detrend_tstart,
-       t.rec.tstop AS detrend_tstop,
-       t.rec.treg AS detrend_treg,
-       CASE WHEN t.rec IS NOT NULL THEN t.rule END AS detrend_rule,
-       CASE WHEN detrend_type = 'dark' AND t.rec IS NOT NULL AND t.grp <> 0
-            THEN i.exposureTime::DOUBLE / t.grp END AS detrend_scale
-FROM (
-    SELECT *,  -- the keys of `classes` below, computed the same way
-           CASE WHEN detrend_type IN ('flat', 'fringe')
-                THEN coalesce(filter, chr(30)) || chr(31) || coalesce(band, chr(30))
-                ELSE '' END AS _nl_fkey,
-           CASE WHEN detrend_type = 'dark' THEN exposureTime::DOUBLE ELSE 0.0 END AS _nl_ekey
-    FROM query_table(source)
-) AS i
-ASOF LEFT JOIN (
 WITH
 classes AS (
     SELECT DISTINCT detector::BIGINT AS ccd,
@@ -132,10 +111,49 @@ chosen AS (
     QUALIFY row_number() OVER (PARTITION BY ccd, fkey, ekey, b
                                ORDER BY abs(grp - ekey) ASC NULLS LAST, grp DESC) = 1
 )
--- the timeline: every boundary, also those where nothing applies (rec NULL)
+-- every boundary, also those where nothing applies (rec NULL)
 SELECT bd.ccd, bd.fkey, bd.ekey, bd.b, ch.rec, ch.rule, ch.grp
-FROM bounds AS bd LEFT JOIN chosen AS ch USING (ccd, fkey, ekey, b)
-) AS t
+FROM bounds AS bd LEFT JOIN chosen AS ch USING (ccd, fkey, ekey, b);
+COMMENT ON MACRO TABLE detrend_timeline IS
+    'The detrend side of resolve_detrends, for the classes of the images in source: detrend_timeline(type, mode := ''exact''|''recent'', source := ''images''). One row per boundary of each (ccd, fkey filter class, ekey exposure class): b (the boundary), rec (the winning record from b on, a STRUCT; NULL when none), rule, grp (dark exposure time). Apply it with apply_detrend_timeline.';
+
+
+-- The images of `source` joined to a timeline (a table or view with the columns of
+-- detrend_timeline). The images are read twice (for the classes, for the join), never through
+-- a shared CTE: with a CTE used twice (materialised), DuckDB kept every image column for
+-- `count(*)`, the kB-long wcs too. Shaped this way, each scan reads only the columns its
+-- consumer uses.
+CREATE OR REPLACE MACRO apply_detrend_timeline(detrend_type, timeline, source := 'images') AS TABLE
+SELECT i.* EXCLUDE (_nl_fkey, _nl_ekey),
+       t.rec.filename AS detrend_filename,
+       t.rec.filename_bytes AS detrend_filename_bytes,
+       t.rec.record_index AS detrend_index,
+       t.rec.tstart AS detrend_tstart,
+       t.rec.tstop AS detrend_tstop,
+       t.rec.treg AS detrend_treg,
+       CASE WHEN t.rec IS NOT NULL THEN t.rule END AS detrend_rule,
+       CASE WHEN detrend_type = 'dark' AND t.rec IS NOT NULL AND t.grp <> 0
+            THEN i.exposureTime::DOUBLE / t.grp END AS detrend_scale
+FROM (
+    SELECT *,  -- the keys of detrend_timeline's classes, computed the same way
+           CASE WHEN detrend_type IN ('flat', 'fringe')
+                THEN coalesce(filter, chr(30)) || chr(31) || coalesce(band, chr(30))
+                ELSE '' END AS _nl_fkey,
+           CASE WHEN detrend_type = 'dark' THEN exposureTime::DOUBLE ELSE 0.0 END AS _nl_ekey
+    FROM query_table(source)
+) AS i
+ASOF LEFT JOIN query_table(timeline) AS t
   ON i.detector = t.ccd AND i._nl_fkey = t.fkey AND i._nl_ekey = t.ekey AND i.obs_time >= t.b;
+COMMENT ON MACRO TABLE apply_detrend_timeline IS
+    'The images of source with the detrend a precomputed timeline gives them: apply_detrend_timeline(type, timeline, source := ''images''), timeline naming a table, view or CTE of detrend_timeline rows (for a superset of the classes of source). The columns of resolve_detrends.';
+
+
+CREATE OR REPLACE MACRO resolve_detrends(detrend_type, mode := 'exact', source := 'images',
+                                         detrend_source := 'detrends') AS TABLE
+WITH _nl_timeline AS (
+    SELECT * FROM detrend_timeline(detrend_type, mode := mode, source := source,
+                                   detrend_source := detrend_source)
+)
+SELECT * FROM apply_detrend_timeline(detrend_type, '_nl_timeline', source := source);
 COMMENT ON MACRO TABLE resolve_detrends IS
-    'Every row of images with the detrend chosen for it: resolve_detrends(type, mode := ''exact''|''recent''). Adds detrend_filename, detrend_filename_bytes (the exact bytes), detrend_index, detrend_tstart, detrend_tstop, detrend_treg, detrend_rule, detrend_scale (darks); NULL where none applies. One ASOF join against a per-CCD/filter timeline of winners.';
+    'Every row of images with the detrend chosen for it: resolve_detrends(type, mode := ''exact''|''recent''). Adds detrend_filename, detrend_filename_bytes (the exact bytes), detrend_index, detrend_tstart, detrend_tstop, detrend_treg, detrend_rule, detrend_scale (darks); NULL where none applies. One ASOF join (apply_detrend_timeline) against detrend_timeline.';

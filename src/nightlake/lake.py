@@ -137,54 +137,65 @@ class Lake:
         column) and per-night files; a per-night file supersedes its night in a compacted
         file (see :mod:`nightlake.ingest.compact`).
         """
-        from nightlake.ingest.compact import is_compacted, pending_keys
-
         statements = []
-        files = self.image_files()
-        if files:
-            manifest = self.read_manifest()
-            compacted = [f for f in files if is_compacted(f, self.images_dir)]
-            per_night = [f for f in files if not is_compacted(f, self.images_dir)]
-            levels = manifest.get("partition_by") or [
-                part.split("=", 1)[0]
-                for part in per_night[0].relative_to(self.images_dir).parts[:-1]
-            ]
-            # union_by_name costs a schema read per file; only needed when partitions differ
-            union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
-            parts = []
-            if compacted:
-                keys = [k for k in levels if k != "target"]
-                cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
-                glob = str(self.images_dir.resolve() / "target=*" / "year=*" / "*.parquet")
-                select = (
-                    f"SELECT * EXCLUDE (year, {', '.join(levels)}), target, "
-                    + ", ".join(cast.get(k, k) for k in keys)
-                    + f" FROM read_parquet({sql_string(glob)}, hive_partitioning = true, {union}"
-                    "hive_types = {'target': VARCHAR, 'year': VARCHAR})"
-                )
-                pending = pending_keys(self, files)
-                if pending:
-                    listed = ", ".join(sql_string("\x1f".join(k)) for k in pending)
-                    key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
-                    select += f" WHERE {key} NOT IN ({listed})"
-                parts.append(select)
-            if per_night:
-                types = ", ".join(
-                    f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
-                )
-                if compacted:  # the glob would take the compacted files too
-                    source = "[" + ", ".join(sql_string(str(f.resolve())) for f in per_night) + "]"
-                else:
-                    source = sql_string(str(self.images_dir.resolve() / "**" / "*.parquet"))
-                parts.append(
-                    f"SELECT * FROM read_parquet({source}, hive_partitioning = true, {union}"
-                    f"hive_types = {{{types}}})"
-                )
-            statements.append(
-                f"CREATE OR REPLACE VIEW {IMAGES} AS " + "\nUNION ALL BY NAME\n".join(parts) + ";"
-            )
+        if self.image_files():
+            statements.append(f"CREATE OR REPLACE VIEW {IMAGES} AS {self.images_select_sql()};")
         statements.append(mirror.view_sql(self))  # detrends, detrend_filters
         return "\n".join(s for s in statements if s)
+
+    def images_select_sql(self, subset: list[Path] | None = None) -> str:
+        """The SELECT behind ``images``; over ``subset`` (some partition files), exactly the
+        rows and columns the view takes from those files (a chunk of a resolve task)."""
+        from nightlake.ingest.compact import is_compacted, pending_keys
+
+        files = self.image_files()
+        chosen = files if subset is None else subset
+        manifest = self.read_manifest()
+        compacted = [f for f in chosen if is_compacted(f, self.images_dir)]
+        per_night = [f for f in chosen if not is_compacted(f, self.images_dir)]
+        levels = manifest.get("partition_by") or [
+            part.split("=", 1)[0]
+            for part in next(f for f in files if not is_compacted(f, self.images_dir))
+            .relative_to(self.images_dir)
+            .parts[:-1]
+        ]
+        # union_by_name costs a schema read per file; only needed when partitions differ
+        union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
+
+        def listed(paths: list[Path]) -> str:
+            return "[" + ", ".join(sql_string(str(f.resolve())) for f in paths) + "]"
+
+        parts = []
+        if compacted:
+            keys = [k for k in levels if k != "target"]
+            cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
+            glob = str(self.images_dir.resolve() / "target=*" / "year=*" / "*.parquet")
+            source = sql_string(glob) if subset is None else listed(compacted)
+            select = (
+                f"SELECT * EXCLUDE (year, {', '.join(levels)}), target, "
+                + ", ".join(cast.get(k, k) for k in keys)
+                + f" FROM read_parquet({source}, hive_partitioning = true, {union}"
+                "hive_types = {'target': VARCHAR, 'year': VARCHAR})"
+            )
+            pending = pending_keys(self, files)  # over the whole lake, whatever the subset
+            if pending:
+                keyed = ", ".join(sql_string("\x1f".join(k)) for k in pending)
+                key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
+                select += f" WHERE {key} NOT IN ({keyed})"
+            parts.append(select)
+        if per_night:
+            types = ", ".join(
+                f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
+            )
+            if compacted or subset is not None:  # the glob would take the compacted files too
+                source = listed(per_night)
+            else:
+                source = sql_string(str(self.images_dir.resolve() / "**" / "*.parquet"))
+            parts.append(
+                f"SELECT * FROM read_parquet({source}, hive_partitioning = true, {union}"
+                f"hive_types = {{{types}}})"
+            )
+        return "\nUNION ALL BY NAME\n".join(parts)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the lake's views and every macro of ``sql/``."""

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from reference import astropy_cells, same_cells, utc_datetimes
 from strategies import ecsv_tables
 
-import nightlake.ingest.convert as convert_module
 from nightlake import Lake
 from nightlake.ingest.convert import (
     ConvertOptions,
@@ -170,12 +169,9 @@ def test_obs_time_is_utc_from_tai_mjd_with_leap_seconds(lake_per_night):
     assert (np.abs((naive - got).astype(int) - 37_000_000) <= 1).all()
 
 
-@pytest.mark.parametrize("rows_per_thread", [10_000, 3])
-def test_obs_time_needs_a_numeric_mjd_and_follows_each_row(tmp_path, monkeypatch, rows_per_thread):
+def test_obs_time_needs_a_numeric_mjd_and_follows_each_row(tmp_path):
     """mjd as float, as integer days, as text (a valid ECSV table, converted without obs_time),
-    in one run: the shared astropy call — or calls, one per thread, cutting across sources —
-    must hand each source its own stamps."""
-    monkeypatch.setattr(convert_module, "PARALLEL_MJD", rows_per_thread)
+    in one run: the shared ERFA call must hand each source its own stamps."""
     base = Table.read(COLLECTIONS / "20190401_A0a.collection", format="ascii.ecsv")[:5]
     days = base.copy()
     days.replace_column("mjd", np.floor(days["mjd"]).astype(np.int64))

@@ -273,21 +273,6 @@ def test_comment_line_test_agrees_with_the_plain_rule(lines, start):
     assert _has_comment_lines(data, start) == expected
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from(["a: 1", "  b: 2", "   ", "", "\t- x", "c: |", "    text", " \t"]),
-        max_size=6,
-    )
-)
-def test_header_text_is_dedented_exactly_as_textwrap_does(lines):
-    import textwrap
-
-    from nightlake.ingest.ecsv import _dedent
-
-    assert _dedent(lines) == textwrap.dedent("\n".join(lines))
-
-
 # -- long fields and header bytes -----------------------------------------------------------
 LONG = """# %ECSV 1.0
 # ---

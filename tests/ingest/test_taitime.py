@@ -13,10 +13,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nightlake.ingest.ecsv import mjd_to_timestamp as astropy_mjd_to_timestamp
+from nightlake.ingest.ecsv import utc_datetime64
 from nightlake.ingest.taitime import mjd_to_timestamp, mjd_to_utc_datetime64
 
 MJD_1970 = 40587
+
+
+def astropy_mjd_to_timestamp(mjd: pa.Array | pa.ChunkedArray, scale: str) -> pa.Array:
+    """The reference: astropy's Time (leap seconds from its installed tables, no network)."""
+    from astropy.time import Time
+    from astropy.utils import iers
+
+    iers.conf.auto_download = False
+    if isinstance(mjd, pa.ChunkedArray):
+        mjd = mjd.combine_chunks()
+    values = mjd.to_numpy(zero_copy_only=False).astype("float64")
+    bad = ~np.isfinite(values)
+    stamps = utc_datetime64(Time(np.where(bad, 51544.0, values), format="mjd", scale=scale))
+    mask = bad | mjd.is_null().to_numpy(zero_copy_only=False)
+    return pa.array(stamps, pa.timestamp("us"), mask=mask if mask.any() else None)
+
+
 # astropy (the reference) warns of "dubious year" beyond the leap-second table; so may we
 pytestmark = pytest.mark.filterwarnings("ignore::erfa.ErfaWarning")
 

@@ -13,23 +13,18 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app, make_app
+from nightlake.cli.app import app, make_app
+from nightlake.cli.options import DB_ENV, db_option, format_option, lock_timeout_option
+from nightlake.cli.progress import Progress
 from nightlake.errors import UsageError
 
 detregister = make_app(help="Register, delete and list detrends in the DetReg database.")
 app.add_typer(detregister, name="detregister")
 
-DB_ENV = "NIGHTLAKE_DETREG"
 PROGRESS_MIN_FILES = 50
 
-DbOption = typer.Option(
-    None,
-    "--db",
-    envvar=DB_ENV,
-    show_default=False,
-    help=f"The DetReg database (default: ${DB_ENV}).",
-)
-LockOption = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for the writer lock.")
+DbOption = db_option(f"The DetReg database (default: ${DB_ENV}).", envvar=DB_ENV)
+LockOption = lock_timeout_option("the writer lock")
 AsOfOption = typer.Option(
     None,
     "--as-of",
@@ -63,6 +58,9 @@ def init(
     db: Path = typer.Argument(..., help="Path of the new database."),
     layout: str = typer.Option("LP64", "--layout", help="C data model: LP64 or ILP32."),
     byteorder: str = typer.Option("little", "--byteorder", help="little or big."),
+    forbid_overlaps: bool = typer.Option(
+        False, "--forbid-overlaps", help="Make every add refuse a record overlapping its class."
+    ),
     lock_timeout: float = LockOption,
 ) -> None:
     """Create an empty database (LP64 little-endian unless told otherwise)."""
@@ -73,7 +71,13 @@ def init(
             f"--layout must be LP64 or ILP32 and --byteorder little or big, "
             f"not {layout!r}/{byteorder!r}"
         )
-    init_db(db, layout=layout.upper(), byteorder=byteorder.lower(), lock_timeout=lock_timeout)
+    init_db(
+        db,
+        layout=layout.upper(),
+        byteorder=byteorder.lower(),
+        forbid_overlaps=forbid_overlaps,
+        lock_timeout=lock_timeout,
+    )
     typer.echo(f"created empty DetReg database {db}")
 
 
@@ -114,10 +118,10 @@ def add(
     )
     _warn_non_utf8(files)
     entries = []
-    with _Progress(len(files), "reading headers") as progress:
+    with Progress(plain=True, min_total=PROGRESS_MIN_FILES) as progress:
         for file in files:
             entries.extend(entries_from_fits(file, overrides))
-            progress.advance()
+            progress.advance("reading headers", len(files))
     result = register(path, entries, lock_timeout=lock_timeout)
     typer.echo(
         f"registered {len(entries)} record(s) from {len(files)} file(s) in {path} "
@@ -206,7 +210,7 @@ def list_(
     type_: str | None = typer.Option(None, "--type", help="Only this detrend type."),
     ccd: int | None = typer.Option(None, "--ccd", help="Only this CCD."),
     filter_: str | None = typer.Option(None, "--filter", help="Only this filter name."),
-    fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+    fmt: str = format_option("table, csv or json.", "table"),
     as_of: str | None = AsOfOption,
 ) -> None:
     """Print the records (file order), optionally only some types/CCDs/filters."""
@@ -364,38 +368,6 @@ def _render(rows: list[dict], fmt: str) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
-
-
-class _Progress:
-    """A rich progress bar on a terminal; plain lines (every 10 %) otherwise; none if small."""
-
-    def __init__(self, total: int, what: str) -> None:
-        self.total, self.what, self.done = total, what, 0
-        self._bar = None
-        self._plain = total >= PROGRESS_MIN_FILES and not sys.stderr.isatty()
-        self._next = 0
-
-    def __enter__(self) -> _Progress:
-        if self.total >= PROGRESS_MIN_FILES and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self._bar = Progress(console=Console(stderr=True), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task(self.what, total=self.total)
-        return self
-
-    def advance(self) -> None:
-        self.done += 1
-        if self._bar is not None:
-            self._bar.advance(self._task)
-        elif self._plain and (self.done * 10 >= self._next * self.total or self.done == self.total):
-            typer.echo(f"{self.what}: {self.done}/{self.total}", err=True)
-            self._next = self.done * 10 // self.total + 1
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 # --------------------------------------------------------------------------------------------

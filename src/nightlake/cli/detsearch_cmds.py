@@ -10,10 +10,9 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
+from nightlake.cli.options import LakeOption, lock_timeout_option
 from nightlake.errors import UsageError
-
-_LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
 
 
 @app.command(
@@ -37,13 +36,11 @@ def sync(
         help="DetReg database (default: the one the lake is tied to, else the one already "
         "mirrored, else $NIGHTLAKE_DETREG); the lake is tied to it.",
     ),
-    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = LakeOption,
     force: bool = typer.Option(
         False, "--force", help="Rewrite the mirror even if it is up to date."
     ),
-    lock_timeout: float = typer.Option(
-        30.0, "--lock-timeout", help="Seconds to wait for the lake lock."
-    ),
+    lock_timeout: float = lock_timeout_option("the lake lock"),
 ) -> None:
     """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet) and tie
     the lake to it, so that detregister add/delete refresh the mirror."""
@@ -68,7 +65,7 @@ def resolve_cmd(
     detrend_type: str = typer.Option(..., "--type", help="bias, dark, flat, fringe or mask."),
     mode: str = typer.Option("exact", "--mode", help="exact or recent."),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
-    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = LakeOption,
     as_of: str | None = typer.Option(
         None,
         "--as-of",
@@ -80,10 +77,26 @@ def resolve_cmd(
         "--db",
         help="With --as-of: the DetReg database to replay (default: the lake's).",
     ),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="local (this process, one Parquet file) or dask (a Dask cluster; -o becomes a "
+        "directory of part-NNNNN.parquet files).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Dask scheduler to join (tcp://host:8786); the lake must be on a filesystem "
+        "every worker sees.",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Start a local Dask cluster of N worker processes (default 2)."
+    ),
 ) -> None:
     """Assign a detrend to every image of the lake and write the result to Parquet."""
     from nightlake.detrends.rules import DETREND_TYPES, MODES, write_assignments
     from nightlake.lake import Lake
+    from nightlake.scaleout import executor as make_executor
 
     if detrend_type not in DETREND_TYPES:
         raise UsageError(f"--type {detrend_type!r}: expected one of {', '.join(DETREND_TYPES)}")
@@ -96,5 +109,15 @@ def resolve_cmd(
         from nightlake.detrends.history import parse_as_of
 
         when = parse_as_of(as_of)
-    rows, found = write_assignments(Lake(lake), detrend_type, mode, output, as_of=when, db=db)
+    if executor == "local" and scheduler is None and workers is None:
+        rows, found = write_assignments(Lake(lake), detrend_type, mode, output, as_of=when, db=db)
+    else:
+        if when is not None:
+            raise UsageError(
+                "--as-of resolves in this process: drop --executor/--scheduler/--workers"
+            )
+        from nightlake.detrends.chunks import write_assignments_chunked
+
+        with make_executor(executor, scheduler=scheduler, workers=workers) as runner:
+            rows, found = write_assignments_chunked(Lake(lake), detrend_type, mode, output, runner)
     typer.echo(f"wrote {rows} images ({found} with a {detrend_type}, {mode} mode) to {output}")

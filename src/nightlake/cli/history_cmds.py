@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
 from nightlake.cli.detreg_cmds import DB_ENV, DbOption, LockOption, _db, detregister
 from nightlake.errors import UsageError
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app, debug_enabled, report_error
+from nightlake.cli.app import app, debug_enabled, report_error
+from nightlake.cli.options import LakeOption, lock_timeout_option
+from nightlake.cli.progress import Progress
 
 
 @app.command()
@@ -16,12 +18,7 @@ def convert(
     sources: list[str] = typer.Argument(
         ..., help="Collection files, directories of them, joined.collection, sharded trees, globs."
     ),
-    lake: Path | None = typer.Option(
-        None,
-        "--lake",
-        help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
-        show_default=False,
-    ),
+    lake: Path | None = LakeOption,
     partition_by: str = typer.Option(
         "target,night",
         "--partition-by",
@@ -39,9 +36,7 @@ def convert(
         help="Night (YYYYMMDD) for files with neither a night column nor a telling name.",
     ),
     force: bool = typer.Option(False, "--force", help="Rewrite every partition, changed or not."),
-    lock_timeout: float = typer.Option(
-        30.0, "--lock-timeout", help="Seconds to wait for another convert on the same lake."
-    ),
+    lock_timeout: float = lock_timeout_option("another convert on the same lake"),
 ) -> None:
     """Convert ECSV image collections into the lake (incremental: unchanged sources are skipped)."""
     from nightlake.ingest.convert import ConvertOptions, prefer_jemalloc
@@ -58,8 +53,10 @@ def convert(
         lock_timeout=lock_timeout,
     )
     the_lake = Lake(lake)
-    with _progress() as progress:
-        report = run_convert(the_lake, sources, options, progress=progress)
+    with Progress() as progress:
+        report = run_convert(
+            the_lake, sources, options, progress=progress.update if progress.active else None
+        )
     if report.renames:
         pairs = ", ".join(f"{orig} -> {new}" for new, orig in sorted(report.renames.items()))
         typer.echo(
@@ -81,46 +78,10 @@ def convert(
         raise typer.Exit(1)
 
 
-class _progress:
-    """A rich progress bar on a terminal; silence otherwise (the summary line says it all)."""
-
-    def __enter__(self):
-        if not sys.stderr.isatty():
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description:<8}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[label]}"),
-            transient=True,
-        )
-        self._bar.__enter__()
-        self._tasks: dict[str, int] = {}
-        return self.update
-
-    def update(self, stage: str, done: int, total: int, label: str) -> None:
-        if stage not in self._tasks:
-            self._tasks[stage] = self._bar.add_task(stage, total=total, label="")
-        self._bar.update(self._tasks[stage], completed=done, total=total, label=label)
-
-    def __exit__(self, *exc) -> None:
-        if hasattr(self, "_bar"):
-            self._bar.__exit__(*exc)
-
-
 @app.command()
 def compact(
-    lake: Path | None = typer.Option(
-        None,
-        "--lake",
-        help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
-        show_default=False,
-    ),
-    lock_timeout: float = typer.Option(
-        30.0, "--lock-timeout", help="Seconds to wait for another writer on the same lake."
-    ),
+    lake: Path | None = LakeOption,
+    lock_timeout: float = lock_timeout_option("another writer on the same lake"),
 ) -> None:
     """Merge per-night partitions into one file per target and year; later converts keep it so."""
     from nightlake.ingest.compact import compact as run_compact

@@ -11,36 +11,16 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
+from nightlake.cli.options import (
+    FormatOption,
+    LakeOption,
+    OutputOption,
+    ParamOption,
+    format_option,
+)
+from nightlake.cli.progress import Progress
 from nightlake.errors import UsageError
-
-LakeOption = typer.Option(
-    None,
-    "--lake",
-    help="Lake directory (default: $NIGHTLAKE_LAKE, else ./lake).",
-    show_default=False,
-)
-FormatOption = typer.Option(
-    None,
-    "--format",
-    help="table, csv, tsv, json, jsonl, parquet, arrow, ecsv, fits or votable (default: from "
-    "-o's extension, else table on a terminal and csv otherwise).",
-    show_default=False,
-)
-OutputOption = typer.Option(
-    None,
-    "-o",
-    "--output",
-    help="Write the result to this file (atomically) instead of stdout.",
-    show_default=False,
-)
-ParamOption = typer.Option(
-    [],
-    "-p",
-    "--param",
-    help="Bind $NAME to VALUE: -p night=20190402 (repeatable).",
-    show_default=False,
-)
 
 MACROS_QUERY = """
 SELECT function_name AS name,
@@ -65,33 +45,40 @@ def _read_query(query: str | None, file: Path | None) -> str:
 
 def _emit(reader, fmt: str | None, output: Path | None) -> int:
     """Write a result stream to ``output`` or stdout in the chosen format; return rows."""
+    from nightlake.query.output import choose_format
+
+    return _write(lambda _: reader, choose_format(fmt, output, sys.stdout.isatty()), output)
+
+
+def _emit_query(con, query: str, params, fmt: str | None, output: Path | None) -> int:
+    """Run ``query`` and write its result like :func:`_emit`; the text formats get DuckDB's
+    rows directly, so printing them does not import pyarrow."""
+    from nightlake.query.output import choose_format
+    from nightlake.query.stream import stream, stream_rows
+
+    def run(rows: bool):
+        return (stream_rows if rows else stream)(con, query, params)
+
+    return _write(run, choose_format(fmt, output, sys.stdout.isatty()), output)
+
+
+def _write(run, fmt: str, output: Path | None) -> int:
     from nightlake.query.output import (
         BINARY_FORMATS,
-        choose_format,
+        ROW_FORMATS,
         write_result,
         write_result_file,
     )
 
-    terminal = sys.stdout.isatty()
-    fmt = choose_format(fmt, output, terminal)
+    result = run(fmt in ROW_FORMATS)
     if output is not None:
-        return write_result_file(reader, fmt, output)
-    if fmt in BINARY_FORMATS and terminal:
+        return write_result_file(result, fmt, output)
+    if fmt in BINARY_FORMATS and sys.stdout.isatty():
         raise UsageError(f"{fmt} is binary: redirect stdout or write it with -o FILE")
     sink = sys.stdout.buffer
-    try:
-        sys.stdout.flush()
-        rows = write_result(reader, fmt, sink)
-        sink.flush()
-    except OSError as exc:
-        # `nightlake sql … | head`: the reader left early; that is fine. (Through pyarrow's
-        # writers the error arrives as a plain OSError naming the broken pipe.)
-        if not (isinstance(exc, BrokenPipeError) or "Broken pipe" in str(exc)):
-            raise
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
+    sys.stdout.flush()
+    rows = write_result(result, fmt, sink)
+    sink.flush()  # a reader that left early (`| head`) is the app's one broken-pipe path
     return rows
 
 
@@ -110,7 +97,7 @@ def sql(
 ) -> None:
     """Run SQL on the lake's views and macros (read-only), streaming the result."""
     from nightlake.lake import Lake
-    from nightlake.query.stream import open_connection, parse_params, stream
+    from nightlake.query.stream import open_connection, parse_params
 
     text = _read_query(query, file)
     params = parse_params(param)
@@ -123,7 +110,7 @@ def sql(
         return
     con = open_connection(the_lake)
     try:
-        _emit(stream(con, text, params), fmt, output)
+        _emit_query(con, text, params, fmt, output)
     finally:
         con.close()
 
@@ -146,11 +133,8 @@ def export(
     source: str = typer.Argument(..., help="A SELECT query, or the name of a view (e.g. images)."),
     to: Path = typer.Option(..., "--to", help="Target file, or directory with --partition-by."),
     lake: Path | None = LakeOption,
-    fmt: str | None = typer.Option(
-        None,
-        "--format",
-        help="parquet, csv, ecsv, fits or votable (default: from --to's extension, else parquet).",
-        show_default=False,
+    fmt: str | None = format_option(
+        "parquet, csv, ecsv, fits or votable (default: from --to's extension, else parquet)."
     ),
     partition_by: str | None = typer.Option(
         None,
@@ -170,22 +154,8 @@ def export(
     params = parse_params(param)
     if not columns and _export_astro(Lake(lake), source, to, fmt, params, overwrite):
         return
-    if sys.stderr.isatty():
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"exporting to {to}", total=100)
-            result = run_export(
-                Lake(lake),
-                source,
-                to,
-                fmt=fmt,
-                partition_by=columns,
-                params=params,
-                overwrite=overwrite,
-                progress=lambda done: bar.update(task, completed=done),
-            )
-    else:
+    stage = f"exporting to {to}"
+    with Progress() as bar:
         result = run_export(
             Lake(lake),
             source,
@@ -194,6 +164,7 @@ def export(
             partition_by=columns,
             params=params,
             overwrite=overwrite,
+            progress=(lambda done: bar.update(stage, done, 100)) if bar.active else None,
         )
     what = f"{result.files} files under " if columns else ""
     typer.echo(f"exported {result.rows} rows to {what}{result.path} ({result.format})", err=True)
@@ -238,7 +209,7 @@ def stats(
     """Survey statistics (image counts, exposure, FWHM, zero point, sky noise, airmass)."""
     from nightlake.lake import Lake
     from nightlake.query.stats import require_images, stats_query
-    from nightlake.query.stream import open_connection, stream
+    from nightlake.query.stream import open_connection
 
     the_lake = Lake(lake)
     query = stats_query(by)
@@ -252,7 +223,7 @@ def stats(
         raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
     con = open_connection(the_lake)
     try:
-        _emit(stream(con, query), fmt, output)
+        _emit_query(con, query, None, fmt, output)
     finally:
         con.close()
     if plot is not None:
@@ -275,13 +246,12 @@ def macros(fmt: str | None = FormatOption) -> None:
     """List every SQL macro with its signature and comment."""
     import duckdb
 
-    from nightlake.query.stream import stream
     from nightlake.sql import load_macros
 
     con = duckdb.connect()  # macros do not need a lake: they bind when called
     try:
         load_macros(con)
-        _emit(stream(con, MACROS_QUERY), fmt, None)
+        _emit_query(con, MACROS_QUERY, None, fmt, None)
     finally:
         con.close()
 
@@ -289,9 +259,7 @@ def macros(fmt: str | None = FormatOption) -> None:
 @app.command()
 def info(
     lake: Path | None = LakeOption,
-    fmt: str | None = typer.Option(
-        None, "--format", help="text (default) or json.", show_default=False
-    ),
+    fmt: str | None = format_option("text (default) or json."),
 ) -> None:
     """Partitions, rows, targets, nights, size, stale partitions and the schema with units."""
     import json

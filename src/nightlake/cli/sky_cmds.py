@@ -9,8 +9,9 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
-from nightlake.cli.query_cmds import FormatOption, LakeOption, OutputOption, _emit, _emit_astro
+from nightlake.cli.app import app
+from nightlake.cli.options import FormatOption, LakeOption, OutputOption
+from nightlake.cli.query_cmds import _emit_astro, _emit_query
 from nightlake.errors import UsageError
 
 COLUMNS = "visit, detector, night, target, band, mjd, exposureTime, ra, dec"
@@ -72,7 +73,7 @@ def images_at(
 ) -> None:
     """Images whose footprint contains RA DEC (or comes within --radius degrees of it)."""
     from nightlake.lake import Lake
-    from nightlake.query.stream import open_connection, stream
+    from nightlake.query.stream import open_connection
 
     if radius is not None and not radius >= 0:
         raise UsageError(f"--radius must be a number of degrees >= 0, not {radius}")
@@ -97,6 +98,6 @@ def images_at(
         return
     con = open_connection(the_lake)
     try:
-        _emit(stream(con, query, params), fmt, output)
+        _emit_query(con, query, params, fmt, output)
     finally:
         con.close()

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli import app
+from nightlake.cli.app import app
+from nightlake.cli.options import LakeOption
 from nightlake.errors import UsageError
-
-_LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
 
 
 @app.command()
@@ -41,7 +40,7 @@ def explain(
     db: Path | None = typer.Option(
         None, "--db", help="DetReg database (default: the lake's mirror, else $NIGHTLAKE_DETREG)."
     ),
-    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = LakeOption,
     fmt: str = typer.Option("table", "--format", help="table or json."),
     as_of: str | None = typer.Option(
         None,
@@ -124,7 +123,7 @@ def _connection(db: Path | None, lake: Path | None, *, from_lake: bool, as_of: s
 
 @app.command()
 def audit(
-    lake: Path | None = typer.Option(None, "--lake", help=_LAKE_HELP, show_default=False),
+    lake: Path | None = LakeOption,
     detrend_types: list[str] = typer.Option(
         [], "--type", help="Types to audit (repeatable; default: all)."
     ),
@@ -136,6 +135,15 @@ def audit(
         None, "--format", help="table, json, parquet, … (default: from -o, else table/csv)."
     ),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write findings here."),
+    check_files: bool = typer.Option(
+        False, "--check-files", help="Also report record files that are missing or unreadable."
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also draw the coverage picture to this PNG."
+    ),
+    ccd: int | None = typer.Option(
+        None, "--ccd", help="With --plot: draw this CCD's records one by one."
+    ),
     as_of: str | None = typer.Option(
         None,
         "--as-of",
@@ -158,9 +166,19 @@ def audit(
     for kind in fail_on:
         if kind not in FINDINGS:
             raise UsageError(f"--fail-on {kind!r}: expected one of {', '.join(FINDINGS)}")
+    if ccd is not None and plot is None:
+        raise UsageError("--ccd draws one CCD of the coverage picture: give --plot FILE.png too")
     if db is not None and as_of is None:
         raise UsageError("--db goes with --as-of (without it the lake's mirror answers)")
+    if plot is not None and as_of is not None:
+        raise UsageError("--plot draws the mirror's coverage: it does not take --as-of")
     the_lake = Lake(lake)
+    if plot is not None:
+        from nightlake.query.export import refuse_inside_lake
+
+        refuse_inside_lake(the_lake, plot)
+        if not plot.resolve().parent.is_dir():
+            raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
     con = the_lake.connect()
     source = "detrends"
     if as_of is not None:
@@ -169,7 +187,16 @@ def audit(
         when = parse_as_of(as_of)
         register_as_of(con, lake_db(the_lake, db), when)
         source = AS_OF_TABLE
-    findings = run_audit(con, detrend_types or DETREND_TYPES, mode, source=source)
+    findings = run_audit(
+        con, detrend_types or DETREND_TYPES, mode, check_files=check_files, source=source
+    )
     _emit(pa.RecordBatchReader.from_batches(findings.schema, findings.to_batches()), fmt, output)
+    if plot is not None:
+        from nightlake.detrends.coverage_plot import plot_coverage
+
+        kinds = list(detrend_types or DETREND_TYPES)
+        title = f"Detrend coverage ({mode} mode): {the_lake.path.resolve()}"
+        plot_coverage(con, plot, kinds, mode, ccd=ccd, title=title)
+        typer.echo(f"plot written to {plot}", err=True)
     if failing(findings, fail_on):
         raise typer.Exit(1)

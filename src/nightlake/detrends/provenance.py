@@ -129,7 +129,6 @@ def resolve_table(
             position = state.position.as_dict()
         else:
             db_path, sha256 = _mirror_db(lake)
-            position = position_of(db_path, sha256) if db_path else None
         table = fetch_arrow(
             con.sql(
                 "SELECT * FROM resolve_detrends($t, mode := $m, detrend_source := $s)",
@@ -140,12 +139,24 @@ def resolve_table(
         raise QueryError(one_line(exc)) from exc
     finally:
         con.close()
-    info = record(
-        lake, detrend_type, mode, db_path=db_path, sha256=sha256, position=position, as_of=as_of
-    )
+    if source == "detrends":
+        info = mirror_record(lake, detrend_type, mode)
+    else:
+        info = record(
+            lake, detrend_type, mode, db_path=db_path, sha256=sha256, position=position, as_of=as_of
+        )
     meta = dict(table.schema.metadata or {})
     meta[KEY] = json.dumps(info).encode()
     return table.replace_schema_metadata(meta), info
+
+
+def mirror_record(lake: Lake, detrend_type: str, mode: str) -> dict[str, Any]:
+    """The provenance of an answer from the lake's mirror (also what the Dask path records)."""
+    db_path, sha256 = _mirror_db(lake)
+    position = position_of(db_path, sha256) if db_path else None
+    return record(
+        lake, detrend_type, mode, db_path=db_path, sha256=sha256, position=position, as_of=None
+    )
 
 
 def _mirror_db(lake: Lake) -> tuple[str | None, str | None]:

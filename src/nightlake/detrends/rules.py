@@ -231,3 +231,13 @@ def write_assignments(
     write_parquet_atomic(table, Path(output))
     found = table.num_rows - table.column("detrend_index").null_count
     return table.num_rows, found
+
+
+def resolve_metadata(lake: Lake, detrend_type: str, mode: str) -> dict[bytes, bytes]:
+    """The ``nightlake.resolve`` kv metadata of a resolve output (local file or Dask parts):
+    the provenance of an answer from the lake's mirror (:mod:`nightlake.detrends.provenance`)."""
+    import json
+
+    from nightlake.detrends.provenance import KEY, mirror_record
+
+    return {KEY: json.dumps(mirror_record(lake, detrend_type, mode)).encode()}

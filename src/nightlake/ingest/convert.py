@@ -1,17 +1,20 @@
 """ECSV collections → lake partitions: incremental, idempotent, atomic per partition.
 
-The steps of :func:`convert`, all under the lake's writer lock:
+The steps of :func:`convert`, all under the lake's writer lock, each a function:
 
-1. discover the input files (files, directories, globs);
-2. compare each with the fingerprints recorded in the partitions already in the lake
-   (size + mtime, then content hash): unchanged sources are not even read;
-3. read the changed ones — plus the other recorded sources of every partition they touch,
-   so a rewritten partition is whole — and split their rows by target/night(/detector);
-4. when two sources (a per-night file, ``joined.collection``, a sharded tree) give the same
-   partition, their rows must be identical, else that partition fails naming both;
-5. write every partition that has a changed source: rename case-colliding columns, sort by
-   detector, visit, mjd, record provenance, temp file + rename (``obs_time`` is added to
-   every source's rows before, in one astropy call — one per core for many rows).
+1. :func:`_plan`: compare each input file with the fingerprints recorded in the partitions
+   already in the lake (size + mtime, then content hash): unchanged sources are not even
+   read; a changed one brings the other recorded sources of every partition it feeds, so a
+   rewritten partition is whole;
+2. :func:`_read`: read those, split their rows by target/night(/detector), and derive
+   ``obs_time`` from ``mjd`` (ERFA);
+3. :func:`_remove_gone`: a partition no input has rows for any more goes;
+4. :func:`_merge`: when two sources (a per-night file, ``joined.collection``, a sharded tree)
+   give the same partition, their rows must be identical, else that partition fails naming
+   both;
+5. :func:`_write`: write every partition that has a changed source (rename case-colliding
+   columns, sort by detector, visit, mjd, record provenance; temp file + rename), then the
+   manifest.
 
 A bad input never stops the others: it is reported, and no partition it feeds is written.
 """
@@ -36,11 +39,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nightlake import __version__
+from nightlake.columns import unique_names
 from nightlake.errors import InputError, LakeError, NightlakeError, UsageError, one_line
 from nightlake.files import commit_temp, compare_fingerprint, temp_path_for
 from nightlake.ingest.compact import LAKE_FORMAT_VERSION, compact_locked
-from nightlake.ingest.ecsv import EcsvTable, mjd_to_timestamp, read_ecsv
+from nightlake.ingest.ecsv import EcsvTable, read_ecsv
 from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
+from nightlake.ingest.taitime import mjd_to_timestamp
 from nightlake.lake import METADATA_KEY, Lake, write_parquet_temp
 
 PARTITION_LEVELS = ("target", "night", "detector")
@@ -116,9 +121,36 @@ class ConvertReport:
 
 @dataclass
 class _Contribution:
+    """The rows one source gives one partition."""
+
     source: SourceFile
     ecsv: EcsvTable
     rows: pa.Table
+
+
+#: partition key (target, night[, detector]) -> what each source gives it
+Contributions = dict[tuple[str, ...], list[_Contribution]]
+
+
+@dataclass
+class _Plan:
+    """What a run must read and may rewrite, decided from the lake's record alone."""
+
+    index: _LakeIndex
+    changed: set[Path]  # sources whose partitions are rewritten
+    affected: set[Path]  # partitions a changed source fed when the lake was last written
+    to_read: list[SourceFile]  # changed sources, and the other sources of affected partitions
+    unchanged: int  # inputs not read
+
+
+@dataclass
+class _PartitionRows:
+    """A partition to write: the rows of ``chosen`` (one logical source), and every source
+    of ``parts`` as provenance."""
+
+    key: tuple[str, ...]
+    chosen: list[_Contribution]
+    parts: list[_Contribution]
 
 
 def convert(
@@ -135,84 +167,40 @@ def convert(
         _check_writable(lake)
         _clean_temp_files(lake)
         manifest = _check_options(lake, options)
-        index = _LakeIndex.load(lake)
-        # a source is changed too when a partition it feeds was written with other options
-        # (a run with new options was cut short, or converted only some sources)
-        redo = index.sources_written_otherwise(options.shaping())
-        changed = {
-            f.path for f in files if options.force or f.path in redo or not index.is_current(f.path)
-        }
-        affected = set(index.partitions_fed_by(changed))
-        to_read = {f.path: f for f in files if f.path in changed}
-        for partition in affected:
-            for path in index.sources_of(partition):
-                if path not in to_read and path.exists():
-                    to_read[path] = describe(path)
-        contributions = _read_all(
-            sorted(to_read.values(), key=lambda f: f.path), options, report, progress
-        )
-        # A new source can land in a partition that other, unchanged sources already feed:
-        # read those too, so the partition is checked against them and stays whole.
-        siblings = {
-            path: describe(path)
-            for key in contributions
-            for path in index.sources_of(partition_path(lake, options.partition_by, key))
-            if path not in to_read and path.exists()
-        }
-        for key, parts in _read_all(
-            sorted(siblings.values(), key=lambda f: f.path), options, report, None
-        ).items():
-            contributions[key].extend(parts)
-        add_obs_time([c for parts in contributions.values() for c in parts], options.time_scale)
-        # realpath: a failed input may be a symlink loop, which Path.resolve refuses
-        failed_paths = {Path(os.path.realpath(p)) for p, _ in report.failed}
-        todo = []
-        for key, parts in sorted(contributions.items()):
-            path = partition_path(lake, options.partition_by, key)
-            affected.discard(path)
-            touched = any(c.source.path in changed for c in parts) or bool(
-                set(index.sources_of(path)) & changed
-            )
-            if not touched:
-                continue  # read only as a sibling, and nothing of it changed
-            try:
-                todo.append((key, _merge_sources(key, parts, failed_paths), parts))
-            except NightlakeError as exc:
-                report.failed.append(("/".join(key), exc))
-        # Partitions whose changed sources no longer have rows for them, and no other source
-        # does either: their rows are gone from the inputs, so the partition goes too.
-        for stale in sorted(affected):
-            if not set(index.sources_of(stale)) & failed_paths:
-                stale.unlink(missing_ok=True)
-                report.removed.append(stale)
-        report.unchanged = len([f for f in files if f.path not in changed])
-
-        # Partitions are encoded on a thread per core; making each durable and moving it into
-        # place (fsync, rename, fsync) waits on the disk, on threads of its own, so encoding
-        # never waits (no matter on a local disk; it does where an fsync is slow: NFS).
-        committer = ThreadPoolExecutor(4 * _cores(), thread_name_prefix="nightlake-commit")
-
-        def write_one(item):
-            written = _write_partition(lake, options, *item)
-            return written, committer.submit(commit_temp, written.tmp, written.target)
-
-        schemas = {p: sig for p, sig in index.schemas.items() if p not in report.removed}
-        if todo and manifest.get("uniform_schema"):
-            # readers meanwhile must not assume one schema for partitions about to change
-            lake.write_manifest({**manifest, "uniform_schema": False})
-        results = _threaded(write_one, todo)
-        with committer, closing(results):  # on failure: no new writes, started ones committed
-            for done, ((key, _, _), (written, committed)) in enumerate(zip(todo, results), 1):
-                committed.result()
-                if progress:
-                    progress("write", done, len(todo), "/".join(key))
-                report.written.append(written.target)
-                report.rows_written += written.rows
-                report.renames.update(written.renames)
-                schemas[written.target] = written.signature
-        lake.write_manifest({**manifest, "uniform_schema": len(set(schemas.values())) <= 1})
+        plan = _plan(lake, files, options)
+        report.unchanged = plan.unchanged
+        contributions = _read(lake, plan, options, report, progress)
+        _remove_gone(plan, contributions, lake, options, report)
+        todo = _merge(lake, plan, contributions, options, report)
+        _write(lake, manifest, plan.index, todo, options, report, progress)
         compact_locked(lake, report.written + report.removed)  # if the lake is compacted
     return report
+
+
+# -- plan -----------------------------------------------------------------------------------
+def _plan(lake: Lake, files: list[SourceFile], options: ConvertOptions) -> _Plan:
+    """Which inputs changed since the lake recorded them, and what must be read to rewrite
+    every partition they feed whole."""
+    index = _LakeIndex.load(lake)
+    # a source is changed too when a partition it feeds was written with other options
+    # (a run with new options was cut short, or converted only some sources)
+    redo = index.sources_written_otherwise(options.shaping())
+    changed = {
+        f.path for f in files if options.force or f.path in redo or not index.is_current(f.path)
+    }
+    affected = set(index.partitions_fed_by(changed))
+    to_read = {f.path: f for f in files if f.path in changed}
+    for partition in affected:
+        for path in index.sources_of(partition):
+            if path not in to_read and path.exists():
+                to_read[path] = describe(path)
+    return _Plan(
+        index=index,
+        changed=changed,
+        affected=affected,
+        to_read=sorted(to_read.values(), key=lambda f: f.path),
+        unchanged=sum(f.path not in changed for f in files),
+    )
 
 
 # -- the lake's record of what it was built from ------------------------------------------------
@@ -294,36 +282,75 @@ def _nightlake_metadata(schema: pa.Schema) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-# -- reading and splitting ----------------------------------------------------------------------
-def _read_all(
+# -- read -----------------------------------------------------------------------------------
+def _read(
+    lake: Lake,
+    plan: _Plan,
+    options: ConvertOptions,
+    report: ConvertReport,
+    progress: ProgressFn | None,
+) -> Contributions:
+    """The rows of every source the plan names, split by partition, with ``obs_time``.
+
+    A changed source can land in a partition that other, unchanged sources already feed (a
+    new shard, a joined.collection beside per-night files): those are read too, so the
+    partition is checked against them and stays whole.
+    """
+    contributions = _read_split(plan.to_read, options, report, progress)
+    read = {f.path for f in plan.to_read}
+    siblings = {
+        path: describe(path)
+        for key in contributions
+        for path in plan.index.sources_of(partition_path(lake, options.partition_by, key))
+        if path not in read and path.exists()
+    }
+    more = _read_split(sorted(siblings.values(), key=lambda f: f.path), options, report, None)
+    for key, parts in more.items():
+        contributions[key].extend(parts)
+    add_obs_time([c for parts in contributions.values() for c in parts], options.time_scale)
+    return contributions
+
+
+@dataclass
+class _SourceRead:
+    """One source read and split, or why it could not be."""
+
+    source: SourceFile
+    ecsv: EcsvTable | None = None
+    parts: list[tuple[tuple[str, ...], pa.Table]] = field(default_factory=list)
+    error: NightlakeError | None = None
+
+
+def _read_one(source: SourceFile, options: ConvertOptions) -> _SourceRead:
+    try:
+        ecsv = read_ecsv(source.path)
+        return _SourceRead(source, ecsv, _split(source, ecsv.table, options))
+    except NightlakeError as exc:
+        return _SourceRead(source, error=exc)
+    except Exception as exc:  # a case no check foresaw must still fail this file only
+        error = InputError(source.path, f"cannot convert ({type(exc).__name__}: {one_line(exc)})")
+        error.__cause__ = exc
+        return _SourceRead(source, error=error)
+
+
+def _read_split(
     files: list[SourceFile],
     options: ConvertOptions,
     report: ConvertReport,
     progress: ProgressFn | None,
-) -> dict[tuple[str, ...], list[_Contribution]]:
-    def read_one(source: SourceFile):
-        try:
-            ecsv = read_ecsv(source.path)
-            return ecsv, _split(source, ecsv.table, options)
-        except NightlakeError as exc:
-            return exc, None
-        except Exception as exc:  # a case no check foresaw must still fail this file only
-            error = InputError(
-                source.path, f"cannot convert ({type(exc).__name__}: {one_line(exc)})"
-            )
-            error.__cause__ = exc
-            return error, None
-
-    contributions: dict[tuple[str, ...], list[_Contribution]] = defaultdict(list)
-    for i, (source, (ecsv, parts)) in enumerate(zip(files, _threaded(read_one, files))):
+) -> Contributions:
+    """Read and split ``files`` on a thread per core; a file that fails is reported."""
+    contributions: Contributions = defaultdict(list)
+    results = _threaded(lambda source: _read_one(source, options), files)
+    for i, result in enumerate(results, 1):
         if progress:
-            progress("read", i + 1, len(files), source.path.name)
-        if parts is None:
-            report.failed.append((str(source.path), ecsv))
+            progress("read", i, len(files), result.source.path.name)
+        if result.error is not None:
+            report.failed.append((str(result.source.path), result.error))
             continue
         report.sources_read += 1
-        for key, rows in parts:
-            contributions[key].append(_Contribution(source, ecsv, rows))
+        for key, rows in result.parts:
+            contributions[key].append(_Contribution(result.source, result.ecsv, rows))
     return contributions
 
 
@@ -416,18 +443,12 @@ def _take_if_needed(table: pa.Table, order: pa.Array) -> pa.Table:
     return table.take(order)
 
 
-#: rows of mjd a thread converts at the least (each astropy call has a fixed cost under the
-#: GIL, so a thread is worth it only for many rows)
-PARALLEL_MJD = 10_000
-
-
 def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> None:
     """Give every contribution with a numeric ``mjd`` (and no ``obs_time`` of its own) an
     ``obs_time`` column (UTC) derived from ``mjd`` in ``time_scale``.
 
-    One astropy call for all of them, or one per core for many rows: astropy's Time machinery
-    has a fixed cost per call, holding the GIL, far above the conversion itself, which ERFA
-    does without the GIL (so threads pay off only for many rows).
+    ERFA alone (:mod:`nightlake.ingest.taitime`), not astropy: astropy's import would be most
+    of a small convert's time, for the same values.
     """
     todo = [
         c
@@ -445,15 +466,7 @@ def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> Non
         [chunk for c in todo for chunk in c.rows.column("mjd").cast(pa.float64()).chunks],
         pa.float64(),
     )
-    parts = max(1, min(_cores(), len(mjd) // PARALLEL_MJD))
-    cuts = np.linspace(0, len(mjd), parts + 1).astype(int)
-    stamps = pa.chunked_array(
-        _threaded(
-            lambda span: mjd_to_timestamp(mjd.slice(span[0], span[1] - span[0]), time_scale),
-            zip(cuts[:-1], cuts[1:]),
-        ),
-        pa.timestamp("us"),
-    )
+    stamps = mjd_to_timestamp(mjd, time_scale)
     field = pa.field(
         "obs_time",
         pa.timestamp("us"),
@@ -467,6 +480,55 @@ def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> Non
     for c in todo:
         c.rows = c.rows.append_column(field, stamps.slice(start, c.rows.num_rows))
         start += c.rows.num_rows
+
+
+# -- merge ----------------------------------------------------------------------------------
+def _merge(
+    lake: Lake,
+    plan: _Plan,
+    contributions: Contributions,
+    options: ConvertOptions,
+    report: ConvertReport,
+) -> list[_PartitionRows]:
+    """The partitions to write, each with the rows of one source; a partition whose sources
+    disagree, or one of whose sources failed, is reported and not written."""
+    failed = _failed_paths(report)
+    todo = []
+    for key, parts in sorted(contributions.items()):
+        path = partition_path(lake, options.partition_by, key)
+        touched = any(c.source.path in plan.changed for c in parts) or bool(
+            set(plan.index.sources_of(path)) & plan.changed
+        )
+        if not touched:
+            continue  # read only as a sibling, and nothing of it changed
+        try:
+            todo.append(_PartitionRows(key, _merge_sources(key, parts, failed), parts))
+        except NightlakeError as exc:
+            report.failed.append(("/".join(key), exc))
+    return todo
+
+
+def _failed_paths(report: ConvertReport) -> set[Path]:
+    # realpath: a failed input may be a symlink loop, which Path.resolve refuses
+    return {Path(os.path.realpath(p)) for p, _ in report.failed}
+
+
+def _remove_gone(
+    plan: _Plan,
+    contributions: Contributions,
+    lake: Lake,
+    options: ConvertOptions,
+    report: ConvertReport,
+) -> None:
+    """Remove the partitions whose changed sources no longer have rows for them, when no
+    other source does either: their rows are gone from the inputs. A partition one of whose
+    sources failed stays (its rows are unknown, not gone)."""
+    kept = {partition_path(lake, options.partition_by, key) for key in contributions}
+    failed = _failed_paths(report)
+    for stale in sorted(plan.affected - kept):
+        if not set(plan.index.sources_of(stale)) & failed:
+            stale.unlink(missing_ok=True)
+            report.removed.append(stale)
 
 
 def same_content(a: pa.Table, b: pa.Table) -> bool:
@@ -552,16 +614,48 @@ def _canonical(table: pa.Table) -> pa.Table:
     return table.sort_by(sortable) if sortable else table
 
 
-# -- writing --------------------------------------------------------------------------------
-def _write_partition(
+# -- write ----------------------------------------------------------------------------------
+def _write(
     lake: Lake,
+    manifest: dict[str, Any],
+    index: _LakeIndex,
+    todo: list[_PartitionRows],
     options: ConvertOptions,
-    key: tuple[str, ...],
-    chosen: list[_Contribution],
-    parts: list[_Contribution],
-) -> _Written:
-    """Write ``chosen``'s rows as one partition to a temp file beside its place, with every
-    source in ``parts`` as provenance."""
+    report: ConvertReport,
+    progress: ProgressFn | None,
+) -> None:
+    """Write every partition of ``todo`` (temp file + rename), then the manifest.
+
+    Partitions are encoded on a thread per core; making each durable and moving it into place
+    (fsync, rename, fsync) waits on the disk, on threads of its own, so encoding never waits
+    for a slow fsync (a network disk).
+    """
+    committer = ThreadPoolExecutor(4 * _cores(), thread_name_prefix="nightlake-commit")
+
+    def write_one(rows: _PartitionRows):
+        written = _write_partition(lake, options, rows)
+        return written, committer.submit(commit_temp, written.tmp, written.target)
+
+    schemas = {p: sig for p, sig in index.schemas.items() if p not in report.removed}
+    if todo and manifest.get("uniform_schema"):
+        # readers meanwhile must not assume one schema for partitions about to change
+        lake.write_manifest({**manifest, "uniform_schema": False})
+    results = _threaded(write_one, todo)
+    with committer, closing(results):  # on failure: no new writes, started ones committed
+        for done, (rows, (written, committed)) in enumerate(zip(todo, results), 1):
+            committed.result()
+            if progress:
+                progress("write", done, len(todo), "/".join(rows.key))
+            report.written.append(written.target)
+            report.rows_written += written.rows
+            report.renames.update(written.renames)
+            schemas[written.target] = written.signature
+    lake.write_manifest({**manifest, "uniform_schema": len(set(schemas.values())) <= 1})
+
+
+def _write_partition(lake: Lake, options: ConvertOptions, rows: _PartitionRows) -> _Written:
+    """Write one partition to a temp file beside its place."""
+    key, chosen, parts = rows.key, rows.chosen, rows.parts
     table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
     # Sorted here, not as read: the sorted copy lives only while it is written, so its memory
@@ -610,11 +704,9 @@ def partition_path(lake: Lake, levels: tuple[str, ...], key: tuple[str, ...]) ->
 
 
 def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
-    """Rename case-insensitive duplicates exactly as DuckDB does: ``AIRMASS`` → ``AIRMASS_1``.
-
-    The first spelling keeps its name; a later one gets ``_<n>`` (its count so far), and a
-    suffixed name that is itself taken is suffixed again. A renamed column keeps its original
-    name in its field metadata (``original_name``).
+    """Rename case-insensitive duplicates by :func:`nightlake.columns.unique_names`:
+    ``AIRMASS`` → ``AIRMASS_1``. A renamed column keeps its original name in its field
+    metadata (``original_name``).
     """
     new_names, renames = _unique_names(tuple(table.column_names))
     if not renames:
@@ -635,17 +727,7 @@ def deduplicate_names(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
 @lru_cache(maxsize=64)
 def _unique_names(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """The names after :func:`deduplicate_names`, and (new, original) for each renamed one."""
-    taken: dict[str, int] = {}
-
-    def unique(name: str) -> str:
-        low = name.lower()
-        if low not in taken:
-            taken[low] = 0
-            return name
-        taken[low] += 1
-        return unique(f"{name}_{taken[low]}")
-
-    new_names = tuple(unique(name) for name in names)
+    new_names = tuple(unique_names(names))
     return new_names, tuple((new, old) for new, old in zip(new_names, names) if new != old)
 
 

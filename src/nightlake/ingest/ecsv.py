@@ -1,9 +1,9 @@
 """ECSV 1.0 → Arrow: the header as astropy reads it (libyaml), the body through pyarrow's CSV.
 
 astropy's ``Table.read(format="ascii.ecsv")`` is the reference for what a file means; this
-module reads the same files faster by handing the body to pyarrow's
-multi-threaded CSV parser with column types taken from the header. The result equals
-astropy's reading cell for cell:
+module hands the body to pyarrow's multi-threaded CSV parser, with column types taken from
+the header, because astropy parses it row by row in Python (bench/convert.py measures both).
+The result equals astropy's reading cell for cell:
 
 - every ECSV datatype (bool, int8…uint64, float16…float64, string); an empty field is null
   (astropy: masked);
@@ -126,8 +126,7 @@ class EcsvHeader:
 
 
 class _ColumnSet:
-    """What the body reader derives from a header's columns, built once per distinct
-    ``datatype`` list (every file of a survey has the same one)."""
+    """What the body reader derives from a header's columns."""
 
     def __init__(self, columns: tuple[ColumnSpec, ...]) -> None:
         self.columns = columns
@@ -150,27 +149,6 @@ class _ColumnSet:
                     for col, md in zip(columns, self.field_metadata)
                 ]
             )
-
-
-_COLUMN_SETS: dict[int, tuple[list, _ColumnSet]] = {}
-
-
-def _column_set(datatype: list) -> _ColumnSet:
-    """The columns of a header's ``datatype`` list (validated).
-
-    The YAML block cache (:func:`_load_block`) hands out the same list for the same column
-    block, so the set is cached on that list (held here, so its id cannot be reused): every
-    file of a survey after the first gets it for a dictionary lookup. A header parsed whole
-    (anchors, no block split) builds its own.
-    """
-    same = _COLUMN_SETS.get(id(datatype))
-    if same is not None and same[0] is datatype:
-        return same[1]
-    found = _ColumnSet(_column_specs(datatype))
-    if len(_COLUMN_SETS) >= 64:
-        _COLUMN_SETS.clear()
-    _COLUMN_SETS[id(datatype)] = (datatype, found)
-    return found
 
 
 def _column_specs(datatype: list) -> tuple[ColumnSpec, ...]:
@@ -284,12 +262,7 @@ def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | No
 
 # -- header -----------------------------------------------------------------------------------
 def parse_header(path: Path, data: bytes) -> EcsvHeader:
-    """Split off and parse the ``# …`` YAML header; validate what the body reader relies on.
-
-    Files of one survey differ in their table meta only: the column block is parsed (YAML,
-    :func:`_load_block`) and turned into columns and an Arrow schema (:func:`_column_set`)
-    once per process.
-    """
+    """Split off and parse the ``# …`` YAML header; validate what the body reader relies on."""
     if re.search(rb"\S", data) is None:
         raise FormatError(path, "empty file (expected an ECSV header starting with '# %ECSV 1.0')")
     names_start = _HEADER_LINES.match(data).end()
@@ -343,7 +316,7 @@ def _parse_head(head: bytes, names_start: int) -> EcsvHeader:
         raise FormatError(None, f"bad YAML in the ECSV header: {cause}") from None
     if not isinstance(header, dict) or "datatype" not in header:
         raise FormatError(None, "ECSV header has no 'datatype' list")
-    column_set = _column_set(header["datatype"])
+    column_set = _ColumnSet(_column_specs(header["datatype"]))
     names = column_set.names
     delimiter = header.get("delimiter", " ")
     if delimiter not in (" ", ","):
@@ -369,14 +342,17 @@ def _parse_head(head: bytes, names_start: int) -> EcsvHeader:
 def load_header_yaml(lines: list[str]) -> Any:
     """The header YAML as astropy reads it, parsed with libyaml when PyYAML has it.
 
-    astropy's own loader is pure Python (for a small file, most of the time goes into its
-    header); this loader uses libyaml's parser with astropy's tag constructors
-    (``!astropy.table.SerializedColumn``, units, …) and reads ``!!omap`` as an ordered dict.
+    astropy's own loader is pure Python, most of the time of reading a small file; this loader
+    uses libyaml's parser with astropy's tag constructors (``!astropy.table.SerializedColumn``,
+    units, …) and reads ``!!omap`` as an ordered dict.
     """
+    import textwrap
+
     import yaml
 
-    text = _dedent(lines)
-    loader = _header_loader(astropy_tags=_ASTROPY_TAG.search(text) is not None)
+    text = textwrap.dedent("\n".join(lines))
+    astropy_tags = _ASTROPY_TAG.search(text) is not None
+    loader = _header_loader(astropy_tags)
     if loader is None:
         from astropy.table.meta import get_header_from_yaml
 
@@ -386,21 +362,8 @@ def load_header_yaml(lines: list[str]) -> Any:
         return yaml.load(text, Loader=loader)
     header: dict[str, Any] = {}
     for block in blocks:
-        header.update(_load_block(block, loader))
+        header.update(_load_block(block, astropy_tags))
     return header
-
-
-def _dedent(lines: list[str]) -> str:
-    """``textwrap.dedent`` of the joined lines; skipped (a tenth of a header's parse) when it
-    would change nothing: a line starts at the margin and no line is blanks only."""
-    import textwrap
-
-    text = "\n".join(lines)
-    if not any(line[:1].strip() for line in lines) or any(
-        line and not line.strip() for line in lines
-    ):
-        text = textwrap.dedent(text)
-    return text
 
 
 # A tag other than !!omap (``!astropy.table.SerializedColumn``, ``!!python/tuple``, …) needs
@@ -408,15 +371,18 @@ def _dedent(lines: list[str]) -> str:
 # A YAML tag starts a node (after a blank, '[', '{' or ','); '!!omap' is read by the plain
 # loader, an exclamation mark inside a value is no tag.
 _ASTROPY_TAG = re.compile(r"(?<![^\s\[{,])!(?!!omap\b)")  # starts with '!': a fast scan
+
+
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*:(?:\s|$)")
 
 
 def _top_level_blocks(text: str) -> list[str] | None:
     """The header split at its top-level keys (``datatype:``, ``meta:``, ``schema:``, …).
 
-    Files of one survey share their column block word for word, so each block is parsed once
-    per process (:func:`_load_block` is cached). ``None`` when the text is not a plain
-    mapping of keys, or uses anchors that could tie blocks together: parse it whole.
+    Files of one survey share their column block word for word, and building Python objects
+    from YAML is most of a header's parse: each block is parsed once per process
+    (:func:`_load_block`). ``None`` when the text is not a plain mapping of keys, or uses
+    anchors that could tie blocks together: parse it whole.
     """
     if "&" in text and re.search(r"(^|\s)[&*][\w-]", text):
         return None
@@ -432,45 +398,39 @@ def _top_level_blocks(text: str) -> list[str] | None:
 
 
 @lru_cache(maxsize=256)
-def _load_block_cached(block: str, loader: Any) -> Any:
+def _load_block_cached(block: str, astropy_tags: bool) -> Any:
     import yaml
 
-    return yaml.load(block, Loader=loader)
+    return yaml.load(block, Loader=_header_loader(astropy_tags))
 
 
-def _load_block(block: str, loader: Any) -> dict[str, Any]:
-    value = _load_block_cached(block, loader)
+def _load_block(block: str, astropy_tags: bool) -> dict[str, Any]:
+    value = _load_block_cached(block, astropy_tags)
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping in the ECSV header, found {block[:40]!r}")
     return dict(value)  # header values are read, never modified
 
 
-_LOADERS: dict[bool, Any] = {}
-
-
 def _header_loader(astropy_tags: bool = True):
     """libyaml's parser reading ``!!omap`` as an ordered dict, plus astropy's tag
     constructors when the header has such tags; ``None`` when PyYAML lacks libyaml."""
-    if astropy_tags not in _LOADERS:
-        import yaml
+    import yaml
 
-        if not getattr(yaml, "__with_libyaml__", False):
-            _LOADERS[astropy_tags] = None
-            return None
+    if not getattr(yaml, "__with_libyaml__", False):
+        return None
 
-        class HeaderLoader(yaml.CSafeLoader):
-            """libyaml parser (+ astropy's constructors)."""
+    class HeaderLoader(yaml.CSafeLoader):
+        """libyaml parser (+ astropy's constructors)."""
 
-        if astropy_tags:
-            from astropy.io.misc.yaml import AstropyLoader
+    if astropy_tags:
+        from astropy.io.misc.yaml import AstropyLoader
 
-            for tag, constructor in AstropyLoader.yaml_constructors.items():
-                HeaderLoader.add_constructor(tag, constructor)
-            for tag, constructor in AstropyLoader.yaml_multi_constructors.items():
-                HeaderLoader.add_multi_constructor(tag, constructor)
-        HeaderLoader.add_constructor("tag:yaml.org,2002:omap", _construct_omap)
-        _LOADERS[astropy_tags] = HeaderLoader
-    return _LOADERS[astropy_tags]
+        for tag, constructor in AstropyLoader.yaml_constructors.items():
+            HeaderLoader.add_constructor(tag, constructor)
+        for tag, constructor in AstropyLoader.yaml_multi_constructors.items():
+            HeaderLoader.add_multi_constructor(tag, constructor)
+    HeaderLoader.add_constructor("tag:yaml.org,2002:omap", _construct_omap)
+    return HeaderLoader
 
 
 def _construct_omap(loader, node):
@@ -494,7 +454,6 @@ def _construct_omap(loader, node):
     return result
 
 
-@lru_cache(maxsize=64)
 def _split_names(line: str, delimiter: str) -> tuple[str, ...]:
     import csv
 
@@ -588,8 +547,8 @@ def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> 
             quoted_strings_can_be_null=True,
             true_values=["True", "true", "1"],
             false_values=["False", "false", "0"],
-            # ASCII is valid UTF-8: one test of the whole body (~20 GB/s) instead of
-            # pyarrow's check of every string value (a fifth of the parse)
+            # ASCII is valid UTF-8: one vectorised test of the whole body replaces
+            # pyarrow's check of every string value
             check_utf8=not ascii_only,
         ),
     )
@@ -845,27 +804,11 @@ def utc_datetime64(t) -> np.ndarray:
     return np.atleast_1d(days.astype("datetime64[us]") + micro.astype("timedelta64[us]"))
 
 
-def mjd_to_timestamp(mjd: pa.ChunkedArray | pa.Array, scale: str) -> pa.Array:
-    """MJD in ``scale`` (tai or utc) → ``timestamp[us]`` in UTC, leap seconds handled by astropy."""
-    from astropy.time import Time
-
-    _offline_iers()
-    if isinstance(mjd, pa.ChunkedArray):
-        mjd = mjd.combine_chunks()
-    values = mjd.to_numpy(zero_copy_only=False).astype("float64")
-    bad = ~np.isfinite(values)
-    safe = np.where(bad, 51544.0, values)
-    stamps = utc_datetime64(Time(safe, format="mjd", scale=scale))
-    mask = bad | mjd.is_null().to_numpy(zero_copy_only=False)
-    return pa.array(stamps, pa.timestamp("us"), mask=mask if mask.any() else None)
-
-
 __all__ = [
     "ColumnSpec",
     "EcsvHeader",
     "EcsvTable",
     "ECSV_TYPES",
-    "mjd_to_timestamp",
     "parse_header",
     "read_ecsv",
 ]

@@ -1,12 +1,13 @@
 """MJD (TAI or UTC) → UTC ``timestamp[us]`` with ERFA alone, the same values as astropy.
 
-``convert`` derives ``obs_time`` from ``mjd``; through ``astropy.time`` that costs the import of
-astropy's time machinery in every process, most of a one-night convert. astropy does the
+``convert`` derives ``obs_time`` from ``mjd``; importing ``astropy.time`` for it would be
+most of the time of a one-night convert (bench/RESULTS.md, goal 4). astropy does the
 arithmetic in ERFA (pyerfa, which it depends on): two-part Julian dates split exactly
-(``day_frac``), ``erfa.taiutc`` for the leap seconds, ``erfa.d2dtf`` for calendar fields rounded
-to the microsecond. This module repeats those steps in the same order, so the results are equal
-to the microsecond (tests/test_taitime.py holds them equal across leap seconds); a time inside a
-leap second (23:59:60.x) lands on 00:00:00.x of the next day, as on a POSIX clock.
+(``day_frac``), ``erfa.taiutc`` for the leap seconds, ``erfa.d2dtf`` for calendar fields
+rounded to the microsecond. This module repeats those steps in the same order, so the
+results are equal to the microsecond (tests/ingest/test_taitime.py holds them equal across
+leap seconds); a time inside a leap second (23:59:60.x) lands on 00:00:00.x of the next
+day, as on a POSIX clock.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def mjd_to_utc_datetime64(mjd: np.ndarray, scale: str) -> np.ndarray:
 
 def mjd_to_timestamp(mjd: pa.ChunkedArray | pa.Array, scale: str) -> pa.Array:
     """MJD in ``scale`` (tai or utc) → ``timestamp[us]`` in UTC; null where ``mjd`` is null
-    or not finite. A drop-in for ``nightlake.ingest.ecsv.mjd_to_timestamp`` without astropy."""
+    or not finite."""
     import pyarrow as pa
 
     if isinstance(mjd, pa.ChunkedArray):

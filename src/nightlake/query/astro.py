@@ -289,7 +289,7 @@ def to_astropy(
     from astropy.table import QTable, Table
     from astropy.units import UnitsWarning
 
-    from nightlake.query.output import unique_names
+    from nightlake.columns import unique_names
 
     cls = QTable if quantity else Table
     names = unique_names(table.column_names)

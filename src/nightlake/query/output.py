@@ -25,16 +25,21 @@ import decimal
 import json
 import math
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from nightlake.columns import unique_names
 from nightlake.errors import UsageError
 from nightlake.files import atomic_replace
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+#: The formats written from Python rows (:class:`~nightlake.query.stream.Rows`) as well as
+#: from Arrow; ``nightlake sql`` uses the rows, which need no pyarrow.
+ROW_FORMATS = ("table", "json", "jsonl")
 FORMATS = ("table", "csv", "tsv", "json", "jsonl", "parquet", "arrow")
 BINARY_FORMATS = ("parquet", "arrow")
 EXTENSIONS = {
@@ -132,7 +137,7 @@ def _textual(batch: pa.RecordBatch) -> pa.RecordBatch:
     for field, column in zip(batch.schema, batch.columns):
         if _is_nested(field.type):
             column = pa.array(
-                [None if v is None else json.dumps(_jsonable(v)) for v in column.to_pylist()],
+                [None if v is None else json.dumps(_jsonable(v)) for v in _pylist(column)],
                 pa.string(),
             )
             field = pa.field(field.name, pa.string())
@@ -188,35 +193,56 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        # Arrow maps come back as lists of (key, value) pairs
         return [_jsonable(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
     return value
-
-
-def unique_names(names: list[str]) -> list[str]:
-    """Column names made unique for JSON keys: a repeated name gets ``_1``, ``_2``, … (the
-    suffixes DuckDB itself uses; compared case-insensitively, as SQL does)."""
-    seen: set[str] = set()
-    out = []
-    for name in names:
-        candidate, n = name, 0
-        while candidate.lower() in seen:
-            n += 1
-            candidate = f"{name}_{n}"
-        seen.add(candidate.lower())
-        out.append(candidate)
-    return out
 
 
 def _tuples(batch: pa.RecordBatch) -> Iterator[tuple]:
     """The rows of ``batch`` as tuples, by position (names may repeat in a result)."""
-    return zip(*(column.to_pylist() for column in batch.columns)) if batch.num_columns else iter(())
+    return zip(*(_pylist(column) for column in batch.columns)) if batch.num_columns else iter(())
+
+
+def _pylist(column) -> list:
+    """Values as DuckDB's own Python rows give them, so both paths print alike: maps as
+    dicts, intervals as timedeltas (a month as 30 days, as DuckDB counts it)."""
+    import pyarrow as pa
+
+    if pa.types.is_interval(column.type):
+        return [
+            None
+            if v is None
+            else _dt.timedelta(days=v.months * 30 + v.days, microseconds=v.nanoseconds // 1000)
+            for v in column.to_pylist()
+        ]
+    return column.to_pylist(maps_as_pydicts="lossy")
+
+
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+_NUMERIC_TYPES = frozenset(_INTEGERS + tuple("U" + t for t in _INTEGERS) + ("FLOAT", "DOUBLE"))
+
+
+def _row_batches(result) -> tuple[list[str], list[bool], Iterator[list[tuple]]]:
+    """Names, which columns are numeric, and the rows batch by batch, of an Arrow reader or
+    of :class:`nightlake.query.stream.Rows` (DuckDB's rows, no pyarrow needed)."""
+    if hasattr(result, "types"):  # Rows
+        numeric = [t in _NUMERIC_TYPES or t.startswith("DECIMAL(") for t in result.types]
+        return list(result.names), numeric, iter(result)
+    import pyarrow as pa
+
+    numeric = [
+        pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
+        for f in result.schema
+    ]
+    return result.schema.names, numeric, (list(_tuples(b)) for b in result)
 
 
 def _rows(reader) -> Iterator[dict[str, Any]]:
-    names = unique_names(reader.schema.names)
-    for batch in reader:
-        for row in _tuples(batch):
+    names, _, batches = _row_batches(reader)
+    names = unique_names(names)
+    for batch in batches:
+        for row in batch:
             yield {k: _jsonable(v) for k, v in zip(names, row)}
 
 
@@ -255,13 +281,7 @@ def _cut(text: str, width: int) -> str:
 
 def _write_table(reader, sink, *, cell_width: int = CELL_WIDTH) -> int:
     """An aligned table; column widths come from the first batch so rows stream."""
-    import pyarrow as pa
-
-    names = reader.schema.names
-    numeric = [
-        pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
-        for f in reader.schema
-    ]
+    names, numeric, batches = _row_batches(reader)
     widths: list[int] | None = None
     rows = 0
 
@@ -272,8 +292,8 @@ def _write_table(reader, sink, *, cell_width: int = CELL_WIDTH) -> int:
         ]
         return (" | ".join(out).rstrip() + "\n").encode()
 
-    for batch in reader:
-        table = [[_cell(v) for v in row] for row in _tuples(batch)]
+    for batch in batches:
+        table = [[_cell(v) for v in row] for row in batch]
         if widths is None:
             widths = [
                 min(max([len(n)] + [len(r[i]) for r in table]), max(cell_width, len(n)))

@@ -495,13 +495,80 @@ def stream(
     import duckdb
     import pyarrow as pa
 
+    last = _run_to_last(con, query, params)
+    if last is None:
+        return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+    text, start, bound = last
+    try:
+        relation = con.sql(text, params=bound)
+        if relation is None:
+            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+        reader = relation.to_arrow_reader(batch_rows)
+    except duckdb.Error as exc:
+        message = _probe_position(con, error_message(exc, text), text)
+        raise QueryError(_shift(message, query, text, start)) from exc
+    return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, text, query, start))
+
+
+class Rows:
+    """A result as Python rows, batch by batch: what the text outputs (table, json, jsonl)
+    need, without Arrow, so ``nightlake sql`` prints them without importing pyarrow."""
+
+    def __init__(self, names: list[str], types: list[str], batches: Iterator[list[tuple]]):
+        self.names, self.types, self.batches = names, types, batches
+
+    def __iter__(self) -> Iterator[list[tuple]]:
+        return self.batches
+
+
+def stream_rows(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> Rows:
+    """:func:`stream`, with the same checks and errors, as :class:`Rows` (DuckDB's types
+    by name: ``BIGINT``, ``DECIMAL(9,2)``, …)."""
+    import duckdb
+
+    last = _run_to_last(con, query, params)
+    if last is None:
+        return Rows([], [], iter(()))
+    text, start, bound = last
+    try:
+        cursor = con.execute(text, bound)
+    except duckdb.Error as exc:
+        message = _probe_position(con, error_message(exc, text), text)
+        raise QueryError(_shift(message, query, text, start)) from exc
+    description = cursor.description or []
+
+    def batches() -> Iterator[list[tuple]]:
+        try:
+            while rows := cursor.fetchmany(batch_rows):
+                yield rows
+        except duckdb.Error as exc:
+            raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
+
+    return Rows(
+        [d[0] for d in description],
+        [str(d[1]) for d in description],
+        batches() if description else iter(()),
+    )
+
+
+def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
+    """Check ``query`` and run every statement but the last; return the last one as
+    (text, its start in ``query``, its bound parameters), or None for an empty script."""
+    import duckdb
+
     params = dict(params or {})
     parsed = parse_statements(query)  # once, for the checks and the statements
     check_read_only(query, parsed)
     check_params(query, params, parsed)
     statements = _statements(query, parsed)
     if not statements:
-        return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+        return None
     for (text, start, names), statement in zip(statements[:-1], parsed):
         check_plan(con, statement, params)
         try:
@@ -510,15 +577,7 @@ def stream(
             raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
     text, start, names = statements[-1]
     check_plan(con, parsed[-1], params)
-    try:
-        relation = con.sql(text, params={k: params[k] for k in names} or None)
-        if relation is None:
-            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
-        reader = relation.to_arrow_reader(batch_rows)
-    except duckdb.Error as exc:
-        message = _probe_position(con, error_message(exc, text), text)
-        raise QueryError(_shift(message, query, text, start)) from exc
-    return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, text, query, start))
+    return text, start, {k: params[k] for k in names} or None
 
 
 def _checked(

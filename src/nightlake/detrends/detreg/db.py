@@ -47,6 +47,7 @@ from nightlake.detrends.detreg.format import (
     layout_of,
     make_records,
     max_filter_name_length,
+    overlap_policy,
     parse_header,
     to_native,
     validate_records,
@@ -92,6 +93,7 @@ class DetRegDB:
         records: np.ndarray,
         date: str | None = None,
         *,
+        overlaps: str = "allow",
         _raw: bytes | bytearray | None = None,
         _stat: os.stat_result | None = None,
     ) -> None:
@@ -100,6 +102,7 @@ class DetRegDB:
         self.byteorder = byteorder
         self.filters = filters
         self.date = date
+        self.overlaps = overlaps  # 'forbid': add refuses overlapping records (OVERLAPS card)
         self._file_records = records  # as the file lays them out (or already native)
         self._raw = _raw
         self._stat = _stat
@@ -191,6 +194,7 @@ class DetRegDB:
             self.filters,
             layout=self.layout,
             byteorder=self.byteorder,
+            overlaps=self.overlaps,
         )
 
 
@@ -289,6 +293,7 @@ def _decode(path: Path, raw, st: os.stat_result | None, *, keep_extra: bool = Fa
         filters=filters_from_cards(cards, path),
         records=records,
         date=date if isinstance(date, str) else None,
+        overlaps=overlap_policy(cards, path),
         _raw=raw,
         _stat=st,
     )
@@ -308,6 +313,7 @@ def encode_db(
     *,
     layout: str,
     byteorder: str,
+    overlaps: str = "allow",
     date: str | None = None,
 ) -> bytes:
     """The complete bytes of a DetReg file: header, records, zero padding to 2880.
@@ -325,6 +331,7 @@ def encode_db(
         byteorder=byteorder,
         filters=filters,
         date=date or _utc_now(),
+        overlaps=overlaps,
     )
     data = encode_records(records, layout, byteorder)
     return header + data + b"\0" * (-len(data) % 2880)
@@ -355,6 +362,7 @@ def write_db(
     *,
     layout: str = "LP64",
     byteorder: str = "little",
+    overlaps: str = "allow",
     _journal: tuple[dict, tuple[str, int] | None] | None = None,
 ) -> DetRegDB:
     """Write a database atomically (temp + fsync + os.replace + fsync dir); no lock.
@@ -371,7 +379,9 @@ def write_db(
         records = records.astype(RECORD_DTYPE)
     date = _journal[0]["time"][:19] if _journal is not None else None
     try:
-        content = encode_db(records, filters, layout=layout, byteorder=byteorder, date=date)
+        content = encode_db(
+            records, filters, layout=layout, byteorder=byteorder, overlaps=overlaps, date=date
+        )
     except ValueError as exc:
         raise InputError(path, f"cannot write: {exc}") from None
     before = None
@@ -447,9 +457,14 @@ def init_db(
     *,
     layout: str = "LP64",
     byteorder: str = "little",
+    forbid_overlaps: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> DetRegDB:
-    """Create an empty database; refuse to overwrite an existing file."""
+    """Create an empty database; refuse to overwrite an existing file.
+
+    ``forbid_overlaps`` records the policy in the header (OVERLAPS card): from then on every
+    add refuses a record whose range overlaps one of its class.
+    """
     path = real_path(path)
     with locked(path, lock_timeout):
         if path.exists():
@@ -457,13 +472,16 @@ def init_db(
                 path,
                 "already exists; refusing to overwrite a database (delete it first if you mean it)",
             )
-        entry = _journal_entry(path, "init", [], layout=layout, byteorder=byteorder)
+        overlaps = "forbid" if forbid_overlaps else "allow"
+        extra = {"overlaps": overlaps} if forbid_overlaps else {}
+        entry = _journal_entry(path, "init", [], layout=layout, byteorder=byteorder, **extra)
         return write_db(
             path,
             np.zeros(0, RECORD_DTYPE),
             {},
             layout=layout,
             byteorder=byteorder,
+            overlaps=overlaps,
             _journal=(entry, None),
         )
 
@@ -515,6 +533,8 @@ def _commit(
         check_writable(records, db.layout)
     except ValueError as exc:
         raise InputError(db.path, f"cannot write: {exc}") from None
+    if action == "add" and db.overlaps == "forbid":
+        _refuse_overlaps(db, records, filters)
     entry = _journal_entry(
         db.path,
         action,
@@ -526,7 +546,64 @@ def _commit(
     )
     found = (db.fingerprint["sha256"], len(db))
     return write_db(
-        db.path, records, filters, layout=db.layout, byteorder=db.byteorder, _journal=(entry, found)
+        db.path,
+        records,
+        filters,
+        layout=db.layout,
+        byteorder=db.byteorder,
+        overlaps=db.overlaps,
+        _journal=(entry, found),
+    )
+
+
+def _refuse_overlaps(db: DetRegDB, records: np.ndarray, filters: dict[int, str]) -> None:
+    """InputError naming the first new record that overlaps a record of its class.
+
+    The class is what resolution keeps apart: type and CCD, and the filter code for flats
+    and fringes or the exposure time for darks (bias and mask: any filter). Empty ranges
+    cover no instant and overlap nothing.
+    """
+    old = len(db)
+    kinds = records["type"].astype(np.int64)
+    by_filter = np.isin(kinds, [TYPE_CODES["flat"], TYPE_CODES["fringe"], TYPE_CODES["dark"]])
+    cls = np.where(by_filter, records["filter"].astype(np.int64), 0)
+    live = records["tstop"] > records["tstart"]
+    for i in range(old, len(records)):
+        if not live[i]:
+            continue
+        hit = (
+            live[:i]
+            & (kinds[:i] == kinds[i])
+            & (records["ccd"][:i] == records["ccd"][i])
+            & (cls[:i] == cls[i])
+            & (records["tstart"][:i] < records["tstop"][i])
+            & (records["tstart"][i] < records["tstop"][:i])
+        )
+        if hit.any():
+            j = int(np.flatnonzero(hit)[0])
+            which = f"record {j}" if j < old else f"record {j - old + 1} of this add"
+            raise InputError(
+                db.path,
+                f"{_described(records[i])} overlaps {which} ({_described(records[j])}); "
+                "this database forbids overlaps (detregister init --forbid-overlaps)",
+            )
+
+
+def _described(rec: np.void) -> str:
+    """A record in one phrase for messages: filename, type, CCD, validity in UTC."""
+
+    def iso(seconds: int) -> str:
+        if seconds == OPEN_ENDED:
+            return "never"
+        try:
+            return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        except (OverflowError, OSError, ValueError):
+            return str(seconds)
+
+    name = bytes(rec["filename"]).decode("utf-8", "backslashreplace")
+    return (
+        f"{name}: {TYPE_NAMES[int(rec['type'])]} ccd {int(rec['ccd'])} "
+        f"[{iso(int(rec['tstart']))}, {iso(int(rec['tstop']))})"
     )
 
 

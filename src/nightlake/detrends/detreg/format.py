@@ -205,11 +205,37 @@ def max_filter_name_length() -> int:
     return CARD - 10 - 2
 
 
+#: The optional OVERLAPS card: 'FORBID' makes ``detregister add`` refuse a record whose range
+#: overlaps one of its class; absent (every file before it, and the default) allows overlaps.
+OVERLAP_POLICIES = ("allow", "forbid")
+
+
+def overlap_policy(cards: dict[str, object], path: Path | str) -> str:
+    """'forbid' when the header carries OVERLAPS = 'FORBID', else 'allow'."""
+    value = cards.get("OVERLAPS")
+    if value is None:
+        return "allow"
+    if not isinstance(value, str) or value.lower() not in OVERLAP_POLICIES:
+        raise FormatError(path, f"OVERLAPS card: expected 'ALLOW' or 'FORBID', found {value!r}")
+    return value.lower()
+
+
 def build_header(
-    *, nrecord: int, layout: str, byteorder: str, filters: dict[int, str], date: str
+    *,
+    nrecord: int,
+    layout: str,
+    byteorder: str,
+    filters: dict[int, str],
+    date: str,
+    overlaps: str = "allow",
 ) -> bytes:
-    """The header blocks of a DetReg file (cards, END, blank-padded to 2880 bytes)."""
+    """The header blocks of a DetReg file (cards, END, blank-padded to 2880 bytes).
+
+    A file that forbids overlaps says so with DBVERS = 2 and an OVERLAPS card; any other file
+    is written byte for byte as before (DBVERS = 1, no OVERLAPS card).
+    """
     recsize = LAYOUTS[layout]["recsize"]
+    forbid = overlaps == "forbid"
     cards = [
         _card("SIMPLE", True, "a FITS primary HDU holding a DetReg database"),
         _card("BITPIX", 8, "bytes"),
@@ -217,12 +243,14 @@ def build_header(
         _card("NAXIS1", nrecord * recsize, "NRECORD * RECSIZE"),
         _card("EXTEND", False),
         _card("DBTYPE", "DETREG", "detrend registry"),
-        _card("DBVERS", 1, "format version"),
+        _card("DBVERS", 2 if forbid else 1, "format version"),
         _card("RECSIZE", recsize, "bytes per record"),
         _card("NRECORD", nrecord, "number of records"),
         _card("BYTEORD", BYTEORD_CARD[byteorder], "byte order of the records"),
         _card("LAYOUT", layout, "C data model of the records"),
     ]
+    if forbid:
+        cards.append(_card("OVERLAPS", "FORBID", "detregister add refuses overlapping records"))
     for code in sorted(filters):
         name = filters[code]
         if len(name.replace("'", "''")) > max_filter_name_length():

@@ -1,0 +1,50 @@
+"""The options several commands share, each defined once (name, default, help).
+
+A command takes them as defaults (``lake: Path | None = LakeOption``); where the wording
+must name what is waited for or which formats apply, a small factory takes that word.
+"""
+
+from __future__ import annotations
+
+import typer
+
+LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
+DB_ENV = "NIGHTLAKE_DETREG"
+
+LakeOption = typer.Option(None, "--lake", help=LAKE_HELP, show_default=False)
+FormatOption = typer.Option(
+    None,
+    "--format",
+    help="table, csv, tsv, json, jsonl, parquet, arrow, ecsv, fits or votable (default: from "
+    "-o's extension, else table on a terminal and csv otherwise).",
+    show_default=False,
+)
+OutputOption = typer.Option(
+    None,
+    "-o",
+    "--output",
+    help="Write the result to this file (atomically) instead of stdout.",
+    show_default=False,
+)
+ParamOption = typer.Option(
+    [],
+    "-p",
+    "--param",
+    help="Bind $NAME to VALUE: -p night=20190402 (repeatable).",
+    show_default=False,
+)
+
+
+def format_option(choices: str, default: str | None = None):
+    """``--format`` of a command with its own formats (``choices`` is the help text)."""
+    return typer.Option(default, "--format", help=choices, show_default=default is not None)
+
+
+def db_option(help: str, envvar: str | None = None):
+    """``--db``: the DetReg database; ``help`` says which one is taken without it."""
+    return typer.Option(None, "--db", envvar=envvar, show_default=False, help=help)
+
+
+def lock_timeout_option(what: str):
+    """``--lock-timeout``: seconds to wait for ``what`` (a lock) before giving up."""
+    return typer.Option(30.0, "--lock-timeout", help=f"Seconds to wait for {what}.")
