@@ -313,7 +313,7 @@ def audit(
                 "NULL::VARCHAR AS filter_class, NULL::BIGINT AS images, detail "
                 "FROM detrend_record_findings(detrend_source := $source) "
                 "WHERE list_contains($types, type)",
-                params={"types": list(types)},
+                params={"types": list(types), "source": source},
             )
         )
     ]
