@@ -66,6 +66,17 @@ def resolve_cmd(
     mode: str = typer.Option("exact", "--mode", help="exact or recent."),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
     lake: Path | None = LakeOption,
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Resolve against the database as it was at this time (ISO-8601 UTC or Unix "
+        "seconds), replayed from its journal.",
+    ),
+    db: Path | None = typer.Option(
+        None,
+        "--db",
+        help="With --as-of: the DetReg database to replay (default: the lake's).",
+    ),
     executor: str = typer.Option(
         "local",
         "--executor",
@@ -91,9 +102,20 @@ def resolve_cmd(
         raise UsageError(f"--type {detrend_type!r}: expected one of {', '.join(DETREND_TYPES)}")
     if mode not in MODES:
         raise UsageError(f"--mode {mode!r}: expected exact or recent")
+    if db is not None and as_of is None:
+        raise UsageError("--db goes with --as-of (without it the lake's mirror answers)")
+    when = None
+    if as_of is not None:
+        from nightlake.detrends.history import parse_as_of
+
+        when = parse_as_of(as_of)
     if executor == "local" and scheduler is None and workers is None:
-        rows, found = write_assignments(Lake(lake), detrend_type, mode, output)
+        rows, found = write_assignments(Lake(lake), detrend_type, mode, output, as_of=when, db=db)
     else:
+        if when is not None:
+            raise UsageError(
+                "--as-of resolves in this process: drop --executor/--scheduler/--workers"
+            )
         from nightlake.detrends.chunks import write_assignments_chunked
 
         with make_executor(executor, scheduler=scheduler, workers=workers) as runner:

@@ -55,3 +55,41 @@ def adopt(
 
     entry = adopt_db(_db(db), lock_timeout=lock_timeout)
     typer.echo(f"adopted {_db(db)}: {entry['nrecord']} records as of {entry['time']}")
+
+
+@app.command("verify")
+def verify_cmd(
+    result: Path = typer.Argument(..., help="A Parquet file written by nightlake resolve."),
+    limit: int = typer.Option(20, "--limit", help="Differing rows to print (0: all)."),
+) -> None:
+    """Derive a resolution again from the database journal position and lake state it
+    records; exit 1 listing the rows that differ, 2 when those inputs are gone."""
+    from nightlake.detrends.provenance import read_provenance, verify
+
+    diffs = verify(result)
+    if not diffs:
+        info = read_provenance(result)
+        pos = info["db"]["journal"]
+        typer.echo(
+            f"{result}: verified: {info['type']} ({info['mode']} mode) follows from "
+            f"{info['db']['path']} at journal entry {pos['entries']} and the lake "
+            f"{info['lake']['path']} ({info['lake']['files']} partition files)"
+        )
+        return
+    shown = diffs if limit <= 0 else diffs[:limit]
+    for d in shown:
+        image = " ".join(f"{k}={v}" for k, v in d.image.items() if v is not None)
+        if d.recorded is None or d.derived is None:
+            typer.echo(
+                f"differs: {image}: {'only derived' if d.recorded is None else 'only recorded'}"
+            )
+            continue
+        changed = ", ".join(
+            f"{k} recorded {d.recorded[k]!r}, derived {d.derived[k]!r}"
+            for k in d.recorded
+            if d.recorded[k] != d.derived.get(k)
+        )
+        typer.echo(f"differs: {image}: {changed}")
+    more = f" ({len(diffs) - len(shown)} more not shown)" if len(shown) < len(diffs) else ""
+    typer.echo(f"{result}: {len(diffs)} row(s) differ from a fresh derivation{more}", err=True)
+    raise typer.Exit(1)

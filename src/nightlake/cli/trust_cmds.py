@@ -42,6 +42,12 @@ def explain(
     ),
     lake: Path | None = LakeOption,
     fmt: str = typer.Option("table", "--format", help="table or json."),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Answer from the database as it was at this time (ISO-8601 UTC or Unix "
+        "seconds), replayed from its journal.",
+    ),
 ) -> None:
     """Every record of a type for one image, with why it was or was not chosen."""
     from dataclasses import replace
@@ -58,7 +64,7 @@ def explain(
         raise UsageError("give --visit and --detector together (one image of the lake)")
     if visit is not None and image is not None:
         raise UsageError("give --image FILE or --visit/--detector, not both")
-    con, source = _connection(db, lake, from_lake=visit is not None)
+    con, source = _connection(db, lake, from_lake=visit is not None, as_of=as_of)
     if visit is not None:
         from nightlake.detrends.explain import lake_image
 
@@ -85,12 +91,27 @@ def explain(
     write_explanations([explanation(table, img, detrend_type, mode)], fmt, sys.stdout)
 
 
-def _connection(db: Path | None, lake: Path | None, *, from_lake: bool):
-    """The connection and the name of its detrend table: the lake's mirror or ``--db``."""
+def _connection(db: Path | None, lake: Path | None, *, from_lake: bool, as_of: str | None):
+    """The connection and the name of its detrend table: the lake's mirror or ``--db``, or
+    with ``as_of`` the database as of then (``--db``, else the lake's)."""
     from nightlake.cli.detsearch import open_db
     from nightlake.detrends.explain import add_db_records, db_connection
     from nightlake.lake import Lake
 
+    if as_of is not None and db is None and (lake is not None or from_lake):
+        from nightlake.detrends.history import AS_OF_TABLE, lake_db, parse_as_of, register_as_of
+
+        when = parse_as_of(as_of)
+        the_lake = Lake(lake)
+        con = the_lake.connect()
+        register_as_of(con, lake_db(the_lake), when)
+        return con, AS_OF_TABLE
+    if as_of is not None:
+        records = open_db(str(db) if db is not None else None, as_of)
+        if from_lake:
+            con = Lake(lake).connect()
+            return con, add_db_records(con, records)
+        return db_connection(records), "detrends"
     if db is None and (lake is not None or from_lake):
         return Lake(lake).connect(), "detrends"
     records = open_db(str(db) if db is not None else None)
@@ -123,6 +144,15 @@ def audit(
     ccd: int | None = typer.Option(
         None, "--ccd", help="With --plot: draw this CCD's records one by one."
     ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Answer from the database as it was at this time (ISO-8601 UTC or Unix "
+        "seconds), replayed from its journal.",
+    ),
+    db: Path | None = typer.Option(
+        None, "--db", help="With --as-of: the DetReg database to replay (default: the lake's)."
+    ),
 ) -> None:
     """Findings about the detrend database and its coverage of the lake's images."""
     import pyarrow as pa
@@ -138,6 +168,10 @@ def audit(
             raise UsageError(f"--fail-on {kind!r}: expected one of {', '.join(FINDINGS)}")
     if ccd is not None and plot is None:
         raise UsageError("--ccd draws one CCD of the coverage picture: give --plot FILE.png too")
+    if db is not None and as_of is None:
+        raise UsageError("--db goes with --as-of (without it the lake's mirror answers)")
+    if plot is not None and as_of is not None:
+        raise UsageError("--plot draws the mirror's coverage: it does not take --as-of")
     the_lake = Lake(lake)
     if plot is not None:
         from nightlake.query.export import refuse_inside_lake
@@ -146,7 +180,16 @@ def audit(
         if not plot.resolve().parent.is_dir():
             raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
     con = the_lake.connect()
-    findings = run_audit(con, detrend_types or DETREND_TYPES, mode, check_files=check_files)
+    source = "detrends"
+    if as_of is not None:
+        from nightlake.detrends.history import AS_OF_TABLE, lake_db, parse_as_of, register_as_of
+
+        when = parse_as_of(as_of)
+        register_as_of(con, lake_db(the_lake, db), when)
+        source = AS_OF_TABLE
+    findings = run_audit(
+        con, detrend_types or DETREND_TYPES, mode, check_files=check_files, source=source
+    )
     _emit(pa.RecordBatchReader.from_batches(findings.schema, findings.to_batches()), fmt, output)
     if plot is not None:
         from nightlake.detrends.coverage_plot import plot_coverage

@@ -206,7 +206,7 @@ SELECT CASE WHEN none > 0 THEN 'gap' ELSE 'recent fallback' END AS finding, $typ
        CASE WHEN none > 0 THEN none || ' of ' || images || ' images have no exact ' || $type
             ELSE recent || ' images served by the recent fallback, the oldest '
                  || round(oldest_fallback_days, 1) || ' days after its end' END AS detail
-FROM coverage($type, mode := $mode)
+FROM coverage($type, mode := $mode, detrend_source := $source)
 WHERE none > 0 OR recent > 0
 """
 
@@ -291,8 +291,10 @@ def audit(
     *,
     images: bool = True,
     check_files: bool = False,
+    source: str = "detrends",
 ) -> pa.Table:
-    """Every finding, database first, then coverage of the images (when ``images``).
+    """Every finding, database first, then coverage of the images (when ``images``);
+    ``source`` names the relation of records (``detrends_as_of`` for a past state).
 
     ``check_files`` also opens every record's file (filenames relative to the working
     directory, as the pipeline that reads them sees them).
@@ -309,24 +311,26 @@ def audit(
             con.sql(
                 "SELECT finding, type, ccd, record_index, other_index, NULL::VARCHAR AS night, "
                 "NULL::VARCHAR AS filter_class, NULL::BIGINT AS images, detail "
-                "FROM detrend_record_findings() WHERE list_contains($types, type)",
-                params={"types": list(types)},
+                "FROM detrend_record_findings(detrend_source := $source) "
+                "WHERE list_contains($types, type)",
+                params={"types": list(types), "source": source},
             )
         )
     ]
     for t in types:
-        _probe_winners(con, t, "detrends")  # shared by the overlaps and the shadowed
-        parts.append(fetch_arrow(con.sql(_OVERLAPS, params={"type": t, "source": "detrends"})))
-        parts.append(fetch_arrow(con.sql(_SHADOWED, params={"type": t, "source": "detrends"})))
+        _probe_winners(con, t, source)  # shared by the overlaps and the shadowed
+        parts.append(fetch_arrow(con.sql(_OVERLAPS, params={"type": t, "source": source})))
+        parts.append(fetch_arrow(con.sql(_SHADOWED, params={"type": t, "source": source})))
     schema = parts[0].schema
     if check_files:
-        rows = file_findings(con, types)
+        rows = file_findings(con, types, source)
         parts.append(pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema))
     if images:
         for t in types:
-            parts.append(fetch_arrow(con.sql(_COVERAGE, params={"type": t, "mode": mode})))
+            params = {"type": t, "mode": mode, "source": source}
+            parts.append(fetch_arrow(con.sql(_COVERAGE, params=params)))
         for t in types:
-            parts.append(crossings(con, t, mode))
+            parts.append(crossings(con, t, mode, source))
     return pa.concat_tables([p.select(schema.names).cast(schema) for p in parts])
 
 

@@ -197,9 +197,14 @@ class Replay:
 
 
 def replay(
-    db_path: str | os.PathLike, as_of: datetime | None = None, *, verify: bool = True
+    db_path: str | os.PathLike,
+    as_of: datetime | None = None,
+    *,
+    verify: bool = True,
+    upto: int | None = None,
 ) -> Replay:
-    """The database ``db_path`` as it was at ``as_of`` (UTC; None = after the last entry).
+    """The database ``db_path`` as it was at ``as_of`` (UTC; None = after the last entry), or
+    after its first ``upto`` journal entries (a recorded journal position).
 
     InputError when the time precedes the journal's earliest reproducible state (naming it),
     or falls where the journal cannot say (after an ``external`` marker, before an adopt).
@@ -218,7 +223,7 @@ def replay(
     applied, last_time = 0, None
     for n, entry in enumerate(journal.entries):
         when = entry_time(journal, n)
-        if as_of is not None and when > as_of:
+        if (as_of is not None and when > as_of) or (upto is not None and n >= upto):
             break
         applied, last_time = n + 1, when
         action = entry.get("action")
@@ -272,6 +277,56 @@ def _unreproducible(db_path, journal, as_of, earliest, unknown_since) -> InputEr
 def read_as_of(db_path: str | os.PathLike, as_of: datetime | None) -> DetRegDB:
     """``read_db`` now, or the replayed database at ``as_of``."""
     return read_db(db_path) if as_of is None else replay(db_path, as_of).db
+
+
+# --------------------------------------------------------------------------------------------
+# The database as of a time, for SQL
+
+#: the name :func:`register_as_of` gives the replayed records on a connection
+AS_OF_TABLE = "detrends_as_of"
+
+
+def lake_db(lake, db: str | os.PathLike | None = None) -> Path:
+    """The database a lake answers from: ``db`` if given, else the one the lake is tied to,
+    else the one its mirror was synced from, else ``$NIGHTLAKE_DETREG``."""
+    from nightlake.detrends.mirror import DB_ENV, default_db, manifest
+    from nightlake.detrends.sync import tied_db
+
+    if db is not None and str(db) != "":
+        return Path(db)
+    tied = tied_db(lake)
+    if tied:
+        return Path(tied)
+    info = manifest(lake) or {}
+    if isinstance(info.get("db_path"), str):
+        return Path(info["db_path"])
+    env = default_db(None)
+    if env is None:
+        raise UsageError(f"no detrend database: give --db DB, run nightlake sync, or set {DB_ENV}")
+    return env
+
+
+def register_as_of(
+    con,
+    db_path: str | os.PathLike,
+    as_of: datetime | None,
+    name: str = AS_OF_TABLE,
+    *,
+    upto: int | None = None,
+) -> Replay:
+    """Register the database as of ``as_of`` on the DuckDB connection ``con`` as the relation
+    ``name``, with the mirror's columns (the same records→table function ``nightlake sync``
+    uses), so ``resolve_detrends(type, detrend_source := 'detrends_as_of')`` and the other
+    macros with a ``detrend_source`` answer from it. Returns the replay (its journal position).
+
+    A registered Arrow table rather than SQL over the journal: the replay must be verified
+    against each entry's SHA-256 by encoding the file, which SQL cannot do.
+    """
+    from nightlake.detrends.sync import records_table
+
+    state = replay(db_path, as_of, upto=upto)
+    con.register(name, records_table(state.db))
+    return state
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,12 +409,15 @@ def adopt(db_path: str | os.PathLike, *, lock_timeout: float = DEFAULT_LOCK_TIME
 
 
 __all__ = [
+    "AS_OF_TABLE",
     "Change",
     "Position",
     "Replay",
     "adopt",
     "history",
+    "lake_db",
     "parse_as_of",
     "read_as_of",
+    "register_as_of",
     "replay",
 ]

@@ -183,60 +183,38 @@ class Resolver:
 
 
 def write_assignments(
-    lake: Lake, detrend_type: str, mode: str, output: str | os.PathLike[str]
+    lake: Lake,
+    detrend_type: str,
+    mode: str,
+    output: str | os.PathLike[str],
+    *,
+    as_of: datetime | None = None,
+    db: str | os.PathLike[str] | None = None,
 ) -> tuple[int, int]:
     """``resolve_detrends(type, mode)`` over the whole lake, written atomically to Parquet.
 
-    The file's kv metadata records the database fingerprint the answer came from, the
-    nightlake version, the type and the mode. Returns (rows, rows with a detrend).
+    With ``as_of`` the records are the database's as of that time, replayed from its journal
+    (``db``, else the lake's database: :func:`nightlake.detrends.history.lake_db`). The file's
+    kv metadata (``nightlake.resolve``) holds the provenance that ``nightlake verify`` derives
+    the answer again from (:mod:`nightlake.detrends.provenance`). Returns (rows, rows with a
+    detrend).
     """
     from pathlib import Path
 
-    import duckdb
+    from nightlake.detrends.provenance import resolve_table
+    from nightlake.lake import write_parquet_atomic
 
-    from nightlake.errors import QueryError, one_line
-    from nightlake.lake import fetch_arrow, write_parquet_atomic
-
-    con = lake.connect()
-    try:
-        table = fetch_arrow(
-            con.sql(
-                "SELECT * FROM resolve_detrends($t, mode := $m)",
-                params={"t": detrend_type, "m": mode},
-            )
-        )
-    except duckdb.Error as exc:
-        raise QueryError(one_line(exc)) from exc
-    finally:
-        con.close()
-    meta = dict(table.schema.metadata or {})
-    meta.update(resolve_metadata(lake, detrend_type, mode))
-    write_parquet_atomic(table.replace_schema_metadata(meta), Path(output))
+    table, _ = resolve_table(lake, detrend_type, mode, as_of=as_of, db=db)
+    write_parquet_atomic(table, Path(output))
     found = table.num_rows - table.column("detrend_index").null_count
     return table.num_rows, found
 
 
 def resolve_metadata(lake: Lake, detrend_type: str, mode: str) -> dict[bytes, bytes]:
-    """The ``nightlake.resolve`` kv metadata of a resolve output (local file or Dask parts)."""
+    """The ``nightlake.resolve`` kv metadata of a resolve output (local file or Dask parts):
+    the provenance of an answer from the lake's mirror (:mod:`nightlake.detrends.provenance`)."""
     import json
 
-    from nightlake import __version__
-    from nightlake.detrends.mirror import manifest
-    from nightlake.errors import NightlakeError
+    from nightlake.detrends.provenance import KEY, mirror_record
 
-    try:
-        info = manifest(lake) or {}
-    except NightlakeError:
-        info = {}
-    return {
-        b"nightlake.resolve": json.dumps(
-            {
-                "type": detrend_type,
-                "mode": mode,
-                "nightlake_version": __version__,
-                "db": {
-                    k: info.get(k) for k in ("db_path", "size", "mtime_ns", "sha256", "nrecord")
-                },
-            }
-        ).encode()
-    }
+    return {KEY: json.dumps(mirror_record(lake, detrend_type, mode)).encode()}

@@ -790,18 +790,10 @@ def utc_datetime64(t) -> np.ndarray:
     (58576.2 TAI would become 04:47:22.999999) and refuses a leap second. A time inside a leap
     second (23:59:60.x) lands on 00:00:00.x of the next day, as on a POSIX clock.
     """
-    import erfa
+    from nightlake.ingest.taitime import utc_jd_to_datetime64
 
     utc = t.utc
-    year, month, day, hmsf = erfa.d2dtf("UTC", 6, utc.jd1, utc.jd2)
-    months = (year.astype("int64") - 1970) * 12 + (month.astype("int64") - 1)
-    days = months.astype("datetime64[M]").astype("datetime64[D]") + (day.astype("int64") - 1)
-    micro = (
-        hmsf["h"].astype("int64") * 3600
-        + hmsf["m"].astype("int64") * 60
-        + hmsf["s"].astype("int64")
-    ) * 1_000_000 + hmsf["f"].astype("int64")
-    return np.atleast_1d(days.astype("datetime64[us]") + micro.astype("timedelta64[us]"))
+    return utc_jd_to_datetime64(utc.jd1, utc.jd2)
 
 
 __all__ = [

@@ -61,7 +61,16 @@ def mjd_to_utc_datetime64(mjd: np.ndarray, scale: str) -> np.ndarray:
         warnings.simplefilter("ignore", erfa.ErfaWarning)
         if scale == "tai":
             jd1, jd2 = _day_frac(*erfa.taiutc(jd1, jd2))
-        year, month, day, hmsf = erfa.d2dtf("UTC", 6, jd1, jd2)
+        return utc_jd_to_datetime64(jd1, jd2)
+
+
+def utc_jd_to_datetime64(jd1: np.ndarray, jd2: np.ndarray) -> np.ndarray:
+    """A UTC two-part JD as ``datetime64[us]``: ERFA's calendar fields, rounded to the
+    microsecond as astropy's ``isot`` is; a leap second (23:59:60.x) lands on 00:00:00.x of
+    the next day, as on a POSIX clock."""
+    import erfa
+
+    year, month, day, hmsf = erfa.d2dtf("UTC", 6, jd1, jd2)
     months = (year.astype("int64") - 1970) * 12 + (month.astype("int64") - 1)
     days = months.astype("datetime64[M]").astype("datetime64[D]") + (day.astype("int64") - 1)
     micro = (
@@ -86,4 +95,4 @@ def mjd_to_timestamp(mjd: pa.ChunkedArray | pa.Array, scale: str) -> pa.Array:
     return pa.array(stamps, pa.timestamp("us"), mask=mask if mask.any() else None)
 
 
-__all__ = ["SCALES", "mjd_to_timestamp", "mjd_to_utc_datetime64"]
+__all__ = ["SCALES", "mjd_to_timestamp", "mjd_to_utc_datetime64", "utc_jd_to_datetime64"]
