@@ -34,6 +34,7 @@ from nightlake.detrends.times import iso_utc_us
 
 if TYPE_CHECKING:
     import os
+    from datetime import datetime
 
     import numpy as np
 
