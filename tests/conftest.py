@@ -32,7 +32,7 @@ def cli():
     """Run ``nightlake ARGS…`` in-process; returns typer's Result (stdout, stderr, exit_code)."""
     from typer.testing import CliRunner
 
-    from nightlake.cli import app
+    from nightlake.cli.app import app
 
     runner = CliRunner()
 

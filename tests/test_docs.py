@@ -22,7 +22,7 @@ import typer
 import typer.main
 from typer.testing import CliRunner
 
-from nightlake.cli import app
+from nightlake.cli.app import app
 from nightlake.sql import load_macros
 
 

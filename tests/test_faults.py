@@ -59,7 +59,7 @@ def run(argv: list) -> None:
     """Run a command to its end, in this process (the next run after a kill)."""
     from typer.testing import CliRunner
 
-    from nightlake.cli import app
+    from nightlake.cli.app import app
 
     args = [str(a) for a in argv[1:]]
     result = CliRunner().invoke(app, ["detregister", *args] if argv[0] == "detregister" else args)

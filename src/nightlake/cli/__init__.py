@@ -1,22 +1,15 @@
-"""The ``nightlake`` command line: parse, call the library, print.
+"""The command lines: ``nightlake`` (typer: :mod:`.app` with every command, :mod:`.root` the
+app itself, :mod:`.options` the shared options) and ``detsearch`` (argparse, :mod:`.detsearch`).
 
-The app and its error handling are in :mod:`nightlake.cli.app`, the shared options in
-:mod:`nightlake.cli.options`; the command modules imported here register themselves on the
-app (import order is the order of ``--help``).
+Nothing is imported here, so that ``detsearch``, which lives in this package and is run once
+per image by shell scripts, starts without loading typer.
 """
 
-# First, so that ``nightlake.cli.app`` is the Typer app, not its module, from here on.
-from nightlake.cli.app import app, main  # noqa: I001
+from __future__ import annotations
 
-# Command modules register themselves on ``app``; import order is the order of --help.
-from nightlake.cli import (  # noqa: E402, I001
-    detreg_cmds,
-    detsearch_cmds,
-    history_cmds,
-    lake_cmds,
-    query_cmds,
-    sky_cmds,
-    trust_cmds,
-)
 
-__all__ = ["app", "main"]
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point of ``nightlake``."""
+    from nightlake.cli.app import main as run
+
+    run(argv)

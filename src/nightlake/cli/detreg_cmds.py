@@ -8,14 +8,13 @@ The console script also takes the Elixir spellings: single-dash long options (``
 from __future__ import annotations
 
 import sys
-from datetime import UTC
 from pathlib import Path
 
 import typer
 
-from nightlake.cli.app import app, make_app
 from nightlake.cli.options import DB_ENV, db_option, format_option, lock_timeout_option
 from nightlake.cli.progress import Progress
+from nightlake.cli.root import app, make_app
 from nightlake.errors import UsageError
 
 detregister = make_app(help="Register, delete and list detrends in the DetReg database.")
@@ -262,112 +261,73 @@ def check(
     typer.echo(report.summary())
 
 
-def _rows(records, filters, indices=None) -> list[dict]:
-    from nightlake.detrends.detreg.db import record_dict
+def _rows(records, filters, indices=None) -> list:
+    from nightlake.detrends.detreg.record import DetRegRecord
 
-    rows = []
-    for n, rec in enumerate(records):
-        row = record_dict(rec, filters)
-        row = {"index": int(indices[n]) if indices is not None else n, **row}
-        rows.append(row)
-    return rows
+    return [
+        DetRegRecord.from_raw(rec, filters, int(indices[n]) if indices is not None else n)
+        for n, rec in enumerate(records)
+    ]
 
 
-def _iso(seconds: int) -> str:
-    from datetime import datetime
+_CSV_COLUMNS = [
+    "index",
+    "type",
+    "ccd",
+    "filter",
+    "filter_name",
+    "tstart",
+    "tstop",
+    "treg",
+    "sigma",
+    "clipsigma",
+    "flag1",
+    "flag2",
+    "filename",
+]
+_TABLE_COLUMNS = [
+    "index",
+    "type",
+    "ccd",
+    "filter",
+    "tstart",
+    "tstop",
+    "treg",
+    "sigma",
+    "clipsigma",
+    "filename",
+]
 
-    from nightlake.detrends.detreg import OPEN_ENDED
 
-    if seconds == OPEN_ENDED:
-        return "never"
-    try:
-        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    except (OverflowError, ValueError, OSError):
-        return str(seconds)
-
-
-def _render(rows: list[dict], fmt: str) -> str:
-    from nightlake.detrends.detreg import OPEN_ENDED
+def _render(records: list, fmt: str) -> str:
+    from nightlake.detrends.detreg.record import text_table
 
     if fmt == "json":
         import json
 
+        rows = [{"index": r.index, **r.to_json()} for r in records]
         return json.dumps(
-            [dict(r, tstop=None if r["tstop"] == OPEN_ENDED else r["tstop"]) for r in rows],
+            [
+                dict(r, tstop=None if rec.open_ended else r["tstop"])
+                for r, rec in zip(rows, records)
+            ],
             indent=1,
         )
-    columns = [
-        "index",
-        "type",
-        "ccd",
-        "filter",
-        "filter_name",
-        "tstart",
-        "tstop",
-        "treg",
-        "sigma",
-        "clipsigma",
-        "flag1",
-        "flag2",
-        "filename",
-    ]
     if fmt == "csv":
         import csv
         import io
 
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        for r in rows:
-            writer.writerow(
-                [
-                    "" if c == "tstop" and r[c] == OPEN_ENDED else ("" if r[c] is None else r[c])
-                    for c in columns
-                ]
-            )
+        writer.writerow(_CSV_COLUMNS)
+        for rec in records:
+            row = {"index": rec.index, **rec.to_json()}
+            if rec.open_ended:
+                row["tstop"] = None
+            writer.writerow(["" if row[c] is None else row[c] for c in _CSV_COLUMNS])
         return out.getvalue()
-    shown = [
-        "index",
-        "type",
-        "ccd",
-        "filter",
-        "tstart",
-        "tstop",
-        "treg",
-        "sigma",
-        "clipsigma",
-        "filename",
-    ]
-    table = [shown]
-    for r in rows:
-        filt = (
-            r["filter_name"]
-            if r["filter_name"] is not None
-            else (f"{r['filter']}s" if r["type"] == "dark" else str(r["filter"]))
-        )
-        table.append(
-            [
-                str(r["index"]),
-                r["type"],
-                str(r["ccd"]),
-                filt,
-                _iso(r["tstart"]),
-                _iso(r["tstop"]),
-                _iso(r["treg"]),
-                _num(r["sigma"]),
-                _num(r["clipsigma"]),
-                r["filename"],
-            ]
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(shown))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
-    if not rows:
-        lines.append("(no records)")
-    return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    lines = text_table([r.to_text() for r in records], _TABLE_COLUMNS)
+    return lines + ("\n(no records)" if not records else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,14 +360,9 @@ _SUBCOMMANDS = {"init", "add", "delete", "list", "check", "adopt"}
 
 def elixir_argv(argv: list[str]) -> list[str]:
     """Rewrite Elixir habits: ``-type`` -> ``--type``; no subcommand -> ``add``."""
-    out = []
-    for arg in argv:
-        name, eq, value = arg[1:].partition("=")
-        if arg.startswith("-") and not arg.startswith("--") and name in _LONG_OPTIONS:
-            arg = f"--{name}{eq}{value}"
-        elif arg == "-h":
-            arg = "--help"
-        out.append(arg)
+    from nightlake.cli.detsearch import elixir_argv as single_dash
+
+    out = single_dash(argv, _LONG_OPTIONS)
     if out and out[0] not in _SUBCOMMANDS and out[0] not in ("--help", "-h"):
         out.insert(0, "add")
     return out

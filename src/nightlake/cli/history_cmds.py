@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.app import app
 from nightlake.cli.detreg_cmds import DB_ENV, DbOption, LockOption, _db, detregister
+from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.app import app, debug_enabled, report_error
 from nightlake.cli.options import LakeOption, lock_timeout_option
 from nightlake.cli.progress import Progress
+from nightlake.cli.root import app, debug_enabled, report_error
 
 
 @app.command()

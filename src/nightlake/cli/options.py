@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import typer
 
+from nightlake.detrends.mirror import DB_ENV  # noqa: F401  (the one definition, re-exported)
+
 LAKE_HELP = "Lake directory (default: $NIGHTLAKE_LAKE, else ./lake)."
-DB_ENV = "NIGHTLAKE_DETREG"
 
 LakeOption = typer.Option(None, "--lake", help=LAKE_HELP, show_default=False)
 FormatOption = typer.Option(

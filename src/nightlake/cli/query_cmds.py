@@ -11,7 +11,6 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.app import app
 from nightlake.cli.options import (
     FormatOption,
     LakeOption,
@@ -20,6 +19,7 @@ from nightlake.cli.options import (
     format_option,
 )
 from nightlake.cli.progress import Progress
+from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
 MACROS_QUERY = """

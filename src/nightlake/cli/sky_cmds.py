@@ -9,9 +9,9 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.app import app
 from nightlake.cli.options import FormatOption, LakeOption, OutputOption
 from nightlake.cli.query_cmds import _emit_astro, _emit_query
+from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
 COLUMNS = "visit, detector, night, target, band, mjd, exposureTime, ra, dec"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.app import app
 from nightlake.cli.options import LakeOption
+from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
 
@@ -52,11 +52,11 @@ def explain(
     """Every record of a type for one image, with why it was or was not chosen."""
     from dataclasses import replace
 
+    from nightlake.cli.detsearch import time_option
     from nightlake.detrends.explain import FORMATS, explanation, write_explanations
     from nightlake.detrends.explain import explain as run_explain
     from nightlake.detrends.images import band_of
     from nightlake.detrends.rules import Image
-    from nightlake.detrends.search import parse_time_us
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: expected table or json")
@@ -83,7 +83,7 @@ def explain(
     if filter is not None:
         overrides.update(filter=filter, band=band_of(filter))
     if time is not None:
-        overrides["time_us"] = parse_time_us(time)
+        overrides["time_us"] = time_option(time)
     if exptime is not None:
         overrides["exptime"] = exptime
     img = replace(img, **overrides)
@@ -94,8 +94,8 @@ def explain(
 def _connection(db: Path | None, lake: Path | None, *, from_lake: bool, as_of: str | None):
     """The connection and the name of its detrend table: the lake's mirror or ``--db``, or
     with ``as_of`` the database as of then (``--db``, else the lake's)."""
+    from nightlake.cli.detsearch import open_db
     from nightlake.detrends.explain import add_db_records, db_connection
-    from nightlake.detrends.search import open_db
     from nightlake.lake import Lake
 
     if as_of is not None and db is None and (lake is not None or from_lake):

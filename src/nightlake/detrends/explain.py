@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from typing import IO, TYPE_CHECKING
 
-from nightlake.detrends.rules import DETREND_TYPES, MODES, Image, describe_request, iso_utc_us
+from nightlake.detrends.rules import DETREND_TYPES, MODES, Image, describe_request
+from nightlake.detrends.times import iso_utc_us
 from nightlake.errors import InputError, UsageError
 from nightlake.lake import fetch_arrow
 

@@ -27,10 +27,10 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import IO
 
 from nightlake.detrends.rules import Image
+from nightlake.detrends.times import iso_to_unix_us
 from nightlake.errors import FormatError, InputError
 
 BLOCK = 2880
@@ -265,24 +265,6 @@ def mjd_to_unix_us(mjd: float) -> int:
     day = int(mjd // 1)
     length = 86_401_000_000 if day in LEAP_SECOND_DAYS else 86_400_000_000
     return (day - UNIX_EPOCH_MJD) * 86_400_000_000 + round((mjd - day) * length)
-
-
-def iso_to_unix_us(text: str) -> int:
-    """Unix microseconds of an ISO-8601 UTC calendar time (23:59:60.x → next day 00:00:00.x)."""
-    text = text.strip()
-    if text.endswith("Z"):
-        text = text[:-1]
-    match = re.match(r"^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$", text)
-    if not match:
-        raise ValueError(f"not an ISO-8601 time: {text!r}")
-    date, hh, mm, ss, frac = match.groups()
-    hh, mm, ss = int(hh or 0), int(mm or 0), int(ss or 0)
-    if hh > 23 or mm > 59 or ss > 60 or (ss == 60 and (hh, mm) != (23, 59)):
-        raise ValueError(f"not an ISO-8601 time: {text!r}")
-    base = datetime.fromisoformat(date).replace(tzinfo=UTC)
-    seconds = int(base.timestamp()) + hh * 3600 + mm * 60 + ss
-    micro = round(float(frac) * 1_000_000) if frac else 0
-    return seconds * 1_000_000 + micro
 
 
 def image_time_us(header: dict, path: str) -> int:

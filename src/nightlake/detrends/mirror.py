@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from nightlake.lake import Lake
 
-DB_ENV = "NIGHTLAKE_DETREG"  # as detregister
+DB_ENV = "NIGHTLAKE_DETREG"  # the database detregister, detsearch and sync use by default
 MANIFEST = "_mirror.json"
 FILTERS_FILE = "filters.parquet"
 DATA_FILE = "detrends.parquet"

@@ -27,27 +27,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from nightlake.detrends.detreg.record import OPEN_ENDED, TYPE_CODES
+from nightlake.detrends.times import iso_utc_us
 
 if TYPE_CHECKING:
     import os
+    from datetime import datetime
 
     import numpy as np
 
     from nightlake.lake import Lake
 
-DETREND_TYPES = ("bias", "dark", "flat", "fringe", "mask")
-TYPE_CODE = {
-    "bias": 1,
-    "dark": 2,
-    "flat": 3,
-    "fringe": 4,
-    "mask": 5,
-}  # = detreg.TYPE_CODES, not imported: that module loads numpy (detsearch --help)
+DETREND_TYPES = tuple(TYPE_CODES)
 MODES = ("exact", "recent")
 FILTERED_TYPES = ("flat", "fringe")  # types matched on the image's filter
-OPEN_ENDED = 2**64 - 1  # = nightlake.detrends.detreg.OPEN_ENDED
 
 
 @dataclass(frozen=True)
@@ -78,25 +73,6 @@ class Choice:
     index: int
     rule: str  # 'exact' (the range covers the image time) or 'recent' (the fallback)
     scale: float | None = None  # darks: image exptime / dark exptime
-
-
-def iso_utc(seconds: int) -> str:
-    """Whole Unix seconds as ISO-8601 UTC with a ``Z`` ('open-ended' for the all-bits value)."""
-    if seconds >= OPEN_ENDED:
-        return "open-ended"
-    try:
-        return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return str(int(seconds))
-
-
-def iso_utc_us(time_us: int) -> str:
-    """Unix microseconds as ISO-8601 UTC; the fraction is shown only when there is one."""
-    seconds, micro = divmod(int(time_us), 1_000_000)
-    text = iso_utc(seconds)
-    if micro and text.endswith("Z"):
-        text = f"{text[:-1]}.{micro:06d}".rstrip("0") + "Z"
-    return text
 
 
 def describe_request(detrend_type: str, image: Image, mode: str) -> str:
@@ -137,12 +113,14 @@ class Resolver:
         """Boolean mask of the records of the right type, CCD and filter (time not applied)."""
         import numpy as np
 
-        if detrend_type not in TYPE_CODE:
+        if detrend_type not in TYPE_CODES:
             raise ValueError(f"unknown detrend type {detrend_type!r}")
         if image.ccd is None:
             return np.zeros(len(self._type), dtype=bool)
         mask = (
-            (self._type == TYPE_CODE[detrend_type]) & (self._ccd == int(image.ccd)) & self._nonempty
+            (self._type == TYPE_CODES[detrend_type])
+            & (self._ccd == int(image.ccd))
+            & self._nonempty
         )
         if detrend_type in FILTERED_TYPES:
             codes = [

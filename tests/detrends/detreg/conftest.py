@@ -85,7 +85,7 @@ def detreg_cli():
     """Run ``nightlake detregister ARGS…`` in-process (typer's CliRunner)."""
     from typer.testing import CliRunner
 
-    from nightlake.cli import app
+    from nightlake.cli.app import app
 
     runner = CliRunner()
 

@@ -143,7 +143,7 @@ def test_sigkill_of_detregister_add_at_random_moments(tmp_path, detregister_scri
 
     from typer.testing import CliRunner
 
-    from nightlake.cli import app
+    from nightlake.cli.app import app
 
     runner = CliRunner()
     mef = write_master(

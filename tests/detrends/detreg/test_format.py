@@ -194,10 +194,13 @@ def test_ilp32_refuses_a_finite_tstop_that_would_read_as_open_ended(tmp_path):
     assert (int(back["tstart"][0]), int(back["tstop"][0])) == (OPEN_32, OPEN_ENDED)
 
 
-def test_db_write_copies_to_another_path(tmp_path):
+def test_write_db_copies_to_another_path(tmp_path):
     src = tmp_path / "a.db"
     write_db(src, _expected(SAMPLE), {2: "r"}, layout="ILP32", byteorder="big")
-    copy = read_db(src).write(tmp_path / "b.db")
+    db = read_db(src)
+    copy = write_db(
+        tmp_path / "b.db", db.records, db.filters, layout=db.layout, byteorder=db.byteorder
+    )
     again = read_db(tmp_path / "b.db")
     assert (copy.layout, again.layout, again.byteorder, again.filters) == (
         "ILP32",

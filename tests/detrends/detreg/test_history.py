@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from nightlake.cli import app
+from nightlake.cli.app import app
+from nightlake.cli.detsearch import run
 from nightlake.detrends.detreg import (
     DetRegEntry,
     Selection,
@@ -30,7 +31,6 @@ from nightlake.detrends.detreg import (
 from nightlake.detrends.detreg.db import record_dict
 from nightlake.detrends.detreg.journal import journal_path
 from nightlake.detrends.history import history, parse_as_of, replay
-from nightlake.detrends.search import run
 from nightlake.errors import FormatError, InputError, UsageError
 
 PREVIOUS = Path(__file__).resolve().parents[3] / "data" / "fixtures" / "previous"

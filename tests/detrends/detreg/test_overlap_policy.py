@@ -36,8 +36,9 @@ def test_add_refuses_an_overlap_with_one_line_naming_the_record(
     done = _run(detregister_script, "add", "--db", db, late)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1, done.stderr
-    assert "late.fits: flat ccd 5 [2014-09-30T23:59:59, 2014-11-01T00:00:00) overlaps record 0" in (
-        done.stderr
+    assert (
+        "late.fits: flat ccd 5 [2014-09-30T23:59:59Z, 2014-11-01T00:00:00Z) overlaps record 0"
+        in (done.stderr)
     )
     assert str(first) in done.stderr and "forbids overlaps" in done.stderr
     assert (db.read_bytes(), (tmp_path / "d.db.journal").read_bytes()) == before

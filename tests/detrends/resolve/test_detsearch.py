@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from nightlake.detrends.search import run
+from nightlake.cli.detsearch import run
 from nightlake.errors import NightlakeError
 
 from .conftest import T0, VR, record, write_detreg
@@ -184,7 +184,7 @@ def test_listing_without_an_image(db):
     _, out, _ = search("--db", db, "--type", "flat", "--ccd", "5", "--tstop")
     assert out.splitlines()[0].startswith("2019-04-02T05:14:40Z\t")
     _, out, _ = search("--db", db, "--type", "bias", "--tstop")
-    assert out == "open-ended\tbias\t7\t\t/m/bias_c7.fits\n"
+    assert out == "never\tbias\t7\t\t/m/bias_c7.fits\n"  # as detregister list
     _, out, _ = search("--db", db, "--time", "2019-04-02T05:00:00")
     assert out.splitlines() == [f"2019-04-02T04:58:00Z\tflat\t5\t{VR}\t/m/flat_old.fits"]
     _, out, _ = search(
@@ -301,7 +301,7 @@ def test_bad_inputs_give_one_line_naming_the_file(db, tmp_path, setup, argv, sta
 def test_detsearch_does_not_load_the_heavy_modules(db, tmp_path):
     img = image(tmp_path / "a.fits")
     code = (
-        "import sys\nfrom nightlake.detrends.search import run\n"
+        "import sys\nfrom nightlake.cli.detsearch import run\n"
         f"run(['--db', {str(db)!r}, '--image', {str(img)!r}, '--type', 'flat'])\n"
         "heavy = ('typer', 'duckdb', 'astropy', 'rich', 'click')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
@@ -323,3 +323,17 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0
     assert "error" not in stderr
+
+
+def test_open_ended_reads_never_as_in_detregister_list(db):
+    """detsearch and `detregister list` show an open-ended tstop the same way: never."""
+    from typer.testing import CliRunner
+
+    from nightlake.cli.app import app
+
+    out = io.StringIO()
+    assert run(["--db", str(db), "--type", "bias", "--tstop"], out=out) == 0
+    assert out.getvalue().split("\t")[0] == "never"
+    listed = CliRunner().invoke(app, ["detregister", "list", "--db", str(db), "--type", "bias"])
+    assert listed.exit_code == 0, listed.output
+    assert "never" in listed.output.splitlines()[1].split()

@@ -274,7 +274,7 @@ def _nightlake(*args, env=None):
 def test_nightlake_explain_an_image_file_as_a_table_and_as_json(tmp_path):
     from typer.testing import CliRunner
 
-    from nightlake.cli import app
+    from nightlake.cli.app import app
 
     db = write_detreg(tmp_path / "detrend.db", FLATS)
     image = _fits(tmp_path / "img.fits")
@@ -375,7 +375,7 @@ def test_nightlake_explain_bad_input_is_one_line(tmp_path, args, message):
 
 @pytest.mark.parametrize("spelling", [["--explain"], ["-explain"]])
 def test_detsearch_explain(tmp_path, spelling):
-    from nightlake.detrends.search import run
+    from nightlake.cli.detsearch import run
 
     db = write_detreg(tmp_path / "detrend.db", FLATS)
     image = _fits(tmp_path / "img.fits")
@@ -407,7 +407,7 @@ def test_detsearch_explain(tmp_path, spelling):
 
 def test_detsearch_explain_keeps_its_fast_start():
     """--help and a plain search must not import duckdb: --explain imports it lazily."""
-    code = "import sys, nightlake.detrends.search; assert 'duckdb' not in sys.modules"
+    code = "import sys, nightlake.cli.detsearch; assert 'duckdb' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

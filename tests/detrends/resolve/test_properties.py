@@ -149,7 +149,8 @@ def _detsearch_equals_the_reference(tmp, db_path, db, resolver, imgs):
     """detsearch (FITS headers → library → printed lines) names the reference's filename."""
     import io
 
-    from nightlake.detrends.search import record_dict, run
+    from nightlake.cli.detsearch import run
+    from nightlake.detrends.search import record
 
     paths = []
     for i, img in enumerate(imgs):
@@ -175,7 +176,7 @@ def _detsearch_equals_the_reference(tmp, db_path, db, resolver, imgs):
             expected = {}
             for i in usable:
                 ref = _reference(resolver, imgs[i], kind, mode)
-                expected[str(paths[i])] = "" if ref is None else record_dict(db, ref[0])["filename"]
+                expected[str(paths[i])] = "" if ref is None else record(db, ref[0]).filename
             assert lines == expected, (kind, mode, "detsearch")
             assert status == (1 if "" in expected.values() else 0)
 
@@ -187,7 +188,7 @@ def test_detsearch_console_script_equals_the_reference(tmp_path):
     import sys
 
     from nightlake.detrends.detreg import read_db
-    from nightlake.detrends.search import record_dict
+    from nightlake.detrends.search import record
 
     rnd = random.Random(5)
     recs = []
@@ -253,6 +254,6 @@ def test_detsearch_console_script_equals_the_reference(tmp_path):
             expected = {}
             for path, img in zip(paths, imgs):
                 ref = _reference(resolver, img, kind, mode)
-                expected[str(path)] = "" if ref is None else record_dict(db, ref[0])["filename"]
+                expected[str(path)] = "" if ref is None else record(db, ref[0]).filename
             assert got == expected, (kind, mode)
             assert done.returncode == (1 if "" in expected.values() else 0)

@@ -193,7 +193,7 @@ def test_detsearch_prints_the_exact_bytes(tmp_path):
         [
             sys.executable,
             "-c",
-            "from nightlake.detrends.search import main; main()",
+            "from nightlake.cli.detsearch import main; main()",
             "--db",
             str(db),
             "--type",

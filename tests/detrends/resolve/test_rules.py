@@ -144,11 +144,11 @@ def test_macros_load_on_a_bare_connection_and_fail_only_when_called():
 
 
 def test_the_reference_uses_the_database_format_codes():
-    # rules.py keeps its own copy (importing nightlake.detrends.detreg would load numpy at
-    # start-up)
+    # one definition, in detreg/record.py (light enough for detsearch's start-up)
     from nightlake.detrends import detreg
     from nightlake.detrends import rules as resolve
+    from nightlake.detrends.detreg import format, record
 
-    assert resolve.TYPE_CODE == detreg.TYPE_CODES
+    assert format.TYPE_CODES is record.TYPE_CODES is detreg.TYPE_CODES
     assert resolve.DETREND_TYPES == tuple(detreg.TYPE_CODES)
     assert resolve.OPEN_ENDED == detreg.OPEN_ENDED

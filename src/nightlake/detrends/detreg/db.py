@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import math
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +36,6 @@ from nightlake.detrends.detreg.format import (
     OPEN_ENDED,
     RECORD_DTYPE,
     TYPE_CODES,
-    TYPE_NAMES,
     build_header,
     check_writable,
     columns_as_arrow,
@@ -58,6 +56,7 @@ from nightlake.detrends.detreg.journal import (
     load_journal,
     settle,
 )
+from nightlake.detrends.detreg.record import TYPE_NAMES, DetRegRecord
 from nightlake.errors import FormatError, InputError, LockTimeout
 from nightlake.files import atomic_replace
 
@@ -186,42 +185,10 @@ class DetRegDB:
                 )
         return pa.table(columns)
 
-    def write(self, path: str | os.PathLike | None = None) -> DetRegDB:
-        """Write this database atomically (no lock, no journal: see add_records & co.)."""
-        return write_db(
-            path or self.path,
-            self.records,
-            self.filters,
-            layout=self.layout,
-            byteorder=self.byteorder,
-            overlaps=self.overlaps,
-        )
-
 
 def record_dict(rec: np.void, filters: dict[int, str]) -> dict:
-    """One record as JSON-ready values; ``filter_name`` only where the code names a filter."""
-    type_name = TYPE_NAMES[int(rec["type"])]
-    code = int(rec["filter"])
-    if type_name == "dark":
-        filter_name = None
-    else:
-        filter_name = filters.get(code, "any" if code == ANY_FILTER else None)
-    sigma, clipsigma = float(rec["sigma"]), float(rec["clipsigma"])
-    return {
-        "tstart": int(rec["tstart"]),
-        "tstop": int(rec["tstop"]),
-        "treg": int(rec["treg"]),
-        # NaN (unknown) becomes None so that the journal and `list --format json` stay JSON
-        "sigma": None if math.isnan(sigma) else sigma,
-        "clipsigma": None if math.isnan(clipsigma) else clipsigma,
-        "type": type_name,
-        "filter": code,
-        "filter_name": filter_name,
-        "ccd": int(rec["ccd"]),
-        "filename": bytes(rec["filename"]).decode("utf-8", "surrogateescape"),
-        "flag1": int(rec["flag1"]),
-        "flag2": int(rec["flag2"]),
-    }
+    """One record as the journal writes it (see :meth:`DetRegRecord.to_json`)."""
+    return DetRegRecord.from_raw(rec, filters).to_json()
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,14 +558,7 @@ def _refuse_overlaps(db: DetRegDB, records: np.ndarray, filters: dict[int, str])
 
 def _described(rec: np.void) -> str:
     """A record in one phrase for messages: filename, type, CCD, validity in UTC."""
-
-    def iso(seconds: int) -> str:
-        if seconds == OPEN_ENDED:
-            return "never"
-        try:
-            return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        except (OverflowError, OSError, ValueError):
-            return str(seconds)
+    from nightlake.detrends.detreg.record import iso
 
     name = bytes(rec["filename"]).decode("utf-8", "backslashreplace")
     return (

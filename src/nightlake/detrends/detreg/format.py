@@ -26,21 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
+from nightlake.detrends.detreg.record import (  # noqa: F401  (re-exported)
+    ANY_FILTER,
+    OPEN_ENDED,
+    TYPE_CODES,
+    TYPE_NAMES,
+)
 from nightlake.errors import FormatError
 
 BLOCK = 2880
 CARD = 80
 
-TYPE_CODES: dict[str, int] = {"bias": 1, "dark": 2, "flat": 3, "fringe": 4, "mask": 5}
-TYPE_NAMES: dict[int, str] = {code: name for name, code in TYPE_CODES.items()}
-
-#: In-memory tstop of an open-ended record (all bits set in a 64-bit unsigned long).
-OPEN_ENDED = 2**64 - 1
 #: All bits set in the 32-bit unsigned long of an ILP32 file.
 OPEN_ENDED_32 = 2**32 - 1
-
-#: Filter code meaning "any filter" (bias, mask).
-ANY_FILTER = -1
 
 FILENAME_SIZE = 254
 MAX_FILENAME_BYTES = FILENAME_SIZE - 1  # the C string needs its NUL

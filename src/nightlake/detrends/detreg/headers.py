@@ -25,7 +25,6 @@ Fractional seconds are truncated toward the past.
 
 from __future__ import annotations
 
-import calendar
 import math
 import os
 import re
@@ -78,53 +77,26 @@ def detrend_type(value: str) -> str | None:
 
 
 def parse_time(value: object, *, source: str, field: str, allow_never: bool = False) -> int:
-    """ISO-8601 UTC or Unix seconds (number or numeric string) -> Unix seconds."""
+    """ISO-8601 UTC or Unix seconds (number or numeric string) -> Unix seconds (floored)."""
+    from nightlake.detrends.times import NEVER, parse_time_s
+
     where = f"field {field}"
-    if isinstance(value, bool):
-        raise InputError(source, f"{where}: expected a time, found {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = value
-    else:
-        text = str(value).strip()
-        if allow_never and text.lower() in ("never", "inf", "open", "none"):
-            return OPEN_ENDED
-        try:
-            seconds = (
-                float(text) if re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", text) else None
-            )
-            if seconds is not None and re.fullmatch(r"[+-]?\d+", text):
-                seconds = int(text)
-        except ValueError:
-            seconds = None
-        if seconds is None:
-            seconds = _iso_to_unix(text, source=source, field=field, allow_never=allow_never)
-    if isinstance(seconds, float):
-        if not math.isfinite(seconds):
-            raise InputError(source, f"{where}: expected a finite time, found {value!r}")
-        seconds = math.floor(seconds)
-    if seconds < 0 or seconds >= OPEN_ENDED:
-        raise InputError(source, f"{where}: {value!r} is outside 1970-01-01 .. 2**64-2 s")
-    return int(seconds)
-
-
-def _iso_to_unix(text: str, *, source: str, field: str, allow_never: bool) -> int:
-    leap = 0
-    m = re.match(r"^(.*[T ]\d\d:\d\d:)60(\.\d*)?(.*)$", text)
-    if m:  # 23:59:60 (a leap second): Unix time has none, it maps onto the next second
-        text = f"{m.group(1)}59{m.group(2) or ''}{m.group(3)}"
-        leap = 1
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(source, f"{where}: expected a finite time, found {value!r}")
     try:
-        when = datetime.fromisoformat(text)
+        seconds = parse_time_s(value, allow_never=allow_never)
     except ValueError:
         never = " or 'never'" if allow_never else ""
         raise InputError(
             source,
-            f"field {field}: expected ISO-8601 UTC (2014-09-01T00:00:00), "
-            f"Unix seconds{never}, found {text!r}",
+            f"{where}: expected ISO-8601 UTC (2014-09-01T00:00:00), Unix seconds{never}, "
+            f"found {str(value).strip()!r}",
         ) from None
-    if when.tzinfo is not None:
-        when = when.astimezone(UTC).replace(tzinfo=None)
-    return calendar.timegm(when.timetuple()) + leap
+    if allow_never and isinstance(value, str) and value.strip().lower() in NEVER:
+        return OPEN_ENDED
+    if seconds < 0 or seconds >= OPEN_ENDED:
+        raise InputError(source, f"{where}: {value!r} is outside 1970-01-01 .. 2**64-2 s")
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Commands about detrends in the lake: ``detsearch``, ``sync``, ``resolve``.
 
-``nightlake detsearch`` hands its arguments untouched to :func:`nightlake.detrends.search.run`, the
+``nightlake detsearch`` hands its arguments untouched to :func:`nightlake.cli.detsearch.run`, the
 same code as the fast ``detsearch`` console script (argparse; Elixir's single-dash spelling).
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.app import app
 from nightlake.cli.options import LakeOption, lock_timeout_option
+from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
 
@@ -21,7 +21,7 @@ from nightlake.errors import UsageError
 )
 def detsearch(ctx: typer.Context) -> None:
     """Find the detrend for an image, or list records (see: nightlake detsearch --help)."""
-    from nightlake.detrends.search import run
+    from nightlake.cli.detsearch import run
 
     status = run(ctx.args, prog="nightlake detsearch")
     if status:
