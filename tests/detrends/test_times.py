@@ -14,10 +14,13 @@ from nightlake.detrends.detreg.record import OPEN_ENDED
 from nightlake.detrends.times import iso_utc, iso_utc_us, parse_time_s, parse_time_us
 
 _moments = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1))
+# before 1972 UTC ran on stretched ("rubber") seconds, and astropy's unix follows them: compared
+# with astropy only from 1972 on, where a UTC day is 86400 SI seconds but for leap seconds
+_modern = st.datetimes(min_value=datetime(1972, 1, 2), max_value=datetime(2200, 1, 1))
 
 
 @settings(max_examples=60, deadline=None)
-@given(_moments)
+@given(_modern)
 def test_iso_agrees_with_astropy(moment):
     from astropy.time import Time
 
