@@ -151,7 +151,10 @@ def audit(
         "seconds), replayed from its journal.",
     ),
     db: Path | None = typer.Option(
-        None, "--db", help="With --as-of: the DetReg database to replay (default: the lake's)."
+        None,
+        "--db",
+        help="Audit this DetReg database as it is now (with --as-of: the one to replay) instead "
+        "of the lake's mirror.",
     ),
 ) -> None:
     """Findings about the detrend database and its coverage of the lake's images."""
@@ -168,10 +171,8 @@ def audit(
             raise UsageError(f"--fail-on {kind!r}: expected one of {', '.join(FINDINGS)}")
     if ccd is not None and plot is None:
         raise UsageError("--ccd draws one CCD of the coverage picture: give --plot FILE.png too")
-    if db is not None and as_of is None:
-        raise UsageError("--db goes with --as-of (without it the lake's mirror answers)")
-    if plot is not None and as_of is not None:
-        raise UsageError("--plot draws the mirror's coverage: it does not take --as-of")
+    if plot is not None and (as_of is not None or db is not None):
+        raise UsageError("--plot draws the mirror's coverage: it takes neither --as-of nor --db")
     the_lake = Lake(lake)
     if plot is not None:
         from nightlake.query.export import refuse_inside_lake
@@ -187,6 +188,12 @@ def audit(
         when = parse_as_of(as_of)
         register_as_of(con, lake_db(the_lake, db), when)
         source = AS_OF_TABLE
+    elif db is not None:
+        from nightlake.detrends.detreg import read_db
+        from nightlake.detrends.sync import records_table
+
+        source = "detrends_db"  # the file as it is now, mirrored or not
+        con.register(source, records_table(read_db(db)))
     findings = run_audit(
         con, detrend_types or DETREND_TYPES, mode, check_files=check_files, source=source
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from nightlake.detrends.rules import DETREND_TYPES, MODES, Image, Resolver
 
@@ -91,6 +93,24 @@ def test_audit_cli_exit_status_follows_fail_on(tmp_path):
     done = subprocess.run(base + ["--fail-on", "gaps"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 or done.returncode == 1
     assert done.stderr.count("\n") == 1 and "--fail-on 'gaps'" in done.stderr
+
+
+def test_audit_db_answers_as_the_synced_mirror_does(tmp_path):
+    """--db audits the file itself: a lake that never synced it gives the findings the lake's
+    mirror gives once synced."""
+    from nightlake.cli.app import app
+
+    db = write_detreg(tmp_path / "detrend.db", RECS)
+    write_images(tmp_path / "plain", IMGS)
+    _lake(tmp_path, RECS, IMGS)
+    runner = CliRunner()
+    args = ["audit", "--format", "json", "--mode", "recent"]
+    direct = runner.invoke(app, [*args, "--lake", str(tmp_path / "plain"), "--db", str(db)])
+    mirrored = runner.invoke(app, [*args, "--lake", str(tmp_path / "lake")])
+    assert direct.exit_code == mirrored.exit_code, direct.output
+    assert json.loads(direct.stdout) == json.loads(mirrored.stdout)
+    assert any(row["finding"] == "shadowed" for row in json.loads(direct.stdout))
+    assert not (tmp_path / "plain" / "detrends").exists()  # nothing synced
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
