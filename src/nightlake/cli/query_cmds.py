@@ -97,20 +97,27 @@ def sql(
 ) -> None:
     """Run SQL on the lake's views and macros (read-only), streaming the result."""
     from nightlake.lake import Lake
-    from nightlake.query.stream import open_connection, parse_params
+    from nightlake.query.stream import parse_params
 
     text = _read_query(query, file)
     params = parse_params(param)
-    the_lake = Lake(lake)
+    run_to_output(Lake(lake), text, params, fmt, output)
+
+
+def run_to_output(lake, query: str, params, fmt: str | None, output: Path | None) -> None:
+    """Run a read-only query on ``lake`` and write its rows to ``output`` or stdout: the one
+    path of ``sql`` and ``images-at`` (an output inside the lake refused first)."""
+    from nightlake.query.stream import open_connection
+
     if output is not None:
         from nightlake.query.export import refuse_inside_lake
 
-        refuse_inside_lake(the_lake, output)
-    if _emit_astro(the_lake, text, params, fmt, output):
+        refuse_inside_lake(lake, output)
+    if _emit_astro(lake, query, params, fmt, output):
         return
-    con = open_connection(the_lake)
+    con = open_connection(lake)
     try:
-        _emit_query(con, text, params, fmt, output)
+        _emit_query(con, query, params, fmt, output)
     finally:
         con.close()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from nightlake.cli.options import FormatOption, LakeOption, OutputOption
-from nightlake.cli.query_cmds import _emit_astro, _emit_query
+from nightlake.cli.query_cmds import run_to_output
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
@@ -73,7 +73,6 @@ def images_at(
 ) -> None:
     """Images whose footprint contains RA DEC (or comes within --radius degrees of it)."""
     from nightlake.lake import Lake
-    from nightlake.query.stream import open_connection
 
     if radius is not None and not radius >= 0:
         raise UsageError(f"--radius must be a number of degrees >= 0, not {radius}")
@@ -89,15 +88,4 @@ def images_at(
         query += " WHERE night IN (SELECT unnest($nights))"
         params["nights"] = list(night)
     query += " ORDER BY night, visit, detector"
-    the_lake = Lake(lake)
-    if output is not None:
-        from nightlake.query.export import refuse_inside_lake
-
-        refuse_inside_lake(the_lake, output)
-    if _emit_astro(the_lake, query, params, fmt, output):
-        return
-    con = open_connection(the_lake)
-    try:
-        _emit_query(con, query, params, fmt, output)
-    finally:
-        con.close()
+    run_to_output(Lake(lake), query, params, fmt, output)
