@@ -110,7 +110,8 @@ def write_variants(lake_dir: Path) -> None:
     import duckdb
     import pyarrow.parquet as pq
 
-    con = duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"CREATE VIEW images AS {lake_source(lake_dir, 'glob')}")
     con.execute(
         f"COPY (SELECT * FROM images ORDER BY target, night) TO "

@@ -55,6 +55,20 @@ class NightlakeGroup(TyperGroup):
             sys.exit(1)
         sys.exit(status if isinstance(status, int) else 0)
 
+    def parse_args(self, ctx, args):
+        from nightlake.cli.coercion import use_plain_coercion
+
+        use_plain_coercion(self, ctx)  # the group's own options, then each command's below
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            from nightlake.cli.coercion import use_plain_coercion
+
+            use_plain_coercion(command, ctx)
+        return name, command, rest
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)

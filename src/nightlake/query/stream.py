@@ -197,21 +197,27 @@ def _explained(text: str) -> list:
     return found
 
 
-_PARSER = None  # an empty connection that only parses, for json_serialize_sql
+_PARSER = None  # an empty connection that only parses, when the caller has none
 _PARSER_LOCK = threading.Lock()
+#: the built-in, fully qualified: a macro of the same name (a query may CREATE one) shadows
+#: an unqualified call
+_SERIALIZE = "SELECT system.main.json_serialize_sql($q)"
 
 
-def _select_reason(text: str) -> str | None:
+def _select_reason(text: str, con=None) -> str | None:
     """A SELECT's query nodes, as DuckDB parses them, all read (a CTE may hold COPY …)."""
     import json
 
     import duckdb
 
     global _PARSER
-    with _PARSER_LOCK:  # a connection is not for two threads at once; connecting is slow
-        if _PARSER is None:
-            _PARSER = duckdb.connect(":memory:")
-        row = _PARSER.execute("SELECT json_serialize_sql($q)", {"q": text}).fetchone()
+    if con is not None:
+        row = con.execute(_SERIALIZE, {"q": text}).fetchone()
+    else:
+        with _PARSER_LOCK:  # a connection is not for two threads at once; connecting is slow
+            if _PARSER is None:
+                _PARSER = duckdb.connect(":memory:")
+            row = _PARSER.execute(_SERIALIZE, {"q": text}).fetchone()
     tree = json.loads(row[0])
     if tree.get("error"):  # e.g. PIVOT cannot be serialized: the plan check covers it
         return None
@@ -232,20 +238,21 @@ def _select_reason(text: str) -> str | None:
     return None
 
 
-def _reason(statement, depth: int = 0) -> str | None:
-    """Why ``statement`` (parsed by DuckDB) is refused, or None when it may run."""
+def _reason(statement, depth: int = 0, con=None) -> str | None:
+    """Why ``statement`` (parsed by DuckDB) is refused, or None when it may run (``con``: a
+    connection to parse on, else one of this module's)."""
     kind = _statement_type(statement)
     text = statement.query
     if kind not in _ALLOWED_TYPES:
         return _TYPE_REASONS.get(kind, f"{kind} statements are not allowed")
     if kind == "SELECT":
-        return _select_reason(text)
+        return _select_reason(text, con)
     if kind == "EXPLAIN":
         inner = _explained(text)
         if not inner or depth > 2:
             return "EXPLAIN of something that is not a query"
         for statement in inner:
-            reason = _reason(statement, depth + 1)
+            reason = _reason(statement, depth + 1, con)
             if reason:
                 return reason
         return None
@@ -261,28 +268,30 @@ def _refused(reason: str, text: str) -> str:
     return f"statement refused ({reason}): {snippet!r}; {READ_ONLY_HINT}"
 
 
-def parse_statements(query: str) -> list:
-    """DuckDB's statements of ``query``; a syntax error becomes :class:`QueryError`."""
+def parse_statements(query: str, con=None) -> list:
+    """DuckDB's statements of ``query`` (parsed on ``con`` when given, which saves opening
+    DuckDB's default connection); a syntax error becomes :class:`QueryError`."""
     import duckdb
 
     try:
-        return duckdb.extract_statements(query)
+        return (duckdb if con is None else con).extract_statements(query)
     except duckdb.Error as exc:
         raise QueryError(error_message(exc, query)) from exc
     except ValueError:  # a statement type this duckdb module has no name for (UPDATE EXTENSIONS)
         raise QueryError(_refused("a statement of an unknown type", query)) from None
 
 
-def check_read_only(query: str, statements: list | None = None) -> None:
+def check_read_only(query: str, statements: list | None = None, con=None) -> None:
     """Raise :class:`QueryError` when a statement of ``query`` is not a read.
 
     The statement types come from DuckDB's parser, and each allowed type is vetted further
     (the query nodes of a SELECT, what EXPLAIN wraps, the options of ATTACH, the object of
-    CREATE). ``statements``: ``query`` already split by DuckDB (saves parsing it again).
+    CREATE). ``statements``: ``query`` already split by DuckDB (saves parsing it again);
+    ``con``: a connection to parse on.
     :func:`check_plan` is the second check, on the plan, right before a statement runs.
     """
     for statement in parse_statements(query) if statements is None else statements:
-        reason = _reason(statement)
+        reason = _reason(statement, con=con)
         if reason:
             raise QueryError(_refused(reason, statement.query))
 
@@ -563,8 +572,8 @@ def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
     import duckdb
 
     params = dict(params or {})
-    parsed = parse_statements(query)  # once, for the checks and the statements
-    check_read_only(query, parsed)
+    parsed = parse_statements(query, con)  # once, for the checks and the statements
+    check_read_only(query, parsed, con)
     check_params(query, params, parsed)
     statements = _statements(query, parsed)
     if not statements:
