@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PREVIOUS_LAKE = Path(__file__).parent.parent / "data" / "fixtures" / "previous" / "lake"
-HEAVY = ("pyarrow", "numpy", "astropy", "rich", "matplotlib", "duckdb", "filelock")
+HEAVY = ("pyarrow", "numpy", "astropy", "rich", "matplotlib", "duckdb", "filelock", "pydantic")
 
 
 def loaded_after(code: str) -> list[str]:
