@@ -106,17 +106,23 @@ def write_variants(lake_dir: Path) -> None:
     by-target/target=T/part.parquet      one file per target, a row group per night (night a
                                          column, sorted), so row-group statistics prune nights
     by-year/year=Y/part.parquet          one file per year, a row group per target and night
+
+    A lake that ``convert`` compacted (AUTO_COMPACT_FILES) gets one.parquet only.
     """
     import duckdb
     import pyarrow.parquet as pq
 
+    from nightlake import Lake
+
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
-    con.execute(f"CREATE VIEW images AS {lake_source(lake_dir, 'glob')}")
+    con.execute(Lake(lake_dir).view_sql())
     con.execute(
         f"COPY (SELECT * FROM images ORDER BY target, night) TO "
         f"'{lake_dir / 'one.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
     )
+    if Lake(lake_dir).read_manifest().get("layout") == "compacted":
+        return
     table = con.execute(
         "SELECT *, left(night, 4) AS year FROM images ORDER BY target, night"
     ).to_arrow_table()
@@ -257,6 +263,8 @@ def lake_source(lake_dir: Path, option: str) -> str:
 
 # -- goals -----------------------------------------------------------------------------------
 def goal1(lake_dir: Path, label: str, repeat: int) -> None:
+    import json
+
     import duckdb
 
     options = [
@@ -267,10 +275,13 @@ def goal1(lake_dir: Path, label: str, repeat: int) -> None:
         "nightlake view",
         "nightlake view, compacted",
     ]
+    compacted = json.loads((lake_dir / "nightlake.json").read_text()).get("layout") == "compacted"
+    if compacted:  # convert compacted it: the glob and the prototypes are not there
+        options = ["one file (floor)", "nightlake view"]
     files = sum(1 for _ in (lake_dir / "images").rglob("*.parquet"))
     night = (
         duckdb.connect()
-        .execute(f"SELECT min(night) FROM ({lake_source(lake_dir, 'glob')})")
+        .execute(f"SELECT min(night) FROM ({lake_source(lake_dir, 'nightlake view')})")
         .fetchone()[0]
     )
 
@@ -291,7 +302,7 @@ def goal1(lake_dir: Path, label: str, repeat: int) -> None:
             2,
         )
     con = duckdb.connect()
-    for option in ("glob", "one file per target", "one file per year", "nightlake view, compacted"):
+    for option in options[1:]:
         plan = con.sql(
             "EXPLAIN ANALYZE "
             + ONE_NIGHT.format(src=f"({lake_source(lake_dir, option)})", night=night)

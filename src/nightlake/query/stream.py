@@ -22,6 +22,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import QueryError, UsageError
@@ -398,7 +399,7 @@ def check_params(query: str, params: Mapping[str, Any], statements: list | None 
 _LINE_RE = re.compile(r"^LINE (\d+): (.*)$")
 
 
-def error_message(exc: BaseException, query: str | None = None) -> str:
+def error_message(exc: BaseException | str, query: str | None = None) -> str:
     """DuckDB's message on one line, with ``(line L, column C)`` when it points at a token.
 
     DuckDB shows the position as a quoted source line with a caret line under it, cutting
@@ -501,22 +502,63 @@ def stream(
     errors, also those raised while the batches are read, become :class:`QueryError` with
     the position in ``query``.
     """
-    import duckdb
     import pyarrow as pa
+
+    result = stream_relation(con, query, params)
+    if result.relation is None:
+        return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+    with result.errors():
+        reader = result.relation.to_arrow_reader(batch_rows)
+    return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, result))
+
+
+class Relation:
+    """The last statement of a checked query as a DuckDB relation, not yet run, for writers
+    that let DuckDB produce the output itself (CSV); ``relation`` is None when that statement
+    has no rows. :meth:`errors` turns DuckDB's errors into :class:`QueryError` lines."""
+
+    def __init__(self, relation, text: str = "", query: str = "", start: int = -1):
+        self.relation, self.text, self.query, self.start = relation, text, query, start
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        import duckdb
+
+        try:
+            yield
+        except duckdb.Error as exc:
+            message = error_message(_own_lines(str(exc), self.text), self.text)
+            raise QueryError(_shift(message, self.query, self.text, self.start)) from exc
+
+
+def _own_lines(message: str, text: str) -> str:
+    """DuckDB's ``LINE n:`` of a statement it wrapped (a relation written to CSV runs inside
+    a COPY of its own) as the line of ``text`` that shows the same source."""
+    lines = text.splitlines()
+
+    def rebase(match: re.Match) -> str:
+        window = match.group(2).removeprefix("...").removesuffix("...")
+        found = [i for i, line in enumerate(lines, start=1) if window and window in line]
+        return f"LINE {found[0]}: {match.group(2)}" if found else match.group(0)
+
+    return re.sub(r"(?m)^LINE (\d+): (.*)$", rebase, message)
+
+
+def stream_relation(
+    con: duckdb.DuckDBPyConnection, query: str, params: Mapping[str, Any] | None = None
+) -> Relation:
+    """:func:`stream`'s checks and statements, the last one's rows left to DuckDB to run."""
+    import duckdb
 
     last = _run_to_last(con, query, params)
     if last is None:
-        return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+        return Relation(None)
     text, start, bound = last
     try:
-        relation = con.sql(text, params=bound)
-        if relation is None:
-            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
-        reader = relation.to_arrow_reader(batch_rows)
+        return Relation(con.sql(text, params=bound), text, query, start)
     except duckdb.Error as exc:
         message = _probe_position(con, error_message(exc, text), text)
         raise QueryError(_shift(message, query, text, start)) from exc
-    return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, text, query, start))
 
 
 class Rows:
@@ -589,9 +631,7 @@ def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
     return text, start, {k: params[k] for k in names} or None
 
 
-def _checked(
-    reader: pa.RecordBatchReader, text: str, query: str, start: int
-) -> Iterator[pa.RecordBatch]:
+def _checked(reader: pa.RecordBatchReader, result: Relation) -> Iterator[pa.RecordBatch]:
     import duckdb
     import pyarrow as pa
 
@@ -599,7 +639,8 @@ def _checked(
         yield from reader
     except (duckdb.Error, pa.ArrowException, OSError) as exc:
         # DuckDB's errors during the stream surface through Arrow's C stream as OSError
-        raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
+        message = error_message(exc, result.text)
+        raise QueryError(_shift(message, result.query, result.text, result.start)) from exc
 
 
 def open_connection(lake) -> duckdb.DuckDBPyConnection:
