@@ -1,5 +1,7 @@
-"""nightlake.cli.coercion: option values converted without pydantic come out as typer's own
-converter makes them, value for value, and every other value still goes to typer's."""
+"""What keeps ``nightlake`` quick to start, held equal to typer's own behaviour: option values
+converted without pydantic (nightlake.cli.coercion) come out as typer's converter makes them,
+value for value, and a run that builds only its command (nightlake.cli.root.app_for) reads
+its options and help as the whole app does."""
 
 from __future__ import annotations
 
@@ -105,3 +107,31 @@ def test_paths_as_typer_makes_them(tmp_path):
     unreadable = both("Path", str(secret))[0]
     assert unreadable[0] == ("error" if os.geteuid() else "ok")
     assert both("Path", "a")[0] == ("ok", Path("a"))
+
+
+def command_names() -> list[str]:
+    return sorted(GROUP.commands)
+
+
+@pytest.mark.parametrize("name", command_names())
+def test_a_run_builds_only_its_command_and_reads_alike(name):
+    from typer.testing import CliRunner
+
+    from nightlake.cli.root import app_for
+
+    one = app_for(["--debug", name, "--help"])
+    assert (one is app) == hasattr(GROUP.commands[name], "commands")  # groups: the whole app
+    if one is not app:
+        assert list(typer.main.get_command(one).commands) == [name]
+    runner = CliRunner()
+    ours = runner.invoke(one, [name, "--help"])
+    whole = runner.invoke(app, [name, "--help"])
+    assert ours.exit_code == whole.exit_code == 0
+    assert ours.stdout == whole.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["--version"], ["no-such-command"]])
+def test_the_whole_app_without_a_command(args):
+    from nightlake.cli.root import app_for
+
+    assert app_for(args) is app
