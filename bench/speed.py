@@ -54,27 +54,50 @@ def say(line: str = "") -> None:
 
 
 def turns(runs: dict, repeat: int, setup=None) -> dict[str, list[float]]:
-    """Seconds of each run, the runs taking turns so all see the same moments of the machine."""
+    """Seconds of each run, the runs taking turns so all see the same moments of the machine.
+
+    The CPU seconds of the same runs (this process's threads and its finished children:
+    user + system) go to ``CPU[name]``; a loaded machine disturbs them far less than wall time.
+    """
     times: dict[str, list[float]] = {name: [] for name in runs}
+    for name in runs:
+        CPU[name] = []
     for _ in range(repeat):
         for name, run in runs.items():
             if setup:
                 setup(name)
+            cpu0 = _cpu()
             t0 = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t0)
+            CPU[name].append(_cpu() - cpu0)
     return times
 
 
+CPU: dict[str, list[float]] = {}
+
+
+def _cpu() -> float:
+    import resource
+
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def report(title: str, times: dict[str, list[float]], floor: str, goal: float) -> None:
-    say(f"-- {title}  (floor: {floor}; goal <= {goal:g}x)")
-    base_best, base_med = min(times[floor]), statistics.median(times[floor])
-    for name, ts in times.items():
-        best, med = min(ts), statistics.median(ts)
-        say(
-            f"   {name:<46}{best * 1e3:9.1f} ms ({med * 1e3:8.1f}){best / base_best:7.2f}x"
-            f" ({med / base_med:5.2f}x)"
-        )
+    for label, table in (("wall", times), ("CPU", {k: CPU.get(k, []) for k in times})):
+        if not all(table.values()):
+            continue
+        say(f"-- {title}, {label} time  (floor: {floor}; goal <= {goal:g}x)")
+        base_best, base_med = min(table[floor]), statistics.median(table[floor])
+        for name, ts in table.items():
+            best, med = min(ts), statistics.median(ts)
+            say(
+                f"   {name:<46}{best * 1e3:9.1f} ms ({med * 1e3:8.1f}){best / base_best:7.2f}x"
+                f" ({med / base_med:5.2f}x)"
+            )
 
 
 def run_process(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> None:
