@@ -135,3 +135,12 @@ def test_the_whole_app_without_a_command(args):
     from nightlake.cli.root import app_for
 
     assert app_for(args) is app
+
+
+@pytest.mark.parametrize(
+    "kind, value",
+    [("int", 5), ("int", 2.0), ("float", 30), ("float", 2.5), ("str", 7), ("Path", Path("a"))],
+)
+def test_defaults_already_typed(kind, value):
+    ours, theirs = both(kind, value)
+    assert repr(ours) == repr(theirs)

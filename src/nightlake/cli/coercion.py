@@ -92,8 +92,12 @@ class PlainParam(RuntimeParam):
         return done
 
     def _leaf(self, value: Any, param, ctx) -> Any:
-        if self.leaf is bool and isinstance(value, bool):
+        if type(value) is self.leaf and self.leaf is not Path:  # a default, already typed
             return value
+        if self.leaf is float and type(value) is int:  # a float option's default written 30
+            return float(value)
+        if self.leaf is Path and isinstance(value, Path):
+            return coerce_cli_path(value, self.parameter_info, path_type=Path, param=param, ctx=ctx)
         if not isinstance(value, str) or self.leaf is bool:
             return _UNSURE
         if self.leaf is str:
