@@ -155,3 +155,13 @@ def test_csv_from_duckdb_on_stdout_and_in_a_file_alike(tmp_path, fmt, delimiter)
     assert sink.getvalue().count(b'""') >= 2  # '' quoted, unlike NULL; the quote doubled
     assert json.loads(row[9]) == [1, 2] and json.loads(row[10]) == {"a": "b"}
     assert row[11] == "a\nb"
+
+
+def test_a_writer_that_fails_before_opening_its_pipe_fails_the_write():
+    from nightlake.query.output import _through_pipe
+
+    def fails(_path):
+        raise RuntimeError("bound nothing")
+
+    with pytest.raises(RuntimeError, match="bound nothing"):
+        _through_pipe(fails, io.BytesIO())

@@ -168,25 +168,28 @@ def _through_pipe(write, sink) -> None:
     with tempfile.TemporaryDirectory(prefix="nightlake-") as scratch:
         pipe = os.path.join(scratch, "rows")
         os.mkfifo(pipe)
+        # Both ends open before the writer starts: its open never waits, and the reader sees
+        # the end only when ``held`` closes, after ``write`` returned or failed (also before
+        # ever opening the pipe).
+        reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(reader, True)
+        held = os.open(pipe, os.O_WRONLY)
 
         def produce() -> None:
             try:
                 write(pipe)
             except BaseException as exc:  # noqa: BLE001  (raised in the caller's thread)
                 failed.append(exc)
-            finally:  # a writer that failed before opening the pipe: end the reader's wait
-                try:
-                    os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
-                except OSError:
-                    pass
+            finally:
+                os.close(held)
 
         worker = threading.Thread(target=produce, name="nightlake-csv", daemon=True)
         worker.start()
         try:
-            with open(pipe, "rb") as rows:
+            with open(reader, "rb") as rows:
                 while block := rows.read(1 << 16):
                     sink.write(block)
-        finally:  # on a closed sink, the pipe's reader is gone and the writer stops
+        finally:  # on a closed sink the pipe has no reader left: the writer fails and stops
             worker.join()
     if failed:
         raise failed[0]
