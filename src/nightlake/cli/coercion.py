@@ -2,7 +2,7 @@
 
 typer converts every option value through a pydantic ``TypeAdapter`` built when the command
 runs, and importing pydantic is the largest part of ``nightlake sql``'s start. Every
-nightlake option is a plain str, int, float or Path with typer's default checks, which need
+nightlake option is a plain str, int, float, bool or Path with typer's default checks, which need
 no schema: :func:`use_plain_coercion` gives each such parameter of a command a converter that
 handles the values whose meaning is beyond doubt (a decimal integer, a plain Path) and hands
 anything else to typer's own converter, so odd input gets typer's very answer and message.
