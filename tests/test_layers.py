@@ -1,6 +1,6 @@
 """The package's layers: core (errors, files, sql, columns, lake) under the domain packages
-(ingest, query, detrends) under the web app under the CLI. A module imports its own layer or lower ones, and
-no chain of module-level imports comes back to where it started."""
+(ingest, query, detrends) under the web app under the CLI. A module imports its own layer or
+lower ones, and no chain of module-level imports comes back to where it started."""
 
 from __future__ import annotations
 
