@@ -371,6 +371,19 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def parameter_names(query: str) -> list[str] | None:
+    """The ``$name`` parameters of ``query`` in the order they first appear (as DuckDB's
+    parser finds them), or None when the query does not parse."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(query)
+    except (duckdb.Error, ValueError):
+        return None
+    names = {name for statement in statements for name in statement.named_parameters}
+    return sorted(names, key=lambda name: (query.find("$" + name), name))
+
+
 def check_params(query: str, params: Mapping[str, Any], statements: list | None = None) -> None:
     """Every ``$name`` of the query has a value, and every value has a ``$name``."""
     used: set[str] = set()

@@ -10,6 +10,8 @@ unknown night or URL 404, bad SQL 400, a refused write 403, a method other than 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from nightlake.errors import NightlakeError, QueryError, ReadOnlyError, UsageError, one_line
 from nightlake.lake import Lake
+from nightlake.query.output import cell_text
 from nightlake.web import pages
 from nightlake.web.queries import NotFound
 from nightlake.web.settings import ServeSettings, SettingsFile
@@ -57,11 +60,38 @@ class Site:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self._memo: dict[str, tuple[Any, Any]] = {}
+        self._memo_lock = threading.Lock()
         self.env.filters["num"] = _number
+        self.env.filters["cell"] = cell_text
 
     def settings(self) -> ServeSettings:
         """The settings given to :func:`create_app`, else the lake's serve.toml as it is now."""
         return self._fixed if self._fixed is not None else self._file.current()
+
+    def lake_stamp(self) -> tuple:
+        """What page data depends on: the lake's manifest and mirror (as
+        :meth:`Lake.disk_state` sees them) and every image file's size and mtime."""
+        files = []
+        for path in self.lake.image_files():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            files.append((str(path), st.st_size, st.st_mtime_ns))
+        return (self.lake.disk_state(), tuple(files))
+
+    def cached(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, reused until the lake changes (for the slow /detrends audit)."""
+        stamp = self.lake_stamp()
+        with self._memo_lock:
+            held = self._memo.get(name)
+        if held is not None and held[0] == stamp:
+            return held[1]
+        value = compute()
+        with self._memo_lock:
+            self._memo[name] = (stamp, value)
+        return value
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any):
         from nightlake.detrends.mirror import freshness
@@ -133,6 +163,16 @@ def _library_error(request: Request, exc: Exception):
     return _error_page(request, status, one_line(exc))
 
 
+def _unexpected_error(request: Request, exc: Exception):
+    """A bug of ours: a page with one line, never a traceback (the log has it)."""
+    import logging
+
+    logging.getLogger("nightlake.web").error(
+        "%s %s failed", request.method, request.url.path, exc_info=exc
+    )
+    return _error_page(request, 500, f"internal error: {type(exc).__name__}: {one_line(exc)}")
+
+
 def create_app(lake: Lake | str | os.PathLike[str], settings: ServeSettings | None = None):
     """The ASGI app serving ``lake``; ``settings`` None reads the lake's serve.toml (again
     whenever it changes)."""
@@ -140,11 +180,18 @@ def create_app(lake: Lake | str | os.PathLike[str], settings: ServeSettings | No
     routes = [
         Route("/", pages.nights_page, methods=["GET"]),
         Route("/night/{night}", pages.night_page, methods=["GET"]),
+        Route("/detrends", pages.detrends_page, methods=["GET"]),
+        Route("/sql", pages.sql_page, methods=["GET"]),
+        Route("/sql.{fmt}", pages.sql_download, methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: _http_error, NightlakeError: _library_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            NightlakeError: _library_error,
+            Exception: _unexpected_error,
+        },
     )
     app.state.site = Site(the_lake, settings)
     app.add_middleware(SecurityHeaders)

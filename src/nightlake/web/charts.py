@@ -214,3 +214,54 @@ def focal_plane_chart(night: str, rows: Sequence[dict[str, Any]], field: str, la
         "layer": [rects, labels],
     }
     return Chart("focal-plane", f"{label} per detector", spec, len(values), RECTS)
+
+
+def coverage_chart(rows: Sequence[dict[str, Any]]) -> Chart:
+    """The coverage timeline: one square per detrend type and night, coloured by the worst
+    rule serving its images (none, recent fallback, exact); a click opens the night."""
+    from nightlake.detrends.coverage_plot import RULE_COLOURS
+
+    values = []
+    for r in rows:
+        rule = "none" if r["none"] else "recent" if r["recent"] else "exact"
+        night = r["night"]
+        values.append(
+            {
+                "type": r["type"],
+                "night": night,
+                "date": f"{night[:4]}-{night[4:6]}-{night[6:8]}",
+                "rule": rule,
+                "images": r["images"],
+                "exact": r["exact"],
+                "recent": r["recent"],
+                "none": r["none"],
+                "href": f"/night/{night}",
+            }
+        )
+    spec = {
+        "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
+        "width": WIDTH,
+        "height": {"step": 28},
+        "data": {"values": values},
+        "mark": {"type": "square", "size": 160, "cursor": "pointer"},
+        "encoding": {
+            "x": {"field": "date", "type": "temporal", "title": "night", "scale": {"type": "utc"}},
+            "y": {"field": "type", "type": "nominal", "title": "detrend type"},
+            "color": {
+                "field": "rule",
+                "type": "nominal",
+                "title": "images served by",
+                "scale": {"domain": list(RULE_COLOURS), "range": list(RULE_COLOURS.values())},
+            },
+            "href": {"field": "href"},
+            "tooltip": [
+                {"field": "type"},
+                {"field": "night"},
+                {"field": "images"},
+                {"field": "exact"},
+                {"field": "recent"},
+                {"field": "none"},
+            ],
+        },
+    }
+    return Chart("detrend-coverage", "coverage of the images by night", spec, len(values), SYMBOLS)

@@ -64,6 +64,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from nightlake.detrends.audit import FINDINGS
+from nightlake.errors import QueryError, ReadOnlyError, UsageError, one_line
 from nightlake.web import charts, queries
 
 if TYPE_CHECKING:
@@ -157,3 +159,102 @@ def image_query(request: Request) -> queries.ImageQuery:
 
 def not_found(request: Request, message: str) -> HTMLResponse:
     return site(request).render(request, "error.html", status=404, page="error", error=message)
+
+
+#: /sql.<format>: the writers of :mod:`nightlake.query.output`, with their media types.
+DOWNLOADS = {
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+    "json": "application/json",
+}
+
+
+def sql_request(request: Request) -> tuple[str, dict[str, str], list[str]]:
+    """The query (``q``), its parameters (``p.NAME``) and the ``$NAME``s it uses.
+
+    Parameters the query does not use are dropped (a form keeps the fields of the query
+    before an edit); a missing one is still an error of the query's.
+    """
+    from nightlake.query.stream import parameter_names
+
+    args = request.query_params
+    query = args.get("q", "")
+    given = {k[2:]: v for k, v in args.multi_items() if k.startswith("p.")}
+    names = parameter_names(query)
+    if names is None:  # does not parse: the run says why; keep what was given
+        return query, given, list(given)
+    return query, {k: v for k, v in given.items() if k in names}, names
+
+
+def sql_page(request: Request) -> Response:
+    s = site(request)
+    settings = s.settings()
+    query, params, names = sql_request(request)
+    context: dict[str, Any] = dict(
+        page="sql", q=query, params=params, names=names, result=None, settings=settings
+    )
+    if not query.strip():
+        return s.render(request, "sql.html", **context)
+    downloads = {fmt: f"/sql.{fmt}?{request.url.query}" for fmt in DOWNLOADS}
+    context["downloads"] = downloads
+    try:
+        context["result"] = queries.run_user_sql(
+            s.lake, query, params, seconds=settings.query_seconds, row_cap=settings.row_cap
+        )
+    except (QueryError, UsageError) as exc:
+        status = 403 if isinstance(exc, ReadOnlyError) else 400
+        return s.render(request, "sql.html", status=status, error=one_line(exc), **context)
+    return s.render(request, "sql.html", **context)
+
+
+def sql_download(request: Request) -> Response:
+    """The rows of ``/sql``'s query in one of :data:`DOWNLOADS`, all of them or none: a
+    result over ``limits.download_row_cap`` is refused rather than cut."""
+    import io
+
+    from nightlake.query.output import write_result
+
+    fmt = request.path_params["fmt"]
+    if fmt not in DOWNLOADS:
+        return not_found(request, f"no download format {fmt!r} (csv, parquet or json)")
+    s = site(request)
+    settings = s.settings()
+    query, params, _ = sql_request(request)
+    if not query.strip():
+        raise UsageError("no query: add ?q=SELECT …")
+    cap = settings.download_row_cap
+    result = queries.run_user_sql(
+        s.lake, query, params, seconds=settings.query_seconds, row_cap=cap
+    )
+    if result.truncated:
+        raise UsageError(
+            f"the result has more than {cap} rows (limits.download_row_cap in the lake's "
+            "serve.toml); narrow the query or use nightlake export"
+        )
+    sink = io.BytesIO()
+    write_result(result.table.to_reader(), fmt, sink, stream_ipc=False)
+    return Response(
+        sink.getvalue(),
+        media_type=DOWNLOADS[fmt],
+        headers={"content-disposition": f'attachment; filename="query.{fmt}"'},
+    )
+
+
+def detrends_page(request: Request) -> Response:
+    s = site(request)
+    report = s.cached("detrends", lambda: queries.detrend_report(s.lake))
+    counts: dict[str, dict[str, int]] = {}
+    for f in report.findings:
+        counts.setdefault(f["type"], {}).setdefault(f["finding"], 0)
+        counts[f["type"]][f["finding"]] += 1
+    figures = [charts.coverage_chart(report.coverage)] if report.coverage else []
+    return s.render(
+        request,
+        "detrends.html",
+        page="detrends",
+        report=report,
+        counts=counts,
+        finding_kinds=FINDINGS,
+        charts=figures,
+        listed=queries.UNRESOLVED_LISTED,
+    )

@@ -142,6 +142,11 @@ class SqlResult:
     table: pa.Table
     truncated: bool
 
+    def rows(self) -> list[tuple]:
+        """The rows as tuples, by position (a result's column names may repeat)."""
+        columns = [c.to_pylist(maps_as_pydicts="lossy") for c in self.table.columns]
+        return list(zip(*columns)) if columns else []
+
 
 def run_user_sql(
     lake: Lake,
@@ -191,3 +196,58 @@ def run_user_sql(
         timer.cancel()
         con.close()
     return SqlResult(table.slice(0, row_cap), table.num_rows > row_cap)
+
+
+#: Rows of the images left without a detrend listed per type (the count is always whole).
+UNRESOLVED_LISTED = 50
+
+_UNRESOLVED = """
+SELECT night::VARCHAR AS night, visit, detector, band, filter, exposureTime, obs_time
+FROM resolve_detrends($type)
+WHERE detrend_index IS NULL
+ORDER BY night, obs_time, visit, detector
+"""
+
+_COVERAGE_BY_NIGHT = """
+SELECT night::VARCHAR AS night, sum(images)::BIGINT AS images, sum(exact)::BIGINT AS exact,
+       sum(recent)::BIGINT AS recent, sum(none)::BIGINT AS none
+FROM coverage($type)
+GROUP BY ALL
+ORDER BY night
+"""
+
+
+@dataclass(frozen=True)
+class DetrendReport:
+    """What /detrends shows: the mirror's state and, when it can be read, the audit."""
+
+    state: str  # mirror.Freshness.state
+    message: str | None
+    findings: list[dict[str, Any]]
+    coverage: list[dict[str, Any]]  # type, night, images, exact, recent, none
+    unresolved: dict[str, tuple[int, list[dict[str, Any]]]]  # type -> (count, first rows)
+
+
+def detrend_report(lake: Lake) -> DetrendReport:
+    """The audit findings (:func:`nightlake.detrends.audit.audit`), coverage per type and
+    night (the ``coverage`` macro) and the images no record serves, by type."""
+    from nightlake.detrends import mirror
+    from nightlake.detrends.audit import audit
+    from nightlake.detrends.rules import DETREND_TYPES
+
+    state = mirror.freshness(lake)
+    if state.state != "fresh":
+        return DetrendReport(state.state, state.message, [], [], {})
+    images = bool(lake.image_files())
+    con = lake.cursor()
+    try:
+        findings = audit(con, DETREND_TYPES, images=images).to_pylist()
+    finally:
+        con.close()
+    coverage, unresolved = [], {}
+    for kind in DETREND_TYPES if images else ():
+        rows = lake.sql(_COVERAGE_BY_NIGHT, {"type": kind}).to_pylist()
+        coverage += [{"type": kind, **r} for r in rows]
+        left = lake.sql(_UNRESOLVED, {"type": kind})
+        unresolved[kind] = (left.num_rows, left.slice(0, UNRESOLVED_LISTED).to_pylist())
+    return DetrendReport(state.state, None, findings, coverage, unresolved)
