@@ -144,6 +144,7 @@ def visits_chart(
                 "type": "temporal",
                 "title": "time (UTC)",
                 "scale": {"type": "utc"},
+                "axis": {"format": "%H:%M", "formatType": "utc"},
             },
             "y": {"field": field, "type": "quantitative", "title": label, "scale": {"zero": False}},
             "color": {"field": "band", "type": "nominal", "title": "band"},
@@ -199,7 +200,7 @@ def focal_plane_chart(night: str, rows: Sequence[dict[str, Any]], field: str, la
         },
     }
     labels = {
-        "mark": {"type": "text", "fontSize": 9, "color": "#fff"},
+        "mark": {"type": "text", "fontSize": 10, "fontWeight": "bold", "color": "#111"},
         "encoding": {
             "x": {"field": "x_mid", **x},
             "y": {"field": "y_mid", **y},
