@@ -104,17 +104,13 @@ def test_night_page_charts_count_visits_and_detectors(client, web_lake):
 
 
 def test_focal_plane_places_each_detector_at_its_corners(client, web_lake):
-    """Each rectangle spans its detector's corners relative to the pointing (one visit's
-    worth, checked on the median over the night by numpy on the raw columns)."""
+    """Each rectangle spans its detector's corners relative to the pointing: the medians
+    over the night's visits, computed here by numpy from the raw columns."""
     import numpy as np
 
     night = "20190402"
     rows = (
         Lake(web_lake)
-        .sql("SELECT * FROM images WHERE night = $n ORDER BY detector", {"n": night})
-        .to_pandas()
-        if False
-        else Lake(web_lake)
         .sql(
             "SELECT detector, pointing_ra, pointing_dec, ra_tl, ra_tr, ra_br, ra_bl, "
             "dec_tl, dec_tr, dec_br, dec_bl FROM images WHERE night = $n",
