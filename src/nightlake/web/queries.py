@@ -148,6 +148,27 @@ class SqlResult:
         return list(zip(*columns)) if columns else []
 
 
+#: Statement types a visitor may not run: they would reach past the transaction each query
+#: runs in (and so into the next visitor's queries). ``nightlake sql`` has its own process.
+SHARED_STATE_TYPES = frozenset({"TRANSACTION", "ATTACH", "DETACH"})
+
+
+def check_isolated(query: str) -> None:
+    """Refuse what the read-only guard allows but a shared server cannot: transaction
+    control, ATTACH and DETACH (by DuckDB's statement types); the guard runs first."""
+    from nightlake.query.stream import check_read_only, parse_statements
+
+    statements = parse_statements(query)
+    check_read_only(query, statements)
+    for statement in statements:
+        kind = statement.type.name
+        if kind in SHARED_STATE_TYPES:
+            raise UsageError(
+                f"{kind} statements are not available here: every query of this page runs in a "
+                "transaction of its own that is rolled back; use nightlake sql for them"
+            )
+
+
 def run_user_sql(
     lake: Lake,
     query: str,
@@ -157,16 +178,20 @@ def run_user_sql(
     row_cap: int,
 ) -> SqlResult:
     """Run user SQL read-only (:func:`nightlake.query.stream.stream`, the guard of
-    ``nightlake sql``) on a connection of its own, interrupted after ``seconds``.
+    ``nightlake sql``), interrupted after ``seconds``; at most ``row_cap`` rows (+ whether
+    there were more).
 
-    A fresh connection per query: a query may create tables, views or macros, and those
-    must not be seen by the next visitor. :class:`QueryTimeout` when the timer fired.
+    It runs on a cursor of the lake's shared connection inside a transaction that is always
+    rolled back: the tables, views or macros a query creates are never seen by the next
+    visitor (a fresh connection would isolate too, at the cost of building the views and
+    macros again for every query). :class:`QueryTimeout` when the timer fired.
     """
     import pyarrow as pa
 
-    from nightlake.query.stream import open_connection, stream
+    from nightlake.query.stream import stream
 
-    con = open_connection(lake)
+    check_isolated(query)
+    con = lake.cursor()
     fired = threading.Event()
 
     def stop() -> None:
@@ -175,8 +200,9 @@ def run_user_sql(
 
     timer = threading.Timer(seconds, stop)
     timer.daemon = True
-    timer.start()
     try:
+        con.execute("BEGIN TRANSACTION")
+        timer.start()
         reader = stream(con, query, params)
         batches, rows = [], 0
         for batch in reader:
@@ -194,8 +220,18 @@ def run_user_sql(
         raise
     finally:
         timer.cancel()
-        con.close()
+        _roll_back_and_close(con)
     return SqlResult(table.slice(0, row_cap), table.num_rows > row_cap)
+
+
+def _roll_back_and_close(con) -> None:
+    import duckdb
+
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:  # an interrupted or failed query may have ended it already
+        pass
+    con.close()
 
 
 #: Rows of the images left without a detrend listed per type (the count is always whole).
