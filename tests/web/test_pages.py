@@ -170,6 +170,31 @@ def test_image_table_lists_the_nights_images_with_chosen_columns_and_filters(cli
     assert len(_image_rows(ranged.text)) == list(low.values())[0]
 
 
+def test_image_table_shows_at_most_row_cap_images_and_says_so(web_lake):
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import create_app
+    from nightlake.web.settings import ServeSettings
+
+    with TestClient(create_app(web_lake, ServeSettings(row_cap=10))) as client:
+        page = client.get("/night/20190402").text  # 48 images
+        assert len(_image_rows(page)) == 10 and 'id="image-cap"' in page
+        one_visit = client.get("/night/20190402", params={"f.visit": "845573"}).text
+        assert len(_image_rows(one_visit)) == 4 and 'id="image-cap"' not in one_visit
+
+
+def test_a_lake_without_images_says_so(tmp_path):
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import create_app
+
+    (tmp_path / "lake").mkdir()
+    with TestClient(create_app(tmp_path / "lake")) as client:
+        assert 'id="no-images"' in client.get("/").text
+        assert client.get("/night/20190402").status_code == 404
+        assert 'id="no-mirror"' in client.get("/detrends").text
+
+
 @pytest.mark.parametrize(
     "query",
     [{"cols": "no_such_column"}, {"f.no_such": "1"}, {"ge.psfSigma": "not a number"}],

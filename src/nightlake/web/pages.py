@@ -135,7 +135,7 @@ def night_page(request: Request) -> Response:
         image_query=query,
         equal=dict(query.equal),
     )
-    context["images"] = queries.image_rows(s.lake, night, query, known)
+    context["images"] = queries.image_rows(s.lake, night, query, known, s.settings().row_cap)
     return s.render(request, "night.html", **context)
 
 

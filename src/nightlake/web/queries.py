@@ -75,6 +75,19 @@ def image_columns(lake: Lake) -> list[str]:
     return lake.sql("SELECT * FROM images LIMIT 0").schema.names
 
 
+@dataclass(frozen=True)
+class SqlResult:
+    """Rows of a user query: at most the cap, and whether more were left out."""
+
+    table: pa.Table
+    truncated: bool
+
+    def rows(self) -> list[tuple]:
+        """The rows as tuples, by position (a result's column names may repeat)."""
+        columns = [c.to_pylist(maps_as_pydicts="lossy") for c in self.table.columns]
+        return list(zip(*columns)) if columns else []
+
+
 #: The image table's columns when the query string names none.
 DEFAULT_IMAGE_COLUMNS = (
     "visit",
@@ -105,8 +118,10 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def image_rows(lake: Lake, night: str, query: ImageQuery, known: Sequence[str]) -> pa.Table:
-    """The images of ``night`` with ``query``'s columns and filters.
+def image_rows(
+    lake: Lake, night: str, query: ImageQuery, known: Sequence[str], limit: int
+) -> SqlResult:
+    """The first ``limit`` images of ``night`` with ``query``'s columns and filters.
 
     Column names are checked against ``known`` (the view's columns) and quoted; every
     value is a bound parameter, compared as the column's own type.
@@ -123,8 +138,12 @@ def image_rows(lake: Lake, night: str, query: ImageQuery, known: Sequence[str]) 
             params[name] = value
     columns = [c for c in query.columns if c not in ("visit", "detector")]
     select = ", ".join(_quoted(c) for c in ["visit", "detector", *columns])
-    sql = f"SELECT {select} FROM images WHERE {' AND '.join(where)} ORDER BY visit, detector"
-    return lake.sql(sql, params)
+    sql = (
+        f"SELECT {select} FROM images WHERE {' AND '.join(where)} "
+        f"ORDER BY visit, detector LIMIT {int(limit) + 1}"
+    )
+    table = lake.sql(sql, params)
+    return SqlResult(table.slice(0, limit), table.num_rows > limit)
 
 
 def _filters(query: ImageQuery):
@@ -133,19 +152,6 @@ def _filters(query: ImageQuery):
         ((">=", "ge"), query.at_least),
         (("<=", "le"), query.at_most),
     )
-
-
-@dataclass(frozen=True)
-class SqlResult:
-    """Rows of a user query: at most the cap, and whether more were left out."""
-
-    table: pa.Table
-    truncated: bool
-
-    def rows(self) -> list[tuple]:
-        """The rows as tuples, by position (a result's column names may repeat)."""
-        columns = [c.to_pylist(maps_as_pydicts="lossy") for c in self.table.columns]
-        return list(zip(*columns)) if columns else []
 
 
 #: Statement types a visitor may not run: they would reach past the transaction each query
