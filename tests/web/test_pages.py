@@ -257,3 +257,17 @@ def test_every_asset_a_page_names_is_served_from_the_app(client):
         for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
             assert client.get(asset).status_code == 200, asset
         assert not re.search(r'(?:src|href)="(?:https?:)?//', html)  # nothing from elsewhere
+
+
+def test_on_loopback_only_loopback_host_names_are_answered(web_lake):
+    """A page elsewhere that rebinds its own name to 127.0.0.1 gets nothing."""
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import allowed_hosts, create_app
+
+    app = create_app(web_lake, hosts=allowed_hosts("127.0.0.1"))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
+        assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 400
+    assert allowed_hosts("0.0.0.0") == ["*"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +173,27 @@ def _unexpected_error(request: Request, exc: Exception):
     return _error_page(request, 500, f"internal error: {type(exc).__name__}: {one_line(exc)}")
 
 
-def create_app(lake: Lake | str | os.PathLike[str], settings: ServeSettings | None = None):
+#: The names a browser uses for a server on the loopback interface.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host headers to accept for a server listening on ``host``: on loopback only the
+    loopback names (a web page elsewhere cannot reach the lake through DNS rebinding);
+    listening on other interfaces, any."""
+    return list(LOOPBACK_HOSTS) if host in LOOPBACK_HOSTS else ["*"]
+
+
+def create_app(
+    lake: Lake | str | os.PathLike[str],
+    settings: ServeSettings | None = None,
+    *,
+    hosts: Sequence[str] = ("*",),
+):
     """The ASGI app serving ``lake``; ``settings`` None reads the lake's serve.toml (again
-    whenever it changes)."""
+    whenever it changes); ``hosts``: the Host headers it answers (:func:`allowed_hosts`)."""
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
     the_lake = lake if isinstance(lake, Lake) else Lake(lake)
     routes = [
         Route("/", pages.nights_page, methods=["GET"]),
@@ -194,5 +212,6 @@ def create_app(lake: Lake | str | os.PathLike[str], settings: ServeSettings | No
         },
     )
     app.state.site = Site(the_lake, settings)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
     app.add_middleware(SecurityHeaders)
     return app
