@@ -45,7 +45,7 @@ Charts
 /detrends
   ``p#no-mirror`` when the lake has no detrend mirror (nothing else then); otherwise
   ``table#findings`` (``tr[data-finding][data-type]``), ``table#finding-counts``
-  (``tr[data-type]``, ``td[data-finding]``), ``table#unresolved`` (images without a detrend,
+  (``tr[data-type]``, a ``td[data-finding]`` per kind of finding the lake has), ``table#unresolved`` (images without a detrend,
   ``tr[data-type]``) and the ``detrend-coverage`` chart.
 
 /sql
@@ -254,7 +254,7 @@ def detrends_page(request: Request) -> Response:
         page="detrends",
         report=report,
         counts=counts,
-        finding_kinds=FINDINGS,
+        finding_kinds=[k for k in FINDINGS if any(k in c for c in counts.values())],
         charts=figures,
         listed=queries.UNRESOLVED_LISTED,
     )
