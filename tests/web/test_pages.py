@@ -271,3 +271,19 @@ def test_on_loopback_only_loopback_host_names_are_answered(web_lake):
         assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
         assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 400
     assert allowed_hosts("0.0.0.0") == ["*"]
+
+
+def test_pages_follow_the_lake_when_it_changes(lake_copy):
+    """The pages' data is reused between requests only while the lake stays as it was."""
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import create_app
+
+    with TestClient(create_app(lake_copy)) as client:
+        assert '<tr data-night="20220527">' in client.get("/").text
+        assert client.get("/night/20220527").status_code == 200
+        for part in (lake_copy / "images").glob("target=*/night=20220527/*.parquet"):
+            part.unlink()
+        assert '<tr data-night="20220527">' not in client.get("/").text
+        assert client.get("/night/20220527").status_code == 404
+        assert 'id="next-night"' not in client.get("/night/20211005").text

@@ -62,6 +62,7 @@ class Site:
         )
         self._memo: dict[str, tuple[Any, Any]] = {}
         self._memo_lock = threading.Lock()
+        self._computing: dict[str, threading.Lock] = {}
         self.env.filters["num"] = _number
         self.env.filters["cell"] = cell_text
 
@@ -78,20 +79,23 @@ class Site:
                 st = path.stat()
             except OSError:
                 continue
-            files.append((str(path), st.st_size, st.st_mtime_ns))
+            files.append((str(path), st.st_size, st.st_mtime_ns, st.st_ino))
         return (self.lake.disk_state(), tuple(files))
 
     def cached(self, name: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``, reused until the lake changes (for the slow /detrends audit)."""
+        """``compute()``, reused until the lake changes: the pages' data depends on the lake
+        alone (not on the query string). One request computes while the others asking at the
+        same time wait for its answer."""
         stamp = self.lake_stamp()
         with self._memo_lock:
+            lock = self._computing.setdefault(name, threading.Lock())
+        with lock:
             held = self._memo.get(name)
-        if held is not None and held[0] == stamp:
-            return held[1]
-        value = compute()
-        with self._memo_lock:
+            if held is not None and held[0] == stamp:
+                return held[1]
+            value = compute()
             self._memo[name] = (stamp, value)
-        return value
+            return value
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any):
         from nightlake.detrends.mirror import freshness
