@@ -46,6 +46,15 @@ SECURITY_HEADERS = [
 ]
 
 
+ERROR_HEADINGS = {
+    400: "Bad request",
+    403: "Refused",
+    404: "Not found",
+    405: "Method not allowed",
+    500: "Something went wrong",
+}
+
+
 class Site:
     """What every page needs: the lake, its settings, the templates."""
 
@@ -140,7 +149,14 @@ class SecurityHeaders:
 
 def _error_page(request: Request, status: int, message: str):
     site: Site = request.app.state.site
-    return site.render(request, "error.html", status=status, page="error", error=message)
+    return site.render(
+        request,
+        "error.html",
+        status=status,
+        page="error",
+        error=message,
+        heading=ERROR_HEADINGS.get(status, "Error"),
+    )
 
 
 async def _http_error(request: Request, exc: HTTPException):

@@ -164,7 +164,9 @@ def image_query(request: Request) -> queries.ImageQuery:
 
 
 def not_found(request: Request, message: str) -> HTMLResponse:
-    return site(request).render(request, "error.html", status=404, page="error", error=message)
+    return site(request).render(
+        request, "error.html", status=404, page="error", error=message, heading="Not found"
+    )
 
 
 #: /sql.<format>: the writers of :mod:`nightlake.query.output`, with their media types.
