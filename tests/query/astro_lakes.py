@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "data" / "fixtures"
+#: the real survey tables beside the checkout (../shared/data), or where the variable says
+#: (a git worktree sits deeper than the main checkout)
+SHARED_DATA = Path(os.environ.get("NIGHTLAKE_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 def convert_into(lake_dir: Path, *sources: Path) -> Path:
