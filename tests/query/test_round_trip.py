@@ -29,6 +29,7 @@ ADDED = ("target", "night", "obs_time")
 SHARED_DEEP = SHARED_DATA / "deep_processing"
 # (target, night) for files whose name and columns do not say (documented: pass them)
 OPTIONS = {"target": "T", "night": "20190402"}
+PER_DETECTOR = ("target", "night", "detector")
 
 
 def _sources() -> list:
@@ -117,6 +118,7 @@ def _survey_like_table() -> Table:
 
     t = Table()
     t["night"] = np.array([20191231, 20200101, 20191231, 20200101], dtype=np.int64)
+    t["detector"] = np.array([1, 1, 62, 62], dtype=np.int64)
     t["visit"] = MaskedColumn([7, 8, 9, 10], mask=[False, True, False, False], dtype=np.int32)
     mjd = [58848.1, 58849.2000001, 58848.3, 58849.4]
     t["start"] = Time(mjd, format="mjd", scale="tai", precision=6)
@@ -131,10 +133,14 @@ def _survey_like_table() -> Table:
     return t
 
 
-@pytest.mark.parametrize("compacted", [False, True])
-def test_a_sources_night_time_and_arrays_come_back_from_any_layout(tmp_path, compacted):
-    """Per-night files and compacted target-years (where ``night`` is a column the
-    compaction writes) both give the source's ``int64`` night, Time and arrays back."""
+@pytest.mark.parametrize(
+    "levels, compacted",
+    [(("target", "night"), False), (("target", "night"), True), (PER_DETECTOR, False)],
+)
+def test_a_sources_night_time_and_arrays_come_back_from_any_layout(tmp_path, levels, compacted):
+    """Per-night and per-detector files and compacted target-years (where ``night`` is a
+    column the compaction writes) give the source's ``int64`` night and detector (VARCHAR
+    keys in the view), Time and arrays back."""
     from nightlake.ingest.compact import compact
     from nightlake.ingest.convert import ConvertOptions, convert
     from nightlake.lake import Lake
@@ -143,7 +149,7 @@ def test_a_sources_night_time_and_arrays_come_back_from_any_layout(tmp_path, com
     source = tmp_path / "survey.ecsv"
     _survey_like_table().write(source, format="ascii.ecsv")
     lake = Lake(tmp_path / "lake")
-    assert convert(lake, [source], ConvertOptions(target="T")).ok
+    assert convert(lake, [source], ConvertOptions(partition_by=levels, target="T")).ok
     if compacted:
         compact(lake)
         assert all("year=" in str(p) for p in lake.image_files())
