@@ -12,7 +12,19 @@ from pathlib import Path
 import pytest
 
 PREVIOUS_LAKE = Path(__file__).parent.parent / "data" / "fixtures" / "previous" / "lake"
-HEAVY = ("pyarrow", "numpy", "astropy", "rich", "matplotlib", "duckdb", "filelock", "pydantic")
+HEAVY = (
+    "pyarrow",
+    "numpy",
+    "astropy",
+    "rich",
+    "matplotlib",
+    "duckdb",
+    "filelock",
+    "pydantic",
+    "starlette",
+    "uvicorn",
+    "jinja2",
+)
 
 
 def loaded_after(code: str) -> list[str]:
@@ -67,6 +79,7 @@ def test_sql_prints_text_without_pyarrow(lake, fmt):
         ["audit", "--help"],
         ["sync", "--help"],
         ["resolve", "--help"],
+        ["serve", "--help"],
     ],
 )
 def test_help_of_every_command_loads_no_heavy_module(argv):
