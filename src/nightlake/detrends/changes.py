@@ -134,7 +134,7 @@ def _slim_view(con: duckdb.DuckDBPyConnection, ccds: list[int]) -> list[str]:
     naming = [c for c in NAMING_COLUMNS if c in have]
     cols = ", ".join(_quote(c) for c in dict.fromkeys([*naming, *RESOLVE_COLUMNS]))
     con.execute("CREATE OR REPLACE TEMP TABLE _nl_ccds (ccd BIGINT)")
-    con.executemany("INSERT INTO _nl_ccds VALUES (?)", [[c] for c in ccds])
+    con.execute("INSERT INTO _nl_ccds SELECT unnest($c::BIGINT[])", {"c": list(ccds)})
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW _nl_slim AS SELECT {cols} FROM images "
         "WHERE detector IN (SELECT ccd FROM _nl_ccds)"
