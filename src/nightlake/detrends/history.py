@@ -260,7 +260,12 @@ def replay(
     db = DetRegDB(
         path, state.layout, state.byteorder, state.filters, state.records, overlaps=state.overlaps
     )
-    db.__dict__["fingerprint"] = {"path": str(path), "sha256": state.sha256, "as_of": as_of}
+    db.__dict__["fingerprint"] = {
+        "path": str(path),
+        "sha256": state.sha256,
+        "as_of": as_of,
+        "journal": position.as_dict(),
+    }
     return Replay(db, position, state.sha256, as_of)
 
 
