@@ -7,13 +7,11 @@ two states replayed from the journal, :mod:`nightlake.detrends.history`). Nothin
 the two states are Arrow tables with the mirror's columns (:func:`sync.records_table`)
 registered on a connection to the lake.
 
-Per type and mode, the images go through two ASOF joins in one query —
-``apply_detrend_timeline`` against the timeline of the state before, then against the state
-after — and only the rows whose detrend differs leave DuckDB. Images are only read for the CCDs
-whose records of that type differ between the states: an image's detrend depends on the records
-of its own CCD alone. Two answers are the same detrend when they name the same record content
-(filename, validity, registration time), rule and dark scale: a delete shifts the index of
-every later record without changing what it gives an image.
+Per type and mode, the table macro ``changed_detrends`` (``sql/47_changes.sql``) merges the
+timelines of both states on the detrend side and gives each image both answers with one ASOF
+join, as ``resolve_detrends`` gives one; only the rows whose detrend differs leave DuckDB.
+Images are only read for the CCDs whose records of that type differ between the states: an
+image's detrend depends on the records of its own CCD alone.
 """
 
 from __future__ import annotations
@@ -53,8 +51,6 @@ DECIDING = (
     "treg_s",
     "filename_bytes",
 )
-#: what one answer is made of, compared between the two states
-ANSWER = ("filename_bytes", "tstart", "tstop", "treg", "rule", "scale")
 
 
 @dataclass(frozen=True)
@@ -94,33 +90,14 @@ def changed_classes(con: duckdb.DuckDBPyConnection) -> dict[str, list[int]]:
 
 
 def _diff_query(naming: list[str]) -> str:
-    """The query of one (type, mode): images of ``_nl_slim`` with both answers, where they
-    differ. ``$t``/``$m`` bind the type and mode."""
-    renamed = ", ".join(f"detrend_{a} AS _nl_old_{a}" for a in ("filename", "index", *ANSWER))
-    dropped = ", ".join(
-        f"detrend_{a}"
-        for a in ("filename", "filename_bytes", "index", "tstart", "tstop", "treg", "rule", "scale")
-    )
-    old = ", ".join(f"_nl_old_{a}" for a in ANSWER)
-    new = ", ".join(f"detrend_{a}" for a in ANSWER)
+    """The query of one (type, mode): ``changed_detrends`` over ``_nl_slim`` between
+    ``_nl_before`` and ``_nl_after``; ``$t``/``$m`` bind the type and mode."""
     named = ", ".join(_quote(c) for c in naming)
     return f"""
-WITH _nl_tl_before AS (
-    SELECT * FROM detrend_timeline($t, mode := $m, source := '_nl_slim',
-                                   detrend_source := '_nl_before')),
-_nl_tl_after AS (
-    SELECT * FROM detrend_timeline($t, mode := $m, source := '_nl_slim',
-                                   detrend_source := '_nl_after')),
-_nl_old AS (
-    SELECT * EXCLUDE ({dropped}), {renamed}
-    FROM apply_detrend_timeline($t, '_nl_tl_before', source := '_nl_slim'))
-SELECT $t AS type, $m AS mode, {named},
-       _nl_old_filename AS old_filename, detrend_filename AS new_filename,
-       _nl_old_rule AS old_rule, detrend_rule AS new_rule,
-       _nl_old_scale AS old_scale, detrend_scale AS new_scale,
-       _nl_old_index AS old_index, detrend_index AS new_index
-FROM apply_detrend_timeline($t, '_nl_tl_after', source := '_nl_old')
-WHERE row({old}) IS DISTINCT FROM row({new})
+SELECT $t AS type, $m AS mode, {named}, old_filename, new_filename, old_rule, new_rule,
+       old_scale, new_scale, old_index, new_index
+FROM changed_detrends($t, mode := $m, source := '_nl_slim', before_source := '_nl_before',
+                      after_source := '_nl_after')
 ORDER BY {named}"""
 
 
