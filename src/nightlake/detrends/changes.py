@@ -40,7 +40,8 @@ KEY = b"nightlake.changes"
 NAMING_COLUMNS = ("night", "target", "visit", "detector", "obs_time")
 #: image columns resolution reads
 RESOLVE_COLUMNS = ("detector", "filter", "band", "exposureTime", "obs_time")
-#: record columns that decide an answer (the index aside: see the module docstring)
+#: record columns that decide an answer (not the index: a delete shifts it, and adds and
+#: deletes keep the records' relative order, which is all the rules read of it)
 DECIDING = (
     "type",
     "ccd",
