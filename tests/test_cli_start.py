@@ -53,7 +53,7 @@ def test_every_parameter_of_every_command_is_plain():
         if hasattr(param, "type_descriptor") and not isinstance(param._runtime_param, PlainParam)
     ]
     assert other == []
-    assert {"str", "int", "float", "bool", "Path", "str[]", "Path[]"} <= set(PARAMS)
+    assert {"str", "int", "float", "bool", "Path", "str[]", "Path[]", "tuple"} <= set(PARAMS)
 
 
 def outcome(convert):
@@ -143,4 +143,12 @@ def test_the_whole_app_without_a_command(args):
 )
 def test_defaults_already_typed(kind, value):
     ours, theirs = both(kind, value)
+    assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.parametrize(
+    "value", [("2026-01-01", "2026-02-01"), ["a", "b"], ("a",), ("a", "b", "c"), ("a", 3), None]
+)
+def test_tuples_as_typer_makes_them(value):
+    ours, theirs = both("tuple", value)
     assert repr(ours) == repr(theirs)

@@ -1,4 +1,5 @@
-"""Plain option values (str, int, float, bool, Path and lists of them) converted without pydantic.
+"""Plain option values (str, int, float, bool, Path, lists of them, tuples of str) converted
+without pydantic.
 
 typer converts every option value through a pydantic ``TypeAdapter`` built when the command
 runs, and importing pydantic is the largest part of ``nightlake sql``'s start. Every
@@ -68,6 +69,9 @@ def _plain_leaf(descriptor) -> type | None:
     if any(getattr(info, k, None) != getattr(_DEFAULTS, k, None) for k in _CHECKS):
         return None
     annotation = descriptor.annotation
+    if descriptor.is_tuple:  # a fixed number of strings (--diff A B)
+        args = getattr(annotation, "__args__", ())
+        return tuple if args and all(a is str for a in args) else None
     if descriptor.is_list:
         args = getattr(annotation, "__args__", ())
         annotation = args[0] if len(args) == 1 else None
@@ -82,6 +86,12 @@ class PlainParam(RuntimeParam):
     is_list: bool
 
     def _coerce_value(self, value: Any, param, ctx) -> Any:
+        if self.leaf is tuple:
+            arity = len(self.annotation.__args__)
+            if isinstance(value, (list, tuple)) and len(value) == arity:
+                if all(type(item) is str for item in value):
+                    return tuple(value)
+            return build_runtime_param(param.type_descriptor)._coerce_value(value, param, ctx)
         if self.is_list:
             items = value if isinstance(value, (list, tuple)) else [value]
             done = [self._leaf(item, param, ctx) for item in items]
