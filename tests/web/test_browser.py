@@ -1,0 +1,324 @@
+"""The pages of ``nightlake serve`` in a real browser: Debian's Chromium driven by Playwright.
+
+The server is the real ``nightlake serve`` process on a loopback port (conftest ``served``).
+Every test's page fails on a request that leaves 127.0.0.1 and on any console error or
+uncaught page error. Expectations come from the lake's Parquet files read by polars (an
+independent client) and from ``nightlake sql`` run as a process, never from the app itself.
+Each page's screenshot is written under the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from .independent import expected_marks, images_frame, lake_nights, nightlake, nightlake_sql
+from .live_server import HOST
+from .screens import NIGHT, PAGES, VIEWPORT, shoot, wait_for_charts
+
+CHROMIUM = Path(os.environ.get("NIGHTLAKE_CHROMIUM", "/usr/bin/chromium"))
+HOW = "apt-get install chromium (or set NIGHTLAKE_CHROMIUM to a Chromium binary)"
+
+
+def _browser_missing() -> str | None:
+    if not CHROMIUM.is_file():
+        return f"browser tests skipped: {CHROMIUM} not found — {HOW}"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "browser tests skipped: playwright not installed — pip install -e '.[test]'"
+    return None
+
+
+if (_missing := _browser_missing()) is not None:
+    if os.environ.get("NIGHTLAKE_REQUIRE_BROWSER"):  # CI: .ci/run installs Chromium
+        pytest.fail(_missing.replace("skipped", "required"), pytrace=False)
+    pytest.skip(_missing, allow_module_level=True)
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+
+class PageGuard:
+    """Records what a page must not do: leave loopback, log a console error, throw."""
+
+    def __init__(self) -> None:
+        self.outside: list[str] = []
+        self.errors: list[str] = []
+
+    def route(self, route) -> None:
+        url = route.request.url
+        if urlsplit(url).hostname == HOST:
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def console(self, message) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def page_error(self, error) -> None:
+        self.errors.append(f"page error: {error}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM))
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def guard() -> PageGuard:
+    return PageGuard()
+
+
+@pytest.fixture
+def page(browser, served, guard) -> Page:
+    """A fresh page (own context: no cookies or cache between tests), base URL ``served``.
+
+    After the test: no request left loopback, no console or page error.
+    """
+    context = browser.new_context(viewport=VIEWPORT, base_url=served, accept_downloads=True)
+    context.route("**/*", guard.route)
+    page = context.new_page()
+    page.on("console", guard.console)
+    page.on("pageerror", guard.page_error)
+    yield page
+    context.close()
+    assert guard.outside == [], f"requests left loopback: {guard.outside}"
+    assert guard.errors == [], "\n".join(guard.errors)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def open_page(page: Page, url: str, status: int = 200):
+    response = page.goto(url)
+    assert response is not None and response.status == status, (url, response and response.status)
+    return response
+
+
+def drawn_marks(page: Page) -> dict[str, int]:
+    """Wait until every chart of the page is drawn; chart name → marks found in its SVG.
+
+    Also checks each chart's own ``data-marks`` against the SVG.
+    """
+    wait_for_charts(page)
+    figures = page.locator("figure.chart[data-chart]")
+    found = {}
+    for i in range(figures.count()):
+        figure = figures.nth(i)
+        expect(figure).to_have_attribute("data-rendered", "true")
+        name = figure.get_attribute("data-chart")
+        selector = figure.get_attribute("data-mark-selector")
+        assert figure.locator("svg").count() == 1, name
+        found[name] = figure.locator(selector).count()
+        assert found[name] == int(figure.get_attribute("data-marks")), name
+    return found
+
+
+# --- the pages ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_draws_its_charts(page, web_lake, tmp_path, name):
+    """Each page at its URL, every chart drawn with the expected marks; its screenshot
+    goes to the test's tmp dir."""
+    shot = shoot(page, name, tmp_path)
+    expect(page.locator("main#page")).to_have_attribute("data-page", name)
+    marks = drawn_marks(page)
+    if name in ("nights", "night"):
+        assert marks == expected_marks(web_lake, None if name == "nights" else NIGHT)
+    elif name == "detrends":
+        assert list(marks) == ["detrend-coverage"] and marks["detrend-coverage"] > 0
+    assert shot.stat().st_size > 0
+
+
+def test_nights_page_lists_every_night_in_order(page, web_lake):
+    open_page(page, "/")
+    expect(page.locator("main#page")).to_have_attribute("data-page", "nights")
+    nights = lake_nights(web_lake)
+    rows = page.locator("table#nights tr[data-night]")
+    assert [rows.nth(i).get_attribute("data-night") for i in range(rows.count())] == nights
+
+
+def test_night_page_lists_its_images(page, web_lake):
+    import polars as pl
+
+    open_page(page, f"/night/{NIGHT}")
+    expect(page.locator("h1#night")).to_contain_text(NIGHT)
+    frame = images_frame(web_lake).filter(pl.col("night") == NIGHT)
+    shown = page.locator("table#images tr[data-visit]")
+    assert shown.count() == frame.height
+    pairs = {
+        (
+            int(shown.nth(i).get_attribute("data-visit")),
+            int(shown.nth(i).get_attribute("data-detector")),
+        )
+        for i in range(shown.count())
+    }
+    assert pairs == set(zip(frame["visit"], frame["detector"], strict=True))
+
+
+def test_night_links_to_its_neighbours(page, web_lake):
+    nights = lake_nights(web_lake)
+    at = nights.index(NIGHT)
+    open_page(page, f"/night/{NIGHT}")
+    page.locator("a#next-night").click()
+    expect(page.locator("h1#night")).to_contain_text(nights[at + 1])
+    page.locator("a#prev-night").click()
+    page.locator("a#prev-night").click()
+    expect(page.locator("h1#night")).to_contain_text(nights[at - 1])
+    assert page.locator("a#prev-night").count() == 0  # the first night has none
+
+
+def test_unknown_night_is_a_404_page(page):
+    open_page(page, "/night/19990101", status=404)
+    expect(page.locator("p#error")).to_contain_text("19990101")
+
+
+def test_detrends_page_shows_the_audit_findings(page, web_lake):
+    open_page(page, "/detrends")
+    expect(page.locator("main#page")).to_have_attribute("data-page", "detrends")
+    # audit exits 1 when it finds a gap, as the fixture's detrends have
+    out = nightlake("audit", "--lake", web_lake, "--format", "csv", ok=(0, 1)).decode()
+    audit = list(csv.DictReader(io.StringIO(out)))
+    kinds = {(row["finding"], row["type"]) for row in audit}
+    findings = page.locator("table#findings tr[data-finding]")
+    shown = {
+        (findings.nth(i).get_attribute("data-finding"), findings.nth(i).get_attribute("data-type"))
+        for i in range(findings.count())
+    }
+    assert ("gap", "flat") in kinds and ("overlap", "flat") in kinds  # the fixture's own
+    assert shown == kinds
+
+
+# --- the charts are live: tooltips and click-through ---------------------------------------
+
+
+def test_hovering_a_night_shows_its_tooltip(page, web_lake):
+    open_page(page, "/")
+    drawn_marks(page)
+    figure = page.locator('figure[data-chart="nights-fwhm"]')
+    point = figure.locator(figure.get_attribute("data-mark-selector")).first
+    point.hover()
+    tooltip = page.locator("#vg-tooltip-element")
+    expect(tooltip).to_have_class("visible")
+    nights = lake_nights(web_lake)
+    text = tooltip.inner_text()
+    assert any(night in text for night in nights), text
+    assert "images" in text and "seeing FWHM" in text, text
+
+
+def test_clicking_a_night_opens_it_and_a_visit_filters_its_images(page, web_lake):
+    import polars as pl
+
+    open_page(page, "/")
+    drawn_marks(page)
+    figure = page.locator('figure[data-chart="nights-fwhm"]')
+    point = figure.locator(figure.get_attribute("data-mark-selector")).first
+    point.hover()
+    night = next(n for n in images_frame(web_lake)["night"].unique() if n in _tooltip(page))
+    with page.expect_navigation():
+        point.click()
+    assert urlsplit(page.url).path == f"/night/{night}"
+    drawn_marks(page)
+    figure = page.locator('figure[data-chart="night-fwhm"]')
+    point = figure.locator(figure.get_attribute("data-mark-selector")).first
+    point.hover()
+    visit = int(_tooltip(page).split("visit", 1)[1].split()[0])
+    with page.expect_navigation():
+        point.click()
+    shown = page.locator("table#images tr[data-visit]")
+    frame = images_frame(web_lake).filter((pl.col("night") == night) & (pl.col("visit") == visit))
+    assert shown.count() == frame.height > 0
+    assert {shown.nth(i).get_attribute("data-visit") for i in range(shown.count())} == {str(visit)}
+
+
+def _tooltip(page: Page) -> str:
+    tooltip = page.locator("#vg-tooltip-element")
+    expect(tooltip).to_have_class("visible")
+    return tooltip.inner_text()
+
+
+def test_nights_table_links_to_each_night(page):
+    open_page(page, "/")
+    link = page.locator(f'table#nights tr[data-night="{NIGHT}"] a[href="/night/{NIGHT}"]')
+    link.click()
+    expect(page.locator("h1#night")).to_contain_text(NIGHT)
+
+
+# --- SQL ----------------------------------------------------------------------------------
+
+QUERY = (
+    "SELECT night, target, count(*) AS images, median(psfSigma) AS sigma FROM images "
+    "WHERE night = $night GROUP BY ALL ORDER BY ALL"
+)
+
+
+def test_a_query_typed_into_the_form_shows_its_rows(page, web_lake):
+    open_page(page, "/sql")
+    page.locator("textarea#q").fill(QUERY)
+    with page.expect_navigation():
+        page.locator("form#sql-form [type=submit]").click()
+    # the parameter's field appears for the $night of the query; fill it and run again
+    page.locator("input#param-night").fill(NIGHT)
+    with page.expect_navigation():
+        page.locator("form#sql-form [type=submit]").click()
+    expected = list(
+        csv.reader(io.StringIO(nightlake_sql(web_lake, QUERY, "csv", night=NIGHT).decode()))
+    )
+    header = page.locator("table#result th").all_inner_texts()
+    assert header == expected[0]
+    rows = page.locator("table#result tbody tr")
+    assert rows.count() == len(expected) - 1 > 0
+    first = rows.first.locator("td").all_inner_texts()
+    assert first[:3] == expected[1][:3]
+    assert float(first[3]) == pytest.approx(float(expected[1][3]), rel=1e-3)
+
+
+def test_a_bad_query_is_one_error_line_and_400(page, guard):
+    open_page(page, "/sql?" + urlencode({"q": "SELEC night FROM images"}), status=400)
+    error = page.locator("p#error")
+    expect(error).to_contain_text("syntax")
+    assert "\n" not in error.inner_text() and "Traceback" not in page.content()
+    _forget_status_errors(guard, 400)
+
+
+def test_a_write_is_refused_with_403_and_its_reason(page, guard, web_lake, tmp_path):
+    target = tmp_path / "written.csv"
+    query = f"COPY (SELECT * FROM images) TO '{target}'"
+    open_page(page, "/sql?" + urlencode({"q": query}), status=403)
+    expect(page.locator("p#error")).not_to_be_empty()
+    assert not target.exists()
+    _forget_status_errors(guard, 403)
+
+
+def _forget_status_errors(guard: PageGuard, status: int) -> None:
+    """Chromium logs a document answered with an error status as a console error; the test
+    asked for that status, so that one line is not a failure (any other still is)."""
+    guard.errors = [e for e in guard.errors if f"status of {status}" not in e]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_downloads_equal_nightlake_sql(page, web_lake, tmp_path, fmt):
+    open_page(page, "/sql?" + urlencode({"q": QUERY, "p.night": NIGHT}))
+    with page.expect_download() as info:
+        page.locator(f"a#download-{fmt}").click()
+    got = tmp_path / f"page.{fmt}"
+    info.value.save_as(got)
+    want = tmp_path / f"cli.{fmt}"
+    nightlake_sql(web_lake, QUERY, fmt, out=want, night=NIGHT)
+    if fmt == "csv":
+        assert got.read_bytes() == want.read_bytes()
+    else:
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(got).equals(pq.read_table(want))
