@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -42,6 +43,8 @@ if (_missing := _browser_missing()) is not None:
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
+VISIBLE = re.compile(r"\bvisible\b")  # the class of Vega's tooltip while it shows
+
 
 class PageGuard:
     """Records what a page must not do: leave loopback, log a console error, throw."""
@@ -60,7 +63,7 @@ class PageGuard:
 
     def console(self, message) -> None:
         if message.type == "error":
-            self.errors.append(f"console: {message.text}")
+            self.errors.append(f"console: {message.text} ({message.location.get('url')})")
 
     def page_error(self, error) -> None:
         self.errors.append(f"page error: {error}")
@@ -179,9 +182,10 @@ def test_night_links_to_its_neighbours(page, web_lake):
     assert page.locator("a#prev-night").count() == 0  # the first night has none
 
 
-def test_unknown_night_is_a_404_page(page):
+def test_unknown_night_is_a_404_page(page, guard):
     open_page(page, "/night/19990101", status=404)
     expect(page.locator("p#error")).to_contain_text("19990101")
+    _forget_status_errors(guard, 404)
 
 
 def test_detrends_page_shows_the_audit_findings(page, web_lake):
@@ -210,7 +214,7 @@ def test_hovering_a_night_shows_its_tooltip(page, web_lake):
     point = figure.locator(figure.get_attribute("data-mark-selector")).first
     point.hover()
     tooltip = page.locator("#vg-tooltip-element")
-    expect(tooltip).to_have_class("visible")
+    expect(tooltip).to_have_class(VISIBLE)
     nights = lake_nights(web_lake)
     text = tooltip.inner_text()
     assert any(night in text for night in nights), text
@@ -244,7 +248,7 @@ def test_clicking_a_night_opens_it_and_a_visit_filters_its_images(page, web_lake
 
 def _tooltip(page: Page) -> str:
     tooltip = page.locator("#vg-tooltip-element")
-    expect(tooltip).to_have_class("visible")
+    expect(tooltip).to_have_class(VISIBLE)
     return tooltip.inner_text()
 
 
