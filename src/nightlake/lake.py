@@ -249,6 +249,11 @@ class Lake:
 
         return query_table(self, query, params, quantity=quantity)
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A read-only cursor (locked down like ``nightlake sql``) on the cached connection,
+        for library code that runs several statements (temp tables of its own); close it."""
+        return self._cursor()
+
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on this Lake's cached connection, reconnecting when the lake changed.
 
@@ -258,7 +263,7 @@ class Lake:
         so a query never sees a stale mirror or a stale choice of view.
         """
         with self._connection_lock:
-            state = self._disk_state()
+            state = self.disk_state()
             cached = self._connection
             if cached is None or cached[0] != state:
                 from nightlake.query.stream import open_connection
@@ -269,7 +274,7 @@ class Lake:
                 self._connection = (state, open_connection(self))
             return self._connection[1].cursor()
 
-    def _disk_state(self) -> tuple:
+    def disk_state(self) -> tuple:
         """Stamps of what a connection's views depend on (a few stats and the mirror's small
         manifest; never the database's content)."""
         import json

@@ -53,10 +53,10 @@ async def _get(client, path: str) -> Answer:
 
 
 async def _all(base_url: str, paths: list[str]) -> list[Answer]:
-    import httpx
+    import httpx2
 
-    limits = httpx.Limits(max_connections=len(paths), max_keepalive_connections=0)
-    async with httpx.AsyncClient(
+    limits = httpx2.Limits(max_connections=len(paths), max_keepalive_connections=0)
+    async with httpx2.AsyncClient(
         base_url=base_url, limits=limits, timeout=REQUEST_LIMIT_S, trust_env=False
     ) as client:
         return await asyncio.gather(*(_get(client, p) for p in paths))

@@ -131,33 +131,33 @@ def drawn_marks(page: Page) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_every_page_draws_its_charts(page, web_lake, tmp_path, name):
+def test_every_page_draws_its_charts(page, served_lake, tmp_path, name):
     """Each page at its URL, every chart drawn with the expected marks; its screenshot
     goes to the test's tmp dir."""
     shot = shoot(page, name, tmp_path)
     expect(page.locator("main#page")).to_have_attribute("data-page", name)
     marks = drawn_marks(page)
     if name in ("nights", "night"):
-        assert marks == expected_marks(web_lake, None if name == "nights" else NIGHT)
+        assert marks == expected_marks(served_lake, None if name == "nights" else NIGHT)
     elif name == "detrends":
         assert list(marks) == ["detrend-coverage"] and marks["detrend-coverage"] > 0
     assert shot.stat().st_size > 0
 
 
-def test_nights_page_lists_every_night_in_order(page, web_lake):
+def test_nights_page_lists_every_night_in_order(page, served_lake):
     open_page(page, "/")
     expect(page.locator("main#page")).to_have_attribute("data-page", "nights")
-    nights = lake_nights(web_lake)
+    nights = lake_nights(served_lake)
     rows = page.locator("table#nights tr[data-night]")
     assert [rows.nth(i).get_attribute("data-night") for i in range(rows.count())] == nights
 
 
-def test_night_page_lists_its_images(page, web_lake):
+def test_night_page_lists_its_images(page, served_lake):
     import polars as pl
 
     open_page(page, f"/night/{NIGHT}")
     expect(page.locator("h1#night")).to_contain_text(NIGHT)
-    frame = images_frame(web_lake).filter(pl.col("night") == NIGHT)
+    frame = images_frame(served_lake).filter(pl.col("night") == NIGHT)
     shown = page.locator("table#images tr[data-visit]")
     assert shown.count() == frame.height
     pairs = {
@@ -170,8 +170,8 @@ def test_night_page_lists_its_images(page, web_lake):
     assert pairs == set(zip(frame["visit"], frame["detector"], strict=True))
 
 
-def test_night_links_to_its_neighbours(page, web_lake):
-    nights = lake_nights(web_lake)
+def test_night_links_to_its_neighbours(page, served_lake):
+    nights = lake_nights(served_lake)
     at = nights.index(NIGHT)
     open_page(page, f"/night/{NIGHT}")
     page.locator("a#next-night").click()
@@ -188,11 +188,11 @@ def test_unknown_night_is_a_404_page(page, guard):
     _forget_status_errors(guard, 404)
 
 
-def test_detrends_page_shows_the_audit_findings(page, web_lake):
+def test_detrends_page_shows_the_audit_findings(page, served_lake):
     open_page(page, "/detrends")
     expect(page.locator("main#page")).to_have_attribute("data-page", "detrends")
     # audit exits 1 when it finds a gap, as the fixture's detrends have
-    out = nightlake("audit", "--lake", web_lake, "--format", "csv", ok=(0, 1)).decode()
+    out = nightlake("audit", "--lake", served_lake, "--format", "csv", ok=(0, 1)).decode()
     audit = list(csv.DictReader(io.StringIO(out)))
     kinds = {(row["finding"], row["type"]) for row in audit}
     findings = page.locator("table#findings tr[data-finding]")
@@ -207,7 +207,7 @@ def test_detrends_page_shows_the_audit_findings(page, web_lake):
 # --- the charts are live: tooltips and click-through ---------------------------------------
 
 
-def test_hovering_a_night_shows_its_tooltip(page, web_lake):
+def test_hovering_a_night_shows_its_tooltip(page, served_lake):
     open_page(page, "/")
     drawn_marks(page)
     figure = page.locator('figure[data-chart="nights-fwhm"]')
@@ -215,13 +215,13 @@ def test_hovering_a_night_shows_its_tooltip(page, web_lake):
     point.hover()
     tooltip = page.locator("#vg-tooltip-element")
     expect(tooltip).to_have_class(VISIBLE)
-    nights = lake_nights(web_lake)
+    nights = lake_nights(served_lake)
     text = tooltip.inner_text()
     assert any(night in text for night in nights), text
     assert "images" in text and "seeing FWHM" in text, text
 
 
-def test_clicking_a_night_opens_it_and_a_visit_filters_its_images(page, web_lake):
+def test_clicking_a_night_opens_it_and_a_visit_filters_its_images(page, served_lake):
     import polars as pl
 
     open_page(page, "/")
@@ -229,7 +229,7 @@ def test_clicking_a_night_opens_it_and_a_visit_filters_its_images(page, web_lake
     figure = page.locator('figure[data-chart="nights-fwhm"]')
     point = figure.locator(figure.get_attribute("data-mark-selector")).first
     point.hover()
-    night = next(n for n in images_frame(web_lake)["night"].unique() if n in _tooltip(page))
+    night = next(n for n in images_frame(served_lake)["night"].unique() if n in _tooltip(page))
     with page.expect_navigation():
         point.click()
     assert urlsplit(page.url).path == f"/night/{night}"
@@ -241,7 +241,7 @@ def test_clicking_a_night_opens_it_and_a_visit_filters_its_images(page, web_lake
     with page.expect_navigation():
         point.click()
     shown = page.locator("table#images tr[data-visit]")
-    frame = images_frame(web_lake).filter((pl.col("night") == night) & (pl.col("visit") == visit))
+    frame = images_frame(served_lake).filter((pl.col("night") == night) & (pl.col("visit") == visit))
     assert shown.count() == frame.height > 0
     assert {shown.nth(i).get_attribute("data-visit") for i in range(shown.count())} == {str(visit)}
 
@@ -267,7 +267,7 @@ QUERY = (
 )
 
 
-def test_a_query_typed_into_the_form_shows_its_rows(page, web_lake):
+def test_a_query_typed_into_the_form_shows_its_rows(page, served_lake):
     open_page(page, "/sql")
     page.locator("textarea#q").fill(QUERY)
     with page.expect_navigation():
@@ -277,7 +277,7 @@ def test_a_query_typed_into_the_form_shows_its_rows(page, web_lake):
     with page.expect_navigation():
         page.locator("form#sql-form [type=submit]").click()
     expected = list(
-        csv.reader(io.StringIO(nightlake_sql(web_lake, QUERY, "csv", night=NIGHT).decode()))
+        csv.reader(io.StringIO(nightlake_sql(served_lake, QUERY, "csv", night=NIGHT).decode()))
     )
     header = page.locator("table#result th").all_inner_texts()
     assert header == expected[0]
@@ -296,7 +296,7 @@ def test_a_bad_query_is_one_error_line_and_400(page, guard):
     _forget_status_errors(guard, 400)
 
 
-def test_a_write_is_refused_with_403_and_its_reason(page, guard, web_lake, tmp_path):
+def test_a_write_is_refused_with_403_and_its_reason(page, guard, served_lake, tmp_path):
     target = tmp_path / "written.csv"
     query = f"COPY (SELECT * FROM images) TO '{target}'"
     open_page(page, "/sql?" + urlencode({"q": query}), status=403)
@@ -312,14 +312,14 @@ def _forget_status_errors(guard: PageGuard, status: int) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_downloads_equal_nightlake_sql(page, web_lake, tmp_path, fmt):
+def test_downloads_equal_nightlake_sql(page, served_lake, tmp_path, fmt):
     open_page(page, "/sql?" + urlencode({"q": QUERY, "p.night": NIGHT}))
     with page.expect_download() as info:
         page.locator(f"a#download-{fmt}").click()
     got = tmp_path / f"page.{fmt}"
     info.value.save_as(got)
     want = tmp_path / f"cli.{fmt}"
-    nightlake_sql(web_lake, QUERY, fmt, out=want, night=NIGHT)
+    nightlake_sql(served_lake, QUERY, fmt, out=want, night=NIGHT)
     if fmt == "csv":
         assert got.read_bytes() == want.read_bytes()
     else:
