@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from .independent import lake_nights, nightlake_sql
 from .load import CSV_QUERY, hammer
 
 
+@pytest.mark.slow
 def test_200_concurrent_requests_are_all_answered(served, served_lake):
     answers = hammer(served, lake_nights(served_lake), count=200)
     assert len(answers) == 200
