@@ -10,6 +10,7 @@ what a reader sees first) with Debian's Chromium driven by Playwright.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -28,14 +29,20 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp:
-        lake = build_web_lake(Path(tmp))
-        with live_server(lake, Path(tmp) / "serve.log") as url, sync_playwright() as pw:
+    # a fixed place: the page header shows the lake's path
+    work = Path(tempfile.gettempdir()) / "nightlake-screenshots"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        lake = build_web_lake(work)
+        with live_server(lake, work / "serve.log") as url, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium)
             page = browser.new_page(viewport=VIEWPORT, base_url=url)
             for name in PAGES:
                 print(shoot(page, name, args.out, full_page=False))
             browser.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

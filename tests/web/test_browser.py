@@ -41,6 +41,7 @@ if (_missing := _browser_missing()) is not None:
         pytest.fail(_missing.replace("skipped", "required"), pytrace=False)
     pytest.skip(_missing, allow_module_level=True)
 
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 VISIBLE = re.compile(r"\bvisible\b")  # the class of Vega's tooltip while it shows
@@ -125,6 +126,16 @@ def drawn_marks(page: Page) -> dict[str, int]:
         found[name] = figure.locator(selector).count()
         assert found[name] == int(figure.get_attribute("data-marks")), name
     return found
+
+
+def test_the_guard_stops_a_request_to_any_other_host(page, guard, served):
+    """The guard is not idle: a request to another host name (here ``localhost``, so that
+    nothing leaves the machine even if it were let through) is aborted and recorded."""
+    elsewhere = served.replace(HOST, "localhost") + "/"
+    with pytest.raises(PlaywrightError):
+        page.goto(elsewhere)
+    assert guard.outside == [elsewhere]
+    guard.outside.clear()
 
 
 # --- the pages ----------------------------------------------------------------------------
