@@ -11,6 +11,8 @@
             20190402_A0a.parquet            one file per target/night (zstd, sorted by
                                             detector, visit, mjd)
       detrends/type=flat/…parquet           the DetReg mirror (``nightlake sync``)
+      serve.toml                            optional, the user's: ``nightlake serve``'s
+                                            thresholds and limits (nightlake.web.settings)
 
 Partition values are VARCHAR in every view: ``night`` is a date-like label, not a number.
 """

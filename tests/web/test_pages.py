@@ -170,6 +170,31 @@ def test_image_table_lists_the_nights_images_with_chosen_columns_and_filters(cli
     assert len(_image_rows(ranged.text)) == list(low.values())[0]
 
 
+def test_image_table_shows_at_most_row_cap_images_and_says_so(web_lake):
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import create_app
+    from nightlake.web.settings import ServeSettings
+
+    with TestClient(create_app(web_lake, ServeSettings(row_cap=10))) as client:
+        page = client.get("/night/20190402").text  # 48 images
+        assert len(_image_rows(page)) == 10 and 'id="image-cap"' in page
+        one_visit = client.get("/night/20190402", params={"f.visit": "845573"}).text
+        assert len(_image_rows(one_visit)) == 4 and 'id="image-cap"' not in one_visit
+
+
+def test_a_lake_without_images_says_so(tmp_path):
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import create_app
+
+    (tmp_path / "lake").mkdir()
+    with TestClient(create_app(tmp_path / "lake")) as client:
+        assert 'id="no-images"' in client.get("/").text
+        assert client.get("/night/20190402").status_code == 404
+        assert 'id="no-mirror"' in client.get("/detrends").text
+
+
 @pytest.mark.parametrize(
     "query",
     [{"cols": "no_such_column"}, {"f.no_such": "1"}, {"ge.psfSigma": "not a number"}],
@@ -232,3 +257,33 @@ def test_every_asset_a_page_names_is_served_from_the_app(client):
         for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
             assert client.get(asset).status_code == 200, asset
         assert not re.search(r'(?:src|href)="(?:https?:)?//', html)  # nothing from elsewhere
+
+
+def test_on_loopback_only_loopback_host_names_are_answered(web_lake):
+    """A page elsewhere that rebinds its own name to 127.0.0.1 gets nothing."""
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import allowed_hosts, create_app
+
+    app = create_app(web_lake, hosts=allowed_hosts("127.0.0.1"))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
+        assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 400
+    assert allowed_hosts("0.0.0.0") == ["*"]
+
+
+def test_pages_follow_the_lake_when_it_changes(lake_copy):
+    """The pages' data is reused between requests only while the lake stays as it was."""
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import create_app
+
+    with TestClient(create_app(lake_copy)) as client:
+        assert '<tr data-night="20220527">' in client.get("/").text
+        assert client.get("/night/20220527").status_code == 200
+        for part in (lake_copy / "images").glob("target=*/night=20220527/*.parquet"):
+            part.unlink()
+        assert '<tr data-night="20220527">' not in client.get("/").text
+        assert client.get("/night/20220527").status_code == 404
+        assert 'id="next-night"' not in client.get("/night/20211005").text

@@ -95,6 +95,26 @@ def test_one_visitors_tables_and_views_are_not_the_next_ones(client, web_lake):
     assert _result_cells(page.text) == [[str(count)]]
 
 
+def test_a_table_or_macro_one_query_creates_is_gone_for_the_next(client):
+    made = client.get(
+        "/sql",
+        params={"q": "CREATE TABLE t AS SELECT 1 AS x; CREATE MACRO m() AS 7; SELECT m() FROM t"},
+    )
+    assert _result_cells(made.text) == [["7"]]
+    for query in ("SELECT * FROM t", "SELECT m()"):
+        assert client.get("/sql", params={"q": query}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["BEGIN TRANSACTION", "SELECT 1; COMMIT", "ATTACH ':memory:' AS scratch", "DETACH scratch"],
+)
+def test_transaction_control_attach_and_detach_are_not_for_a_shared_server(client, query):
+    page = client.get("/sql", params={"q": query})
+    assert page.status_code == 400
+    assert "use nightlake sql" in _error(page.text)
+
+
 def test_csv_parquet_and_json_downloads_equal_lake_sql(client, web_lake):
     import pyarrow.parquet as pq
 

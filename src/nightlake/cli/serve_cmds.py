@@ -32,7 +32,7 @@ def serve(
     try:
         import uvicorn
 
-        from nightlake.web.app import create_app
+        from nightlake.web.app import allowed_hosts, create_app
         from nightlake.web.settings import load_settings
     except ImportError as exc:
         raise UsageError(
@@ -42,4 +42,5 @@ def serve(
     typer.echo(
         f"serving {the_lake.path.resolve()} at http://{host}:{port}/ (Ctrl-C stops)", err=True
     )
-    uvicorn.run(create_app(the_lake), host=host, port=port, log_level="warning")
+    app = create_app(the_lake, hosts=allowed_hosts(host))
+    uvicorn.run(app, host=host, port=port, log_level="warning")

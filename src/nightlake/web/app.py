@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,15 @@ SECURITY_HEADERS = [
 ]
 
 
+ERROR_HEADINGS = {
+    400: "Bad request",
+    403: "Refused",
+    404: "Not found",
+    405: "Method not allowed",
+    500: "Something went wrong",
+}
+
+
 class Site:
     """What every page needs: the lake, its settings, the templates."""
 
@@ -62,6 +71,7 @@ class Site:
         )
         self._memo: dict[str, tuple[Any, Any]] = {}
         self._memo_lock = threading.Lock()
+        self._computing: dict[str, threading.Lock] = {}
         self.env.filters["num"] = _number
         self.env.filters["cell"] = cell_text
 
@@ -78,20 +88,23 @@ class Site:
                 st = path.stat()
             except OSError:
                 continue
-            files.append((str(path), st.st_size, st.st_mtime_ns))
+            files.append((str(path), st.st_size, st.st_mtime_ns, st.st_ino))
         return (self.lake.disk_state(), tuple(files))
 
     def cached(self, name: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``, reused until the lake changes (for the slow /detrends audit)."""
+        """``compute()``, reused until the lake changes: the pages' data depends on the lake
+        alone (not on the query string). One request computes while the others asking at the
+        same time wait for its answer."""
         stamp = self.lake_stamp()
         with self._memo_lock:
+            lock = self._computing.setdefault(name, threading.Lock())
+        with lock:
             held = self._memo.get(name)
-        if held is not None and held[0] == stamp:
-            return held[1]
-        value = compute()
-        with self._memo_lock:
+            if held is not None and held[0] == stamp:
+                return held[1]
+            value = compute()
             self._memo[name] = (stamp, value)
-        return value
+            return value
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any):
         from nightlake.detrends.mirror import freshness
@@ -136,7 +149,14 @@ class SecurityHeaders:
 
 def _error_page(request: Request, status: int, message: str):
     site: Site = request.app.state.site
-    return site.render(request, "error.html", status=status, page="error", error=message)
+    return site.render(
+        request,
+        "error.html",
+        status=status,
+        page="error",
+        error=message,
+        heading=ERROR_HEADINGS.get(status, "Error"),
+    )
 
 
 async def _http_error(request: Request, exc: HTTPException):
@@ -173,9 +193,27 @@ def _unexpected_error(request: Request, exc: Exception):
     return _error_page(request, 500, f"internal error: {type(exc).__name__}: {one_line(exc)}")
 
 
-def create_app(lake: Lake | str | os.PathLike[str], settings: ServeSettings | None = None):
+#: The names a browser uses for a server on the loopback interface.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host headers to accept for a server listening on ``host``: on loopback only the
+    loopback names (a web page elsewhere cannot reach the lake through DNS rebinding);
+    listening on other interfaces, any."""
+    return list(LOOPBACK_HOSTS) if host in LOOPBACK_HOSTS else ["*"]
+
+
+def create_app(
+    lake: Lake | str | os.PathLike[str],
+    settings: ServeSettings | None = None,
+    *,
+    hosts: Sequence[str] = ("*",),
+):
     """The ASGI app serving ``lake``; ``settings`` None reads the lake's serve.toml (again
-    whenever it changes)."""
+    whenever it changes); ``hosts``: the Host headers it answers (:func:`allowed_hosts`)."""
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
     the_lake = lake if isinstance(lake, Lake) else Lake(lake)
     routes = [
         Route("/", pages.nights_page, methods=["GET"]),
@@ -194,5 +232,6 @@ def create_app(lake: Lake | str | os.PathLike[str], settings: ServeSettings | No
         },
     )
     app.state.site = Site(the_lake, settings)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
     app.add_middleware(SecurityHeaders)
     return app

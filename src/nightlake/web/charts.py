@@ -115,7 +115,6 @@ def nights_chart(
         },
     }
     spec = {
-        "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
         "width": WIDTH,
         "height": 180,
         "layer": [points, _rules(threshold)],
@@ -133,7 +132,6 @@ def visits_chart(
     for v in values:
         v["href"] = f"/night/{night}?f.visit={v['visit']}#images"
     spec = {
-        "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
         "width": WIDTH,
         "height": 160,
         "data": {"values": values},
@@ -208,7 +206,6 @@ def focal_plane_chart(night: str, rows: Sequence[dict[str, Any]], field: str, la
         },
     }
     spec = {
-        "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
         "width": 420,
         "height": 420,
         "data": {"values": values},
@@ -240,7 +237,6 @@ def coverage_chart(rows: Sequence[dict[str, Any]]) -> Chart:
             }
         )
     spec = {
-        "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
         "width": WIDTH,
         "height": {"step": 28},
         "data": {"values": values},

@@ -45,8 +45,9 @@ Charts
 /detrends
   ``p#no-mirror`` when the lake has no detrend mirror (nothing else then); otherwise
   ``table#findings`` (``tr[data-finding][data-type]``), ``table#finding-counts``
-  (``tr[data-type]``, ``td[data-finding]``), ``table#unresolved`` (images without a detrend,
-  ``tr[data-type]``) and the ``detrend-coverage`` chart.
+  (``tr[data-type]``, a ``td[data-finding]`` per kind of finding the lake has),
+  ``table#unresolved`` (images without a detrend, ``tr[data-type]``) and the
+  ``detrend-coverage`` chart.
 
 /sql
   ``form#sql-form`` (GET /sql): ``textarea#q[name=q]``, one ``input#param-NAME[name="p.NAME"]``
@@ -86,7 +87,7 @@ def site(request: Request) -> Site:
 def nights_page(request: Request) -> Response:
     s = site(request)
     settings = s.settings()
-    rows = queries.nights(s.lake)
+    rows = s.cached("nights", lambda: queries.nights(s.lake))
     levels = {
         r["night"]: {
             "fwhm": settings.thresholds["fwhm_arcsec"].level(r["fwhm_median_arcsec"]),
@@ -109,20 +110,25 @@ def nights_page(request: Request) -> Response:
 def night_page(request: Request) -> Response:
     s = site(request)
     night = request.path_params["night"]
-    summary = queries.night_summary(s.lake, night)
-    prev, nxt = queries.neighbours(s.lake, night)
-    visit_rows = queries.visits(s.lake, night)
+    summary, (prev, nxt), visit_rows, plane = s.cached(
+        f"night:{night}",
+        lambda: (
+            queries.night_summary(s.lake, night),  # NotFound first: nothing is cached then
+            queries.neighbours(s.lake, night),
+            queries.visits(s.lake, night),
+            queries.focal_plane(s.lake, night),
+        ),
+    )
     figures = [
         charts.visits_chart(
             f"night-{suffix}", f"{label} per visit", night, visit_rows, column, label
         )
         for suffix, column, label, _ in NIGHT_METRICS
     ]
-    plane = queries.focal_plane(s.lake, night)
     figures.append(
         charts.focal_plane_chart(night, plane, "fwhm_median_arcsec", "seeing FWHM (arcsec)")
     )
-    known = queries.image_columns(s.lake)
+    known = s.cached("columns", lambda: queries.image_columns(s.lake))
     query = image_query(request)
     context: dict[str, Any] = dict(
         page="night",
@@ -135,7 +141,7 @@ def night_page(request: Request) -> Response:
         image_query=query,
         equal=dict(query.equal),
     )
-    context["images"] = queries.image_rows(s.lake, night, query, known)
+    context["images"] = queries.image_rows(s.lake, night, query, known, s.settings().row_cap)
     return s.render(request, "night.html", **context)
 
 
@@ -158,7 +164,9 @@ def image_query(request: Request) -> queries.ImageQuery:
 
 
 def not_found(request: Request, message: str) -> HTMLResponse:
-    return site(request).render(request, "error.html", status=404, page="error", error=message)
+    return site(request).render(
+        request, "error.html", status=404, page="error", error=message, heading="Not found"
+    )
 
 
 #: /sql.<format>: the writers of :mod:`nightlake.query.output`, with their media types.
@@ -254,7 +262,7 @@ def detrends_page(request: Request) -> Response:
         page="detrends",
         report=report,
         counts=counts,
-        finding_kinds=FINDINGS,
+        finding_kinds=[k for k in FINDINGS if any(k in c for c in counts.values())],
         charts=figures,
         listed=queries.UNRESOLVED_LISTED,
     )

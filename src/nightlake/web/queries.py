@@ -75,6 +75,19 @@ def image_columns(lake: Lake) -> list[str]:
     return lake.sql("SELECT * FROM images LIMIT 0").schema.names
 
 
+@dataclass(frozen=True)
+class SqlResult:
+    """Rows of a user query: at most the cap, and whether more were left out."""
+
+    table: pa.Table
+    truncated: bool
+
+    def rows(self) -> list[tuple]:
+        """The rows as tuples, by position (a result's column names may repeat)."""
+        columns = [c.to_pylist(maps_as_pydicts="lossy") for c in self.table.columns]
+        return list(zip(*columns)) if columns else []
+
+
 #: The image table's columns when the query string names none.
 DEFAULT_IMAGE_COLUMNS = (
     "visit",
@@ -105,8 +118,10 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def image_rows(lake: Lake, night: str, query: ImageQuery, known: Sequence[str]) -> pa.Table:
-    """The images of ``night`` with ``query``'s columns and filters.
+def image_rows(
+    lake: Lake, night: str, query: ImageQuery, known: Sequence[str], limit: int
+) -> SqlResult:
+    """The first ``limit`` images of ``night`` with ``query``'s columns and filters.
 
     Column names are checked against ``known`` (the view's columns) and quoted; every
     value is a bound parameter, compared as the column's own type.
@@ -123,8 +138,12 @@ def image_rows(lake: Lake, night: str, query: ImageQuery, known: Sequence[str]) 
             params[name] = value
     columns = [c for c in query.columns if c not in ("visit", "detector")]
     select = ", ".join(_quoted(c) for c in ["visit", "detector", *columns])
-    sql = f"SELECT {select} FROM images WHERE {' AND '.join(where)} ORDER BY visit, detector"
-    return lake.sql(sql, params)
+    sql = (
+        f"SELECT {select} FROM images WHERE {' AND '.join(where)} "
+        f"ORDER BY visit, detector LIMIT {int(limit) + 1}"
+    )
+    table = lake.sql(sql, params)
+    return SqlResult(table.slice(0, limit), table.num_rows > limit)
 
 
 def _filters(query: ImageQuery):
@@ -135,17 +154,25 @@ def _filters(query: ImageQuery):
     )
 
 
-@dataclass(frozen=True)
-class SqlResult:
-    """Rows of a user query: at most the cap, and whether more were left out."""
+#: Statement types a visitor may not run: they would reach past the transaction each query
+#: runs in (and so into the next visitor's queries). ``nightlake sql`` has its own process.
+SHARED_STATE_TYPES = frozenset({"TRANSACTION", "ATTACH", "DETACH"})
 
-    table: pa.Table
-    truncated: bool
 
-    def rows(self) -> list[tuple]:
-        """The rows as tuples, by position (a result's column names may repeat)."""
-        columns = [c.to_pylist(maps_as_pydicts="lossy") for c in self.table.columns]
-        return list(zip(*columns)) if columns else []
+def check_isolated(query: str) -> None:
+    """Refuse what the read-only guard allows but a shared server cannot: transaction
+    control, ATTACH and DETACH (by DuckDB's statement types); the guard runs first."""
+    from nightlake.query.stream import check_read_only, parse_statements
+
+    statements = parse_statements(query)
+    check_read_only(query, statements)
+    for statement in statements:
+        kind = statement.type.name
+        if kind in SHARED_STATE_TYPES:
+            raise UsageError(
+                f"{kind} statements are not available here: every query of this page runs in a "
+                "transaction of its own that is rolled back; use nightlake sql for them"
+            )
 
 
 def run_user_sql(
@@ -157,16 +184,20 @@ def run_user_sql(
     row_cap: int,
 ) -> SqlResult:
     """Run user SQL read-only (:func:`nightlake.query.stream.stream`, the guard of
-    ``nightlake sql``) on a connection of its own, interrupted after ``seconds``.
+    ``nightlake sql``), interrupted after ``seconds``; at most ``row_cap`` rows (+ whether
+    there were more).
 
-    A fresh connection per query: a query may create tables, views or macros, and those
-    must not be seen by the next visitor. :class:`QueryTimeout` when the timer fired.
+    It runs on a cursor of the lake's shared connection inside a transaction that is always
+    rolled back: the tables, views or macros a query creates are never seen by the next
+    visitor (a fresh connection would isolate too, at the cost of building the views and
+    macros again for every query). :class:`QueryTimeout` when the timer fired.
     """
     import pyarrow as pa
 
-    from nightlake.query.stream import open_connection, stream
+    from nightlake.query.stream import stream
 
-    con = open_connection(lake)
+    check_isolated(query)
+    con = lake.cursor()
     fired = threading.Event()
 
     def stop() -> None:
@@ -175,8 +206,9 @@ def run_user_sql(
 
     timer = threading.Timer(seconds, stop)
     timer.daemon = True
-    timer.start()
     try:
+        con.execute("BEGIN TRANSACTION")
+        timer.start()
         reader = stream(con, query, params)
         batches, rows = [], 0
         for batch in reader:
@@ -194,8 +226,18 @@ def run_user_sql(
         raise
     finally:
         timer.cancel()
-        con.close()
+        _roll_back_and_close(con)
     return SqlResult(table.slice(0, row_cap), table.num_rows > row_cap)
+
+
+def _roll_back_and_close(con) -> None:
+    import duckdb
+
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:  # an interrupted or failed query may have ended it already
+        pass
+    con.close()
 
 
 #: Rows of the images left without a detrend listed per type (the count is always whole).

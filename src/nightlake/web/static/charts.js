@@ -7,6 +7,7 @@ function drawChart(figure) {
   const spec = JSON.parse(figure.querySelector("script.chart-spec").textContent);
   const view = figure.querySelector(".chart-view");
   const options = {
+    mode: "vega-lite", // the specs carry no $schema URL: nothing on a page points elsewhere
     renderer: "svg",
     ast: true,
     actions: false,
