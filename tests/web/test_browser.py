@@ -2,7 +2,7 @@
 
 The server is the real ``nightlake serve`` process on a loopback port (conftest ``served``).
 Every test's page fails on a request that leaves 127.0.0.1 and on any console error or
-uncaught page error. Expectations come from the lake's Parquet files read by polars (an
+warning or uncaught page error. Expectations come from the lake's Parquet files read by polars (an
 independent client) and from ``nightlake sql`` run as a process, never from the app itself.
 Each page's screenshot is written under the test's tmp dir.
 """
@@ -48,7 +48,7 @@ VISIBLE = re.compile(r"\bvisible\b")  # the class of Vega's tooltip while it sho
 
 
 class PageGuard:
-    """Records what a page must not do: leave loopback, log a console error, throw."""
+    """Records what a page must not do: leave loopback, log a console error or warning, throw."""
 
     def __init__(self) -> None:
         self.outside: list[str] = []
@@ -63,8 +63,10 @@ class PageGuard:
             route.abort()
 
     def console(self, message) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text} ({message.location.get('url')})")
+        # warnings too: Vega and Vega-Lite warn (and go on) when they drop part of a spec
+        if message.type in ("error", "warning"):
+            where = message.location.get("url")
+            self.errors.append(f"console {message.type}: {message.text} ({where})")
 
     def page_error(self, error) -> None:
         self.errors.append(f"page error: {error}")
