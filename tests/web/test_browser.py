@@ -145,8 +145,8 @@ def test_the_guard_stops_a_request_to_any_other_host(page, guard, served):
 
 @pytest.mark.parametrize("name", PAGES)
 def test_every_page_draws_its_charts(page, served_lake, tmp_path, name):
-    """Each page at its URL, every chart drawn with the expected marks; its screenshot
-    goes to the test's tmp dir."""
+    """Each page at its URL, every chart drawn with the expected marks, no wider than the
+    window; its screenshot goes to the test's tmp dir."""
     shot = shoot(page, name, tmp_path)
     expect(page.locator("main#page")).to_have_attribute("data-page", name)
     marks = drawn_marks(page)
@@ -155,6 +155,8 @@ def test_every_page_draws_its_charts(page, served_lake, tmp_path, name):
     elif name == "detrends":
         assert list(marks) == ["detrend-coverage"] and marks["detrend-coverage"] > 0
     assert shot.stat().st_size > 0
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= VIEWPORT["width"], f"{name} scrolls sideways: {width} px wide"
 
 
 def test_nights_page_lists_every_night_in_order(page, served_lake):
