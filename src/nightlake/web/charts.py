@@ -23,6 +23,8 @@ LEVEL_COLOURS = {"ok": "#2ca02c", "warn": "#ff9f1c", "bad": "#d62728"}
 WIDTH = 640
 #: pixels between the data and a chart's edges, so a mark at either end is not cut by an axis
 EDGE = 12
+#: pixels kept for the y labels of stacked charts, so their time axes line up
+Y_LABELS = 44
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def nights_chart(
                 "type": "quantitative",
                 "title": label,
                 "scale": {"zero": False, "padding": EDGE},
+                "axis": {"minExtent": Y_LABELS},
             },
             "color": _level_colour(),
             "href": {"field": "href"},
@@ -157,6 +160,7 @@ def visits_chart(
                 "type": "quantitative",
                 "title": label,
                 "scale": {"zero": False, "padding": EDGE},
+                "axis": {"minExtent": Y_LABELS},
             },
             "color": {"field": "band", "type": "nominal", "title": "band"},
             "href": {"field": "href"},
