@@ -318,7 +318,7 @@ def test_a_write_is_refused_with_403_and_its_reason(page, guard, served_lake, tm
     target = tmp_path / "written.csv"
     query = f"COPY (SELECT * FROM images) TO '{target}'"
     open_page(page, "/sql?" + urlencode({"q": query}), status=403)
-    expect(page.locator("p#error")).not_to_be_empty()
+    expect(page.locator("p#error")).to_contain_text("COPY writes files")
     assert not target.exists()
     _forget_status_errors(guard, 403)
 
