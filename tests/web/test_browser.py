@@ -44,6 +44,7 @@ if (_missing := _browser_missing()) is not None:
 from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
+FWHM_PER_SIGMA = 2.355 * 0.2637  # arcsec per pixel of PSF sigma on DECam (sql/10_seeing.sql)
 VISIBLE = re.compile(r"\bvisible\b")  # the class of Vega's tooltip while it shows
 
 
@@ -222,18 +223,44 @@ def test_detrends_page_shows_the_audit_findings(page, served_lake):
 # --- the charts are live: tooltips and click-through ---------------------------------------
 
 
-def test_hovering_a_night_shows_its_tooltip(page, served_lake):
+def test_hovering_each_night_shows_its_numbers(page, served_lake):
+    """Every point's tooltip, hovered one by one, against polars' per-night numbers."""
     open_page(page, "/")
     drawn_marks(page)
     figure = page.locator('figure[data-chart="nights-fwhm"]')
-    point = figure.locator(figure.get_attribute("data-mark-selector")).first
-    point.hover()
-    tooltip = page.locator("#vg-tooltip-element")
-    expect(tooltip).to_have_class(VISIBLE)
-    nights = lake_nights(served_lake)
-    text = tooltip.inner_text()
-    assert any(night in text for night in nights), text
-    assert "images" in text and "seeing FWHM" in text, text
+    points = figure.locator(figure.get_attribute("data-mark-selector"))
+    shown = {}
+    for i in range(points.count()):
+        points.nth(i).hover()
+        rows = dict(line.split("\t", 1) for line in _tooltip(page).splitlines())
+        shown[rows.pop("night")] = rows
+    assert shown == nights_by_polars(served_lake)
+
+
+def nights_by_polars(lake: Path) -> dict[str, dict[str, str]]:
+    """Per night with a finite psfSigma, the tooltip's rows as the page should format them."""
+    import polars as pl
+
+    per_night = (
+        images_frame(lake)
+        .group_by("night")
+        .agg(
+            pl.col("psfSigma").filter(pl.col("psfSigma").is_finite()).median().alias("sigma"),
+            pl.len().alias("images"),
+            pl.col("visit").n_unique().alias("visits"),
+            pl.col("target").unique().sort().str.join(", ").alias("targets"),
+        )
+        .filter(pl.col("sigma").is_not_null())
+    )
+    return {
+        r["night"]: {
+            "seeing FWHM (arcsec)": f"{FWHM_PER_SIGMA * r['sigma']:.3f}",
+            "images": str(r["images"]),
+            "visits": str(r["visits"]),
+            "targets": r["targets"],
+        }
+        for r in per_night.iter_rows(named=True)
+    }
 
 
 def test_clicking_a_night_opens_it_and_a_visit_filters_its_images(page, served_lake):
