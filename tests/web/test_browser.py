@@ -289,6 +289,26 @@ def test_clicking_a_night_opens_it_and_a_visit_filters_its_images(page, served_l
     assert {shown.nth(i).get_attribute("data-visit") for i in range(shown.count())} == {str(visit)}
 
 
+def test_clicking_a_detector_lists_its_images(page, served_lake):
+    import polars as pl
+
+    open_page(page, f"/night/{NIGHT}")
+    drawn_marks(page)
+    figure = page.locator('figure[data-chart="focal-plane"]')
+    rect = figure.locator(figure.get_attribute("data-mark-selector")).last
+    rect.hover()
+    detector = int(_tooltip(page).split("detector", 1)[1].split()[0])
+    with page.expect_navigation():
+        rect.click()
+    shown = page.locator("table#images tr[data-detector]")
+    frame = images_frame(served_lake)
+    frame = frame.filter((pl.col("night") == NIGHT) & (pl.col("detector") == detector))
+    assert shown.count() == frame.height > 0
+    assert {shown.nth(i).get_attribute("data-detector") for i in range(shown.count())} == {
+        str(detector)
+    }
+
+
 def _tooltip(page: Page) -> str:
     tooltip = page.locator("#vg-tooltip-element")
     expect(tooltip).to_have_class(VISIBLE)
