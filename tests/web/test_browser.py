@@ -186,6 +186,22 @@ def test_night_page_lists_its_images(page, served_lake):
     assert pairs == set(zip(frame["visit"], frame["detector"], strict=True))
 
 
+def test_the_image_form_chooses_columns_and_filters(page, served_lake):
+    import polars as pl
+
+    open_page(page, f"/night/{NIGHT}")
+    page.locator("form#image-filters select[name=cols]").select_option(["psfSigma", "zeroPoint"])
+    page.locator('form#image-filters input[name="f.detector"]').fill("31")
+    with page.expect_navigation():
+        page.locator("form#image-filters [type=submit]").click()
+    # visit and detector always lead: they name each row
+    headers = page.locator("table#images th").all_inner_texts()
+    assert headers == ["visit", "detector", "psfSigma", "zeroPoint"]
+    frame = images_frame(served_lake)
+    frame = frame.filter((pl.col("night") == NIGHT) & (pl.col("detector") == 31))
+    assert page.locator("table#images tbody tr").count() == frame.height > 0
+
+
 def test_night_links_to_its_neighbours(page, served_lake):
     nights = lake_nights(served_lake)
     at = nights.index(NIGHT)
