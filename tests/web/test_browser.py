@@ -1,9 +1,9 @@
 """The pages of ``nightlake serve`` in a real browser: Debian's Chromium driven by Playwright.
 
 The server is the real ``nightlake serve`` process on a loopback port (conftest ``served``).
-Every test's page fails on a request that leaves 127.0.0.1 and on any console error or
-warning or uncaught page error. Expectations come from the lake's Parquet files read by polars (an
-independent client) and from ``nightlake sql`` run as a process, never from the app itself.
+Every test's page fails on a request that leaves 127.0.0.1, on any console error or warning
+and on any uncaught page error. Expectations come from the lake's Parquet files read by polars
+(an independent client) and from ``nightlake`` commands run as processes, never from the app.
 Each page's screenshot is written under the test's tmp dir.
 """
 
@@ -90,7 +90,7 @@ def guard() -> PageGuard:
 def page(browser, served, guard) -> Page:
     """A fresh page (own context: no cookies or cache between tests), base URL ``served``.
 
-    After the test: no request left loopback, no console or page error.
+    After the test: no request left loopback, no console error or warning, no page error.
     """
     context = browser.new_context(viewport=VIEWPORT, base_url=served, accept_downloads=True)
     context.route("**/*", guard.route)
@@ -129,6 +129,9 @@ def drawn_marks(page: Page) -> dict[str, int]:
         found[name] = figure.locator(selector).count()
         assert found[name] == int(figure.get_attribute("data-marks")), name
     return found
+
+
+# --- the guard ----------------------------------------------------------------------------
 
 
 def test_the_guard_stops_a_request_to_any_other_host(page, guard, served):
