@@ -25,7 +25,7 @@ def _error(html: str) -> str:
 def _result_cells(html: str) -> list[list[str]]:
     table = re.search(r'<table id="result".*?</table>', html, re.S).group(0)
     body = table.split("<tbody>")[1]
-    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
 
 
 def test_a_query_with_a_bound_parameter_shows_its_rows(client, web_lake):

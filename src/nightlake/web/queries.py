@@ -82,6 +82,13 @@ class SqlResult:
     table: pa.Table
     truncated: bool
 
+    def numeric(self) -> list[bool]:
+        """Which columns hold numbers (shown right-aligned)."""
+        import pyarrow as pa
+
+        kinds = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
+        return [any(kind(f.type) for kind in kinds) for f in self.table.schema]
+
     def rows(self) -> list[tuple]:
         """The rows as tuples, by position (a result's column names may repeat)."""
         columns = [c.to_pylist(maps_as_pydicts="lossy") for c in self.table.columns]
