@@ -46,7 +46,6 @@ from nightlake.detrends.detreg.format import (
     make_records,
     max_filter_name_length,
     overlap_policy,
-    parse_header,
     to_native,
     validate_records,
 )
@@ -59,6 +58,7 @@ from nightlake.detrends.detreg.journal import (
 from nightlake.detrends.detreg.record import TYPE_NAMES, DetRegRecord
 from nightlake.errors import FormatError, InputError, LockTimeout
 from nightlake.files import atomic_replace
+from nightlake.fits import BLOCK, primary_header
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 MAX_FILTER_CODE = 9999  # FILT<code> must fit the 8 characters of a FITS keyword
@@ -221,7 +221,7 @@ def _records_after(raw, end: int, recsize: int) -> int:
 def _decode(path: Path, raw, st: os.stat_result | None, *, keep_extra: bool = False) -> DetRegDB:
     """Validate and decode a file's bytes; ``keep_extra`` also takes the whole records found
     after the ones NRECORD declares (for ``check --repair --keep-extra``)."""
-    header = parse_header(raw, path)
+    header = primary_header(raw, path)
     cards = header.cards
     layout, byteorder, nrecord = layout_of(cards, path)
     recsize = LAYOUTS[layout]["recsize"]
@@ -283,7 +283,7 @@ def encode_db(
     overlaps: str = "allow",
     date: str | None = None,
 ) -> bytes:
-    """The complete bytes of a DetReg file: header, records, zero padding to 2880.
+    """The complete bytes of a DetReg file: header, records, zero padding to a whole block.
 
     ``date`` (the DATE card, ``YYYY-MM-DDThh:mm:ss``) defaults to now; a journaled write uses
     its entry's time, so that a replay of the journal rebuilds the very bytes it hashed.
@@ -301,7 +301,7 @@ def encode_db(
         overlaps=overlaps,
     )
     data = encode_records(records, layout, byteorder)
-    return header + data + b"\0" * (-len(data) % 2880)
+    return header + data + b"\0" * (-len(data) % BLOCK)
 
 
 def _atomic_replace(
