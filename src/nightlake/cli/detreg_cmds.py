@@ -223,7 +223,7 @@ def list_(
     import numpy as np
 
     rows = _rows(database.records[mask], database.filters, np.flatnonzero(mask))
-    typer.echo(_render(rows, fmt), nl=fmt != "csv")
+    typer.echo(_render(rows, fmt), nl=fmt == "json")
 
 
 @detregister.command()
@@ -300,8 +300,6 @@ _TABLE_COLUMNS = [
 
 
 def _render(records: list, fmt: str) -> str:
-    from nightlake.detrends.detreg.record import text_table
-
     if fmt == "json":
         import json
 
@@ -326,8 +324,12 @@ def _render(records: list, fmt: str) -> str:
                 row["tstop"] = None
             writer.writerow(["" if row[c] is None else row[c] for c in _CSV_COLUMNS])
         return out.getvalue()
-    lines = text_table([r.to_text() for r in records], _TABLE_COLUMNS)
-    return lines + ("\n(no records)" if not records else "")
+    from nightlake.query.output import write_table
+
+    out: list[str] = []
+    cells = [[text[c] for c in _TABLE_COLUMNS] for text in (r.to_text() for r in records)]
+    write_table(_TABLE_COLUMNS, [cells], out.append, cell_width=None)  # filenames whole
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
-from nightlake.detrends.detreg.record import text_table
 from nightlake.detrends.rules import (
     DETREND_TYPES,
     FILTERED_TYPES,
@@ -179,11 +178,12 @@ def open_db(db: str | None, as_of: str | None = None):
 # -- output ---------------------------------------------------------------------------------
 
 
-def _table(rows: list[dict], columns: Sequence[str]) -> str:
-    return text_table(
-        [{c: "" if r.get(c) is None else str(r.get(c)) for c in columns} for r in rows],
-        list(columns),
-    )
+def _table(rows: list[dict], columns: Sequence[str], out) -> None:
+    """``rows`` in the table format of every command, filenames never cut."""
+    from nightlake.query.output import write_table  # only here: the short format starts fast
+
+    cells = [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    write_table(columns, [cells], out.write, cell_width=None)
 
 
 def _answer(db, image: Image, choice: Choice | None, detrend_type: str, mode: str) -> dict:
@@ -215,10 +215,7 @@ def _print_answers(answers: list[dict], fmt: str, batch: bool, out) -> None:
             )
             for a in answers
         ]
-        out.write(
-            _table(rows, ["image", "ccd", "filter", "time", "rule", "scale", "index", "filename"])
-            + "\n"
-        )
+        _table(rows, ["image", "ccd", "filter", "time", "rule", "scale", "index", "filename"], out)
     elif batch:
         for a in answers:
             out.write(f"{a['image']}\t{(a['record'] or {}).get('filename', '')}\n")
@@ -267,22 +264,20 @@ def run(argv: Sequence[str], prog: str = "detsearch", out=None, err=None) -> int
 
             out.write(json.dumps(rows, indent=1) + "\n")
         elif args.format == "table":
-            out.write(
-                _table(
-                    rows,
-                    [
-                        "index",
-                        "type",
-                        "ccd",
-                        "filter",
-                        "dark_exptime",
-                        "tstart",
-                        "tstop",
-                        "treg",
-                        "filename",
-                    ],
-                )
-                + "\n"
+            _table(
+                rows,
+                [
+                    "index",
+                    "type",
+                    "ccd",
+                    "filter",
+                    "dark_exptime",
+                    "tstart",
+                    "tstop",
+                    "treg",
+                    "filename",
+                ],
+                out,
             )
         else:
             show = args.show or "tstart"
