@@ -12,7 +12,13 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.options import DB_ENV, db_option, format_option, lock_timeout_option
+from nightlake.cli.options import (
+    DB_ENV,
+    AsOfOption,
+    db_option,
+    format_option,
+    lock_timeout_option,
+)
 from nightlake.cli.progress import Progress
 from nightlake.cli.root import app, make_app
 from nightlake.errors import UsageError
@@ -24,13 +30,6 @@ PROGRESS_MIN_FILES = 50
 
 DbOption = db_option(f"The DetReg database (default: ${DB_ENV}).", envvar=DB_ENV)
 LockOption = lock_timeout_option("the writer lock")
-AsOfOption = typer.Option(
-    None,
-    "--as-of",
-    show_default=False,
-    help="The database as it was at this time (ISO-8601 UTC or Unix seconds), replayed from "
-    "its journal.",
-)
 
 
 def _db(db: Path | None) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.options import LakeOption, lock_timeout_option
+from nightlake.cli.options import AsOfOption, LakeOption, lock_timeout_option
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
@@ -66,12 +66,7 @@ def resolve_cmd(
     mode: str = typer.Option("exact", "--mode", help="exact or recent."),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
     lake: Path | None = LakeOption,
-    as_of: str | None = typer.Option(
-        None,
-        "--as-of",
-        help="Resolve against the database as it was at this time (ISO-8601 UTC or Unix "
-        "seconds), replayed from its journal.",
-    ),
+    as_of: str | None = AsOfOption,
     db: Path | None = typer.Option(
         None,
         "--db",

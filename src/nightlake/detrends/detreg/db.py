@@ -472,18 +472,31 @@ def add_records(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> DetRegDB:
     """Append records (filter codes already assigned; ``filters`` adds table entries)."""
+
+    def build(db: DetRegDB) -> tuple[np.ndarray, dict[int, str]]:
+        return np.asarray(new_records).astype(RECORD_DTYPE), _merge_filters(db, filters or {})
+
+    return _append(db_path, build, lock_timeout)
+
+
+def _append(
+    db_path: str | os.PathLike,
+    build: Callable[[DetRegDB], tuple[np.ndarray, dict[int, str]]],
+    lock_timeout: float,
+) -> DetRegDB:
+    """Append in one lock and one journaled rewrite: ``build(db)`` gives the new records and
+    the whole filter table (the database's codes and any new ones)."""
     db_path = _existing(db_path)
-    new_records = np.asarray(new_records).astype(RECORD_DTYPE)
     with locked(db_path, lock_timeout):
         db = read_db(db_path)
-        merged = _merge_filters(db, filters or {})
-        added = {c: n for c, n in merged.items() if c not in db.filters}
+        new, filters = build(db)
+        added = {c: n for c, n in filters.items() if c not in db.filters}
         return _commit(
             db,
-            np.concatenate([db.records, new_records]),
-            merged,
+            np.concatenate([db.records, new]),
+            filters,
             "add",
-            [record_dict(r, merged) for r in new_records],
+            [record_dict(r, filters) for r in new],
             filters_added=added,
         )
 
@@ -659,20 +672,12 @@ def register(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> DetRegDB:
     """Append entries in one lock and one rewrite; new filter names get the next codes."""
-    db_path = _existing(db_path)
-    with locked(db_path, lock_timeout):
-        db = read_db(db_path)
+
+    def build(db: DetRegDB) -> tuple[np.ndarray, dict[int, str]]:
         filters = _assign_filter_codes(db, entries)
-        new = entries_to_records(entries, filters)
-        added = {c: n for c, n in filters.items() if c not in db.filters}
-        return _commit(
-            db,
-            np.concatenate([db.records, new]),
-            filters,
-            "add",
-            [record_dict(r, filters) for r in new],
-            filters_added=added,
-        )
+        return entries_to_records(entries, filters), filters
+
+    return _append(db_path, build, lock_timeout)
 
 
 # --------------------------------------------------------------------------------------------
