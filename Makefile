@@ -30,8 +30,8 @@ test: lint
 
 ## make lint: ruff's checks and its formatting, over everything we write
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench data/fixtures hatch_build.py
-	$(BIN)/ruff format --check src tests bench data/fixtures hatch_build.py
+	$(BIN)/ruff check src tests bench data/fixtures docs/make_screenshots.py hatch_build.py
+	$(BIN)/ruff format --check src tests bench data/fixtures docs/make_screenshots.py hatch_build.py
 
 ## make bench: the speed goals (by hand; prints ratios against each baseline)
 bench: $(STAMP)

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from .lake_fixture import build_web_lake
+from .live_server import live_server
+
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
 
 
@@ -39,3 +42,18 @@ def lake_copy(web_lake, tmp_path) -> Path:
     target = tmp_path / "lake"
     shutil.copytree(web_lake, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def served_lake(tmp_path_factory) -> Path:
+    """The fixture collections with a detrend mirror made for the pages (see lake_fixture.py);
+    read-only for the tests that use it."""
+    return build_web_lake(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="session")
+def served(served_lake, tmp_path_factory) -> str:
+    """The base URL of a real ``nightlake serve --lake served_lake`` on a free loopback port."""
+    log = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    with live_server(served_lake, log) as url:
+        yield url

@@ -118,13 +118,17 @@ class Site:
 
 
 def _number(value: Any, digits: int = 3) -> str:
-    """A number for a table cell: floats rounded to ``digits`` decimals, missing as ''."""
+    """A number for a table cell: floats rounded to ``digits`` decimals, times to the
+    millisecond, missing as ''."""
+    import datetime
     import math
 
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.{digits}f}"
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ", timespec="milliseconds")
     return str(value)
 
 

@@ -8,6 +8,7 @@ selector of those marks in Vega's SVG, for the page's ``data-marks`` contract.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ SYMBOLS = "g.mark-symbol.role-mark > path"
 RECTS = "g.mark-rect.role-mark > path"
 LEVEL_COLOURS = {"ok": "#2ca02c", "warn": "#ff9f1c", "bad": "#d62728"}
 WIDTH = 640
+#: pixels between the data and a chart's edges, so a mark at either end is not cut by an axis
+EDGE = 12
+#: pixels kept for the y labels of stacked charts, so their time axes line up
+Y_LABELS = 44
 
 
 @dataclass(frozen=True)
@@ -96,12 +101,18 @@ def nights_chart(
         "data": {"values": values},
         "mark": {"type": "point", "filled": True, "size": 80, "cursor": "pointer"},
         "encoding": {
-            "x": {"field": "date", "type": "temporal", "title": "night", "scale": {"type": "utc"}},
+            "x": {
+                "field": "date",
+                "type": "temporal",
+                "title": "night",
+                "scale": {"type": "utc", "padding": EDGE},
+            },
             "y": {
                 "field": "value",
                 "type": "quantitative",
                 "title": label,
-                "scale": {"zero": False},
+                "scale": {"zero": False, "padding": EDGE},
+                "axis": {"minExtent": Y_LABELS},
             },
             "color": _level_colour(),
             "href": {"field": "href"},
@@ -141,10 +152,16 @@ def visits_chart(
                 "field": "obs_time",
                 "type": "temporal",
                 "title": "time (UTC)",
-                "scale": {"type": "utc"},
-                "axis": {"format": "%H:%M", "formatType": "utc"},
+                "scale": {"type": "utc", "padding": EDGE},
+                "axis": {"format": "%H:%M"},  # UTC: the scale is utc
             },
-            "y": {"field": field, "type": "quantitative", "title": label, "scale": {"zero": False}},
+            "y": {
+                "field": field,
+                "type": "quantitative",
+                "title": label,
+                "scale": {"zero": False, "padding": EDGE},
+                "axis": {"minExtent": Y_LABELS},
+            },
             "color": {"field": "band", "type": "nominal", "title": "band"},
             "href": {"field": "href"},
             "tooltip": [
@@ -197,9 +214,16 @@ def focal_plane_chart(night: str, rows: Sequence[dict[str, Any]], field: str, la
             ],
         },
     }
+    # viridis runs from dark purple (low) to yellow (high): white numbers on the dark half
+    numbers = [v[field] for v in values]
+    mid = (min(numbers) + max(numbers)) / 2 if numbers else 0.0
     labels = {
-        "mark": {"type": "text", "fontSize": 10, "fontWeight": "bold", "color": "#111"},
+        "mark": {"type": "text", "fontSize": 10, "fontWeight": "bold"},
         "encoding": {
+            "color": {
+                "condition": {"test": f"datum[{json.dumps(field)}] < {mid!r}", "value": "#fff"},
+                "value": "#111",
+            },
             "x": {"field": "x_mid", **x},
             "y": {"field": "y_mid", **y},
             "text": {"field": "detector"},
@@ -242,7 +266,12 @@ def coverage_chart(rows: Sequence[dict[str, Any]]) -> Chart:
         "data": {"values": values},
         "mark": {"type": "square", "size": 160, "cursor": "pointer"},
         "encoding": {
-            "x": {"field": "date", "type": "temporal", "title": "night", "scale": {"type": "utc"}},
+            "x": {
+                "field": "date",
+                "type": "temporal",
+                "title": "night",
+                "scale": {"type": "utc", "padding": EDGE},
+            },
             "y": {"field": "type", "type": "nominal", "title": "detrend type"},
             "color": {
                 "field": "rule",
