@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.options import LakeOption, lock_timeout_option
+from nightlake.cli.options import AsOfOption, LakeOption, lock_timeout_option
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
@@ -81,12 +81,7 @@ def resolve_cmd(
         "--format json or parquet).",
     ),
     lake: Path | None = LakeOption,
-    as_of: str | None = typer.Option(
-        None,
-        "--as-of",
-        help="Resolve against the database as it was at this time (ISO-8601 UTC or Unix "
-        "seconds), replayed from its journal.",
-    ),
+    as_of: str | None = AsOfOption,
     changed_since: str | None = typer.Option(
         None,
         "--changed-since",
@@ -219,8 +214,9 @@ def emit_changes(changes, fmt: str, output: Path | None, verb: str) -> None:
 
     import pyarrow as pa
 
+    from nightlake.cli.results import emit
     from nightlake.detrends.changes import KEY, summary
-    from nightlake.detrends.detreg.record import text_table
+    from nightlake.query.output import write_table
 
     info = json.loads(changes.schema.metadata[KEY])
     said = (
@@ -228,13 +224,13 @@ def emit_changes(changes, fmt: str, output: Path | None, verb: str) -> None:
         f"{info['after']['label']})"
     )
     if fmt == "table":
-        rows = summary(changes).to_pylist()
-        shown = [{k: "(none)" if v is None else str(v) for k, v in row.items()} for row in rows]
-        if shown:
-            typer.echo(text_table(shown, list(shown[0])))
+        table = summary(changes)
+        rows = [["(none)" if v is None else str(v) for v in r.values()] for r in table.to_pylist()]
+        if rows:
+            out: list[str] = []
+            write_table(table.column_names, [rows], out.append, cell_width=None)
+            typer.echo("".join(out), nl=False)
         typer.echo(said)
         return
-    from nightlake.cli.query_cmds import _emit
-
-    _emit(pa.RecordBatchReader.from_batches(changes.schema, changes.to_batches()), fmt, output)
+    emit(pa.RecordBatchReader.from_batches(changes.schema, changes.to_batches()), fmt, output)
     typer.echo(said + (f": written to {output}" if output is not None else ""), err=True)

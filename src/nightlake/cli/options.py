@@ -27,6 +27,13 @@ OutputOption = typer.Option(
     help="Write the result to this file (atomically) instead of stdout.",
     show_default=False,
 )
+AsOfOption = typer.Option(
+    None,
+    "--as-of",
+    show_default=False,
+    help="Answer from the database as it was at this time (ISO-8601 UTC or Unix seconds), "
+    "replayed from its journal.",
+)
 ParamOption = typer.Option(
     [],
     "-p",

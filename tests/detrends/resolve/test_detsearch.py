@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from reference import read_table
 
 from nightlake.cli.detsearch import run
 from nightlake.errors import NightlakeError
@@ -85,7 +86,9 @@ def test_json_has_the_record_the_rule_and_the_dark_scale(db, tmp_path):
     assert answer["record"]["tstart"] == "2019-04-02T05:11:20Z"
     assert answer["time"] == "2019-04-02T05:13:00Z"
     status, out, _ = search("--db", db, "--image", img, "--type", "dark", "--format", "table")
-    assert "dark300.fits" in out and "exact" in out.splitlines()[1]
+    [row] = read_table(out)
+    assert (row["rule"], row["filename"], row["index"]) == ("exact", "/m/dark300.fits", "5")
+    assert (row["image"], row["ccd"], row["time"]) == (str(img), "5", "2019-04-02T05:13:00Z")
 
 
 def test_recent_mode_and_overrides(db, tmp_path):
@@ -336,4 +339,4 @@ def test_open_ended_reads_never_as_in_detregister_list(db):
     assert out.getvalue().split("\t")[0] == "never"
     listed = CliRunner().invoke(app, ["detregister", "list", "--db", str(db), "--type", "bias"])
     assert listed.exit_code == 0, listed.output
-    assert "never" in listed.output.splitlines()[1].split()
+    assert [row["tstop"] for row in read_table(listed.output)] == ["never"]
