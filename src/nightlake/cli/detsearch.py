@@ -277,8 +277,8 @@ def _list(db, args, time_us: int | None, out) -> int:
         import json
 
         out.write(json.dumps(rows, indent=1) + "\n")
-    elif args.format == "table":
-        _table(rows, [*_LIST_COLUMNS, "filename"], out)
+    elif args.format == "table":  # the cells detregister list shows (open-ended: never)
+        _table([record(db, i).to_text() for i in indices], [*_LIST_COLUMNS, "filename"], out)
     else:
         show = args.show or "tstart"
         for r in rows:
