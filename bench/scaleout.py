@@ -20,6 +20,7 @@ Goal on a 2-core machine (no speed-up possible, so low overhead): resolve with 2
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import sys
@@ -46,31 +47,47 @@ from nightlake.lake import Lake  # noqa: E402
 from nightlake.scaleout import DaskExecutor, Executor  # noqa: E402
 
 
-def clock(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def cpu_seconds() -> float:
+    """CPU time of this process, every thread (DuckDB's, pyarrow's) included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
-def in_turns(paths: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """Each path once per turn (A, B, C, A, B, C, …): load on the shared machine hits all."""
-    times: dict[str, list[float]] = {name: [] for name in paths}
+def cpu_of(runner: DaskExecutor | None) -> float:
+    """CPU time of this process and of the runner's workers."""
+    workers = runner.client.run(cpu_seconds).values() if runner is not None else []
+    return cpu_seconds() + sum(workers)
+
+
+Path_ = tuple[Callable[[], object], DaskExecutor | None]
+
+
+def in_turns(paths: dict[str, Path_], repeat: int) -> dict[str, list[tuple[float, float]]]:
+    """Each path once per turn (A, B, C, A, B, C, …): load on the shared machine hits all.
+    (wall, CPU) seconds of each run; CPU time (this process and the workers) hardly depends on
+    the machine's load, wall time does."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
     for turn in range(repeat):
-        for name, fn in paths.items():
-            times[name].append(clock(fn))
-            print(f"  turn {turn + 1}: {name:<16} {times[name][-1]:7.2f} s", flush=True)
+        for name, (fn, runner) in paths.items():
+            cpu, start = cpu_of(runner), time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start, cpu_of(runner) - cpu))
+            wall, used = times[name][-1]
+            print(f"  turn {turn + 1}: {name:<16} {wall:7.2f} s wall {used:7.2f} s CPU", flush=True)
     return times
 
 
-def report(title: str, times: dict[str, list[float]], rows: int, base: str) -> None:
-    print(f"{title}: median (best)")
-    ref_med, ref_best = statistics.median(times[base]), min(times[base])
-    for name, ts in times.items():
-        med, best = statistics.median(ts), min(ts)
-        print(
-            f"  {name:<16} {med:7.2f} s ({best:6.2f})  {rows / med:12,.0f} rows/s  "
-            f"{med / ref_med:5.2f}x ({best / ref_best:4.2f}x) {base}"
-        )
+def report(title: str, times: dict[str, list[tuple[float, float]]], rows: int, base: str) -> None:
+    print(f"{title}: median (best); wall, then CPU")
+    for k, what in enumerate(("wall", "CPU ")):
+        ref = [t[k] for t in times[base]]
+        for name, runs in times.items():
+            ts = [t[k] for t in runs]
+            med, best = statistics.median(ts), min(ts)
+            print(
+                f"  {what} {name:<16} {med:7.2f} s ({best:6.2f})  {rows / med:12,.0f} rows/s  "
+                f"{med / statistics.median(ref):5.2f}x ({best / min(ref):4.2f}x) {base}"
+            )
 
 
 def bench_resolve(tmp: Path, n: int, records: int, repeat: int) -> None:
@@ -80,12 +97,21 @@ def bench_resolve(tmp: Path, n: int, records: int, repeat: int) -> None:
     out.mkdir()
     with DaskExecutor(workers=1) as one, DaskExecutor(workers=2) as two:
         paths = {
-            "local": lambda: write_assignments(lake, "flat", "exact", out / "local.parquet"),
-            "dask, 1 worker": lambda: write_assignments_chunked(
-                lake, "flat", "exact", out / "dask1", one, chunks=chunks
+            "local": (
+                lambda: write_assignments(lake, "flat", "exact", out / "local.parquet"),
+                None,
             ),
-            "dask, 2 workers": lambda: write_assignments_chunked(
-                lake, "flat", "exact", out / "dask2", two, chunks=chunks
+            "dask, 1 worker": (
+                lambda: write_assignments_chunked(
+                    lake, "flat", "exact", out / "dask1", one, chunks=chunks
+                ),
+                one,
+            ),
+            "dask, 2 workers": (
+                lambda: write_assignments_chunked(
+                    lake, "flat", "exact", out / "dask2", two, chunks=chunks
+                ),
+                two,
             ),
         }
         times = in_turns(paths, repeat)
@@ -100,16 +126,22 @@ def bench_chunk(tmp: Path, n: int, records: int, repeat: int) -> None:
     chunk = Chunk(str(lake.path), (str(first),), str(tmp / "one.parquet"), "flat")
     rows = resolve_chunk(chunk, timeline=tl, schema=schema)[0]
     times = in_turns(
-        {"one chunk": lambda: resolve_chunk(chunk, timeline=tl, schema=schema)}, repeat
+        {"one chunk": (lambda: resolve_chunk(chunk, timeline=tl, schema=schema), None)}, repeat
     )
     report(f"per chunk ({rows:,} rows, timeline of {records:,} records)", times, rows, "one chunk")
 
 
 def bench_timeline(tmp: Path, records: int, repeat: int) -> None:
     lake, _ = build(tmp, 100_000, records, np.random.default_rng(7))
-    tl = timeline(lake, "flat", "exact")
+    built: list = []  # the first timeline, for its size
+
+    def build_one() -> None:
+        tl = timeline(lake, "flat", "exact")
+        built[:] = built or [tl]
+
+    times = in_turns({"timeline": (build_one, None)}, repeat)
+    tl = built[0]
     print(f"timeline at {records:,} records: {tl.num_rows:,} rows, {tl.nbytes / 1e6:.1f} MB Arrow")
-    times = in_turns({"timeline": lambda: timeline(lake, "flat", "exact")}, repeat)
     report(f"timeline build at {records:,} records", times, records, "timeline")
 
 
@@ -122,7 +154,7 @@ def bench_convert(tmp: Path, scale: float, repeat: int) -> None:
     sources = write_survey(tmp / "survey", scale=scale)
     size = sum(p.stat().st_size for p in sources)
 
-    def fresh(executor: Executor) -> Callable[[], object]:
+    def fresh(executor: Executor | None) -> Callable[[], object]:
         def run() -> None:
             shutil.rmtree(tmp / "lake", ignore_errors=True)
             report_ = convert(Lake(tmp / "lake"), [tmp / "survey"], executor=executor)
@@ -132,12 +164,14 @@ def bench_convert(tmp: Path, scale: float, repeat: int) -> None:
 
     with DaskExecutor(workers=1) as one, DaskExecutor(workers=2) as two:
         paths = {
-            "local": fresh(Executor()),
-            "dask, 1 worker": fresh(one),
-            "dask, 2 workers": fresh(two),
+            "local": (fresh(None), None),
+            "dask, 1 worker": (fresh(one), one),
+            "dask, 2 workers": (fresh(two), two),
         }
         times = in_turns(paths, repeat)
     rows = Lake(tmp / "lake").connect().sql("SELECT count(*) FROM images").fetchone()[0]
+    stored = sum(p.stat().st_size for p in Lake(tmp / "lake").image_files())
+    print(f"lake: {stored / 1e6:.0f} MB of Parquet, {stored / rows:.0f} bytes per row")
     report(
         f"convert, scale {scale} ({len(sources)} files, {size / 1e6:.0f} MB, {rows:,} rows)",
         times,

@@ -83,6 +83,19 @@ def test_by_detector_too(dask_client, tmp_path):
     assert _files(there) == _files(here)
 
 
+def test_progress_counts_every_read_and_every_partition(dask_client, tmp_path):
+    seen: dict[str, list[tuple[int, int]]] = {"read": [], "write": []}
+    report = convert(
+        Lake(tmp_path / "lake"),
+        [COLLECTIONS, JOINED],
+        progress=lambda stage, done, total, label: seen[stage].append((done, total)),
+        executor=DaskExecutor.from_client(dask_client),
+    )
+    sources, partitions = len(list(COLLECTIONS.iterdir())) + 1, len(report.written)
+    assert seen["read"] == [(i, sources) for i in range(1, sources + 1)]
+    assert seen["write"] == [(i, partitions) for i in range(1, partitions + 1)]
+
+
 def test_the_local_executor_runs_the_same_tasks(tmp_path):
     """The executor interface without a cluster: tasks in this process, one after another."""
     here, there = Lake(tmp_path / "a"), Lake(tmp_path / "b")
