@@ -169,7 +169,7 @@ def bench_convert(tmp: Path, scale: float, repeat: int) -> None:
             "dask, 2 workers": (fresh(two), two),
         }
         times = in_turns(paths, repeat)
-    rows = Lake(tmp / "lake").connect().sql("SELECT count(*) FROM images").fetchone()[0]
+    rows = Lake(tmp / "lake").connect().sql("SELECT count(*) FROM images").fetchall()[0][0]
     stored = sum(p.stat().st_size for p in Lake(tmp / "lake").image_files())
     print(f"lake: {stored / 1e6:.0f} MB of Parquet, {stored / rows:.0f} bytes per row")
     report(
