@@ -10,7 +10,7 @@ LAKE   ?= demo-lake
 $(STAMP): pyproject.toml hatch_build.py src/nightlake/detrends/detreg/_columns.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dask,serve]'
 	touch $(STAMP)
 
 ## make demo: build a lake from data/fixtures/ and run cross-night queries on it

@@ -49,6 +49,23 @@ COMMENT ON MACRO detrend_for IS
     'The detrend record chosen for one image, as a STRUCT (NULL when none): detrend_for(type, ccd, filter, time, mode := ''exact''|''recent'', exptime := seconds (darks), band := short filter name). Fields: record_index, filename, filename_bytes (the exact bytes), type, ccd, filter, dark_exptime, tstart, tstop, treg, sigma, clipsigma, flag1, flag2, rule, scale.';
 
 
+-- The classes an image falls in for a type: its filter class (flats and fringes depend on the
+-- (filter, band) pair, other types not) and its exposure class (darks depend on the image's
+-- exposure time). Written once here for detrend_timeline, apply_detrend_timeline and
+-- changed_detrends, which must compute them the same way.
+CREATE OR REPLACE MACRO detrend_fkey(detrend_type, image_filter, image_band) AS
+    CASE WHEN detrend_type IN ('flat', 'fringe')
+         THEN coalesce(image_filter, chr(30)) || chr(31) || coalesce(image_band, chr(30))
+         ELSE '' END;
+COMMENT ON MACRO detrend_fkey IS
+    'The filter class of an image for a detrend type (the fkey of detrend_timeline): detrend_fkey(type, filter, band);  for types that ignore the filter.';
+
+CREATE OR REPLACE MACRO detrend_ekey(detrend_type, image_exptime) AS
+    CASE WHEN detrend_type = 'dark' THEN image_exptime::DOUBLE ELSE 0.0 END;
+COMMENT ON MACRO detrend_ekey IS
+    'The exposure class of an image for a detrend type (the ekey of detrend_timeline): detrend_ekey(type, exptime); 0 for types other than dark.';
+
+
 -- Every image at once, set-based, in two steps so that the detrend side can be computed once and
 -- applied to the images in pieces (nightlake resolve --executor dask ships the timeline to each
 -- worker). Per (ccd, filter class, exposure class) the detrend side is cut into a timeline:
@@ -61,12 +78,8 @@ CREATE OR REPLACE MACRO detrend_timeline(detrend_type, mode := 'exact', source :
 WITH
 classes AS (
     SELECT DISTINCT detector::BIGINT AS ccd,
-           -- the filter class: flats/fringes depend on (filter, band); other types do not
-           CASE WHEN detrend_type IN ('flat', 'fringe')
-                THEN coalesce(filter, chr(30)) || chr(31) || coalesce(band, chr(30))
-                ELSE '' END AS fkey,
-           -- the exposure class: darks depend on the image's exposure time
-           CASE WHEN detrend_type = 'dark' THEN exposureTime::DOUBLE ELSE 0.0 END AS ekey,
+           detrend_fkey(detrend_type, filter, band) AS fkey,
+           detrend_ekey(detrend_type, exposureTime) AS ekey,
            CASE WHEN detrend_type IN ('flat', 'fringe') THEN filter END AS filter,
            CASE WHEN detrend_type IN ('flat', 'fringe') THEN band END AS band
     FROM query_table(source)
@@ -135,11 +148,9 @@ SELECT i.* EXCLUDE (_nl_fkey, _nl_ekey),
        CASE WHEN detrend_type = 'dark' AND t.rec IS NOT NULL AND t.grp <> 0
             THEN i.exposureTime::DOUBLE / t.grp END AS detrend_scale
 FROM (
-    SELECT *,  -- the keys of detrend_timeline's classes, computed the same way
-           CASE WHEN detrend_type IN ('flat', 'fringe')
-                THEN coalesce(filter, chr(30)) || chr(31) || coalesce(band, chr(30))
-                ELSE '' END AS _nl_fkey,
-           CASE WHEN detrend_type = 'dark' THEN exposureTime::DOUBLE ELSE 0.0 END AS _nl_ekey
+    SELECT *,  -- the keys of detrend_timeline's classes
+           detrend_fkey(detrend_type, filter, band) AS _nl_fkey,
+           detrend_ekey(detrend_type, exposureTime) AS _nl_ekey
     FROM query_table(source)
 ) AS i
 ASOF LEFT JOIN query_table(timeline) AS t

@@ -74,6 +74,8 @@ FROM (
     -- an identical earlier record is named before one that only shares the filename
     QUALIFY row_number() OVER (PARTITION BY a.record_index
                                ORDER BY same DESC, b.record_index) = 1
-);
+)
+-- the parts of a UNION ALL arrive in any order: the same database gives the same listing
+ORDER BY record_index, finding;
 COMMENT ON MACRO TABLE detrend_record_findings IS
     'Findings about the detrend records alone: detrend_record_findings(). Columns: finding (empty range, open-ended, duplicate filename, identical record), type, ccd, record_index, other_index (the earlier record with the same filename), detail.';

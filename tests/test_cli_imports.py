@@ -11,7 +11,18 @@ from pathlib import Path
 import pytest
 
 PREVIOUS_LAKE = Path(__file__).parent.parent / "data" / "fixtures" / "previous" / "lake"
-HEAVY = ("pyarrow", "numpy", "astropy", "rich", "matplotlib", "duckdb", "filelock")
+HEAVY = (
+    "pyarrow",
+    "numpy",
+    "astropy",
+    "rich",
+    "matplotlib",
+    "duckdb",
+    "filelock",
+    "starlette",
+    "uvicorn",
+    "jinja2",
+)
 
 
 def loaded_after(code: str) -> list[str]:
@@ -66,6 +77,7 @@ def test_sql_prints_text_without_pyarrow(lake, fmt):
         ["audit", "--help"],
         ["sync", "--help"],
         ["resolve", "--help"],
+        ["serve", "--help"],
     ],
 )
 def test_help_of_every_command_loads_no_heavy_module(argv):

@@ -20,11 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from astropy.table import Table, vstack
+from query.astro_lakes import SHARED_DATA  # ../shared/data, or $NIGHTLAKE_SHARED_DATA
 
 from nightlake.sql import load_macros
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GENERATED = ("collections", "joined", "sharded", "packed", "ecsv")
 
 DEEP_COLUMNS = (
@@ -280,14 +280,27 @@ def test_demo_seeing_follows_table_ii(table_ii):
         assert fwhm == pytest.approx(theta[key], rel=0.15), key
 
 
+def test_a_real_head_is_the_start_of_a_real_file_with_its_header(make_fixtures):
+    """The committed head is the original's header and first rows; astropy reads it."""
+    for name, rows in make_fixtures.REAL_HEADS.items():
+        head = FIXTURES / "real" / name.replace(".ecsv", "_head.ecsv")
+        text = head.read_bytes()
+        assert make_fixtures.real_head(text + b"more\nrows\n", rows) == text
+        assert len(Table.read(head, format="ascii.ecsv")) == rows
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="no ../shared/data next to this checkout")
-def test_real_files_are_unchanged_copies():
+def test_real_files_are_unchanged_copies(make_fixtures):
     assert (FIXTURES / "deep_table_II.ecsv").read_bytes() == (
         SHARED_DATA / "deep_table_II.ecsv"
     ).read_bytes()
     for name in ("missing_data", "table_IV_V", "refcats_ps1", "exposures_object_raw"):
         committed = (FIXTURES / "real" / f"{name}.ecsv").read_bytes()
         assert committed == (SHARED_DATA / "deep_processing" / f"{name}.ecsv").read_bytes(), name
+    for name, rows in make_fixtures.REAL_HEADS.items():
+        original = (SHARED_DATA / "deep_processing" / name).read_bytes()
+        head = (FIXTURES / "real" / name.replace(".ecsv", "_head.ecsv")).read_bytes()
+        assert original.startswith(head) and head == make_fixtures.real_head(original, rows)
 
 
 @pytest.mark.parametrize("night", ["20201020", "20220527", "20210510"])

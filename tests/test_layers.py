@@ -1,6 +1,6 @@
 """The package's layers: core (errors, files, sql, columns, lake) under the domain packages
-(ingest, query, detrends) under the CLI. A module imports its own layer or lower ones, and
-no chain of module-level imports comes back to where it started."""
+(ingest, query, detrends) under the web app under the CLI. A module imports its own layer or
+lower ones, and no chain of module-level imports comes back to where it started."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import nightlake
 
 PACKAGE = Path(nightlake.__file__).resolve().parent
-LAYERS = {"core": 0, "ingest": 1, "query": 1, "detrends": 1, "cli": 2}
+LAYERS = {"core": 0, "ingest": 1, "query": 1, "detrends": 1, "web": 2, "cli": 3}
 #: Upward imports that are still there, each with why; the test fails when one goes away
 #: too, so this list only shrinks. (The Lake builds its connection with the detrend
 #: mirror's views, the query layer's guard and derived views, and reads compacted files.)

@@ -73,6 +73,10 @@ class QueryError(NightlakeError):
     exit_code = 2
 
 
+class ReadOnlyError(QueryError):
+    """A statement refused because it could write (files, settings, extensions): reads only."""
+
+
 class UsageError(NightlakeError):
     """A combination of options that cannot work (the CLI shows it like a usage error)."""
 

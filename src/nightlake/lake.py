@@ -11,6 +11,8 @@
             20190402_A0a.parquet            one file per target/night (zstd, sorted by
                                             detector, visit, mjd)
       detrends/type=flat/…parquet           the DetReg mirror (``nightlake sync``)
+      serve.toml                            optional, the user's: ``nightlake serve``'s
+                                            thresholds and limits (nightlake.web.settings)
 
 Partition values are VARCHAR in every view: ``night`` is a date-like label, not a number.
 """
@@ -249,6 +251,11 @@ class Lake:
 
         return query_table(self, query, params, quantity=quantity)
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A read-only cursor (locked down like ``nightlake sql``) on the cached connection,
+        for library code that runs several statements (temp tables of its own); close it."""
+        return self._cursor()
+
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on this Lake's cached connection, reconnecting when the lake changed.
 
@@ -258,7 +265,7 @@ class Lake:
         so a query never sees a stale mirror or a stale choice of view.
         """
         with self._connection_lock:
-            state = self._disk_state()
+            state = self.disk_state()
             cached = self._connection
             if cached is None or cached[0] != state:
                 from nightlake.query.stream import open_connection
@@ -269,7 +276,7 @@ class Lake:
                 self._connection = (state, open_connection(self))
             return self._connection[1].cursor()
 
-    def _disk_state(self) -> tuple:
+    def disk_state(self) -> tuple:
         """Stamps of what a connection's views depend on (a few stats and the mirror's small
         manifest; never the database's content)."""
         import json

@@ -229,3 +229,65 @@ def test_convert_runs_on_jemalloc_unless_the_user_chose_a_pool(tmp_path, chosen)
     assert len(list((tmp_path / "lake" / "images").rglob("*.parquet"))) == len(
         list(COLLECTIONS.glob("*.collection"))
     )
+
+
+KEY_NAMED = textwrap.dedent("""\
+    # %ECSV 1.0
+    # ---
+    # datatype:
+    # - {name: fieldname, datatype: string}
+    # - {name: night, datatype: int64}
+    # - {name: COLUMN, datatype: string}
+    # schema: astropy-2.0
+    fieldname night COLUMN
+    A0a 20190402 VALUE
+    A0b 20190402 VALUE
+    """)
+
+
+@pytest.mark.parametrize(
+    "column, values, needle",
+    [
+        ("target", ("A0a", "A0c"), "column 'target': holds values other than the rows' partition"),
+        ("target", ("A0a", ""), "column 'target': holds values other than the rows' partition"),
+        ("year", ("2019", "2019"), "column 'year': the name of a compacted lake's partition key"),
+    ],
+)
+def test_a_column_that_the_lake_would_hide_is_refused(tmp_path, column, values, needle):
+    """A real process: one line naming the file, the column and the fix; nothing written."""
+    path = tmp_path / "keys.ecsv"
+    text = KEY_NAMED.replace("COLUMN", column).replace("VALUE", values[0], 1)
+    path.write_text(text.replace("VALUE", values[1] or '""', 1))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nightlake.cli",
+            "convert",
+            str(path),
+            "--lake",
+            str(tmp_path / "l"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("nightlake: error:")]
+    assert line.startswith(f"nightlake: error: {path}: {needle}") and "rename" in line
+    assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "l").rglob("*.parquet"))
+
+
+def test_a_target_column_holding_the_rows_target_is_kept(cli, tmp_path):
+    from nightlake.lake import Lake
+
+    path = tmp_path / "keys.ecsv"
+    path.write_text(
+        KEY_NAMED.replace("COLUMN", "target").replace("VALUE", "A0a", 1).replace("VALUE", "A0b")
+    )
+    assert cli("convert", path, "--lake", tmp_path / "lake").exit_code == 0
+    rows = Lake(tmp_path / "lake").sql("SELECT fieldname, target FROM images ORDER BY 1")
+    assert rows.to_pylist() == [
+        {"fieldname": "A0a", "target": "A0a"},
+        {"fieldname": "A0b", "target": "A0b"},
+    ]

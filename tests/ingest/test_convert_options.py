@@ -12,7 +12,12 @@ import pytest
 
 from nightlake import Lake
 from nightlake.errors import UsageError
-from nightlake.ingest.convert import ConvertOptions, convert, read_partition_metadata
+from nightlake.ingest.convert import (
+    FORMAT_VERSION,
+    ConvertOptions,
+    convert,
+    read_partition_metadata,
+)
 from nightlake.query.info import lake_info
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
@@ -112,7 +117,7 @@ def test_a_lake_of_the_previous_format_is_taken_as_tai(tmp_path):
     report = convert(lake, [src])
     assert report.ok and len(report.written) == 2
     manifest = json.loads(lake.manifest_path.read_text())
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["options"] == {"partition_by": ["target", "night"], "time_scale": "tai"}
     assert not lake_info(lake).stale
 

@@ -111,3 +111,35 @@ def test_astropy_is_not_imported():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            # 1900 … 2100, and the microseconds around the leap seconds of 2016 and 1972
+            st.integers(-2_208_988_800_000_000, 4_102_444_800_000_000),
+            st.integers(1_483_228_799_000_000, 1_483_228_801_000_000),
+            st.integers(78_796_799_000_000, 78_796_801_000_000),
+        ),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_datetime64_to_utc_jd_is_astropys_parse(micros):
+    """The inverse of utc_jd_to_datetime64 gives the two-part JD astropy parses a
+    ``datetime64`` into, bit for bit, and the microsecond back."""
+    import warnings
+
+    from astropy.time import Time
+
+    from nightlake.ingest.taitime import datetime64_to_utc_jd, utc_jd_to_datetime64
+
+    stamps = np.array(micros, dtype="datetime64[us]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", erfa.ErfaWarning)  # "dubious year" before 1960
+        reference = Time(stamps, format="datetime64", scale="utc")
+        jd1, jd2 = datetime64_to_utc_jd(stamps)
+        back = utc_jd_to_datetime64(jd1, jd2)
+    assert np.array_equal(jd1, reference.jd1) and np.array_equal(jd2, reference.jd2)
+    assert np.array_equal(back, stamps)

@@ -11,6 +11,7 @@ from nightlake.cli import (  # noqa: F401, I001
     history_cmds,
     lake_cmds,
     query_cmds,
+    serve_cmds,
     sky_cmds,
     trust_cmds,
 )

@@ -33,6 +33,53 @@ AsOfOption = typer.Option(
 )
 
 
+PreviewOption = typer.Option(
+    False,
+    "--preview",
+    help="Change nothing: list the lake's images (--lake) whose detrend the change would change.",
+)
+PreviewLakeOption = typer.Option(
+    None, "--lake", show_default=False, help="With --preview: the lake whose images to resolve."
+)
+PreviewModeOption = typer.Option(
+    None, "--mode", show_default=False, help="With --preview: exact or recent (default: both)."
+)
+PreviewFormatOption = format_option(
+    "With --preview: table (a summary by night x CCD x type), json or parquet (every changed "
+    "image).",
+    "table",
+)
+PreviewOutputOption = typer.Option(
+    None,
+    "-o",
+    "--output",
+    show_default=False,
+    help="With --preview: write the full list here (--format json or parquet).",
+)
+
+
+def _preview_args(preview: bool, lake: Path | None, mode: str | None, fmt: str, output) -> tuple:
+    """Check the --preview options; the lake and modes a preview resolves."""
+    from nightlake.cli.detrend_cmds import check_changes_output
+    from nightlake.detrends.rules import MODES
+
+    if not preview:
+        if lake is not None or mode is not None or output is not None or fmt != "table":
+            raise UsageError("--lake, --mode, --format and -o go with --preview")
+        return None, None
+    if lake is None:
+        raise UsageError("--preview resolves the images of a lake: give --lake LAKE")
+    if mode is not None and mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: expected exact or recent")
+    check_changes_output(fmt, output)
+    from nightlake.lake import Lake
+
+    the_lake = Lake(lake)
+    if not the_lake.images_dir.is_dir():
+        raise UsageError(f"--lake {lake}: no lake images here")
+    return the_lake, (MODES if mode is None else (mode,))
+
+
 def _db(db: Path | None) -> Path:
     if db is None:
         raise UsageError(f"no database: give --db DB or set ${DB_ENV}")
@@ -96,12 +143,18 @@ def add(
     clipsigma: float | None = typer.Option(None, "--clipsigma", help="Override CLIPSIG."),
     treg: str | None = typer.Option(None, "--treg", help="Registration time (default now)."),
     lock_timeout: float = LockOption,
+    preview: bool = PreviewOption,
+    lake: Path | None = PreviewLakeOption,
+    mode: str | None = PreviewModeOption,
+    fmt: str = PreviewFormatOption,
+    output: Path | None = PreviewOutputOption,
 ) -> None:
     """Register master images: one record per image (per extension of a MEF)."""
     from nightlake.detrends.detreg import register
     from nightlake.detrends.detreg.headers import Overrides, entries_from_fits
 
     path = _db(db)
+    the_lake, modes = _preview_args(preview, lake, mode, fmt, output)
     if type_ is not None:
         _type(type_)
     overrides = Overrides(
@@ -121,6 +174,12 @@ def add(
         for file in files:
             entries.extend(entries_from_fits(file, overrides))
             progress.advance("reading headers", len(files))
+    if preview:
+        from nightlake.cli.detrend_cmds import emit_changes
+        from nightlake.detrends.changes import preview_add
+
+        emit_changes(preview_add(the_lake, path, entries, modes=modes), fmt, output, "would change")
+        return
     result = register(path, entries, lock_timeout=lock_timeout)
     typer.echo(
         f"registered {len(entries)} record(s) from {len(files)} file(s) in {path} "
@@ -142,12 +201,18 @@ def delete(
     all_: bool = typer.Option(False, "--all", help="Allow deleting every record."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would go; change nothing."),
     lock_timeout: float = LockOption,
+    preview: bool = PreviewOption,
+    lake: Path | None = PreviewLakeOption,
+    mode: str | None = PreviewModeOption,
+    fmt: str = PreviewFormatOption,
+    output: Path | None = PreviewOutputOption,
 ) -> None:
     """Remove matching records (by --filename, or by --type with narrowing options)."""
     from nightlake.detrends.detreg import Selection, delete_records
     from nightlake.detrends.detreg.headers import parse_time
 
     path = _db(db)
+    the_lake, modes = _preview_args(preview, lake, mode, fmt, output)
     if (
         filename is None
         and type_ is None
@@ -167,6 +232,13 @@ def delete(
         if tstop is None
         else parse_time(tstop, source="--tstop", field="--tstop", allow_never=True),
     )
+    if preview:
+        from nightlake.cli.detrend_cmds import emit_changes
+        from nightlake.detrends.changes import preview_delete
+
+        changes = preview_delete(the_lake, path, selection, allow_all=all_, modes=modes)
+        emit_changes(changes, fmt, output, "would change")
+        return
     after, removed, indices = delete_records(
         path, selection, dry_run=dry_run, allow_all=all_, lock_timeout=lock_timeout
     )
@@ -354,6 +426,10 @@ _LONG_OPTIONS = {
     "help",
     "repair",
     "keep-extra",
+    "preview",
+    "lake",
+    "mode",
+    "output",
 }
 _SUBCOMMANDS = {"init", "add", "delete", "list", "check", "adopt"}
 

@@ -68,9 +68,24 @@ def sync(
 
 @app.command("resolve")
 def resolve_cmd(
-    detrend_type: str = typer.Option(..., "--type", help="bias, dark, flat, fringe or mask."),
-    mode: str = typer.Option("exact", "--mode", help="exact or recent."),
-    output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
+    detrend_type: str | None = typer.Option(
+        None,
+        "--type",
+        help="bias, dark, flat, fringe or mask (with --changed-since/--diff: only this type; "
+        "default: every type whose records changed).",
+    ),
+    mode: str | None = typer.Option(
+        None,
+        "--mode",
+        help="exact or recent (default exact; with --changed-since/--diff: both).",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="Parquet file to write (with --changed-since/--diff: the list of changed images, "
+        "--format json or parquet).",
+    ),
     lake: Path | None = LakeOption,
     as_of: str | None = typer.Option(
         None,
@@ -78,10 +93,29 @@ def resolve_cmd(
         help="Resolve against the database as it was at this time (ISO-8601 UTC or Unix "
         "seconds), replayed from its journal.",
     ),
+    changed_since: str | None = typer.Option(
+        None,
+        "--changed-since",
+        help="List the images whose detrend differs between the database as of this time "
+        "and now (the reprocessing list).",
+    ),
+    diff: tuple[str, str] | None = typer.Option(
+        None,
+        "--diff",
+        metavar="T1 T2",
+        help="List the images whose detrend differs between the database as of T1 and as of T2.",
+    ),
+    fmt: str = typer.Option(
+        "table",
+        "--format",
+        help="With --changed-since/--diff: table (a summary by night x CCD x type), json or "
+        "parquet (every changed image).",
+    ),
     db: Path | None = typer.Option(
         None,
         "--db",
-        help="With --as-of: the DetReg database to replay (default: the lake's).",
+        help="With --as-of/--changed-since/--diff: the DetReg database to replay (default: "
+        "the lake's).",
     ),
     executor: str = executor_option(
         "a Dask cluster; -o becomes a directory of part-NNNNN.parquet files"
@@ -89,15 +123,35 @@ def resolve_cmd(
     scheduler: str | None = SchedulerOption,
     workers: int | None = WorkersOption,
 ) -> None:
-    """Assign a detrend to every image of the lake and write the result to Parquet."""
-    from nightlake.detrends.rules import DETREND_TYPES, MODES, write_assignments
+    """Assign a detrend to every image of the lake and write the result to Parquet; or list
+    the images whose detrend changed between two states of the database."""
+    from nightlake.detrends.rules import DETREND_TYPES, MODES
+
+    if detrend_type is not None and detrend_type not in DETREND_TYPES:
+        raise UsageError(f"--type {detrend_type!r}: expected one of {', '.join(DETREND_TYPES)}")
+    if mode is not None and mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: expected exact or recent")
+    if changed_since is not None or diff is not None:
+        if as_of is not None or executor != "local" or scheduler or workers is not None:
+            raise UsageError(
+                "--changed-since/--diff take neither --as-of nor --executor/--scheduler/--workers"
+            )
+        _changes_cmd(lake, db, detrend_type, mode, changed_since, diff, fmt, output)
+        return
+    if detrend_type is None:
+        raise UsageError("--type is needed (bias, dark, flat, fringe or mask)")
+    if output is None:
+        raise UsageError("-o FILE is needed: the Parquet file to write")
+    _resolve_all(
+        lake, db, detrend_type, mode or "exact", as_of, output, executor, scheduler, workers
+    )
+
+
+def _resolve_all(lake, db, detrend_type, mode, as_of, output, executor, scheduler, workers) -> None:
+    from nightlake.detrends.rules import write_assignments
     from nightlake.lake import Lake
     from nightlake.scaleout import executor as make_executor
 
-    if detrend_type not in DETREND_TYPES:
-        raise UsageError(f"--type {detrend_type!r}: expected one of {', '.join(DETREND_TYPES)}")
-    if mode not in MODES:
-        raise UsageError(f"--mode {mode!r}: expected exact or recent")
     if db is not None and as_of is None:
         raise UsageError("--db goes with --as-of (without it the lake's mirror answers)")
     when = None
@@ -117,3 +171,66 @@ def resolve_cmd(
         with make_executor(executor, scheduler=scheduler, workers=workers) as runner:
             rows, found = write_assignments_chunked(Lake(lake), detrend_type, mode, output, runner)
     typer.echo(f"wrote {rows} images ({found} with a {detrend_type}, {mode} mode) to {output}")
+
+
+def _changes_cmd(lake, db, detrend_type, mode, changed_since, diff, fmt, output) -> None:
+    from nightlake.detrends.changes import changes_between
+    from nightlake.detrends.history import lake_db, parse_as_of
+    from nightlake.detrends.rules import MODES
+    from nightlake.lake import Lake
+
+    if changed_since is not None and diff is not None:
+        raise UsageError("give --changed-since TIME or --diff T1 T2, not both")
+    check_changes_output(fmt, output)
+    since, until = (changed_since, None) if diff is None else diff
+    the_lake = Lake(lake)
+    changes = changes_between(
+        the_lake,
+        lake_db(the_lake, db),
+        parse_as_of(since),
+        None if until is None else parse_as_of(until),
+        types=None if detrend_type is None else [detrend_type],
+        modes=MODES if mode is None else [mode],
+    )
+    emit_changes(changes, fmt, output, "changed")
+
+
+CHANGES_FORMATS = ("table", "json", "parquet")
+
+
+def check_changes_output(fmt: str, output: Path | None) -> None:
+    """The output options of a list of changed images (checked before the work is done)."""
+    if fmt not in CHANGES_FORMATS:
+        raise UsageError(f"--format {fmt!r}: expected table, json or parquet")
+    if fmt == "table" and output is not None:
+        raise UsageError("-o writes the full list: give --format json or parquet")
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet needs -o FILE")
+
+
+def emit_changes(changes, fmt: str, output: Path | None, verb: str) -> None:
+    """Print the summary table of a list of changed images (``--format table``), or write the
+    full list as JSON or Parquet (stdout or ``-o``), its count on stderr."""
+    import json
+
+    import pyarrow as pa
+
+    from nightlake.detrends.changes import KEY, summary
+    from nightlake.detrends.detreg.record import text_table
+
+    info = json.loads(changes.schema.metadata[KEY])
+    said = (
+        f"{changes.num_rows} image detrend(s) {verb} ({info['before']['label']} → "
+        f"{info['after']['label']})"
+    )
+    if fmt == "table":
+        rows = summary(changes).to_pylist()
+        shown = [{k: "(none)" if v is None else str(v) for k, v in row.items()} for row in rows]
+        if shown:
+            typer.echo(text_table(shown, list(shown[0])))
+        typer.echo(said)
+        return
+    from nightlake.cli.query_cmds import _emit
+
+    _emit(pa.RecordBatchReader.from_batches(changes.schema, changes.to_batches()), fmt, output)
+    typer.echo(said + (f": written to {output}" if output is not None else ""), err=True)

@@ -201,10 +201,15 @@ def _answer(db, image: Image, choice: Choice | None, detrend_type: str, mode: st
     }
 
 
-def _print_answers(answers: list[dict], fmt: str, batch: bool, out) -> None:
+def _print_answers(answers: list[dict], fmt: str, batch: bool, out, db=None) -> None:
     if fmt == "json":
         import json
 
+        from nightlake.detrends.provenance import search_record
+
+        # every answer carries where it came from, so a line cut out of a batch still does
+        provenance = search_record(db, answers[0]["type"], answers[0]["mode"])
+        answers = [dict(a, provenance=provenance) for a in answers]
         out.write(json.dumps(answers if batch else answers[0], indent=1) + "\n")
     elif fmt == "table":
         rows = [
@@ -317,7 +322,7 @@ def run(argv: Sequence[str], prog: str = "detsearch", out=None, err=None) -> int
     choices = search(db, images, args.type, args.mode)
     answers = [_answer(db, img, ch, args.type, args.mode) for img, ch in zip(images, choices)]
     batch = len(images) > 1
-    _print_answers(answers, args.format, batch, out)
+    _print_answers(answers, args.format, batch, out, db)
     misses = [img for img, ch in zip(images, choices) if ch is None]
     if misses and not batch:
         raise NightlakeError(f"no {describe_request(args.type, misses[0], args.mode)}")

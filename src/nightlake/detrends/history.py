@@ -102,6 +102,7 @@ class _State:
     filters: dict[int, str]
     layout: str
     byteorder: str
+    overlaps: str = "allow"  # the OVERLAPS card: part of the bytes each entry hashed
     sha256: str = ""
     verified: list[int] = field(default_factory=list)
 
@@ -136,10 +137,17 @@ def _apply(journal: Journal, n: int, state: _State | None) -> _State | None:
             {},
             entry.get("layout", "LP64"),
             entry.get("byteorder", "little"),
+            entry.get("overlaps", "allow"),
         )
     if action == "adopt":
         filters = {int(c): name for c, name in (entry.get("filters") or {}).items()}
-        return _State(_records_of(journal, n, entry), filters, entry["layout"], entry["byteorder"])
+        return _State(
+            _records_of(journal, n, entry),
+            filters,
+            entry["layout"],
+            entry["byteorder"],
+            entry.get("overlaps", "allow"),
+        )
     if action == "external":
         return None
     if state is None:
@@ -148,14 +156,16 @@ def _apply(journal: Journal, n: int, state: _State | None) -> _State | None:
         filters = dict(state.filters)
         filters.update({int(c): name for c, name in (entry.get("filters_added") or {}).items()})
         records = np.concatenate([state.records, _records_of(journal, n, entry)])
-        return _State(records, filters, state.layout, state.byteorder)
+        return _State(records, filters, state.layout, state.byteorder, state.overlaps)
     if action == "delete":
         indices = [rec.get("index") for rec in entry.get("records") or []]
         if any(not isinstance(i, int) or not 0 <= i < len(state.records) for i in indices):
             raise FormatError(journal.path, "a deleted record has no valid index", line=where)
         keep = np.ones(len(state.records), dtype=bool)
         keep[indices] = False
-        return _State(state.records[keep], state.filters, state.layout, state.byteorder)
+        return _State(
+            state.records[keep], state.filters, state.layout, state.byteorder, state.overlaps
+        )
     raise FormatError(journal.path, f"unknown journal action {action!r}", line=where)
 
 
@@ -168,7 +178,12 @@ def _verify(journal: Journal, n: int, state: _State, when: datetime) -> None:
     for late in (0, 1, 2, -1):
         date = (when + timedelta(seconds=late)).strftime("%Y-%m-%dT%H:%M:%S")
         content = encode_db(
-            state.records, state.filters, layout=state.layout, byteorder=state.byteorder, date=date
+            state.records,
+            state.filters,
+            layout=state.layout,
+            byteorder=state.byteorder,
+            overlaps=state.overlaps,
+            date=date,
         )
         if hashlib.sha256(content).hexdigest() == want:
             state.sha256 = want
@@ -242,8 +257,15 @@ def replay(
     if state is None:
         raise _unreproducible(db_path, journal, as_of, earliest, unknown_since)
     position = Position(applied, journal.hashes[applied - 1], last_time)
-    db = DetRegDB(path, state.layout, state.byteorder, state.filters, state.records)
-    db.__dict__["fingerprint"] = {"path": str(path), "sha256": state.sha256, "as_of": as_of}
+    db = DetRegDB(
+        path, state.layout, state.byteorder, state.filters, state.records, overlaps=state.overlaps
+    )
+    db.__dict__["fingerprint"] = {
+        "path": str(path),
+        "sha256": state.sha256,
+        "as_of": as_of,
+        "journal": position.as_dict(),
+    }
     return Replay(db, position, state.sha256, as_of)
 
 
@@ -399,6 +421,7 @@ def adopt(db_path: str | os.PathLike, *, lock_timeout: float = DEFAULT_LOCK_TIME
             [record_dict(r, db.filters) for r in db.records],
             layout=db.layout,
             byteorder=db.byteorder,
+            overlaps=db.overlaps,
             filters={str(c): name for c, name in db.filters.items()},
         )
         entry = dict(entry, nrecord=len(db), sha256=sha256)

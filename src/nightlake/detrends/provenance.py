@@ -72,10 +72,34 @@ def position_of(db_path: str | os.PathLike, sha256: str | None) -> dict | None:
     return None
 
 
+def database_record(db) -> dict[str, Any]:
+    """The database part of a provenance, for a :class:`DetRegDB` as read (or replayed): its
+    path, the SHA-256 of that state and its journal position (None without a journal)."""
+    fp = db.fingerprint
+    position = fp.get("journal") or position_of(fp["path"], fp["sha256"])
+    return {"path": str(Path(fp["path"]).resolve()), "sha256": fp["sha256"], "journal": position}
+
+
+def search_record(db, detrend_type: str, mode: str) -> dict[str, Any]:
+    """The provenance of a ``detsearch`` answer: the database (:func:`database_record`), type,
+    mode, ``--as-of`` (when the database was replayed) and the nightlake version."""
+    from nightlake import __version__
+
+    as_of = db.fingerprint.get("as_of")
+    return {
+        "provenance_version": PROVENANCE_VERSION,
+        "type": detrend_type,
+        "mode": mode,
+        "as_of": as_of.isoformat() if as_of is not None else None,
+        "nightlake_version": __version__,
+        "db": database_record(db),
+    }
+
+
 def record(
     lake: Lake,
-    detrend_type: str,
-    mode: str,
+    detrend_type: str | None,
+    mode: str | None,
     *,
     db_path: str | os.PathLike | None,
     sha256: str | None,
@@ -150,7 +174,7 @@ def resolve_table(
     return table.replace_schema_metadata(meta), info
 
 
-def mirror_record(lake: Lake, detrend_type: str, mode: str) -> dict[str, Any]:
+def mirror_record(lake: Lake, detrend_type: str | None, mode: str | None) -> dict[str, Any]:
     """The provenance of an answer from the lake's mirror (also what the Dask path records)."""
     db_path, sha256 = _mirror_db(lake)
     position = position_of(db_path, sha256) if db_path else None
@@ -170,6 +194,48 @@ def _mirror_db(lake: Lake) -> tuple[str | None, str | None]:
 
 
 # --------------------------------------------------------------------------------------------
+# export
+
+#: the Parquet key-value metadata key of an export that read the detrend mirror
+EXPORT_KEY = "nightlake.export"
+_MIRROR_VIEWS = ("detrends", "detrend_filters")
+
+
+def reads_mirror(lake: Lake, query: str, params: dict | None = None) -> bool:
+    """Whether ``query`` reads the lake's detrend mirror, as DuckDB's binder says: on a
+    throwaway connection the mirror's views are pointed at tables that no longer exist, so
+    binding the query fails exactly when it reads them (also through a macro such as
+    ``resolve_detrends`` or ``detrend_for``)."""
+    import duckdb
+
+    from nightlake.query.stream import open_connection
+
+    con = open_connection(lake)
+    try:
+        for view in _MIRROR_VIEWS:
+            probe = f"_nl_probe_{view}"
+            try:
+                con.execute(f"CREATE TEMP TABLE {probe} AS SELECT * FROM {view} LIMIT 0")
+            except duckdb.Error:
+                return False  # no mirror in this lake
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {probe}")
+            con.execute(f"DROP TABLE {probe}")
+        try:
+            con.execute("EXPLAIN " + query, params or None)
+        except duckdb.Error as exc:
+            return "_nl_probe_" in str(exc)
+        return False
+    finally:
+        con.close()
+
+
+def export_record(lake: Lake, query: str) -> dict[str, Any]:
+    """The provenance of an export that read the mirror: the database as synced (path,
+    SHA-256, journal position), the lake's state, the nightlake version and the query."""
+    return dict(mirror_record(lake, None, None), query=query)
+
+
+# --------------------------------------------------------------------------------------------
 # verify
 
 
@@ -182,17 +248,33 @@ class Difference:
     derived: dict | None
 
 
+def result_files(path: str | os.PathLike) -> list[Path]:
+    """The Parquet files of a result: the file itself, or the parts of a directory written by
+    ``nightlake resolve --executor dask`` (part-NNNNN.parquet)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    parts = sorted(path.glob("part-*.parquet"))
+    if not parts:
+        raise InputError(path, "a directory without part-NNNNN.parquet files")
+    return parts
+
+
 def read_provenance(path: str | os.PathLike) -> dict:
+    """The provenance a result records (every part of a directory must record the same)."""
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.read_schema(path).metadata or {}
+        metas = [pq.read_schema(f).metadata or {} for f in result_files(path)]
+        meta = metas[0]
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
     except (OSError, ValueError) as exc:
         raise InputError(path, f"not a Parquet file ({exc})") from None
     if KEY not in meta:
         raise InputError(path, "not a resolution written by nightlake resolve (no provenance)")
+    if any(m.get(KEY) != meta[KEY] for m in metas):
+        raise InputError(path, "its parts record different provenances")
     info = json.loads(meta[KEY])
     if info.get("provenance_version") != PROVENANCE_VERSION:
         raise InputError(
@@ -237,7 +319,10 @@ def verify(path: str | os.PathLike) -> list[Difference]:
             f"(entry {n}, {pos['last_entry_sha256'][:12]}…)"
         )
     derived, _ = resolve_table(lake, info["type"], info["mode"], db=db_path, upto=n)
-    return differences(pq.read_table(path), derived)
+    import pyarrow as pa
+
+    recorded = pa.concat_tables([pq.read_table(f) for f in result_files(path)])
+    return differences(recorded, derived)
 
 
 def differences(recorded: pa.Table, derived: pa.Table) -> list[Difference]:
@@ -288,12 +373,18 @@ def differences(recorded: pa.Table, derived: pa.Table) -> list[Difference]:
 
 
 __all__ = [
+    "EXPORT_KEY",
     "KEY",
     "Difference",
     "InputsGone",
     "lake_state",
+    "database_record",
+    "export_record",
     "read_provenance",
+    "reads_mirror",
     "record",
+    "result_files",
+    "search_record",
     "resolve_table",
     "verify",
 ]

@@ -221,7 +221,10 @@ def _compact_one(
         value = pa.array([night] * table.num_rows, pa.string())
         table = table.replace_schema_metadata(None)
         if "night" in table.column_names:
-            table = table.set_column(table.column_names.index("night"), "night", value)
+            at = table.column_names.index("night")
+            # its field metadata stays: the source's datatype, for astropy outputs
+            field = pa.field("night", pa.string(), metadata=table.schema.field(at).metadata)
+            table = table.set_column(at, field, value)
         else:
             table = table.append_column("night", value)
         tables.append(table)

@@ -55,8 +55,10 @@ from nightlake.scaleout import Executor
 PARTITION_LEVELS = ("target", "night", "detector")
 SORT_COLUMNS = ("detector", "visit", "mjd")
 TIME_SCALES = ("tai", "utc")
-#: 2: partitions and nightlake.json record the partition-shaping options (``options``)
-FORMAT_VERSION = 2
+#: 2: partitions and nightlake.json record the partition-shaping options (``options``);
+#: 3: a column read from an astropy Time records its attributes (``astropy_time``, JSON) in
+#: its field metadata, where 2 had only ``astropy_time_format``/``astropy_time_scale``
+FORMAT_VERSION = 3
 #: what a lake written before options were recorded (format 1) is taken to have used: the
 #: defaults of then, with the partition levels its nightlake.json names
 OLD_OPTIONS = {"partition_by": ["target", "night"], "time_scale": "tai"}

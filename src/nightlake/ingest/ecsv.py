@@ -10,7 +10,8 @@ The result equals astropy's reading cell for cell:
 - ``subtype: json`` stays JSON text, typed ``arrow.json`` so DuckDB sees a JSON column;
 - ``subtype: float64[3,2]`` (fixed shape) and ``float64[null]`` (variable length) become
   Arrow lists;
-- astropy Time mixins (``__serialized_columns__``) become ``timestamp[us]`` in UTC;
+- astropy Time mixins (``__serialized_columns__``) become ``timestamp[us]`` in UTC, their
+  format, scale and precision kept in the field metadata (``astropy_time``);
 - kbmod "packed" tables (``is_packed``/``shared_cols``) are unpacked into columns;
 - column unit, description, format, meta and the ECSV datatype go into the Arrow field
   metadata, the table meta and the header text into the schema metadata.
@@ -55,7 +56,8 @@ ECSV_TYPES: dict[str, pa.DataType] = {
 }
 # float16 has no CSV parser of its own: parse as float32, then cast (exact for float16 text).
 _PARSE_AS = {"float16": pa.float32()}
-_SHAPE = re.compile(r"^(?P<base>[a-z0-9]+)\[(?P<shape>[0-9null, ]+)\]$")
+#: an array subtype: ``float64[3,2]`` (fixed shape), ``int64[null]`` (variable length)
+ARRAY_SUBTYPE = re.compile(r"^(?P<base>[a-z0-9]+)\[(?P<shape>[0-9null, ]+)\]$")
 _TIME_CLASS = "astropy.time.core.Time"
 # astropy treats a body line whose first non-blank character is '#' as a comment; a '#'
 # anywhere else is data (DEEP's collection names contain one).
@@ -134,7 +136,7 @@ class _ColumnSet:
         #: the type pyarrow's CSV reader parses each column as
         self.parse_types: dict[str, pa.DataType] = {}
         for col in columns:
-            if col.subtype and (col.subtype == "json" or _SHAPE.match(col.subtype)):
+            if col.subtype and (col.subtype == "json" or ARRAY_SUBTYPE.match(col.subtype)):
                 self.parse_types[col.name] = pa.string()
             else:
                 self.parse_types[col.name] = _PARSE_AS.get(col.datatype, ECSV_TYPES[col.datatype])
@@ -584,7 +586,7 @@ def _finish_columns(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table
             arr = arr.cast(pa.float16())
         if col.subtype == "json":
             arr = _json_column(path, arr, col, header)
-        elif col.subtype and _SHAPE.match(col.subtype):
+        elif col.subtype and ARRAY_SUBTYPE.match(col.subtype):
             arr = _array_column(path, arr, col)
         arrays.append(arr)
         fields.append(pa.field(col.name, arr.type, metadata=md))
@@ -661,7 +663,7 @@ def _json_column(path: Path, arr: pa.ChunkedArray, col: ColumnSpec, header) -> p
 
 def _array_column(path: Path, arr: pa.ChunkedArray, col: ColumnSpec) -> pa.ChunkedArray:
     """``float64[3,2]`` → nested fixed-size lists; ``float64[null]`` → variable-length list."""
-    match = _SHAPE.match(col.subtype or "")
+    match = ARRAY_SUBTYPE.match(col.subtype or "")
     assert match is not None
     base = match["base"]
     if base not in ECSV_TYPES:
@@ -760,12 +762,29 @@ def _time_column(path: Path, table: pa.Table, name: str, spec: dict) -> pa.Table
     first = table.column_names.index(consumed[0])
     old = table.schema.field(consumed[0])
     md = dict(old.metadata or {})
-    md.update(
-        {b"astropy_time_format": str(fmt).encode(), b"astropy_time_scale": str(scale).encode()}
-    )
+    md[TIME_METADATA_KEY] = json.dumps(time_attributes(spec)).encode()
     for c in consumed:
         table = table.remove_column(table.column_names.index(c))
     return table.add_column(first, pa.field(name, array.type, metadata=md), array)
+
+
+#: field metadata of a column decoded from an astropy Time mixin: its attributes as JSON
+#: (format, scale, precision, subformats), so that astropy outputs give the Time back
+TIME_METADATA_KEY = b"astropy_time"
+
+
+def time_attributes(spec: dict) -> dict[str, Any]:
+    """The plain attributes of a serialized Time (``format``, ``scale``, ``precision``,
+    ``in_subfmt``, ``out_subfmt``); not its value columns or a location."""
+    attributes = {"format": "isot", "scale": "utc"}
+    attributes.update(
+        {
+            k: v
+            for k, v in spec.items()
+            if k != "__class__" and isinstance(v, (str, int, float, bool))
+        }
+    )
+    return attributes
 
 
 _IERS_SET = False

@@ -8,7 +8,9 @@ Inputs come in three shapes, in any mix (files, directories, globs)::
 
 Target and night come from the ``fieldname`` and ``night`` columns; where a file lacks them,
 from its name (``<night>_<target>[_<detector>].collection``); where neither says, from
-``--target``/``--night``, else an error asks for them.
+``--target``/``--night``, else an error asks for them. A ``target`` column must hold the rows'
+target (the lake shows the partition key under that name), and a ``year`` column is refused
+(the key of compacted target-years).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightlake.errors import InputError
+from nightlake.ingest.compact import YEAR
 from nightlake.ingest.ecsv import not_a_regular_file
 
 SUFFIXES = (".collection", ".ecsv")
@@ -130,7 +133,42 @@ def partition_keys(
                 " ".join(f"--{o}" for o, _ in missing),
             ),
         )
+    _check_key_named_columns(source, table, {"target": targets, "night": nights})
     return targets, nights
+
+
+#: the column each partition key is read from, when a file has it
+KEY_COLUMNS = {"target": TARGET_COLUMN, "night": NIGHT_COLUMN}
+
+
+def _check_key_named_columns(
+    source: SourceFile, table: pa.Table, keys: dict[str, pa.Array]
+) -> None:
+    """A column named like a partition key but not its source (``target``: the key comes
+    from ``fieldname``) must hold each row's key: the lake shows the key under that name,
+    so other values would be hidden. ``year`` is always refused: compaction makes it a key."""
+    if YEAR in table.column_names:
+        raise InputError(
+            source.path,
+            "the name of a compacted lake's partition key (images/target=T/year=Y/), "
+            "which would hide the column; rename it in the file",
+            column=YEAR,
+        )
+    for level, values in keys.items():
+        if level == KEY_COLUMNS[level] or level not in table.column_names:
+            continue
+        try:
+            column = table.column(level).cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            column = None
+        if column is None or not pc.all(pc.equal(column, values).fill_null(False)).as_py():
+            raise InputError(
+                source.path,
+                f"holds values other than the rows' partition {level} (from "
+                f"'{KEY_COLUMNS[level]}', the file name or --{level}), which the lake shows "
+                f"under this name; rename the column in the file",
+                column=level,
+            )
 
 
 def _key_column(table: pa.Table, column: str, fallback: str | None, n: int) -> pa.Array | None:

@@ -81,6 +81,33 @@ def utc_jd_to_datetime64(jd1: np.ndarray, jd2: np.ndarray) -> np.ndarray:
     return np.atleast_1d(days.astype("datetime64[us]") + micro.astype("timedelta64[us]"))
 
 
+def datetime64_to_utc_jd(stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``datetime64`` in UTC (a POSIX clock) → a UTC two-part JD: the inverse of
+    :func:`utc_jd_to_datetime64`, ERFA's ``dtf2d`` on the calendar fields as astropy parses
+    a ``datetime64`` (there in Python, value by value)."""
+    import erfa
+
+    stamps = np.atleast_1d(np.asarray(stamps, dtype="datetime64[us]"))
+    days = stamps.astype("datetime64[D]")
+    months = days.astype("datetime64[M]")
+    micro = (stamps - days).astype("int64")
+    year = months.astype("int64") // 12 + 1970
+    month = months.astype("int64") % 12 + 1
+    day = (days - months.astype("datetime64[D]")).astype("int64") + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", erfa.ErfaWarning)  # "dubious year", as above
+        jd1, jd2 = erfa.dtf2d(
+            "UTC",
+            year,
+            month,
+            day,
+            micro // 3_600_000_000,
+            micro // 60_000_000 % 60,
+            (micro % 60_000_000) / 1e6,
+        )
+    return _day_frac(jd1, jd2)
+
+
 def mjd_to_timestamp(mjd: pa.ChunkedArray | pa.Array, scale: str) -> pa.Array:
     """MJD in ``scale`` (tai or utc) → ``timestamp[us]`` in UTC; null where ``mjd`` is null
     or not finite."""
@@ -95,4 +122,10 @@ def mjd_to_timestamp(mjd: pa.ChunkedArray | pa.Array, scale: str) -> pa.Array:
     return pa.array(stamps, pa.timestamp("us"), mask=mask if mask.any() else None)
 
 
-__all__ = ["SCALES", "mjd_to_timestamp", "mjd_to_utc_datetime64", "utc_jd_to_datetime64"]
+__all__ = [
+    "SCALES",
+    "datetime64_to_utc_jd",
+    "mjd_to_timestamp",
+    "mjd_to_utc_datetime64",
+    "utc_jd_to_datetime64",
+]

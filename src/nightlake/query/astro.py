@@ -91,8 +91,23 @@ def astro_format(fmt: str | None, output: str | os.PathLike[str] | None) -> str 
 
 
 # -- column metadata ---------------------------------------------------------------------------
+#: what a lake column's field metadata gives its result columns: what astropy shows, and
+#: what restores the source column's form (ECSV datatype, JSON/array subtype, Time)
+_FIELD_KEYS = (
+    "unit",
+    "description",
+    "format",
+    "ecsv_datatype",
+    "subtype",
+    "astropy_time",
+    "astropy_time_format",
+    "astropy_time_scale",
+)
+
+
 def lake_fields(lake: Lake) -> dict[str, dict[str, str]]:
-    """unit/description/format of every column of ``images``, by lower-case name."""
+    """The field metadata (:data:`_FIELD_KEYS`) of every column of ``images``, by lower-case
+    name."""
     import pyarrow.parquet as pq
 
     fields: dict[str, dict[str, str]] = {}
@@ -101,9 +116,7 @@ def lake_fields(lake: Lake) -> dict[str, dict[str, str]]:
             if field.name.lower() in fields:
                 continue
             md = {k.decode(): v.decode() for k, v in (field.metadata or {}).items()}
-            fields[field.name.lower()] = {
-                k: md[k] for k in ("unit", "description", "format") if k in md
-            }
+            fields[field.name.lower()] = {k: md[k] for k in _FIELD_KEYS if k in md}
     return fields
 
 
@@ -111,11 +124,11 @@ def lake_fingerprint(lake: Lake) -> str:
     """SHA-256 over the fingerprints of every source the lake's partitions were built from."""
     import hashlib
 
-    from nightlake.ingest.convert import read_partition_metadata
+    from nightlake.ingest.compact import partition_records
 
     digest = hashlib.sha256()
-    for path in lake.image_files():
-        for source in read_partition_metadata(path).get("sources", []):
+    for _, _, record, _ in partition_records(lake):  # a compacted file's nights too
+        for source in record.get("sources", []):
             digest.update(f"{source.get('sha256')}:{source.get('size')}\n".encode())
     return digest.hexdigest()
 
@@ -217,26 +230,24 @@ def column_metadata(con, lake: Lake, query: str) -> dict[str, dict[str, str]]:
 
 # -- astropy tables ---------------------------------------------------------------------------
 def _column(array: pa.ChunkedArray, name: str, meta: dict[str, str]):
-    """One astropy column (masked where Arrow has nulls) with its unit and description."""
+    """One astropy column (masked where Arrow has nulls) with its unit and description, in
+    the form its source ECSV column had (:func:`_source_values`)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     from astropy.table import Column, MaskedColumn
 
+    array = _source_type(array, meta)
     type_ = array.type
     mask = None
     if array.null_count:
         mask = pc.is_null(array).to_numpy(zero_copy_only=False)
     if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
-        from astropy.time import Time
-
-        values = array.cast(pa.timestamp("us")).fill_null(0).to_numpy(zero_copy_only=False)
-        col = Time(values, scale="utc")
-        if mask is not None:
-            col[mask] = np.ma.masked
-        col.info.description = meta.get("description")
-        return col
-    if pa.types.is_nested(type_) or pa.types.is_map(type_):
+        return _time_column(array, meta, mask)
+    values = _source_values(array, meta)
+    if values is not None:
+        mask = None  # JSON null is the value None, as astropy reads it
+    elif pa.types.is_nested(type_) or pa.types.is_map(type_):
         values = np.array(
             [json.dumps(v, default=str) if v is not None else "" for v in array.to_pylist()],
             dtype=str,
@@ -260,20 +271,93 @@ def _column(array: pa.ChunkedArray, name: str, meta: dict[str, str]):
     )
     if meta.get("ucd"):
         kwargs["meta"] = {"ucd": meta["ucd"]}
+    cls = MaskedColumn if mask is not None else Column
+    extra = {"mask": mask} if mask is not None else {}
     try:
-        return (
-            MaskedColumn(values, mask=mask, **kwargs)
-            if mask is not None
-            else Column(values, **kwargs)
-        )
+        return cls(values, **extra, **kwargs)
     except ValueError:  # a unit astropy cannot parse: keep the column, name the unit in meta
         kwargs.pop("unit")
         kwargs.setdefault("meta", {})["unit_text"] = meta.get("unit")
-        return (
-            MaskedColumn(values, mask=mask, **kwargs)
-            if mask is not None
-            else Column(values, **kwargs)
-        )
+        return cls(values, **extra, **kwargs)
+
+
+def _source_type(array: pa.ChunkedArray, meta: dict[str, str]) -> pa.ChunkedArray:
+    """A column straight from the lake in its source ECSV datatype: a partition key read
+    from an ``int64`` column (the view's keys are VARCHAR), a ``float16`` DuckDB widened.
+    Left as it is when the values do not fit (another source wrote the column)."""
+    import pyarrow as pa
+
+    from nightlake.ingest.ecsv import ECSV_TYPES
+
+    wanted = ECSV_TYPES.get(meta.get("ecsv_datatype", ""))
+    if wanted is None or meta.get("subtype") or _time_attributes(meta) or array.type == wanted:
+        return array
+    try:
+        return array.cast(wanted)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return array
+
+
+def _source_values(array: pa.ChunkedArray, meta: dict[str, str]):
+    """The values of a ``subtype: json`` or array column as astropy reads them (an object
+    column of parsed JSON, an n-d array, an object column of 1-d arrays), else ``None``."""
+    import numpy as np
+
+    from nightlake.ingest.ecsv import ARRAY_SUBTYPE
+
+    subtype = meta.get("subtype") or ""
+    shape = ARRAY_SUBTYPE.match(subtype)
+    if subtype != "json" and (shape is None or array.null_count):
+        return None
+    rows = array.to_pylist()
+    values = np.empty(len(rows), dtype=object)
+    if subtype == "json":
+        values[:] = [json.loads(v) if isinstance(v, str) else v for v in rows]
+        return values
+    base = np.dtype(str) if shape["base"] == "string" else np.dtype(shape["base"])
+    if "null" not in shape["shape"]:
+        return np.array(rows, dtype=base)
+    for i, row in enumerate(rows):  # not values[:] = […]: numpy would merge equal lengths
+        values[i] = np.array(row, dtype=base)
+    return values
+
+
+def _time_attributes(meta: dict[str, str]) -> dict[str, Any]:
+    """The attributes of the Time mixin a column was read from (``{}`` for none); lakes
+    written before ``astropy_time`` recorded only format and scale."""
+    if "astropy_time" in meta:
+        return json.loads(meta["astropy_time"])
+    if "astropy_time_format" in meta:
+        return {"format": meta["astropy_time_format"], "scale": meta["astropy_time_scale"]}
+    return {}
+
+
+def _time_column(array: pa.ChunkedArray, meta: dict[str, str], mask):
+    """A timestamp column as an astropy Time: in the format, scale and precision of the
+    Time it was read from, else UTC ``datetime64``."""
+    import numpy as np
+    import pyarrow as pa
+    from astropy.time import Time
+
+    from nightlake.ingest.taitime import datetime64_to_utc_jd
+
+    values = array.cast(pa.timestamp("us")).fill_null(0).to_numpy(zero_copy_only=False)
+    # astropy parses datetime64 value by value in Python; ERFA does the same at once
+    utc = Time(*datetime64_to_utc_jd(values), format="jd", scale="utc")
+    attributes = _time_attributes(meta) or {"format": "datetime64", "scale": "utc"}
+    try:
+        col = getattr(utc, attributes["scale"])
+        col.format = attributes["format"]
+        for key in ("precision", "in_subfmt", "out_subfmt"):
+            if key in attributes:
+                setattr(col, key, attributes[key])
+    except Exception:  # noqa: BLE001 - astropy has several errors for what it cannot give
+        col = utc
+        col.format = "datetime64"
+    if mask is not None:
+        col[mask] = np.ma.masked
+    col.info.description = meta.get("description")
+    return col
 
 
 def to_astropy(
@@ -389,19 +473,27 @@ def write_query(
     return len(table)
 
 
-def _batches(relation, rows: int) -> Iterable[pa.RecordBatch]:
-    """The result batch by batch; an empty result is one empty batch (for its header)."""
+def _batches(relation, rows: int) -> Iterable[pa.Table]:
+    """The result in pieces of about ``rows`` rows (DuckDB hands out a batch per partition
+    file, often a few hundred rows; astropy writes a piece at a cost per column); an empty
+    result is one empty piece (for its header)."""
+    import pyarrow as pa
+
     reader = (
         relation.to_arrow_reader(rows)
         if hasattr(relation, "to_arrow_reader")
         else relation.fetch_record_batch(rows)
     )
-    empty = True
+    pending: list[pa.RecordBatch] = []
+    size = 0
     for batch in reader:
-        empty = False
-        yield batch
-    if empty:
-        yield _empty_batch(reader.schema)
+        pending.append(batch)
+        size += batch.num_rows
+        if size >= rows:
+            yield pa.Table.from_batches(pending, reader.schema)
+            pending, size = [], 0
+    if pending or size == 0:
+        yield pa.Table.from_batches(pending or [_empty_batch(reader.schema)], reader.schema)
 
 
 def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
@@ -413,38 +505,53 @@ def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 def _write_whole(table, fmt: str, path) -> None:
     import warnings
 
+    from astropy.table import Table
+
     from nightlake.files import atomic_replace
 
+    out = _json_text(Table(table))
     with atomic_replace(path) as tmp, warnings.catch_warnings():
         # units FITS/VOTable cannot spell and long keywords: astropy handles them, and a
         # warning per column would bury the one line the CLI prints
         warnings.simplefilter("ignore")
         if fmt == "fits":
-            from astropy.table import Table
-
-            out = Table(table)
             # FITS keywords are short and plain: the query and lake go in as comments
             query = out.meta.pop("query", "")
             out.meta.pop("params", None)
             out.meta["comments"] = [f"query: {line}" for line in query.splitlines()]
             out.write(tmp, format="fits")
         else:
-            from astropy.table import Column, Table
+            from astropy.table import Column
             from astropy.time import Time
 
-            out = Table(table)
             for name in out.colnames:  # VOTable takes no Time column: ISO 8601 text (UTC)
                 if isinstance(out[name], Time):
-                    out[name] = Column(out[name].isot, description=out[name].info.description)
+                    out[name] = Column(out[name].utc.isot, description=out[name].info.description)
             out.write(tmp, format="votable")
 
 
-def _write_ecsv(batches: Iterable[pa.RecordBatch], metadata, meta, path) -> int:
-    """The header from the first batch, then every batch's rows (astropy writes each)."""
+def _json_text(table):
+    """Object columns (JSON values, variable-length arrays), which FITS and VOTable cannot
+    hold, as JSON text."""
+    import numpy as np
+    from astropy.table import Column
+
+    def text(value) -> str:
+        return json.dumps(value.tolist() if isinstance(value, np.ndarray) else value)
+
+    for name in table.colnames:
+        col = table[name]
+        if getattr(col, "dtype", None) is not None and col.dtype.kind == "O":
+            values = np.array([text(v) for v in col], dtype=str)
+            table[name] = Column(values, name=name, description=col.info.description)
+    return table
+
+
+def _write_ecsv(pieces: Iterable[pa.Table], metadata, meta, path) -> int:
+    """The header from the first piece, then every piece's rows (astropy writes each)."""
     import io
     import warnings
 
-    import pyarrow as pa
     from astropy.units import UnitsWarning
 
     from nightlake.files import atomic_replace
@@ -457,10 +564,10 @@ def _write_ecsv(batches: Iterable[pa.RecordBatch], metadata, meta, path) -> int:
     ):
         warnings.simplefilter("ignore", UnitsWarning)
         first = True
-        for batch in batches:
-            if batch.num_rows == 0 and not first:
+        for piece in pieces:
+            if piece.num_rows == 0 and not first:
                 continue
-            table = to_astropy(pa.Table.from_batches([batch]), metadata, meta, quantity=False)
+            table = to_astropy(piece, metadata, meta, quantity=False)
             text = io.StringIO()
             table.write(text, format="ascii.ecsv")
             lines = text.getvalue().splitlines(keepends=True)
@@ -471,5 +578,5 @@ def _write_ecsv(batches: Iterable[pa.RecordBatch], metadata, meta, path) -> int:
                 # skip the header and the column-name line: only the rows
                 body = next(i for i, line in enumerate(lines) if not line.startswith("#"))
                 sink.writelines(lines[body + 1 :])
-            rows += batch.num_rows
+            rows += piece.num_rows
     return rows

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nightlake.detrends.provenance import EXPORT_KEY
 from nightlake.errors import QueryError, UsageError
 from nightlake.files import ASIDE_MARK, remove_path, sweep_temps, temp_path_for
 from nightlake.query.stream import (
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 EXPORT_FORMATS = ("parquet", "csv")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATH_PARAM = "nightlake_export_target"
+_META_PARAM = "nightlake_export_provenance"
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,10 @@ def export(
         options = (
             ["FORMAT parquet, COMPRESSION zstd"] if fmt == "parquet" else ["FORMAT csv, HEADER"]
         )
+        provenance = _provenance(lake, query, params) if fmt == "parquet" else None
+        if provenance is not None:
+            options.append(f"KV_METADATA {{'{EXPORT_KEY}': ${_META_PARAM}}}")
+            params = {**params, _META_PARAM: provenance}
         if partition_by:
             options.append("PARTITION_BY (" + ", ".join(map(_quote_identifier, partition_by)) + ")")
         # the newline ends a trailing -- comment of the query, which would swallow the ")"
@@ -190,6 +196,17 @@ def export(
     if progress:
         progress(100.0)
     return ExportResult(path=target, format=fmt, rows=rows, files=files)
+
+
+def _provenance(lake: Lake, query: str, params: dict[str, Any]) -> str | None:
+    """The provenance (JSON) of an export that reads the detrend mirror, else None."""
+    import json
+
+    from nightlake.detrends.provenance import export_record, reads_mirror
+
+    if not reads_mirror(lake, query, params):
+        return None
+    return json.dumps(export_record(lake, query))
 
 
 def _run_copy(

@@ -265,7 +265,8 @@ def _write_jsonl(reader, sink) -> int:
     return rows
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A value as one line of text, as the table format and the web pages show it."""
     if value is None:
         return "NULL"
     if isinstance(value, float):
@@ -293,7 +294,7 @@ def _write_table(reader, sink, *, cell_width: int = CELL_WIDTH) -> int:
         return (" | ".join(out).rstrip() + "\n").encode()
 
     for batch in batches:
-        table = [[_cell(v) for v in row] for row in batch]
+        table = [[cell_text(v) for v in row] for row in batch]
         if widths is None:
             widths = [
                 min(max([len(n)] + [len(r[i]) for r in table]), max(cell_width, len(n)))

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nightlake.errors import QueryError, UsageError
+from nightlake.errors import QueryError, ReadOnlyError, UsageError
 
 if TYPE_CHECKING:
     import duckdb
@@ -191,7 +191,7 @@ def _explained(text: str) -> list:
         except duckdb.Error:
             continue
         except ValueError:  # a statement type this duckdb module has no name for
-            raise QueryError(_refused("a statement of an unknown type", text)) from None
+            raise ReadOnlyError(_refused("a statement of an unknown type", text)) from None
         if len(inner) == 1:
             found.append(inner[0])
     return found
@@ -270,7 +270,7 @@ def parse_statements(query: str) -> list:
     except duckdb.Error as exc:
         raise QueryError(error_message(exc, query)) from exc
     except ValueError:  # a statement type this duckdb module has no name for (UPDATE EXTENSIONS)
-        raise QueryError(_refused("a statement of an unknown type", query)) from None
+        raise ReadOnlyError(_refused("a statement of an unknown type", query)) from None
 
 
 def check_read_only(query: str, statements: list | None = None) -> None:
@@ -284,7 +284,7 @@ def check_read_only(query: str, statements: list | None = None) -> None:
     for statement in parse_statements(query) if statements is None else statements:
         reason = _reason(statement)
         if reason:
-            raise QueryError(_refused(reason, statement.query))
+            raise ReadOnlyError(_refused(reason, statement.query))
 
 
 #: Physical operators that write files.
@@ -326,7 +326,9 @@ def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
             if isinstance(item, dict):
                 name = str(item.get("name", ""))
                 if any(op in name.upper() for op in _WRITING_OPERATORS):
-                    raise QueryError(_refused(f"its plan writes files ({name})", statement.query))
+                    raise ReadOnlyError(
+                        _refused(f"its plan writes files ({name})", statement.query)
+                    )
                 todo.extend(item.values())
             elif isinstance(item, list):
                 todo.extend(item)
@@ -367,6 +369,19 @@ def lock_down(con) -> None:
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def parameter_names(query: str) -> list[str] | None:
+    """The ``$name`` parameters of ``query`` in the order they first appear (as DuckDB's
+    parser finds them), or None when the query does not parse."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(query)
+    except (duckdb.Error, ValueError):
+        return None
+    names = {name for statement in statements for name in statement.named_parameters}
+    return sorted(names, key=lambda name: (query.find("$" + name), name))
 
 
 def check_params(query: str, params: Mapping[str, Any], statements: list | None = None) -> None:

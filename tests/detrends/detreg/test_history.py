@@ -227,3 +227,37 @@ def test_cli_history_and_as_of_errors_are_one_line(tmp_path):
         text=True,
     )
     assert then.returncode == 0 and json.loads(then.stdout) == []
+
+
+def test_a_database_that_forbids_overlaps_replays_with_its_card(tmp_path):
+    """The OVERLAPS card (DBVERS 2) is part of the bytes each entry hashed: the replay restores
+    it, so every state verifies, and the as-of database still forbids overlaps."""
+    from nightlake.detrends.detreg.db import encode_db
+    from nightlake.detrends.history import adopt
+
+    db = tmp_path / "d.db"
+    init_db(db, forbid_overlaps=True)
+    saved = [(last_time(db), (tmp_path / "copy0.db"))]
+    shutil.copy(db, saved[0][1])
+    for n, batch in enumerate([[entry(1, "g", 0, 2, "a")], [entry(1, "g", 2, 2, "b")]], 1):
+        register(db, batch)
+        saved.append((last_time(db), tmp_path / f"copy{n}.db"))
+        shutil.copy(db, saved[-1][1])
+    delete_records(db, Selection(filename="/m/a.fits"))
+    adopt(db)  # a snapshot of a forbidding database keeps the policy too
+    register(db, [entry(2, "g", 0, 2, "c")])
+    for when, copy in saved + [(last_time(db), db)]:
+        state = replay(db, when)
+        assert state.db.overlaps == "forbid"
+        assert same(state.db, read_db(copy))
+        content = encode_db(
+            state.db.records,
+            state.db.filters,
+            layout=state.db.layout,
+            byteorder=state.db.byteorder,
+            overlaps=state.db.overlaps,
+            date=read_db(copy).date,
+        )
+        assert content == copy.read_bytes()
+    assert read_journal(db)[-2]["action"] == "adopt"
+    assert read_journal(db)[-2]["overlaps"] == "forbid"

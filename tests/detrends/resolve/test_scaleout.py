@@ -275,3 +275,44 @@ def test_chunked_resolve_of_a_compacted_lake_with_a_superseding_night(tmp_path, 
     )
     assert parts == local
     assert _rows(tmp_path / "parts") == _rows(tmp_path / "local.parquet")
+
+
+def test_verify_rederives_a_dask_output_directory(client, tmp_path, cli):
+    """verify on the parts of --executor dask: clean, still clean after a later registration
+    (it replays to the recorded journal position), and a hand-edited row in one part found."""
+    import pyarrow as pa
+
+    from nightlake.detrends.detreg import init_db, register
+    from nightlake.detrends.provenance import verify
+    from nightlake.detrends.sync import sync
+
+    from ..detreg.test_as_of_lake import flat
+    from ..detreg.test_as_of_lake import write_images as write_lake
+
+    write_lake(tmp_path / "lake")
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [flat(1, "g", 0, 2, 0, "g1a"), flat(2, "r", 1, 3, 0, "r2")])
+    lake = Lake(tmp_path / "lake")
+    sync(lake, db)
+    out = tmp_path / "parts"
+    runner = DaskExecutor.from_client(client)
+    write_assignments_chunked(
+        lake, "flat", "recent", out, runner, chunks=[[f] for f in lake.image_files()]
+    )
+    assert verify(out) == []
+    register(db, [flat(1, "g", 0, 5, 9, "newer")])  # the lake's mirror follows it
+    assert verify(out) == []
+    result = cli("verify", str(out))
+    assert result.exit_code == 0 and "verified: flat (recent mode)" in result.output
+
+    part = sorted(out.glob("part-*.parquet"))[1]
+    table = pq.read_table(part)
+    names = table.column("detrend_filename").to_pylist()
+    names[0] = "/m/edited.fits"
+    column = table.schema.get_field_index("detrend_filename")
+    pq.write_table(table.set_column(column, "detrend_filename", pa.array(names)), part)
+    diffs = verify(out)
+    assert len(diffs) == 1 and diffs[0].recorded["detrend_filename"] == "/m/edited.fits"
+    result = cli("verify", str(out))
+    assert result.exit_code == 1 and "/m/edited.fits" in result.output

@@ -496,12 +496,13 @@ def _commit(
     journal_records: list[dict],
     **extra,
 ) -> DetRegDB:
-    try:
-        check_writable(records, db.layout)
-    except ValueError as exc:
-        raise InputError(db.path, f"cannot write: {exc}") from None
-    if action == "add" and db.overlaps == "forbid":
-        _refuse_overlaps(db, records, filters)
+    if action == "add":
+        check_add(db, records, filters)
+    else:
+        try:
+            check_writable(records, db.layout)
+        except ValueError as exc:
+            raise InputError(db.path, f"cannot write: {exc}") from None
     entry = _journal_entry(
         db.path,
         action,
@@ -662,17 +663,44 @@ def register(
     db_path = _existing(db_path)
     with locked(db_path, lock_timeout):
         db = read_db(db_path)
-        filters = _assign_filter_codes(db, entries)
-        new = entries_to_records(entries, filters)
-        added = {c: n for c, n in filters.items() if c not in db.filters}
+        after, new = with_entries(db, entries)
+        added = {c: n for c, n in after.filters.items() if c not in db.filters}
         return _commit(
             db,
-            np.concatenate([db.records, new]),
-            filters,
+            after.records,
+            after.filters,
             "add",
-            [record_dict(r, filters) for r in new],
+            [record_dict(r, after.filters) for r in new],
             filters_added=added,
         )
+
+
+def with_entries(db: DetRegDB, entries: Sequence[DetRegEntry]) -> tuple[DetRegDB, np.ndarray]:
+    """The database with ``entries`` appended, in memory (what :func:`register` writes; new
+    filter names get the next codes), and the new records. Nothing is written."""
+    filters = _assign_filter_codes(db, entries)
+    new = entries_to_records(entries, filters)
+    records = np.concatenate([db.records, new])
+    after = DetRegDB(db.path, db.layout, db.byteorder, filters, records, overlaps=db.overlaps)
+    return after, new
+
+
+def without(db: DetRegDB, mask: np.ndarray) -> DetRegDB:
+    """The database without the records ``mask`` selects, in memory; nothing is written."""
+    return DetRegDB(
+        db.path, db.layout, db.byteorder, db.filters, db.records[~mask], overlaps=db.overlaps
+    )
+
+
+def check_add(db: DetRegDB, records: np.ndarray, filters: dict[int, str]) -> None:
+    """InputError when ``records`` (those of ``db`` with new ones appended) cannot be written:
+    a record the layout cannot hold, or an overlap in a database that forbids them."""
+    try:
+        check_writable(records, db.layout)
+    except ValueError as exc:
+        raise InputError(db.path, f"cannot write: {exc}") from None
+    if db.overlaps == "forbid":
+        _refuse_overlaps(db, records, filters)
 
 
 # --------------------------------------------------------------------------------------------
@@ -768,7 +796,11 @@ def delete_records(
         if not mask.any():
             return db, removed, indices
         journal = [dict(record_dict(r, db.filters), index=int(i)) for r, i in zip(removed, indices)]
-        return _commit(db, db.records[~mask], db.filters, "delete", journal), removed, indices
+        return (
+            _commit(db, without(db, mask).records, db.filters, "delete", journal),
+            removed,
+            indices,
+        )
 
 
 __all__ = [
@@ -779,6 +811,9 @@ __all__ = [
     "write_db",
     "add_records",
     "register",
+    "with_entries",
+    "without",
+    "check_add",
     "delete_records",
     "init_db",
     "read_journal",

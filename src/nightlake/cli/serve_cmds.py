@@ -1,0 +1,46 @@
+"""``nightlake serve``: the nightly QA web app over a lake (:mod:`nightlake.web`).
+
+Parsing and starting the server only; starlette, jinja2 and uvicorn load when the command
+runs, so ``nightlake --help`` and the other commands never import them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from nightlake.cli.options import LakeOption
+from nightlake.cli.root import app
+
+
+@app.command()
+def serve(
+    lake: Path | None = LakeOption,
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."
+    ),
+    port: int = typer.Option(8000, "--port", help="TCP port to listen on."),
+) -> None:
+    """Serve the lake's nights, detrends and a SQL page in a browser (read-only)."""
+    from nightlake.errors import LakeError, UsageError
+    from nightlake.lake import Lake
+
+    the_lake = Lake(lake)
+    if not the_lake.path.is_dir():
+        raise LakeError(f"{the_lake.path}: no lake here")
+    try:
+        import uvicorn
+
+        from nightlake.web.app import allowed_hosts, create_app
+        from nightlake.web.settings import load_settings
+    except ImportError as exc:
+        raise UsageError(
+            f"nightlake serve needs {exc.name}: pip install 'nightlake[serve]'"
+        ) from None
+    load_settings(the_lake.path)  # a broken serve.toml stops here, with its line
+    typer.echo(
+        f"serving {the_lake.path.resolve()} at http://{host}:{port}/ (Ctrl-C stops)", err=True
+    )
+    app = create_app(the_lake, hosts=allowed_hosts(host))
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,188 @@
+"""/sql and its downloads: the read-only guard of ``nightlake sql``, bound parameters, the
+row cap and the time limit; downloads equal Lake.sql of the same query."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+
+from nightlake.lake import Lake
+
+QUERY = (
+    "SELECT night, visit, detector, psfSigma, obs_time FROM images "
+    "WHERE night = $night ORDER BY visit, detector"
+)
+
+
+def _error(html: str) -> str:
+    return re.search(r'<p id="error" class="error">([^<]*)</p>', html).group(1)
+
+
+def _result_cells(html: str) -> list[list[str]]:
+    table = re.search(r'<table id="result".*?</table>', html, re.S).group(0)
+    body = table.split("<tbody>")[1]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+
+
+def test_a_query_with_a_bound_parameter_shows_its_rows(client, web_lake):
+    expected = Lake(web_lake).sql(QUERY, {"night": "20190402"})
+    page = client.get("/sql", params={"q": QUERY, "p.night": "20190402"})
+    assert page.status_code == 200
+    cells = _result_cells(page.text)
+    assert len(cells) == expected.num_rows
+    assert [c[1] for c in cells] == [str(v) for v in expected.column("visit").to_pylist()]
+    assert re.search(r'<input id="param-night" name="p.night" value="20190402">', page.text)
+    assert f'<p id="row-count">{expected.num_rows} rows</p>' in page.text
+    for fmt in ("csv", "parquet", "json"):
+        link = re.search(rf'id="download-{fmt}" href="([^"]+)"', page.text).group(1)
+        assert link.startswith(f"/sql.{fmt}?")
+
+
+def test_a_missing_parameter_is_a_400_that_asks_for_it(client):
+    page = client.get("/sql", params={"q": QUERY})
+    assert page.status_code == 400
+    assert "$night" in _error(page.text)
+    assert 'id="param-night"' in page.text
+
+
+def test_a_parameter_the_query_no_longer_uses_is_ignored(client):
+    page = client.get("/sql", params={"q": "SELECT 41 + 1 AS answer", "p.night": "20190402"})
+    assert page.status_code == 200
+    assert _result_cells(page.text) == [["42"]]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["SELEC 1", "SELECT * FROM no_such_table", "SELECT 1 +", "SELECT error('boom')"],
+)
+def test_bad_sql_is_one_error_line_and_400(client, query):
+    page = client.get("/sql", params={"q": query})
+    assert page.status_code == 400
+    assert _error(page.text).strip()
+    assert "Traceback" not in page.text
+    assert 'id="result"' not in page.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "COPY (SELECT 1) TO '/tmp/nightlake-web-refused.csv'",
+        "SET threads = 1",
+        "ATTACH '/tmp/nightlake-web-refused.db' AS w",
+        "INSTALL httpfs",
+        "EXPORT DATABASE '/tmp/nightlake-web-refused'",
+        "WITH x AS (SELECT 1) SELECT * FROM x; COPY images TO '/tmp/nightlake-web-refused.parquet'",
+    ],
+)
+def test_a_statement_that_could_write_is_refused_with_403_and_the_reason(client, query):
+    for url in ("/sql", "/sql.csv"):
+        page = client.get(url, params={"q": query})
+        assert page.status_code == 403
+        assert "statement refused (" in _error(page.text)
+
+
+def test_one_visitors_tables_and_views_are_not_the_next_ones(client, web_lake):
+    replaced = client.get(
+        "/sql", params={"q": "CREATE OR REPLACE VIEW images AS SELECT 1 AS x; SELECT * FROM images"}
+    )
+    assert replaced.status_code == 200
+    count = Lake(web_lake).sql("SELECT count(*) AS n FROM images").column("n")[0].as_py()
+    page = client.get("/sql", params={"q": "SELECT count(*) AS n FROM images"})
+    assert _result_cells(page.text) == [[str(count)]]
+
+
+def test_a_table_or_macro_one_query_creates_is_gone_for_the_next(client):
+    made = client.get(
+        "/sql",
+        params={"q": "CREATE TABLE t AS SELECT 1 AS x; CREATE MACRO m() AS 7; SELECT m() FROM t"},
+    )
+    assert _result_cells(made.text) == [["7"]]
+    for query in ("SELECT * FROM t", "SELECT m()"):
+        assert client.get("/sql", params={"q": query}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["BEGIN TRANSACTION", "SELECT 1; COMMIT", "ATTACH ':memory:' AS scratch", "DETACH scratch"],
+)
+def test_transaction_control_attach_and_detach_are_not_for_a_shared_server(client, query):
+    page = client.get("/sql", params={"q": query})
+    assert page.status_code == 400
+    assert "use nightlake sql" in _error(page.text)
+
+
+def test_csv_parquet_and_json_downloads_equal_lake_sql(client, web_lake):
+    import pyarrow.parquet as pq
+
+    params = {"q": QUERY, "p.night": "20190402"}
+    expected = Lake(web_lake).sql(QUERY, {"night": "20190402"})
+
+    parquet = client.get("/sql.parquet", params=params)
+    assert parquet.status_code == 200
+    assert "attachment" in parquet.headers["content-disposition"]
+    table = pq.read_table(io.BytesIO(parquet.content))
+    assert table.schema == expected.schema
+    assert repr(table.to_pylist()) == repr(expected.to_pylist())  # repr: NaN equals NaN
+
+    rows = list(csv.DictReader(io.StringIO(client.get("/sql.csv", params=params).text)))
+    assert [r["visit"] for r in rows] == [str(v) for v in expected.column("visit").to_pylist()]
+    sigmas = expected.column("psfSigma").to_pylist()
+    assert repr([float(r["psfSigma"]) for r in rows]) == repr(sigmas)
+
+    data = json.loads(client.get("/sql.json", params=params).text)
+    assert [d["detector"] for d in data] == expected.column("detector").to_pylist()
+    assert [d["psfSigma"] for d in data] == [None if s != s else s for s in sigmas]
+    assert [d["obs_time"] for d in data] == [
+        t.isoformat() for t in expected.column("obs_time").to_pylist()
+    ]
+
+
+def test_an_unknown_download_format_is_a_404(client):
+    assert client.get("/sql.xlsx", params={"q": "SELECT 1"}).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def capped(web_lake):
+    """The app with small limits: 10 rows on the page, 100 in a download, 0.2 s a query."""
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import create_app
+    from nightlake.web.settings import ServeSettings
+
+    settings = ServeSettings(query_seconds=0.2, row_cap=10, download_row_cap=100)
+    with TestClient(create_app(web_lake, settings)) as test_client:
+        yield test_client
+
+
+def test_the_page_shows_at_most_row_cap_rows_and_says_so(capped):
+    page = capped.get("/sql", params={"q": "SELECT * FROM range(50)"})
+    assert page.status_code == 200
+    assert len(_result_cells(page.text)) == 10
+    assert 'id="row-cap"' in page.text
+    exact = capped.get("/sql", params={"q": "SELECT * FROM range(10)"})
+    assert len(_result_cells(exact.text)) == 10
+    assert 'id="row-cap"' not in exact.text
+
+
+def test_a_download_is_whole_or_refused_never_cut(capped):
+    whole = capped.get("/sql.csv", params={"q": "SELECT * FROM range(100)"})
+    assert whole.status_code == 200
+    assert len(whole.text.splitlines()) == 101
+    refused = capped.get("/sql.csv", params={"q": "SELECT * FROM range(101)"})
+    assert refused.status_code == 400
+    assert "download_row_cap" in _error(refused.text)
+
+
+@pytest.mark.parametrize("url", ["/sql", "/sql.csv"])
+def test_a_query_past_the_time_limit_is_interrupted(capped, url):
+    # hours of work at any speed: only the interruption can end it
+    endless = "SELECT sum(hash(i)) FROM range(1000000000000000) t(i)"
+    page = capped.get(url, params={"q": endless})
+    assert page.status_code == 400
+    assert "interrupted" in _error(page.text) and "query_seconds" in _error(page.text)
+    after = capped.get("/sql", params={"q": "SELECT 42 AS answer"})
+    assert _result_cells(after.text) == [["42"]]
