@@ -277,7 +277,7 @@ def test_chunked_resolve_of_a_compacted_lake_with_a_superseding_night(tmp_path, 
     assert _rows(tmp_path / "parts") == _rows(tmp_path / "local.parquet")
 
 
-def test_verify_rederives_a_dask_output_directory(client, tmp_path, cli):
+def test_verify_rederives_a_dask_output_directory(dask_client, tmp_path, cli):
     """verify on the parts of --executor dask: clean, still clean after a later registration
     (it replays to the recorded journal position), and a hand-edited row in one part found."""
     import pyarrow as pa
@@ -296,7 +296,7 @@ def test_verify_rederives_a_dask_output_directory(client, tmp_path, cli):
     lake = Lake(tmp_path / "lake")
     sync(lake, db)
     out = tmp_path / "parts"
-    runner = DaskExecutor.from_client(client)
+    runner = DaskExecutor.from_client(dask_client)
     write_assignments_chunked(
         lake, "flat", "recent", out, runner, chunks=[[f] for f in lake.image_files()]
     )
