@@ -10,7 +10,14 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.options import AsOfOption, LakeOption, lock_timeout_option
+from nightlake.cli.options import (
+    AsOfOption,
+    LakeOption,
+    SchedulerOption,
+    WorkersOption,
+    executor_option,
+    lock_timeout_option,
+)
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
@@ -106,21 +113,11 @@ def resolve_cmd(
         help="With --as-of/--changed-since/--diff: the DetReg database to replay (default: "
         "the lake's).",
     ),
-    executor: str = typer.Option(
-        "local",
-        "--executor",
-        help="local (this process, one Parquet file) or dask (a Dask cluster; -o becomes a "
-        "directory of part-NNNNN.parquet files).",
+    executor: str = executor_option(
+        "a Dask cluster; -o becomes a directory of part-NNNNN.parquet files"
     ),
-    scheduler: str | None = typer.Option(
-        None,
-        "--scheduler",
-        help="Dask scheduler to join (tcp://host:8786); the lake must be on a filesystem "
-        "every worker sees.",
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Start a local Dask cluster of N worker processes (default 2)."
-    ),
+    scheduler: str | None = SchedulerOption,
+    workers: int | None = WorkersOption,
 ) -> None:
     """Assign a detrend to every image of the lake and write the result to Parquet; or list
     the images whose detrend changed between two states of the database."""
