@@ -36,7 +36,9 @@ PHYSICAL = {b: f"{b} DECam c000{i} 5000.0 1000.0" for i, b in enumerate(BANDS)}
 BIN = Path(sys.executable).parent
 
 
-def build(tmp: Path, n_images: int, n_records: int, rng) -> tuple[Lake, Path]:
+def build(tmp: Path, n_images: int, n_records: int, rng, files: int = 8) -> tuple[Lake, Path]:
+    """A DetReg database of ``n_records`` flats and a lake of ``n_images`` images in ``files``
+    nightly files, generated one file at a time (10M rows never sit in memory at once)."""
     filters = {i + 1: PHYSICAL[b] for i, b in enumerate(BANDS)}
     filters.update({i + 11: b for i, b in enumerate(BANDS)})  # some records name the band
     codes = np.array(list(filters))
@@ -53,28 +55,32 @@ def build(tmp: Path, n_images: int, n_records: int, rng) -> tuple[Lake, Path]:
     db_path = tmp / "detrend.db"
     write_db(db_path, recs, filters)
 
-    band = rng.choice(BANDS, n_images)
-    obs_us = (T0 + rng.integers(0, SPAN, n_images)).astype(np.int64) * 1_000_000
-    obs_us += rng.integers(0, 1_000_000, n_images)
-    table = pa.table(
-        {
-            "visit": pa.array(np.arange(n_images, dtype=np.int64)),
-            "detector": pa.array(rng.integers(1, 63, n_images).astype(np.int64)),
-            "filter": pa.array([PHYSICAL[b] for b in band.tolist()]),
-            "band": pa.array(band.tolist()),
-            "exposureTime": pa.array(rng.choice([60.0, 300.0, 600.0], n_images)),
-            "obs_time": pa.array(obs_us, type=pa.timestamp("us")),
-        }
-    )
-    nights = 8
-    for k in range(nights):
-        part = table.slice(k * n_images // nights, n_images // nights)
+    bounds = [k * n_images // files for k in range(files + 1)]
+    for k, (start, stop) in enumerate(zip(bounds, bounds[1:])):
         out = tmp / "lake" / "images" / "target=A0a" / f"night=2019{k:04d}" / "part.parquet"
         out.parent.mkdir(parents=True)
-        pq.write_table(part, out)
+        pq.write_table(_images(rng, start, stop), out)
     lake = Lake(tmp / "lake")
     mirror_sync(lake, db_path)
     return lake, db_path
+
+
+def _images(rng, start: int, stop: int) -> pa.Table:
+    """Synthetic images ``visit`` = start … stop - 1."""
+    n = stop - start
+    band = rng.choice(BANDS, n)
+    obs_us = (T0 + rng.integers(0, SPAN, n)).astype(np.int64) * 1_000_000
+    obs_us += rng.integers(0, 1_000_000, n)
+    return pa.table(
+        {
+            "visit": pa.array(np.arange(start, stop, dtype=np.int64)),
+            "detector": pa.array(rng.integers(1, 63, n).astype(np.int64)),
+            "filter": pa.array([PHYSICAL[b] for b in band.tolist()]),
+            "band": pa.array(band.tolist()),
+            "exposureTime": pa.array(rng.choice([60.0, 300.0, 600.0], n)),
+            "obs_time": pa.array(obs_us, type=pa.timestamp("us")),
+        }
+    )
 
 
 def timed(fn, repeat=3):

@@ -1,4 +1,4 @@
-"""Shared fixtures: the committed survey fixtures and a CLI runner."""
+"""Shared fixtures: the committed survey fixtures, a CLI runner, a local Dask cluster."""
 
 from __future__ import annotations
 
@@ -65,3 +65,21 @@ def dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+@pytest.fixture(scope="module")
+def dask_client(request):
+    """A Dask client of a local cluster of 2 worker processes, one per test module."""
+    import sys
+
+    import cloudpickle
+
+    distributed = pytest.importorskip("distributed")
+    # the workers cannot import the test modules: their functions travel by value
+    cloudpickle.register_pickle_by_value(sys.modules[request.module.__name__])
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with distributed.Client(cluster) as client:
+        yield client
+    cluster.close()

@@ -1,4 +1,5 @@
-"""Independent expectations: astropy's own reading of an ECSV file, cell by cell."""
+"""Independent expectations: astropy's own reading of an ECSV file, cell by cell; the text
+table format read back by position."""
 
 from __future__ import annotations
 
@@ -88,3 +89,20 @@ def assert_equals_astropy(path, table, ignore=()) -> None:
         assert len(got) == len(expected), name
         bad = [(i, g, e) for i, (g, e) in enumerate(zip(got, expected)) if not same_cells(g, e)]
         assert not bad, f"{path}: column {name!r} differs from astropy at rows {bad[:3]}"
+
+
+def read_table(text: str) -> list[dict[str, str]]:
+    """The rows of the ``table`` format read back by position: the rule under the header
+    (``-`` runs joined by ``-+-``) gives each column's span; the ``(N rows)`` line is checked."""
+    lines = text.splitlines()
+    rule = lines[1]
+    assert set(rule) <= {"-", "+"}, rule
+    spans, start = [], 0
+    for plus in [i for i, c in enumerate(rule) if c == "+"] + [len(rule) + 1]:
+        spans.append((start, plus - 1))
+        start = plus + 2
+    names = [lines[0][a:b].strip() for a, b in spans]
+    rows = [{n: line[a:b].strip() for n, (a, b) in zip(names, spans)} for line in lines[2:-1]]
+    count = len(rows)
+    assert lines[-1] == f"({count} row{'s' if count != 1 else ''})", lines[-1]
+    return rows

@@ -19,6 +19,18 @@ class NightlakeError(Exception):
 
     exit_code = 1
 
+    def __reduce__(self):
+        # Rebuilt from its state, not its constructor (subclasses take more than the message):
+        # an error found on a Dask worker arrives whole.
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+def _restore(cls: type[NightlakeError], args: tuple, state: dict) -> NightlakeError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class InputError(NightlakeError):
     """A bad input file: the message names the file, and the line/column when known."""

@@ -20,7 +20,7 @@ Partition values are VARCHAR in every view: ``night`` is a date-like label, not 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,8 @@ METADATA_KEY = b"nightlake"
 IMAGES = "images"
 DETRENDS = "detrends"
 PARTITION_TYPES = {"target": "VARCHAR", "night": "VARCHAR", "detector": "VARCHAR"}
+#: the key of a compacted target-year, ``images/target=T/year=Y/`` (nightlake.ingest.compact)
+YEAR = "year"
 
 
 def resolve_lake_path(path: str | os.PathLike[str] | None) -> Path:
@@ -155,8 +157,6 @@ class Lake:
         """The SELECT behind ``images``; over ``subset`` (some partition files), exactly the
         rows and columns the view takes from those files (a chunk of a resolve task).
         ``files``: :meth:`image_files`, when the caller has listed them already."""
-        from nightlake.ingest.compact import is_compacted, pending_keys
-
         files = self.image_files() if files is None else files
         chosen = files if subset is None else subset
         manifest = self.read_manifest()
@@ -304,6 +304,35 @@ class Lake:
             db = None
         db_stamp = stamp(Path(db)) if isinstance(db, str) else None
         return (stamp(self.manifest_path), link, stamp(manifest), db_stamp)
+
+
+def is_compacted(path: Path, images_dir: Path) -> bool:
+    """Is this file of ``images`` a compacted target-year (``target=T/year=Y/…``)?"""
+    # by names, not relative_to: every connection asks this of every file
+    year = path.parent
+    return year.name.startswith(f"{YEAR}=") and year.parent.parent == images_dir
+
+
+def year_of(night: str) -> str:
+    return night[:4]
+
+
+def pending_keys(lake: Lake, files: Iterable[Path]) -> list[tuple[str, ...]]:
+    """Partition keys of per-night files whose target-year also has a compacted file: their
+    rows supersede that night's rows in it (a convert or compaction in progress, or cut short)."""
+    files = list(files)
+    compacted = {
+        (f.parent.parent.name, f.parent.name) for f in files if is_compacted(f, lake.images_dir)
+    }
+    keys = []
+    for f in files:
+        if is_compacted(f, lake.images_dir):
+            continue
+        parts = f.relative_to(lake.images_dir).parts[:-1]
+        values = [p.split("=", 1)[1] for p in parts]
+        if len(values) >= 2 and (parts[0], f"{YEAR}={year_of(values[1])}") in compacted:
+            keys.append(tuple(values))
+    return keys
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:

@@ -1,8 +1,9 @@
 """Where heavy work runs: in this process, or on a Dask cluster (``--executor dask``).
 
 nightlake has no scheduler of its own. Work that splits into independent tasks (resolve: one
-chunk of lake files each) is handed to an :class:`Executor`; the local one runs the tasks here,
-one after the other, and :class:`DaskExecutor` sends them to the workers of a Dask
+chunk of lake files each; convert: one source read each, then one partition written each) is
+handed to an :class:`Executor`; the local one runs the tasks here, one after the other, and
+:class:`DaskExecutor` sends them to the workers of a Dask
 ``distributed`` cluster: a local one it starts (``workers=N``, processes, no dashboard) or an
 existing one (``scheduler='tcp://host:8786'``). A task reads and writes the lake by path, so
 on a real cluster the lake must sit on a filesystem every worker sees;
@@ -41,12 +42,34 @@ class Executor:
 
     name = "local"
 
-    def map(self, fn: Callable[..., Any], items: Iterable[Any], **kwargs: Any) -> list[Any]:
-        """``[fn(item, **kwargs) for item in items]``."""
-        return [fn(item, **kwargs) for item in items]
+    def map(
+        self,
+        fn: Callable[..., Any],
+        items: Iterable[Any],
+        *,
+        done: Callable[[int], None] | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """``[fn(item, **kwargs) for item in items]``, calling ``done(i)`` as item ``i``
+        finishes. An item may hold results of :meth:`keep` (alone, or in a list or tuple):
+        the task gets their values."""
+        results = []
+        for i, item in enumerate(items):
+            results.append(fn(item, **kwargs))
+            if done:
+                done(i)
+        return results
 
-    def check_visible(self, path: Path) -> None:
-        """Nothing to check: this process is the one that found the path."""
+    def keep(self, fn: Callable[..., Any], items: Iterable[Any], **kwargs: Any) -> list[Any]:
+        """Like :meth:`map`, but the results stay where they were computed: handles for later
+        tasks (here, the values themselves)."""
+        return self.map(fn, items, **kwargs)
+
+    def release(self, handles: Iterable[Any]) -> None:
+        """Let results of :meth:`keep` go."""
+
+    def check_visible(self, *paths: Path) -> None:
+        """Nothing to check: this process is the one that found the paths."""
 
     def close(self) -> None:
         pass
@@ -84,8 +107,9 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _visible(path: str) -> bool:
-    return os.path.isdir(path)
+def _blind_to(paths: list[str]) -> str | None:
+    """The first of ``paths`` (directories) this worker cannot see."""
+    return next((p for p in paths if not os.path.isdir(p)), None)
 
 
 class DaskExecutor(Executor):
@@ -132,7 +156,14 @@ class DaskExecutor(Executor):
         self._owned = False
         return self
 
-    def map(self, fn: Callable[..., Any], items: Iterable[Any], **kwargs: Any) -> list[Any]:
+    def map(
+        self,
+        fn: Callable[..., Any],
+        items: Iterable[Any],
+        *,
+        done: Callable[[int], None] | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
         """``fn(item, **kwargs)`` for each item on the workers; results in the items' order.
 
         ``kwargs`` (the detrend timeline) travel once, as tasks of their own that every task
@@ -140,15 +171,14 @@ class DaskExecutor(Executor):
         scattered data dies with its worker, a task's result is recomputed. A task's own error
         (a NightlakeError) is raised here with its message and exit code.
         """
-        items = list(items)
-        with warnings.catch_warnings():
-            # "large object in graph": deliberate, it is sent once and then shared by the tasks
-            warnings.simplefilter("ignore", UserWarning)
-            shared = {k: self.client.submit(_identity, v, pure=False) for k, v in kwargs.items()}
-        futures = self.client.map(
-            _task, [fn] * len(items), items, retries=RETRIES, pure=False, **shared
-        )
+        from distributed import as_completed
+
+        futures, shared = self._submit(fn, items, kwargs, wrap=True)
         try:
+            if done:
+                index = {future.key: i for i, future in enumerate(futures)}
+                for future in as_completed(futures):
+                    done(index[future.key])
             results = self.client.gather(futures)
         except Exception as exc:  # a worker that died more than RETRIES times, a lost scheduler
             raise ExecutorError(
@@ -156,22 +186,52 @@ class DaskExecutor(Executor):
                 f"{str(exc).splitlines()[0] if str(exc) else ''}"
             ) from exc
         finally:
-            for future in [*futures, *shared.values()]:
-                future.release()
+            self.release([*futures, *shared])
         for result in results:
             if isinstance(result, _Failed):
                 raise _failed(result)
         return results
 
-    def check_visible(self, path: Path) -> None:
-        """Every worker sees ``path`` (the lake), else one error naming the first that does not."""
-        where = str(Path(path).resolve())
-        answers = self.client.run(_visible, where)
-        blind = sorted(worker for worker, seen in answers.items() if not seen)
+    def keep(self, fn: Callable[..., Any], items: Iterable[Any], **kwargs: Any) -> list[Any]:
+        """Futures of ``fn(item, **kwargs)``: the results stay on the workers; a later task
+        given one gets its value there (recomputed if its worker died meanwhile). ``fn``
+        returns its errors as values: one raised here would fail the later tasks."""
+        futures, shared = self._submit(fn, items, kwargs, wrap=False)
+        self.release(shared)  # the tasks hold what they need
+        return futures
+
+    def release(self, handles: Iterable[Any]) -> None:
+        for future in handles:
+            future.release()
+
+    def _submit(
+        self, fn: Callable[..., Any], items: Iterable[Any], kwargs: dict[str, Any], *, wrap: bool
+    ) -> tuple[list[Any], list[Any]]:
+        items = list(items)
+        with warnings.catch_warnings():
+            # "large object in graph": deliberate, it is sent once and then shared by the tasks
+            warnings.simplefilter("ignore", UserWarning)
+            shared = {k: self.client.submit(_identity, v, pure=False) for k, v in kwargs.items()}
+        if wrap:
+            futures = self.client.map(
+                _task, [fn] * len(items), items, retries=RETRIES, pure=False, **shared
+            )
+        else:
+            futures = self.client.map(fn, items, retries=RETRIES, pure=False, **shared)
+        return futures, list(shared.values())
+
+    def check_visible(self, *paths: Path) -> None:
+        """Every worker sees each of ``paths`` (the lake first, then any input directories),
+        else one error naming the first worker that does not."""
+        wanted = list(dict.fromkeys(str(Path(p).resolve()) for p in paths))
+        answers = self.client.run(_blind_to, wanted)
+        blind = sorted((worker, where) for worker, where in answers.items() if where)
         if blind:
+            worker, where = blind[0]
+            what = "the lake" if where == wanted[0] else "this input directory"
             raise ExecutorError(
-                f"{where}: Dask worker {blind[0]} cannot see the lake "
-                f"({len(blind)} of {len(answers)} workers); the lake must be on a filesystem "
+                f"{where}: Dask worker {worker} cannot see {what} ({len(blind)} of "
+                f"{len(answers)} workers); the lake and the inputs must be on a filesystem "
                 "every worker mounts at the same path"
             )
 

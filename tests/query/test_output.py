@@ -6,6 +6,9 @@ import io
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import read_table
 
 from nightlake.errors import UsageError
 from nightlake.query.output import (
@@ -14,6 +17,7 @@ from nightlake.query.output import (
     choose_format,
     write_result,
     write_result_file,
+    write_table,
 )
 
 
@@ -165,3 +169,41 @@ def test_a_writer_that_fails_before_opening_its_pipe_fails_the_write():
 
     with pytest.raises(RuntimeError, match="bound nothing"):
         _through_pipe(fails, io.BytesIO())
+
+
+# no blanks (the reader strips cells) and no line breaks of any kind (one row is one line)
+CELLS = st.one_of(
+    st.none(),
+    st.integers(-(10**12), 10**12),
+    st.text(st.characters(max_codepoint=0x2FF, exclude_categories=("C", "Z")), max_size=50),
+)
+
+
+NAMES = st.lists(st.from_regex(r"[a-z]{1,8}", fullmatch=True), min_size=1, max_size=5, unique=True)
+
+
+@given(
+    NAMES.flatmap(
+        lambda names: st.tuples(
+            st.just(names), st.lists(st.lists(CELLS, min_size=len(names), max_size=len(names)))
+        )
+    ),
+    st.sampled_from([None, 5, 40]),
+)
+def test_write_table_reads_back_as_its_rows(names_rows, cell_width):
+    """Every cell is read back in its column, None as NULL, with the row count at the end.
+    Widths come from the first batch (rows stream), at most ``cell_width``: a longer cell is
+    cut to its column's width with an ellipsis."""
+    names, rows = names_rows
+    texts = [["NULL" if v is None else str(v) for v in row] for row in rows]
+    first = texts[:3]
+    widths = [max([len(n)] + [len(row[i]) for row in first]) for i, n in enumerate(names)]
+    if cell_width is not None:
+        widths = [min(w, max(cell_width, len(n))) for w, n in zip(widths, names)]
+    expected = [
+        {n: t if len(t) <= w else t[: w - 1] + "…" for n, t, w in zip(names, row, widths)}
+        for row in texts
+    ]
+    out: list[str] = []
+    assert write_table(names, [rows[:3], rows[3:]], out.append, cell_width=cell_width) == len(rows)
+    assert read_table("".join(out)) == expected

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.options import DB_ENV, db_option, format_option, lock_timeout_option
+from nightlake.cli.options import (
+    DB_ENV,
+    AsOfOption,
+    db_option,
+    format_option,
+    lock_timeout_option,
+)
 from nightlake.cli.progress import Progress
 from nightlake.cli.root import app, make_app
 from nightlake.errors import UsageError
@@ -24,13 +30,6 @@ PROGRESS_MIN_FILES = 50
 
 DbOption = db_option(f"The DetReg database (default: ${DB_ENV}).", envvar=DB_ENV)
 LockOption = lock_timeout_option("the writer lock")
-AsOfOption = typer.Option(
-    None,
-    "--as-of",
-    show_default=False,
-    help="The database as it was at this time (ISO-8601 UTC or Unix seconds), replayed from "
-    "its journal.",
-)
 
 
 PreviewOption = typer.Option(
@@ -295,7 +294,7 @@ def list_(
     import numpy as np
 
     rows = _rows(database.records[mask], database.filters, np.flatnonzero(mask))
-    typer.echo(_render(rows, fmt), nl=fmt != "csv")
+    typer.echo(_render(rows, fmt), nl=fmt == "json")
 
 
 @detregister.command()
@@ -372,8 +371,6 @@ _TABLE_COLUMNS = [
 
 
 def _render(records: list, fmt: str) -> str:
-    from nightlake.detrends.detreg.record import text_table
-
     if fmt == "json":
         import json
 
@@ -398,8 +395,12 @@ def _render(records: list, fmt: str) -> str:
                 row["tstop"] = None
             writer.writerow(["" if row[c] is None else row[c] for c in _CSV_COLUMNS])
         return out.getvalue()
-    lines = text_table([r.to_text() for r in records], _TABLE_COLUMNS)
-    return lines + ("\n(no records)" if not records else "")
+    from nightlake.query.output import write_table
+
+    out: list[str] = []
+    cells = [[text[c] for c in _TABLE_COLUMNS] for text in (r.to_text() for r in records)]
+    write_table(_TABLE_COLUMNS, [cells], out.append, cell_width=None)  # filenames whole
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.options import LakeOption, lock_timeout_option
+from nightlake.cli.options import (
+    AsOfOption,
+    LakeOption,
+    SchedulerOption,
+    WorkersOption,
+    executor_option,
+    lock_timeout_option,
+)
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
@@ -81,12 +88,7 @@ def resolve_cmd(
         "--format json or parquet).",
     ),
     lake: Path | None = LakeOption,
-    as_of: str | None = typer.Option(
-        None,
-        "--as-of",
-        help="Resolve against the database as it was at this time (ISO-8601 UTC or Unix "
-        "seconds), replayed from its journal.",
-    ),
+    as_of: str | None = AsOfOption,
     changed_since: str | None = typer.Option(
         None,
         "--changed-since",
@@ -111,21 +113,11 @@ def resolve_cmd(
         help="With --as-of/--changed-since/--diff: the DetReg database to replay (default: "
         "the lake's).",
     ),
-    executor: str = typer.Option(
-        "local",
-        "--executor",
-        help="local (this process, one Parquet file) or dask (a Dask cluster; -o becomes a "
-        "directory of part-NNNNN.parquet files).",
+    executor: str = executor_option(
+        "a Dask cluster; -o becomes a directory of part-NNNNN.parquet files"
     ),
-    scheduler: str | None = typer.Option(
-        None,
-        "--scheduler",
-        help="Dask scheduler to join (tcp://host:8786); the lake must be on a filesystem "
-        "every worker sees.",
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Start a local Dask cluster of N worker processes (default 2)."
-    ),
+    scheduler: str | None = SchedulerOption,
+    workers: int | None = WorkersOption,
 ) -> None:
     """Assign a detrend to every image of the lake and write the result to Parquet; or list
     the images whose detrend changed between two states of the database."""
@@ -219,8 +211,9 @@ def emit_changes(changes, fmt: str, output: Path | None, verb: str) -> None:
 
     import pyarrow as pa
 
+    from nightlake.cli.results import emit
     from nightlake.detrends.changes import KEY, summary
-    from nightlake.detrends.detreg.record import text_table
+    from nightlake.query.output import write_table
 
     info = json.loads(changes.schema.metadata[KEY])
     said = (
@@ -228,13 +221,13 @@ def emit_changes(changes, fmt: str, output: Path | None, verb: str) -> None:
         f"{info['after']['label']})"
     )
     if fmt == "table":
-        rows = summary(changes).to_pylist()
-        shown = [{k: "(none)" if v is None else str(v) for k, v in row.items()} for row in rows]
-        if shown:
-            typer.echo(text_table(shown, list(shown[0])))
+        table = summary(changes)
+        rows = [["(none)" if v is None else str(v) for v in r.values()] for r in table.to_pylist()]
+        if rows:
+            out: list[str] = []
+            write_table(table.column_names, [rows], out.append, cell_width=None)
+            typer.echo("".join(out), nl=False)
         typer.echo(said)
         return
-    from nightlake.cli.query_cmds import _emit
-
-    _emit(pa.RecordBatchReader.from_batches(changes.schema, changes.to_batches()), fmt, output)
+    emit(pa.RecordBatchReader.from_batches(changes.schema, changes.to_batches()), fmt, output)
     typer.echo(said + (f": written to {output}" if output is not None else ""), err=True)

@@ -19,7 +19,6 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
-from nightlake.detrends.detreg.record import text_table
 from nightlake.detrends.rules import (
     DETREND_TYPES,
     FILTERED_TYPES,
@@ -179,11 +178,12 @@ def open_db(db: str | None, as_of: str | None = None):
 # -- output ---------------------------------------------------------------------------------
 
 
-def _table(rows: list[dict], columns: Sequence[str]) -> str:
-    return text_table(
-        [{c: "" if r.get(c) is None else str(r.get(c)) for c in columns} for r in rows],
-        list(columns),
-    )
+def _table(rows: list[dict], columns: Sequence[str], out) -> None:
+    """``rows`` in the table format of every command, filenames never cut."""
+    from nightlake.query.output import write_table  # only here: the short format starts fast
+
+    cells = [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    write_table(columns, [cells], out.write, cell_width=None)
 
 
 def _answer(db, image: Image, choice: Choice | None, detrend_type: str, mode: str) -> dict:
@@ -220,10 +220,7 @@ def _print_answers(answers: list[dict], fmt: str, batch: bool, out, db=None) -> 
             )
             for a in answers
         ]
-        out.write(
-            _table(rows, ["image", "ccd", "filter", "time", "rule", "scale", "index", "filename"])
-            + "\n"
-        )
+        _table(rows, ["image", "ccd", "filter", "time", "rule", "scale", "index", "filename"], out)
     elif batch:
         for a in answers:
             out.write(f"{a['image']}\t{(a['record'] or {}).get('filename', '')}\n")
@@ -256,50 +253,47 @@ def run(argv: Sequence[str], prog: str = "detsearch", out=None, err=None) -> int
 
         return run_detsearch_explain(db, args, time_us, out)
     if not args.image:
-        trange = tuple(time_option(v) for v in args.trange) if args.trange else None
-        indices = list_records(
-            db,
-            detrend_type=args.type,
-            ccd=args.ccd,
-            filter=args.filter,
-            exptime=args.exptime,
-            time_us=time_us,
-            trange=trange,
-        )
-        rows = [record(db, i).to_search() for i in indices]
-        if args.format == "json":
-            import json
+        return _list(db, args, time_us, out)
+    return _answer_images(db, args, time_us, out, err, prog)
 
-            out.write(json.dumps(rows, indent=1) + "\n")
-        elif args.format == "table":
+
+_LIST_COLUMNS = ("index", "type", "ccd", "filter", "dark_exptime", "tstart", "tstop", "treg")
+
+
+def _list(db, args, time_us: int | None, out) -> int:
+    """No image: the records that match the options; 1 when there are none."""
+    trange = tuple(time_option(v) for v in args.trange) if args.trange else None
+    indices = list_records(
+        db,
+        detrend_type=args.type,
+        ccd=args.ccd,
+        filter=args.filter,
+        exptime=args.exptime,
+        time_us=time_us,
+        trange=trange,
+    )
+    rows = [record(db, i).to_search() for i in indices]
+    if args.format == "json":
+        import json
+
+        out.write(json.dumps(rows, indent=1) + "\n")
+    elif args.format == "table":  # the cells detregister list shows (open-ended: never)
+        _table([record(db, i).to_text() for i in indices], [*_LIST_COLUMNS, "filename"], out)
+    else:
+        show = args.show or "tstart"
+        for r in rows:
+            when = r[show] or "never"
+            what = r["dark_exptime"] if r["type"] == "dark" else r["filter"]
             out.write(
-                _table(
-                    rows,
-                    [
-                        "index",
-                        "type",
-                        "ccd",
-                        "filter",
-                        "dark_exptime",
-                        "tstart",
-                        "tstop",
-                        "treg",
-                        "filename",
-                    ],
-                )
-                + "\n"
+                f"{when}\t{r['type']}\t{r['ccd']}\t{'' if what is None else what}\t"
+                f"{r['filename']}\n"
             )
-        else:
-            show = args.show or "tstart"
-            for r in rows:
-                when = r[show] or "never"
-                what = r["dark_exptime"] if r["type"] == "dark" else r["filter"]
-                out.write(
-                    f"{when}\t{r['type']}\t{r['ccd']}\t{'' if what is None else what}\t"
-                    f"{r['filename']}\n"
-                )
-        return 0 if rows else 1
+    return 0 if rows else 1
 
+
+def _answer_images(db, args, time_us: int | None, out, err, prog: str) -> int:
+    """The detrend of each ``--image``; misses are an error (one image) or reported on
+    ``err`` (several) with status 1."""
     if args.type is None:
         raise UsageError("--type is required with --image (bias, dark, flat, fringe or mask)")
     from nightlake.detrends.images import read_image

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.options import LakeOption, lock_timeout_option
+from nightlake.cli.options import (
+    LakeOption,
+    SchedulerOption,
+    WorkersOption,
+    executor_option,
+    lock_timeout_option,
+)
 from nightlake.cli.progress import Progress
 from nightlake.cli.root import app, debug_enabled, report_error
 
@@ -37,11 +43,15 @@ def convert(
     ),
     force: bool = typer.Option(False, "--force", help="Rewrite every partition, changed or not."),
     lock_timeout: float = lock_timeout_option("another convert on the same lake"),
+    executor: str = executor_option("sources read and partitions written on a Dask cluster"),
+    scheduler: str | None = SchedulerOption,
+    workers: int | None = WorkersOption,
 ) -> None:
     """Convert ECSV image collections into the lake (incremental: unchanged sources are skipped)."""
     from nightlake.ingest.convert import ConvertOptions, prefer_jemalloc
     from nightlake.ingest.convert import convert as run_convert
     from nightlake.lake import Lake
+    from nightlake.scaleout import executor as make_executor
 
     prefer_jemalloc()
     options = ConvertOptions(
@@ -53,10 +63,15 @@ def convert(
         lock_timeout=lock_timeout,
     )
     the_lake = Lake(lake)
-    with Progress() as progress:
-        report = run_convert(
-            the_lake, sources, options, progress=progress.update if progress.active else None
-        )
+    with make_executor(executor, scheduler=scheduler, workers=workers) as runner:
+        with Progress() as progress:
+            report = run_convert(
+                the_lake,
+                sources,
+                options,
+                progress=progress.update if progress.active else None,
+                executor=runner if runner.name != "local" else None,  # local: a thread per core
+            )
     if report.renames:
         pairs = ", ".join(f"{orig} -> {new}" for new, orig in sorted(report.renames.items()))
         typer.echo(

@@ -27,6 +27,13 @@ OutputOption = typer.Option(
     help="Write the result to this file (atomically) instead of stdout.",
     show_default=False,
 )
+AsOfOption = typer.Option(
+    None,
+    "--as-of",
+    show_default=False,
+    help="Answer from the database as it was at this time (ISO-8601 UTC or Unix seconds), "
+    "replayed from its journal.",
+)
 ParamOption = typer.Option(
     [],
     "-p",
@@ -49,3 +56,19 @@ def db_option(help: str, envvar: str | None = None):
 def lock_timeout_option(what: str):
     """``--lock-timeout``: seconds to wait for ``what`` (a lock) before giving up."""
     return typer.Option(30.0, "--lock-timeout", help=f"Seconds to wait for {what}.")
+
+
+def executor_option(what: str):
+    """``--executor``: where the heavy work runs; ``what`` says what changes on dask."""
+    return typer.Option("local", "--executor", help=f"local (this process) or dask ({what}).")
+
+
+SchedulerOption = typer.Option(
+    None,
+    "--scheduler",
+    help="Dask scheduler to join (tcp://host:8786); the lake must be on a filesystem every "
+    "worker sees.",
+)
+WorkersOption = typer.Option(
+    None, "--workers", help="Start a local Dask cluster of N worker processes (default 2)."
+)

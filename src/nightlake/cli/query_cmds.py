@@ -19,6 +19,7 @@ from nightlake.cli.options import (
     format_option,
 )
 from nightlake.cli.progress import Progress
+from nightlake.cli.results import emit_query, run_to_output
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
@@ -43,42 +44,6 @@ def _read_query(query: str | None, file: Path | None) -> str:
     return sys.stdin.read() if query == "-" else query
 
 
-def _emit(reader, fmt: str | None, output: Path | None) -> int | None:
-    """Write a result stream to ``output`` or stdout in the chosen format; return rows."""
-    from nightlake.query.output import choose_format
-
-    return _write(lambda _: reader, choose_format(fmt, output, sys.stdout.isatty()), output)
-
-
-def _emit_query(con, query: str, params, fmt: str | None, output: Path | None) -> int | None:
-    """Run ``query`` and write its result like :func:`_emit`; the text formats get DuckDB's
-    rows, and DuckDB writes CSV itself, so neither imports pyarrow."""
-    from nightlake.query.output import RELATION_FORMATS, ROW_FORMATS, choose_format
-    from nightlake.query.stream import stream, stream_relation, stream_rows
-
-    def run(fmt: str):
-        if fmt in ROW_FORMATS:
-            return stream_rows(con, query, params)
-        return (stream_relation if fmt in RELATION_FORMATS else stream)(con, query, params)
-
-    return _write(run, choose_format(fmt, output, sys.stdout.isatty()), output)
-
-
-def _write(run, fmt: str, output: Path | None) -> int | None:
-    from nightlake.query.output import BINARY_FORMATS, write_result, write_result_file
-
-    result = run(fmt)
-    if output is not None:
-        return write_result_file(result, fmt, output)
-    if fmt in BINARY_FORMATS and sys.stdout.isatty():
-        raise UsageError(f"{fmt} is binary: redirect stdout or write it with -o FILE")
-    sink = sys.stdout.buffer
-    sys.stdout.flush()
-    rows = write_result(result, fmt, sink)
-    sink.flush()  # a reader that left early (`| head`) is the app's one broken-pipe path
-    return rows
-
-
 @app.command()
 def sql(
     query: str | None = typer.Argument(
@@ -99,37 +64,6 @@ def sql(
     text = _read_query(query, file)
     params = parse_params(param)
     run_to_output(Lake(lake), text, params, fmt, output)
-
-
-def run_to_output(lake, query: str, params, fmt: str | None, output: Path | None) -> None:
-    """Run a read-only query on ``lake`` and write its rows to ``output`` or stdout: the one
-    path of ``sql`` and ``images-at`` (an output inside the lake refused first)."""
-    from nightlake.query.stream import open_connection
-
-    if output is not None:
-        from nightlake.query.export import refuse_inside_lake
-
-        refuse_inside_lake(lake, output)
-    if _emit_astro(lake, query, params, fmt, output):
-        return
-    con = open_connection(lake)
-    try:
-        _emit_query(con, query, params, fmt, output)
-    finally:
-        con.close()
-
-
-def _emit_astro(lake, query: str, params, fmt: str | None, output: Path | None) -> bool:
-    """ECSV/FITS/VOTable (with units) through :mod:`nightlake.query.astro`; False otherwise."""
-    from nightlake.query.astro import astro_format, write_query
-
-    astro = astro_format(fmt, output)
-    if astro is None:
-        return False
-    if output is None:
-        raise UsageError(f"{astro} is written to a file: add -o FILE")
-    write_query(lake, query, params, output, astro)
-    return True
 
 
 @app.command()
@@ -227,7 +161,7 @@ def stats(
         raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
     con = open_connection(the_lake)
     try:
-        _emit_query(con, query, None, fmt, output)
+        emit_query(con, query, None, fmt, output)
     finally:
         con.close()
     if plot is not None:
@@ -255,7 +189,7 @@ def macros(fmt: str | None = FormatOption) -> None:
     con = duckdb.connect()  # macros do not need a lake: they bind when called
     try:
         load_macros(con)
-        _emit_query(con, MACROS_QUERY, None, fmt, None)
+        emit_query(con, MACROS_QUERY, None, fmt, None)
     finally:
         con.close()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from nightlake.cli.options import FormatOption, LakeOption, OutputOption
-from nightlake.cli.query_cmds import run_to_output
+from nightlake.cli.results import run_to_output
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 

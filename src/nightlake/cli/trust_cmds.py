@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.options import LakeOption
+from nightlake.cli.options import AsOfOption, LakeOption
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
@@ -42,12 +42,7 @@ def explain(
     ),
     lake: Path | None = LakeOption,
     fmt: str = typer.Option("table", "--format", help="table or json."),
-    as_of: str | None = typer.Option(
-        None,
-        "--as-of",
-        help="Answer from the database as it was at this time (ISO-8601 UTC or Unix "
-        "seconds), replayed from its journal.",
-    ),
+    as_of: str | None = AsOfOption,
 ) -> None:
     """Every record of a type for one image, with why it was or was not chosen."""
     from dataclasses import replace
@@ -144,12 +139,7 @@ def audit(
     ccd: int | None = typer.Option(
         None, "--ccd", help="With --plot: draw this CCD's records one by one."
     ),
-    as_of: str | None = typer.Option(
-        None,
-        "--as-of",
-        help="Answer from the database as it was at this time (ISO-8601 UTC or Unix "
-        "seconds), replayed from its journal.",
-    ),
+    as_of: str | None = AsOfOption,
     db: Path | None = typer.Option(
         None,
         "--db",
@@ -160,19 +150,13 @@ def audit(
     """Findings about the detrend database and its coverage of the lake's images."""
     import pyarrow as pa
 
-    from nightlake.cli.query_cmds import _emit
-    from nightlake.detrends.audit import FINDINGS, failing
+    from nightlake.cli.results import emit
     from nightlake.detrends.audit import audit as run_audit
+    from nightlake.detrends.audit import failing
     from nightlake.detrends.rules import DETREND_TYPES
     from nightlake.lake import Lake
 
-    for kind in fail_on:
-        if kind not in FINDINGS:
-            raise UsageError(f"--fail-on {kind!r}: expected one of {', '.join(FINDINGS)}")
-    if ccd is not None and plot is None:
-        raise UsageError("--ccd draws one CCD of the coverage picture: give --plot FILE.png too")
-    if plot is not None and (as_of is not None or db is not None):
-        raise UsageError("--plot draws the mirror's coverage: it takes neither --as-of nor --db")
+    _check_audit_options(fail_on, ccd, plot, as_of, db)
     the_lake = Lake(lake)
     if plot is not None:
         from nightlake.query.export import refuse_inside_lake
@@ -181,23 +165,11 @@ def audit(
         if not plot.resolve().parent.is_dir():
             raise UsageError(f"{plot}: the directory {plot.parent} does not exist")
     con = the_lake.connect()
-    source = "detrends"
-    if as_of is not None:
-        from nightlake.detrends.history import AS_OF_TABLE, lake_db, parse_as_of, register_as_of
-
-        when = parse_as_of(as_of)
-        register_as_of(con, lake_db(the_lake, db), when)
-        source = AS_OF_TABLE
-    elif db is not None:
-        from nightlake.detrends.detreg import read_db
-        from nightlake.detrends.sync import records_table
-
-        source = "detrends_db"  # the file as it is now, mirrored or not
-        con.register(source, records_table(read_db(db)))
+    source = _audit_source(con, the_lake, as_of, db)
     findings = run_audit(
         con, detrend_types or DETREND_TYPES, mode, check_files=check_files, source=source
     )
-    _emit(pa.RecordBatchReader.from_batches(findings.schema, findings.to_batches()), fmt, output)
+    emit(pa.RecordBatchReader.from_batches(findings.schema, findings.to_batches()), fmt, output)
     if plot is not None:
         from nightlake.detrends.coverage_plot import plot_coverage
 
@@ -207,3 +179,35 @@ def audit(
         typer.echo(f"plot written to {plot}", err=True)
     if failing(findings, fail_on):
         raise typer.Exit(1)
+
+
+def _check_audit_options(
+    fail_on: list[str], ccd: int | None, plot: Path | None, as_of: str | None, db: Path | None
+) -> None:
+    """Refuse the option combinations of ``audit`` that cannot work, before any work."""
+    from nightlake.detrends.audit import FINDINGS
+
+    for kind in fail_on:
+        if kind not in FINDINGS:
+            raise UsageError(f"--fail-on {kind!r}: expected one of {', '.join(FINDINGS)}")
+    if ccd is not None and plot is None:
+        raise UsageError("--ccd draws one CCD of the coverage picture: give --plot FILE.png too")
+    if plot is not None and (as_of is not None or db is not None):
+        raise UsageError("--plot draws the mirror's coverage: it takes neither --as-of nor --db")
+
+
+def _audit_source(con, the_lake, as_of: str | None, db: Path | None) -> str:
+    """The records table to audit: the mirror's, the database replayed to ``as_of``, or the
+    file ``db`` as it is now (mirrored or not)."""
+    if as_of is not None:
+        from nightlake.detrends.history import AS_OF_TABLE, lake_db, parse_as_of, register_as_of
+
+        register_as_of(con, lake_db(the_lake, db), parse_as_of(as_of))
+        return AS_OF_TABLE
+    if db is not None:
+        from nightlake.detrends.detreg import read_db
+        from nightlake.detrends.sync import records_table
+
+        con.register("detrends_db", records_table(read_db(db)))
+        return "detrends_db"
+    return "detrends"

@@ -149,21 +149,21 @@ def _write_text(answer: dict, out: IO[str]) -> None:
         return
     if not any(r["verdict"] == "chosen" for r in rows):
         out.write("  nothing chosen\n")
+    from nightlake.query.output import write_table
+
     cells = [
         (
-            str(r["ccd"]),
+            r["ccd"],
             f"#{r['record_index']}",
             r["verdict"],
-            f"{r['tstart']} .. {r['tstop'] or 'open-ended'}",
+            f"{r['tstart']} .. {r['tstop'] or 'never'}",  # as detregister list shows it
             r["filename"],
             r["reason"],
         )
         for r in rows
     ]
     head = ("ccd", "record", "verdict", "validity", "filename", "reason")
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head[:-1])]
-    for line in [head, *cells]:
-        out.write("  ".join(v.ljust(w) for v, w in zip(line, widths)) + "  " + line[-1] + "\n")
+    write_table(head, [cells], out.write, numeric=[True] + [False] * 5, cell_width=None)
 
 
 def run_detsearch_explain(db, args, time_us: int | None, out: IO[str]) -> int:

@@ -1,6 +1,6 @@
 """Science images as resolution sees them: CCD, filter, exposure time and time from FITS headers.
 
-Headers are read with a small card parser rather than astropy.io.fits, so that ``detsearch``
+Headers are read with :mod:`nightlake.fits` rather than astropy.io.fits, so that ``detsearch``
 starts fast; astropy is imported only to convert a time that is not in UTC (``TIMESYS`` TAI,
 TT, …) or that falls on a leap second. The time rule:
 
@@ -25,16 +25,15 @@ from __future__ import annotations
 import gzip
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import IO
 
 from nightlake.detrends.rules import Image
 from nightlake.detrends.times import iso_to_unix_us
 from nightlake.errors import FormatError, InputError
+from nightlake.fits import headers as fits_headers
 
-BLOCK = 2880
-CARD = 80
 UNIX_EPOCH_MJD = 40587
 LAYOUTS = ("split", "mef")
 
@@ -72,8 +71,6 @@ LEAP_SECOND_DAYS = frozenset(
     )
 )
 
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
-_INT = re.compile(r"^[+-]?\d+$")
 _SCALES = {
     "UTC": "utc",
     "UT": "utc",
@@ -90,79 +87,7 @@ _SCALES = {
 }
 
 
-# -- header cards ---------------------------------------------------------------------------
-
-
-def _value(text: str):
-    """The value of a card's value field (after ``= ``): str, bool, int, float or None."""
-    text = text.lstrip()
-    if text.startswith("'"):
-        out, i = [], 1
-        while i < len(text):
-            if text[i] == "'":
-                if text[i + 1 : i + 2] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
-                break
-            out.append(text[i])
-            i += 1
-        return "".join(out).rstrip()
-    token = text.split("/", 1)[0].strip()
-    if token == "T":
-        return True
-    if token == "F":
-        return False
-    if _INT.match(token):
-        return int(token)
-    if _FLOAT.match(token):
-        return float(token.replace("D", "E").replace("d", "e"))
-    return token or None
-
-
-def _headers(handle: IO[bytes], path: str) -> Iterator[dict]:
-    """Each HDU's header as a dict (first occurrence of a keyword wins), skipping the data."""
-    first = True
-    while True:
-        cards: dict = {}
-        ended = False
-        while not ended:
-            block = handle.read(BLOCK)
-            if not block:
-                if first:
-                    raise FormatError(path, "not a FITS file (empty)")
-                if cards:
-                    raise FormatError(path, "truncated FITS header (no END card)")
-                return
-            if len(block) < BLOCK:
-                raise FormatError(path, "truncated FITS header (no END card)")
-            if first and not block.startswith(b"SIMPLE  ="):
-                raise FormatError(path, "not a FITS file (does not start with SIMPLE =)")
-            first = False
-            text = block.decode("ascii", "replace")
-            for i in range(0, BLOCK, CARD):
-                card = text[i : i + CARD]
-                key = card[:8].rstrip()
-                if key == "END":
-                    ended = True
-                    break
-                if card[8:10] == "= " and key and key not in cards:
-                    cards[key] = _value(card[10:])
-        yield cards
-        size = _data_size(cards)
-        if size:
-            handle.seek(size + (-size % BLOCK), os.SEEK_CUR)
-
-
-def _data_size(cards: dict) -> int:
-    naxis = cards.get("NAXIS") or 0
-    if not isinstance(naxis, int) or naxis <= 0:
-        return 0
-    count = 1
-    for axis in range(1, naxis + 1):
-        count *= int(cards.get(f"NAXIS{axis}") or 0)
-    bitpix = abs(int(cards.get("BITPIX") or 8))
-    return bitpix // 8 * int(cards.get("GCOUNT") or 1) * (int(cards.get("PCOUNT") or 0) + count)
+# -- headers ----------------------------------------------------------------------------------
 
 
 def _open(path: str) -> IO[bytes]:
@@ -176,7 +101,7 @@ def _open(path: str) -> IO[bytes]:
 
 def read_header(
     path: str | os.PathLike[str], *, ccd: int | None = None, layout: str | None = None
-) -> dict:
+) -> Mapping[str, object]:
     """The header that describes ``ccd`` of the image at ``path`` (see the module docstring).
 
     ``layout`` is 'split', 'mef' or None (mef when a CCD is given and the file has several
@@ -185,10 +110,8 @@ def read_header(
     path = str(path)
     try:
         with _open(path) as handle:
-            headers = _headers(handle, path)
-            primary = next(headers, None)
-            if primary is None:
-                raise FormatError(path, "not a FITS file (empty)")
+            headers = (header.cards for header in fits_headers(handle, path))
+            primary = next(headers)  # fits_headers raises for a file without one
             if layout == "mef" or (layout is None and ccd is not None):
                 if layout == "mef" and ccd is None:
                     raise FormatError(path, "a multi-extension (mef) image needs the CCD number")
@@ -196,7 +119,7 @@ def read_header(
                 for ext in headers:
                     extensions.append(ext)
                     if _ccd_of(ext) == ccd:
-                        return {**primary, **ext}
+                        return primary | ext
                 if layout == "mef" or len(extensions) > 1:
                     raise FormatError(
                         path,
@@ -204,12 +127,12 @@ def read_header(
                         f"EXTNAME of {len(extensions)} extensions)",
                     )
                 if extensions and not primary.get("NAXIS"):
-                    return {**primary, **extensions[0]}
+                    return primary | extensions[0]
                 return primary
             if not primary.get("NAXIS"):
                 ext = next(headers, None)
                 if ext is not None:
-                    return {**primary, **ext}
+                    return primary | ext
             return primary
     except (OSError, EOFError) as exc:
         if isinstance(exc, OSError) and exc.filename:
@@ -217,7 +140,7 @@ def read_header(
         raise FormatError(path, f"unreadable FITS file ({exc})") from exc
 
 
-def _ccd_of(header: dict) -> int | None:
+def _ccd_of(header: Mapping[str, object]) -> int | None:
     value = header.get("CCDNUM")
     if isinstance(value, int):
         return value
@@ -228,7 +151,7 @@ def _ccd_of(header: dict) -> int | None:
 # -- times ----------------------------------------------------------------------------------
 
 
-def _scale(header: dict, path: str) -> str:
+def _scale(header: Mapping[str, object], path: str) -> str:
     name = str(header.get("TIMESYS") or "UTC").strip().upper()
     if name not in _SCALES:
         raise FormatError(
@@ -267,7 +190,7 @@ def mjd_to_unix_us(mjd: float) -> int:
     return (day - UNIX_EPOCH_MJD) * 86_400_000_000 + round((mjd - day) * length)
 
 
-def image_time_us(header: dict, path: str) -> int:
+def image_time_us(header: Mapping[str, object], path: str) -> int:
     """The image time from a header (MJD-OBS, else DATE-OBS [+TIME-OBS/UTC-OBS]) in Unix µs."""
     scale = _scale(header, path)
     mjd = header.get("MJD-OBS")
@@ -303,7 +226,7 @@ def band_of(filter_name: str | None) -> str | None:
 
 
 def image_from_header(
-    header: dict, path: str, *, ccd: int | None = None, time_us: int | None = None
+    header: Mapping[str, object], path: str, *, ccd: int | None = None, time_us: int | None = None
 ) -> Image:
     """An :class:`Image` from a header: CCDNUM (unless ``ccd``), FILTER, EXPTIME, the time."""
     if ccd is None:

@@ -89,7 +89,8 @@ def records_table(db: DetRegDB) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from nightlake.detrends.detreg import OPEN_ENDED, TYPE_NAMES
+    from nightlake.detrends.detreg import OPEN_ENDED, TYPE_CODES
+    from nightlake.detrends.detreg.record import type_name
 
     columns = db.to_arrow()
     n = columns.num_rows
@@ -98,7 +99,7 @@ def records_table(db: DetRegDB) -> pa.Table:
     treg = columns.column("treg").to_numpy().astype(np.uint64)
     types = columns.column("type").to_numpy().astype(np.int32)
     fcode = columns.column("filter").to_numpy().astype(np.int32)
-    is_dark = types == 2
+    is_dark = types == TYPE_CODES["dark"]
 
     def timestamps(seconds: np.ndarray, *, null_beyond: bool) -> pa.Array:
         beyond = seconds > mirror.MAX_TIMESTAMP_S
@@ -110,9 +111,7 @@ def records_table(db: DetRegDB) -> pa.Table:
     filter_names = np.array([db.filters.get(int(c)) for c in codes] + [None], dtype=object)[inverse]
     filter_names[is_dark] = None
     tcodes, tinverse = np.unique(types, return_inverse=True)
-    type_names = np.array(
-        [TYPE_NAMES.get(int(c), f"type{int(c)}") for c in tcodes] + [None], dtype=object
-    )[tinverse]
+    type_names = np.array([type_name(c) for c in tcodes] + [None], dtype=object)[tinverse]
 
     def column(name: str, kind: pa.DataType) -> pa.Array:
         return pc.cast(columns.column(name), kind)

@@ -1,8 +1,9 @@
 """Compaction: the per-night partitions of a target and year merged into one Parquet file.
 
-A whole-lake query pays per file (footer, schema, scan setup), not per row: 10,950 per-night
-files of a 10-year survey cost 23x one file of the same rows, one file per target and year
-costs 1-2x (docs/design.md, "Speed at survey scale"). The compacted form::
+A whole-lake query pays per file (footer, schema, scan setup), not per row: the per-night
+files of a 10-year survey cost many times one file of the same rows, one file per target and
+year comes close to it (docs/design.md, "Speed at survey scale"; the figures are in
+bench/RESULTS.md). The compacted form::
 
     images/target=A0a/year=2019/2019_A0a.parquet   rows of every night of 2019 (``night`` a
                                                    column), sorted by night, detector, visit;
@@ -16,9 +17,9 @@ Its ``nightlake`` key-value metadata keeps each night's own record (sources, opt
 Per-night files may sit beside compacted ones: ``convert`` writes them, and the compaction
 that follows in the same run (under the lake lock) merges them into their target-year. A
 per-night file supersedes the rows of its night in a compacted file: the view excludes them
-(:func:`pending_keys`), so a reader sees the old rows or the new ones at every step, and a
-compaction killed between writing its file and deleting the per-night ones leaves a lake that
-reads the same and is finished by the next writer.
+(:func:`nightlake.lake.pending_keys`), so a reader sees the old rows or the new ones at every
+step, and a compaction killed between writing its file and deleting the per-night ones leaves
+a lake that reads the same and is finished by the next writer.
 """
 
 from __future__ import annotations
@@ -29,29 +30,18 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nightlake.lake import METADATA_KEY, Lake
+from nightlake.lake import METADATA_KEY, YEAR, Lake, is_compacted, year_of
 
 #: 3: target-years may be compacted (``images/target=T/year=Y/``); ``layout`` in nightlake.json
 LAKE_FORMAT_VERSION = 3
 #: rows per row group: a multiple of DuckDB's vector (2,048). One row group per night (a few
-#: hundred rows) cost 7x the one-file floor on the 10-year lake; 20,000-120,000 rows cost 1-2x.
+#: hundred rows) costs more than it prunes; tens of thousands of rows come close to one file
+#: (bench/RESULTS.md, "Compaction as built").
 ROW_GROUP_ROWS = 32_768
-YEAR = "year"
 #: a lake of this many per-night files or more is compacted by the convert that reaches it,
 #: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
 #: scale"); a small lake keeps the per-night form, which a person can read file by file
 AUTO_COMPACT_FILES = 200
-
-
-def is_compacted(path: Path, images_dir: Path) -> bool:
-    """Is this file of ``images`` a compacted target-year (``target=T/year=Y/…``)?"""
-    # by names, not relative_to: every connection asks this of every file
-    year = path.parent
-    return year.name.startswith(f"{YEAR}=") and year.parent.parent == images_dir
-
-
-def year_of(night: str) -> str:
-    return night[:4]
 
 
 def compacted_path(lake: Lake, target: str, year: str) -> Path:
@@ -79,24 +69,6 @@ def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any],
             levels = tuple(record["options"]["partition_by"])
             key = tuple(str(record[level]) for level in levels)
             yield partition_path(lake, levels, key), signature, record, file
-
-
-def pending_keys(lake: Lake, files: Iterable[Path]) -> list[tuple[str, ...]]:
-    """Partition keys of per-night files whose target-year also has a compacted file: their
-    rows supersede that night's rows in it (a convert or compaction in progress, or cut short)."""
-    files = list(files)
-    compacted = {
-        (f.parent.parent.name, f.parent.name) for f in files if is_compacted(f, lake.images_dir)
-    }
-    keys = []
-    for f in files:
-        if is_compacted(f, lake.images_dir):
-            continue
-        parts = f.relative_to(lake.images_dir).parts[:-1]
-        values = [p.split("=", 1)[1] for p in parts]
-        if len(values) >= 2 and (parts[0], f"{YEAR}={year_of(values[1])}") in compacted:
-            keys.append(tuple(values))
-    return keys
 
 
 def compact(

@@ -1,19 +1,22 @@
 """ECSV collections → lake partitions: incremental, idempotent, atomic per partition.
 
-The steps of :func:`convert`, all under the lake's writer lock, each a function:
+The steps of :func:`convert`, all under the lake's writer lock, each a function; reading a
+source and writing a partition are tasks, run on a thread per core here or on the workers of an
+:class:`~nightlake.scaleout.Executor` (``--executor dask``), the rest is the client's:
 
 1. :func:`_plan`: compare each input file with the fingerprints recorded in the partitions
    already in the lake (size + mtime, then content hash): unchanged sources are not even
    read; a changed one brings the other recorded sources of every partition it feeds, so a
    rewritten partition is whole;
 2. :func:`_read`: read those, split their rows by target/night(/detector), and derive
-   ``obs_time`` from ``mjd`` (ERFA);
+   ``obs_time`` from ``mjd`` (ERFA), a task per source (:func:`_read_one`; the rows stay where
+   they were read);
 3. :func:`_remove_gone`: a partition no input has rows for any more goes;
-4. :func:`_merge`: when two sources (a per-night file, ``joined.collection``, a sharded tree)
-   give the same partition, their rows must be identical, else that partition fails naming
-   both;
-5. :func:`_write`: write every partition that has a changed source (rename case-colliding
-   columns, sort by detector, visit, mjd, record provenance; temp file + rename), then the
+4. :func:`_merge`: the partitions to write, each with every source read that feeds it;
+5. :func:`_write`: a task per partition (:func:`_write_job`): when two sources (a per-night
+   file, ``joined.collection``, a sharded tree) give it rows, they must be identical, else it
+   fails naming both; then rename case-colliding columns, sort by detector, visit, mjd, record
+   provenance, write a temp file and rename it into place. Then the client writes the
    manifest.
 
 A bad input never stops the others: it is reported, and no partition it feeds is written.
@@ -25,7 +28,7 @@ import json
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -47,6 +50,7 @@ from nightlake.ingest.ecsv import EcsvTable, read_ecsv
 from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
 from nightlake.ingest.taitime import mjd_to_timestamp
 from nightlake.lake import METADATA_KEY, Lake, write_parquet_temp
+from nightlake.scaleout import Executor
 
 PARTITION_LEVELS = ("target", "night", "detector")
 SORT_COLUMNS = ("detector", "visit", "mjd")
@@ -77,6 +81,8 @@ def prefer_jemalloc() -> str:
             pa.set_memory_pool(pa.jemalloc_memory_pool())
         except NotImplementedError:  # a pyarrow built without jemalloc
             pass
+        else:  # and the worker processes of a local Dask cluster it starts
+            os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"
     return pa.default_memory_pool().backend_name
 
 
@@ -130,8 +136,22 @@ class _Contribution:
     rows: pa.Table
 
 
-#: partition key (target, night[, detector]) -> what each source gives it
-Contributions = dict[tuple[str, ...], list[_Contribution]]
+@dataclass
+class _Read:
+    """What the client knows of one source read: the partitions it feeds, or its error.
+    ``rows`` is the :class:`_SourceRead` itself (read here) or a handle to it (read on a
+    worker, where it stays until the partitions are written)."""
+
+    source: SourceFile
+    keys: list[tuple[str, ...]]
+    error: NightlakeError | None
+    rows: Any = None
+
+
+#: partition key (target, night[, detector]) -> the reads of the sources that give it rows
+Contributions = dict[tuple[str, ...], list[_Read]]
+#: a partition to write: its key and the reads (``_Read.rows``) of every source feeding it
+_Job = tuple[tuple[str, ...], list[Any]]
 
 
 @dataclass
@@ -143,6 +163,13 @@ class _Plan:
     affected: set[Path]  # partitions a changed source fed when the lake was last written
     to_read: list[SourceFile]  # changed sources, and the other sources of affected partitions
     unchanged: int  # inputs not read
+
+
+@dataclass
+class _Refused:
+    """A partition not written: its sources disagree, or one of them failed."""
+
+    error: NightlakeError
 
 
 @dataclass
@@ -160,21 +187,34 @@ def convert(
     sources: Iterable[str | os.PathLike[str]],
     options: ConvertOptions = ConvertOptions(),
     progress: ProgressFn | None = None,
+    executor: Executor | None = None,
 ) -> ConvertReport:
-    """Convert ``sources`` into ``lake``; see the module docstring for the steps."""
+    """Convert ``sources`` into ``lake``; see the module docstring for the steps.
+
+    ``executor`` runs the read and write tasks (``None``: this process, a thread per core).
+    The lock, the plan and the manifest stay here, so two converts still exclude each other.
+    """
     report = ConvertReport()
     files, errors = find_inputs(list(sources))
     report.failed.extend((exc.path or "<input>", exc) for exc in errors)
     with lake.locked(options.lock_timeout):
         _check_writable(lake)
+        if executor is not None:
+            executor.check_visible(lake.path, *sorted({f.path.parent for f in files}))
         _clean_temp_files(lake)
         manifest = _check_options(lake, options)
         plan = _plan(lake, files, options)
         report.unchanged = plan.unchanged
-        contributions = _read(lake, plan, options, report, progress)
-        _remove_gone(plan, contributions, lake, options, report)
-        todo = _merge(lake, plan, contributions, options, report)
-        _write(lake, manifest, plan.index, todo, options, report, progress)
+        contributions = _read(lake, plan, options, report, progress, executor)
+        try:
+            _remove_gone(plan, contributions, lake, options, report)
+            todo = _merge(lake, plan, contributions, options)
+            _write(lake, manifest, plan.index, todo, options, report, progress, executor)
+            if executor is not None:
+                _clean_temp_files(lake)  # of a worker that died mid-write (its task was rerun)
+        finally:
+            if executor is not None:
+                executor.release(r.rows for reads in contributions.values() for r in reads)
         compact_locked(lake, report.written + report.removed)  # if the lake is compacted
     return report
 
@@ -291,14 +331,15 @@ def _read(
     options: ConvertOptions,
     report: ConvertReport,
     progress: ProgressFn | None,
+    executor: Executor | None,
 ) -> Contributions:
-    """The rows of every source the plan names, split by partition, with ``obs_time``.
+    """Every source the plan names read and split by partition, with ``obs_time``.
 
     A changed source can land in a partition that other, unchanged sources already feed (a
     new shard, a joined.collection beside per-night files): those are read too, so the
     partition is checked against them and stays whole.
     """
-    contributions = _read_split(plan.to_read, options, report, progress)
+    contributions = _read_split(plan.to_read, options, report, progress, executor)
     read = {f.path for f in plan.to_read}
     siblings = {
         path: describe(path)
@@ -306,27 +347,34 @@ def _read(
         for path in plan.index.sources_of(partition_path(lake, options.partition_by, key))
         if path not in read and path.exists()
     }
-    more = _read_split(sorted(siblings.values(), key=lambda f: f.path), options, report, None)
+    more = _read_split(
+        sorted(siblings.values(), key=lambda f: f.path), options, report, None, executor
+    )
     for key, parts in more.items():
         contributions[key].extend(parts)
-    add_obs_time([c for parts in contributions.values() for c in parts], options.time_scale)
     return contributions
 
 
 @dataclass
 class _SourceRead:
-    """One source read and split, or why it could not be."""
+    """One source read and split (its rows by partition, with ``obs_time``), or why it could
+    not be."""
 
     source: SourceFile
-    ecsv: EcsvTable | None = None
-    parts: list[tuple[tuple[str, ...], pa.Table]] = field(default_factory=list)
+    parts: dict[tuple[str, ...], _Contribution] = field(default_factory=dict)
     error: NightlakeError | None = None
 
 
 def _read_one(source: SourceFile, options: ConvertOptions) -> _SourceRead:
+    """A task: read one source and split its rows by partition."""
     try:
         ecsv = read_ecsv(source.path)
-        return _SourceRead(source, ecsv, _split(source, ecsv.table, options))
+        parts = {
+            key: _Contribution(source, ecsv, rows)
+            for key, rows in _split(source, ecsv.table, options)
+        }
+        add_obs_time(parts.values(), options.time_scale)
+        return _SourceRead(source, parts)
     except NightlakeError as exc:
         return _SourceRead(source, error=exc)
     except Exception as exc:  # a case no check foresaw must still fail this file only
@@ -335,25 +383,55 @@ def _read_one(source: SourceFile, options: ConvertOptions) -> _SourceRead:
         return _SourceRead(source, error=error)
 
 
+def _summary(read: _SourceRead) -> _Read:
+    return _Read(read.source, list(read.parts), read.error)
+
+
 def _read_split(
     files: list[SourceFile],
     options: ConvertOptions,
     report: ConvertReport,
     progress: ProgressFn | None,
+    executor: Executor | None,
 ) -> Contributions:
-    """Read and split ``files`` on a thread per core; a file that fails is reported."""
+    """Read and split ``files``; a file that fails is reported."""
     contributions: Contributions = defaultdict(list)
-    results = _threaded(lambda source: _read_one(source, options), files)
-    for i, result in enumerate(results, 1):
-        if progress:
-            progress("read", i, len(files), result.source.path.name)
-        if result.error is not None:
-            report.failed.append((str(result.source.path), result.error))
+    for read in _read_all(files, options, progress, executor):
+        if read.error is not None:
+            report.failed.append((str(read.source.path), read.error))
             continue
         report.sources_read += 1
-        for key, rows in result.parts:
-            contributions[key].append(_Contribution(result.source, result.ecsv, rows))
+        for key in read.keys:
+            contributions[key].append(read)
     return contributions
+
+
+def _read_all(
+    files: list[SourceFile],
+    options: ConvertOptions,
+    progress: ProgressFn | None,
+    executor: Executor | None,
+) -> Iterator[_Read]:
+    """:func:`_read_one` of each file, in order: on a thread per core here, or as tasks of
+    ``executor`` whose results stay on its workers."""
+    if executor is None:
+        for i, read in enumerate(_threaded(lambda source: _read_one(source, options), files), 1):
+            if progress:
+                progress("read", i, len(files), read.source.path.name)
+            summary = _summary(read)
+            summary.rows = read
+            yield summary
+        return
+    handles = executor.keep(_read_one, files, options=options)
+    count = iter(range(1, len(files) + 1))
+
+    def done(i: int) -> None:
+        if progress:
+            progress("read", next(count), len(files), files[i].path.name)
+
+    for summary, handle in zip(executor.map(_summary, handles, done=done), handles):
+        summary.rows = handle
+        yield summary
 
 
 def _cores() -> int:
@@ -486,27 +564,18 @@ def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> Non
 
 # -- merge ----------------------------------------------------------------------------------
 def _merge(
-    lake: Lake,
-    plan: _Plan,
-    contributions: Contributions,
-    options: ConvertOptions,
-    report: ConvertReport,
-) -> list[_PartitionRows]:
-    """The partitions to write, each with the rows of one source; a partition whose sources
-    disagree, or one of whose sources failed, is reported and not written."""
-    failed = _failed_paths(report)
+    lake: Lake, plan: _Plan, contributions: Contributions, options: ConvertOptions
+) -> list[_Job]:
+    """The partitions to write, each with the reads of every source that feeds it (which
+    rows go in, :func:`_merge_sources`, is decided where the partition is written)."""
     todo = []
-    for key, parts in sorted(contributions.items()):
+    for key, reads in sorted(contributions.items()):
         path = partition_path(lake, options.partition_by, key)
-        touched = any(c.source.path in plan.changed for c in parts) or bool(
+        touched = any(r.source.path in plan.changed for r in reads) or bool(
             set(plan.index.sources_of(path)) & plan.changed
         )
-        if not touched:
-            continue  # read only as a sibling, and nothing of it changed
-        try:
-            todo.append(_PartitionRows(key, _merge_sources(key, parts, failed), parts))
-        except NightlakeError as exc:
-            report.failed.append(("/".join(key), exc))
+        if touched:  # else read only as a sibling, and nothing of it changed
+            todo.append((key, [r.rows for r in reads]))
     return todo
 
 
@@ -621,38 +690,91 @@ def _write(
     lake: Lake,
     manifest: dict[str, Any],
     index: _LakeIndex,
-    todo: list[_PartitionRows],
+    todo: list[_Job],
     options: ConvertOptions,
     report: ConvertReport,
     progress: ProgressFn | None,
+    executor: Executor | None,
 ) -> None:
-    """Write every partition of ``todo`` (temp file + rename), then the manifest.
-
-    Partitions are encoded on a thread per core; making each durable and moving it into place
-    (fsync, rename, fsync) waits on the disk, on threads of its own, so encoding never waits
-    for a slow fsync (a network disk).
-    """
-    committer = ThreadPoolExecutor(4 * _cores(), thread_name_prefix="nightlake-commit")
-
-    def write_one(rows: _PartitionRows):
-        written = _write_partition(lake, options, rows)
-        return written, committer.submit(commit_temp, written.tmp, written.target)
-
+    """Write every partition of ``todo`` (:func:`_write_job`), then the manifest."""
     schemas = {p: sig for p, sig in index.schemas.items() if p not in report.removed}
     if todo and manifest.get("uniform_schema"):
         # readers meanwhile must not assume one schema for partitions about to change
         lake.write_manifest({**manifest, "uniform_schema": False})
+    failed = _failed_paths(report)
+    for key, outcome in _write_all(lake, todo, options, failed, progress, executor):
+        if isinstance(outcome, _Refused):
+            report.failed.append(("/".join(key), outcome.error))
+            continue
+        target = partition_path(lake, options.partition_by, key)  # as the lake names it here
+        report.written.append(target)
+        report.rows_written += outcome.rows
+        report.renames.update(outcome.renames)
+        schemas[target] = outcome.signature
+    lake.write_manifest({**manifest, "uniform_schema": len(set(schemas.values())) <= 1})
+
+
+def _write_all(
+    lake: Lake,
+    todo: list[_Job],
+    options: ConvertOptions,
+    failed: set[Path],
+    progress: ProgressFn | None,
+    executor: Executor | None,
+) -> Iterator[tuple[tuple[str, ...], _Written | _Refused]]:
+    """:func:`_write_job` of each partition, in order, every written one in place.
+
+    Here, partitions are encoded on a thread per core; making each durable and moving it
+    into place (fsync, rename, fsync) waits on the disk, on threads of its own, so encoding
+    never waits for a slow fsync (a network disk). On an executor, each task does both.
+    """
+    place = str(lake.path.resolve())  # a worker's working directory is not ours
+    labels = ["/".join(key) for key, _ in todo]
+    if executor is not None:
+        count = iter(range(1, len(todo) + 1))
+
+        def done(i: int) -> None:
+            if progress:
+                progress("write", next(count), len(todo), labels[i])
+
+        outcomes = executor.map(
+            _write_job, todo, done=done, lake=place, options=options, failed=failed, commit=True
+        )
+        yield from zip((key for key, _ in todo), outcomes)
+        return
+    committer = ThreadPoolExecutor(4 * _cores(), thread_name_prefix="nightlake-commit")
+
+    def write_one(job: _Job):
+        outcome = _write_job(job, lake=place, options=options, failed=failed, commit=False)
+        if isinstance(outcome, _Refused):
+            return outcome, None
+        return outcome, committer.submit(commit_temp, outcome.tmp, outcome.target)
+
     results = _threaded(write_one, todo)
     with committer, closing(results):  # on failure: no new writes, started ones committed
-        for done, (rows, (written, committed)) in enumerate(zip(todo, results), 1):
-            committed.result()
+        for done, ((key, _), (outcome, committed)) in enumerate(zip(todo, results), 1):
+            if committed is not None:
+                committed.result()
             if progress:
-                progress("write", done, len(todo), "/".join(rows.key))
-            report.written.append(written.target)
-            report.rows_written += written.rows
-            report.renames.update(written.renames)
-            schemas[written.target] = written.signature
-    lake.write_manifest({**manifest, "uniform_schema": len(set(schemas.values())) <= 1})
+                progress("write", done, len(todo), labels[done - 1])
+            yield key, outcome
+
+
+def _write_job(
+    job: _Job, *, lake: str, options: ConvertOptions, failed: set[Path], commit: bool
+) -> _Written | _Refused:
+    """A task: the rows one partition takes from its sources' reads (:func:`_merge_sources`),
+    written to a temp file beside its place, and with ``commit`` moved into place."""
+    key, reads = job
+    parts = [read.parts[key] for read in reads]
+    try:
+        chosen = _merge_sources(key, parts, failed)
+    except NightlakeError as exc:
+        return _Refused(exc)
+    written = _write_partition(Lake(lake), options, _PartitionRows(key, chosen, parts))
+    if commit:
+        commit_temp(written.tmp, written.target)
+    return written
 
 
 def _write_partition(lake: Lake, options: ConvertOptions, rows: _PartitionRows) -> _Written:

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nightlake.errors import InputError
-from nightlake.ingest.compact import YEAR
 from nightlake.ingest.ecsv import not_a_regular_file
+from nightlake.lake import YEAR
 
 SUFFIXES = (".collection", ".ecsv")
 TARGET_COLUMN = "fieldname"

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -324,36 +324,60 @@ def _cut(text: str, width: int) -> str:
 
 
 def _write_table(reader, sink, *, cell_width: int = CELL_WIDTH) -> int:
-    """An aligned table; column widths come from the first batch so rows stream."""
     names, numeric, batches = _row_batches(reader)
+    return write_table(
+        names,
+        batches,
+        lambda text: sink.write(text.encode()),
+        numeric=numeric,
+        cell_width=cell_width,
+    )
+
+
+def write_table(
+    names: Sequence[str],
+    batches: Iterable[Sequence[Sequence[Any]]],
+    write: Callable[[str], Any],
+    *,
+    numeric: Sequence[bool] | None = None,
+    cell_width: int | None = CELL_WIDTH,
+) -> int:
+    """The ``table`` format, the one text table of every command: a header, a rule, rows
+    (numbers right-aligned, cells longer than ``cell_width`` cut, None as NULL), the count.
+
+    Column widths come from the first batch of rows, so rows stream; ``write`` takes text;
+    ``cell_width=None`` never cuts (for a filename that is the answer). Returns the count.
+    """
+    numeric = list(numeric) if numeric is not None else [False] * len(names)
     widths: list[int] | None = None
     rows = 0
 
-    def line(cells: list[str]) -> bytes:
+    def line(cells: Sequence[str]) -> str:
         out = [
             _cut(c, w).rjust(w) if num else _cut(c, w).ljust(w)
             for c, w, num in zip(cells, widths, numeric)
         ]
-        return (" | ".join(out).rstrip() + "\n").encode()
+        return " | ".join(out).rstrip() + "\n"
+
+    def head(table: list[list[str]]) -> list[int]:
+        widths = [max([len(n)] + [len(r[i]) for r in table]) for i, n in enumerate(names)]
+        if cell_width is not None:
+            widths = [min(w, max(cell_width, len(n))) for w, n in zip(widths, names)]
+        return widths
 
     for batch in batches:
         table = [[cell_text(v) for v in row] for row in batch]
         if widths is None:
-            widths = [
-                min(max([len(n)] + [len(r[i]) for r in table]), max(cell_width, len(n)))
-                for i, n in enumerate(names)
-            ]
-            sink.write(line(list(names)))
-            sink.write(("-+-".join("-" * w for w in widths) + "\n").encode())
+            widths = head(table)
+            if names:
+                write(line(names) + "-+-".join("-" * w for w in widths) + "\n")
         for cells in table:
-            sink.write(line(cells))
+            write(line(cells))
         rows += len(table)
-    if widths is None:
-        widths = [len(n) for n in names]
-        if names:
-            sink.write(line(list(names)))
-            sink.write(("-+-".join("-" * w for w in widths) + "\n").encode())
-    sink.write(f"({rows} row{'s' if rows != 1 else ''})\n".encode())
+    if widths is None and names:
+        widths = head([])
+        write(line(names) + "-+-".join("-" * w for w in widths) + "\n")
+    write(f"({rows} row{'s' if rows != 1 else ''})\n")
     return rows
 
 

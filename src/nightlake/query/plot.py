@@ -65,7 +65,6 @@ def plot_survey(
 
     The file is written beside ``path`` and renamed into place.
     """
-    import numpy as np
     from matplotlib.figure import Figure
 
     from nightlake.files import atomic_replace
@@ -76,46 +75,32 @@ def plot_survey(
     ax_zp = fig.add_subplot(grid[0, 1], sharex=ax_fwhm)
     ax_det_fwhm = fig.add_subplot(grid[1, :])
     ax_det_zp = fig.add_subplot(grid[2, :], sharex=ax_det_fwhm)
+    _draw_nights(fig, ax_fwhm, ax_zp, nightly.to_pylist())
+    _draw_detectors(ax_det_fwhm, ax_det_zp, detectors.to_pylist())
+    fig.suptitle(title, fontsize="large", fontweight="bold")
 
-    rows = nightly.to_pylist()
+    target_path = Path(path)
+    with atomic_replace(target_path) as tmp:
+        fig.savefig(tmp, format="png")
+    return target_path
+
+
+def _draw_nights(fig, ax_fwhm, ax_zp, rows: list[dict]) -> None:
+    """The top panels: FWHM and zero point per night, a colour and marker per target."""
     # Nights on an even, categorical axis: a survey observes in bursts years apart, and a
     # date axis would squash each burst into one column of markers.
     nights = sorted({r["night"] for r in rows})
     index = {n: i for i, n in enumerate(nights)}
     targets = sorted({r["target"] for r in rows})
-    colours = _colours(len(targets))
     markers = "os^Dv<>p"
     handles = []
-    for i, (target, colour) in enumerate(zip(targets, colours)):
+    for i, (target, colour) in enumerate(zip(targets, _colours(len(targets)))):
         mine = [r for r in rows if r["target"] == target]
         # spread the targets of one night a little sideways so their markers do not hide
         dodge = (i - (len(targets) - 1) / 2) * min(0.12, 0.7 / max(len(targets), 1))
         x = [index[r["night"]] + dodge for r in mine]
-        marker = markers[(i // 20) % len(markers)]
-        fwhm = np.array([_nan(r["fwhm_median_arcsec"]) for r in mine])
-        low = fwhm - np.array([_nan(r["fwhm_p10_arcsec"]) for r in mine])
-        high = np.array([_nan(r["fwhm_p90_arcsec"]) for r in mine]) - fwhm
-        handle = ax_fwhm.errorbar(
-            x,
-            fwhm,
-            yerr=[low, high],
-            fmt=marker,
-            color=colour,
-            ms=5,
-            capsize=2,
-            elinewidth=0.8,
-            label=target,
-        )
-        ax_zp.plot(
-            x,
-            [_nan(r["zero_point_median"]) for r in mine],
-            marker,
-            color=colour,
-            ms=5,
-            linestyle="none",
-            label=target,
-        )
-        handles.append(handle)
+        style = {"fmt": markers[(i // 20) % len(markers)], "color": colour, "label": target}
+        handles.append(_draw_target(ax_fwhm, ax_zp, x, mine, style))
     ax_fwhm.set_title("Seeing per night (median, bars: 10th-90th percentile)")
     ax_fwhm.set_ylabel("FWHM [arcsec]")
     ax_zp.set_title("Photometric zero point per night (median)")
@@ -136,7 +121,33 @@ def plot_survey(
             ncols=max(1, -(-len(targets) // 40)),
         )
 
-    det_rows = {r["detector"]: r for r in detectors.to_pylist()}
+
+def _draw_target(ax_fwhm, ax_zp, x: list[float], rows: list[dict], style: dict):
+    """One target's nights: FWHM with its p10-p90 bars, and zero point; returns the legend
+    handle."""
+    import numpy as np
+
+    fwhm = np.array([_nan(r["fwhm_median_arcsec"]) for r in rows])
+    low = fwhm - np.array([_nan(r["fwhm_p10_arcsec"]) for r in rows])
+    high = np.array([_nan(r["fwhm_p90_arcsec"]) for r in rows]) - fwhm
+    handle = ax_fwhm.errorbar(x, fwhm, yerr=[low, high], ms=5, capsize=2, elinewidth=0.8, **style)
+    ax_zp.plot(
+        x,
+        [_nan(r["zero_point_median"]) for r in rows],
+        style["fmt"],
+        color=style["color"],
+        ms=5,
+        linestyle="none",
+        label=style["label"],
+    )
+    return handle
+
+
+def _draw_detectors(ax_det_fwhm, ax_det_zp, rows: list[dict]) -> None:
+    """The lower panels: per-detector medians as bars in focal-plane order, rows marked."""
+    import numpy as np
+
+    det_rows = {r["detector"]: r for r in rows}
     order = focal_plane_order(list(det_rows))
     positions = np.arange(len(order))
     row_of = [_FOCAL_PLANE.get(d, (len(DECAM_ROWS),))[0] for d in order]
@@ -164,12 +175,6 @@ def plot_survey(
     )
     ax_det_zp.set_xlabel("detector (CCD name and number)")
     ax_det_fwhm.tick_params(axis="x", labelbottom=False)
-    fig.suptitle(title, fontsize="large", fontweight="bold")
-
-    target_path = Path(path)
-    with atomic_replace(target_path) as tmp:
-        fig.savefig(tmp, format="png")
-    return target_path
 
 
 def _nan(value) -> float:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import read_table
 
 from nightlake.detrends.changes import diff_states, summary
 from nightlake.detrends.detreg import read_db
@@ -260,7 +261,8 @@ def test_preview_delete_table_and_parquet(journaled):
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == [
+    rows = read_table("\n".join(lines[:-1]))
+    assert list(rows[0]) == [
         "night",
         "detector",
         "type",
@@ -269,7 +271,15 @@ def test_preview_delete_table_and_parquet(journaled):
         "new_filename",
         "images",
     ]
-    assert lines[1].split() == ["20190401", "1", "flat", "exact", "/m/g1a.fits", "(none)", "1"]
+    assert list(rows[0].values()) == [
+        "20190401",
+        "1",
+        "flat",
+        "exact",
+        "/m/g1a.fits",
+        "(none)",
+        "1",
+    ]
     assert lines[-1] == ("4 image detrend(s) would change (now → with the delete of 2 record(s))")
     parquet = root / "gone.parquet"
     done = _run(

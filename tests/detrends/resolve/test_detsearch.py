@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from reference import read_table
+from typer.testing import CliRunner
 
 from nightlake.cli.detsearch import run
 from nightlake.errors import NightlakeError
@@ -85,7 +87,9 @@ def test_json_has_the_record_the_rule_and_the_dark_scale(db, tmp_path):
     assert answer["record"]["tstart"] == "2019-04-02T05:11:20Z"
     assert answer["time"] == "2019-04-02T05:13:00Z"
     status, out, _ = search("--db", db, "--image", img, "--type", "dark", "--format", "table")
-    assert "dark300.fits" in out and "exact" in out.splitlines()[1]
+    [row] = read_table(out)
+    assert (row["rule"], row["filename"], row["index"]) == ("exact", "/m/dark300.fits", "5")
+    assert (row["image"], row["ccd"], row["time"]) == (str(img), "5", "2019-04-02T05:13:00Z")
 
 
 def test_recent_mode_and_overrides(db, tmp_path):
@@ -336,4 +340,24 @@ def test_open_ended_reads_never_as_in_detregister_list(db):
     assert out.getvalue().split("\t")[0] == "never"
     listed = CliRunner().invoke(app, ["detregister", "list", "--db", str(db), "--type", "bias"])
     assert listed.exit_code == 0, listed.output
-    assert "never" in listed.output.splitlines()[1].split()
+    assert [row["tstop"] for row in read_table(listed.output)] == ["never"]
+
+
+def test_listing_table_says_never_for_an_open_ended_record_as_detregister_list_does(db):
+    status, out, _ = search("--db", db, "--format", "table")
+    assert status == 0
+    rows = read_table(out)
+    _, listed, _ = search("--db", db, "--format", "json")
+    by_index = {r["index"]: r for r in json.loads(listed)}
+    assert len(rows) == len(ROWS) == len(by_index)
+    for row in rows:
+        expected = by_index[int(row["index"])]["tstop"] or "never"  # JSON: null when open-ended
+        assert row["tstop"] == expected
+    assert [r["filename"] for r in rows if r["tstop"] == "never"] == ["/m/bias_c7.fits"]
+    from nightlake.cli.detreg_cmds import detregister
+
+    listing = CliRunner().invoke(detregister, ["list", "--db", str(db)])
+    assert listing.exit_code == 0, listing.output
+    assert {r["filename"]: r["tstop"] for r in read_table(listing.stdout)} == {
+        r["filename"]: r["tstop"] for r in rows
+    }

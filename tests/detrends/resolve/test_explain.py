@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import read_table
 
 from nightlake.detrends.rules import DETREND_TYPES, MODES, Image, Resolver
 
@@ -284,7 +285,8 @@ def test_nightlake_explain_an_image_file_as_a_table_and_as_json(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"{image}: flat for ccd 5, filter {VR} at 2019-04-02T05:13:00Z (exact mode)"
-    assert lines[2].split()[:3] == ["5", "#9", "chosen"]
+    first = read_table("\n".join(lines[1:]))[0]
+    assert (first["ccd"], first["record"], first["verdict"]) == ("5", "#9", "chosen")
     result = CliRunner().invoke(
         app,
         [
@@ -343,7 +345,8 @@ def test_nightlake_explain_a_lake_image_and_explicit_values(tmp_path):
         "flat",
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[2].split()[:3] == ["5", "#2", "chosen"]
+    first = read_table("\n".join(done.stdout.splitlines()[1:]))[0]
+    assert (first["ccd"], first["record"], first["verdict"]) == ("5", "#2", "chosen")
 
 
 @pytest.mark.parametrize(
@@ -382,9 +385,9 @@ def test_detsearch_explain(tmp_path, spelling):
     out = io.StringIO()
     status = run(["-db", str(db), "-image", str(image), "-type", "flat", *spelling], out=out)
     assert status == 0
-    lines = out.getvalue().splitlines()
-    assert lines[2].split()[:3] == ["5", "#9", "chosen"]
-    assert any("superseded by record 9" in line for line in lines)
+    rows = read_table("\n".join(out.getvalue().splitlines()[1:]))
+    assert [(r["ccd"], r["record"], r["verdict"]) for r in rows[:1]] == [("5", "#9", "chosen")]
+    assert any(r["reason"].startswith("superseded by record 9") for r in rows)
     out = io.StringIO()
     run(
         [

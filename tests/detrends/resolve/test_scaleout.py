@@ -1,7 +1,8 @@
 """Resolve in chunks and on a Dask cluster equals the local resolve, row for row.
 
-One LocalCluster (2 worker processes) serves the whole module. Rows are compared as sorted
-lists of full rows (every column), because the local ASOF join promises no row order.
+One LocalCluster (2 worker processes, the ``dask_client`` fixture) serves the whole module.
+Rows are compared as sorted lists of full rows (every column), because the local ASOF join
+promises no row order.
 """
 
 from __future__ import annotations
@@ -31,20 +32,6 @@ distributed = pytest.importorskip("distributed")
 
 TARGETS = ["A0a", "B1b", "C2c"]
 NIGHTS = ["20190401", "20190402", "20190403"]
-
-
-@pytest.fixture(scope="module")
-def client():
-    import cloudpickle
-
-    # the workers cannot import the tests package: its functions travel by value
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
 
 
 @st.composite
@@ -112,7 +99,7 @@ def test_chunked_resolve_equals_the_whole(recs, rows, data):
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(records(), lake_images(), st.sampled_from(DETREND_TYPES), st.sampled_from(MODES))
-def test_dask_resolve_equals_the_local_run(client, recs, rows, kind, mode):
+def test_dask_resolve_equals_the_local_run(dask_client, recs, rows, kind, mode):
     tmp = Path(tempfile.mkdtemp(prefix="nl-dask-"))
     try:
         lake = _make_lake(tmp, recs, rows)
@@ -122,7 +109,7 @@ def test_dask_resolve_equals_the_local_run(client, recs, rows, kind, mode):
             kind,
             mode,
             tmp / "dask",
-            DaskExecutor.from_client(client),
+            DaskExecutor.from_client(dask_client),
             chunks=[[f] for f in lake.image_files()],
         )
         assert _rows(tmp / "dask") == _rows(tmp / "local.parquet")
@@ -130,7 +117,7 @@ def test_dask_resolve_equals_the_local_run(client, recs, rows, kind, mode):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_dask_resolve_of_the_previous_fixture_lake(client, tmp_path, fixtures_dir):
+def test_dask_resolve_of_the_previous_fixture_lake(dask_client, tmp_path, fixtures_dir):
     from nightlake.detrends.sync import sync
 
     shutil.copytree(fixtures_dir / "previous" / "lake", tmp_path / "lake")
@@ -144,7 +131,7 @@ def test_dask_resolve_of_the_previous_fixture_lake(client, tmp_path, fixtures_di
             kind,
             "recent",
             tmp_path / kind,
-            DaskExecutor.from_client(client),
+            DaskExecutor.from_client(dask_client),
             chunks=[[f] for f in lake.image_files()],
         )
         assert dask == local and local[0] > 0
@@ -163,7 +150,9 @@ def _killed_once(chunk, *, marker, **kwargs):
     os._exit(1)
 
 
-def test_a_worker_killed_mid_task_is_retried_and_the_result_equals_a_clean_run(client, tmp_path):
+def test_a_worker_killed_mid_task_is_retried_and_the_result_equals_a_clean_run(
+    dask_client, tmp_path
+):
     recs = [
         dict(
             tstart=1_554_000_000,
@@ -199,18 +188,18 @@ def test_a_worker_killed_mid_task_is_retried_and_the_result_equals_a_clean_run(c
         def map(self, fn, items, **kwargs):
             return super().map(_killed_once, items, marker=str(tmp_path / "killed"), **kwargs)
 
-    runner = Killing.from_client(client)
+    runner = Killing.from_client(dask_client)
     counts = write_assignments_chunked(lake, "bias", "exact", tmp_path / "out", runner)
     assert (tmp_path / "killed").exists()
     assert counts == (12, 12)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-00000.parquet"]
     assert _rows(tmp_path / "out") == _rows(tmp_path / "clean.parquet")
-    client.wait_for_workers(2)
+    dask_client.wait_for_workers(2)
 
 
-def test_a_worker_that_cannot_see_the_lake_is_named(client, tmp_path):
+def test_a_worker_that_cannot_see_the_lake_is_named(dask_client, tmp_path):
     with pytest.raises(ExecutorError, match=r"cannot see the lake.*filesystem every worker"):
-        DaskExecutor.from_client(client).check_visible(tmp_path / "elsewhere")
+        DaskExecutor.from_client(dask_client).check_visible(tmp_path / "elsewhere")
 
 
 def test_cli_resolve_through_a_local_cluster(tmp_path, fixtures_dir):
@@ -288,7 +277,7 @@ def test_chunked_resolve_of_a_compacted_lake_with_a_superseding_night(tmp_path, 
     assert _rows(tmp_path / "parts") == _rows(tmp_path / "local.parquet")
 
 
-def test_verify_rederives_a_dask_output_directory(client, tmp_path, cli):
+def test_verify_rederives_a_dask_output_directory(dask_client, tmp_path, cli):
     """verify on the parts of --executor dask: clean, still clean after a later registration
     (it replays to the recorded journal position), and a hand-edited row in one part found."""
     import pyarrow as pa
@@ -307,7 +296,7 @@ def test_verify_rederives_a_dask_output_directory(client, tmp_path, cli):
     lake = Lake(tmp_path / "lake")
     sync(lake, db)
     out = tmp_path / "parts"
-    runner = DaskExecutor.from_client(client)
+    runner = DaskExecutor.from_client(dask_client)
     write_assignments_chunked(
         lake, "flat", "recent", out, runner, chunks=[[f] for f in lake.image_files()]
     )

@@ -166,9 +166,10 @@ def _keep_extra(path: Path, raw: bytes, done: list[str]):
 
 def read_db_declared(path: Path, raw: bytes) -> int:
     """NRECORD as the header declares it."""
-    from nightlake.detrends.detreg.format import layout_of, parse_header
+    from nightlake.detrends.detreg.format import layout_of
+    from nightlake.fits import primary_header
 
-    return layout_of(parse_header(raw, path).cards, path)[2]
+    return layout_of(primary_header(raw, path).cards, path)[2]
 
 
 __all__ = ["CheckReport", "check_db", "repair_db"]

@@ -46,7 +46,6 @@ from nightlake.detrends.detreg.format import (
     make_records,
     max_filter_name_length,
     overlap_policy,
-    parse_header,
     to_native,
     validate_records,
 )
@@ -59,6 +58,7 @@ from nightlake.detrends.detreg.journal import (
 from nightlake.detrends.detreg.record import TYPE_NAMES, DetRegRecord
 from nightlake.errors import FormatError, InputError, LockTimeout
 from nightlake.files import atomic_replace
+from nightlake.fits import BLOCK, primary_header
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 MAX_FILTER_CODE = 9999  # FILT<code> must fit the 8 characters of a FITS keyword
@@ -221,7 +221,7 @@ def _records_after(raw, end: int, recsize: int) -> int:
 def _decode(path: Path, raw, st: os.stat_result | None, *, keep_extra: bool = False) -> DetRegDB:
     """Validate and decode a file's bytes; ``keep_extra`` also takes the whole records found
     after the ones NRECORD declares (for ``check --repair --keep-extra``)."""
-    header = parse_header(raw, path)
+    header = primary_header(raw, path)
     cards = header.cards
     layout, byteorder, nrecord = layout_of(cards, path)
     recsize = LAYOUTS[layout]["recsize"]
@@ -283,7 +283,7 @@ def encode_db(
     overlaps: str = "allow",
     date: str | None = None,
 ) -> bytes:
-    """The complete bytes of a DetReg file: header, records, zero padding to 2880.
+    """The complete bytes of a DetReg file: header, records, zero padding to a whole block.
 
     ``date`` (the DATE card, ``YYYY-MM-DDThh:mm:ss``) defaults to now; a journaled write uses
     its entry's time, so that a replay of the journal rebuilds the very bytes it hashed.
@@ -301,7 +301,7 @@ def encode_db(
         overlaps=overlaps,
     )
     data = encode_records(records, layout, byteorder)
-    return header + data + b"\0" * (-len(data) % 2880)
+    return header + data + b"\0" * (-len(data) % BLOCK)
 
 
 def _atomic_replace(
@@ -472,18 +472,31 @@ def add_records(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> DetRegDB:
     """Append records (filter codes already assigned; ``filters`` adds table entries)."""
+
+    def build(db: DetRegDB) -> tuple[np.ndarray, dict[int, str]]:
+        return np.asarray(new_records).astype(RECORD_DTYPE), _merge_filters(db, filters or {})
+
+    return _append(db_path, build, lock_timeout)
+
+
+def _append(
+    db_path: str | os.PathLike,
+    build: Callable[[DetRegDB], tuple[np.ndarray, dict[int, str]]],
+    lock_timeout: float,
+) -> DetRegDB:
+    """Append in one lock and one journaled rewrite: ``build(db)`` gives the new records and
+    the whole filter table (the database's codes and any new ones)."""
     db_path = _existing(db_path)
-    new_records = np.asarray(new_records).astype(RECORD_DTYPE)
     with locked(db_path, lock_timeout):
         db = read_db(db_path)
-        merged = _merge_filters(db, filters or {})
-        added = {c: n for c, n in merged.items() if c not in db.filters}
+        new, filters = build(db)
+        added = {c: n for c, n in filters.items() if c not in db.filters}
         return _commit(
             db,
-            np.concatenate([db.records, new_records]),
-            merged,
+            np.concatenate([db.records, new]),
+            filters,
             "add",
-            [record_dict(r, merged) for r in new_records],
+            [record_dict(r, filters) for r in new],
             filters_added=added,
         )
 
@@ -660,19 +673,12 @@ def register(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> DetRegDB:
     """Append entries in one lock and one rewrite; new filter names get the next codes."""
-    db_path = _existing(db_path)
-    with locked(db_path, lock_timeout):
-        db = read_db(db_path)
+
+    def build(db: DetRegDB) -> tuple[np.ndarray, dict[int, str]]:
         after, new = with_entries(db, entries)
-        added = {c: n for c, n in after.filters.items() if c not in db.filters}
-        return _commit(
-            db,
-            after.records,
-            after.filters,
-            "add",
-            [record_dict(r, after.filters) for r in new],
-            filters_added=added,
-        )
+        return new, after.filters
+
+    return _append(db_path, build, lock_timeout)
 
 
 def with_entries(db: DetRegDB, entries: Sequence[DetRegEntry]) -> tuple[DetRegDB, np.ndarray]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -33,9 +33,7 @@ from nightlake.detrends.detreg.record import (  # noqa: F401  (re-exported)
     TYPE_NAMES,
 )
 from nightlake.errors import FormatError
-
-BLOCK = 2880
-CARD = 80
+from nightlake.fits import BLOCK, CARD
 
 #: All bits set in the 32-bit unsigned long of an ILP32 file.
 OPEN_ENDED_32 = 2**32 - 1
@@ -108,75 +106,7 @@ RECORD_DTYPE = record_dtype("LP64", "native")
 
 
 # --------------------------------------------------------------------------------------------
-# Header cards
-
-
-@dataclass(frozen=True)
-class Header:
-    """The parsed cards of a DetReg header (values already typed) and its length in bytes."""
-
-    cards: dict[str, object]
-    length: int  # bytes up to the end of the block holding END
-
-
-_STRING = re.compile(r"'((?:[^']|'')*)'")
-
-
-def _parse_value(text: str) -> object:
-    """A FITS fixed/free format value: string, logical, integer or float (None if blank)."""
-    text = text.strip()
-    if text.startswith("'"):
-        m = _STRING.match(text)
-        if not m:
-            raise ValueError(f"unterminated string {text!r}")
-        return m.group(1).replace("''", "'").rstrip()
-    value = text.split("/", 1)[0].strip()
-    if value == "":
-        return None
-    if value in ("T", "F"):
-        return value == "T"
-    try:
-        return int(value)
-    except ValueError:
-        return float(value.replace("D", "E"))
-
-
-def parse_header(data, path: Path | str) -> Header:
-    """Parse the header cards at the start of ``data`` (bytes-like); FormatError names ``path``."""
-    buf = bytes(data[:BLOCK])
-    if len(buf) < CARD or not buf.startswith(b"SIMPLE  ="):
-        raise FormatError(path, "not a FITS file: it does not start with a SIMPLE card")
-    cards: dict[str, object] = {}
-    pos = 0
-    while True:
-        if pos + CARD > len(buf):
-            more = bytes(data[len(buf) : len(buf) + BLOCK])
-            if len(more) < CARD:
-                raise FormatError(
-                    path,
-                    "no END card: the FITS header never ends (not a DetReg "
-                    "file, or truncated inside the header)",
-                )
-            buf += more
-        card = buf[pos : pos + CARD]
-        pos += CARD
-        try:
-            text = card.decode("ascii")
-        except UnicodeDecodeError:
-            raise FormatError(
-                path, f"header card {pos // CARD} is not ASCII: not a FITS header"
-            ) from None
-        key = text[:8].rstrip()
-        if key == "END":
-            break
-        if text[8:10] != "= " or not key:
-            continue  # COMMENT, HISTORY, blank cards
-        try:
-            cards[key] = _parse_value(text[10:])
-        except ValueError as exc:
-            raise FormatError(path, f"header card {key}: {exc}") from None
-    length = -(-pos // BLOCK) * BLOCK
-    return Header(cards, length)
+# Header cards (read by nightlake.fits.primary_header)
 
 
 def _card(key: str, value: object, comment: str = "") -> str:
@@ -208,7 +138,7 @@ def max_filter_name_length() -> int:
 OVERLAP_POLICIES = ("allow", "forbid")
 
 
-def overlap_policy(cards: dict[str, object], path: Path | str) -> str:
+def overlap_policy(cards: Mapping[str, object], path: Path | str) -> str:
     """'forbid' when the header carries OVERLAPS = 'FORBID', else 'allow'."""
     value = cards.get("OVERLAPS")
     if value is None:
@@ -261,12 +191,13 @@ def build_header(
     return text.encode("ascii")
 
 
-def filters_from_cards(cards: dict[str, object], path: Path | str) -> dict[int, str]:
+def filters_from_cards(cards: Mapping[str, object], path: Path | str) -> dict[int, str]:
     """The FILT<code> table of a header, code -> name."""
     filters: dict[int, str] = {}
-    for key, value in cards.items():
+    for key in cards:
         m = re.fullmatch(r"FILT(\d+)", key)
         if m:
+            value = cards[key]
             if not isinstance(value, str):
                 raise FormatError(
                     path, f"header card {key}: expected a quoted filter name, found {value!r}"
@@ -279,7 +210,7 @@ def filters_from_cards(cards: dict[str, object], path: Path | str) -> dict[int, 
 # Records
 
 
-def layout_of(cards: dict[str, object], path: Path | str) -> tuple[str, str, int]:
+def layout_of(cards: Mapping[str, object], path: Path | str) -> tuple[str, str, int]:
     """Validate the structural cards; return (layout, byteorder, nrecord)."""
     if "DBTYPE" not in cards:
         raise FormatError(

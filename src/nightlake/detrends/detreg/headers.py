@@ -192,6 +192,30 @@ def _required(headers, key: str, override, source: str, option: str):
 
 
 def _entry(absolute: str, source: str, headers: list, o: Overrides, treg, now: int) -> DetRegEntry:
+    # the fields in the order their errors are reported
+    type_name = _type_of(headers, o, source)
+    ccd = _ccd_of(headers, o, source)
+    filter_name, exptime = _class_of(headers, type_name, o, source)
+    tstart, tstop = _validity(headers, o, source)
+    sigma = _float(headers, "SIGMA", o.sigma, source)
+    clipsigma = _float(headers, "CLIPSIG", o.clipsigma, source)
+    return DetRegEntry(
+        filename=absolute,
+        type=type_name,
+        ccd=ccd,
+        tstart=tstart,
+        tstop=tstop,
+        treg=now if treg is None else parse_time(treg, source=source, field="--treg"),
+        filter=filter_name,
+        exptime=exptime,
+        sigma=sigma,
+        clipsigma=clipsigma,
+        source=source,
+    )
+
+
+def _type_of(headers: list, o: Overrides, source: str) -> str:
+    """The detrend type: --type, else IMAGETYP, else OBSTYPE."""
     if o.type is not None:
         type_name = detrend_type(o.type)
         if type_name is None:
@@ -200,42 +224,54 @@ def _entry(absolute: str, source: str, headers: list, o: Overrides, treg, now: i
                 f"field type: unknown detrend type {o.type!r} "
                 "(expected bias, dark, flat, fringe or mask)",
             )
-    else:
-        raw = _lookup(headers, "IMAGETYP")
-        key = "IMAGETYP"
-        if raw is None:
-            raw, key = _lookup(headers, "OBSTYPE"), "OBSTYPE"
-        if raw is None:
-            raise InputError(
-                source,
-                "field IMAGETYP: missing from the header (no OBSTYPE either) and no --type given",
-            )
-        type_name = detrend_type(raw)
-        if type_name is None:
-            raise InputError(
-                source,
-                f"field {key}: unknown detrend type {raw!r} (expected "
-                "bias/zero, dark, flat, fringe or mask; or give --type)",
-            )
+        return type_name
+    raw = _lookup(headers, "IMAGETYP")
+    key = "IMAGETYP"
+    if raw is None:
+        raw, key = _lookup(headers, "OBSTYPE"), "OBSTYPE"
+    if raw is None:
+        raise InputError(
+            source,
+            "field IMAGETYP: missing from the header (no OBSTYPE either) and no --type given",
+        )
+    type_name = detrend_type(raw)
+    if type_name is None:
+        raise InputError(
+            source,
+            f"field {key}: unknown detrend type {raw!r} (expected "
+            "bias/zero, dark, flat, fringe or mask; or give --type)",
+        )
+    return type_name
+
+
+def _ccd_of(headers: list, o: Overrides, source: str) -> int:
     ccd_value = _required(headers, "CCDNUM", o.ccd, source, "--ccd")
     try:
-        ccd = int(ccd_value)
+        return int(ccd_value)
     except (TypeError, ValueError):
         raise InputError(
             source, f"field CCDNUM: expected an integer, found {ccd_value!r}"
         ) from None
-    filter_name = None
-    exptime = None
+
+
+def _class_of(
+    headers: list, type_name: str, o: Overrides, source: str
+) -> tuple[str | None, int | None]:
+    """(filter name, exposure time): a flat or fringe needs its filter, a dark its exposure
+    time; a bias or mask takes a filter only when one is asked for."""
     if type_name in ("flat", "fringe"):
-        filter_name = str(_required(headers, "FILTER", o.filter, source, "--filter")).strip()
-    elif type_name in ("bias", "mask"):
-        filter_name = o.filter  # any filter unless asked for one
-    else:
-        value = _required(headers, "EXPTIME", o.exptime, source, "--exptime")
-        try:
-            exptime = round(float(value))
-        except (TypeError, ValueError):
-            raise InputError(source, f"field EXPTIME: expected seconds, found {value!r}") from None
+        return str(_required(headers, "FILTER", o.filter, source, "--filter")).strip(), None
+    if type_name in ("bias", "mask"):
+        return o.filter, None
+    value = _required(headers, "EXPTIME", o.exptime, source, "--exptime")
+    try:
+        return None, round(float(value))
+    except (TypeError, ValueError):
+        raise InputError(source, f"field EXPTIME: expected seconds, found {value!r}") from None
+
+
+def _validity(headers: list, o: Overrides, source: str) -> tuple[int, int]:
+    """(tstart, tstop) from TV_START/TV_STOP or the options; tstop must be later."""
     tstart = parse_time(
         _required(headers, "TV_START", o.tstart, source, "--tstart"),
         source=source,
@@ -253,22 +289,7 @@ def _entry(absolute: str, source: str, headers: list, o: Overrides, treg, now: i
             f"field TV_STOP: validity ends ({tstop}) at or before it "
             f"starts ({tstart}); tstop must be later than tstart",
         )
-    sigma = _float(headers, "SIGMA", o.sigma, source)
-    clipsigma = _float(headers, "CLIPSIG", o.clipsigma, source)
-    reg = now if treg is None else parse_time(treg, source=source, field="--treg")
-    return DetRegEntry(
-        filename=absolute,
-        type=type_name,
-        ccd=ccd,
-        tstart=tstart,
-        tstop=tstop,
-        treg=reg,
-        filter=filter_name,
-        exptime=exptime,
-        sigma=sigma,
-        clipsigma=clipsigma,
-        source=source,
-    )
+    return tstart, tstop
 
 
 def _float(headers, key: str, override, source: str) -> float:

@@ -173,12 +173,3 @@ class DetRegRecord:
 
 def _short(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.4g}"
-
-
-def text_table(rows: list[dict[str, str]], columns: list[str]) -> str:
-    """Left-aligned columns two spaces apart, a header line first."""
-    cells = [list(columns)] + [[row.get(c, "") for c in columns] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells
-    )
