@@ -17,6 +17,21 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "data" / "fixtures"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """nightlake's own cache (the macro catalog) in a temp directory, for the CLI processes
+    the tests start too: tests write nothing into the home directory."""
+    from nightlake.sql import CACHE_ENV
+
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("nightlake-cache"))
+    yield
+    if saved is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = saved
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

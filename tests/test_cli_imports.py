@@ -1,5 +1,6 @@
 """Fast CLI start: importing the CLI loads no heavy module, and each command loads only
-what its work needs (``nightlake sql`` prints table/json/jsonl without pyarrow or numpy)."""
+what its work needs (``nightlake sql`` prints table/json/jsonl/csv/tsv without pyarrow,
+numpy or pydantic: DuckDB's rows, DuckDB's CSV writer, typer without its pydantic adapters)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ HEAVY = (
     "matplotlib",
     "duckdb",
     "filelock",
+    "pydantic",
     "starlette",
     "uvicorn",
     "jinja2",
@@ -57,7 +59,7 @@ def lake(tmp_path_factory) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("fmt", ["table", "json", "jsonl"])
+@pytest.mark.parametrize("fmt", ["table", "json", "jsonl", "csv", "tsv"])
 def test_sql_prints_text_without_pyarrow(lake, fmt):
     argv = ["sql", "--lake", lake, "--format", fmt, "select count(*) from images"]
     assert loaded_after(_run(argv)) == ["duckdb"]

@@ -3,13 +3,27 @@
 Files are named ``NN_topic.sql``; the numeric prefix is the load order, so a file may use
 the macros of every file before it. This module runs only SQL shipped with nightlake; SQL
 built from user input goes through bound parameters, never through string formatting.
+
+Parsing and binding the macro text costs more than everything else a fresh connection does,
+so the macros are defined once into a small DuckDB file, the catalog, which each connection
+copies (``COPY FROM DATABASE … (SCHEMA)``: the stored definitions, no parsing)::
+
+    $XDG_CACHE_HOME/nightlake/            (else ~/.cache/nightlake; $NIGHTLAKE_CACHE_DIR wins)
+      macros-<sha256 of the text>-duckdb<version>.duckdb
+
+The name holds the hash of the macro text and DuckDB's version, so an edited ``sql/`` or
+another DuckDB gets a catalog of its own: one is never used for text it was not built from.
+Without a writable cache directory the text is run as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
+CACHE_ENV = "NIGHTLAKE_CACHE_DIR"
 
 
 def sql_dir() -> Path:
@@ -31,9 +45,79 @@ def macro_sql() -> str:
 
 
 def load_macros(con) -> None:
-    """Define every macro of ``sql/`` on ``con`` (a ``duckdb.DuckDBPyConnection``)."""
-    for path in macro_files():
-        con.execute(path.read_text())
+    """Define every macro of ``sql/`` on ``con`` (a ``duckdb.DuckDBPyConnection``), from the
+    catalog when there is one (see the module's doc), else from the text."""
+    texts = [p.read_text() for p in macro_files()]
+    catalog = macro_catalog(texts)
+    if catalog is not None and _copy_catalog(con, catalog):
+        return
+    for text in texts:
+        con.execute(text)
+
+
+def cache_dir() -> Path | None:
+    """Where nightlake keeps derived files of its own (not of a lake); None when disabled
+    (``NIGHTLAKE_CACHE_DIR=""``)."""
+    given = os.environ.get(CACHE_ENV)
+    if given is not None:
+        return Path(given) if given else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nightlake"
+
+
+def macro_catalog(texts: list[str] | None = None) -> Path | None:
+    """The catalog file of the macro text ``texts`` (built now when missing), or None when it
+    cannot be written."""
+    import duckdb
+
+    directory = cache_dir()
+    if directory is None:
+        return None
+    texts = [p.read_text() for p in macro_files()] if texts is None else texts
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:32]
+    path = directory / f"macros-{digest}-duckdb{duckdb.__version__}.duckdb"
+    if path.is_file():
+        return path
+    try:
+        _build_catalog(path, texts)
+    except (OSError, duckdb.Error):
+        return None
+    return path
+
+
+def _build_catalog(path: Path, texts: list[str]) -> None:
+    import duckdb
+
+    from nightlake.files import atomic_replace
+
+    with atomic_replace(path) as tmp:
+        con = duckdb.connect(str(tmp))
+        try:
+            for text in texts:
+                con.execute(text)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
+
+def _copy_catalog(con, catalog: Path) -> bool:
+    """Copy the catalog's macros into ``con``'s database; False when that fails (the text then
+    defines them all: every definition is CREATE OR REPLACE)."""
+    import duckdb
+
+    alias = "nightlake_macro_catalog"
+    try:
+        (target,) = con.execute("SELECT current_database()").fetchone()
+        con.execute(f"ATTACH {sql_string(str(catalog))} AS {alias} (READ_ONLY)")
+    except duckdb.Error:
+        return False
+    try:
+        con.execute(f'COPY FROM DATABASE {alias} TO "{target}" (SCHEMA)')
+        return True
+    except duckdb.Error:
+        return False
+    finally:
+        con.execute(f"DETACH {alias}")
 
 
 def sql_string(value: str) -> str:

@@ -1,5 +1,6 @@
 """``nightlake convert`` does not import astropy: obs_time comes from ERFA alone and DEEP
-headers carry no astropy YAML tags (the import would be most of a small convert's time)."""
+headers carry no astropy YAML tags (the import would be most of a small convert's time).
+Nor pydantic (typer's option converters, see nightlake.cli.coercion)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
 
-# runs the CLI as the console script does, then fails (99) if any astropy module was imported
+# runs the CLI as the console script does, then fails (99) if astropy or pydantic was imported
 RUN_CLI_WITHOUT_ASTROPY = """
 import sys
 from nightlake.cli import main
@@ -21,9 +22,9 @@ try:
     status = 0
 except SystemExit as exc:
     status = exc.code
-loaded = sorted(m for m in sys.modules if m.split(".")[0] == "astropy")
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("astropy", "pydantic"))
 if loaded:
-    print("astropy imported:", ", ".join(loaded[:5]), file=sys.stderr)
+    print("imported:", ", ".join(loaded[:5]), file=sys.stderr)
     sys.exit(99)
 sys.exit(status)
 """

@@ -13,6 +13,7 @@ from reference import read_table
 from nightlake.errors import UsageError
 from nightlake.query.output import (
     FORMATS,
+    RELATION_FORMATS,
     choose_format,
     write_result,
     write_result_file,
@@ -54,8 +55,13 @@ def lazy_reader(batches: int, rows: int, produced):
 def test_every_format_writes_while_batches_still_come(fmt):
     produced = [0]
     sink = CountingSink(produced)
-    rows = write_result(lazy_reader(20, 500, produced), fmt, sink)
-    assert rows == 20 * 500
+    # DuckDB writes CSV in blocks of a few MB: enough rows to fill several
+    per_batch = 100_000 if fmt in RELATION_FORMATS else 500
+    rows = write_result(lazy_reader(20, per_batch, produced), fmt, sink)
+    if fmt in RELATION_FORMATS:  # DuckDB does not count the rows it writes
+        assert sink.getvalue().count(b"\n") == 1 + 20 * per_batch
+    else:
+        assert rows == 20 * per_batch
     # output was written before the last batch was produced: nothing waits for all rows
     assert min(n for n in sink.seen if n) < 20
 
@@ -117,6 +123,52 @@ def test_repeated_column_names(fmt):
         assert '{"a": 1, "a_1": 2, "A_2": "x"}' in text
     else:
         assert "1" in text and "2" in text and "x" in text
+
+
+CSV_VALUES = (
+    "SELECT 1::INT AS i, 2.5 AS d, 1e-7::DOUBLE AS small, 'x,y\"z' AS s, '' AS empty, "
+    "NULL::INT AS n, true AS b, DATE '2019-04-02' AS day, TIMESTAMP '2019-04-02 03:04:05.5' AS t, "
+    "[1, 2] AS l, {'a': 'b'} AS st, 'a\nb' AS two_lines"
+)
+
+
+@pytest.mark.parametrize("fmt, delimiter", [("csv", ","), ("tsv", "\t")])
+def test_csv_from_duckdb_on_stdout_and_in_a_file_alike(tmp_path, fmt, delimiter):
+    import csv
+    import json
+
+    import duckdb
+
+    from nightlake.query.stream import Relation
+
+    con = duckdb.connect()
+    sink = io.BytesIO()
+    write_result(Relation(con.sql(CSV_VALUES)), fmt, sink)
+    write_result_file(Relation(con.sql(CSV_VALUES)), fmt, tmp_path / f"r.{fmt}")
+    assert (tmp_path / f"r.{fmt}").read_bytes() == sink.getvalue()
+    header, row = list(csv.reader(io.StringIO(sink.getvalue().decode()), delimiter=delimiter))
+    names = [d[0] for d in con.sql(CSV_VALUES).description]
+    assert header == names
+    # each flat value as DuckDB casts it to text; NULL empty; nested values as JSON
+    texts = con.execute(
+        "SELECT "
+        + ", ".join(f'CAST("{n}" AS VARCHAR)' for n in names[:9])
+        + f" FROM ({CSV_VALUES})"
+    ).fetchone()
+    assert row[:9] == [("" if t is None else t) for t in texts]
+    assert sink.getvalue().count(b'""') >= 2  # '' quoted, unlike NULL; the quote doubled
+    assert json.loads(row[9]) == [1, 2] and json.loads(row[10]) == {"a": "b"}
+    assert row[11] == "a\nb"
+
+
+def test_a_writer_that_fails_before_opening_its_pipe_fails_the_write():
+    from nightlake.query.output import _through_pipe
+
+    def fails(_path):
+        raise RuntimeError("bound nothing")
+
+    with pytest.raises(RuntimeError, match="bound nothing"):
+        _through_pipe(fails, io.BytesIO())
 
 
 # no blanks (the reader strips cells) and no line breaks of any kind (one row is one line)

@@ -12,34 +12,32 @@ from pathlib import Path
 from nightlake.errors import UsageError
 
 
-def emit(reader, fmt: str | None, output: Path | None) -> int:
-    """Write a result stream to ``output`` or stdout in the chosen format; return rows."""
+def emit(reader, fmt: str | None, output: Path | None) -> int | None:
+    """Write a result stream to ``output`` or stdout in the chosen format; return rows (None
+    for the formats DuckDB writes)."""
     from nightlake.query.output import choose_format
 
     return _write(lambda _: reader, choose_format(fmt, output, sys.stdout.isatty()), output)
 
 
-def emit_query(con, query: str, params, fmt: str | None, output: Path | None) -> int:
+def emit_query(con, query: str, params, fmt: str | None, output: Path | None) -> int | None:
     """Run ``query`` and write its result like :func:`emit`; the text formats get DuckDB's
-    rows directly, so printing them does not import pyarrow."""
-    from nightlake.query.output import choose_format
-    from nightlake.query.stream import stream, stream_rows
+    rows, and DuckDB writes CSV itself, so neither imports pyarrow."""
+    from nightlake.query.output import RELATION_FORMATS, ROW_FORMATS, choose_format
+    from nightlake.query.stream import stream, stream_relation, stream_rows
 
-    def run(rows: bool):
-        return (stream_rows if rows else stream)(con, query, params)
+    def run(fmt: str):
+        if fmt in ROW_FORMATS:
+            return stream_rows(con, query, params)
+        return (stream_relation if fmt in RELATION_FORMATS else stream)(con, query, params)
 
     return _write(run, choose_format(fmt, output, sys.stdout.isatty()), output)
 
 
-def _write(run, fmt: str, output: Path | None) -> int:
-    from nightlake.query.output import (
-        BINARY_FORMATS,
-        ROW_FORMATS,
-        write_result,
-        write_result_file,
-    )
+def _write(run, fmt: str, output: Path | None) -> int | None:
+    from nightlake.query.output import BINARY_FORMATS, write_result, write_result_file
 
-    result = run(fmt in ROW_FORMATS)
+    result = run(fmt)
     if output is not None:
         return write_result_file(result, fmt, output)
     if fmt in BINARY_FORMATS and sys.stdout.isatty():

@@ -55,6 +55,20 @@ class NightlakeGroup(TyperGroup):
             sys.exit(1)
         sys.exit(status if isinstance(status, int) else 0)
 
+    def parse_args(self, ctx, args):
+        from nightlake.cli.coercion import use_plain_coercion
+
+        use_plain_coercion(self, ctx)  # the group's own options, then each command's below
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            from nightlake.cli.coercion import use_plain_coercion
+
+            use_plain_coercion(command, ctx)
+        return name, command, rest
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
@@ -118,4 +132,25 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point of ``nightlake``."""
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="nightlake")
+    args = argv if argv is not None else sys.argv[1:]
+    app_for(args)(args=args, prog_name="nightlake")
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """``app`` with only the command ``args`` run, when that is a plain command: typer builds
+    a click command from each function's signature before it runs any, and one is all a run
+    needs. The whole app for everything else (its own help, a group, an unknown name)."""
+    from typer.main import get_command_name
+
+    name = next((a for a in args if not a.startswith("-")), None)
+    chosen = [
+        info
+        for info in app.registered_commands
+        if name is not None and (info.name or get_command_name(info.callback.__name__)) == name
+    ]
+    if len(chosen) != 1:
+        return app
+    one = make_app(help=app.info.help)
+    one.registered_callback = app.registered_callback
+    one.registered_commands = chosen
+    return one

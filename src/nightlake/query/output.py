@@ -8,7 +8,7 @@ aligned table, long cells cut); the others are for programs:
 format     what                                        file extensions (for ``-o``)
 =========  ==========================================  ==============================
 table      aligned text, widths from the first batch   .txt
-csv, tsv   header + rows; nested values as JSON text   .csv / .tsv, .tab
+csv, tsv   DuckDB's CSV writer; nested values as JSON  .csv / .tsv, .tab
 json       one JSON array of row objects               .json
 jsonl      one JSON object per line                    .jsonl, .ndjson
 parquet    Parquet (zstd)                              .parquet, .pq
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 #: The formats written from Python rows (:class:`~nightlake.query.stream.Rows`) as well as
 #: from Arrow; ``nightlake sql`` uses the rows, which need no pyarrow.
 ROW_FORMATS = ("table", "json", "jsonl")
+#: The formats DuckDB writes itself, from a :class:`~nightlake.query.stream.Relation`.
+RELATION_FORMATS = ("csv", "tsv")
 FORMATS = ("table", "csv", "tsv", "json", "jsonl", "parquet", "arrow")
 BINARY_FORMATS = ("parquet", "arrow")
 EXTENSIONS = {
@@ -80,20 +82,26 @@ def choose_format(fmt: str | None, output: str | os.PathLike[str] | None, termin
 
 def write_result(
     reader: pa.RecordBatchReader, fmt: str, sink: IO[bytes], *, stream_ipc: bool = True
-) -> int:
-    """Write every batch of ``reader`` to the binary ``sink`` in ``fmt``; return the row count."""
+) -> int | None:
+    """Write every batch of ``reader`` to the binary ``sink`` in ``fmt``; return the row count
+    (None for the formats DuckDB writes, which do not count them)."""
     writer = _WRITERS[fmt]
     if fmt == "arrow":
         return writer(reader, sink, stream_ipc=stream_ipc)
     return writer(reader, sink)
 
 
-def write_result_file(reader: pa.RecordBatchReader, fmt: str, path: str | os.PathLike[str]) -> int:
+def write_result_file(
+    reader: pa.RecordBatchReader, fmt: str, path: str | os.PathLike[str]
+) -> int | None:
     """Write ``reader`` to ``path`` atomically (temp file beside it, then rename)."""
     if not Path(path).resolve().parent.is_dir():
         raise UsageError(f"{path}: the directory {Path(path).parent} does not exist")
-    with atomic_replace(path) as tmp, open(tmp, "wb") as sink:
-        return write_result(reader, fmt, sink, stream_ipc=False)
+    with atomic_replace(path) as tmp:
+        if fmt in RELATION_FORMATS:
+            return _WRITERS[fmt](reader, None, tmp)
+        with open(tmp, "wb") as sink:
+            return write_result(reader, fmt, sink, stream_ipc=False)
 
 
 # -- binary formats ------------------------------------------------------------------------
@@ -121,61 +129,96 @@ def _write_arrow(reader, sink, *, stream_ipc: bool) -> int:
 
 
 # -- text formats --------------------------------------------------------------------------
-def _is_nested(type_) -> bool:
-    import pyarrow as pa
+def _write_delimited(result, sink, delimiter: str, path: Path | None = None) -> None:
+    """CSV/TSV written by DuckDB's own CSV writer (as ``nightlake export`` writes them), from
+    a :class:`~nightlake.query.stream.Relation` or an Arrow reader; nested values as JSON.
 
-    return pa.types.is_nested(type_) or pa.types.is_map(type_)
+    DuckDB writes to a file: ``path`` when given (the caller's temp file), else a named pipe
+    whose bytes are copied into ``sink`` as they come, so rows stream (in DuckDB's blocks of
+    a few MB) and a reader that leaves early (``| head``) stops the query.
+    """
+    if not hasattr(result, "errors"):  # an Arrow reader
+        import duckdb
 
+        from nightlake.query.stream import Relation
 
-def _textual(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Nested columns (lists, structs, maps) as JSON text, which CSV can hold."""
-    import pyarrow as pa
+        result = Relation(duckdb.connect().from_arrow(result))
+    if result.relation is None:  # a last statement without rows
+        return
+    relation = _nested_as_json(result.relation)
 
-    if not any(_is_nested(f.type) for f in batch.schema):
-        return batch
-    columns, fields = [], []
-    for field, column in zip(batch.schema, batch.columns):
-        if _is_nested(field.type):
-            column = pa.array(
-                [None if v is None else json.dumps(_jsonable(v)) for v in _pylist(column)],
-                pa.string(),
-            )
-            field = pa.field(field.name, pa.string())
-        columns.append(column)
-        fields.append(field)
-    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+    def write(target: str) -> None:
+        relation.to_csv(target, sep=delimiter, header=True, use_tmp_file=False)
 
-
-def _write_delimited(reader, sink, delimiter: str) -> int:
-    """Header (quoted only where needed) by the csv module, rows by pyarrow's fast writer."""
-    import csv
-    import io
-
-    import pyarrow.csv as pacsv
-
-    header = io.StringIO()
-    csv.writer(header, delimiter=delimiter, lineterminator="\n").writerow(reader.schema.names)
-    sink.write(header.getvalue().encode())
-    options = pacsv.WriteOptions(delimiter=delimiter, quoting_style="needed", include_header=False)
-    rows = 0
-    writer = None
-    for batch in reader:
-        batch = _textual(batch)
-        if writer is None:
-            writer = pacsv.CSVWriter(sink, batch.schema, write_options=options)
-        writer.write_batch(batch)
-        rows += batch.num_rows
-    if writer is not None:
-        writer.close()
-    return rows
+    if path is not None:
+        with result.errors():
+            write(str(path))
+        return
+    with result.errors():
+        _through_pipe(write, sink)
 
 
-def _write_csv(reader, sink) -> int:
-    return _write_delimited(reader, sink, ",")
+def _through_pipe(write, sink) -> None:
+    """Run ``write(path)`` in a thread on a named pipe and copy what it writes into ``sink``;
+    raise what ``write`` raised, unless ``sink`` closed first (then that error is raised)."""
+    import tempfile
+    import threading
+
+    failed: list[BaseException] = []
+    with tempfile.TemporaryDirectory(prefix="nightlake-") as scratch:
+        pipe = os.path.join(scratch, "rows")
+        os.mkfifo(pipe)
+        # Both ends open before the writer starts: its open never waits, and the reader sees
+        # the end only when ``held`` closes, after ``write`` returned or failed (also before
+        # ever opening the pipe).
+        reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(reader, True)
+        held = os.open(pipe, os.O_WRONLY)
+
+        def produce() -> None:
+            try:
+                write(pipe)
+            except BaseException as exc:  # noqa: BLE001  (raised in the caller's thread)
+                failed.append(exc)
+            finally:
+                os.close(held)
+
+        worker = threading.Thread(target=produce, name="nightlake-csv", daemon=True)
+        worker.start()
+        try:
+            with open(reader, "rb") as rows:
+                while block := rows.read(1 << 16):
+                    sink.write(block)
+        finally:  # on a closed sink the pipe has no reader left: the writer fails and stops
+            worker.join()
+    if failed:
+        raise failed[0]
 
 
-def _write_tsv(reader, sink) -> int:
-    return _write_delimited(reader, sink, "\t")
+_NESTED_PREFIXES = ("STRUCT(", "MAP(", "UNION(")
+
+
+def _nested_as_json(relation):
+    """``relation`` with its lists, arrays, structs, maps and unions as JSON text (by
+    position: a result may repeat a column name)."""
+    kinds = [str(t) for t in relation.types]
+    if not any(k.endswith("]") or k.startswith(_NESTED_PREFIXES) for k in kinds):
+        return relation
+    columns = []
+    for i, (name, kind) in enumerate(zip(relation.columns, kinds), start=1):
+        value = f"#{i}"
+        if kind.endswith("]") or kind.startswith(_NESTED_PREFIXES):
+            value = f"CAST(to_json(#{i}) AS VARCHAR)"
+        columns.append(f'{value} AS "{name.replace(chr(34), chr(34) * 2)}"')
+    return relation.project(", ".join(columns))
+
+
+def _write_csv(result, sink, path: Path | None = None) -> None:
+    return _write_delimited(result, sink, ",", path)
+
+
+def _write_tsv(result, sink, path: Path | None = None) -> None:
+    return _write_delimited(result, sink, "\t", path)
 
 
 def _jsonable(value: Any) -> Any:

@@ -22,6 +22,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import QueryError, ReadOnlyError, UsageError
@@ -197,21 +198,27 @@ def _explained(text: str) -> list:
     return found
 
 
-_PARSER = None  # an empty connection that only parses, for json_serialize_sql
+_PARSER = None  # an empty connection that only parses, when the caller has none
 _PARSER_LOCK = threading.Lock()
+#: the built-in, fully qualified: a macro of the same name (a query may CREATE one) shadows
+#: an unqualified call
+_SERIALIZE = "SELECT system.main.json_serialize_sql($q)"
 
 
-def _select_reason(text: str) -> str | None:
+def _select_reason(text: str, con=None) -> str | None:
     """A SELECT's query nodes, as DuckDB parses them, all read (a CTE may hold COPY …)."""
     import json
 
     import duckdb
 
     global _PARSER
-    with _PARSER_LOCK:  # a connection is not for two threads at once; connecting is slow
-        if _PARSER is None:
-            _PARSER = duckdb.connect(":memory:")
-        row = _PARSER.execute("SELECT json_serialize_sql($q)", {"q": text}).fetchone()
+    if con is not None:
+        row = con.execute(_SERIALIZE, {"q": text}).fetchone()
+    else:
+        with _PARSER_LOCK:  # a connection is not for two threads at once; connecting is slow
+            if _PARSER is None:
+                _PARSER = duckdb.connect(":memory:")
+            row = _PARSER.execute(_SERIALIZE, {"q": text}).fetchone()
     tree = json.loads(row[0])
     if tree.get("error"):  # e.g. PIVOT cannot be serialized: the plan check covers it
         return None
@@ -232,20 +239,21 @@ def _select_reason(text: str) -> str | None:
     return None
 
 
-def _reason(statement, depth: int = 0) -> str | None:
-    """Why ``statement`` (parsed by DuckDB) is refused, or None when it may run."""
+def _reason(statement, depth: int = 0, con=None) -> str | None:
+    """Why ``statement`` (parsed by DuckDB) is refused, or None when it may run (``con``: a
+    connection to parse on, else one of this module's)."""
     kind = _statement_type(statement)
     text = statement.query
     if kind not in _ALLOWED_TYPES:
         return _TYPE_REASONS.get(kind, f"{kind} statements are not allowed")
     if kind == "SELECT":
-        return _select_reason(text)
+        return _select_reason(text, con)
     if kind == "EXPLAIN":
         inner = _explained(text)
         if not inner or depth > 2:
             return "EXPLAIN of something that is not a query"
         for statement in inner:
-            reason = _reason(statement, depth + 1)
+            reason = _reason(statement, depth + 1, con)
             if reason:
                 return reason
         return None
@@ -261,28 +269,30 @@ def _refused(reason: str, text: str) -> str:
     return f"statement refused ({reason}): {snippet!r}; {READ_ONLY_HINT}"
 
 
-def parse_statements(query: str) -> list:
-    """DuckDB's statements of ``query``; a syntax error becomes :class:`QueryError`."""
+def parse_statements(query: str, con=None) -> list:
+    """DuckDB's statements of ``query`` (parsed on ``con`` when given, which saves opening
+    DuckDB's default connection); a syntax error becomes :class:`QueryError`."""
     import duckdb
 
     try:
-        return duckdb.extract_statements(query)
+        return (duckdb if con is None else con).extract_statements(query)
     except duckdb.Error as exc:
         raise QueryError(error_message(exc, query)) from exc
     except ValueError:  # a statement type this duckdb module has no name for (UPDATE EXTENSIONS)
         raise ReadOnlyError(_refused("a statement of an unknown type", query)) from None
 
 
-def check_read_only(query: str, statements: list | None = None) -> None:
+def check_read_only(query: str, statements: list | None = None, con=None) -> None:
     """Raise :class:`QueryError` when a statement of ``query`` is not a read.
 
     The statement types come from DuckDB's parser, and each allowed type is vetted further
     (the query nodes of a SELECT, what EXPLAIN wraps, the options of ATTACH, the object of
-    CREATE). ``statements``: ``query`` already split by DuckDB (saves parsing it again).
+    CREATE). ``statements``: ``query`` already split by DuckDB (saves parsing it again);
+    ``con``: a connection to parse on.
     :func:`check_plan` is the second check, on the plan, right before a statement runs.
     """
     for statement in parse_statements(query) if statements is None else statements:
-        reason = _reason(statement)
+        reason = _reason(statement, con=con)
         if reason:
             raise ReadOnlyError(_refused(reason, statement.query))
 
@@ -404,7 +414,7 @@ def check_params(query: str, params: Mapping[str, Any], statements: list | None 
 _LINE_RE = re.compile(r"^LINE (\d+): (.*)$")
 
 
-def error_message(exc: BaseException, query: str | None = None) -> str:
+def error_message(exc: BaseException | str, query: str | None = None) -> str:
     """DuckDB's message on one line, with ``(line L, column C)`` when it points at a token.
 
     DuckDB shows the position as a quoted source line with a caret line under it, cutting
@@ -507,22 +517,63 @@ def stream(
     errors, also those raised while the batches are read, become :class:`QueryError` with
     the position in ``query``.
     """
-    import duckdb
     import pyarrow as pa
+
+    result = stream_relation(con, query, params)
+    if result.relation is None:
+        return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+    with result.errors():
+        reader = result.relation.to_arrow_reader(batch_rows)
+    return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, result))
+
+
+class Relation:
+    """The last statement of a checked query as a DuckDB relation, not yet run, for writers
+    that let DuckDB produce the output itself (CSV); ``relation`` is None when that statement
+    has no rows. :meth:`errors` turns DuckDB's errors into :class:`QueryError` lines."""
+
+    def __init__(self, relation, text: str = "", query: str = "", start: int = -1):
+        self.relation, self.text, self.query, self.start = relation, text, query, start
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        import duckdb
+
+        try:
+            yield
+        except duckdb.Error as exc:
+            message = error_message(_own_lines(str(exc), self.text), self.text)
+            raise QueryError(_shift(message, self.query, self.text, self.start)) from exc
+
+
+def _own_lines(message: str, text: str) -> str:
+    """DuckDB's ``LINE n:`` of a statement it wrapped (a relation written to CSV runs inside
+    a COPY of its own) as the line of ``text`` that shows the same source."""
+    lines = text.splitlines()
+
+    def rebase(match: re.Match) -> str:
+        window = match.group(2).removeprefix("...").removesuffix("...")
+        found = [i for i, line in enumerate(lines, start=1) if window and window in line]
+        return f"LINE {found[0]}: {match.group(2)}" if found else match.group(0)
+
+    return re.sub(r"(?m)^LINE (\d+): (.*)$", rebase, message)
+
+
+def stream_relation(
+    con: duckdb.DuckDBPyConnection, query: str, params: Mapping[str, Any] | None = None
+) -> Relation:
+    """:func:`stream`'s checks and statements, the last one's rows left to DuckDB to run."""
+    import duckdb
 
     last = _run_to_last(con, query, params)
     if last is None:
-        return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+        return Relation(None)
     text, start, bound = last
     try:
-        relation = con.sql(text, params=bound)
-        if relation is None:
-            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
-        reader = relation.to_arrow_reader(batch_rows)
+        return Relation(con.sql(text, params=bound), text, query, start)
     except duckdb.Error as exc:
         message = _probe_position(con, error_message(exc, text), text)
         raise QueryError(_shift(message, query, text, start)) from exc
-    return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, text, query, start))
 
 
 class Rows:
@@ -578,8 +629,8 @@ def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
     import duckdb
 
     params = dict(params or {})
-    parsed = parse_statements(query)  # once, for the checks and the statements
-    check_read_only(query, parsed)
+    parsed = parse_statements(query, con)  # once, for the checks and the statements
+    check_read_only(query, parsed, con)
     check_params(query, params, parsed)
     statements = _statements(query, parsed)
     if not statements:
@@ -595,9 +646,7 @@ def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
     return text, start, {k: params[k] for k in names} or None
 
 
-def _checked(
-    reader: pa.RecordBatchReader, text: str, query: str, start: int
-) -> Iterator[pa.RecordBatch]:
+def _checked(reader: pa.RecordBatchReader, result: Relation) -> Iterator[pa.RecordBatch]:
     import duckdb
     import pyarrow as pa
 
@@ -605,7 +654,8 @@ def _checked(
         yield from reader
     except (duckdb.Error, pa.ArrowException, OSError) as exc:
         # DuckDB's errors during the stream surface through Arrow's C stream as OSError
-        raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
+        message = error_message(exc, result.text)
+        raise QueryError(_shift(message, result.query, result.text, result.start)) from exc
 
 
 def open_connection(lake) -> duckdb.DuckDBPyConnection:
