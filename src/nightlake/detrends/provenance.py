@@ -83,16 +83,22 @@ def database_record(db) -> dict[str, Any]:
 def search_record(db, detrend_type: str, mode: str) -> dict[str, Any]:
     """The provenance of a ``detsearch`` answer: the database (:func:`database_record`), type,
     mode, ``--as-of`` (when the database was replayed) and the nightlake version."""
+    return {
+        **_answer_of(detrend_type, mode, db.fingerprint.get("as_of")),
+        "db": database_record(db),
+    }
+
+
+def _answer_of(detrend_type: str | None, mode: str | None, as_of: datetime | None) -> dict:
+    """What every provenance record starts with: the question asked and who answered it."""
     from nightlake import __version__
 
-    as_of = db.fingerprint.get("as_of")
     return {
         "provenance_version": PROVENANCE_VERSION,
         "type": detrend_type,
         "mode": mode,
         "as_of": as_of.isoformat() if as_of is not None else None,
         "nightlake_version": __version__,
-        "db": database_record(db),
     }
 
 
@@ -107,14 +113,8 @@ def record(
     as_of: datetime | None,
 ) -> dict[str, Any]:
     """The provenance of one resolution (what ``nightlake.resolve`` holds)."""
-    from nightlake import __version__
-
     return {
-        "provenance_version": PROVENANCE_VERSION,
-        "type": detrend_type,
-        "mode": mode,
-        "as_of": as_of.isoformat() if as_of is not None else None,
-        "nightlake_version": __version__,
+        **_answer_of(detrend_type, mode, as_of),
         "db": {
             "path": str(Path(db_path).resolve()) if db_path is not None else None,
             "sha256": sha256,
