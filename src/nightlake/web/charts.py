@@ -251,7 +251,6 @@ def coverage_chart(rows: Sequence[dict[str, Any]]) -> Chart:
             {
                 "type": r["type"],
                 "night": night,
-                "date": f"{night[:4]}-{night[4:6]}-{night[6:8]}",
                 "rule": rule,
                 "images": r["images"],
                 "exact": r["exact"],
@@ -266,11 +265,13 @@ def coverage_chart(rows: Sequence[dict[str, Any]]) -> Chart:
         "data": {"values": values},
         "mark": {"type": "square", "size": 160, "cursor": "pointer"},
         "encoding": {
+            # one column per night with images: nights a day apart would overlap on a time axis
             "x": {
-                "field": "date",
-                "type": "temporal",
+                "field": "night",
+                "type": "ordinal",
+                "sort": "ascending",
                 "title": "night",
-                "scale": {"type": "utc", "padding": EDGE},
+                "axis": {"labelAngle": -45, "labelOverlap": "greedy"},
             },
             "y": {"field": "type", "type": "nominal", "title": "detrend type"},
             "color": {
