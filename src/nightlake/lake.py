@@ -288,13 +288,6 @@ class Lake:
         manifest; never the database's content)."""
         import json
 
-        def stamp(path: Path):
-            try:
-                st = os.stat(path)
-            except OSError:
-                return None
-            return (st.st_mtime_ns, st.st_size, st.st_ino)
-
         link_dir = self.detrends_dir
         link = os.readlink(link_dir) if link_dir.is_symlink() else None
         manifest = link_dir / mirror.MANIFEST
@@ -302,8 +295,18 @@ class Lake:
             db = json.loads(manifest.read_text()).get("db_path")
         except (OSError, ValueError, AttributeError):
             db = None
-        db_stamp = stamp(Path(db)) if isinstance(db, str) else None
-        return (stamp(self.manifest_path), link, stamp(manifest), db_stamp)
+        db_stamp = file_stamp(Path(db)) if isinstance(db, str) else None
+        return (file_stamp(self.manifest_path), link, file_stamp(manifest), db_stamp)
+
+
+def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """(mtime_ns, size, inode) of ``path``, None when it is gone: what tells a rewrite apart
+    (atomic writes change the inode even within one mtime tick)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def is_compacted(path: Path, images_dir: Path) -> bool:

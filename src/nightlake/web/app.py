@@ -82,14 +82,10 @@ class Site:
     def lake_stamp(self) -> tuple:
         """What page data depends on: the lake's manifest and mirror (as
         :meth:`Lake.disk_state` sees them) and every image file's size and mtime."""
-        files = []
-        for path in self.lake.image_files():
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            files.append((str(path), st.st_size, st.st_mtime_ns, st.st_ino))
-        return (self.lake.disk_state(), tuple(files))
+        from nightlake.lake import file_stamp
+
+        files = tuple((str(path), file_stamp(path)) for path in self.lake.image_files())
+        return (self.lake.disk_state(), files)
 
     def cached(self, name: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, reused until the lake changes: the pages' data depends on the lake

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlake.errors import FormatError
+from nightlake.lake import file_stamp
 
 SETTINGS_FILE = "serve.toml"
 #: ``format_version`` of serve.toml; a file of a newer version is refused with a hint.
@@ -189,11 +190,7 @@ class SettingsFile:
         self._lock = threading.Lock()
 
     def current(self) -> ServeSettings:
-        try:
-            st = os.stat(self.path)
-            stamp: Any = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            stamp = None
+        stamp = file_stamp(self.path)
         with self._lock:
             if self._cached is None or self._cached[0] != stamp:
                 self._cached = (stamp, load_settings(self._lake_path))
