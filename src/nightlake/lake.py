@@ -245,7 +245,7 @@ class Lake:
         """
         from nightlake.query.stream import stream
 
-        con = self._cursor()
+        con = self.cursor()
         try:
             return stream(con, query, params).read_all()
         finally:
@@ -259,12 +259,8 @@ class Lake:
         return query_table(self, query, params, quantity=quantity)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A read-only cursor (locked down like ``nightlake sql``) on the cached connection,
-        for library code that runs several statements (temp tables of its own); close it."""
-        return self._cursor()
-
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor on this Lake's cached connection, reconnecting when the lake changed.
+        """A read-only cursor (locked down like ``nightlake sql``) on this Lake's cached
+        connection, reconnecting when the lake changed; close it.
 
         Repeated ``sql`` calls share one database (views, macros, Parquet footers already
         read), each on its own cursor, so threads may query at once. The connection is

@@ -40,7 +40,7 @@ def macro_files() -> list[Path]:
 
 
 def macro_sql() -> str:
-    """All macro definitions as one SQL script (what ``load_macros`` executes)."""
+    """All macro definitions as one SQL script (the text the catalog is built from)."""
     return "\n".join(f"-- {p.name}\n{p.read_text()}" for p in macro_files())
 
 

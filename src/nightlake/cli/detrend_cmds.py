@@ -209,8 +209,6 @@ def emit_changes(changes, fmt: str, output: Path | None, verb: str) -> None:
     full list as JSON or Parquet (stdout or ``-o``), its count on stderr."""
     import json
 
-    import pyarrow as pa
-
     from nightlake.cli.results import emit
     from nightlake.detrends.changes import KEY, summary
     from nightlake.query.output import write_table
@@ -229,5 +227,5 @@ def emit_changes(changes, fmt: str, output: Path | None, verb: str) -> None:
             typer.echo("".join(out), nl=False)
         typer.echo(said)
         return
-    emit(pa.RecordBatchReader.from_batches(changes.schema, changes.to_batches()), fmt, output)
+    emit(changes.to_reader(), fmt, output)
     typer.echo(said + (f": written to {output}" if output is not None else ""), err=True)

@@ -121,7 +121,7 @@ def _export_astro(lake, source: str, to: Path, fmt, params, overwrite: bool) -> 
     refuse_inside_lake(lake, to)
     from nightlake.query.export import source_query
 
-    con = lake._cursor()
+    con = lake.cursor()
     try:
         query = source_query(con, source)
     finally:

@@ -148,7 +148,6 @@ def audit(
     ),
 ) -> None:
     """Findings about the detrend database and its coverage of the lake's images."""
-    import pyarrow as pa
 
     from nightlake.cli.results import emit
     from nightlake.detrends.audit import audit as run_audit
@@ -169,7 +168,7 @@ def audit(
     findings = run_audit(
         con, detrend_types or DETREND_TYPES, mode, check_files=check_files, source=source
     )
-    emit(pa.RecordBatchReader.from_batches(findings.schema, findings.to_batches()), fmt, output)
+    emit(findings.to_reader(), fmt, output)
     if plot is not None:
         from nightlake.detrends.coverage_plot import plot_coverage
 

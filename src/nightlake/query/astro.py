@@ -396,7 +396,7 @@ def query_table(
     from nightlake.query.stream import check_read_only
 
     check_read_only(query)
-    con = lake._cursor()
+    con = lake.cursor()
     try:
         metadata = column_metadata(con, lake, query)
         relation = con.sql(query, params=params or None)
@@ -446,7 +446,7 @@ def write_query(
     if not Path(path).resolve().parent.is_dir():
         raise UsageError(f"{path}: the directory {Path(path).parent} does not exist")
     check_read_only(query)
-    con = lake._cursor()
+    con = lake.cursor()
     try:
         metadata = column_metadata(con, lake, query)
         relation = con.sql(query, params=params or None)

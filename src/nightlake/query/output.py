@@ -142,7 +142,8 @@ def _write_delimited(result, sink, delimiter: str, path: Path | None = None) -> 
 
         from nightlake.query.stream import Relation
 
-        result = Relation(duckdb.connect().from_arrow(result))
+        with duckdb.connect() as con:  # its own connection, closed when the file is written
+            return _write_delimited(Relation(con.from_arrow(result)), sink, delimiter, path)
     if result.relation is None:  # a last statement without rows
         return
     relation = _nested_as_json(result.relation)
