@@ -48,24 +48,17 @@ STARTS = ("init", "adopt")
 
 
 def parse_as_of(text: str) -> datetime:
-    """``--as-of``: ISO-8601 (UTC unless it names an offset) or Unix seconds → aware UTC."""
-    text = str(text).strip()
+    """``--as-of``: ISO-8601 (UTC unless it names an offset) or Unix seconds → aware UTC, by
+    the one time parser (:func:`nightlake.detrends.times.parse_time_us`)."""
+    from nightlake.detrends.times import parse_time_us
+
     try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if seconds != seconds or abs(seconds) > 253402300799:  # NaN, or past year 9999
-            raise UsageError(f"--as-of {text!r}: not a time")
-        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(seconds * 1e6))
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    except ValueError:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=parse_time_us(text))
+    except (ValueError, OverflowError, ArithmeticError):
         raise UsageError(
             f"--as-of {text!r}: not a time (expected ISO-8601 UTC like "
             "2026-12-01T14:53:54.5 or Unix seconds)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def entry_time(journal: Journal, n: int) -> datetime:
