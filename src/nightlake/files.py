@@ -226,3 +226,21 @@ def commit_temp(tmp: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_path(target.parent)
+
+
+def replace_path(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` (a file or a directory) to ``target``. A file replaces a file in one
+    rename; a directory (or a change of kind) needs the old target moved aside first, put
+    back if the rename fails, and removed after."""
+    replace_directly = tmp.is_file() and not (target.is_dir() and not target.is_symlink())
+    if replace_directly or not (target.exists() or target.is_symlink()):
+        os.replace(tmp, target)
+        return
+    old = temp_path_for(target, mark=ASIDE_MARK)
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    remove_path(old)

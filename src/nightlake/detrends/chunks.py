@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from nightlake.errors import LakeError, QueryError, one_line
-from nightlake.files import ASIDE_MARK, remove_path, sweep_temps, temp_path_for
+from nightlake.files import remove_path, sweep_temps, temp_path_for
 from nightlake.lake import Lake
 from nightlake.scaleout import Executor
 
@@ -174,17 +174,11 @@ def write_assignments_chunked(
 
 def _commit_directory(tmp: Path, output: Path) -> None:
     """Put the finished directory ``tmp`` in the place of ``output`` (a file or a directory)."""
-    from nightlake.files import fsync_path
+    from nightlake.files import fsync_path, replace_path
 
     for leftover in tmp.iterdir():  # temps of a worker that died before its retry
         if not leftover.name.endswith(".parquet"):
             remove_path(leftover)
     fsync_path(tmp)
-    aside = None
-    if output.exists() or output.is_symlink():
-        aside = temp_path_for(output, mark=ASIDE_MARK)
-        os.replace(output, aside)
-    os.replace(tmp, output)
+    replace_path(tmp, output)
     fsync_path(output.parent)
-    if aside is not None:
-        remove_path(aside)

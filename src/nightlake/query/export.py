@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from nightlake.detrends.provenance import EXPORT_KEY
 from nightlake.errors import QueryError, UsageError
-from nightlake.files import ASIDE_MARK, remove_path, sweep_temps, temp_path_for
+from nightlake.files import remove_path, replace_path, sweep_temps, temp_path_for
 from nightlake.query.stream import (
     check_params,
     check_plan,
@@ -188,7 +188,7 @@ def export(
             files = _fsync_tree(tmp) if tmp.exists() else 0
             if not tmp.exists():  # a partitioned COPY of zero rows writes no directory
                 tmp.mkdir()
-            _move_into_place(tmp, target)
+            replace_path(tmp, target)
         finally:
             remove_path(tmp)
     finally:
@@ -239,20 +239,3 @@ def _run_copy(
     if error is not None:
         raise error
     return int(outcome["rows"])
-
-
-def _move_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``. A file replaces a file in one rename; a directory (or a
-    change of kind) needs the old target moved aside first, and removed after."""
-    replace_directly = tmp.is_file() and not (target.is_dir() and not target.is_symlink())
-    if replace_directly or not (target.exists() or target.is_symlink()):
-        os.replace(tmp, target)
-        return
-    old = temp_path_for(target, mark=ASIDE_MARK)
-    os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except OSError:
-        os.replace(old, target)
-        raise
-    remove_path(old)
