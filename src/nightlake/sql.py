@@ -112,12 +112,17 @@ def _copy_catalog(con, catalog: Path) -> bool:
     except duckdb.Error:
         return False
     try:
-        con.execute(f'COPY FROM DATABASE {alias} TO "{target}" (SCHEMA)')
+        con.execute(f"COPY FROM DATABASE {alias} TO {sql_identifier(target)} (SCHEMA)")
         return True
     except duckdb.Error:
         return False
     finally:
         con.execute(f"DETACH {alias}")
+
+
+def sql_identifier(name: str) -> str:
+    """A quoted SQL identifier (a column or table name that may hold any character)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def sql_string(value: str) -> str:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from nightlake.detrends.rules import DETREND_TYPES, MODES
 from nightlake.errors import QueryError, UsageError, one_line
+from nightlake.sql import sql_identifier
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -73,10 +74,6 @@ class StateInfo:
         }
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def changed_classes(con: duckdb.DuckDBPyConnection) -> dict[str, list[int]]:
     """Per type, the CCDs whose records differ between ``_nl_before`` and ``_nl_after``."""
     cols = ", ".join(DECIDING)
@@ -93,7 +90,7 @@ def changed_classes(con: duckdb.DuckDBPyConnection) -> dict[str, list[int]]:
 def _diff_query(naming: list[str]) -> str:
     """The query of one (type, mode): ``changed_detrends`` over ``_nl_slim`` between
     ``_nl_before`` and ``_nl_after``; ``$t``/``$m`` bind the type and mode."""
-    named = ", ".join(_quote(c) for c in naming)
+    named = ", ".join(sql_identifier(c) for c in naming)
     return f"""
 SELECT $t AS type, $m AS mode, {named}, old_filename, new_filename, old_rule, new_rule,
        old_scale, new_scale, old_index, new_index
@@ -110,7 +107,7 @@ def _slim_view(con: duckdb.DuckDBPyConnection, ccds: list[int]) -> list[str]:
     if missing:
         raise QueryError(f"the lake's images lack {', '.join(missing)}: cannot resolve detrends")
     naming = [c for c in NAMING_COLUMNS if c in have]
-    cols = ", ".join(_quote(c) for c in dict.fromkeys([*naming, *RESOLVE_COLUMNS]))
+    cols = ", ".join(sql_identifier(c) for c in dict.fromkeys([*naming, *RESOLVE_COLUMNS]))
     con.execute("CREATE OR REPLACE TEMP TABLE _nl_ccds (ccd BIGINT)")
     con.execute("INSERT INTO _nl_ccds SELECT unnest($c::BIGINT[])", {"c": list(ccds)})
     con.execute(

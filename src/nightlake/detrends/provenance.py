@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import InputError, NightlakeError
+from nightlake.sql import sql_identifier
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -351,7 +352,7 @@ def differences(recorded: pa.Table, derived: pa.Table) -> list[Difference]:
     # which NaN equals NaN) finds them, so a clean 1M-row result costs no Python per row.
     import duckdb
 
-    columns = ", ".join('"' + n.replace('"', '""') + '"' for n in key + answer)
+    columns = ", ".join(map(sql_identifier, key + answer))
     con = duckdb.connect()
     try:
         con.register("recorded_rows", recorded.select(key + answer))

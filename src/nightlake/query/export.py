@@ -35,6 +35,7 @@ from nightlake.query.stream import (
     open_connection,
     parse_statements,
 )
+from nightlake.sql import sql_identifier
 
 if TYPE_CHECKING:
     from nightlake.lake import Lake
@@ -53,10 +54,6 @@ class ExportResult:
     format: str
     rows: int
     files: int
-
-
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def export_format(fmt: str | None, to: Path, partitioned: bool) -> str:
@@ -83,7 +80,7 @@ def source_query(con, source: str) -> str:
             {"n": name},
         ).fetchone()[0]
         if known:
-            return f"SELECT * FROM {_quote_identifier(name)}"
+            return f"SELECT * FROM {sql_identifier(name)}"
     return source
 
 
@@ -178,7 +175,7 @@ def export(
             options.append(f"KV_METADATA {{'{EXPORT_KEY}': ${_META_PARAM}}}")
             params = {**params, _META_PARAM: provenance}
         if partition_by:
-            options.append("PARTITION_BY (" + ", ".join(map(_quote_identifier, partition_by)) + ")")
+            options.append("PARTITION_BY (" + ", ".join(map(sql_identifier, partition_by)) + ")")
         # the newline ends a trailing -- comment of the query, which would swallow the ")"
         copy = f"COPY ({query}\n) TO ${_PATH_PARAM} ({', '.join(options)})"
 

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 from nightlake.columns import unique_names
 from nightlake.errors import UsageError
 from nightlake.files import atomic_replace
+from nightlake.sql import sql_identifier
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -210,7 +211,7 @@ def _nested_as_json(relation):
         value = f"#{i}"
         if kind.endswith("]") or kind.startswith(_NESTED_PREFIXES):
             value = f"CAST(to_json(#{i}) AS VARCHAR)"
-        columns.append(f'{value} AS "{name.replace(chr(34), chr(34) * 2)}"')
+        columns.append(f"{value} AS {sql_identifier(name)}")
     return relation.project(", ".join(columns))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import NightlakeError, QueryError, UsageError
+from nightlake.sql import sql_identifier
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -121,10 +122,6 @@ class ImageQuery:
     at_most: tuple[tuple[str, str], ...] = ()
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def image_rows(
     lake: Lake, night: str, query: ImageQuery, known: Sequence[str], limit: int
 ) -> SqlResult:
@@ -141,10 +138,10 @@ def image_rows(
     for op, pairs in _filters(query):
         for i, (column, value) in enumerate(pairs):
             name = f"{op[1]}{i}"
-            where.append(f"{_quoted(column)} {op[0]} ${name}")
+            where.append(f"{sql_identifier(column)} {op[0]} ${name}")
             params[name] = value
     columns = [c for c in query.columns if c not in ("visit", "detector")]
-    select = ", ".join(_quoted(c) for c in ["visit", "detector", *columns])
+    select = ", ".join(sql_identifier(c) for c in ["visit", "detector", *columns])
     sql = (
         f"SELECT {select} FROM images WHERE {' AND '.join(where)} "
         f"ORDER BY visit, detector LIMIT {int(limit) + 1}"
