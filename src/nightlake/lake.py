@@ -171,37 +171,13 @@ class Lake:
         # union_by_name costs a schema read per file; only needed when partitions differ
         union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
 
-        def listed(paths: list[Path]) -> str:
-            return "[" + ", ".join(sql_string(str(f.resolve())) for f in paths) + "]"
-
-        parts = []
-        if compacted:
-            keys = [k for k in levels if k != "target"]
-            cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
-            glob = str(self.images_dir.resolve() / "target=*" / "year=*" / "*.parquet")
-            source = sql_string(glob) if subset is None else listed(compacted)
-            # the columns stay where the per-night view has them (night and detector are the
-            # file's own columns, target the path's), so both forms read alike even by
-            # position (EXCEPT ALL, UNION ALL)
-            replace = ", ".join(cast[k] for k in keys if k in cast)
-            select = (
-                "SELECT * EXCLUDE (year)"
-                + (f" REPLACE ({replace})" if replace else "")
-                + f" FROM read_parquet({source}, hive_partitioning = true, {union}"
-                "hive_types = {'target': VARCHAR, 'year': VARCHAR})"
-            )
-            pending = pending_keys(self, files)  # over the whole lake, whatever the subset
-            if pending:
-                keyed = ", ".join(sql_string("\x1f".join(k)) for k in pending)
-                key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
-                select += f" WHERE {key} NOT IN ({keyed})"
-            parts.append(select)
+        parts = _compacted_selects(self, files, compacted, subset is not None, levels, union)
         if per_night:
             types = ", ".join(
                 f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
             )
             if compacted or subset is not None:  # the glob would take the compacted files too
-                source = listed(per_night)
+                source = _listed(per_night)
             else:
                 source = sql_string(str(self.images_dir.resolve() / "**" / "*.parquet"))
             parts.append(
@@ -295,6 +271,63 @@ class Lake:
         return (file_stamp(self.manifest_path), link, file_stamp(manifest), db_stamp)
 
 
+def _listed(paths: list[Path]) -> str:
+    return "[" + ", ".join(sql_string(str(f.resolve())) for f in paths) + "]"
+
+
+def _compacted_selects(
+    lake: Lake,
+    files: list[Path],
+    chosen: list[Path],
+    listed: bool,
+    levels: list[str],
+    union: str,
+) -> list[str]:
+    """The SELECTs of ``images`` over the compacted files ``chosen`` (of the lake's
+    ``files``): year files, then target-year files; globbed, or ``listed`` (a subset)."""
+    if not chosen:
+        return []
+    cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
+    # the columns stay where the per-night view has them (night, detector and a year file's
+    # target are the file's own columns, a target-year file's target the path's), so every
+    # form reads alike even by position (EXCEPT ALL, UNION ALL)
+    replace = ", ".join(cast[k] for k in levels if k in cast)
+    select = "SELECT * EXCLUDE (year)" + (f" REPLACE ({replace})" if replace else "")
+    key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
+    pending = pending_keys(lake, files)  # over the whole lake, whatever the subset
+    unpacked = [f"{key} NOT IN ({', '.join(sql_string(chr(31).join(k)) for k in pending)})"]
+    where = unpacked if pending else []
+    years = {f.parent.name for f in files if is_year_file(f, lake.images_dir)}
+    # a target-year file supersedes its target's rows in its year's file
+    split = sorted(
+        f"{f.parent.parent.name.split('=', 1)[1]}\x1f{f.parent.name.split('=', 1)[1]}"
+        for f in files
+        if is_compacted(f, lake.images_dir)
+        and not is_year_file(f, lake.images_dir)
+        and f.parent.name in years
+    )
+    images = lake.images_dir.resolve()
+    selects = []
+    for glob, hive, only_year in (
+        ("year=*", "'year': VARCHAR", True),
+        ("target=*/year=*", "'target': VARCHAR, 'year': VARCHAR", False),
+    ):
+        these = [f for f in chosen if is_year_file(f, lake.images_dir) == only_year]
+        if not these:
+            continue
+        conditions = list(where)
+        if only_year and split:
+            keys = ", ".join(sql_string(k) for k in split)
+            conditions.append(f"target || chr(31) || year NOT IN ({keys})")
+        source = _listed(these) if listed else sql_string(f"{images}/{glob}/*.parquet")
+        selects.append(
+            f"{select} FROM read_parquet({source}, hive_partitioning = true, {union}"
+            f"hive_types = {{{hive}}})"
+            + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+        )
+    return selects
+
+
 def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
     """(mtime_ns, size, inode) of ``path``, None when it is gone: what tells a rewrite apart
     (atomic writes change the inode even within one mtime tick)."""
@@ -306,10 +339,16 @@ def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
 
 
 def is_compacted(path: Path, images_dir: Path) -> bool:
-    """Is this file of ``images`` a compacted target-year (``target=T/year=Y/…``)?"""
+    """Is this file of ``images`` compacted: a year (``year=Y/…``) or a target-year
+    (``target=T/year=Y/…``)?"""
     # by names, not relative_to: every connection asks this of every file
     year = path.parent
-    return year.name.startswith(f"{YEAR}=") and year.parent.parent == images_dir
+    return year.name.startswith(f"{YEAR}=") and images_dir in (year.parent, year.parent.parent)
+
+
+def is_year_file(path: Path, images_dir: Path) -> bool:
+    """Is this file of ``images`` a compacted year (``year=Y/Y.parquet``)?"""
+    return path.parent.name.startswith(f"{YEAR}=") and path.parent.parent == images_dir
 
 
 def year_of(night: str) -> str:
@@ -317,19 +356,16 @@ def year_of(night: str) -> str:
 
 
 def pending_keys(lake: Lake, files: Iterable[Path]) -> list[tuple[str, ...]]:
-    """Partition keys of per-night files whose target-year also has a compacted file: their
-    rows supersede that night's rows in it (a convert or compaction in progress, or cut short)."""
+    """Partition keys of per-night files whose year also has a compacted file: their rows
+    supersede that partition's rows in it (a convert or compaction in progress, or cut short)."""
     files = list(files)
-    compacted = {
-        (f.parent.parent.name, f.parent.name) for f in files if is_compacted(f, lake.images_dir)
-    }
+    years = {f.parent.name for f in files if is_compacted(f, lake.images_dir)}
     keys = []
     for f in files:
         if is_compacted(f, lake.images_dir):
             continue
-        parts = f.relative_to(lake.images_dir).parts[:-1]
-        values = [p.split("=", 1)[1] for p in parts]
-        if len(values) >= 2 and (parts[0], f"{YEAR}={year_of(values[1])}") in compacted:
+        values = [p.split("=", 1)[1] for p in f.relative_to(lake.images_dir).parts[:-1]]
+        if len(values) >= 2 and f"{YEAR}={year_of(values[1])}" in years:
             keys.append(tuple(values))
     return keys
 

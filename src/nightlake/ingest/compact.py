@@ -1,25 +1,29 @@
-"""Compaction: the per-night partitions of a target and year merged into one Parquet file.
+"""Compaction: per-night partitions merged into one file per year, or per target and year.
 
-A whole-lake query pays per file (footer, schema, scan setup), not per row: the per-night
-files of a 10-year survey cost many times one file of the same rows, one file per target and
-year comes close to it (docs/design.md, "Speed at survey scale"; the figures are in
-bench/RESULTS.md). The compacted form::
+A whole-lake query pays per file (footer, schema, scan setup), not per row, so a lake of many
+small per-night files costs many times one file of the same rows (docs/design.md, "Speed at
+survey scale"; the figures are in bench/RESULTS.md). The compacted forms::
 
-    images/target=A0a/year=2019/2019_A0a.parquet   rows of every night of 2019 (``night`` a
-                                                   column), sorted by night, detector, visit;
-                                                   row groups of ROW_GROUP_ROWS rows, so the
-                                                   statistics of ``night`` prune a one-night
-                                                   query to its row groups
+    images/year=2019/2019.parquet                   every row of 2019 (``target`` and ``night``
+                                                    columns), sorted by target, night,
+                                                    detector, visit, while the year holds at
+                                                    most YEAR_FILE_ROWS rows
+    images/target=A0a/year=2019/2019_A0a.parquet    a larger year: one file per target
+                                                    (``night`` a column), sorted by night,
+                                                    detector, visit
 
-Its ``nightlake`` key-value metadata keeps each night's own record (sources, options, rows):
-``convert`` and ``info`` see the partitions it holds as if they were separate files.
+Row groups of ROW_GROUP_ROWS rows, so the statistics of the sorted keys prune a one-target or
+a one-night query to its row groups. Each file's ``nightlake`` key-value metadata keeps each
+partition's own record (sources, options, rows): ``convert`` and ``info`` see the partitions
+it holds as if they were separate files. The unit is chosen per year at each compaction of
+that year, so no file outgrows the bound by more than one target's year, and adding a night
+rewrites at most YEAR_FILE_ROWS rows or one target's year.
 
-Per-night files may sit beside compacted ones: ``convert`` writes them, and the compaction
-that follows in the same run (under the lake lock) merges them into their target-year. A
-per-night file supersedes the rows of its night in a compacted file: the view excludes them
-(:func:`nightlake.lake.pending_keys`), so a reader sees the old rows or the new ones at every
-step, and a compaction killed between writing its file and deleting the per-night ones leaves
-a lake that reads the same and is finished by the next writer.
+Precedence, so that a reader sees the old rows or the new ones at every step (and a compaction
+killed midway leaves a lake that reads the same, finished by the next writer): a per-night
+file supersedes its partition in any compacted file (:func:`nightlake.lake.pending_keys`), a
+target-year file supersedes its target's rows in its year's file. Files are written (temp file
+and rename) before the ones they supersede are deleted.
 """
 
 from __future__ import annotations
@@ -27,25 +31,39 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nightlake.lake import METADATA_KEY, YEAR, Lake, is_compacted, year_of
+from nightlake.lake import METADATA_KEY, YEAR, Lake, is_compacted, is_year_file, year_of
 
-#: 3: target-years may be compacted (``images/target=T/year=Y/``); ``layout`` in nightlake.json
-LAKE_FORMAT_VERSION = 3
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: 3: target-years may be compacted (``images/target=T/year=Y/``); ``layout`` in nightlake.json;
+#: 4: small years are compacted into one file (``images/year=Y/``, ``target`` a column)
+LAKE_FORMAT_VERSION = 4
 #: rows per row group: a multiple of DuckDB's vector (2,048). One row group per night (a few
 #: hundred rows) costs more than it prunes; tens of thousands of rows come close to one file
 #: (bench/RESULTS.md, "Compaction as built").
 ROW_GROUP_ROWS = 32_768
+#: a year of at most this many rows is one file; a larger one is a file per target. Adding a
+#: night rewrites its year's file, so this bounds what a night costs (docs/design.md)
+YEAR_FILE_ROWS = 65_536
 #: a lake of this many per-night files or more is compacted by the convert that reaches it,
 #: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
 #: scale"); a small lake keeps the per-night form, which a person can read file by file
 AUTO_COMPACT_FILES = 200
+#: the key columns of a compacted file, in sort order (``target``: year files only)
+SORT_COLUMNS = ("target", "night", "detector", "visit", "mjd")
 
 
 def compacted_path(lake: Lake, target: str, year: str) -> Path:
     return lake.images_dir / f"target={target}" / f"{YEAR}={year}" / f"{year}_{target}.parquet"
+
+
+def year_path(lake: Lake, year: str) -> Path:
+    return lake.images_dir / f"{YEAR}={year}" / f"{year}.parquet"
 
 
 def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
@@ -64,7 +82,8 @@ def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any],
         if not is_compacted(file, lake.images_dir):
             yield file, schema_signature(schema), meta, file
             continue
-        signature = schema_signature(schema.remove(schema.get_field_index("night")))
+        added = ("target", "night") if is_year_file(file, lake.images_dir) else ("night",)
+        signature = tuple(c for c in schema_signature(schema) if c[0] not in added)
         for record in unpacked_records(meta):
             levels = tuple(record["options"]["partition_by"])
             key = tuple(str(record[level]) for level in levels)
@@ -83,159 +102,299 @@ def compact(
         return compact_locked(lake, touched, force=True)
 
 
+def will_compact(lake: Lake, new: Iterable[Path]) -> bool:
+    """Will :func:`compact_locked` compact these new per-night partitions (the lake is
+    compacted, or they bring it to :data:`AUTO_COMPACT_FILES` per-night files)?"""
+    if lake.read_manifest().get("layout") == "compacted":
+        return True
+    files = {f for f in lake.image_files() if not is_compacted(f, lake.images_dir)}
+    return len(files | set(new)) >= AUTO_COMPACT_FILES
+
+
 def compact_locked(
-    lake: Lake, touched: Iterable[Path] | None = None, *, force: bool = False
+    lake: Lake,
+    touched: Iterable[Path] | None = None,
+    *,
+    force: bool = False,
+    fresh: dict[Path, pa.Table] | None = None,
 ) -> list[Path]:
-    """Merge per-night partitions into their target-year files; the caller holds the lock.
+    """Merge per-night partitions into compacted files; the caller holds the lock.
 
     ``touched``: per-night partition paths written or removed (``convert``'s report); only
-    their target-years are rewritten. ``None``: every target-year with a per-night file.
+    their years are rewritten. ``None``: every year with a per-night partition, and with
+    ``force`` every year whose files are not in the unit its size calls for. ``fresh``:
+    per-night partitions ``convert`` kept in memory instead of writing them (path -> table
+    with its ``nightlake`` metadata); they must be compacted (:func:`will_compact`).
     Does nothing unless the lake's layout is ``compacted``, or ``force`` (which sets it), or
-    the lake holds :data:`AUTO_COMPACT_FILES` per-night files or more (then every target-year
-    is compacted and the layout set). Returns the compacted files written.
+    the lake holds :data:`AUTO_COMPACT_FILES` per-night files or more (then every year is
+    compacted and the layout set). Returns the compacted files written.
     """
+    fresh = fresh or {}
     manifest = lake.read_manifest()
     files = lake.image_files()
     if not force and manifest.get("layout") != "compacted":
-        if len(files) < AUTO_COMPACT_FILES:
+        if not fresh and not will_compact(lake, []):
             return []
         touched = None
-    groups: dict[tuple[str, str], list[Path]] = defaultdict(list)  # (target, year) -> per-night
+    years: dict[str, _Year] = defaultdict(_Year)
     for f in files:
-        if not is_compacted(f, lake.images_dir):
-            target, night = _target_night(f, lake.images_dir)
-            groups[(target, year_of(night))].append(f)
-    wanted = set(groups)
-    removed: dict[tuple[str, str], set[str]] = defaultdict(set)
+        if is_year_file(f, lake.images_dir):
+            years[f.parent.name.split("=", 1)[1]].year_file = f
+        elif is_compacted(f, lake.images_dir):
+            target, year = _target_night(f, lake.images_dir)
+            years[year].target_files[target] = f
+        else:
+            years[_year_of_path(f, lake.images_dir)].per_night[f] = f
+    for path, table in fresh.items():
+        years[_year_of_path(path, lake.images_dir)].per_night[path] = table
+    wanted = {y for y, state in years.items() if state.per_night}
     if touched is not None:
-        wanted = set()
         for path in touched:
-            target, night = _target_night(path, lake.images_dir)
-            wanted.add((target, year_of(night)))
-            if not path.exists():
-                removed[(target, year_of(night))].add(_key_of(path, lake.images_dir))
-        # a per-night file beside a compacted one (a run cut short) is merged too
-        wanted |= {g for g in groups if compacted_path(lake, *g).exists()}
+            year = _year_of_path(path, lake.images_dir)
+            if path not in fresh and not path.exists():
+                years[year].removed.add(_key_of(path, lake.images_dir))
+            wanted.add(year)
+    elif force:  # ``nightlake compact``: every year into the unit its size calls for
+        wanted |= {y for y, state in years.items() if state.misshapen()}
     written = []
-    for target, year in sorted(wanted):
-        out = _compact_one(
-            lake, target, year, groups.get((target, year), []), removed[(target, year)]
-        )
-        if out is not None:
-            written.append(out)
-    if manifest.get("layout") != "compacted":
+    for year in sorted(wanted):
+        written.extend(_compact_year(lake, year, years[year]))
+    if manifest.get("layout") != "compacted" or manifest.get("format_version") != (
+        LAKE_FORMAT_VERSION
+    ):
         lake.write_manifest(
             {**lake.read_manifest(), "format_version": LAKE_FORMAT_VERSION, "layout": "compacted"}
         )
     return written
 
 
-def _key_of(path: Path, images_dir: Path) -> str:
-    """A partition's key below its target: ``night`` or ``night\x1fdetector``."""
-    return "\x1f".join(p.split("=", 1)[1] for p in path.relative_to(images_dir).parts[1:-1])
+@dataclass
+class _Year:
+    """One year of the lake: its compacted files, per-night partitions, removed keys."""
+
+    year_file: Path | None = None
+    target_files: dict[str, Path] = field(default_factory=dict)
+    per_night: dict[Path, Any] = field(default_factory=dict)  # path -> itself or its table
+    removed: set[str] = field(default_factory=set)  # keys (_key_of) whose rows are gone
+
+    def misshapen(self) -> bool:
+        """Are its compacted files not the unit its rows call for?"""
+        if self.year_file is None and not self.target_files:
+            return False
+        if _rows(self.compacted_files()) > YEAR_FILE_ROWS:
+            return self.year_file is not None
+        return bool(self.target_files)
+
+    def compacted_files(self) -> list[Path]:
+        return [f for f in (self.year_file, *self.target_files.values()) if f is not None]
 
 
-def _row_keys(table):
-    """Each row's partition key below its target, as :func:`_key_of` spells it."""
+def _rows(files: Iterable[Path]) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(f).num_rows for f in files)
+
+
+def _compact_year(lake: Lake, year: str, state: _Year) -> list[Path]:
+    """Rewrite one year: its compacted rows minus the partitions of ``removed`` and of its
+    per-night partitions, plus theirs; one file if it holds at most :data:`YEAR_FILE_ROWS`
+    rows, else a file per target (only the targets that changed, unless the year is being
+    split). The files superseded go after the new ones are in place; rows whose types
+    disagree leave their per-night files (and a year file being split) where they are."""
+    new = [_prepared(lake, path, source) for path, source in sorted(state.per_night.items())]
+    drop = state.removed | {_key_of(path, lake.images_dir) for path in state.per_night}
+    records = {f: unpacked_records(_metadata_of(f)) for f in state.compacted_files()}
+    kept = sum(
+        int(r.get("rows", 0))
+        for f, rs in records.items()
+        for r in rs
+        if _record_key(r) not in drop
+        and not (f == state.year_file and r["target"] in state.target_files)
+    )
+    written: list[Path] = []
+    failed: set[str] = set()  # targets not written
+    if kept + sum(t.num_rows for t, _ in new) <= YEAR_FILE_ROWS:
+        # a target-year file supersedes its target's rows in the year's file
+        old = [
+            _old_rows(lake, f, drop, skip=set(state.target_files) if f == state.year_file else ())
+            for f in state.compacted_files()
+        ]
+        try:
+            written += _write_compacted(lake, year_path(lake, year), [*old, *new], False)
+        except _Disagree:
+            return []
+        superseded = list(state.target_files.values())
+    else:
+        targets = {_target_night(p, lake.images_dir)[0] for p in state.per_night}
+        targets |= {key.split("\x1f", 1)[0] for key in state.removed}
+        if state.year_file is not None:  # split: every target of the year gets its file
+            targets |= {r["target"] for r in records[state.year_file]}
+        for target in sorted(targets):
+            old = state.target_files.get(target, state.year_file)
+            parts = [_old_rows(lake, old, drop, target)] if old else []
+            parts += [t for t in new if t[1]["target"] == target]
+            try:
+                written += _write_compacted(lake, compacted_path(lake, target, year), parts)
+            except _Disagree:
+                failed.add(target)
+        superseded = [state.year_file] if state.year_file is not None and not failed else []
+    done = [p for p, s in state.per_night.items() if isinstance(s, Path)]
+    for f in [
+        *superseded,
+        *(p for p in done if _target_night(p, lake.images_dir)[0] not in failed),
+    ]:
+        _remove_file(lake, f)
+    return written
+
+
+class _Disagree(Exception):
+    """Rows of one compacted file whose column types cannot be unified."""
+
+
+def _remove_file(lake: Lake, f: Path) -> None:
+    """Delete a superseded file and the directories it leaves empty (not ``images``)."""
+    f.unlink(missing_ok=True)
+    for directory in f.parents:
+        if directory == lake.images_dir or lake.images_dir not in directory.parents:
+            break
+        try:
+            directory.rmdir()
+        except OSError:
+            break
+
+
+def _prepared(lake: Lake, path: Path, source: Any) -> tuple[pa.Table, dict[str, Any]]:
+    """A per-night partition (its file, or its table from ``convert``) as a compacted file
+    holds it: with ``target`` and ``night`` columns, and its record (keys and options of its
+    path, so a record read from the compacted file alone says what partition it was)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-    night = table.column("night")
-    if not _by_detector(table):
-        return night
-    detector = pc.cast(table.column("detector"), pa.string())
-    return pc.binary_join_element_wise(night, detector, "\x1f")
+    from nightlake.ingest.convert import written_options
+
+    table = pq.read_table(source) if isinstance(source, Path) else source
+    parts = path.relative_to(lake.images_dir).parts[:-1]
+    record = _metadata(table.schema)
+    record = {
+        **record,
+        **dict(p.split("=", 1) for p in parts),
+        "options": written_options(record, path, lake.images_dir),
+    }
+    table = table.replace_schema_metadata(None)
+    # the partition's values override a file's own columns of those names (as in the view),
+    # in place, keeping their field metadata (the source's datatype, for astropy outputs)
+    for name in ("target", "night"):
+        value = pa.array([record[name]] * table.num_rows, pa.string())
+        if name in table.column_names:
+            at = table.column_names.index(name)
+            column = pa.field(name, pa.string(), metadata=table.schema.field(at).metadata)
+            table = table.set_column(at, column, value)
+        else:
+            table = table.append_column(name, value)
+    return table, record
 
 
-def _by_detector(table) -> bool:
-    found = unpacked_records(_metadata(table.schema)) or [{}]
-    return "detector" in found[0].get("options", {}).get("partition_by", [])
-
-
-def _target_night(path: Path, images_dir: Path) -> tuple[str, str]:
-    parts = path.relative_to(images_dir).parts
-    return parts[0].split("=", 1)[1], parts[1].split("=", 1)[1]
-
-
-def _compact_one(
-    lake: Lake, target: str, year: str, per_night: list[Path], removed: set[str]
-) -> Path | None:
-    """Rewrite one target-year: its compacted rows, minus the nights of ``removed`` and of
-    ``per_night`` files, plus those files' rows. Temp file + rename, then the per-night
-    files go (the view already prefers them, so every moment reads the same)."""
+def _old_rows(
+    lake: Lake, file: Path, drop: set[str], target: str | None = None, skip: Iterable[str] = ()
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """A compacted file's rows and records minus the partitions of ``drop``, of targets
+    other than ``target`` and of the targets ``skip``, with a ``target`` column (a
+    target-year file's is its path's)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    table = pq.read_table(file, partitioning=None)
+    records = unpacked_records(_metadata(table.schema))
+    table = table.replace_schema_metadata(None)
+    if not is_year_file(file, lake.images_dir):
+        value = file.parent.parent.name.split("=", 1)[1]
+        table = _with_target(table, pa.array([value] * table.num_rows, pa.string()))
+    keys = _row_keys(table, records[0]["options"]["partition_by"] if records else [])
+    keep = pc.invert(pc.is_in(keys, pa.array(sorted(drop), pa.string())))
+    if target is not None:
+        keep = pc.and_(keep, pc.equal(table.column("target"), target))
+    if skip := sorted(skip):
+        keep = pc.and_(keep, pc.invert(pc.is_in(table.column("target"), pa.array(skip))))
+    records = [
+        r
+        for r in records
+        if _record_key(r) not in drop
+        and (target is None or r["target"] == target)
+        and r["target"] not in skip
+    ]
+    return table.filter(keep), records
+
+
+def _with_target(table: pa.Table, value: pa.Array) -> pa.Table:
+    """A target-year file's rows with the ``target`` column a year file has: in place if the
+    file holds its own, else last but ``night`` if ``night`` was added last."""
+    if "target" in table.column_names:
+        return table.set_column(table.column_names.index("target"), "target", value)
+    return table.append_column("target", value)
+
+
+def _write_compacted(
+    lake: Lake, out: Path, parts: list[tuple[pa.Table, list | dict]], drop_target: bool = True
+) -> list[Path]:
+    """Write the rows of ``parts`` (sorted) with their records to ``out``: ``[out]``, or
+    ``[]`` when they hold no rows (``out`` goes). Raises :class:`_Disagree` when their types
+    cannot be unified. ``drop_target``: a target-year file (the path gives ``target``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from nightlake.files import commit_temp
-    from nightlake.ingest.convert import written_options
     from nightlake.lake import write_parquet_temp
 
-    target_path = compacted_path(lake, target, year)
-    tables, records = [], []
-    keys_new: set[str] = set()
-    for f in sorted(per_night):
-        table = pq.read_table(f)
-        # the keys and options of its path, so a record read from the compacted file alone
-        # says what partition it was (format 1 recorded neither)
-        parts = f.relative_to(lake.images_dir).parts[:-1]
-        record = _metadata(table.schema)
-        record = {
-            **record,
-            **dict(p.split("=", 1) for p in parts),
-            "options": written_options(record, f, lake.images_dir),
-        }
-        night = _target_night(f, lake.images_dir)[1]
-        keys_new.add(_key_of(f, lake.images_dir))
-        records.append(record)
-        # pyarrow adds no Hive columns for a file read alone; a file may hold its own
-        # ``night`` column, which the partition's value overrides (as in the view)
-        value = pa.array([night] * table.num_rows, pa.string())
-        table = table.replace_schema_metadata(None)
-        if "night" in table.column_names:
-            at = table.column_names.index("night")
-            # its field metadata stays: the source's datatype, for astropy outputs
-            field = pa.field("night", pa.string(), metadata=table.schema.field(at).metadata)
-            table = table.set_column(at, field, value)
-        else:
-            table = table.append_column("night", value)
-        tables.append(table)
-    if target_path.exists():
-        old = pq.read_table(target_path)
-        drop = keys_new | removed
-        keep = pc.invert(pc.is_in(_row_keys(old), pa.array(sorted(drop), pa.string())))
-        tables.insert(0, old.filter(keep).replace_schema_metadata(None))
-        records[:0] = [
-            r
-            for r in unpacked_records(_metadata(old.schema))
-            if "\x1f".join(str(r[k]) for k in r["options"]["partition_by"][1:]) not in drop
-        ]
-    tables = [t for t in tables if t.num_rows]
+    records = [r for _, rs in parts for r in (rs if isinstance(rs, list) else [rs])]
+    tables = [t for t, _ in parts if t.num_rows]
     if not tables:
-        target_path.unlink(missing_ok=True)
-        return None
+        _remove_file(lake, out)
+        return []
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None  # nights whose types disagree stay per-night; the view reads both
-    sort = [
-        (c, "ascending") for c in ("night", "detector", "visit", "mjd") if c in table.column_names
-    ]
+        raise _Disagree(out) from None  # those nights stay per-night; the view reads both
+    if drop_target:
+        table = table.drop_columns(["target"])
+    sort = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
     table = table.take(pc.sort_indices(table.select([c for c, _ in sort]), sort_keys=sort))
-    records.sort(key=lambda r: tuple(str(r.get(k, "")) for k in ("night", "detector")))
+    records.sort(key=lambda r: tuple(str(r.get(k, "")) for k in ("target", "night", "detector")))
     meta = {"format_version": LAKE_FORMAT_VERSION, "compacted": True, **_packed(records)}
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
-    target_path.parent.mkdir(parents=True, exist_ok=True)
-    commit_temp(write_parquet_temp(table, target_path, row_group_size=ROW_GROUP_ROWS), target_path)
-    for f in per_night:
-        f.unlink(missing_ok=True)
-        for directory in (f.parent, f.parent.parent):
-            if directory != lake.images_dir / f"target={target}":
-                try:
-                    directory.rmdir()
-                except OSError:
-                    pass
-    return target_path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    commit_temp(write_parquet_temp(table, out, row_group_size=ROW_GROUP_ROWS), out)
+    return [out]
+
+
+def _key_of(path: Path, images_dir: Path) -> str:
+    """A per-night partition's key: ``target\x1fnight`` or ``target\x1fnight\x1fdetector``."""
+    return "\x1f".join(p.split("=", 1)[1] for p in path.relative_to(images_dir).parts[:-1])
+
+
+def _record_key(record: dict[str, Any]) -> str:
+    return "\x1f".join(str(record[k]) for k in record["options"]["partition_by"])
+
+
+def _row_keys(table, levels: list[str]):
+    """Each row's partition key (``levels``: the partition's), as :func:`_key_of` spells it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = [table.column("target"), table.column("night")]
+    if "detector" in levels:
+        keys.append(pc.cast(table.column("detector"), pa.string()))
+    return pc.binary_join_element_wise(*keys, "\x1f")
+
+
+def _target_night(path: Path, images_dir: Path) -> tuple[str, str]:
+    """(target, night) of a per-night path, (target, year) of a target-year file's."""
+    parts = path.relative_to(images_dir).parts
+    return parts[0].split("=", 1)[1], parts[1].split("=", 1)[1]
+
+
+def _year_of_path(path: Path, images_dir: Path) -> str:
+    return year_of(_target_night(path, images_dir)[1])
 
 
 #: a record's own fields; the rest (sources, options, renames, …) is the same for every
@@ -271,6 +430,12 @@ def unpacked_records(meta: dict[str, Any]) -> list[dict[str, Any]]:
             del record["shared"]
         out.append(record)
     return out
+
+
+def _metadata_of(file: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    return _metadata(pq.read_schema(file))
 
 
 def _metadata(schema) -> dict[str, Any]:
