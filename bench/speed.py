@@ -248,12 +248,15 @@ def synthetic_lake(workdir: Path, years: int, fields: int = 3) -> Path:
 
 
 def tenfold_lake(lake_dir: Path) -> Path:
-    """A copy of a compacted lake whose files each hold their rows ten times (visit
-    renumbered), and one.parquet likewise: scale 1.0's row count in the files convert gave
-    scale 0.1, without generating scale 1.0 (about 50 minutes on a loaded VM)."""
+    """A copy of a compacted lake with each row ten times (visit renumbered), in the layout
+    ``compact`` gives that many rows (a year past YEAR_FILE_ROWS: a file per target and year,
+    sorted by night, detector, visit), and one.parquet likewise: scale 1.0's row count
+    without generating scale 1.0 (about 50 minutes on a loaded VM)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
+    from nightlake.ingest.compact import ROW_GROUP_ROWS
 
     out = lake_dir.with_name(lake_dir.name + "-x10")
     if (out / "done").exists():
@@ -267,12 +270,26 @@ def tenfold_lake(lake_dir: Path) -> Path:
 
     sort = [("night", "ascending"), ("detector", "ascending"), ("visit", "ascending")]
     for f in sorted((lake_dir / "images").rglob("*.parquet")):
-        target = out / f.relative_to(lake_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        table = tenfold(pq.read_table(f)).sort_by(sort)
-        pq.write_table(
-            table, target, compression="zstd", use_dictionary=False, row_group_size=32768
-        )
+        table = tenfold(pq.read_table(f, partitioning=None))
+        year = f.parent.name
+        if "target" in table.column_names:  # a year file: a file per target
+            parts = {
+                t: table.filter(pc.equal(table["target"], t))
+                for t in pc.unique(table["target"]).to_pylist()
+            }
+            parts = {t: rows.drop_columns(["target"]) for t, rows in parts.items()}
+        else:
+            parts = {f.parent.parent.name.split("=", 1)[1]: table}
+        for target, rows in parts.items():
+            path = out / "images" / f"target={target}" / year / f"{year[5:]}_{target}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(
+                rows.sort_by(sort),
+                path,
+                compression="zstd",
+                use_dictionary=False,
+                row_group_size=ROW_GROUP_ROWS,
+            )
     shutil.copy(lake_dir / "nightlake.json", out / "nightlake.json")
     pq.write_table(tenfold(pq.read_table(lake_dir / "one.parquet")), out / "one.parquet")
     (out / "done").touch()

@@ -49,7 +49,7 @@ LAKE_FORMAT_VERSION = 4
 ROW_GROUP_ROWS = 32_768
 #: a year of at most this many rows is one file; a larger one is a file per target. Adding a
 #: night rewrites its year's file, so this bounds what a night costs (docs/design.md)
-YEAR_FILE_ROWS = 65_536
+YEAR_FILE_ROWS = 32_768
 #: a lake of this many per-night files or more is compacted by the convert that reaches it,
 #: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
 #: scale"); a small lake keeps the per-night form, which a person can read file by file
