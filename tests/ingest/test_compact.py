@@ -1,5 +1,5 @@
-"""Compaction into one file per year (or per target and year): same rows, incremental, and a compaction cut
-short between writing its file and deleting the per-night ones reads the same."""
+"""Compaction into one file per year (or per target and year): same rows, incremental, and a
+compaction cut short between writing its file and deleting the per-night ones reads the same."""
 
 import shutil
 import subprocess
