@@ -143,9 +143,12 @@ def test_the_detector_layout_compacts_with_the_same_rows_and_partitions(tmp_path
 
 
 @pytest.mark.parametrize("levels", [("target", "night"), ("target", "night", "detector")])
-def test_compacting_keeps_the_views_columns_in_place(tmp_path, levels):
+@pytest.mark.parametrize("year_rows", [10**6, 1, 30], ids=["year", "target-year", "both"])
+def test_compacting_keeps_the_views_columns_in_place(tmp_path, monkeypatch, levels, year_rows):
     """Positional set operations (EXCEPT ALL, UNION ALL) between a plain and a compacted
-    lake match row for row: the columns keep their names, types and places."""
+    lake match row for row: the columns keep their names, types and places, in year files,
+    target-year files and a lake holding both."""
+    monkeypatch.setattr(compact_module, "YEAR_FILE_ROWS", year_rows)
     plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
     for each in (plain, lake):
         convert(each, COLLECTIONS[:4], ConvertOptions(partition_by=levels))
