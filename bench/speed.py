@@ -606,31 +606,31 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
             os.symlink(f, src / f.name)
         run_process([str(BIN / "nightlake"), "convert", str(src), "--lake", str(full)])
         (base / "done").touch()
-    seed_compacted = base / "compacted-seed"
-    if not (base / "done-compacted").exists():
-        shutil.rmtree(seed_compacted, ignore_errors=True)
-        shutil.copytree(full, seed_compacted, symlinks=True)
-        run_process([str(BIN / "nightlake"), "compact", "--lake", str(seed_compacted)])
-        (base / "done-compacted").touch()
+    seeds = {"at the bound": base / "bound-seed", "split": base / "split-seed"}
+    if not (base / "done-variants").exists():
+        bound_lake(full, seeds["at the bound"], last)
+        split_lake(full, seeds["split"])
+        (base / "done-variants").touch()
+    lakes = {"empty": None, "full": full, **seeds}
 
     def setup(name):
-        for d in ("full", "empty", "compacted"):
+        for d, seed in lakes.items():
             shutil.rmtree(base / d, ignore_errors=True)
-        shutil.copytree(full, base / "full", symlinks=True)
-        shutil.copytree(seed_compacted, base / "compacted", symlinks=True)
+            if seed is not None:
+                shutil.copytree(seed, base / d, symlinks=True)
 
     nl = str(BIN / "nightlake")
+
+    def add(d):
+        return lambda: run_process([nl, "convert", str(last), "--lake", str(base / d)])
+
+    n = len(files) - 1
     times = turns(
         {
-            "one night into an empty lake (floor)": lambda: run_process(
-                [nl, "convert", str(last), "--lake", str(base / "empty")]
-            ),
-            f"one night into a lake of {len(files) - 1}": lambda: run_process(
-                [nl, "convert", str(last), "--lake", str(base / "full")]
-            ),
-            f"one night into a compacted lake of {len(files) - 1}": lambda: run_process(
-                [nl, "convert", str(last), "--lake", str(base / "compacted")]
-            ),
+            "one night into an empty lake (floor)": add("empty"),
+            f"one night into the compacted lake of {n}": add("full"),
+            "the same, its year file at YEAR_FILE_ROWS": add("at the bound"),
+            "the same, every year a file per target": add("split"),
         },
         repeat,
         setup=setup,
@@ -641,6 +641,52 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
         "one night into an empty lake (floor)",
         2,
     )
+
+
+def bound_lake(full: Path, out: Path, night: Path) -> None:
+    """A copy of ``full`` whose year file of ``night``'s year holds YEAR_FILE_ROWS rows (its
+    rows tiled, visit renumbered; its records as they were, so it stays a year file): what
+    adding a night costs when its year is as large as a year file gets."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from nightlake.ingest.compact import ROW_GROUP_ROWS, YEAR_FILE_ROWS, year_path
+    from nightlake.lake import Lake, write_parquet_temp
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(full, out, symlinks=True)
+    path = year_path(Lake(out), night.name[:4])
+    table = pq.read_table(path, partitioning=None)
+    copies = [
+        table.set_column(
+            table.schema.get_field_index("visit"), "visit", pc.add(table["visit"], k * 10_000_000)
+        )
+        for k in range(-(-YEAR_FILE_ROWS // table.num_rows))
+    ]
+    tiled = (
+        pa.concat_tables(copies)
+        .slice(0, YEAR_FILE_ROWS)
+        .replace_schema_metadata(table.schema.metadata)
+    )
+    sort = [(c, "ascending") for c in ("target", "night", "detector", "visit")]
+    write_parquet_temp(tiled.sort_by(sort), path, row_group_size=ROW_GROUP_ROWS).replace(path)
+
+
+def split_lake(full: Path, out: Path) -> None:
+    """A copy of ``full`` with every year a file per target (format 3's unit: what a survey
+    whose years pass YEAR_FILE_ROWS has)."""
+    from nightlake.ingest import compact as compact_module
+    from nightlake.lake import Lake
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(full, out, symlinks=True)
+    bound = compact_module.YEAR_FILE_ROWS
+    compact_module.YEAR_FILE_ROWS = 0
+    try:
+        compact_module.compact(Lake(out))
+    finally:
+        compact_module.YEAR_FILE_ROWS = bound
 
 
 def main() -> None:

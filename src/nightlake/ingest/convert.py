@@ -809,9 +809,11 @@ def _write_partition(
     table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
     # Sorted here, not as read: the sorted copy lives only while it is written, so its memory
-    # serves the next partition (rows a file's split had to sort arrive in order: no copy)
+    # serves the next partition (rows a file's split had to sort arrive in order: no copy).
+    # A kept table is not: the compaction sorts it with its year (a stable sort, so the
+    # order, and the bytes, are those of sorting twice)
     names = set(table.column_names)
-    if sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]:
+    if not keep and (sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]):
         table = _take_if_needed(
             table, pc.sort_indices(table.select([c for c, _ in sort_keys]), sort_keys=sort_keys)
         )
