@@ -248,15 +248,16 @@ def synthetic_lake(workdir: Path, years: int, fields: int = 3) -> Path:
 
 
 def tenfold_lake(lake_dir: Path) -> Path:
-    """A copy of a compacted lake with each row ten times (visit renumbered), in the layout
-    ``compact`` gives that many rows (a year past YEAR_FILE_ROWS: a file per target and year,
-    sorted by night, detector, visit), and one.parquet likewise: scale 1.0's row count
-    without generating scale 1.0 (about 50 minutes on a loaded VM)."""
+    """A copy of a compacted lake with each row ten times (visit renumbered), cut into parts
+    as ``compact`` cuts that many rows (``nightlake.ingest.compact._cut``), and one.parquet
+    likewise: scale 1.0's row count without generating scale 1.0 (about 50 minutes on a
+    loaded VM)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from nightlake.ingest.compact import ROW_GROUP_ROWS
+    from nightlake import Lake
+    from nightlake.ingest import compact as compact_module
 
     out = lake_dir.with_name(lake_dir.name + "-x10")
     if (out / "done").exists():
@@ -268,28 +269,19 @@ def tenfold_lake(lake_dir: Path) -> Path:
         shifted = [pc.add(table.column(visit), k * 10_000_000) for k in range(10)]
         return pa.concat_tables(table.set_column(visit, "visit", v) for v in shifted)
 
-    sort = [("night", "ascending"), ("detector", "ascending"), ("visit", "ascending")]
+    years: dict[str, list] = {}
     for f in sorted((lake_dir / "images").rglob("*.parquet")):
-        table = tenfold(pq.read_table(f, partitioning=None))
-        year = f.parent.name
-        if "target" in table.column_names:  # a year file: a file per target
-            parts = {
-                t: table.filter(pc.equal(table["target"], t))
-                for t in pc.unique(table["target"]).to_pylist()
-            }
-            parts = {t: rows.drop_columns(["target"]) for t, rows in parts.items()}
-        else:
-            parts = {f.parent.parent.name.split("=", 1)[1]: table}
-        for target, rows in parts.items():
-            path = out / "images" / f"target={target}" / year / f"{year[5:]}_{target}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(
-                rows.sort_by(sort),
-                path,
-                compression="zstd",
-                use_dictionary=False,
-                row_group_size=ROW_GROUP_ROWS,
-            )
+        table = pq.read_table(f, partitioning=None)
+        records = compact_module.unpacked_records(compact_module._metadata(table.schema))
+        years.setdefault(f.parent.name, []).append(
+            (tenfold(table.replace_schema_metadata(None)), records)
+        )
+    lake = Lake(out)
+    for year, parts in years.items():
+        table, records = compact_module._sorted_rows(parts)
+        for first, rows, recs in compact_module._cut(table, records):
+            path = lake.images_dir / year / f"{year[5:]}_{first}.parquet"
+            compact_module._write_compacted(lake, path, rows, recs)
     shutil.copy(lake_dir / "nightlake.json", out / "nightlake.json")
     pq.write_table(tenfold(pq.read_table(lake_dir / "one.parquet")), out / "one.parquet")
     (out / "done").touch()
@@ -606,10 +598,9 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
             os.symlink(f, src / f.name)
         run_process([str(BIN / "nightlake"), "convert", str(src), "--lake", str(full)])
         (base / "done").touch()
-    seeds = {"at the bound": base / "bound-seed", "split": base / "split-seed"}
+    seeds = {"at the bound": base / "bound-seed"}
     if not (base / "done-variants").exists():
         bound_lake(full, seeds["at the bound"], last)
-        split_lake(full, seeds["split"])
         (base / "done-variants").touch()
     lakes = {"empty": None, "full": full, **seeds}
 
@@ -629,8 +620,7 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
         {
             "one night into an empty lake (floor)": add("empty"),
             f"one night into the compacted lake of {n}": add("full"),
-            "the same, its year file at YEAR_FILE_ROWS": add("at the bound"),
-            "the same, every year a file per target": add("split"),
+            "the same, its part at PART_ROWS rows": add("at the bound"),
         },
         repeat,
         setup=setup,
@@ -644,49 +634,31 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
 
 
 def bound_lake(full: Path, out: Path, night: Path) -> None:
-    """A copy of ``full`` whose year file of ``night``'s year holds YEAR_FILE_ROWS rows (its
-    rows tiled, visit renumbered; its records as they were, so it stays a year file): what
-    adding a night costs when its year is as large as a year file gets."""
+    """A copy of ``full`` whose part holding ``night``'s target holds PART_ROWS rows (its rows
+    tiled, visit renumbered; its records as they were): what adding a night costs when its
+    part is as large as a part gets."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from nightlake.ingest.compact import ROW_GROUP_ROWS, YEAR_FILE_ROWS, year_path
+    from nightlake.ingest.compact import PART_ROWS, ROW_GROUP_ROWS, part_first
     from nightlake.lake import Lake, write_parquet_temp
 
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(full, out, symlinks=True)
-    path = year_path(Lake(out), night.name[:4])
+    year, target = night.stem.split("_", 1)[0][:4], night.stem.split("_", 1)[1]
+    parts = sorted(Lake(out).images_dir.glob(f"year={year}/*.parquet"), key=part_first)
+    path = [p for p in parts if part_first(p) <= target][-1]
     table = pq.read_table(path, partitioning=None)
+    visit = table.schema.get_field_index("visit")
     copies = [
-        table.set_column(
-            table.schema.get_field_index("visit"), "visit", pc.add(table["visit"], k * 10_000_000)
-        )
-        for k in range(-(-YEAR_FILE_ROWS // table.num_rows))
+        table.set_column(visit, "visit", pc.add(table["visit"], k * 10_000_000))
+        for k in range(-(-PART_ROWS // table.num_rows))
     ]
-    tiled = (
-        pa.concat_tables(copies)
-        .slice(0, YEAR_FILE_ROWS)
-        .replace_schema_metadata(table.schema.metadata)
-    )
+    tiled = pa.concat_tables(copies).slice(0, PART_ROWS)
     sort = [(c, "ascending") for c in ("target", "night", "detector", "visit")]
-    write_parquet_temp(tiled.sort_by(sort), path, row_group_size=ROW_GROUP_ROWS).replace(path)
-
-
-def split_lake(full: Path, out: Path) -> None:
-    """A copy of ``full`` with every year a file per target (format 3's unit: what a survey
-    whose years pass YEAR_FILE_ROWS has)."""
-    from nightlake.ingest import compact as compact_module
-    from nightlake.lake import Lake
-
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(full, out, symlinks=True)
-    bound = compact_module.YEAR_FILE_ROWS
-    compact_module.YEAR_FILE_ROWS = 0
-    try:
-        compact_module.compact(Lake(out))
-    finally:
-        compact_module.YEAR_FILE_ROWS = bound
+    tiled = tiled.sort_by(sort).replace_schema_metadata(table.schema.metadata)
+    write_parquet_temp(tiled, path, row_group_size=ROW_GROUP_ROWS).replace(path)
 
 
 def main() -> None:

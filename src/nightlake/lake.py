@@ -315,17 +315,45 @@ def _compacted_selects(
         these = [f for f in chosen if is_year_file(f, lake.images_dir) == only_year]
         if not these:
             continue
-        conditions = list(where)
+        conditions, extra = list(where), ""
         if only_year and split:
             keys = ", ".join(sql_string(k) for k in split)
             conditions.append(f"target || chr(31) || year NOT IN ({keys})")
+        if only_year and (ranges := part_bounds(files, lake.images_dir)):
+            # a part's rows from the next part's first on are that part's (a rewrite in
+            # progress, or cut short): each target is read from one file at every moment
+            cases = " ".join(
+                f"WHEN {sql_string(str(images / f.parent.name / f.name))} "
+                f"THEN target < {sql_string(last)}"
+                for f, last in ranges
+            )
+            conditions.append(f"CASE filename {cases} ELSE true END")
+            extra, select = (
+                "filename = true, ",
+                select.replace("EXCLUDE (year)", "EXCLUDE (year, filename)"),
+            )
         source = _listed(these) if listed else sql_string(f"{images}/{glob}/*.parquet")
         selects.append(
-            f"{select} FROM read_parquet({source}, hive_partitioning = true, {union}"
+            f"{select} FROM read_parquet({source}, hive_partitioning = true, {union}{extra}"
             f"hive_types = {{{hive}}})"
             + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
         )
     return selects
+
+
+def part_bounds(files: list[Path], images_dir: Path) -> list[tuple[Path, str]]:
+    """Each year part followed by another part of its year, with that part's first target
+    (a part's name is ``Y_<first target>.parquet``)."""
+    parts: dict[str, list[tuple[str, Path]]] = {}
+    for f in files:
+        if is_year_file(f, images_dir):
+            first = f.name[len(f.parent.name) - len(YEAR) : -len(".parquet")]
+            parts.setdefault(f.parent.name, []).append((first, f))
+    bounds = []
+    for found in parts.values():
+        found.sort()
+        bounds += [(f, nxt) for (_, f), (nxt, _) in zip(found, found[1:])]
+    return bounds
 
 
 def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
@@ -347,7 +375,7 @@ def is_compacted(path: Path, images_dir: Path) -> bool:
 
 
 def is_year_file(path: Path, images_dir: Path) -> bool:
-    """Is this file of ``images`` a compacted year (``year=Y/Y.parquet``)?"""
+    """Is this file of ``images`` a part of a compacted year (``year=Y/Y_<first>.parquet``)?"""
     return path.parent.name.startswith(f"{YEAR}=") and path.parent.parent == images_dir
 
 

@@ -111,15 +111,25 @@ def test_a_one_target_query_reads_only_that_targets_row_groups(tmp_path, monkeyp
     assert read <= -(-rows // 4) + 2 and total > 3 * read
 
 
-def test_a_one_target_query_opens_only_that_targets_target_year_files(tmp_path, monkeypatch):
-    # years past YEAR_FILE_ROWS are a file per target: the Hive path prunes the others
-    monkeypatch.setattr(compact_module, "YEAR_FILE_ROWS", 1)
+def test_a_one_target_query_reads_only_its_parts(tmp_path, monkeypatch):
+    # years cut into parts of at most PART_ROWS rows: the other parts' statistics
+    # exclude the target
+    monkeypatch.setattr(compact_module, "PART_ROWS", 30)
     lake = Lake(tmp_path / "lake")
     convert(lake, COLLECTIONS)
     compact(lake)
-    assert not any(is_year_file(f, lake.images_dir) for f in lake.image_files())
+    files = lake.image_files()
+    assert len(files) > 4 and all(is_year_file(f, lake.images_dir) for f in files)
+    holding = [f for f in files if "A0a" in {r["target"] for r in footer_records(f)}]
     text = plan(lake, "SELECT count(*), sum(visit) FROM images WHERE target = 'A0a'")
-    assert scanned(text, "Scanning Files") == (1, len(lake.image_files()))
+    assert scanned(text, "Row Groups Scanned") == (len(holding), len(files))
+
+
+def footer_records(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    meta = json.loads(pq.read_schema(path).metadata[b"nightlake"])
+    return compact_module.unpacked_records(meta)
 
 
 def test_the_detector_layout_compacts_with_the_same_rows_and_partitions(tmp_path):
@@ -143,12 +153,12 @@ def test_the_detector_layout_compacts_with_the_same_rows_and_partitions(tmp_path
 
 
 @pytest.mark.parametrize("levels", [("target", "night"), ("target", "night", "detector")])
-@pytest.mark.parametrize("year_rows", [10**6, 1, 30], ids=["year", "target-year", "both"])
+@pytest.mark.parametrize("year_rows", [10**6, 1, 30], ids=["one part", "a part per target", "parts"])
 def test_compacting_keeps_the_views_columns_in_place(tmp_path, monkeypatch, levels, year_rows):
     """Positional set operations (EXCEPT ALL, UNION ALL) between a plain and a compacted
     lake match row for row: the columns keep their names, types and places, in year files,
     target-year files and a lake holding both."""
-    monkeypatch.setattr(compact_module, "YEAR_FILE_ROWS", year_rows)
+    monkeypatch.setattr(compact_module, "PART_ROWS", year_rows)
     plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
     for each in (plain, lake):
         convert(each, COLLECTIONS[:4], ConvertOptions(partition_by=levels))

@@ -1,5 +1,5 @@
 """The compaction unit: a year file while the year is small, a file per target past
-YEAR_FILE_ROWS; convert writing those files directly equals convert-then-compact; lakes of
+PART_ROWS; convert writing those files directly equals convert-then-compact; lakes of
 format 3 (per-night and target-year) keep working."""
 
 from __future__ import annotations
@@ -66,36 +66,48 @@ def test_convert_writes_the_compacted_files_the_two_steps_would(tmp_path, monkey
         assert Lake(direct.path).sql(COUNTS).equals(Lake(two.path).sql(COUNTS))
 
 
-def test_a_year_past_the_bound_splits_by_target_and_merges_back(tmp_path, monkeypatch):
+def test_a_year_past_the_bound_is_cut_into_parts_at_targets(tmp_path, monkeypatch):
     plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
     for each in (plain, lake):
-        convert(each, COLLECTIONS[:2])  # 2019: A0a's 44 rows
+        convert(each, COLLECTIONS[:3])  # 2019: A0a's 44 rows, A0b's 40
     compact(lake)
-    assert [is_year_file(f, lake.images_dir) for f in lake.image_files()] == [True]
-    year_file = lake.image_files()[0]
-    kept = tmp_path / "2019.parquet"
-    shutil.copy(year_file, kept)
-    monkeypatch.setattr(compact_module, "YEAR_FILE_ROWS", 50)  # with A0b's 40, 2019 splits
+    assert relative(lake) == ["year=2019/2019_A0a.parquet"]
+    whole = tmp_path / "whole.parquet"
+    shutil.copy(lake.image_files()[0], whole)
+    monkeypatch.setattr(compact_module, "PART_ROWS", 50)
     for each in (plain, lake):
-        convert(each, COLLECTIONS)
-    split = relative(lake)
-    assert {
-        "target=A0a/year=2019/2019_A0a.parquet",
-        "target=A0b/year=2019/2019_A0b.parquet",
-    } <= set(split)
-    assert {"year=2020/2020.parquet", "year=2022/2022.parquet"} <= set(split)
-    assert not year_file.exists()
+        convert(each, COLLECTIONS, ConvertOptions(force=True))
+    assert relative(lake) == [
+        "year=2019/2019_A0a.parquet",
+        "year=2019/2019_A0b.parquet",
+        "year=2020/2020_B1e.parquet",
+        "year=2021/2021_A1e.parquet",  # A1e and A1j: 16 rows, B1h's 36 would pass 50
+        "year=2021/2021_B1h.parquet",
+        "year=2022/2022_A0d.parquet",
+    ]
     expected = Lake(plain.path).sql(COUNTS)
     assert Lake(lake.path).sql(COUNTS).equals(expected)
-    # a split cut short before its year file went: the target-year files supersede it
-    year_file.parent.mkdir()
-    shutil.copy(kept, year_file)
-    assert Lake(lake.path).sql(COUNTS).equals(expected)
-    monkeypatch.setattr(compact_module, "YEAR_FILE_ROWS", 10**6)
-    compact(lake)  # every year into the unit its size calls for
-    assert all(is_year_file(f, lake.images_dir) for f in lake.image_files())
+    assert partitions(lake) == partitions(plain)
+    # a cut cut short, its new part written and the old one not yet rewritten: each
+    # target's rows are read from one file
+    shutil.copy(whole, lake.images_dir / "year=2019" / "2019_A0a.parquet")
     assert Lake(lake.path).sql(COUNTS).equals(expected)
     assert partitions(lake) == partitions(plain)
+    convert(lake, COLLECTIONS, ConvertOptions(force=True))  # the next rewrite finishes it
+    assert pq.read_metadata(lake.images_dir / "year=2019" / "2019_A0a.parquet").num_rows == 44
+    assert Lake(lake.path).sql(COUNTS).equals(expected)
+
+
+def test_a_target_before_the_first_part_joins_it(tmp_path):
+    plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
+    later = [f for f in COLLECTIONS if f.name == "20190402_A0b.collection"]
+    convert(lake, later)
+    compact(lake)
+    assert relative(lake) == ["year=2019/2019_A0b.parquet"]
+    for each in (plain, lake):
+        convert(each, COLLECTIONS[:3])
+    assert relative(lake) == ["year=2019/2019_A0a.parquet"]
+    assert Lake(lake.path).sql(COUNTS).equals(Lake(plain.path).sql(COUNTS))
 
 
 def format3(tmp_path) -> Lake:
@@ -122,7 +134,7 @@ def test_a_format3_lake_converts_and_compacts_into_year_files(tmp_path):
     added = [f for f in COLLECTIONS if f.name == "20190402_A0b.collection"]
     convert(lake, added)
     convert(plain, src + added)
-    assert "year=2019/2019.parquet" in relative(lake)  # its touched year, in the new unit
+    assert "year=2019/2019_A0a.parquet" in relative(lake)  # its touched year, in parts
     assert all(f.stat().st_ino == ino for f, ino in untouched.items())
     assert Lake(lake.path).sql(COUNTS).equals(plain.sql(COUNTS))
     compact(lake)

@@ -1,29 +1,29 @@
-"""Compaction: per-night partitions merged into one file per year, or per target and year.
+"""Compaction: the per-night partitions of a year merged into a few parts of bounded size.
 
 A whole-lake query pays per file (footer, schema, scan setup), not per row, so a lake of many
-small per-night files costs many times one file of the same rows (docs/design.md, "Speed at
-survey scale"; the figures are in bench/RESULTS.md). The compacted forms::
+small per-night files costs many times one file of the same rows; adding a night rewrites the
+part that holds its target, so parts are bounded (docs/design.md, "Speed at survey scale"; the
+figures are in bench/RESULTS.md). The compacted form::
 
-    images/year=2019/2019.parquet                   every row of 2019 (``target`` and ``night``
-                                                    columns), sorted by target, night,
-                                                    detector, visit, while the year holds at
-                                                    most YEAR_FILE_ROWS rows
-    images/target=A0a/year=2019/2019_A0a.parquet    a larger year: one file per target
-                                                    (``night`` a column), sorted by night,
-                                                    detector, visit
+    images/year=2019/2019_A0a.parquet   the rows of 2019 of targets A0a up to (not including)
+    images/year=2019/2019_B1e.parquet   the next part's first target, B1e; ``target`` and
+                                        ``night`` columns, sorted by target, night, detector,
+                                        visit; at most PART_ROWS rows (a target with more is
+                                        a part alone)
 
-Row groups of ROW_GROUP_ROWS rows, so the statistics of the sorted keys prune a one-target or
-a one-night query to its row groups. Each file's ``nightlake`` key-value metadata keeps each
-partition's own record (sources, options, rows): ``convert`` and ``info`` see the partitions
-it holds as if they were separate files. The unit is chosen per year at each compaction of
-that year, so no file outgrows the bound by more than one target's year, and adding a night
-rewrites at most YEAR_FILE_ROWS rows or one target's year.
+Row groups of ROW_GROUP_ROWS rows, so the statistics of the sorted keys prune a one-target
+query to its parts' row groups, and a one-night query to its year's. Each file's
+``nightlake`` key-value metadata keeps each partition's own record (sources, options, rows):
+``convert`` and ``info`` see the partitions it holds as if they were separate files.
+Format 3's one file per target and year (``images/target=T/year=Y/Y_T.parquet``) is read as
+it is, and merged into parts when its year is next rewritten.
 
 Precedence, so that a reader sees the old rows or the new ones at every step (and a compaction
 killed midway leaves a lake that reads the same, finished by the next writer): a per-night
 file supersedes its partition in any compacted file (:func:`nightlake.lake.pending_keys`), a
-target-year file supersedes its target's rows in its year's file. Files are written (temp file
-and rename) before the ones they supersede are deleted.
+target-year file supersedes its target's rows in its year's parts, and a part's rows of
+targets from the next part's first on are not read (the next part holds them): new parts are
+written last first, old ones deleted first first (temp file and rename each).
 """
 
 from __future__ import annotations
@@ -35,35 +35,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nightlake.lake import METADATA_KEY, YEAR, Lake, is_compacted, is_year_file, year_of
+from nightlake.lake import (
+    METADATA_KEY,
+    YEAR,
+    Lake,
+    is_compacted,
+    is_year_file,
+    part_bounds,
+    year_of,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 #: 3: target-years may be compacted (``images/target=T/year=Y/``); ``layout`` in nightlake.json;
-#: 4: small years are compacted into one file (``images/year=Y/``, ``target`` a column)
+#: 4: years are compacted into parts (``images/year=Y/Y_<first target>.parquet``)
 LAKE_FORMAT_VERSION = 4
 #: rows per row group: a multiple of DuckDB's vector (2,048). One row group per night (a few
 #: hundred rows) costs more than it prunes; tens of thousands of rows come close to one file
 #: (bench/RESULTS.md, "Compaction as built").
 ROW_GROUP_ROWS = 32_768
-#: a year of at most this many rows is one file; a larger one is a file per target. Adding a
-#: night rewrites its year's file, so this bounds what a night costs (docs/design.md)
-YEAR_FILE_ROWS = 32_768
+#: rows of a part, at most (a target with more is a part alone): adding a night rewrites the
+#: part of its target, so this bounds what a night costs, and a year of fewer rows is one
+#: file (docs/design.md)
+PART_ROWS = 16_384
 #: a lake of this many per-night files or more is compacted by the convert that reaches it,
 #: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
 #: scale"); a small lake keeps the per-night form, which a person can read file by file
 AUTO_COMPACT_FILES = 200
-#: the key columns of a compacted file, in sort order (``target``: year files only)
+#: the key columns of a part, in sort order
 SORT_COLUMNS = ("target", "night", "detector", "visit", "mjd")
-
-
-def compacted_path(lake: Lake, target: str, year: str) -> Path:
-    return lake.images_dir / f"target={target}" / f"{YEAR}={year}" / f"{year}_{target}.parquet"
-
-
-def year_path(lake: Lake, year: str) -> Path:
-    return lake.images_dir / f"{YEAR}={year}" / f"{year}.parquet"
 
 
 def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
@@ -76,7 +77,14 @@ def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any],
 
     from nightlake.ingest.convert import partition_path, schema_signature
 
-    for file in lake.image_files():
+    files = lake.image_files()
+    bounds = dict(part_bounds(files, lake.images_dir))  # as the view reads a part
+    legacy = {  # format 3's target-years supersede their target in the year's parts
+        (f.parent.parent.name.split("=", 1)[1], f.parent.name)
+        for f in files
+        if is_compacted(f, lake.images_dir) and not is_year_file(f, lake.images_dir)
+    }
+    for file in files:
         schema = pq.read_schema(file)
         meta = _metadata(schema)
         if not is_compacted(file, lake.images_dir):
@@ -85,6 +93,13 @@ def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any],
         added = ("target", "night") if is_year_file(file, lake.images_dir) else ("night",)
         signature = tuple(c for c in schema_signature(schema) if c[0] not in added)
         for record in unpacked_records(meta):
+            if file in bounds and record["target"] >= bounds[file]:
+                continue
+            if (
+                is_year_file(file, lake.images_dir)
+                and (record["target"], file.parent.name) in legacy
+            ):
+                continue
             levels = tuple(record["options"]["partition_by"])
             key = tuple(str(record[level]) for level in levels)
             yield partition_path(lake, levels, key), signature, record, file
@@ -118,13 +133,13 @@ def compact_locked(
     force: bool = False,
     fresh: dict[Path, pa.Table] | None = None,
 ) -> list[Path]:
-    """Merge per-night partitions into compacted files; the caller holds the lock.
+    """Merge per-night partitions into year parts; the caller holds the lock.
 
     ``touched``: per-night partition paths written or removed (``convert``'s report); only
-    their years are rewritten. ``None``: every year with a per-night partition, and with
-    ``force`` every year whose files are not in the unit its size calls for. ``fresh``:
-    per-night partitions ``convert`` kept in memory instead of writing them (path -> table
-    with its ``nightlake`` metadata); they must be compacted (:func:`will_compact`).
+    the parts of their targets are rewritten. ``None``: every year with a per-night
+    partition, and with ``force`` every year holding format 3's target-year files.
+    ``fresh``: per-night partitions ``convert`` kept in memory instead of writing them (path
+    -> table with its ``nightlake`` metadata); they must be compacted (:func:`will_compact`).
     Does nothing unless the lake's layout is ``compacted``, or ``force`` (which sets it), or
     the lake holds :data:`AUTO_COMPACT_FILES` per-night files or more (then every year is
     compacted and the layout set). Returns the compacted files written.
@@ -139,7 +154,8 @@ def compact_locked(
     years: dict[str, _Year] = defaultdict(_Year)
     for f in files:
         if is_year_file(f, lake.images_dir):
-            years[f.parent.name.split("=", 1)[1]].year_file = f
+            year = f.parent.name.split("=", 1)[1]
+            years[year].parts[part_first(f)] = f
         elif is_compacted(f, lake.images_dir):
             target, year = _target_night(f, lake.images_dir)
             years[year].target_files[target] = f
@@ -154,8 +170,8 @@ def compact_locked(
             if path not in fresh and not path.exists():
                 years[year].removed.add(_key_of(path, lake.images_dir))
             wanted.add(year)
-    elif force:  # ``nightlake compact``: every year into the unit its size calls for
-        wanted |= {y for y, state in years.items() if state.misshapen()}
+    elif force:  # ``nightlake compact``: format 3's target-years into parts
+        wanted |= {y for y, state in years.items() if state.target_files}
     written = []
     for year in sorted(wanted):
         written.extend(_compact_year(lake, year, years[year]))
@@ -168,83 +184,118 @@ def compact_locked(
     return written
 
 
+def part_first(path: Path) -> str:
+    """The first target of a year part, from its name ``Y_<target>.parquet``."""
+    return path.name[len(path.parent.name) - len(YEAR) : -len(".parquet")]
+
+
+def part_ranges(firsts: Iterable[str]) -> list[tuple[str, str | None]]:
+    """Each part's range of targets, ``[first, next part's first)``, in order."""
+    firsts = sorted(firsts)
+    return list(zip(firsts, [*firsts[1:], None]))
+
+
 @dataclass
 class _Year:
-    """One year of the lake: its compacted files, per-night partitions, removed keys."""
+    """One year of the lake: its parts, format 3's target-year files, per-night partitions,
+    removed keys."""
 
-    year_file: Path | None = None
+    parts: dict[str, Path] = field(default_factory=dict)  # first target -> part
     target_files: dict[str, Path] = field(default_factory=dict)
     per_night: dict[Path, Any] = field(default_factory=dict)  # path -> itself or its table
     removed: set[str] = field(default_factory=set)  # keys (_key_of) whose rows are gone
 
-    def misshapen(self) -> bool:
-        """Are its compacted files not the unit its rows call for?"""
-        if self.year_file is None and not self.target_files:
-            return False
-        if _rows(self.compacted_files()) > YEAR_FILE_ROWS:
-            return self.year_file is not None
-        return bool(self.target_files)
-
-    def compacted_files(self) -> list[Path]:
-        return [f for f in (self.year_file, *self.target_files.values()) if f is not None]
-
-
-def _rows(files: Iterable[Path]) -> int:
-    import pyarrow.parquet as pq
-
-    return sum(pq.read_metadata(f).num_rows for f in files)
-
 
 def _compact_year(lake: Lake, year: str, state: _Year) -> list[Path]:
-    """Rewrite one year: its compacted rows minus the partitions of ``removed`` and of its
-    per-night partitions, plus theirs; one file if it holds at most :data:`YEAR_FILE_ROWS`
-    rows, else a file per target (only the targets that changed, unless the year is being
-    split). The files superseded go after the new ones are in place; rows whose types
-    disagree leave their per-night files (and a year file being split) where they are."""
+    """Rewrite the parts of one year that hold a changed target: their rows minus the
+    partitions of ``removed`` and of the per-night partitions, plus theirs, cut into parts
+    of at most :data:`PART_ROWS` rows at target boundaries. A year holding format 3's
+    target-year files is rewritten whole, those files merged. Rows whose types disagree
+    leave their per-night files (and the parts they would replace) where they are."""
     new = [_prepared(lake, path, source) for path, source in sorted(state.per_night.items())]
     drop = state.removed | {_key_of(path, lake.images_dir) for path in state.per_night}
-    records = {f: unpacked_records(_metadata_of(f)) for f in state.compacted_files()}
-    kept = sum(
-        int(r.get("rows", 0))
-        for f, rs in records.items()
-        for r in rs
-        if _record_key(r) not in drop
-        and not (f == state.year_file and r["target"] in state.target_files)
-    )
-    written: list[Path] = []
-    failed: set[str] = set()  # targets not written
-    if kept + sum(t.num_rows for t, _ in new) <= YEAR_FILE_ROWS:
-        # a target-year file supersedes its target's rows in the year's file
-        old = [
-            _old_rows(lake, f, drop, skip=set(state.target_files) if f == state.year_file else ())
-            for f in state.compacted_files()
-        ]
-        try:
-            written += _write_compacted(lake, year_path(lake, year), [*old, *new], False)
-        except _Disagree:
-            return []
-        superseded = list(state.target_files.values())
+    ranges = part_ranges(state.parts) or [("", None)]
+    if state.target_files:  # the whole year, one group
+        groups = [ranges]
     else:
-        targets = {_target_night(p, lake.images_dir)[0] for p in state.per_night}
-        targets |= {key.split("\x1f", 1)[0] for key in state.removed}
-        if state.year_file is not None:  # split: every target of the year gets its file
-            targets |= {r["target"] for r in records[state.year_file]}
-        for target in sorted(targets):
-            old = state.target_files.get(target, state.year_file)
-            parts = [_old_rows(lake, old, drop, target)] if old else []
-            parts += [t for t in new if t[1]["target"] == target]
-            try:
-                written += _write_compacted(lake, compacted_path(lake, target, year), parts)
-            except _Disagree:
-                failed.add(target)
-        superseded = [state.year_file] if state.year_file is not None and not failed else []
-    done = [p for p, s in state.per_night.items() if isinstance(s, Path)]
-    for f in [
-        *superseded,
-        *(p for p in done if _target_night(p, lake.images_dir)[0] not in failed),
-    ]:
-        _remove_file(lake, f)
+        changed = {t[1]["target"] for t in new} | {k.split("\x1f", 1)[0] for k in state.removed}
+        groups = [[r] for i, r in enumerate(ranges) if any(_in(t, r, i) for t in changed)]
+    written: list[Path] = []
+    done: set[str] = set()  # targets whose rows are in place
+    for group in groups:
+        first, last = group[0][0], group[-1][1]
+        inside = [t for t in new if _in(t[1]["target"], (first, last), ranges.index(group[0]))]
+        try:
+            written += _rewrite_parts(lake, year, state, group, inside, drop)
+        except _Disagree:
+            continue
+        done |= {t[1]["target"] for t in inside}
+    for path, source in state.per_night.items():
+        if isinstance(source, Path) and _target_night(path, lake.images_dir)[0] in done:
+            _remove_file(lake, path)
     return written
+
+
+def _in(target: str, bounds: tuple[str, str | None], index: int) -> bool:
+    """Is ``target`` in the range of the part ``index`` (the first takes all below it)?"""
+    first, last = bounds
+    return (index == 0 or target >= first) and (last is None or target < last)
+
+
+def _rewrite_parts(
+    lake: Lake,
+    year: str,
+    state: _Year,
+    group: list[tuple[str, str | None]],
+    new: list[tuple[pa.Table, dict[str, Any]]],
+    drop: set[str],
+) -> list[Path]:
+    """Replace the parts of ``group`` (ranges) by parts of their rows and ``new``'s.
+
+    New parts are written last first and the old ones deleted first first, so that at every
+    moment each target's rows are read from exactly one file (the view reads a part's rows
+    below the next part's first only, :func:`nightlake.lake.images_select_sql`)."""
+    old = []
+    for first, last in group:
+        if first in state.parts:
+            # a target-year file supersedes its target's rows in the year's parts
+            old.append(_old_rows(lake, state.parts[first], drop, (first, last), state.target_files))
+    old += [_old_rows(lake, f, drop) for f in state.target_files.values()]
+    table, records = _sorted_rows([*old, *new])
+    pieces = _cut(table, records)
+    outs = []
+    for first, rows, recs in reversed(pieces):
+        out = lake.images_dir / f"{YEAR}={year}" / f"{year}_{first}.parquet"
+        outs += _write_compacted(lake, out, rows, recs)
+    keep = {out.name for out in outs}
+    for first, _ in group:
+        if first in state.parts and state.parts[first].name not in keep:
+            _remove_file(lake, state.parts[first])
+    for f in state.target_files.values():
+        _remove_file(lake, f)
+    return outs[::-1]
+
+
+def _cut(table: pa.Table, records: list[dict[str, Any]]) -> list[tuple[str, pa.Table, list]]:
+    """Sorted rows cut at target boundaries into parts of at most :data:`PART_ROWS`
+    rows (a target with more is a part alone): (first target, rows, records) each."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if not table.num_rows:
+        return []
+    targets = table.column("target").to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, targets[1:] != targets[:-1]]).tolist() + [len(targets)]
+    pieces, begin = [], 0
+    for i in range(1, len(starts)):
+        end, nxt = starts[i], starts[i + 1] if i + 1 < len(starts) else None
+        if nxt is None or nxt - begin > PART_ROWS:
+            first = str(targets[begin])
+            names = set(pc.unique(table.column("target").slice(begin, end - begin)).to_pylist())
+            piece = [r for r in records if r["target"] in names]
+            pieces.append((first, table.slice(begin, end - begin), piece))
+            begin = end
+    return pieces
 
 
 class _Disagree(Exception):
@@ -295,11 +346,15 @@ def _prepared(lake: Lake, path: Path, source: Any) -> tuple[pa.Table, dict[str, 
 
 
 def _old_rows(
-    lake: Lake, file: Path, drop: set[str], target: str | None = None, skip: Iterable[str] = ()
+    lake: Lake,
+    file: Path,
+    drop: set[str],
+    bounds: tuple[str, str | None] | None = None,
+    skip: Iterable[str] = (),
 ) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """A compacted file's rows and records minus the partitions of ``drop``, of targets
-    other than ``target`` and of the targets ``skip``, with a ``target`` column (a
-    target-year file's is its path's)."""
+    """A compacted file's rows and records minus the partitions of ``drop``, the targets of
+    ``skip`` and (a part) those at or past the next part's first (``bounds``), with a
+    ``target`` column (a target-year file's is its path's)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -312,15 +367,16 @@ def _old_rows(
         table = _with_target(table, pa.array([value] * table.num_rows, pa.string()))
     keys = _row_keys(table, records[0]["options"]["partition_by"] if records else [])
     keep = pc.invert(pc.is_in(keys, pa.array(sorted(drop), pa.string())))
-    if target is not None:
-        keep = pc.and_(keep, pc.equal(table.column("target"), target))
+    last = bounds[1] if bounds else None
+    if last is not None:
+        keep = pc.and_(keep, pc.less(table.column("target"), last))
     if skip := sorted(skip):
         keep = pc.and_(keep, pc.invert(pc.is_in(table.column("target"), pa.array(skip))))
     records = [
         r
         for r in records
         if _record_key(r) not in drop
-        and (target is None or r["target"] == target)
+        and (last is None or r["target"] < last)
         and r["target"] not in skip
     ]
     return table.filter(keep), records
@@ -334,32 +390,31 @@ def _with_target(table: pa.Table, value: pa.Array) -> pa.Table:
     return table.append_column("target", value)
 
 
-def _write_compacted(
-    lake: Lake, out: Path, parts: list[tuple[pa.Table, list | dict]], drop_target: bool = True
-) -> list[Path]:
-    """Write the rows of ``parts`` (sorted) with their records to ``out``: ``[out]``, or
-    ``[]`` when they hold no rows (``out`` goes). Raises :class:`_Disagree` when their types
-    cannot be unified. ``drop_target``: a target-year file (the path gives ``target``)."""
+def _sorted_rows(parts: list[tuple[pa.Table, list | dict]]) -> tuple[pa.Table, list]:
+    """The rows of ``parts`` in one table sorted by :data:`SORT_COLUMNS`, and their
+    records. Raises :class:`_Disagree` when their types cannot be unified."""
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    from nightlake.files import commit_temp
-    from nightlake.lake import write_parquet_temp
 
     records = [r for _, rs in parts for r in (rs if isinstance(rs, list) else [rs])]
     tables = [t for t, _ in parts if t.num_rows]
     if not tables:
-        _remove_file(lake, out)
-        return []
+        return pa.table({"target": pa.array([], pa.string())}), []
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        raise _Disagree(out) from None  # those nights stay per-night; the view reads both
-    if drop_target:
-        table = table.drop_columns(["target"])
+        raise _Disagree() from None  # those nights stay per-night; the view reads both
     sort = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
     table = table.take(pc.sort_indices(table.select([c for c, _ in sort]), sort_keys=sort))
     records.sort(key=lambda r: tuple(str(r.get(k, "")) for k in ("target", "night", "detector")))
+    return table, records
+
+
+def _write_compacted(lake: Lake, out: Path, table: pa.Table, records: list) -> list[Path]:
+    """Write sorted rows with their records to ``out`` (temp file + rename): ``[out]``."""
+    from nightlake.files import commit_temp
+    from nightlake.lake import write_parquet_temp
+
     meta = {"format_version": LAKE_FORMAT_VERSION, "compacted": True, **_packed(records)}
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
     out.parent.mkdir(parents=True, exist_ok=True)
