@@ -153,12 +153,12 @@ def test_the_detector_layout_compacts_with_the_same_rows_and_partitions(tmp_path
 
 
 @pytest.mark.parametrize("levels", [("target", "night"), ("target", "night", "detector")])
-@pytest.mark.parametrize("year_rows", [10**6, 1, 30], ids=["one part", "a part per target", "parts"])
-def test_compacting_keeps_the_views_columns_in_place(tmp_path, monkeypatch, levels, year_rows):
+@pytest.mark.parametrize("part_rows", [10**6, 1, 30], ids=["one part", "per target", "parts"])
+def test_compacting_keeps_the_views_columns_in_place(tmp_path, monkeypatch, levels, part_rows):
     """Positional set operations (EXCEPT ALL, UNION ALL) between a plain and a compacted
-    lake match row for row: the columns keep their names, types and places, in year files,
-    target-year files and a lake holding both."""
-    monkeypatch.setattr(compact_module, "PART_ROWS", year_rows)
+    lake match row for row: the columns keep their names, types and places, whether a year
+    is one part, a part per target or a few."""
+    monkeypatch.setattr(compact_module, "PART_ROWS", part_rows)
     plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
     for each in (plain, lake):
         convert(each, COLLECTIONS[:4], ConvertOptions(partition_by=levels))

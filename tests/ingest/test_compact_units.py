@@ -137,6 +137,9 @@ def test_a_format3_lake_converts_and_compacts_into_year_files(tmp_path):
     assert "year=2019/2019_A0a.parquet" in relative(lake)  # its touched year, in parts
     assert all(f.stat().st_ino == ino for f, ino in untouched.items())
     assert Lake(lake.path).sql(COUNTS).equals(plain.sql(COUNTS))
+    # parts and format 3's target-years side by side: the columns in the per-night places
+    describe = "SELECT column_name, column_type FROM (DESCRIBE images)"
+    assert Lake(lake.path).sql(describe).equals(plain.sql(describe))
     compact(lake)
     assert all(is_year_file(f, lake.images_dir) for f in lake.image_files())
     assert lake.read_manifest()["format_version"] == compact_module.LAKE_FORMAT_VERSION == 4
