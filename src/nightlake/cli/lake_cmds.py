@@ -98,8 +98,7 @@ def compact(
     lake: Path | None = LakeOption,
     lock_timeout: float = lock_timeout_option("another writer on the same lake"),
 ) -> None:
-    """Merge per-night partitions into one file per year (per target and year past a size);
-    later converts keep it so."""
+    """Merge per-night partitions into a few bounded parts per year; later converts keep it so."""
     from nightlake.ingest.compact import compact as run_compact
     from nightlake.lake import Lake
 

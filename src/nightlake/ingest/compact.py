@@ -170,8 +170,11 @@ def compact_locked(
             if path not in fresh and not path.exists():
                 years[year].removed.add(_key_of(path, lake.images_dir))
             wanted.add(year)
-    elif force:  # ``nightlake compact``: format 3's target-years into parts
-        wanted |= {y for y, state in years.items() if state.target_files}
+    elif force:  # ``nightlake compact``: format 3's target-years, parts left cut short
+        for year, state in years.items():
+            state.stale = _stale_parts(state.parts)
+            if state.target_files or state.stale:
+                wanted.add(year)
     written = []
     for year in sorted(wanted):
         written.extend(_compact_year(lake, year, years[year]))
@@ -204,6 +207,17 @@ class _Year:
     target_files: dict[str, Path] = field(default_factory=dict)
     per_night: dict[Path, Any] = field(default_factory=dict)  # path -> itself or its table
     removed: set[str] = field(default_factory=set)  # keys (_key_of) whose rows are gone
+    stale: set[str] = field(default_factory=set)  # firsts of parts holding rows past their range
+
+
+def _stale_parts(parts: dict[str, Path]) -> set[str]:
+    """The parts holding rows of targets past their range (a cut left short), by first."""
+    return {
+        first
+        for first, last in part_ranges(parts)
+        if last is not None
+        and any(r["target"] >= last for r in unpacked_records(_metadata_of(parts[first])))
+    }
 
 
 def _compact_year(lake: Lake, year: str, state: _Year) -> list[Path]:
@@ -219,7 +233,11 @@ def _compact_year(lake: Lake, year: str, state: _Year) -> list[Path]:
         groups = [ranges]
     else:
         changed = {t[1]["target"] for t in new} | {k.split("\x1f", 1)[0] for k in state.removed}
-        groups = [[r] for i, r in enumerate(ranges) if any(_in(t, r, i) for t in changed)]
+        groups = [
+            [r]
+            for i, r in enumerate(ranges)
+            if r[0] in state.stale or any(_in(t, r, i) for t in changed)
+        ]
     written: list[Path] = []
     done: set[str] = set()  # targets whose rows are in place
     for group in groups:
