@@ -319,7 +319,7 @@ def _compacted_selects(
         if only_year and split:
             keys = ", ".join(sql_string(k) for k in split)
             conditions.append(f"target || chr(31) || year NOT IN ({keys})")
-        if only_year and (ranges := part_bounds(files, lake.images_dir)):
+        if only_year and (ranges := part_bounds(files, lake.images_dir, cut_only=True)):
             # a part's rows from the next part's first on are that part's (a rewrite in
             # progress, or cut short): each target is read from one file at every moment
             cases = " ".join(
@@ -341,12 +341,17 @@ def _compacted_selects(
     return selects
 
 
-def part_bounds(files: list[Path], images_dir: Path) -> list[tuple[Path, str]]:
+def part_bounds(
+    files: list[Path], images_dir: Path, cut_only: bool = False
+) -> list[tuple[Path, str]]:
     """Each year part followed by another part of its year, with that part's first target
-    (a part's name is ``Y_<first target>.parquet``)."""
+    (a part's name is ``Y_<first target>.parquet``); ``cut_only``: in the years where a
+    rewrite moves rows between parts (their ``.cut`` marker, nightlake.ingest.compact)."""
     parts: dict[str, list[tuple[str, Path]]] = {}
     for f in files:
-        if is_year_file(f, images_dir):
+        if is_year_file(f, images_dir) and not (
+            cut_only and not (images_dir / f.parent.name / ".cut").exists()
+        ):
             first = f.name[len(f.parent.name) - len(YEAR) : -len(".parquet")]
             parts.setdefault(f.parent.name, []).append((first, f))
     bounds = []

@@ -88,13 +88,17 @@ def test_a_year_past_the_bound_is_cut_into_parts_at_targets(tmp_path, monkeypatc
     expected = Lake(plain.path).sql(COUNTS)
     assert Lake(lake.path).sql(COUNTS).equals(expected)
     assert partitions(lake) == partitions(plain)
-    # a cut cut short, its new part written and the old one not yet rewritten: each
-    # target's rows are read from one file
+    marker = lake.images_dir / "year=2019" / compact_module.CUT_MARKER
+    assert not marker.exists()  # only while rows move between parts
+    # a cut cut short, its new part written and the old one not yet rewritten (the marker
+    # is written first): each target's rows are read from one file
+    marker.touch()
     shutil.copy(whole, lake.images_dir / "year=2019" / "2019_A0a.parquet")
     assert Lake(lake.path).sql(COUNTS).equals(expected)
     assert partitions(lake) == partitions(plain)
     compact(lake)  # finishes it
     assert pq.read_metadata(lake.images_dir / "year=2019" / "2019_A0a.parquet").num_rows == 44
+    assert not marker.exists()
     assert Lake(lake.path).sql(COUNTS).equals(expected)
 
 

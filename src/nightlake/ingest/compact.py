@@ -63,6 +63,9 @@ PART_ROWS = 16_384
 #: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
 #: scale"); a small lake keeps the per-night form, which a person can read file by file
 AUTO_COMPACT_FILES = 200
+#: in a year's directory while a rewrite moves rows between its parts (and after one cut
+#: short): the view then reads each part's rows below the next part's first only
+CUT_MARKER = ".cut"
 #: the key columns of a part, in sort order
 SORT_COLUMNS = ("target", "night", "detector", "visit", "mjd")
 
@@ -170,11 +173,11 @@ def compact_locked(
             if path not in fresh and not path.exists():
                 years[year].removed.add(_key_of(path, lake.images_dir))
             wanted.add(year)
-    elif force:  # ``nightlake compact``: format 3's target-years, parts left cut short
-        for year, state in years.items():
-            state.stale = _stale_parts(state.parts)
-            if state.target_files or state.stale:
-                wanted.add(year)
+    for year, state in years.items():
+        if (lake.images_dir / f"{YEAR}={year}" / CUT_MARKER).exists():  # a cut left short
+            state.stale = _stale_parts(state.parts) or {""}
+    if force and touched is None:  # ``nightlake compact``: format 3's target-years too
+        wanted |= {y for y, state in years.items() if state.target_files or state.stale}
     written = []
     for year in sorted(wanted):
         written.extend(_compact_year(lake, year, years[year]))
@@ -207,7 +210,9 @@ class _Year:
     target_files: dict[str, Path] = field(default_factory=dict)
     per_night: dict[Path, Any] = field(default_factory=dict)  # path -> itself or its table
     removed: set[str] = field(default_factory=set)  # keys (_key_of) whose rows are gone
-    stale: set[str] = field(default_factory=set)  # firsts of parts holding rows past their range
+    #: firsts of parts holding rows past their range (a cut left short; {""}: none, but the
+    #: year's marker is still there)
+    stale: set[str] = field(default_factory=set)
 
 
 def _stale_parts(parts: dict[str, Path]) -> set[str]:
@@ -240,14 +245,18 @@ def _compact_year(lake: Lake, year: str, state: _Year) -> list[Path]:
         ]
     written: list[Path] = []
     done: set[str] = set()  # targets whose rows are in place
+    failed = False
     for group in groups:
         first, last = group[0][0], group[-1][1]
         inside = [t for t in new if _in(t[1]["target"], (first, last), ranges.index(group[0]))]
         try:
             written += _rewrite_parts(lake, year, state, group, inside, drop)
         except _Disagree:
+            failed = True
             continue
         done |= {t[1]["target"] for t in inside}
+    if not failed:  # every part holds its range only
+        (lake.images_dir / f"{YEAR}={year}" / CUT_MARKER).unlink(missing_ok=True)
     for path, source in state.per_night.items():
         if isinstance(source, Path) and _target_night(path, lake.images_dir)[0] in done:
             _remove_file(lake, path)
@@ -281,6 +290,11 @@ def _rewrite_parts(
     old += [_old_rows(lake, f, drop) for f in state.target_files.values()]
     table, records = _sorted_rows([*old, *new])
     pieces = _cut(table, records)
+    if [p[0] for p in pieces] != [f for f, _ in group if f in state.parts]:
+        # rows move between files: the view bounds each part by the next while this is here
+        from nightlake.lake import atomic_write_bytes
+
+        atomic_write_bytes(lake.images_dir / f"{YEAR}={year}" / CUT_MARKER, b"")
     outs = []
     for first, rows, recs in reversed(pieces):
         out = lake.images_dir / f"{YEAR}={year}" / f"{year}_{first}.parquet"
