@@ -256,7 +256,7 @@ def _compact_year(lake: Lake, year: str, state: _Year) -> list[Path]:
             continue
         done |= {t[1]["target"] for t in inside}
     if not failed:  # every part holds its range only
-        (lake.images_dir / f"{YEAR}={year}" / CUT_MARKER).unlink(missing_ok=True)
+        _remove_file(lake, lake.images_dir / f"{YEAR}={year}" / CUT_MARKER)
     for path, source in state.per_night.items():
         if isinstance(source, Path) and _target_night(path, lake.images_dir)[0] in done:
             _remove_file(lake, path)
