@@ -71,7 +71,7 @@ def _preview_args(preview: bool, lake: Path | None, mode: str | None, fmt: str, 
     if mode is not None and mode not in MODES:
         raise UsageError(f"--mode {mode!r}: expected exact or recent")
     check_changes_output(fmt, output)
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     the_lake = Lake(lake)
     if not the_lake.images_dir.is_dir():

@@ -52,9 +52,9 @@ def sync(
     """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet) and tie
     the lake to it, so that detregister add/delete refresh the mirror."""
     from nightlake.detrends.sync import sync as sync_mirror
-    from nightlake.lake import Lake
+    from nightlake.lake import LakeDirectory
 
-    result = sync_mirror(Lake(lake), db, lock_timeout=lock_timeout, force=force)
+    result = sync_mirror(LakeDirectory(lake), db, lock_timeout=lock_timeout, force=force)
     if result.warning:
         typer.echo(f"nightlake: warning: {result.warning}", err=True)
     if result.skipped:
@@ -145,7 +145,7 @@ def resolve_cmd(
 
 def _resolve_all(lake, db, detrend_type, mode, as_of, output, executor, scheduler, workers) -> None:
     from nightlake.detrends.rules import write_assignments
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
     from nightlake.scaleout import executor as make_executor
 
     if db is not None and as_of is None:
@@ -173,7 +173,7 @@ def _changes_cmd(lake, db, detrend_type, mode, changed_since, diff, fmt, output)
     from nightlake.detrends.changes import changes_between
     from nightlake.detrends.history import lake_db, parse_as_of
     from nightlake.detrends.rules import MODES
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     if changed_since is not None and diff is not None:
         raise UsageError("give --changed-since TIME or --diff T1 T2, not both")

@@ -91,7 +91,7 @@ def _connection(db: Path | None, lake: Path | None, *, from_lake: bool, as_of: s
     with ``as_of`` the database as of then (``--db``, else the lake's)."""
     from nightlake.cli.detsearch import open_db
     from nightlake.detrends.explain import add_db_records, db_connection
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     if as_of is not None and db is None and (lake is not None or from_lake):
         from nightlake.detrends.history import AS_OF_TABLE, lake_db, parse_as_of, register_as_of
@@ -153,7 +153,7 @@ def audit(
     from nightlake.detrends.audit import audit as run_audit
     from nightlake.detrends.audit import failing
     from nightlake.detrends.rules import DETREND_TYPES
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     _check_audit_options(fail_on, ccd, plot, as_of, db)
     the_lake = Lake(lake)

@@ -25,7 +25,7 @@ from nightlake.errors import QueryError, UsageError, one_line
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 ASTRO_FORMATS = ("ecsv", "fits", "votable")
 EXTENSIONS = {
@@ -392,8 +392,8 @@ def query_table(
     """Run ``query`` on ``lake`` and return an astropy ``QTable`` (or ``Table``)."""
     import duckdb
 
-    from nightlake.lake import fetch_arrow
     from nightlake.query.stream import check_read_only
+    from nightlake.sql import fetch_arrow
 
     check_read_only(query)
     con = lake.cursor()
@@ -462,7 +462,7 @@ def write_query(
                 f"({IN_MEMORY_ROWS}, built in memory); write .ecsv (streamed) "
                 "or .parquet instead"
             )
-        from nightlake.lake import fetch_arrow
+        from nightlake.sql import fetch_arrow
 
         table = to_astropy(fetch_arrow(relation), metadata, meta)
     except duckdb.Error as exc:

@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from nightlake.errors import NightlakeError, QueryError, ReadOnlyError, UsageError, one_line
-from nightlake.lake import Lake
+from nightlake.query.lake import Lake
 from nightlake.query.output import cell_text
 from nightlake.web import pages
 from nightlake.web.queries import NotFound
@@ -82,7 +82,7 @@ class Site:
     def lake_stamp(self) -> tuple:
         """What page data depends on: the lake's manifest and mirror (as
         :meth:`Lake.disk_state` sees them) and every image file's size and mtime."""
-        from nightlake.lake import file_stamp
+        from nightlake.files import file_stamp
 
         files = tuple((str(path), file_stamp(path)) for path in self.lake.image_files())
         return (self.lake.disk_state(), files)

@@ -18,7 +18,7 @@ from nightlake.sql import sql_identifier
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 
 class NotFound(NightlakeError):

@@ -16,10 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nightlake import Lake
 from nightlake.detrends import mirror
 from nightlake.detrends.sync import lakes_file, sync
 from nightlake.errors import QueryError
-from nightlake.lake import LOCK_NAME, Lake
+from nightlake.lake import LOCK_NAME
 
 from .conftest import T0, VR, record, utc, write_detreg, write_images
 
@@ -105,8 +106,8 @@ def test_reads_do_not_wait_on_the_writer_lock(stale_lake, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys\nfrom nightlake.lake import Lake\n"
-            f"with Lake({str(lake.path)!r}).locked(5):\n"
+            "import sys\nfrom nightlake.lake import LakeDirectory\n"
+            f"with LakeDirectory({str(lake.path)!r}).locked(5):\n"
             "    print('locked', flush=True)\n    sys.stdin.read()\n",
         ],
         stdin=subprocess.PIPE,
@@ -279,8 +280,8 @@ def test_a_failed_refresh_is_a_warning_and_the_write_stands(previous, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys\nfrom nightlake.lake import Lake\n"
-            f"with Lake({str(lake.path)!r}).locked(5):\n"
+            "import sys\nfrom nightlake.lake import LakeDirectory\n"
+            f"with LakeDirectory({str(lake.path)!r}).locked(5):\n"
             "    print('locked', flush=True)\n    sys.stdin.read()\n",
         ],
         stdin=subprocess.PIPE,
