@@ -52,6 +52,30 @@ def test_a_bad_query_is_one_query_error(fixture_lake):
         Lake(fixture_lake).table("SELECT nope FROM images")
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("SELECT nope FROM images", r"^Binder Error: .*nope"),
+        ("SELECT CAST('x' || visit AS INT) FROM images", r"^Conversion Error: .*'x"),
+    ],
+)
+@pytest.mark.parametrize("to", ["table", "ecsv", "fits"])
+def test_errors_of_astropy_results_are_one_line(fixture_lake, tmp_path, query, message, to):
+    """Binding and reading the rows, for tables and files alike."""
+    from nightlake import Lake
+    from nightlake.errors import QueryError
+    from nightlake.query.astro import write_query
+
+    lake = Lake(fixture_lake)
+    with pytest.raises(QueryError, match=message) as raised:
+        if to == "table":
+            lake.table(query)
+        else:
+            write_query(lake, query, None, tmp_path / f"out.{to}", to)
+    assert "\n" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in (FIXTURES / "collections").glob("*")))
 def test_fixture_collections_round_trip_through_ecsv(tmp_path, cli, name):
     """Every column of the collection comes back equal: values, dtype, unit, description,
