@@ -38,7 +38,7 @@ WITH cls AS (
 SELECT DISTINCT ccd::BIGINT AS detector,
        CASE WHEN detrend_type IN ('flat', 'fringe') THEN coalesce(filter, '') END AS filter,
        CASE WHEN detrend_type IN ('flat', 'fringe') THEN coalesce(filter, '') END AS band,
-       CASE WHEN detrend_type = 'dark' THEN dark_exptime::DOUBLE ELSE 0.0 END AS exposureTime,
+       detrend_ekey(detrend_type, dark_exptime) AS exposureTime,
        b AS obs_time,
        '' AS night
 FROM (SELECT *, tstart AS b FROM cls UNION ALL SELECT *, tstop AS b FROM cls
