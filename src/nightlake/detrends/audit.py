@@ -185,9 +185,7 @@ change AS (
 )
 SELECT 'boundary crossing' AS finding, $type AS type, s.detector::INTEGER AS ccd,
        s.detrend_index AS record_index, c.other AS other_index, s.night::VARCHAR AS night,
-       CASE WHEN $type IN ('flat', 'fringe') THEN coalesce(s.band, s.filter)
-            WHEN $type = 'dark' THEN s.exposureTime::VARCHAR || ' s' ELSE 'any' END
-           AS filter_class,
+       detrend_class($type, s.filter, s.band, s.exposureTime) AS filter_class,
        1::BIGINT AS images,
        'visit ' || coalesce(s.visit::VARCHAR, '?') || ': exposure of ' || s.exposureTime
        || ' s from ' || strftime(s.t0, '%Y-%m-%dT%H:%M:%S.%f') || ' crosses '
