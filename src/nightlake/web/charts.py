@@ -240,18 +240,17 @@ def focal_plane_chart(night: str, rows: Sequence[dict[str, Any]], field: str, la
 
 def coverage_chart(rows: Sequence[dict[str, Any]]) -> Chart:
     """The coverage timeline: one square per detrend type and night, coloured by the worst
-    rule serving its images (none, recent fallback, exact); a click opens the night."""
+    rule serving its images (``rule``: the ``coverage_rule`` macro); a click opens the night."""
     from nightlake.detrends.coverage_plot import RULE_COLOURS
 
     values = []
     for r in rows:
-        rule = "none" if r["none"] else "recent" if r["recent"] else "exact"
         night = r["night"]
         values.append(
             {
                 "type": r["type"],
                 "night": night,
-                "rule": rule,
+                "rule": r["rule"],
                 "images": r["images"],
                 "exact": r["exact"],
                 "recent": r["recent"],

@@ -256,7 +256,8 @@ ORDER BY night, obs_time, visit, detector
 
 _COVERAGE_BY_NIGHT = """
 SELECT night::VARCHAR AS night, sum(images)::BIGINT AS images, sum(exact)::BIGINT AS exact,
-       sum(recent)::BIGINT AS recent, sum(none)::BIGINT AS none
+       sum(recent)::BIGINT AS recent, sum(none)::BIGINT AS none,
+       coverage_rule(sum(recent), sum(none)) AS rule
 FROM coverage($type)
 GROUP BY ALL
 ORDER BY night
