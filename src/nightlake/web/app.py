@@ -79,19 +79,32 @@ class Site:
         """The settings given to :func:`create_app`, else the lake's serve.toml as it is now."""
         return self._fixed if self._fixed is not None else self._file.current()
 
-    def lake_stamp(self) -> tuple:
+    def lake_stamp(self, request: Request) -> tuple:
         """What page data depends on: the lake's manifest and mirror (as
-        :meth:`Lake.disk_state` sees them) and every image file's size and mtime."""
+        :meth:`Lake.disk_state` sees them) and every image file's size and mtime. Taken once
+        per request (listing and stating every file is the dear part of a cached page)."""
         from nightlake.lake import file_stamp
 
-        files = tuple((str(path), file_stamp(path)) for path in self.lake.image_files())
-        return (self.lake.disk_state(), files)
+        stamp = getattr(request.state, "lake_stamp", None)
+        if stamp is None:
+            files = tuple((str(path), file_stamp(path)) for path in self.lake.image_files())
+            stamp = request.state.lake_stamp = (self.lake.disk_state(), files)
+        return stamp
 
-    def cached(self, name: str, compute: Callable[[], Any]) -> Any:
+    def cached(self, request: Request, name: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, reused until the lake changes: the pages' data depends on the lake
         alone (not on the query string). One request computes while the others asking at the
         same time wait for its answer."""
-        stamp = self.lake_stamp()
+        return self._memoized(name, self.lake_stamp(request), compute)
+
+    def freshness(self):
+        """The detrend mirror's :func:`~nightlake.detrends.mirror.freshness`, reused while
+        the mirror and its database stay as they were (:meth:`Lake.disk_state` stamps both)."""
+        from nightlake.detrends.mirror import freshness
+
+        return self._memoized("freshness", self.lake.disk_state(), lambda: freshness(self.lake))
+
+    def _memoized(self, name: str, stamp: Any, compute: Callable[[], Any]) -> Any:
         with self._memo_lock:
             lock = self._computing.setdefault(name, threading.Lock())
         with lock:
@@ -103,9 +116,7 @@ class Site:
             return value
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any):
-        from nightlake.detrends.mirror import freshness
-
-        state = freshness(self.lake)
+        state = self.freshness()
         banner = state.message if state.state not in ("fresh", "no-mirror") else None
         html = self.env.get_template(template).render(
             request=request, lake=self.lake, stale=banner, **context

@@ -80,16 +80,18 @@ def nights_chart(
     field: str,
     label: str,
     threshold: Threshold,
+    levels: dict[str, str],
 ) -> Chart:
-    """One point per night with a value of ``field``, coloured by its level; a click opens
-    the night. The warn and bad thresholds are dashed rules."""
+    """One point per night with a value of ``field``, coloured by its level (``levels``, by
+    night: the nights table's); a click opens the night. The warn and bad thresholds are
+    dashed rules."""
     shown = [r for r in rows if _value(r.get(field)) is not None]
     values = [
         {
             "night": r["night"],
             "date": f"{r['night'][:4]}-{r['night'][4:6]}-{r['night'][6:8]}",
             "value": r[field],
-            "level": threshold.level(r[field]),
+            "level": levels[r["night"]],
             "images": r["images"],
             "visits": r["visits"],
             "targets": r["targets"],
