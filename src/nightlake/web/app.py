@@ -72,7 +72,6 @@ class Site:
         self._memo: dict[str, tuple[Any, Any]] = {}
         self._memo_lock = threading.Lock()
         self._computing: dict[str, threading.Lock] = {}
-        self.env.filters["num"] = _number
         self.env.filters["cell"] = cell_text
 
     def settings(self) -> ServeSettings:
@@ -122,21 +121,6 @@ class Site:
             request=request, lake=self.lake, stale=banner, **context
         )
         return HTMLResponse(html, status_code=status)
-
-
-def _number(value: Any, digits: int = 3) -> str:
-    """A number for a table cell: floats rounded to ``digits`` decimals, times to the
-    millisecond, missing as ''."""
-    import datetime
-    import math
-
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    if isinstance(value, datetime.datetime):
-        return value.isoformat(sep=" ", timespec="milliseconds")
-    return str(value)
 
 
 class SecurityHeaders:
