@@ -115,9 +115,7 @@ _CROSSING_CANDIDATES = """
 CREATE OR REPLACE TEMP TABLE _nl_cross_images AS
 WITH i AS (
     SELECT visit, detector, filter, band, exposureTime, obs_time, night,
-           CASE WHEN $type IN ('flat', 'fringe')
-                THEN coalesce(filter, chr(30)) || chr(31) || coalesce(band, chr(30))
-                ELSE '' END AS fkey
+           detrend_fkey($type, filter, band) AS fkey
     FROM images
     WHERE detector IS NOT NULL AND obs_time IS NOT NULL AND exposureTime > 0
 ),
