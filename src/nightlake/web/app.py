@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -28,6 +28,9 @@ from nightlake.query.output import cell_text
 from nightlake.web import pages
 from nightlake.web.queries import NotFound
 from nightlake.web.settings import ServeSettings, SettingsFile
+
+if TYPE_CHECKING:
+    from nightlake.detrends.mirror import Freshness
 
 HERE = Path(__file__).resolve().parent
 
@@ -96,7 +99,7 @@ class Site:
         same time wait for its answer."""
         return self._memoized(name, self.lake_stamp(request), compute)
 
-    def freshness(self):
+    def freshness(self) -> Freshness:
         """The detrend mirror's :func:`~nightlake.detrends.mirror.freshness`, reused while
         the mirror and its database stay as they were (:meth:`Lake.disk_state` stamps both)."""
         from nightlake.detrends.mirror import freshness
