@@ -78,12 +78,13 @@ def _page_queries(lake, night: str) -> None:
     """What /night/<night> asks of the lake, without HTTP or HTML (the page's floor)."""
     from nightlake.web import queries
 
-    queries.night_summary(lake, night)
-    queries.neighbours(lake, night)
+    nights = queries.nights(lake)
+    queries.night_of(nights, night, lake)
+    queries.neighbours(nights, night)
     queries.visits(lake, night)
     queries.focal_plane(lake, night)
     known = queries.image_columns(lake)
-    queries.image_rows(lake, night, queries.ImageQuery(), known)
+    queries.image_rows(lake, night, queries.ImageQuery(), known, 1000)
 
 
 def bench_pages(lake_dir: Path, repeat: int) -> None:
