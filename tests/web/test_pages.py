@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from nightlake.lake import Lake
+from nightlake import Lake
 
 PAGES = ["/", "/night/20190402", "/night/20220527", "/detrends", "/sql", "/sql?q=select+1"]
 FWHM = "2.355 * 0.2637 * psfSigma"

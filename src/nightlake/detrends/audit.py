@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from nightlake.detrends.rules import DETREND_TYPES, MODES
 from nightlake.errors import UsageError
-from nightlake.lake import fetch_arrow
+from nightlake.sql import fetch_arrow
 
 if TYPE_CHECKING:
     import duckdb

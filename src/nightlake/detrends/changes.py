@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from nightlake.detrends.detreg import DetRegDB, DetRegEntry, Selection
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 #: the Parquet key-value metadata key of a list of changed images
 KEY = b"nightlake.changes"
@@ -112,7 +112,7 @@ def diff_states(
     import pyarrow as pa
 
     from nightlake.detrends.sync import records_table
-    from nightlake.lake import fetch_arrow
+    from nightlake.sql import fetch_arrow
 
     for kind in types or ():
         if kind not in DETREND_TYPES:

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from nightlake.errors import LakeError, QueryError, one_line
 from nightlake.files import remove_path, sweep_temps, temp_path_for
-from nightlake.lake import Lake
+from nightlake.query.lake import Lake
 from nightlake.scaleout import Executor
 
 #: Lake files per task: large enough that a task's fixed cost (a DuckDB connection, the
@@ -72,8 +72,8 @@ def resolve_chunk(chunk: Chunk, *, timeline: pa.Table, schema: pa.Schema) -> tup
     """
     import duckdb
 
-    from nightlake.lake import fetch_arrow, write_parquet_atomic
-    from nightlake.sql import load_macros
+    from nightlake.lake import write_parquet_atomic
+    from nightlake.sql import fetch_arrow, load_macros
 
     lake = Lake(chunk.lake)
     if not lake.images_dir.is_dir():

@@ -27,7 +27,7 @@ from nightlake.sql import sql_identifier
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 #: the Parquet key-value metadata key of a resolution's provenance
 KEY = b"nightlake.resolve"
@@ -167,7 +167,7 @@ def resolve_table(
     import duckdb
 
     from nightlake.errors import QueryError, one_line
-    from nightlake.lake import fetch_arrow
+    from nightlake.sql import fetch_arrow
 
     con = lake.connect()
     try:
@@ -320,7 +320,7 @@ def verify(path: str | os.PathLike) -> list[Difference]:
     import pyarrow.parquet as pq
 
     from nightlake.detrends.detreg.journal import load_journal
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     info = read_provenance(path)
     lake_info, db_info = info["lake"], info["db"]

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 DETREND_TYPES = tuple(TYPE_CODES)
 MODES = ("exact", "recent")

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nightlake.lake import METADATA_KEY, YEAR, Lake, is_compacted, year_of
+from nightlake.lake import METADATA_KEY, YEAR, LakeDirectory, is_compacted, year_of
 
 #: 3: target-years may be compacted (``images/target=T/year=Y/``); ``layout`` in nightlake.json
 LAKE_FORMAT_VERSION = 3
@@ -44,11 +44,11 @@ ROW_GROUP_ROWS = 32_768
 AUTO_COMPACT_FILES = 200
 
 
-def compacted_path(lake: Lake, target: str, year: str) -> Path:
+def compacted_path(lake: LakeDirectory, target: str, year: str) -> Path:
     return lake.images_dir / f"target={target}" / f"{YEAR}={year}" / f"{year}_{target}.parquet"
 
 
-def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
+def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
     """Every partition of the lake as ``(path, schema signature, nightlake metadata, file)``.
 
     A compacted file gives one record per partition it holds, under the per-night path that
@@ -72,7 +72,7 @@ def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any],
 
 
 def compact(
-    lake: Lake, touched: Iterable[Path] | None = None, *, lock_timeout: float = 30.0
+    lake: LakeDirectory, touched: Iterable[Path] | None = None, *, lock_timeout: float = 30.0
 ) -> list[Path]:
     """Compact the lake (``nightlake compact``) under its lock; see :func:`compact_locked`."""
     from nightlake.errors import LakeError
@@ -84,7 +84,7 @@ def compact(
 
 
 def compact_locked(
-    lake: Lake, touched: Iterable[Path] | None = None, *, force: bool = False
+    lake: LakeDirectory, touched: Iterable[Path] | None = None, *, force: bool = False
 ) -> list[Path]:
     """Merge per-night partitions into their target-year files; the caller holds the lock.
 
@@ -158,7 +158,7 @@ def _target_night(path: Path, images_dir: Path) -> tuple[str, str]:
 
 
 def _compact_one(
-    lake: Lake, target: str, year: str, per_night: list[Path], removed: set[str]
+    lake: LakeDirectory, target: str, year: str, per_night: list[Path], removed: set[str]
 ) -> Path | None:
     """Rewrite one target-year: its compacted rows, minus the nights of ``removed`` and of
     ``per_night`` files, plus those files' rows. Temp file + rename, then the per-night

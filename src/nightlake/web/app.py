@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from nightlake.errors import NightlakeError, QueryError, ReadOnlyError, UsageError, one_line
-from nightlake.lake import Lake
+from nightlake.query.lake import Lake
 from nightlake.query.output import cell_text
 from nightlake.web import pages
 from nightlake.web.queries import NotFound
@@ -85,7 +85,7 @@ class Site:
         """What page data depends on: the lake's manifest and mirror (as
         :meth:`Lake.disk_state` sees them) and every image file's size and mtime. Taken once
         per request (listing and stating every file is the dear part of a cached page)."""
-        from nightlake.lake import file_stamp
+        from nightlake.files import file_stamp
 
         stamp = getattr(request.state, "lake_stamp", None)
         if stamp is None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from nightlake.detrends.mirror import Freshness
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 
 class NotFound(NightlakeError):

@@ -33,8 +33,8 @@ RECS = [
 
 
 def _lake(tmp_path, recs, imgs):
+    from nightlake import Lake
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
 
     db = write_detreg(tmp_path / "detrend.db", recs)
     write_images(tmp_path / "lake", imgs)

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import read_table
 
+from nightlake import Lake
 from nightlake.detrends.changes import diff_states, summary
 from nightlake.detrends.detreg import read_db
 from nightlake.detrends.rules import DETREND_TYPES, MODES, Image, Resolver
-from nightlake.lake import Lake
 
 from ..detreg.conftest import write_master
 from ..detreg.test_as_of_lake import flat

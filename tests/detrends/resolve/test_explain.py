@@ -307,8 +307,8 @@ def test_nightlake_explain_an_image_file_as_a_table_and_as_json(tmp_path):
 
 
 def test_nightlake_explain_a_lake_image_and_explicit_values(tmp_path):
+    from nightlake import Lake
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
 
     db = write_detreg(tmp_path / "detrend.db", FLATS)
     write_images(
@@ -361,8 +361,8 @@ def test_nightlake_explain_a_lake_image_and_explicit_values(tmp_path):
     ],
 )
 def test_nightlake_explain_bad_input_is_one_line(tmp_path, args, message):
+    from nightlake import Lake
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
 
     db = write_detreg(tmp_path / "detrend.db", FLATS)
     write_images(
