@@ -52,6 +52,21 @@ def test_a_bad_query_is_one_query_error(fixture_lake):
         Lake(fixture_lake).table("SELECT nope FROM images")
 
 
+def test_a_temp_table_statement_answers_as_in_sql(fixture_lake):
+    """A temp table is allowed on the read-only connection; ``table`` answers with DuckDB's
+    row count as ``sql`` does (it failed on the open result of the metadata lookup)."""
+    from nightlake import Lake
+
+    lake = Lake(fixture_lake)
+    made = lake.table("CREATE TEMP TABLE t AS SELECT visit FROM images")
+    expected = lake.sql("CREATE TEMP TABLE u AS SELECT visit FROM images")
+    assert made.colnames == expected.column_names == ["Count"]
+    assert list(made["Count"]) == expected.column("Count").to_pylist()
+    assert expected.column("Count").to_pylist() == [
+        lake.sql("SELECT count(*) FROM images")[0][0].as_py()
+    ]
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [

@@ -214,9 +214,9 @@ class _Lineage:
 def column_metadata(con, lake: Lake, query: str) -> dict[str, dict[str, str]]:
     """unit/description/format/ucd of each result column of ``query`` that has a source."""
     try:
-        parsed = json.loads(
-            con.execute("SELECT json_serialize_sql($q)", {"q": query}).fetchone()[0]
-        )
+        # fetchall: a result left open would make DuckDB refuse the statement run next
+        (row,) = con.execute("SELECT json_serialize_sql($q)", {"q": query}).fetchall()
+        parsed = json.loads(row[0])
     except Exception:  # noqa: BLE001 - not serialisable (PRAGMA, SET…): no metadata
         return {}
     if parsed.get("error") or len(parsed.get("statements", [])) != 1:
