@@ -24,10 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nightlake import Lake
 from nightlake.detrends.detreg import OPEN_ENDED, make_records, read_db, write_db
 from nightlake.detrends.rules import Image, Resolver
 from nightlake.detrends.sync import sync as mirror_sync
-from nightlake.lake import Lake
 
 T0 = 1_546_300_800  # 2019-01-01
 SPAN = 3 * 365 * 86400

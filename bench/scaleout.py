@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "data" / "fixtures"))
 from resolve import build  # noqa: E402
 
+from nightlake import Lake  # noqa: E402
 from nightlake.detrends.chunks import (  # noqa: E402
     Chunk,
     resolve_chunk,
@@ -43,7 +44,6 @@ from nightlake.detrends.chunks import (  # noqa: E402
     write_assignments_chunked,
 )
 from nightlake.detrends.rules import write_assignments  # noqa: E402
-from nightlake.lake import Lake  # noqa: E402
 from nightlake.scaleout import DaskExecutor, Executor  # noqa: E402
 
 

@@ -4,7 +4,7 @@ Three measurements, each in turns with its floor (A, B, A, B, …), median and b
 
 1. start-up: a fresh interpreter importing the app (starlette, jinja2, our modules) and
    uvicorn, against one importing the standard library's ``http.server`` (the floor of any
-   Python web server) and against ``import nightlake.lake`` (what every command pays);
+   Python web server) and against ``import nightlake.query.lake`` (what every query pays);
 2. a page over HTTP from a running ``nightlake serve`` (loopback, keep-alive off), against
    the floor of the same page: its queries by ``Lake.sql`` in-process, no HTTP, no HTML;
 3. the night page's four charts as Vega-Lite specs (what the app sends) against drawing the
@@ -49,7 +49,7 @@ def bench_startup(repeat: int) -> None:
     print("1. start-up, fresh interpreter (import only)")
     codes = {
         "stdlib http.server (floor)": "import http.server",
-        "nightlake.lake (every command)": "import nightlake.lake",
+        "nightlake.query.lake (every query)": "import nightlake.query.lake",
         "nightlake.web.app + uvicorn": "import nightlake.web.app, uvicorn",
     }
     times: dict[str, list[float]] = {k: [] for k in codes}
@@ -78,16 +78,17 @@ def _page_queries(lake, night: str) -> None:
     """What /night/<night> asks of the lake, without HTTP or HTML (the page's floor)."""
     from nightlake.web import queries
 
-    queries.night_summary(lake, night)
-    queries.neighbours(lake, night)
+    nights = queries.nights(lake)
+    queries.night_of(nights, night, lake)
+    queries.neighbours(nights, night)
     queries.visits(lake, night)
     queries.focal_plane(lake, night)
     known = queries.image_columns(lake)
-    queries.image_rows(lake, night, queries.ImageQuery(), known)
+    queries.image_rows(lake, night, queries.ImageQuery(), known, 1000)
 
 
 def bench_pages(lake_dir: Path, repeat: int) -> None:
-    from nightlake.lake import Lake
+    from nightlake import Lake
     from nightlake.web import queries
 
     print("2. a page over HTTP (uvicorn, loopback) against its queries in-process")
@@ -187,7 +188,7 @@ def bench_charts(lake_dir: Path, repeat: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from nightlake.lake import Lake
+    from nightlake import Lake
     from nightlake.web import queries
 
     print("3. the night page's four charts: Vega-Lite specs against matplotlib PNGs")
@@ -210,8 +211,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
+    from nightlake import Lake
     from nightlake.ingest.convert import convert
-    from nightlake.lake import Lake
 
     with tempfile.TemporaryDirectory() as tmp:
         lake = Path(tmp) / "lake"

@@ -29,7 +29,7 @@ CORNERS = "ra_tl, dec_tl, ra_tr, dec_tr, ra_br, dec_br, ra_bl, dec_bl"
 
 def timed(lake_path: Path, query: str, params=None, runs: int = 7) -> tuple[float, int]:
     """Median seconds of ``runs`` fresh-connection runs, and the count the query returned."""
-    from nightlake.lake import Lake
+    from nightlake import Lake
 
     times, count = [], None
     for _ in range(runs):
@@ -50,8 +50,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    from nightlake import Lake
     from nightlake.ingest.convert import convert
-    from nightlake.lake import Lake
 
     per_night, _ = survey(args.workdir, args.scale, args.detectors)
     lake_path = args.workdir / f"sky-lake-s{args.scale:g}-d{args.detectors}"

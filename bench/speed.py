@@ -642,12 +642,12 @@ def bound_lake(full: Path, out: Path, night: Path) -> None:
     import pyarrow.parquet as pq
 
     from nightlake.ingest.compact import PART_ROWS, ROW_GROUP_ROWS, part_first
-    from nightlake.lake import Lake, write_parquet_temp
+    from nightlake.lake import LakeDirectory, write_parquet_temp
 
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(full, out, symlinks=True)
     year, target = night.stem.split("_", 1)[0][:4], night.stem.split("_", 1)[1]
-    parts = sorted(Lake(out).images_dir.glob(f"year={year}/*.parquet"), key=part_first)
+    parts = sorted(LakeDirectory(out).images_dir.glob(f"year={year}/*.parquet"), key=part_first)
     path = [p for p in parts if part_first(p) <= target][-1]
     table = pq.read_table(path, partitioning=None)
     visit = table.schema.get_field_index("visit")

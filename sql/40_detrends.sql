@@ -8,6 +8,16 @@
 -- view or table of images (a subset, a temp table).
 
 
+-- The factor a dark is scaled by for an image: the image's exposure time over the dark's.
+-- Written once here for detrend_for, apply_detrend_timeline, explain_detrend and
+-- changed_detrends (rules.py holds the Python reference).
+CREATE OR REPLACE MACRO detrend_scale(detrend_type, image_exptime, dark_exptime) AS
+    CASE WHEN detrend_type = 'dark' AND dark_exptime <> 0
+         THEN image_exptime::DOUBLE / dark_exptime END;
+COMMENT ON MACRO detrend_scale IS
+    'The scale of a dark for an image: detrend_scale(type, image exptime, dark exptime) = image exptime / dark exptime; NULL for other types and for a dark of 0 s.';
+
+
 -- One image: a correlated subquery that ranks the candidates directly. Written independently
 -- of resolve_detrends below (same rules, different formulation) and tested against both.
 CREATE OR REPLACE MACRO detrend_for(detrend_type, image_ccd, image_filter, image_time,
@@ -19,8 +29,7 @@ CREATE OR REPLACE MACRO detrend_for(detrend_type, image_ccd, image_filter, image
         filter := filter, dark_exptime := dark_exptime, tstart := tstart, tstop := tstop,
         treg := treg, sigma := sigma, clipsigma := clipsigma, flag1 := flag1, flag2 := flag2,
         rule := CASE WHEN _covers THEN 'exact' ELSE 'recent' END,
-        scale := CASE WHEN detrend_type = 'dark' AND dark_exptime <> 0
-                      THEN exptime::DOUBLE / dark_exptime END)
+        scale := detrend_scale(detrend_type, exptime, dark_exptime))
     FROM (
         SELECT d.*,
                image_time::TIMESTAMP < coalesce(d.tstop, 'infinity'::TIMESTAMP) AS _covers,
@@ -145,8 +154,8 @@ SELECT i.* EXCLUDE (_nl_fkey, _nl_ekey),
        t.rec.tstop AS detrend_tstop,
        t.rec.treg AS detrend_treg,
        CASE WHEN t.rec IS NOT NULL THEN t.rule END AS detrend_rule,
-       CASE WHEN detrend_type = 'dark' AND t.rec IS NOT NULL AND t.grp <> 0
-            THEN i.exposureTime::DOUBLE / t.grp END AS detrend_scale
+       CASE WHEN t.rec IS NOT NULL
+            THEN detrend_scale(detrend_type, i.exposureTime, t.grp) END AS detrend_scale
 FROM (
     SELECT *,  -- the keys of detrend_timeline's classes
            detrend_fkey(detrend_type, filter, band) AS _nl_fkey,

@@ -104,7 +104,9 @@ SELECT ccd, record_index, verdict,
                        ELSE 'was registered at the same time, later in the file' END
            WHEN 'farther exptime' THEN 'dark of ' || dark_exptime || ' s; record ' || _ch_index
                || ' (' || _ch_group || ' s) is nearer to the image''s ' || exptime
-               || ' s; its scale would be ' || round(exptime::DOUBLE / dark_exptime, 4)
+               || ' s; its scale would be '
+               || coalesce(round(detrend_scale(detrend_type, exptime, dark_exptime), 4)::VARCHAR,
+                           'undefined (a dark of 0 s)')
            ELSE 'ended ' || to_seconds(round(_delta)::BIGINT) || ' before the image'
                || CASE WHEN mode <> 'recent' THEN ''
                        WHEN _gw_covers THEN '; record ' || _gw_index || ' covers it'
@@ -114,9 +116,8 @@ SELECT ccd, record_index, verdict,
        END AS reason,
        CASE WHEN verdict IN ('not yet valid', 'expired') THEN _delta END AS delta_s,
        dark_exptime,
-       CASE WHEN detrend_type = 'dark' AND verdict IN ('chosen', 'farther exptime')
-                 AND dark_exptime <> 0
-            THEN exptime::DOUBLE / dark_exptime END AS scale,
+       CASE WHEN verdict IN ('chosen', 'farther exptime')
+            THEN detrend_scale(detrend_type, exptime, dark_exptime) END AS scale,
        filter, tstart, tstop, treg, filename
 FROM judged
 ORDER BY ccd,

@@ -3,14 +3,29 @@
 -- precedence rules stay written once in SQL.
 
 
+-- The class an image (or a record) falls in for a type, as reports label it: the band (else
+-- the filter) for flats and fringes, the exposure time for darks, 'any' otherwise. Written
+-- once here for coverage, the audit's findings and the coverage picture.
+CREATE OR REPLACE MACRO detrend_class(detrend_type, filter, band, exptime) AS
+    CASE WHEN detrend_type IN ('flat', 'fringe') THEN coalesce(band, filter)
+         WHEN detrend_type = 'dark' THEN exptime::DOUBLE::VARCHAR || ' s'
+         ELSE 'any' END;
+COMMENT ON MACRO detrend_class IS
+    'The filter class of an image for a detrend type, as reports label it: detrend_class(type, filter, band, exptime): band (else filter) for flats and fringes, ''<exptime> s'' for darks (exptime as DOUBLE: ''30.0 s''), ''any'' otherwise.';
+
+-- How a group of images is served, from its counts: the worst rule any of them gets.
+CREATE OR REPLACE MACRO coverage_rule(recent, none) AS
+    CASE WHEN none > 0 THEN 'none' WHEN recent > 0 THEN 'recent' ELSE 'exact' END;
+COMMENT ON MACRO coverage_rule IS
+    'The worst rule serving a group of images, from the recent and none counts of coverage: coverage_rule(recent, none): ''none'' when an image has no detrend, else ''recent'' when one is served by the fallback, else ''exact''.';
+
+
 -- Per night x CCD x filter class: how the images of `source` are served.
 CREATE OR REPLACE MACRO coverage(detrend_type, mode := 'exact', source := 'images',
                                  detrend_source := 'detrends') AS TABLE
 SELECT night,
        detector AS ccd,
-       CASE WHEN detrend_type IN ('flat', 'fringe') THEN coalesce(band, filter)
-            WHEN detrend_type = 'dark' THEN exposureTime::VARCHAR || ' s'
-            ELSE 'any' END AS filter_class,
+       detrend_class(detrend_type, filter, band, exposureTime) AS filter_class,
        count(*) AS images,
        count(*) FILTER (WHERE detrend_rule = 'exact') AS exact,
        count(*) FILTER (WHERE detrend_rule = 'recent') AS recent,
@@ -38,7 +53,7 @@ WITH cls AS (
 SELECT DISTINCT ccd::BIGINT AS detector,
        CASE WHEN detrend_type IN ('flat', 'fringe') THEN coalesce(filter, '') END AS filter,
        CASE WHEN detrend_type IN ('flat', 'fringe') THEN coalesce(filter, '') END AS band,
-       CASE WHEN detrend_type = 'dark' THEN dark_exptime::DOUBLE ELSE 0.0 END AS exposureTime,
+       detrend_ekey(detrend_type, dark_exptime) AS exposureTime,
        b AS obs_time,
        '' AS night
 FROM (SELECT *, tstart AS b FROM cls UNION ALL SELECT *, tstop AS b FROM cls

@@ -53,10 +53,8 @@ _nl_images AS (  -- only the images of classes where something changed reach the
       ON i.detector = c.ccd AND i._nl_fkey = c.fkey AND i._nl_ekey = c.ekey)
 SELECT i.* EXCLUDE (_nl_fkey, _nl_ekey),
        t.old_filename, t.new_filename, t.old_rule, t.new_rule,
-       CASE WHEN detrend_type = 'dark' AND t.old_grp <> 0
-            THEN i.exposureTime::DOUBLE / t.old_grp END AS old_scale,
-       CASE WHEN detrend_type = 'dark' AND t.new_grp <> 0
-            THEN i.exposureTime::DOUBLE / t.new_grp END AS new_scale,
+       detrend_scale(detrend_type, i.exposureTime, t.old_grp) AS old_scale,
+       detrend_scale(detrend_type, i.exposureTime, t.new_grp) AS new_scale,
        t.old_index, t.new_index
 FROM _nl_images AS i
 ASOF JOIN _nl_merged AS t

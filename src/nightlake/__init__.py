@@ -1,7 +1,8 @@
 """nightlake: a Parquet + DuckDB query layer for DEEP survey metadata.
 
-``from nightlake import Lake`` is the library entry point; heavy modules (pyarrow, duckdb,
-astropy) load only when first used, so the command line starts fast.
+``from nightlake import Lake`` is the library entry point (:class:`nightlake.query.lake.Lake`);
+heavy modules (pyarrow, duckdb, astropy) load only when first used, so the command line
+starts fast.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ __all__ = ["Lake", "__version__"]
 
 def __getattr__(name: str):
     if name == "Lake":
-        from nightlake.lake import Lake
+        from nightlake.query.lake import Lake
 
         return Lake
     raise AttributeError(f"module 'nightlake' has no attribute {name!r}")

@@ -3,7 +3,8 @@
 Every writer in nightlake (lake partitions, the lake manifest, the detrend mirror, exports of
 ``resolve``) replaces a file the same way: write a hidden temp file beside the target, fsync
 it, ``os.replace`` it over the target, fsync the directory. A reader sees the old file or the
-new one, never a torn one. Every "has this source changed?" question is answered by one rule.
+new one, never a torn one. Every "has this source changed?" question is answered by one rule
+(:func:`compare_fingerprint`; :func:`file_stamp` for "was this rewritten?" without reading).
 
 Temp names follow one scheme, so a writer killed mid-write leaves something recognisable::
 
@@ -57,6 +58,16 @@ def compare_fingerprint(recorded: dict[str, Any]) -> tuple[str, str]:
     if recorded.get("sha256") and file_sha256(path) == recorded["sha256"]:
         return "ok", "touched, content unchanged"
     return "changed", "content changed (sha256)"
+
+
+def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """(mtime_ns, size, inode) of ``path``, None when it is gone: what tells a rewrite apart
+    (atomic writes change the inode even within one mtime tick)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

@@ -1,10 +1,11 @@
-"""The lake on disk: layout, locking, atomic partition writes, and the DuckDB connection.
+"""The lake on disk: layout, locking, the manifest, the partition files, atomic Parquet writes.
 
 ::
 
     LAKE/
       .nightlake.lock                       writers (convert, sync) hold this filelock;
                                             readers never take it (nor create it)
+      nightlake.json                        the manifest: lake-wide settings
       images/
         target=A0a/
           night=20190402/
@@ -15,6 +16,9 @@
                                             thresholds and limits (nightlake.web.settings)
 
 Partition values are VARCHAR in every view: ``night`` is a date-like label, not a number.
+This is the core every layer builds on, so it knows nothing of DuckDB connections: the
+views, the macros and the read-only connection are the query layer's
+(:class:`nightlake.Lake`, in :mod:`nightlake.query.lake`).
 """
 
 from __future__ import annotations
@@ -25,13 +29,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nightlake.detrends import mirror
 from nightlake.errors import LakeError, LockTimeout
 from nightlake.files import atomic_replace, commit_temp, temp_beside
 from nightlake.sql import sql_string
 
 if TYPE_CHECKING:
-    import duckdb
     import pyarrow as pa
 
 LAKE_ENV = "NIGHTLAKE_LAKE"
@@ -53,22 +55,18 @@ def resolve_lake_path(path: str | os.PathLike[str] | None) -> Path:
     return Path(path)
 
 
-class Lake:
-    """A nightlake lake directory.
+class LakeDirectory:
+    """A lake directory: its paths, manifest, partition files and writer lock.
 
-    >>> lake = Lake("demo-lake")                                      # doctest: +SKIP
-    >>> lake.sql("SELECT night, count(*) n FROM images GROUP BY night") # doctest: +SKIP
+    What writes the lake (convert, compact, sync) needs only this; queries take its subclass
+    :class:`nightlake.Lake`, which adds the DuckDB connection.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        import threading
-
         self.path = resolve_lake_path(path)
-        self._connection: tuple | None = None  # (disk state, connection) for sql()
-        self._connection_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Lake({str(self.path)!r})"
+        return f"{type(self).__name__}({str(self.path)!r})"
 
     # -- layout ---------------------------------------------------------------------------
     @property
@@ -135,22 +133,6 @@ class Lake:
         finally:
             lock.release()
 
-    # -- querying -------------------------------------------------------------------------
-    def view_sql(self) -> str:
-        """The SQL that defines the lake's views (absolute paths; for any DuckDB client).
-
-        ``images`` reads both forms: compacted target-years (``target=T/year=Y/``, night a
-        column) and per-night files; a per-night file supersedes its night in a compacted
-        file (see :mod:`nightlake.ingest.compact`).
-        """
-        statements = []
-        files = self.image_files()
-        if files:
-            select = self.images_select_sql(files=files)
-            statements.append(f"CREATE OR REPLACE VIEW {IMAGES} AS {select};")
-        statements.append(mirror.view_sql(self))  # detrends, detrend_filters
-        return "\n".join(s for s in statements if s)
-
     def images_select_sql(
         self, subset: list[Path] | None = None, *, files: list[Path] | None = None
     ) -> str:
@@ -186,97 +168,13 @@ class Lake:
             )
         return "\nUNION ALL BY NAME\n".join(parts)
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with the lake's views and every macro of ``sql/``."""
-        import duckdb
-
-        from nightlake.sql import load_macros
-
-        if not self.path.is_dir():
-            raise LakeError(
-                f"{self.path}: no lake here "
-                f"(create one with: nightlake convert SOURCE --lake {self.path})"
-            )
-        con = duckdb.connect(":memory:")
-        # footers are read once per connection, not once per query; DuckDB's own progress
-        # bar would write into our stdout
-        con.execute("SET parquet_metadata_cache = true; SET enable_progress_bar = false;")
-        views = self.view_sql()
-        if views:
-            con.execute(views)
-        # Views only: over a fresh mirror, or failing with the reason. Never a sync: a read
-        # takes no lock and writes nothing (sync lives in nightlake.detrends.sync, the write path).
-        mirror.attach(self, con)
-        load_macros(con)
-        from nightlake.query.astro import create_derived_views  # obscore: a macro over images
-
-        create_derived_views(con)
-        return con
-
-    def sql(self, query: str, params: dict[str, Any] | None = None) -> pa.Table:
-        """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table.
-
-        Read-only like ``nightlake sql`` (see :mod:`nightlake.query.stream`): statements that could
-        write files are refused with :class:`QueryError`.
-        """
-        from nightlake.query.stream import stream
-
-        con = self.cursor()
-        try:
-            return stream(con, query, params).read_all()
-        finally:
-            con.close()
-
-    def table(self, query: str, params: dict[str, Any] | None = None, *, quantity: bool = True):
-        """Run ``query`` and return an astropy ``QTable`` (``Table`` with ``quantity=False``)
-        whose columns carry their source columns' units (see :mod:`nightlake.query.astro`)."""
-        from nightlake.query.astro import query_table
-
-        return query_table(self, query, params, quantity=quantity)
-
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A read-only cursor (locked down like ``nightlake sql``) on this Lake's cached
-        connection, reconnecting when the lake changed; close it.
-
-        Repeated ``sql`` calls share one database (views, macros, Parquet footers already
-        read), each on its own cursor, so threads may query at once. The connection is
-        rebuilt when the lake manifest, the detrend mirror or its database changed on disk,
-        so a query never sees a stale mirror or a stale choice of view.
-        """
-        with self._connection_lock:
-            state = self.disk_state()
-            cached = self._connection
-            if cached is None or cached[0] != state:
-                from nightlake.query.stream import open_connection
-
-                # The old connection is dropped, not closed: a cursor of it may still be
-                # running in another thread; it goes when its last cursor does. The state is
-                # taken before connecting, so a change during connect() is seen next time.
-                self._connection = (state, open_connection(self))
-            return self._connection[1].cursor()
-
-    def disk_state(self) -> tuple:
-        """Stamps of what a connection's views depend on (a few stats and the mirror's small
-        manifest; never the database's content)."""
-        import json
-
-        link_dir = self.detrends_dir
-        link = os.readlink(link_dir) if link_dir.is_symlink() else None
-        manifest = link_dir / mirror.MANIFEST
-        try:
-            db = json.loads(manifest.read_text()).get("db_path")
-        except (OSError, ValueError, AttributeError):
-            db = None
-        db_stamp = file_stamp(Path(db)) if isinstance(db, str) else None
-        return (file_stamp(self.manifest_path), link, file_stamp(manifest), db_stamp)
-
 
 def _listed(paths: list[Path]) -> str:
     return "[" + ", ".join(sql_string(str(f.resolve())) for f in paths) + "]"
 
 
 def _compacted_selects(
-    lake: Lake,
+    lake: LakeDirectory,
     files: list[Path],
     chosen: list[Path],
     listed: bool,
@@ -361,16 +259,6 @@ def part_bounds(
     return bounds
 
 
-def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
-    """(mtime_ns, size, inode) of ``path``, None when it is gone: what tells a rewrite apart
-    (atomic writes change the inode even within one mtime tick)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 def is_compacted(path: Path, images_dir: Path) -> bool:
     """Is this file of ``images`` compacted: a year (``year=Y/…``) or a target-year
     (``target=T/year=Y/…``)?"""
@@ -388,7 +276,7 @@ def year_of(night: str) -> str:
     return night[:4]
 
 
-def pending_keys(lake: Lake, files: Iterable[Path]) -> list[tuple[str, ...]]:
+def pending_keys(lake: LakeDirectory, files: Iterable[Path]) -> list[tuple[str, ...]]:
     """Partition keys of per-night files whose year also has a compacted file: their rows
     supersede that partition's rows in it (a convert or compaction in progress, or cut short)."""
     files = list(files)
@@ -490,9 +378,3 @@ def write_parquet_temp(table: pa.Table, target: Path, row_group_size: int | None
                 row_group_size=row_group_size,
             )
     return tmp
-
-
-def fetch_arrow(result) -> pa.Table:
-    """A relation's rows as an Arrow table (DuckDB 2 renamed ``fetch_arrow_table``)."""
-    fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-    return fetch()

@@ -14,6 +14,9 @@ copies (``COPY FROM DATABASE … (SCHEMA)``: the stored definitions, no parsing)
 The name holds the hash of the macro text and DuckDB's version, so an edited ``sql/`` or
 another DuckDB gets a catalog of its own: one is never used for text it was not built from.
 Without a writable cache directory the text is run as before.
+
+Besides: SQL quoting for the text nightlake writes itself, and :func:`fetch_arrow`, the one
+place that knows how this DuckDB hands a relation to Arrow.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _HERE = Path(__file__).resolve().parent
 CACHE_ENV = "NIGHTLAKE_CACHE_DIR"
@@ -129,3 +136,9 @@ def sql_string(value: str) -> str:
     """A SQL string literal, for the file paths of view definitions (which cannot be bound
     parameters); the paths are the lake's own, never user SQL."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def fetch_arrow(result) -> pa.Table:
+    """A DuckDB relation's rows as an Arrow table (DuckDB 2 renamed ``fetch_arrow_table``)."""
+    fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+    return fetch()

@@ -279,7 +279,7 @@ def test_a_column_that_the_lake_would_hide_is_refused(tmp_path, column, values, 
 
 
 def test_a_target_column_holding_the_rows_target_is_kept(cli, tmp_path):
-    from nightlake.lake import Lake
+    from nightlake import Lake
 
     path = tmp_path / "keys.ecsv"
     path.write_text(

@@ -19,8 +19,8 @@ SHARED_DATA = Path(os.environ.get("NIGHTLAKE_SHARED_DATA") or REPO.parent / "sha
 
 
 def convert_into(lake_dir: Path, *sources: Path) -> Path:
+    from nightlake import Lake
     from nightlake.ingest.convert import convert
-    from nightlake.lake import Lake
 
     report = convert(Lake(lake_dir), [str(s) for s in sources])
     assert not report.failed, report.failed

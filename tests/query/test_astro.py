@@ -17,7 +17,7 @@ from .astro_lakes import FIXTURES, assert_same_table, convert_into, read_astropy
 
 
 def test_units_and_descriptions_follow_renames_and_projections(fixture_lake):
-    from nightlake.lake import Lake
+    from nightlake import Lake
 
     t = Lake(fixture_lake).table(
         "WITH s AS (SELECT * FROM images) "
@@ -35,7 +35,7 @@ def test_units_and_descriptions_follow_renames_and_projections(fixture_lake):
 
 
 def test_plain_table_flag_and_params(fixture_lake):
-    from nightlake.lake import Lake
+    from nightlake import Lake
 
     t = Lake(fixture_lake).table(
         "SELECT ra, night FROM images WHERE night = $n", {"n": "20190401"}, quantity=False
@@ -45,11 +45,50 @@ def test_plain_table_flag_and_params(fixture_lake):
 
 
 def test_a_bad_query_is_one_query_error(fixture_lake):
+    from nightlake import Lake
     from nightlake.errors import QueryError
-    from nightlake.lake import Lake
 
     with pytest.raises(QueryError):
         Lake(fixture_lake).table("SELECT nope FROM images")
+
+
+def test_a_temp_table_statement_answers_as_in_sql(fixture_lake):
+    """A temp table is allowed on the read-only connection; ``table`` answers with DuckDB's
+    row count as ``sql`` does (it failed on the open result of the metadata lookup)."""
+    from nightlake import Lake
+
+    lake = Lake(fixture_lake)
+    made = lake.table("CREATE TEMP TABLE t AS SELECT visit FROM images")
+    expected = lake.sql("CREATE TEMP TABLE u AS SELECT visit FROM images")
+    assert made.colnames == expected.column_names == ["Count"]
+    assert list(made["Count"]) == expected.column("Count").to_pylist()
+    assert expected.column("Count").to_pylist() == [
+        lake.sql("SELECT count(*) FROM images")[0][0].as_py()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("SELECT nope FROM images", r"^Binder Error: .*nope"),
+        ("SELECT CAST('x' || visit AS INT) FROM images", r"^Conversion Error: .*'x"),
+    ],
+)
+@pytest.mark.parametrize("to", ["table", "ecsv", "fits"])
+def test_errors_of_astropy_results_are_one_line(fixture_lake, tmp_path, query, message, to):
+    """Binding and reading the rows, for tables and files alike."""
+    from nightlake import Lake
+    from nightlake.errors import QueryError
+    from nightlake.query.astro import write_query
+
+    lake = Lake(fixture_lake)
+    with pytest.raises(QueryError, match=message) as raised:
+        if to == "table":
+            lake.table(query)
+        else:
+            write_query(lake, query, None, tmp_path / f"out.{to}", to)
+    assert "\n" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (FIXTURES / "collections").glob("*")))
@@ -71,7 +110,7 @@ def test_fixture_collections_round_trip_through_ecsv(tmp_path, cli, name):
 
 def test_ecsv_streams_in_batches_with_one_header(tmp_path, fixture_lake):
     """Several batches (forced small) make one ECSV with one header, equal to the whole."""
-    from nightlake.lake import Lake
+    from nightlake import Lake
     from nightlake.query.astro import write_query
 
     lake = Lake(fixture_lake)
@@ -142,8 +181,8 @@ def test_bad_astropy_outputs_are_one_error_line(tmp_path, fixture_lake):
 
 def test_in_memory_formats_are_refused_over_the_limit(tmp_path, fixture_lake, monkeypatch):
     import nightlake.query.astro as astro
+    from nightlake import Lake
     from nightlake.errors import UsageError
-    from nightlake.lake import Lake
 
     monkeypatch.setattr(astro, "IN_MEMORY_ROWS", 100)
     with pytest.raises(UsageError, match="ecsv"):
@@ -178,8 +217,8 @@ def scalar_ecsv_tables(draw):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scalar_ecsv_tables())
 def test_any_scalar_ecsv_round_trips_through_the_lake(tmp_path_factory, table):
+    from nightlake import Lake
     from nightlake.ingest.convert import ConvertOptions, convert
-    from nightlake.lake import Lake
     from nightlake.query.astro import write_query
 
     work = tmp_path_factory.mktemp("astro-roundtrip")

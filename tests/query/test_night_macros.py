@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nightlake.lake import Lake
+from nightlake import Lake
 
 from .conftest import FWHM_PER_SIGMA, deep_row, write_lake
 

@@ -18,7 +18,7 @@ def standard_columns() -> list[dict[str, str]]:
 
 
 def test_every_mandatory_column_with_its_type_and_unit(fixture_lake):
-    from nightlake.lake import Lake
+    from nightlake import Lake
 
     lake = Lake(fixture_lake)
     types = {
@@ -41,7 +41,7 @@ def test_every_mandatory_column_with_its_type_and_unit(fixture_lake):
 
 
 def test_values_against_the_source_rows(fixture_lake):
-    from nightlake.lake import Lake
+    from nightlake import Lake
 
     lake = Lake(fixture_lake)
     rows = lake.sql(

@@ -61,8 +61,8 @@ def _sources() -> list:
 def round_trips(tmp_path_factory):
     """``round_trip(path)`` → (astropy's reading of ``path``, of the lake's ECSV export);
     each file converted once."""
+    from nightlake import Lake
     from nightlake.ingest.convert import ConvertOptions, convert
-    from nightlake.lake import Lake
     from nightlake.query.astro import write_query
 
     done: dict[str, tuple[Table, Table]] = {}
@@ -97,7 +97,7 @@ def test_the_previous_releases_lake_exports_its_sources(tmp_path):
     equal too (the case-duplicate ``AIRMASS`` is ``AIRMASS_1`` in the lake)."""
     import shutil
 
-    from nightlake.lake import Lake
+    from nightlake import Lake
     from nightlake.query.astro import write_query
 
     shutil.copytree(FIXTURES / "previous" / "lake", tmp_path / "lake")
@@ -141,9 +141,9 @@ def test_a_sources_night_time_and_arrays_come_back_from_any_layout(tmp_path, lev
     """Per-night and per-detector files and compacted target-years (where ``night`` is a
     column the compaction writes) give the source's ``int64`` night and detector (VARCHAR
     keys in the view), Time and arrays back."""
+    from nightlake import Lake
     from nightlake.ingest.compact import compact
     from nightlake.ingest.convert import ConvertOptions, convert
-    from nightlake.lake import Lake
     from nightlake.query.astro import write_query
 
     source = tmp_path / "survey.ecsv"
@@ -164,8 +164,8 @@ def test_a_lake_of_format_2_gives_the_time_format_and_scale_back(tmp_path):
 
     import pyarrow.parquet as pq
 
+    from nightlake import Lake
     from nightlake.ingest.convert import ConvertOptions, convert
-    from nightlake.lake import Lake
 
     source = tmp_path / "survey.ecsv"
     _survey_like_table()["night", "start"].write(source, format="ascii.ecsv")
@@ -188,8 +188,8 @@ def test_a_lake_of_format_2_gives_the_time_format_and_scale_back(tmp_path):
 @pytest.mark.parametrize("kind", ["fits", "votable"])
 def test_fits_and_votable_take_json_arrays_and_times_as_they_can(tmp_path, kind):
     """Object columns (JSON, variable arrays) go as JSON text; VOTable times as UTC ISO."""
+    from nightlake import Lake
     from nightlake.ingest.convert import ConvertOptions, convert
-    from nightlake.lake import Lake
     from nightlake.query.astro import write_query
 
     source = tmp_path / "survey.ecsv"
@@ -287,8 +287,8 @@ def mixin_ecsv_tables(draw):
 def test_any_time_json_or_array_column_round_trips_through_the_lake(tmp_path_factory, table):
     """A Time on the microsecond grid comes back exactly, in its format, scale and precision;
     JSON and arrays as astropy reads them."""
+    from nightlake import Lake
     from nightlake.ingest.convert import ConvertOptions, convert
-    from nightlake.lake import Lake
     from nightlake.query.astro import write_query
 
     work = tmp_path_factory.mktemp("mixins")

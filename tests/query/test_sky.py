@@ -243,7 +243,7 @@ def test_the_prefilter_reaches_the_parquet_scan(con, tmp_path):
 
 def test_fixture_images_match_the_reference(fixture_lake):
     """On the DEEP fixtures: each image contains its own centre; cones agree with astropy."""
-    from nightlake.lake import Lake
+    from nightlake import Lake
 
     lake = Lake(fixture_lake)
     rows = lake.sql(

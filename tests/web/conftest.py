@@ -16,8 +16,8 @@ FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
 @pytest.fixture(scope="session")
 def web_lake(tmp_path_factory) -> Path:
     """The fixture collections as a lake; the tests only read it (one checks it is unchanged)."""
+    from nightlake import Lake
     from nightlake.ingest.convert import convert
-    from nightlake.lake import Lake
 
     lake = tmp_path_factory.mktemp("web") / "lake"
     report = convert(Lake(lake), [str(FIXTURES / "collections")])

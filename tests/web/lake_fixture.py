@@ -67,10 +67,10 @@ def _records() -> list[dict]:
 
 def build_web_lake(out: Path) -> Path:
     """Build ``out/lake`` (see the module docstring) and return it."""
+    from nightlake import Lake
     from nightlake.detrends.detreg import make_records, write_db
     from nightlake.detrends.sync import sync
     from nightlake.ingest.convert import convert
-    from nightlake.lake import Lake
 
     lake = Lake(out / "lake")
     report = convert(lake, [str(FIXTURES / "collections")])

@@ -31,8 +31,8 @@ def test_a_lake_without_a_mirror_says_so(client):
 @pytest.fixture(scope="module")
 def mirrored(web_lake, tmp_path_factory) -> tuple[Path, Path]:
     """A copy of the fixture lake with the fixture DetReg database synced into it."""
+    from nightlake import Lake
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
 
     root = tmp_path_factory.mktemp("mirrored")
     lake, db = root / "lake", root / "detrends.db"
@@ -78,8 +78,8 @@ def test_coverage_chart_has_one_mark_per_type_and_night(mirrored, cli):
 
 
 def test_a_stale_mirror_shows_a_banner_on_every_page_and_is_not_synced(web_lake, tmp_path):
+    from nightlake import Lake
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
 
     lake, db = tmp_path / "lake", tmp_path / "detrends.db"
     shutil.copytree(web_lake, lake)

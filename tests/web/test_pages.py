@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from nightlake.lake import Lake
+from nightlake import Lake
 
 PAGES = ["/", "/night/20190402", "/night/20220527", "/detrends", "/sql", "/sql?q=select+1"]
 FWHM = "2.355 * 0.2637 * psfSigma"
@@ -287,3 +287,65 @@ def test_pages_follow_the_lake_when_it_changes(lake_copy):
         assert '<tr data-night="20220527">' not in client.get("/").text
         assert client.get("/night/20220527").status_code == 404
         assert 'id="next-night"' not in client.get("/night/20211005").text
+
+
+def test_a_page_lists_the_lake_once_and_reuses_the_mirror_freshness(lake_copy, monkeypatch):
+    """The pages' cache is checked against one listing of the image files per request (the
+    night page listed them twice), and the mirror's freshness is computed again only when
+    the mirror or its database changed (every page computed it, /detrends twice)."""
+    from starlette.testclient import TestClient
+
+    from nightlake.detrends import mirror
+    from nightlake.web.app import create_app
+
+    listings, checks = [], []
+    image_files, freshness = Lake.image_files, mirror.freshness
+
+    def counted_listing(self):
+        listings.append(self)
+        return image_files(self)
+
+    def counted_freshness(lake):
+        checks.append(lake)
+        return freshness(lake)
+
+    monkeypatch.setattr(Lake, "image_files", counted_listing)
+    monkeypatch.setattr(mirror, "freshness", counted_freshness)
+    with TestClient(create_app(lake_copy)) as client:
+        for url in ("/night/20190402", "/detrends", "/"):  # warm: every cache filled
+            assert client.get(url).status_code == 200
+        listings.clear(), checks.clear()
+        for url in ("/night/20190402", "/night/20220527", "/detrends", "/"):
+            before = len(listings)
+            assert client.get(url).status_code == 200
+            assert len(listings) - before == 1, url
+        assert client.get("/sql").status_code == 200
+        assert checks == []
+
+
+def test_the_image_table_shows_a_value_as_the_sql_page_does(client, web_lake):
+    """One cell formatter: an image's time and a missing psfSigma read the same in the night's
+    table and in /sql's (the image table had its own: '' for NaN, times cut to the ms)."""
+    row = (
+        Lake(web_lake)
+        .sql(
+            "SELECT night, visit, detector FROM images WHERE psfSigma IS NULL OR isnan(psfSigma) "
+            "ORDER BY ALL LIMIT 1"
+        )
+        .to_pylist()[0]
+    )
+    night, visit, detector = row["night"], row["visit"], row["detector"]
+    page = client.get(
+        f"/night/{night}",
+        params={"f.visit": visit, "f.detector": detector, "cols": "obs_time,psfSigma"},
+    ).text
+    tr = re.search(rf'<tr id="image-{visit}-{detector}".*?</tr>', page, re.S).group(0)
+    shown = re.findall(r"<td>(.*?)</td>", tr)
+    query = (
+        "SELECT visit, detector, obs_time, psfSigma FROM images "
+        f"WHERE night = '{night}' AND visit = {visit} AND detector = {detector}"
+    )
+    sql = client.get("/sql", params={"q": query}).text
+    body = re.search(r'<table id="result".*?</table>', sql, re.S).group(0)
+    expected = re.findall(r"<td[^>]*>(.*?)</td>", re.findall(r"<tr>(.*?)</tr>", body)[-1])
+    assert shown == expected and shown[3] in ("nan", "NULL")

@@ -20,8 +20,8 @@ def _snapshot(root: Path) -> dict[str, tuple]:
 def test_requests_leave_the_lake_as_it_was(lake_copy, tmp_path):
     from starlette.testclient import TestClient
 
+    from nightlake import Lake
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
     from nightlake.web.app import create_app
 
     from .test_detrends import FIXTURE_DB

@@ -122,8 +122,8 @@ def test_the_app_reads_the_file_again_when_it_changes(lake_copy):
 
 
 def test_convert_leaves_the_settings_alone(lake_copy, fixtures_dir):
+    from nightlake import Lake
     from nightlake.ingest.convert import ConvertOptions, convert
-    from nightlake.lake import Lake
 
     path = lake_copy / SETTINGS_FILE
     path.write_text(DEFAULT_TOML + "# mine\n")

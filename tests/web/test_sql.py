@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from nightlake.lake import Lake
+from nightlake import Lake
 
 QUERY = (
     "SELECT night, visit, detector, psfSigma, obs_time FROM images "

@@ -15,9 +15,13 @@ import typer
 from nightlake.cli.options import (
     DB_ENV,
     AsOfOption,
-    db_option,
+    DbArgument,
+    DbLockOption,
+    DbOption,
+    changes_format_option,
     format_option,
-    lock_timeout_option,
+    lake_option,
+    output_option,
 )
 from nightlake.cli.progress import Progress
 from nightlake.cli.root import app, make_app
@@ -28,32 +32,19 @@ app.add_typer(detregister, name="detregister")
 
 PROGRESS_MIN_FILES = 50
 
-DbOption = db_option(f"The DetReg database (default: ${DB_ENV}).", envvar=DB_ENV)
-LockOption = lock_timeout_option("the writer lock")
-
 
 PreviewOption = typer.Option(
     False,
     "--preview",
     help="Change nothing: list the lake's images (--lake) whose detrend the change would change.",
 )
-PreviewLakeOption = typer.Option(
-    None, "--lake", show_default=False, help="With --preview: the lake whose images to resolve."
-)
+PreviewLakeOption = lake_option("With --preview: the lake whose images to resolve.")
 PreviewModeOption = typer.Option(
     None, "--mode", show_default=False, help="With --preview: exact or recent (default: both)."
 )
-PreviewFormatOption = format_option(
-    "With --preview: table (a summary by night x CCD x type), json or parquet (every changed "
-    "image).",
-    "table",
-)
-PreviewOutputOption = typer.Option(
-    None,
-    "-o",
-    "--output",
-    show_default=False,
-    help="With --preview: write the full list here (--format json or parquet).",
+PreviewFormatOption = changes_format_option("With --preview")
+PreviewOutputOption = output_option(
+    "With --preview: write the full list here (--format json or parquet)."
 )
 
 
@@ -71,7 +62,7 @@ def _preview_args(preview: bool, lake: Path | None, mode: str | None, fmt: str, 
     if mode is not None and mode not in MODES:
         raise UsageError(f"--mode {mode!r}: expected exact or recent")
     check_changes_output(fmt, output)
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     the_lake = Lake(lake)
     if not the_lake.images_dir.is_dir():
@@ -106,7 +97,7 @@ def init(
     forbid_overlaps: bool = typer.Option(
         False, "--forbid-overlaps", help="Make every add refuse a record overlapping its class."
     ),
-    lock_timeout: float = LockOption,
+    lock_timeout: float = DbLockOption,
 ) -> None:
     """Create an empty database (LP64 little-endian unless told otherwise)."""
     from nightlake.detrends.detreg import init_db
@@ -141,7 +132,7 @@ def add(
     sigma: float | None = typer.Option(None, "--sigma", help="Override SIGMA."),
     clipsigma: float | None = typer.Option(None, "--clipsigma", help="Override CLIPSIG."),
     treg: str | None = typer.Option(None, "--treg", help="Registration time (default now)."),
-    lock_timeout: float = LockOption,
+    lock_timeout: float = DbLockOption,
     preview: bool = PreviewOption,
     lake: Path | None = PreviewLakeOption,
     mode: str | None = PreviewModeOption,
@@ -199,7 +190,7 @@ def delete(
     tstop: str | None = typer.Option(None, "--tstop", help="Only this validity end/'never'."),
     all_: bool = typer.Option(False, "--all", help="Allow deleting every record."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would go; change nothing."),
-    lock_timeout: float = LockOption,
+    lock_timeout: float = DbLockOption,
     preview: bool = PreviewOption,
     lake: Path | None = PreviewLakeOption,
     mode: str | None = PreviewModeOption,
@@ -299,9 +290,7 @@ def list_(
 
 @detregister.command()
 def check(
-    db: Path | None = typer.Argument(
-        None, envvar=DB_ENV, show_default=False, help=f"The DetReg database (default: ${DB_ENV})."
-    ),
+    db: Path | None = DbArgument,
     repair: bool = typer.Option(
         False,
         "--repair",
@@ -313,7 +302,7 @@ def check(
         help="With --repair: keep whole records found after the "
         "ones NRECORD declares (NRECORD fixed).",
     ),
-    lock_timeout: float = LockOption,
+    lock_timeout: float = DbLockOption,
 ) -> None:
     """Verify header, sizes, records, the journal's hash chain and its last entry vs the file."""
     from nightlake.detrends.detreg.check import check_db, repair_db

@@ -15,8 +15,11 @@ from nightlake.cli.options import (
     LakeOption,
     SchedulerOption,
     WorkersOption,
+    changes_format_option,
+    db_option,
     executor_option,
     lock_timeout_option,
+    output_option,
 )
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
@@ -37,11 +40,9 @@ def detsearch(ctx: typer.Context) -> None:
 
 @app.command()
 def sync(
-    db: Path | None = typer.Option(
-        None,
-        "--db",
-        help="DetReg database (default: the one the lake is tied to, else the one already "
-        "mirrored, else $NIGHTLAKE_DETREG); the lake is tied to it.",
+    db: Path | None = db_option(
+        "DetReg database (default: the one the lake is tied to, else the one already "
+        "mirrored, else $NIGHTLAKE_DETREG); the lake is tied to it."
     ),
     lake: Path | None = LakeOption,
     force: bool = typer.Option(
@@ -52,9 +53,9 @@ def sync(
     """Mirror the DetReg database into the lake (LAKE/detrends/type=<name>/…parquet) and tie
     the lake to it, so that detregister add/delete refresh the mirror."""
     from nightlake.detrends.sync import sync as sync_mirror
-    from nightlake.lake import Lake
+    from nightlake.lake import LakeDirectory
 
-    result = sync_mirror(Lake(lake), db, lock_timeout=lock_timeout, force=force)
+    result = sync_mirror(LakeDirectory(lake), db, lock_timeout=lock_timeout, force=force)
     if result.warning:
         typer.echo(f"nightlake: warning: {result.warning}", err=True)
     if result.skipped:
@@ -80,12 +81,9 @@ def resolve_cmd(
         "--mode",
         help="exact or recent (default exact; with --changed-since/--diff: both).",
     ),
-    output: Path | None = typer.Option(
-        None,
-        "-o",
-        "--output",
-        help="Parquet file to write (with --changed-since/--diff: the list of changed images, "
-        "--format json or parquet).",
+    output: Path | None = output_option(
+        "Parquet file to write (with --changed-since/--diff: the list of changed images, "
+        "--format json or parquet)."
     ),
     lake: Path | None = LakeOption,
     as_of: str | None = AsOfOption,
@@ -101,17 +99,9 @@ def resolve_cmd(
         metavar="T1 T2",
         help="List the images whose detrend differs between the database as of T1 and as of T2.",
     ),
-    fmt: str = typer.Option(
-        "table",
-        "--format",
-        help="With --changed-since/--diff: table (a summary by night x CCD x type), json or "
-        "parquet (every changed image).",
-    ),
-    db: Path | None = typer.Option(
-        None,
-        "--db",
-        help="With --as-of/--changed-since/--diff: the DetReg database to replay (default: "
-        "the lake's).",
+    fmt: str = changes_format_option("With --changed-since/--diff"),
+    db: Path | None = db_option(
+        "With --as-of/--changed-since/--diff: the DetReg database to replay (default: the lake's)."
     ),
     executor: str = executor_option(
         "a Dask cluster; -o becomes a directory of part-NNNNN.parquet files"
@@ -145,7 +135,7 @@ def resolve_cmd(
 
 def _resolve_all(lake, db, detrend_type, mode, as_of, output, executor, scheduler, workers) -> None:
     from nightlake.detrends.rules import write_assignments
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
     from nightlake.scaleout import executor as make_executor
 
     if db is not None and as_of is None:
@@ -173,7 +163,7 @@ def _changes_cmd(lake, db, detrend_type, mode, changed_since, diff, fmt, output)
     from nightlake.detrends.changes import changes_between
     from nightlake.detrends.history import lake_db, parse_as_of
     from nightlake.detrends.rules import MODES
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     if changed_since is not None and diff is not None:
         raise UsageError("give --changed-since TIME or --diff T1 T2, not both")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.detreg_cmds import DB_ENV, DbOption, LockOption, _db, detregister
+from nightlake.cli.detreg_cmds import _db, detregister
+from nightlake.cli.options import DbArgument, DbLockOption, DbOption, TableOrJsonOption
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
@@ -15,7 +16,7 @@ from nightlake.errors import UsageError
 @app.command("history")
 def history_cmd(
     db: Path | None = DbOption,
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = TableOrJsonOption,
 ) -> None:
     """List the changes of a DetReg database from its journal: time, action, records, who,
     host, resulting SHA-256."""
@@ -44,10 +45,8 @@ def history_cmd(
 
 @detregister.command()
 def adopt(
-    db: Path | None = typer.Argument(
-        None, envvar=DB_ENV, show_default=False, help=f"The DetReg database (default: ${DB_ENV})."
-    ),
-    lock_timeout: float = LockOption,
+    db: Path | None = DbArgument,
+    lock_timeout: float = DbLockOption,
 ) -> None:
     """Journal a snapshot of the database as it is (for one written by other tools), so that
     --as-of can replay from it; the file itself is not changed."""

@@ -50,7 +50,7 @@ def convert(
     """Convert ECSV image collections into the lake (incremental: unchanged sources are skipped)."""
     from nightlake.ingest.convert import ConvertOptions, prefer_jemalloc
     from nightlake.ingest.convert import convert as run_convert
-    from nightlake.lake import Lake
+    from nightlake.lake import LakeDirectory
     from nightlake.scaleout import executor as make_executor
 
     prefer_jemalloc()
@@ -62,7 +62,7 @@ def convert(
         night=night,
         lock_timeout=lock_timeout,
     )
-    the_lake = Lake(lake)
+    the_lake = LakeDirectory(lake)
     with make_executor(executor, scheduler=scheduler, workers=workers) as runner:
         with Progress() as progress:
             report = run_convert(
@@ -100,8 +100,8 @@ def compact(
 ) -> None:
     """Merge per-night partitions into a few bounded parts per year; later converts keep it so."""
     from nightlake.ingest.compact import compact as run_compact
-    from nightlake.lake import Lake
+    from nightlake.lake import LakeDirectory
 
-    the_lake = Lake(lake)
+    the_lake = LakeDirectory(lake)
     written = run_compact(the_lake, lock_timeout=lock_timeout)
     typer.echo(f"{the_lake.path}: {len(written)} compacted file(s) written")

@@ -58,7 +58,7 @@ def sql(
     param: list[str] = ParamOption,
 ) -> None:
     """Run SQL on the lake's views and macros (read-only), streaming the result."""
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
     from nightlake.query.stream import parse_params
 
     text = _read_query(query, file)
@@ -84,8 +84,8 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing target."),
 ) -> None:
     """Write a query or view to Parquet/CSV with DuckDB's COPY, atomically."""
-    from nightlake.lake import Lake
     from nightlake.query.export import export as run_export
+    from nightlake.query.lake import Lake
     from nightlake.query.stream import parse_params
 
     columns = [c for c in (partition_by or "").split(",") if c.strip()]
@@ -145,7 +145,7 @@ def stats(
     ),
 ) -> None:
     """Survey statistics (image counts, exposure, FWHM, zero point, sky noise, airmass)."""
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
     from nightlake.query.stats import require_images, stats_query
     from nightlake.query.stream import open_connection
 
@@ -203,8 +203,8 @@ def info(
     import json
 
     from nightlake.errors import LakeError
-    from nightlake.lake import Lake
     from nightlake.query.info import human_size, lake_info
+    from nightlake.query.lake import Lake
 
     the_lake = Lake(lake)
     if not the_lake.path.is_dir():
@@ -256,7 +256,7 @@ def info(
 @app.command("init-sql")
 def init_sql(lake: Path | None = LakeOption) -> None:
     """Print SQL that defines the lake's views and macros for any DuckDB client."""
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
     from nightlake.query.stream import init_script
 
     typer.echo(init_script(Lake(lake)))

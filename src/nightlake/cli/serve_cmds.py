@@ -24,7 +24,7 @@ def serve(
 ) -> None:
     """Serve the lake's nights, detrends and a SQL page in a browser (read-only)."""
     from nightlake.errors import LakeError, UsageError
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     the_lake = Lake(lake)
     if not the_lake.path.is_dir():

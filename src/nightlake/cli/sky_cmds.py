@@ -72,7 +72,7 @@ def images_at(
     output: Path | None = OutputOption,
 ) -> None:
     """Images whose footprint contains RA DEC (or comes within --radius degrees of it)."""
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     if radius is not None and not radius >= 0:
         raise UsageError(f"--radius must be a number of degrees >= 0, not {radius}")

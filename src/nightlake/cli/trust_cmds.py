@@ -12,7 +12,14 @@ from pathlib import Path
 
 import typer
 
-from nightlake.cli.options import AsOfOption, LakeOption
+from nightlake.cli.options import (
+    AsOfOption,
+    LakeOption,
+    TableOrJsonOption,
+    db_option,
+    format_option,
+    output_option,
+)
 from nightlake.cli.root import app
 from nightlake.errors import UsageError
 
@@ -37,11 +44,11 @@ def explain(
     ),
     exptime: float | None = typer.Option(None, "--exptime", help="Exposure time in s."),
     all_ccds: bool = typer.Option(False, "--all", help="Explain every CCD, not only the image's."),
-    db: Path | None = typer.Option(
-        None, "--db", help="DetReg database (default: the lake's mirror, else $NIGHTLAKE_DETREG)."
+    db: Path | None = db_option(
+        "DetReg database (default: the lake's mirror, else $NIGHTLAKE_DETREG)."
     ),
     lake: Path | None = LakeOption,
-    fmt: str = typer.Option("table", "--format", help="table or json."),
+    fmt: str = TableOrJsonOption,
     as_of: str | None = AsOfOption,
 ) -> None:
     """Every record of a type for one image, with why it was or was not chosen."""
@@ -91,7 +98,7 @@ def _connection(db: Path | None, lake: Path | None, *, from_lake: bool, as_of: s
     with ``as_of`` the database as of then (``--db``, else the lake's)."""
     from nightlake.cli.detsearch import open_db
     from nightlake.detrends.explain import add_db_records, db_connection
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     if as_of is not None and db is None and (lake is not None or from_lake):
         from nightlake.detrends.history import AS_OF_TABLE, lake_db, parse_as_of, register_as_of
@@ -126,10 +133,8 @@ def audit(
     fail_on: list[str] = typer.Option(
         ["gap"], "--fail-on", help="Finding kinds that make the exit status 1 (repeatable)."
     ),
-    fmt: str | None = typer.Option(
-        None, "--format", help="table, json, parquet, … (default: from -o, else table/csv)."
-    ),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Write findings here."),
+    fmt: str | None = format_option("table, json, parquet, … (default: from -o, else table/csv)."),
+    output: Path | None = output_option("Write findings here."),
     check_files: bool = typer.Option(
         False, "--check-files", help="Also report record files that are missing or unreadable."
     ),
@@ -140,11 +145,9 @@ def audit(
         None, "--ccd", help="With --plot: draw this CCD's records one by one."
     ),
     as_of: str | None = AsOfOption,
-    db: Path | None = typer.Option(
-        None,
-        "--db",
-        help="Audit this DetReg database as it is now (with --as-of: the one to replay) instead "
-        "of the lake's mirror.",
+    db: Path | None = db_option(
+        "Audit this DetReg database as it is now (with --as-of: the one to replay) instead "
+        "of the lake's mirror."
     ),
 ) -> None:
     """Findings about the detrend database and its coverage of the lake's images."""
@@ -153,7 +156,7 @@ def audit(
     from nightlake.detrends.audit import audit as run_audit
     from nightlake.detrends.audit import failing
     from nightlake.detrends.rules import DETREND_TYPES
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     _check_audit_options(fail_on, ccd, plot, as_of, db)
     the_lake = Lake(lake)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from nightlake.detrends.rules import DETREND_TYPES, MODES
 from nightlake.errors import UsageError
-from nightlake.lake import fetch_arrow
+from nightlake.sql import fetch_arrow
 
 if TYPE_CHECKING:
     import duckdb
@@ -115,9 +115,7 @@ _CROSSING_CANDIDATES = """
 CREATE OR REPLACE TEMP TABLE _nl_cross_images AS
 WITH i AS (
     SELECT visit, detector, filter, band, exposureTime, obs_time, night,
-           CASE WHEN $type IN ('flat', 'fringe')
-                THEN coalesce(filter, chr(30)) || chr(31) || coalesce(band, chr(30))
-                ELSE '' END AS fkey
+           detrend_fkey($type, filter, band) AS fkey
     FROM images
     WHERE detector IS NOT NULL AND obs_time IS NOT NULL AND exposureTime > 0
 ),
@@ -185,9 +183,7 @@ change AS (
 )
 SELECT 'boundary crossing' AS finding, $type AS type, s.detector::INTEGER AS ccd,
        s.detrend_index AS record_index, c.other AS other_index, s.night::VARCHAR AS night,
-       CASE WHEN $type IN ('flat', 'fringe') THEN coalesce(s.band, s.filter)
-            WHEN $type = 'dark' THEN s.exposureTime::VARCHAR || ' s' ELSE 'any' END
-           AS filter_class,
+       detrend_class($type, s.filter, s.band, s.exposureTime) AS filter_class,
        1::BIGINT AS images,
        'visit ' || coalesce(s.visit::VARCHAR, '?') || ': exposure of ' || s.exposureTime
        || ' s from ' || strftime(s.t0, '%Y-%m-%dT%H:%M:%S.%f') || ' crosses '

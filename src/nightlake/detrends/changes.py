@@ -16,10 +16,8 @@ image's detrend depends on the records of its own CCD alone.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nightlake.detrends.rules import DETREND_TYPES, MODES
@@ -33,7 +31,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from nightlake.detrends.detreg import DetRegDB, DetRegEntry, Selection
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 #: the Parquet key-value metadata key of a list of changed images
 KEY = b"nightlake.changes"
@@ -53,25 +51,6 @@ DECIDING = (
     "treg_s",
     "filename_bytes",
 )
-
-
-@dataclass(frozen=True)
-class StateInfo:
-    """What one side of a comparison is: its label ('now', 'as of …', 'with the add of …'),
-    the database path, the SHA-256 of that state and its journal position (None if unknown)."""
-
-    label: str
-    db_path: str
-    sha256: str | None
-    journal: dict | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "db": self.db_path,
-            "sha256": self.sha256,
-            "journal": self.journal,
-        }
 
 
 def changed_classes(con: duckdb.DuckDBPyConnection) -> dict[str, list[int]]:
@@ -133,7 +112,7 @@ def diff_states(
     import pyarrow as pa
 
     from nightlake.detrends.sync import records_table
-    from nightlake.lake import fetch_arrow
+    from nightlake.sql import fetch_arrow
 
     for kind in types or ():
         if kind not in DETREND_TYPES:
@@ -181,36 +160,37 @@ def summary(changes: pa.Table) -> pa.Table:
 
 
 def with_provenance(
-    changes: pa.Table, lake: Lake, before: StateInfo, after: StateInfo, change: str
+    changes: pa.Table, lake: Lake, before: dict, after: dict, change: str
 ) -> pa.Table:
-    """``changes`` with ``nightlake.changes`` in its schema metadata: both states, the change
-    (in words), the lake's state and the nightlake version."""
-    from nightlake import __version__
-    from nightlake.detrends.provenance import lake_state
+    """``changes`` with ``nightlake.changes`` in its schema metadata
+    (:func:`nightlake.detrends.provenance.changes_record`): both states, each a
+    :func:`~nightlake.detrends.provenance.database_state` with its ``label``."""
+    from nightlake.detrends.provenance import attach, changes_record
 
-    info = {
-        "change": change,
-        "before": before.as_dict(),
-        "after": after.as_dict(),
-        "lake": lake_state(lake),
-        "nightlake_version": __version__,
-    }
-    meta = dict(changes.schema.metadata or {})
-    meta[KEY] = json.dumps(info).encode()
-    return changes.replace_schema_metadata(meta)
+    return attach(changes, KEY, changes_record(lake, change, before, after))
+
+
+def _state(label: str, state: dict[str, Any]) -> dict[str, Any]:
+    return {"label": label, **state}
 
 
 # --------------------------------------------------------------------------------------------
 # The two states: a change previewed, or two times of the journal
 
 
-def _now(db_path: str | os.PathLike) -> tuple[DetRegDB, StateInfo]:
+def _now(db_path: str | os.PathLike) -> tuple[DetRegDB, dict[str, Any]]:
     from nightlake.detrends.detreg import read_db
-    from nightlake.detrends.provenance import position_of
+    from nightlake.detrends.provenance import database_record
 
     db = read_db(db_path)
-    sha256 = db.fingerprint["sha256"]
-    return db, StateInfo("now", str(db.fingerprint["path"]), sha256, position_of(db.path, sha256))
+    return db, _state("now", database_record(db))
+
+
+def _previewed(label: str, now: dict[str, Any]) -> dict[str, Any]:
+    """A state computed in memory: the database it starts from, no file, no journal yet."""
+    from nightlake.detrends.provenance import database_state
+
+    return _state(label, database_state(now["path"], None, None))
 
 
 def preview_add(
@@ -229,7 +209,7 @@ def preview_add(
     check_add(db, after.records, after.filters)
     label = f"with the add of {len(new)} record(s)"
     changes = diff_states(lake, db, after, modes=modes)
-    return with_provenance(changes, lake, now, StateInfo(label, now.db_path, None, None), label)
+    return with_provenance(changes, lake, now, _previewed(label, now), label)
 
 
 def preview_delete(
@@ -253,7 +233,7 @@ def preview_delete(
     mask[indices] = True
     label = f"with the delete of {len(removed)} record(s)"
     changes = diff_states(lake, db, without(db, mask), modes=modes)
-    return with_provenance(changes, lake, now, StateInfo(label, now.db_path, None, None), label)
+    return with_provenance(changes, lake, now, _previewed(label, now), label)
 
 
 def changes_between(
@@ -273,25 +253,22 @@ def changes_between(
         raise UsageError(
             f"--diff {since.isoformat()} {until.isoformat()}: the second time is before the first"
         )
+    from nightlake.detrends.provenance import database_record
+
     old = replay(db_path, since)
-    before = StateInfo(
-        f"as of {since.isoformat()}", str(old.db.path), old.sha256, old.position.as_dict()
-    )
+    before = _state(f"as of {since.isoformat()}", database_record(old.db))
     if until is None:
         new_db, after = _now(db_path)
     else:
-        new = replay(db_path, until)
-        new_db = new.db
-        after = StateInfo(
-            f"as of {until.isoformat()}", str(new.db.path), new.sha256, new.position.as_dict()
-        )
+        new_db = replay(db_path, until).db
+        after = _state(f"as of {until.isoformat()}", database_record(new_db))
     changes = diff_states(lake, old.db, new_db, types=types, modes=modes)
-    return with_provenance(changes, lake, before, after, f"{before.label} → {after.label}")
+    change = f"{before['label']} → {after['label']}"
+    return with_provenance(changes, lake, before, after, change)
 
 
 __all__ = [
     "KEY",
-    "StateInfo",
     "changed_classes",
     "changes_between",
     "diff_states",

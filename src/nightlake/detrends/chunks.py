@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from nightlake.errors import LakeError, QueryError, one_line
 from nightlake.files import remove_path, sweep_temps, temp_path_for
-from nightlake.lake import Lake
+from nightlake.query.lake import Lake
 from nightlake.scaleout import Executor
 
 #: Lake files per task: large enough that a task's fixed cost (a DuckDB connection, the
@@ -52,29 +52,14 @@ def chunks_of(files: list[Path], size: int = CHUNK_FILES) -> list[list[Path]]:
 
 def timeline(lake: Lake, detrend_type: str, mode: str) -> pa.Table:
     """``detrend_timeline(type, mode)`` over the whole lake, as Arrow (shipped to workers)."""
-    return _macro(lake, "SELECT * FROM detrend_timeline($t, mode := $m)", detrend_type, mode)
+    query = "SELECT * FROM detrend_timeline($t, mode := $m)"
+    return lake.sql(query, {"t": detrend_type, "m": mode})
 
 
 def result_schema(lake: Lake, detrend_type: str, mode: str) -> pa.Schema:
     """The schema of the whole lake's ``resolve_detrends`` (no rows are computed)."""
     query = "SELECT * FROM resolve_detrends($t, mode := $m) LIMIT 0"
-    return _macro(lake, query, detrend_type, mode).schema
-
-
-def _macro(lake: Lake, query: str, detrend_type: str, mode: str) -> pa.Table:
-    """``query`` (over ``$t``, the type, and ``$m``, the mode) on a fresh connection to the
-    lake, as Arrow; DuckDB's errors become :class:`QueryError`."""
-    import duckdb
-
-    from nightlake.lake import fetch_arrow
-
-    con = lake.connect()
-    try:
-        return fetch_arrow(con.sql(query, params={"t": detrend_type, "m": mode}))
-    except duckdb.Error as exc:
-        raise QueryError(one_line(exc)) from exc
-    finally:
-        con.close()
+    return lake.sql(query, {"t": detrend_type, "m": mode}).schema
 
 
 def resolve_chunk(chunk: Chunk, *, timeline: pa.Table, schema: pa.Schema) -> tuple[int, int]:
@@ -87,8 +72,8 @@ def resolve_chunk(chunk: Chunk, *, timeline: pa.Table, schema: pa.Schema) -> tup
     """
     import duckdb
 
-    from nightlake.lake import fetch_arrow, write_parquet_atomic
-    from nightlake.sql import load_macros
+    from nightlake.lake import write_parquet_atomic
+    from nightlake.sql import fetch_arrow, load_macros
 
     lake = Lake(chunk.lake)
     if not lake.images_dir.is_dir():

@@ -30,14 +30,22 @@ if TYPE_CHECKING:
 RULE_COLOURS = {"exact": "#2ca02c", "recent": "#ff7f0e", "none": "#d62728"}
 _WIN = "#1f77b4"
 
-_RECORDS = """
-SELECT record_index, ccd, filter, dark_exptime, tstart, tstop
+# The class labels are detrend_class's (sql/46_audit.sql), so the rows of records and of nights
+# meet: a record's band is the first word of its filter name (images.band_of).
+_RECORD_BAND = r"nullif(regexp_extract(filter, '\S+'), '')"
+
+_RECORDS = f"""
+SELECT record_index, ccd,
+       coalesce(detrend_class($type, filter, {_RECORD_BAND}, dark_exptime), '?') AS cls,
+       tstart, tstop
 FROM detrends WHERE type = $type AND tstop_s > tstart_s
 ORDER BY record_index
 """
 
-_SEGMENTS = """
-SELECT detector, filter, exposureTime, obs_time AS b,
+_SEGMENTS = f"""
+SELECT detector,
+       coalesce(detrend_class($type, filter, {_RECORD_BAND}, exposureTime), '?') AS cls,
+       obs_time AS b,
        lead(obs_time) OVER (PARTITION BY detector, filter, exposureTime ORDER BY obs_time) AS e,
        detrend_index
 FROM _nl_winners WHERE mode = 'exact'
@@ -45,32 +53,21 @@ FROM _nl_winners WHERE mode = 'exact'
 
 _NIGHTS = """
 SELECT night::VARCHAR AS night, detector AS ccd,
-       CASE WHEN $type IN ('flat', 'fringe') THEN coalesce(band, filter)
-            WHEN $type = 'dark' THEN exposureTime::VARCHAR || ' s' ELSE 'any' END AS cls,
+       coalesce(detrend_class($type, filter, band, exposureTime), '?') AS cls,
        min(obs_time) AS t,
-       CASE WHEN bool_or(detrend_rule IS NULL) THEN 'none'
-            WHEN bool_or(detrend_rule = 'recent') THEN 'recent' ELSE 'exact' END AS rule
+       coverage_rule(count(*) FILTER (WHERE detrend_rule = 'recent'),
+                     count(*) FILTER (WHERE detrend_rule IS NULL)) AS rule
 FROM resolve_detrends($type, mode := $mode)
 WHERE obs_time IS NOT NULL AND ($ccd IS NULL OR detector = $ccd)
 GROUP BY ALL
 """
 
 
-def _record_class(detrend_type: str, filter_name, dark_exptime) -> str:
-    from nightlake.detrends.images import band_of
-
-    if detrend_type in ("flat", "fringe"):
-        return band_of(filter_name) or "?"
-    if detrend_type == "dark":
-        return f"{float(dark_exptime)} s"
-    return "any"
-
-
 def _panel_data(con: duckdb.DuckDBPyConnection, detrend_type: str, mode: str, ccd: int | None):
     """Records, winning segments and nights with images of one type, as Python rows."""
     _probe_winners(con, detrend_type, "detrends")
     records = con.execute(_RECORDS, {"type": detrend_type}).fetchall()
-    segments = con.execute(_SEGMENTS).fetchall()
+    segments = con.execute(_SEGMENTS, {"type": detrend_type}).fetchall()
     nights = con.execute(_NIGHTS, {"type": detrend_type, "mode": mode, "ccd": ccd}).fetchall()
     return records, segments, nights
 
@@ -126,13 +123,12 @@ def _rows(panel, ccd: int | None) -> int:
     mine = [r for r in records if r[1] == ccd]
     classes = _classes(detrend_type, mine, nights)
     return len(classes) + sum(
-        len(_lanes([r for r in mine if _record_class(detrend_type, r[2], r[3]) == c], datetime.max))
-        for c in classes
+        len(_lanes([r for r in mine if r[2] == c], datetime.max)) for c in classes
     )
 
 
 def _classes(detrend_type: str, records, nights) -> list[str]:
-    found = {_record_class(detrend_type, r[2], r[3]) for r in records} | {n[2] for n in nights}
+    found = {r[2] for r in records} | {n[2] for n in nights}
     return sorted(found, key=_class_order)
 
 
@@ -145,8 +141,8 @@ def _class_order(label: str):
 
 def _latest(panels) -> datetime:
     """The right end of open-ended spans: a little after the last time anything happens."""
-    times = [r[4] for p in panels for r in p[1]] + [n[3] for p in panels for n in p[3]]
-    times += [r[5] for p in panels for r in p[1] if r[5] is not None]
+    times = [r[3] for p in panels for r in p[1]] + [n[3] for p in panels for n in p[3]]
+    times += [r[4] for p in panels for r in p[1] if r[4] is not None]
     last = max(times, default=datetime(2020, 1, 1))
     first = min(times, default=last)
     return last + max((last - first) * 0.03, timedelta(days=1))
@@ -166,10 +162,9 @@ def _draw_shares(ax, detrend_type, records, segments, nights, end) -> None:
     y_of = {c: i for i, c in enumerate(classes)}
     ccds = {r[1] for r in records} | {n[1] for n in nights}
     events: dict[str, dict] = defaultdict(lambda: defaultdict(int))
-    for _detector, filt, exptime, b, e, winner in segments:
+    for _detector, label, b, e, winner in segments:
         if winner is None:
             continue
-        label = _record_class(detrend_type, filt, exptime)
         events[label][b] += 1
         events[label][e if e is not None else end] -= 1
     for label, steps in events.items():
@@ -214,10 +209,10 @@ def _lanes(records, end) -> list[list]:
     """Records packed into rows, a record on the first row it overlaps nothing in."""
     lanes: list[list] = []
     ends: list = []
-    for r in sorted(records, key=lambda r: (r[4], r[0])):
-        stop = r[5] if r[5] is not None else end
+    for r in sorted(records, key=lambda r: (r[3], r[0])):
+        stop = r[4] if r[4] is not None else end
         for k, last in enumerate(ends):
-            if last <= r[4]:
+            if last <= r[3]:
                 lanes[k].append(r)
                 ends[k] = stop
                 break
@@ -232,7 +227,7 @@ def _draw_records(ax, detrend_type, records, segments, nights, ccd, end) -> None
     hatched, the spans where the record wins solid."""
     mine = [r for r in records if r[1] == ccd]
     wins: dict[int, list] = defaultdict(list)
-    for detector, _filt, _exptime, b, e, winner in segments:
+    for detector, _cls, b, e, winner in segments:
         if detector == ccd and winner is not None:
             wins[winner].append((b, e if e is not None else end))
     labels, y_of, y = [], {}, 0
@@ -240,10 +235,10 @@ def _draw_records(ax, detrend_type, records, segments, nights, ccd, end) -> None
         y_of[cls] = y
         labels.append(f"{cls}: images")
         y += 1
-        lanes = _lanes([r for r in mine if _record_class(detrend_type, r[2], r[3]) == cls], end)
+        lanes = _lanes([r for r in mine if r[2] == cls], end)
         for k, lane in enumerate(lanes):
             for r in lane:
-                start, stop = r[4], r[5] if r[5] is not None else end
+                start, stop = r[3], r[4] if r[4] is not None else end
                 ax.barh(
                     y,
                     stop - start,

@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING
 from nightlake.detrends.rules import DETREND_TYPES, MODES, Image, describe_request
 from nightlake.detrends.times import iso_utc_us
 from nightlake.errors import InputError, UsageError
-from nightlake.lake import fetch_arrow
+from nightlake.sql import fetch_arrow
 
 if TYPE_CHECKING:
     import duckdb

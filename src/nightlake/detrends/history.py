@@ -33,7 +33,7 @@ from nightlake.detrends.detreg.db import (
     real_path,
     record_dict,
 )
-from nightlake.detrends.detreg.format import FIELDS, RECORD_DTYPE, TYPE_CODES, make_records
+from nightlake.detrends.detreg.format import RECORD_DTYPE, records_from_json
 from nightlake.detrends.detreg.journal import (
     Journal,
     append_line,
@@ -101,21 +101,8 @@ class _State:
 
 
 def _records_of(journal: Journal, n: int, entry: dict) -> np.ndarray:
-    rows = []
-    for rec in entry.get("records") or []:
-        try:
-            row = {k: rec[k] for k in FIELDS}
-        except (KeyError, TypeError):
-            raise FormatError(
-                journal.path, "a record of the entry lacks a field", line=journal.lines[n]
-            ) from None
-        row["type"] = TYPE_CODES.get(row["type"], row["type"])
-        row["filename"] = str(row["filename"]).encode("utf-8", "surrogateescape")
-        for name in ("sigma", "clipsigma"):
-            row[name] = float("nan") if row[name] is None else row[name]
-        rows.append(row)
     try:
-        return make_records(rows)
+        return records_from_json(entry.get("records") or [])
     except (ValueError, TypeError, OverflowError) as exc:
         raise FormatError(journal.path, f"bad record: {exc}", line=journal.lines[n]) from None
 

@@ -42,7 +42,7 @@ from nightlake.sql import sql_string
 if TYPE_CHECKING:
     import duckdb
 
-    from nightlake.lake import Lake
+    from nightlake.lake import LakeDirectory
 
 DB_ENV = "NIGHTLAKE_DETREG"  # the database detregister, detsearch and sync use by default
 MANIFEST = "_mirror.json"
@@ -94,7 +94,7 @@ def default_db(db: str | os.PathLike[str] | None) -> Path | None:
 # -- fingerprints ---------------------------------------------------------------------------
 
 
-def manifest(lake: Lake) -> dict[str, Any] | None:
+def manifest(lake: LakeDirectory) -> dict[str, Any] | None:
     """The current mirror's manifest, or None when the lake has no mirror."""
     path = lake.detrends_dir / MANIFEST
     try:
@@ -117,7 +117,7 @@ class Freshness:
     message: str | None = None
 
 
-def _usable_manifest(lake: Lake) -> tuple[dict[str, Any], Freshness | None]:
+def _usable_manifest(lake: LakeDirectory) -> tuple[dict[str, Any], Freshness | None]:
     """The mirror's manifest, and why this nightlake cannot read the mirror (None if it can)."""
     try:
         info = manifest(lake)
@@ -138,7 +138,7 @@ def _usable_manifest(lake: Lake) -> tuple[dict[str, Any], Freshness | None]:
     return info, None
 
 
-def freshness(lake: Lake) -> Freshness:
+def freshness(lake: LakeDirectory) -> Freshness:
     """Compare the mirror's fingerprint with its database (stat first, SHA-256 if needed).
 
     Never raises for a problem of the mirror or the database: the answer says what is wrong,
@@ -168,7 +168,7 @@ def freshness(lake: Lake) -> Freshness:
     )
 
 
-def staleness(lake: Lake) -> str | None:
+def staleness(lake: LakeDirectory) -> str | None:
     """Why the mirror cannot be used as it is (a sentence), or None when it is fresh."""
     return freshness(lake).message
 
@@ -176,7 +176,7 @@ def staleness(lake: Lake) -> str | None:
 # -- views ----------------------------------------------------------------------------------
 
 
-def view_sql(lake: Lake, *, pin: bool = False) -> str:
+def view_sql(lake: LakeDirectory, *, pin: bool = False) -> str:
     """``CREATE VIEW detrends / detrend_filters`` over the current mirror ('' when none).
 
     By default the views read through the ``detrends`` symlink, so SQL handed to other DuckDB
@@ -224,7 +224,7 @@ def failing_view_sql(reason: str) -> str:
     )
 
 
-def attach(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
+def attach(lake: LakeDirectory, con: duckdb.DuckDBPyConnection) -> None:
     """Define the ``detrends`` views on ``con``: over the mirror when it is fresh, else views
     that fail with the reason (only queries that read them fail). Reads only."""
     reason = freshness(lake).message

@@ -27,7 +27,7 @@ from nightlake.sql import sql_identifier
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 #: the Parquet key-value metadata key of a resolution's provenance
 KEY = b"nightlake.resolve"
@@ -73,12 +73,31 @@ def position_of(db_path: str | os.PathLike, sha256: str | None) -> dict | None:
     return None
 
 
+def database_state(
+    db_path: str | os.PathLike | None, sha256: str | None, journal: dict | None
+) -> dict[str, Any]:
+    """Which state of a database an answer came from, the one shape every provenance uses:
+    its path (resolved), the SHA-256 of that state and its journal position (None when
+    unknown: no journal, or a state previewed in memory)."""
+    path = str(Path(db_path).resolve()) if db_path is not None else None
+    return {"path": path, "sha256": sha256, "journal": journal}
+
+
 def database_record(db) -> dict[str, Any]:
-    """The database part of a provenance, for a :class:`DetRegDB` as read (or replayed): its
-    path, the SHA-256 of that state and its journal position (None without a journal)."""
+    """:func:`database_state` of a :class:`DetRegDB` as read (or replayed)."""
     fp = db.fingerprint
     position = fp.get("journal") or position_of(fp["path"], fp["sha256"])
-    return {"path": str(Path(fp["path"]).resolve()), "sha256": fp["sha256"], "journal": position}
+    return database_state(fp["path"], fp["sha256"], position)
+
+
+def metadata(key: bytes | str, info: dict[str, Any]) -> dict[bytes, bytes]:
+    """A provenance as Parquet key-value metadata under ``key``."""
+    return {key.encode() if isinstance(key, str) else key: json.dumps(info).encode()}
+
+
+def attach(table: pa.Table, key: bytes | str, info: dict[str, Any]) -> pa.Table:
+    """``table`` with the provenance ``info`` in its schema metadata under ``key``."""
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata(key, info)})
 
 
 def search_record(db, detrend_type: str, mode: str) -> dict[str, Any]:
@@ -116,11 +135,19 @@ def record(
     """The provenance of one resolution (what ``nightlake.resolve`` holds)."""
     return {
         **_answer_of(detrend_type, mode, as_of),
-        "db": {
-            "path": str(Path(db_path).resolve()) if db_path is not None else None,
-            "sha256": sha256,
-            "journal": position,
-        },
+        "db": database_state(db_path, sha256, position),
+        "lake": lake_state(lake),
+    }
+
+
+def changes_record(lake: Lake, change: str, before: dict, after: dict) -> dict[str, Any]:
+    """The provenance of a list of changed images: the change in words and both states
+    (each a :func:`database_state` with its ``label``), the lake's state."""
+    return {
+        **_answer_of(None, None, None),
+        "change": change,
+        "before": before,
+        "after": after,
         "lake": lake_state(lake),
     }
 
@@ -140,7 +167,7 @@ def resolve_table(
     import duckdb
 
     from nightlake.errors import QueryError, one_line
-    from nightlake.lake import fetch_arrow
+    from nightlake.sql import fetch_arrow
 
     con = lake.connect()
     try:
@@ -170,9 +197,7 @@ def resolve_table(
         info = record(
             lake, detrend_type, mode, db_path=db_path, sha256=sha256, position=position, as_of=as_of
         )
-    meta = dict(table.schema.metadata or {})
-    meta[KEY] = json.dumps(info).encode()
-    return table.replace_schema_metadata(meta), info
+    return attach(table, KEY, info), info
 
 
 def mirror_record(lake: Lake, detrend_type: str | None, mode: str | None) -> dict[str, Any]:
@@ -295,7 +320,7 @@ def verify(path: str | os.PathLike) -> list[Difference]:
     import pyarrow.parquet as pq
 
     from nightlake.detrends.detreg.journal import load_journal
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
     info = read_provenance(path)
     lake_info, db_info = info["lake"], info["db"]
@@ -378,8 +403,12 @@ __all__ = [
     "KEY",
     "Difference",
     "InputsGone",
+    "attach",
+    "changes_record",
     "lake_state",
     "database_record",
+    "database_state",
+    "metadata",
     "export_record",
     "read_provenance",
     "reads_mirror",

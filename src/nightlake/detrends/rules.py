@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 DETREND_TYPES = tuple(TYPE_CODES)
 MODES = ("exact", "recent")
@@ -214,8 +214,6 @@ def write_assignments(
 def resolve_metadata(lake: Lake, detrend_type: str, mode: str) -> dict[bytes, bytes]:
     """The ``nightlake.resolve`` kv metadata of a resolve output (local file or Dask parts):
     the provenance of an answer from the lake's mirror (:mod:`nightlake.detrends.provenance`)."""
-    import json
+    from nightlake.detrends.provenance import KEY, metadata, mirror_record
 
-    from nightlake.detrends.provenance import KEY, mirror_record
-
-    return {KEY: json.dumps(mirror_record(lake, detrend_type, mode)).encode()}
+    return metadata(KEY, mirror_record(lake, detrend_type, mode))

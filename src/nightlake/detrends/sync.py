@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from nightlake.detrends import mirror
 from nightlake.errors import LakeError, NightlakeError
 from nightlake.files import fsync_path, sweep_directory, temp_path_for
-from nightlake.lake import Lake, atomic_write_bytes, write_parquet_atomic
+from nightlake.lake import LakeDirectory, atomic_write_bytes, write_parquet_atomic
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -144,14 +144,14 @@ def records_table(db: DetRegDB) -> pa.Table:
 # -- sync -----------------------------------------------------------------------------------
 
 
-def tied_db(lake: Lake) -> str | None:
+def tied_db(lake: LakeDirectory) -> str | None:
     """The database the lake's settings say it follows (None for a lake never tied)."""
     value = lake.read_manifest().get(TIE_KEY) if lake.manifest_path.exists() else None
     return value if isinstance(value, str) and value else None
 
 
 def sync(
-    lake: Lake,
+    lake: LakeDirectory,
     db_path: str | os.PathLike[str] | None = None,
     *,
     lock_timeout: float = 30.0,
@@ -189,7 +189,7 @@ def _with_warning(result: SyncResult, warning: str) -> SyncResult:
     return replace(result, warning=warning)
 
 
-def _sync_locked(lake: Lake, db_file: Path, *, force: bool) -> SyncResult:
+def _sync_locked(lake: LakeDirectory, db_file: Path, *, force: bool) -> SyncResult:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -262,7 +262,7 @@ def _sync_locked(lake: Lake, db_file: Path, *, force: bool) -> SyncResult:
     return SyncResult(db_abs, len(table), counts, lake.detrends_dir, False)
 
 
-def _swap_link(lake: Lake, generation: Path) -> None:
+def _swap_link(lake: LakeDirectory, generation: Path) -> None:
     link = lake.detrends_dir
     tmp = temp_path_for(link)
     os.symlink(generation.name, tmp)
@@ -273,7 +273,7 @@ def _swap_link(lake: Lake, generation: Path) -> None:
     fsync_path(lake.path)
 
 
-def _remove_old_generations(lake: Lake, *, keep: str) -> None:
+def _remove_old_generations(lake: LakeDirectory, *, keep: str) -> None:
     generations = sorted(p for p in lake.path.glob(f"{mirror.GENERATION_PREFIX}*") if p.is_dir())
     stale = [p for p in generations if p.name != keep][:-1]  # keep the previous one too
     for path in stale:
@@ -283,7 +283,7 @@ def _remove_old_generations(lake: Lake, *, keep: str) -> None:
 # -- the tie --------------------------------------------------------------------------------
 
 
-def _tie_lake(lake: Lake, db_abs: str) -> None:
+def _tie_lake(lake: LakeDirectory, db_abs: str) -> None:
     """Record in the lake's settings which database it follows (caller holds the lake lock).
 
     A new key in format_version 1 settings: older nightlake ignores it and keeps it when it
@@ -315,7 +315,7 @@ def tied_lakes(db_path: str | os.PathLike[str]) -> list[str]:
     return lakes
 
 
-def _list_lake(lake: Lake, db_abs: str, lock_timeout: float) -> str | None:
+def _list_lake(lake: LakeDirectory, db_abs: str, lock_timeout: float) -> str | None:
     """Add the lake to ``<db>.lakes`` (under the database's writer lock, so two syncs of
     different lakes do not lose each other). Returns a warning when that cannot be done: the
     lake then follows the database only through ``nightlake sync``."""
@@ -352,7 +352,7 @@ def refresh_tied(db_path: str | os.PathLike[str], *, lock_timeout: float = 30.0)
         return [Refresh(Path(lakes_file(db_abs)), None, str(exc))]
     done = []
     for path in lakes:
-        lake = Lake(path)
+        lake = LakeDirectory(path)
         try:
             if not lake.path.is_dir() or tied_db(lake) != db_abs:
                 continue
@@ -372,7 +372,7 @@ def refresh_tied(db_path: str | os.PathLike[str], *, lock_timeout: float = 30.0)
     return done
 
 
-def _refresh_one(lake: Lake, db_abs: str, lock_timeout: float) -> SyncResult:
+def _refresh_one(lake: LakeDirectory, db_abs: str, lock_timeout: float) -> SyncResult:
     with lake.locked(lock_timeout):
         if tied_db(lake) != db_abs:  # re-tied while we waited for the lock
             info = mirror.manifest(lake) or {}

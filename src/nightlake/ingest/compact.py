@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from nightlake.lake import (
     METADATA_KEY,
     YEAR,
-    Lake,
+    LakeDirectory,
     is_compacted,
     is_year_file,
     part_bounds,
@@ -70,7 +70,7 @@ CUT_MARKER = ".cut"
 SORT_COLUMNS = ("target", "night", "detector", "visit", "mjd")
 
 
-def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
+def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
     """Every partition of the lake as ``(path, schema signature, nightlake metadata, file)``.
 
     A compacted file gives one record per partition it holds, under the per-night path that
@@ -109,7 +109,7 @@ def partition_records(lake: Lake) -> Iterator[tuple[Path, tuple, dict[str, Any],
 
 
 def compact(
-    lake: Lake, touched: Iterable[Path] | None = None, *, lock_timeout: float = 30.0
+    lake: LakeDirectory, touched: Iterable[Path] | None = None, *, lock_timeout: float = 30.0
 ) -> list[Path]:
     """Compact the lake (``nightlake compact``) under its lock; see :func:`compact_locked`."""
     from nightlake.errors import LakeError
@@ -120,7 +120,7 @@ def compact(
         return compact_locked(lake, touched, force=True)
 
 
-def will_compact(lake: Lake, new: Iterable[Path]) -> bool:
+def will_compact(lake: LakeDirectory, new: Iterable[Path]) -> bool:
     """Will :func:`compact_locked` compact these new per-night partitions (the lake is
     compacted, or they bring it to :data:`AUTO_COMPACT_FILES` per-night files)?"""
     if lake.read_manifest().get("layout") == "compacted":
@@ -130,7 +130,7 @@ def will_compact(lake: Lake, new: Iterable[Path]) -> bool:
 
 
 def compact_locked(
-    lake: Lake,
+    lake: LakeDirectory,
     touched: Iterable[Path] | None = None,
     *,
     force: bool = False,
@@ -225,7 +225,7 @@ def _stale_parts(parts: dict[str, Path]) -> set[str]:
     }
 
 
-def _compact_year(lake: Lake, year: str, state: _Year) -> list[Path]:
+def _compact_year(lake: LakeDirectory, year: str, state: _Year) -> list[Path]:
     """Rewrite the parts of one year that hold a changed target: their rows minus the
     partitions of ``removed`` and of the per-night partitions, plus theirs, cut into parts
     of at most :data:`PART_ROWS` rows at target boundaries. A year holding format 3's
@@ -270,7 +270,7 @@ def _in(target: str, bounds: tuple[str, str | None], index: int) -> bool:
 
 
 def _rewrite_parts(
-    lake: Lake,
+    lake: LakeDirectory,
     year: str,
     state: _Year,
     group: list[tuple[str, str | None]],
@@ -334,7 +334,7 @@ class _Disagree(Exception):
     """Rows of one compacted file whose column types cannot be unified."""
 
 
-def _remove_file(lake: Lake, f: Path) -> None:
+def _remove_file(lake: LakeDirectory, f: Path) -> None:
     """Delete a superseded file and the directories it leaves empty (not ``images``)."""
     f.unlink(missing_ok=True)
     for directory in f.parents:
@@ -346,7 +346,7 @@ def _remove_file(lake: Lake, f: Path) -> None:
             break
 
 
-def _prepared(lake: Lake, path: Path, source: Any) -> tuple[pa.Table, dict[str, Any]]:
+def _prepared(lake: LakeDirectory, path: Path, source: Any) -> tuple[pa.Table, dict[str, Any]]:
     """A per-night partition (its file, or its table from ``convert``) as a compacted file
     holds it: with ``target`` and ``night`` columns, and its record (keys and options of its
     path, so a record read from the compacted file alone says what partition it was)."""
@@ -378,7 +378,7 @@ def _prepared(lake: Lake, path: Path, source: Any) -> tuple[pa.Table, dict[str, 
 
 
 def _old_rows(
-    lake: Lake,
+    lake: LakeDirectory,
     file: Path,
     drop: set[str],
     bounds: tuple[str, str | None] | None = None,
@@ -442,7 +442,7 @@ def _sorted_rows(parts: list[tuple[pa.Table, list | dict]]) -> tuple[pa.Table, l
     return table, records
 
 
-def _write_compacted(lake: Lake, out: Path, table: pa.Table, records: list) -> list[Path]:
+def _write_compacted(lake: LakeDirectory, out: Path, table: pa.Table, records: list) -> list[Path]:
     """Write sorted rows with their records to ``out`` (temp file + rename): ``[out]``."""
     from nightlake.files import commit_temp
     from nightlake.lake import write_parquet_temp

@@ -49,7 +49,7 @@ from nightlake.ingest.compact import LAKE_FORMAT_VERSION, compact_locked, will_c
 from nightlake.ingest.ecsv import EcsvTable, read_ecsv
 from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
 from nightlake.ingest.taitime import mjd_to_timestamp
-from nightlake.lake import METADATA_KEY, Lake, write_parquet_temp
+from nightlake.lake import METADATA_KEY, LakeDirectory, write_parquet_temp
 from nightlake.scaleout import Executor
 
 PARTITION_LEVELS = ("target", "night", "detector")
@@ -183,7 +183,7 @@ class _PartitionRows:
 
 
 def convert(
-    lake: Lake,
+    lake: LakeDirectory,
     sources: Iterable[str | os.PathLike[str]],
     options: ConvertOptions = ConvertOptions(),
     progress: ProgressFn | None = None,
@@ -228,7 +228,7 @@ def convert(
 
 
 # -- plan -----------------------------------------------------------------------------------
-def _plan(lake: Lake, files: list[SourceFile], options: ConvertOptions) -> _Plan:
+def _plan(lake: LakeDirectory, files: list[SourceFile], options: ConvertOptions) -> _Plan:
     """Which inputs changed since the lake recorded them, and what must be read to rewrite
     every partition they feed whole."""
     index = _LakeIndex.load(lake)
@@ -262,7 +262,7 @@ class _LakeIndex:
     options: dict[Path, dict[str, Any]]  # partition file -> the options it was written with
 
     @classmethod
-    def load(cls, lake: Lake) -> _LakeIndex:
+    def load(cls, lake: LakeDirectory) -> _LakeIndex:
         sources: dict[Path, dict[str, Any]] = {}
         partitions: dict[Path, list[Path]] = {}
         schemas: dict[Path, tuple] = {}
@@ -334,7 +334,7 @@ def _nightlake_metadata(schema: pa.Schema) -> dict[str, Any]:
 
 # -- read -----------------------------------------------------------------------------------
 def _read(
-    lake: Lake,
+    lake: LakeDirectory,
     plan: _Plan,
     options: ConvertOptions,
     report: ConvertReport,
@@ -572,7 +572,7 @@ def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> Non
 
 # -- merge ----------------------------------------------------------------------------------
 def _merge(
-    lake: Lake, plan: _Plan, contributions: Contributions, options: ConvertOptions
+    lake: LakeDirectory, plan: _Plan, contributions: Contributions, options: ConvertOptions
 ) -> list[_Job]:
     """The partitions to write, each with the reads of every source that feeds it (which
     rows go in, :func:`_merge_sources`, is decided where the partition is written)."""
@@ -595,7 +595,7 @@ def _failed_paths(report: ConvertReport) -> set[Path]:
 def _remove_gone(
     plan: _Plan,
     contributions: Contributions,
-    lake: Lake,
+    lake: LakeDirectory,
     options: ConvertOptions,
     report: ConvertReport,
 ) -> None:
@@ -695,7 +695,7 @@ def _canonical(table: pa.Table) -> pa.Table:
 
 # -- write ----------------------------------------------------------------------------------
 def _write(
-    lake: Lake,
+    lake: LakeDirectory,
     manifest: dict[str, Any],
     index: _LakeIndex,
     todo: list[_Job],
@@ -729,7 +729,7 @@ def _write(
 
 
 def _write_all(
-    lake: Lake,
+    lake: LakeDirectory,
     todo: list[_Job],
     options: ConvertOptions,
     failed: set[Path],
@@ -795,14 +795,16 @@ def _write_job(
         chosen = _merge_sources(key, parts, failed)
     except NightlakeError as exc:
         return _Refused(exc)
-    written = _write_partition(Lake(lake), options, _PartitionRows(key, chosen, parts), keep)
+    written = _write_partition(
+        LakeDirectory(lake), options, _PartitionRows(key, chosen, parts), keep
+    )
     if commit:
         commit_temp(written.tmp, written.target)
     return written
 
 
 def _write_partition(
-    lake: Lake, options: ConvertOptions, rows: _PartitionRows, keep: bool = False
+    lake: LakeDirectory, options: ConvertOptions, rows: _PartitionRows, keep: bool = False
 ) -> _Written:
     """Write one partition to a temp file beside its place (``keep``: return its table)."""
     key, chosen, parts = rows.key, rows.chosen, rows.parts
@@ -854,7 +856,7 @@ class _Written:
     table: pa.Table | None = None
 
 
-def partition_path(lake: Lake, levels: tuple[str, ...], key: tuple[str, ...]) -> Path:
+def partition_path(lake: LakeDirectory, levels: tuple[str, ...], key: tuple[str, ...]) -> Path:
     """``images/target=A0a/night=20190402[/detector=5]/20190402_A0a[_5].parquet``."""
     directory = lake.images_dir.joinpath(*(f"{lvl}={val}" for lvl, val in zip(levels, key)))
     return directory / ("_".join((key[1], key[0], *key[2:])) + ".parquet")
@@ -889,7 +891,7 @@ def _unique_names(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[
 
 
 # -- lake checks ----------------------------------------------------------------------------
-def _check_writable(lake: Lake) -> None:
+def _check_writable(lake: LakeDirectory) -> None:
     try:
         lake.images_dir.mkdir(parents=True, exist_ok=True)
         probe = temp_path_for(lake.images_dir / "write-probe")
@@ -899,13 +901,13 @@ def _check_writable(lake: Lake) -> None:
         raise LakeError(f"{lake.path}: lake not writable ({exc.strerror})") from None
 
 
-def _clean_temp_files(lake: Lake) -> None:
+def _clean_temp_files(lake: LakeDirectory) -> None:
     """Temp files left by a writer that crashed (we hold the lock: nobody is writing)."""
     for tmp in lake.images_dir.rglob(".*.tmp"):
         tmp.unlink(missing_ok=True)
 
 
-def _check_options(lake: Lake, options: ConvertOptions) -> dict[str, Any]:
+def _check_options(lake: LakeDirectory, options: ConvertOptions) -> dict[str, Any]:
     """Refuse options other than the lake's unless ``--force``; record the new ones before
     any partition is written (so that a run cut short leaves the others stale), and return
     the manifest."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from nightlake.errors import QueryError, UsageError, one_line
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 ASTRO_FORMATS = ("ecsv", "fits", "votable")
 EXTENSIONS = {
@@ -213,9 +214,9 @@ class _Lineage:
 def column_metadata(con, lake: Lake, query: str) -> dict[str, dict[str, str]]:
     """unit/description/format/ucd of each result column of ``query`` that has a source."""
     try:
-        parsed = json.loads(
-            con.execute("SELECT json_serialize_sql($q)", {"q": query}).fetchone()[0]
-        )
+        # fetchall: a result left open would make DuckDB refuse the statement run next
+        (row,) = con.execute("SELECT json_serialize_sql($q)", {"q": query}).fetchall()
+        parsed = json.loads(row[0])
     except Exception:  # noqa: BLE001 - not serialisable (PRAGMA, SET…): no metadata
         return {}
     if parsed.get("error") or len(parsed.get("statements", [])) != 1:
@@ -390,9 +391,22 @@ def query_table(
     lake: Lake, query: str, params: dict[str, Any] | None = None, *, quantity: bool = True
 ):
     """Run ``query`` on ``lake`` and return an astropy ``QTable`` (or ``Table``)."""
+    from nightlake.sql import fetch_arrow
+
+    no_rows = "the statement returns no rows (use Lake.sql for SET, …)"
+    with _relation(lake, query, params, no_rows) as (relation, metadata):
+        result = fetch_arrow(relation)
+    return to_astropy(result, metadata, _table_meta(lake, query, params), quantity=quantity)
+
+
+@contextmanager
+def _relation(
+    lake: Lake, query: str, params: dict[str, Any] | None, no_rows: str
+) -> Iterator[tuple[Any, dict[str, dict[str, str]]]]:
+    """``query``'s DuckDB relation on a read-only cursor of ``lake``, with its columns'
+    metadata; DuckDB's errors, also those of reading the relation, as :class:`QueryError`."""
     import duckdb
 
-    from nightlake.lake import fetch_arrow
     from nightlake.query.stream import check_read_only
 
     check_read_only(query)
@@ -401,13 +415,12 @@ def query_table(
         metadata = column_metadata(con, lake, query)
         relation = con.sql(query, params=params or None)
         if relation is None:
-            raise QueryError("the statement returns no rows (use Lake.sql for SET, …)")
-        result = fetch_arrow(relation)
+            raise QueryError(no_rows)
+        yield relation, metadata
     except duckdb.Error as exc:
         raise QueryError(one_line(exc)) from exc
     finally:
         con.close()
-    return to_astropy(result, metadata, _table_meta(lake, query, params), quantity=quantity)
 
 
 def _table_meta(lake: Lake, query: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -437,21 +450,13 @@ def write_query(
 
     ECSV is written ``batch_rows`` rows at a time, so its size is not bounded by memory.
     """
-    import duckdb
-
-    from nightlake.query.stream import check_read_only
+    from nightlake.sql import fetch_arrow
 
     if fmt not in ASTRO_FORMATS:
         raise UsageError(f"unknown astropy format {fmt!r}: {', '.join(ASTRO_FORMATS)}")
     if not Path(path).resolve().parent.is_dir():
         raise UsageError(f"{path}: the directory {Path(path).parent} does not exist")
-    check_read_only(query)
-    con = lake.cursor()
-    try:
-        metadata = column_metadata(con, lake, query)
-        relation = con.sql(query, params=params or None)
-        if relation is None:
-            raise QueryError("the statement returns no rows")
+    with _relation(lake, query, params, "the statement returns no rows") as (relation, metadata):
         meta = _table_meta(lake, query, params)
         if fmt == "ecsv":
             return _write_ecsv(_batches(relation, batch_rows), metadata, meta, path)
@@ -462,13 +467,7 @@ def write_query(
                 f"({IN_MEMORY_ROWS}, built in memory); write .ecsv (streamed) "
                 "or .parquet instead"
             )
-        from nightlake.lake import fetch_arrow
-
         table = to_astropy(fetch_arrow(relation), metadata, meta)
-    except duckdb.Error as exc:
-        raise QueryError(one_line(exc)) from exc
-    finally:
-        con.close()
     _write_whole(table, fmt, path)
     return len(table)
 

@@ -38,7 +38,7 @@ from nightlake.query.stream import (
 from nightlake.sql import sql_identifier
 
 if TYPE_CHECKING:
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 EXPORT_FORMATS = ("parquet", "csv")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

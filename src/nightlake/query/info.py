@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nightlake.files import compare_fingerprint
 
 if TYPE_CHECKING:
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 
 @dataclass(frozen=True)

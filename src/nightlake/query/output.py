@@ -310,12 +310,14 @@ def _write_jsonl(reader, sink) -> int:
     return rows
 
 
-def cell_text(value: Any) -> str:
-    """A value as one line of text, as the table format and the web pages show it."""
+def cell_text(value: Any, digits: int | None = None, *, null: str = "NULL") -> str:
+    """A value as one line of text, as the table format and the web pages show it; ``digits``
+    rounds floats to that many decimals (a page's figures), ``null`` stands for a missing
+    value."""
     if value is None:
-        return "NULL"
+        return null
     if isinstance(value, float):
-        return format(value, ".10g")
+        return format(value, ".10g") if digits is None else f"{value:.{digits}f}"
     if isinstance(value, (dict, list)):
         return json.dumps(_jsonable(value))
     return " ".join(str(value).split("\n"))

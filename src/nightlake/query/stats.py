@@ -13,7 +13,7 @@ from nightlake.errors import LakeError, UsageError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from nightlake.lake import Lake
+    from nightlake.query.lake import Lake
 
 #: ``nightlake stats --by X`` → the table macro that computes it.
 STATS_MACROS = {

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import QueryError, ReadOnlyError, UsageError
+from nightlake.sql import sql_string
 
 if TYPE_CHECKING:
     import duckdb
@@ -275,9 +276,8 @@ def parse_statements(query: str, con=None) -> list:
     import duckdb
 
     try:
-        return (duckdb if con is None else con).extract_statements(query)
-    except duckdb.Error as exc:
-        raise QueryError(error_message(exc, query)) from exc
+        with query_errors(query):
+            return (duckdb if con is None else con).extract_statements(query)
     except ValueError:  # a statement type this duckdb module has no name for (UPDATE EXTENSIONS)
         raise ReadOnlyError(_refused("a statement of an unknown type", query)) from None
 
@@ -373,12 +373,8 @@ def lock_down(con) -> None:
         ("temp_directory", spill),
         ("lock_configuration", True),  # last
     ):
-        literal = str(value).lower() if isinstance(value, bool) else _sql_string(str(value))
+        literal = str(value).lower() if isinstance(value, bool) else sql_string(str(value))
         con.execute(f"SET {name} = {literal}")
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def parameter_names(query: str) -> list[str] | None:
@@ -527,6 +523,36 @@ def stream(
     return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader, result))
 
 
+@contextmanager
+def query_errors(
+    query: str,
+    text: str | None = None,
+    start: int = 0,
+    *,
+    con=None,
+    wrapped: bool = False,
+    also: tuple[type[BaseException], ...] = (),
+) -> Iterator[None]:
+    """DuckDB's errors (and ``also``) raised inside, as one :class:`QueryError` line with the
+    position in ``query`` of the offending token of statement ``text`` (at ``start`` of
+    ``query``; the whole query by default).
+
+    ``con``: binder errors that come without a position get one by preparing ``text`` again
+    on it; ``wrapped``: DuckDB ran ``text`` inside a statement of its own (a CSV is written
+    by a COPY), so its ``LINE n:`` is found back in ``text``.
+    """
+    import duckdb
+
+    text = query if text is None else text
+    try:
+        yield
+    except (duckdb.Error, *also) as exc:
+        message = error_message(_own_lines(str(exc), text) if wrapped else exc, text)
+        if con is not None:
+            message = _probe_position(con, message, text)
+        raise QueryError(_shift(message, query, text, start)) from exc
+
+
 class Relation:
     """The last statement of a checked query as a DuckDB relation, not yet run, for writers
     that let DuckDB produce the output itself (CSV); ``relation`` is None when that statement
@@ -535,15 +561,10 @@ class Relation:
     def __init__(self, relation, text: str = "", query: str = "", start: int = -1):
         self.relation, self.text, self.query, self.start = relation, text, query, start
 
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        import duckdb
-
-        try:
-            yield
-        except duckdb.Error as exc:
-            message = error_message(_own_lines(str(exc), self.text), self.text)
-            raise QueryError(_shift(message, self.query, self.text, self.start)) from exc
+    def errors(self):
+        """:func:`query_errors` of this statement, which DuckDB may run wrapped (a CSV is
+        written by a COPY of it)."""
+        return query_errors(self.query, self.text, self.start, wrapped=True)
 
 
 def _own_lines(message: str, text: str) -> str:
@@ -563,17 +584,12 @@ def stream_relation(
     con: duckdb.DuckDBPyConnection, query: str, params: Mapping[str, Any] | None = None
 ) -> Relation:
     """:func:`stream`'s checks and statements, the last one's rows left to DuckDB to run."""
-    import duckdb
-
     last = _run_to_last(con, query, params)
     if last is None:
         return Relation(None)
     text, start, bound = last
-    try:
+    with query_errors(query, text, start, con=con):
         return Relation(con.sql(text, params=bound), text, query, start)
-    except duckdb.Error as exc:
-        message = _probe_position(con, error_message(exc, text), text)
-        raise QueryError(_shift(message, query, text, start)) from exc
 
 
 class Rows:
@@ -596,25 +612,18 @@ def stream_rows(
 ) -> Rows:
     """:func:`stream`, with the same checks and errors, as :class:`Rows` (DuckDB's types
     by name: ``BIGINT``, ``DECIMAL(9,2)``, …)."""
-    import duckdb
-
     last = _run_to_last(con, query, params)
     if last is None:
         return Rows([], [], iter(()))
     text, start, bound = last
-    try:
+    with query_errors(query, text, start, con=con):
         cursor = con.execute(text, bound)
-    except duckdb.Error as exc:
-        message = _probe_position(con, error_message(exc, text), text)
-        raise QueryError(_shift(message, query, text, start)) from exc
     description = cursor.description or []
 
     def batches() -> Iterator[list[tuple]]:
-        try:
+        with query_errors(query, text, start):
             while rows := cursor.fetchmany(batch_rows):
                 yield rows
-        except duckdb.Error as exc:
-            raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
 
     return Rows(
         [d[0] for d in description],
@@ -626,8 +635,6 @@ def stream_rows(
 def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
     """Check ``query`` and run every statement but the last; return the last one as
     (text, its start in ``query``, its bound parameters), or None for an empty script."""
-    import duckdb
-
     params = dict(params or {})
     parsed = parse_statements(query, con)  # once, for the checks and the statements
     check_read_only(query, parsed, con)
@@ -637,25 +644,19 @@ def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
         return None
     for (text, start, names), statement in zip(statements[:-1], parsed):
         check_plan(con, statement, params)
-        try:
+        with query_errors(query, text, start):
             con.execute(text, {k: params[k] for k in names} or None)
-        except duckdb.Error as exc:
-            raise QueryError(_shift(error_message(exc, text), query, text, start)) from exc
     text, start, names = statements[-1]
     check_plan(con, parsed[-1], params)
     return text, start, {k: params[k] for k in names} or None
 
 
 def _checked(reader: pa.RecordBatchReader, result: Relation) -> Iterator[pa.RecordBatch]:
-    import duckdb
     import pyarrow as pa
 
-    try:
+    # DuckDB's errors during the stream surface through Arrow's C stream as OSError
+    with query_errors(result.query, result.text, result.start, also=(pa.ArrowException, OSError)):
         yield from reader
-    except (duckdb.Error, pa.ArrowException, OSError) as exc:
-        # DuckDB's errors during the stream surface through Arrow's C stream as OSError
-        message = error_message(exc, result.text)
-        raise QueryError(_shift(message, result.query, result.text, result.start)) from exc
 
 
 def open_connection(lake) -> duckdb.DuckDBPyConnection:

@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,11 +23,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from nightlake.errors import NightlakeError, QueryError, ReadOnlyError, UsageError, one_line
-from nightlake.lake import Lake
+from nightlake.query.lake import Lake
 from nightlake.query.output import cell_text
 from nightlake.web import pages
 from nightlake.web.queries import NotFound
 from nightlake.web.settings import ServeSettings, SettingsFile
+
+if TYPE_CHECKING:
+    from nightlake.detrends.mirror import Freshness
 
 HERE = Path(__file__).resolve().parent
 
@@ -72,26 +75,38 @@ class Site:
         self._memo: dict[str, tuple[Any, Any]] = {}
         self._memo_lock = threading.Lock()
         self._computing: dict[str, threading.Lock] = {}
-        self.env.filters["num"] = _number
         self.env.filters["cell"] = cell_text
 
     def settings(self) -> ServeSettings:
         """The settings given to :func:`create_app`, else the lake's serve.toml as it is now."""
         return self._fixed if self._fixed is not None else self._file.current()
 
-    def lake_stamp(self) -> tuple:
+    def lake_stamp(self, request: Request) -> tuple:
         """What page data depends on: the lake's manifest and mirror (as
-        :meth:`Lake.disk_state` sees them) and every image file's size and mtime."""
-        from nightlake.lake import file_stamp
+        :meth:`Lake.disk_state` sees them) and every image file's size and mtime. Taken once
+        per request (listing and stating every file is the dear part of a cached page)."""
+        from nightlake.files import file_stamp
 
-        files = tuple((str(path), file_stamp(path)) for path in self.lake.image_files())
-        return (self.lake.disk_state(), files)
+        stamp = getattr(request.state, "lake_stamp", None)
+        if stamp is None:
+            files = tuple((str(path), file_stamp(path)) for path in self.lake.image_files())
+            stamp = request.state.lake_stamp = (self.lake.disk_state(), files)
+        return stamp
 
-    def cached(self, name: str, compute: Callable[[], Any]) -> Any:
+    def cached(self, request: Request, name: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, reused until the lake changes: the pages' data depends on the lake
         alone (not on the query string). One request computes while the others asking at the
         same time wait for its answer."""
-        stamp = self.lake_stamp()
+        return self._memoized(name, self.lake_stamp(request), compute)
+
+    def freshness(self) -> Freshness:
+        """The detrend mirror's :func:`~nightlake.detrends.mirror.freshness`, reused while
+        the mirror and its database stay as they were (:meth:`Lake.disk_state` stamps both)."""
+        from nightlake.detrends.mirror import freshness
+
+        return self._memoized("freshness", self.lake.disk_state(), lambda: freshness(self.lake))
+
+    def _memoized(self, name: str, stamp: Any, compute: Callable[[], Any]) -> Any:
         with self._memo_lock:
             lock = self._computing.setdefault(name, threading.Lock())
         with lock:
@@ -103,29 +118,12 @@ class Site:
             return value
 
     def render(self, request: Request, template: str, *, status: int = 200, **context: Any):
-        from nightlake.detrends.mirror import freshness
-
-        state = freshness(self.lake)
+        state = self.freshness()
         banner = state.message if state.state not in ("fresh", "no-mirror") else None
         html = self.env.get_template(template).render(
             request=request, lake=self.lake, stale=banner, **context
         )
         return HTMLResponse(html, status_code=status)
-
-
-def _number(value: Any, digits: int = 3) -> str:
-    """A number for a table cell: floats rounded to ``digits`` decimals, times to the
-    millisecond, missing as ''."""
-    import datetime
-    import math
-
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    if isinstance(value, datetime.datetime):
-        return value.isoformat(sep=" ", timespec="milliseconds")
-    return str(value)
 
 
 class SecurityHeaders:

@@ -73,6 +73,29 @@ def _rules(threshold: Threshold) -> dict[str, Any]:
     }
 
 
+def _points(
+    size: int, x: dict[str, Any], y: str, label: str, colour: dict, tooltip: list
+) -> dict[str, Any]:
+    """The mark and encoding of a chart of linked points over time (UTC): ``x`` the time
+    field, title and axis; ``y`` the value field, titled ``label``; each point's ``href``."""
+    return {
+        "mark": {"type": "point", "filled": True, "size": size, "cursor": "pointer"},
+        "encoding": {
+            "x": {"type": "temporal", "scale": {"type": "utc", "padding": EDGE}, **x},
+            "y": {
+                "field": y,
+                "type": "quantitative",
+                "title": label,
+                "scale": {"zero": False, "padding": EDGE},
+                "axis": {"minExtent": Y_LABELS},
+            },
+            "color": colour,
+            "href": {"field": "href"},
+            "tooltip": tooltip,
+        },
+    }
+
+
 def nights_chart(
     name: str,
     title: str,
@@ -80,16 +103,18 @@ def nights_chart(
     field: str,
     label: str,
     threshold: Threshold,
+    levels: dict[str, str],
 ) -> Chart:
-    """One point per night with a value of ``field``, coloured by its level; a click opens
-    the night. The warn and bad thresholds are dashed rules."""
+    """One point per night with a value of ``field``, coloured by its level (``levels``, by
+    night: the nights table's); a click opens the night. The warn and bad thresholds are
+    dashed rules."""
     shown = [r for r in rows if _value(r.get(field)) is not None]
     values = [
         {
             "night": r["night"],
             "date": f"{r['night'][:4]}-{r['night'][4:6]}-{r['night'][6:8]}",
             "value": r[field],
-            "level": threshold.level(r[field]),
+            "level": levels[r["night"]],
             "images": r["images"],
             "visits": r["visits"],
             "targets": r["targets"],
@@ -99,31 +124,20 @@ def nights_chart(
     ]
     points = {
         "data": {"values": values},
-        "mark": {"type": "point", "filled": True, "size": 80, "cursor": "pointer"},
-        "encoding": {
-            "x": {
-                "field": "date",
-                "type": "temporal",
-                "title": "night",
-                "scale": {"type": "utc", "padding": EDGE},
-            },
-            "y": {
-                "field": "value",
-                "type": "quantitative",
-                "title": label,
-                "scale": {"zero": False, "padding": EDGE},
-                "axis": {"minExtent": Y_LABELS},
-            },
-            "color": _level_colour(),
-            "href": {"field": "href"},
-            "tooltip": [
+        **_points(
+            80,
+            {"field": "date", "title": "night"},
+            "value",
+            label,
+            _level_colour(),
+            [
                 {"field": "night"},
                 {"field": "value", "title": label, "format": ".3f"},
                 {"field": "images"},
                 {"field": "visits"},
                 {"field": "targets"},
             ],
-        },
+        ),
     }
     spec = {
         "width": WIDTH,
@@ -146,25 +160,14 @@ def visits_chart(
         "width": WIDTH,
         "height": 160,
         "data": {"values": values},
-        "mark": {"type": "point", "filled": True, "size": 70, "cursor": "pointer"},
-        "encoding": {
-            "x": {
-                "field": "obs_time",
-                "type": "temporal",
-                "title": "time (UTC)",
-                "scale": {"type": "utc", "padding": EDGE},
-                "axis": {"format": "%H:%M"},  # UTC: the scale is utc
-            },
-            "y": {
-                "field": field,
-                "type": "quantitative",
-                "title": label,
-                "scale": {"zero": False, "padding": EDGE},
-                "axis": {"minExtent": Y_LABELS},
-            },
-            "color": {"field": "band", "type": "nominal", "title": "band"},
-            "href": {"field": "href"},
-            "tooltip": [
+        **_points(
+            70,
+            # UTC: the scale is utc
+            {"field": "obs_time", "title": "time (UTC)", "axis": {"format": "%H:%M"}},
+            field,
+            label,
+            {"field": "band", "type": "nominal", "title": "band"},
+            [
                 {"field": "visit"},
                 {"field": "band"},
                 {"field": "target"},
@@ -176,7 +179,7 @@ def visits_chart(
                 },
                 {"field": field, "title": label, "format": ".3f"},
             ],
-        },
+        ),
     }
     return Chart(name, title, spec, len(values), SYMBOLS)
 
@@ -240,18 +243,17 @@ def focal_plane_chart(night: str, rows: Sequence[dict[str, Any]], field: str, la
 
 def coverage_chart(rows: Sequence[dict[str, Any]]) -> Chart:
     """The coverage timeline: one square per detrend type and night, coloured by the worst
-    rule serving its images (none, recent fallback, exact); a click opens the night."""
+    rule serving its images (``rule``: the ``coverage_rule`` macro); a click opens the night."""
     from nightlake.detrends.coverage_plot import RULE_COLOURS
 
     values = []
     for r in rows:
-        rule = "none" if r["none"] else "recent" if r["recent"] else "exact"
         night = r["night"]
         values.append(
             {
                 "type": r["type"],
                 "night": night,
-                "rule": rule,
+                "rule": r["rule"],
                 "images": r["images"],
                 "exact": r["exact"],
                 "recent": r["recent"],

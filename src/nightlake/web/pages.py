@@ -73,10 +73,10 @@ if TYPE_CHECKING:
     from nightlake.web.app import Site
 
 NIGHT_METRICS = (
-    # (chart suffix, column, label, threshold)
-    ("fwhm", "fwhm_median_arcsec", "seeing FWHM (arcsec)", "fwhm_arcsec"),
-    ("zero-point", "zero_point_median", "zero point (mag)", "zero_point"),
-    ("sky", "sky_bg_median", "sky background (counts)", "sky_bg"),
+    # (chart suffix, nights table cell, column, label, threshold)
+    ("fwhm", "fwhm", "fwhm_median_arcsec", "seeing FWHM (arcsec)", "fwhm_arcsec"),
+    ("zero-point", "zero_point", "zero_point_median", "zero point (mag)", "zero_point"),
+    ("sky", "sky", "sky_bg_median", "sky background (counts)", "sky_bg"),
 )
 
 
@@ -84,23 +84,35 @@ def site(request: Request) -> Site:
     return request.app.state.site
 
 
+def nights(request: Request) -> list[dict[str, Any]]:
+    """Every night's ``night_summary`` row: the nights page, and a night's own row and its
+    neighbours on the night page, from one query."""
+    s = site(request)
+    return s.cached(request, "nights", lambda: queries.nights(s.lake))
+
+
 def nights_page(request: Request) -> Response:
     s = site(request)
     settings = s.settings()
-    rows = s.cached("nights", lambda: queries.nights(s.lake))
+    rows = nights(request)
     levels = {
         r["night"]: {
-            "fwhm": settings.thresholds["fwhm_arcsec"].level(r["fwhm_median_arcsec"]),
-            "zero_point": settings.thresholds["zero_point"].level(r["zero_point_median"]),
-            "sky": settings.thresholds["sky_bg"].level(r["sky_bg_median"]),
+            cell: settings.thresholds[threshold].level(r[column])
+            for _, cell, column, _, threshold in NIGHT_METRICS
         }
         for r in rows
     }
     figures = [
         charts.nights_chart(
-            f"nights-{suffix}", label, rows, column, label, settings.thresholds[threshold]
+            f"nights-{suffix}",
+            label,
+            rows,
+            column,
+            label,
+            settings.thresholds[threshold],
+            {night: by_cell[cell] for night, by_cell in levels.items()},
         )
-        for suffix, column, label, threshold in NIGHT_METRICS
+        for suffix, cell, column, label, threshold in NIGHT_METRICS
     ]
     return s.render(
         request, "nights.html", page="nights", nights=rows, levels=levels, charts=figures
@@ -110,25 +122,24 @@ def nights_page(request: Request) -> Response:
 def night_page(request: Request) -> Response:
     s = site(request)
     night = request.path_params["night"]
-    summary, (prev, nxt), visit_rows, plane = s.cached(
+    all_nights = nights(request)
+    summary = queries.night_of(all_nights, night, s.lake)  # NotFound before any query
+    prev, nxt = queries.neighbours(all_nights, night)
+    visit_rows, plane = s.cached(
+        request,
         f"night:{night}",
-        lambda: (
-            queries.night_summary(s.lake, night),  # NotFound first: nothing is cached then
-            queries.neighbours(s.lake, night),
-            queries.visits(s.lake, night),
-            queries.focal_plane(s.lake, night),
-        ),
+        lambda: (queries.visits(s.lake, night), queries.focal_plane(s.lake, night)),
     )
     figures = [
         charts.visits_chart(
             f"night-{suffix}", f"{label} per visit", night, visit_rows, column, label
         )
-        for suffix, column, label, _ in NIGHT_METRICS
+        for suffix, _, column, label, _ in NIGHT_METRICS
     ]
     figures.append(
         charts.focal_plane_chart(night, plane, "fwhm_median_arcsec", "seeing FWHM (arcsec)")
     )
-    known = s.cached("columns", lambda: queries.image_columns(s.lake))
+    known = s.cached(request, "columns", lambda: queries.image_columns(s.lake))
     query = image_query(request)
     context: dict[str, Any] = dict(
         page="night",
@@ -250,7 +261,7 @@ def sql_download(request: Request) -> Response:
 
 def detrends_page(request: Request) -> Response:
     s = site(request)
-    report = s.cached("detrends", lambda: queries.detrend_report(s.lake))
+    report = s.cached(request, "detrends", lambda: queries.detrend_report(s.lake, s.freshness()))
     counts: dict[str, dict[str, int]] = {}
     for f in report.findings:
         counts.setdefault(f["type"], {}).setdefault(f["finding"], 0)

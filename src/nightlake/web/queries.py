@@ -18,7 +18,8 @@ from nightlake.sql import sql_identifier
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from nightlake.lake import Lake
+    from nightlake.detrends.mirror import Freshness
+    from nightlake.query.lake import Lake
 
 
 class NotFound(NightlakeError):
@@ -36,24 +37,19 @@ def nights(lake: Lake) -> list[dict[str, Any]]:
     return lake.sql("SELECT * FROM night_summary() ORDER BY night").to_pylist()
 
 
-def night_summary(lake: Lake, night: str) -> dict[str, Any]:
-    """The ``night_summary`` row of ``night``; :class:`NotFound` when the lake has none."""
-    if lake.image_files():
-        rows = lake.sql("SELECT * FROM night_summary() WHERE night = $night", {"night": night})
-        if rows.num_rows:
-            return rows.to_pylist()[0]
+def night_of(nights: Sequence[dict[str, Any]], night: str, lake: Lake) -> dict[str, Any]:
+    """The row of ``night`` among :func:`nights`; :class:`NotFound` when the lake has none."""
+    for row in nights:
+        if row["night"] == night:
+            return row
     raise NotFound(f"no night {night!r} in the lake {lake.path}")
 
 
-def neighbours(lake: Lake, night: str) -> tuple[str | None, str | None]:
-    """The nights with images just before and just after ``night``."""
-    row = lake.sql(
-        "SELECT max(night) FILTER (WHERE night < $night), min(night) FILTER (WHERE night > $night)"
-        " FROM (SELECT DISTINCT night::VARCHAR AS night FROM images)",
-        {"night": night},
-    ).to_pylist()[0]
-    prev, nxt = row.values()
-    return prev, nxt
+def neighbours(nights: Sequence[dict[str, Any]], night: str) -> tuple[str | None, str | None]:
+    """The nights with images just before and just after ``night``, among :func:`nights`."""
+    before = [r["night"] for r in nights if r["night"] < night]
+    after = [r["night"] for r in nights if r["night"] > night]
+    return max(before, default=None), min(after, default=None)
 
 
 def visits(lake: Lake, night: str) -> list[dict[str, Any]]:
@@ -256,7 +252,8 @@ ORDER BY night, obs_time, visit, detector
 
 _COVERAGE_BY_NIGHT = """
 SELECT night::VARCHAR AS night, sum(images)::BIGINT AS images, sum(exact)::BIGINT AS exact,
-       sum(recent)::BIGINT AS recent, sum(none)::BIGINT AS none
+       sum(recent)::BIGINT AS recent, sum(none)::BIGINT AS none,
+       coverage_rule(sum(recent), sum(none)) AS rule
 FROM coverage($type)
 GROUP BY ALL
 ORDER BY night
@@ -270,18 +267,17 @@ class DetrendReport:
     state: str  # mirror.Freshness.state
     message: str | None
     findings: list[dict[str, Any]]
-    coverage: list[dict[str, Any]]  # type, night, images, exact, recent, none
+    coverage: list[dict[str, Any]]  # type, night, images, exact, recent, none, rule
     unresolved: dict[str, tuple[int, list[dict[str, Any]]]]  # type -> (count, first rows)
 
 
-def detrend_report(lake: Lake) -> DetrendReport:
+def detrend_report(lake: Lake, state: Freshness) -> DetrendReport:
     """The audit findings (:func:`nightlake.detrends.audit.audit`), coverage per type and
-    night (the ``coverage`` macro) and the images no record serves, by type."""
-    from nightlake.detrends import mirror
+    night (the ``coverage`` macro) and the images no record serves, by type; ``state``: the
+    mirror's freshness (nothing but it when the mirror cannot be read)."""
     from nightlake.detrends.audit import audit
     from nightlake.detrends.rules import DETREND_TYPES
 
-    state = mirror.freshness(lake)
     if state.state != "fresh":
         return DetrendReport(state.state, state.message, [], [], {})
     images = bool(lake.image_files())

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nightlake.errors import FormatError
-from nightlake.lake import file_stamp
+from nightlake.files import file_stamp
 
 SETTINGS_FILE = "serve.toml"
 #: ``format_version`` of serve.toml; a file of a newer version is refused with a hint.

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from nightlake import Lake
 from nightlake.detrends.detreg import (
     DetRegEntry,
     Selection,
@@ -25,7 +26,6 @@ from nightlake.detrends.detreg import (
 from nightlake.detrends.history import AS_OF_TABLE, parse_as_of, register_as_of
 from nightlake.detrends.rules import write_assignments
 from nightlake.detrends.sync import sync
-from nightlake.lake import Lake
 
 BIN = Path(sys.executable).parent
 DAY = 86400

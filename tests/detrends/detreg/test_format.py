@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -470,3 +472,25 @@ def test_the_compiled_pass_refuses_a_name_without_its_nul():
     recs = _records_with([b"a" * 254])
     with pytest.raises(ValueError, match="record 0: filename has no NUL within 254 bytes"):
         columns_as_arrow(recs)
+
+
+def test_records_from_json_is_the_inverse_of_the_journal_form():
+    """The journal's JSON form of a record reads back to the same bytes: NaN sigma (null),
+    a filename that is not UTF-8, the open-ended tstop, a dark's exposure time."""
+    from nightlake.detrends.detreg.format import records_from_json
+    from nightlake.detrends.detreg.record import DetRegRecord
+
+    records = make_records(
+        [
+            {"type": "flat", "ccd": 3, "filter": 2, "tstart": 5, "tstop": 9, "treg": 4,
+             "sigma": float("nan"), "clipsigma": 2.5, "filename": b"/m/caf\xe9.fits"},
+            {"type": "dark", "ccd": 7, "filter": 30, "tstart": 1, "tstop": None, "treg": 2,
+             "sigma": 0.5, "clipsigma": float("nan"), "filename": b"/m/d30.fits", "flag1": 1},
+        ]
+    )  # fmt: skip
+    rows = [DetRegRecord.from_raw(r, {2: "g"}).to_json() for r in records]
+    assert rows[0]["sigma"] is None and rows[0]["filename"] == "/m/caf\udce9.fits"
+    again = records_from_json(json.loads(json.dumps(rows)))
+    assert again.tobytes() == records.tobytes()
+    with pytest.raises(ValueError, match="ccd"):
+        records_from_json([{k: v for k, v in rows[0].items() if k != "ccd"}])

@@ -33,8 +33,8 @@ RECS = [
 
 
 def _lake(tmp_path, recs, imgs):
+    from nightlake import Lake
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
 
     db = write_detreg(tmp_path / "detrend.db", recs)
     write_images(tmp_path / "lake", imgs)
@@ -324,3 +324,25 @@ def test_plot_writes_the_coverage_png_and_is_refused_inside_the_lake(tmp_path):
     assert not inside.exists()
     done = subprocess.run(base + ["--ccd", "5"], capture_output=True, text=True)
     assert done.returncode == 2 and "--plot" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_records_and_images_of_one_class_share_a_row_of_the_coverage_picture(tmp_path):
+    """The picture's class labels are detrend_class's, for records and images alike: a lake
+    whose exposureTime is an integer used to label its images '60 s' and the dark '60.0 s'."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from nightlake.detrends.coverage_plot import _classes, _panel_data
+
+    lake = _lake(tmp_path, [record("dark", 5, 60, -100, 100, 5, "d60")], IMGS)
+    for part in lake.image_files():
+        table = pq.read_table(part)
+        i = table.schema.get_field_index("exposureTime")
+        table = table.set_column(i, "exposureTime", pc.cast(table["exposureTime"], "int64"))
+        pq.write_table(table, part)
+    con = lake.connect()
+    records, _segments, nights = _panel_data(con, "dark", "exact", None)
+    assert _classes("dark", records, nights) == ["60.0 s"]
+    coverage = con.sql("SELECT DISTINCT filter_class FROM coverage('dark')").fetchall()
+    assert coverage == [("60.0 s",)]
+    con.close()

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import read_table
 
+from nightlake import Lake
 from nightlake.detrends.changes import diff_states, summary
 from nightlake.detrends.detreg import read_db
 from nightlake.detrends.rules import DETREND_TYPES, MODES, Image, Resolver
-from nightlake.lake import Lake
 
 from ..detreg.conftest import write_master
 from ..detreg.test_as_of_lake import flat
@@ -305,6 +305,13 @@ def test_preview_delete_table_and_parquet(journaled):
     assert info["before"]["journal"]["entries"] == 3
     assert info["before"]["sha256"] == hashlib.sha256((root / "d.db").read_bytes()).hexdigest()
     assert info["lake"]["files"] == 5
+    # the states have the shape of every provenance's database (nightlake.resolve, detsearch)
+    from nightlake.detrends.provenance import PROVENANCE_VERSION
+
+    assert info["provenance_version"] == PROVENANCE_VERSION and info["nightlake_version"]
+    assert set(info["before"]) == {"label", "path", "sha256", "journal"} == set(info["after"])
+    assert info["before"]["path"] == info["after"]["path"] == str((root / "d.db").resolve())
+    assert info["after"]["sha256"] is None and info["after"]["journal"] is None
     assert set(table.column("old_filename").to_pylist()) == {
         "/m/g1a.fits",
         "/m/g1b.fits",

@@ -307,8 +307,8 @@ def test_nightlake_explain_an_image_file_as_a_table_and_as_json(tmp_path):
 
 
 def test_nightlake_explain_a_lake_image_and_explicit_values(tmp_path):
+    from nightlake import Lake
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
 
     db = write_detreg(tmp_path / "detrend.db", FLATS)
     write_images(
@@ -361,8 +361,8 @@ def test_nightlake_explain_a_lake_image_and_explicit_values(tmp_path):
     ],
 )
 def test_nightlake_explain_bad_input_is_one_line(tmp_path, args, message):
+    from nightlake import Lake
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
 
     db = write_detreg(tmp_path / "detrend.db", FLATS)
     write_images(
@@ -415,3 +415,23 @@ def test_detsearch_explain_keeps_its_fast_start():
 
 
 _ = (FILTERS, OPEN)
+
+
+def test_a_dark_of_0_s_has_no_scale_in_its_reason_either(tmp_path):
+    """The reason's "scale would be" is detrend_scale, as the scale column is: no scale for a
+    0 s dark (the division gave inf there while the column said NULL)."""
+    recs = [
+        record("dark", 5, 0, -100, 100, 1, "d0"),
+        record("dark", 5, 60, -100, 100, 1, "d60"),
+    ]
+    _, con = _con(tmp_path, recs)
+    rows = _explain(con, "dark", Image(5, T0 * 1_000_000, None, None, 50.0, "img.fits"))
+    assert [(r["record_index"], r["verdict"]) for r in rows] == [
+        (1, "chosen"),
+        (0, "farther exptime"),
+    ]
+    assert rows[1]["scale"] is None
+    assert rows[1]["reason"] == (
+        "dark of 0 s; record 1 (60 s) is nearer to the image's 50.0 s; "
+        "its scale would be undefined (a dark of 0 s)"
+    )

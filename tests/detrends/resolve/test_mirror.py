@@ -11,11 +11,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from nightlake import Lake
 from nightlake.detrends import mirror
 from nightlake.detrends.detreg import make_records, read_db, write_db
 from nightlake.detrends.sync import sync
 from nightlake.errors import QueryError
-from nightlake.lake import Lake
 
 from .conftest import FILTERS, OPEN, T0, VR, record, utc, write_detreg, write_images
 

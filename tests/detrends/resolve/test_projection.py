@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from nightlake import Lake
 from nightlake.detrends.sync import sync
-from nightlake.lake import Lake
 
 from .conftest import T0, VR, record, utc, write_detreg
 

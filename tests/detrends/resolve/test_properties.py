@@ -90,9 +90,9 @@ def _reference(resolver, img, kind, mode):
 @settings(max_examples=35, deadline=None, suppress_health_check=list(HealthCheck))
 @given(records(), st.lists(images(), min_size=1, max_size=8))
 def test_sql_macros_equal_the_reference(recs, imgs):
+    from nightlake import Lake
     from nightlake.detrends.detreg import read_db
     from nightlake.detrends.sync import sync
-    from nightlake.lake import Lake
 
     tmp = Path(tempfile.mkdtemp(prefix="nl-prop-"))
     try:

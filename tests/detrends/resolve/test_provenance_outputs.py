@@ -12,11 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from nightlake import __version__
+from nightlake import Lake, __version__
 from nightlake.cli.detsearch import run
 from nightlake.detrends.detreg import init_db, read_journal, register
 from nightlake.detrends.sync import sync
-from nightlake.lake import Lake
 from nightlake.query.export import export
 
 from ..detreg.conftest import write_master

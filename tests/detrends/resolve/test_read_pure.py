@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,10 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nightlake import Lake
 from nightlake.detrends import mirror
 from nightlake.detrends.sync import lakes_file, sync
 from nightlake.errors import QueryError
-from nightlake.lake import LOCK_NAME, Lake
+from nightlake.lake import LOCK_NAME
 
 from .conftest import T0, VR, record, utc, write_detreg, write_images
 
@@ -48,6 +51,29 @@ def nightlake(*args, timeout: float = 120, env=None) -> subprocess.CompletedProc
         timeout=timeout,
         env=env,
     )
+
+
+@contextmanager
+def lake_lock_held(path: Path) -> Iterator[None]:
+    """The lake's writer lock, held by another process until the block ends."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom nightlake.lake import LakeDirectory\n"
+            f"with LakeDirectory({str(path)!r}).locked(5):\n"
+            "    print('locked', flush=True)\n    sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
 
 
 def listing(root: Path) -> dict:
@@ -101,20 +127,7 @@ def test_a_read_writes_nothing_with_a_stale_non_utf8_database(stale_lake, tmp_pa
 @pytest.mark.timeout(300)
 def test_reads_do_not_wait_on_the_writer_lock(stale_lake, tmp_path):
     lake, _ = stale_lake
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys\nfrom nightlake.lake import Lake\n"
-            f"with Lake({str(lake.path)!r}).locked(5):\n"
-            "    print('locked', flush=True)\n    sys.stdin.read()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lake_lock_held(lake.path):
         before = listing(lake.path)
         for command in IMAGE_ONLY + DETRENDS:
             # Under the 30 s a writer waits for the lock (the old re-sync on read waited it out):
@@ -122,9 +135,6 @@ def test_reads_do_not_wait_on_the_writer_lock(stale_lake, tmp_path):
             done = nightlake(*_args(command, tmp_path, lake), timeout=29)
             assert done.returncode == (0 if command in IMAGE_ONLY else 2), done.stderr
         assert listing(lake.path) == before
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
 
 
 def test_lake_sql_never_syncs_its_cached_connection(stale_lake):
@@ -275,26 +285,10 @@ def test_detregister_add_and_delete_refresh_a_tied_lake(previous, tmp_path):
 def test_a_failed_refresh_is_a_warning_and_the_write_stands(previous, tmp_path):
     lake, db = previous
     assert nightlake("sync", "--db", db, "--lake", lake.path).returncode == 0
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys\nfrom nightlake.lake import Lake\n"
-            f"with Lake({str(lake.path)!r}).locked(5):\n"
-            "    print('locked', flush=True)\n    sys.stdin.read()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lake_lock_held(lake.path):
         done = _detregister(
             "add", "--db", db, "--ccd", "7", "--lock-timeout", "0.2", PREVIOUS / "m0.fits"
         )
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
     stderr = done.stderr.decode()
     assert done.returncode == 0, stderr
     assert "detregister: warning:" in stderr and "detrend mirror not refreshed" in stderr

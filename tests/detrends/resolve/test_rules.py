@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
+from nightlake import Lake
 from nightlake.detrends.detreg import read_db
 from nightlake.detrends.rules import Image, Resolver
 from nightlake.detrends.sync import sync
-from nightlake.lake import Lake
 
 from .conftest import T0, VR, utc, write_detreg, write_images
 from .conftest import record as rec

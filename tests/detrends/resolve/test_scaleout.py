@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nightlake import Lake
 from nightlake.detrends.chunks import write_assignments_chunked
 from nightlake.detrends.rules import DETREND_TYPES, MODES, write_assignments
-from nightlake.lake import Lake
 from nightlake.scaleout import DaskExecutor, Executor, ExecutorError
 
 from .conftest import utc, write_detreg, write_images

@@ -655,10 +655,10 @@ def entries_to_records(entries: Sequence[DetRegEntry], filters: dict[int, str]) 
                 "treg": e.treg,
                 "sigma": e.sigma,
                 "clipsigma": e.clipsigma,
-                "type": TYPE_CODES[e.type],
+                "type": e.type,
                 "filter": code,
                 "ccd": e.ccd,
-                "filename": e.filename.encode("utf-8", "surrogateescape"),
+                "filename": e.filename,
                 "flag1": e.flag1,
                 "flag2": e.flag2,
             }

@@ -507,7 +507,8 @@ def check_writable(records: np.ndarray, layout: str) -> None:
 def make_records(rows: list[dict]) -> np.ndarray:
     """Build an in-memory records array from dicts, for writers and tests.
 
-    ``type`` may be a code or a name ('flat'); ``filename`` may be str or bytes; a missing or
+    ``type`` may be a code or a name ('flat'); ``filename`` may be bytes or str (decoded with
+    ``surrogateescape``, as :class:`DetRegRecord` decodes it); a missing or
     None ``tstop`` is open-ended, a missing ``filter`` is -1 (any); other missing fields are 0.
     """
     records = np.zeros(len(rows), dtype=RECORD_DTYPE)
@@ -524,7 +525,9 @@ def make_records(rows: list[dict]) -> np.ndarray:
                 value = TYPE_CODES[value]
             elif name == "filename":
                 value = value or b""
-                value = value.encode() if isinstance(value, str) else bytes(value)
+                if isinstance(value, str):  # bytes that are not UTF-8 come back as they were
+                    value = value.encode("utf-8", "surrogateescape")
+                value = bytes(value)
                 if len(value) > MAX_FILENAME_BYTES:
                     raise ValueError(
                         f"filename longer than {MAX_FILENAME_BYTES} bytes: {value[:40]!r}…"
@@ -538,3 +541,20 @@ def make_records(rows: list[dict]) -> np.ndarray:
         for name in FIELDS:
             records[name] = np.array(columns[name], dtype=RECORD_DTYPE.fields[name][0])
     return records
+
+
+def records_from_json(rows: list[dict]) -> np.ndarray:
+    """The records of their JSON form (:meth:`DetRegRecord.to_json`, what the journal holds):
+    unknown sigma (None) is NaN; ``filter_name`` is the header's, not the record's.
+    ValueError names a missing field."""
+    fields = []
+    for row in rows:
+        try:
+            record = {name: row[name] for name in FIELDS}
+        except (KeyError, TypeError):
+            missing = [n for n in FIELDS if not isinstance(row, dict) or n not in row]
+            raise ValueError(f"a record lacks the field(s) {', '.join(missing)}") from None
+        for name in ("sigma", "clipsigma"):
+            record[name] = float("nan") if record[name] is None else record[name]
+        fields.append(record)
+    return make_records(fields)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PREVIOUS_LAKE = Path(__file__).parent.parent / "data" / "fixtures" / "previous" / "lake"
+PREVIOUS_LAKE = Path(__file__).parents[2] / "data" / "fixtures" / "previous" / "lake"
 HEAVY = (
     "pyarrow",
     "numpy",

@@ -1,0 +1,129 @@
+"""The lake as queries see it: :class:`Lake`, the library's entry point (``from nightlake
+import Lake``).
+
+A :class:`Lake` is a :class:`nightlake.lake.LakeDirectory` (paths, manifest, partition files,
+writer lock) with its DuckDB side: the views over the partition files and the detrend mirror,
+the macros of ``sql/``, the views derived from them, and one cached read-only connection that
+follows the lake on disk. The directory knows nothing of this, so the core stays below the
+query layer and the detrend mirror.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nightlake.detrends import mirror
+from nightlake.errors import LakeError
+from nightlake.files import file_stamp
+from nightlake.lake import IMAGES, LakeDirectory
+from nightlake.query.astro import create_derived_views, query_table
+from nightlake.query.stream import open_connection, stream
+from nightlake.sql import load_macros
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+
+class Lake(LakeDirectory):
+    """A nightlake lake, to query.
+
+    >>> lake = Lake("demo-lake")                                      # doctest: +SKIP
+    >>> lake.sql("SELECT night, count(*) n FROM images GROUP BY night") # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(path)
+        self._connection: tuple | None = None  # (disk state, connection) for sql()
+        self._connection_lock = threading.Lock()
+
+    def view_sql(self) -> str:
+        """The SQL that defines the lake's views (absolute paths; for any DuckDB client).
+
+        ``images`` reads both forms: compacted target-years (``target=T/year=Y/``, night a
+        column) and per-night files; a per-night file supersedes its night in a compacted
+        file (see :mod:`nightlake.ingest.compact`).
+        """
+        statements = []
+        files = self.image_files()
+        if files:
+            select = self.images_select_sql(files=files)
+            statements.append(f"CREATE OR REPLACE VIEW {IMAGES} AS {select};")
+        statements.append(mirror.view_sql(self))  # detrends, detrend_filters
+        return "\n".join(s for s in statements if s)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the lake's views and every macro of ``sql/``."""
+        import duckdb
+
+        if not self.path.is_dir():
+            raise LakeError(
+                f"{self.path}: no lake here "
+                f"(create one with: nightlake convert SOURCE --lake {self.path})"
+            )
+        con = duckdb.connect(":memory:")
+        # footers are read once per connection, not once per query; DuckDB's own progress
+        # bar would write into our stdout
+        con.execute("SET parquet_metadata_cache = true; SET enable_progress_bar = false;")
+        views = self.view_sql()
+        if views:
+            con.execute(views)
+        # Views only: over a fresh mirror, or failing with the reason. Never a sync: a read
+        # takes no lock and writes nothing (sync lives in nightlake.detrends.sync, the write path).
+        mirror.attach(self, con)
+        load_macros(con)
+        create_derived_views(con)  # obscore: a macro over images
+        return con
+
+    def sql(self, query: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """Run ``query`` (with named ``$params`` bound by DuckDB) and return an Arrow table.
+
+        Read-only like ``nightlake sql`` (see :mod:`nightlake.query.stream`): statements that could
+        write files are refused with :class:`QueryError`.
+        """
+        con = self.cursor()
+        try:
+            return stream(con, query, params).read_all()
+        finally:
+            con.close()
+
+    def table(self, query: str, params: dict[str, Any] | None = None, *, quantity: bool = True):
+        """Run ``query`` and return an astropy ``QTable`` (``Table`` with ``quantity=False``)
+        whose columns carry their source columns' units (see :mod:`nightlake.query.astro`)."""
+        return query_table(self, query, params, quantity=quantity)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A read-only cursor (locked down like ``nightlake sql``) on this Lake's cached
+        connection, reconnecting when the lake changed; close it.
+
+        Repeated ``sql`` calls share one database (views, macros, Parquet footers already
+        read), each on its own cursor, so threads may query at once. The connection is
+        rebuilt when the lake manifest, the detrend mirror or its database changed on disk,
+        so a query never sees a stale mirror or a stale choice of view.
+        """
+        with self._connection_lock:
+            state = self.disk_state()
+            cached = self._connection
+            if cached is None or cached[0] != state:
+                # The old connection is dropped, not closed: a cursor of it may still be
+                # running in another thread; it goes when its last cursor does. The state is
+                # taken before connecting, so a change during connect() is seen next time.
+                self._connection = (state, open_connection(self))
+            return self._connection[1].cursor()
+
+    def disk_state(self) -> tuple:
+        """Stamps of what a connection's views depend on (a few stats and the mirror's small
+        manifest; never the database's content)."""
+        link_dir = self.detrends_dir
+        link = os.readlink(link_dir) if link_dir.is_symlink() else None
+        manifest = link_dir / mirror.MANIFEST
+        try:
+            db = json.loads(manifest.read_text()).get("db_path")
+        except (OSError, ValueError, AttributeError):
+            db = None
+        db_stamp = file_stamp(Path(db)) if isinstance(db, str) else None
+        return (file_stamp(self.manifest_path), link, file_stamp(manifest), db_stamp)
