@@ -248,12 +248,16 @@ def synthetic_lake(workdir: Path, years: int, fields: int = 3) -> Path:
 
 
 def tenfold_lake(lake_dir: Path) -> Path:
-    """A copy of a compacted lake whose files each hold their rows ten times (visit
-    renumbered), and one.parquet likewise: scale 1.0's row count in the files convert gave
-    scale 0.1, without generating scale 1.0 (about 50 minutes on a loaded VM)."""
+    """A copy of a compacted lake with each row ten times (visit renumbered), cut into parts
+    as ``compact`` cuts that many rows (``nightlake.ingest.compact._cut``), and one.parquet
+    likewise: scale 1.0's row count without generating scale 1.0 (about 50 minutes on a
+    loaded VM)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
+    from nightlake import Lake
+    from nightlake.ingest import compact as compact_module
 
     out = lake_dir.with_name(lake_dir.name + "-x10")
     if (out / "done").exists():
@@ -265,14 +269,19 @@ def tenfold_lake(lake_dir: Path) -> Path:
         shifted = [pc.add(table.column(visit), k * 10_000_000) for k in range(10)]
         return pa.concat_tables(table.set_column(visit, "visit", v) for v in shifted)
 
-    sort = [("night", "ascending"), ("detector", "ascending"), ("visit", "ascending")]
+    years: dict[str, list] = {}
     for f in sorted((lake_dir / "images").rglob("*.parquet")):
-        target = out / f.relative_to(lake_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        table = tenfold(pq.read_table(f)).sort_by(sort)
-        pq.write_table(
-            table, target, compression="zstd", use_dictionary=False, row_group_size=32768
+        table = pq.read_table(f, partitioning=None)
+        records = compact_module.unpacked_records(compact_module._metadata(table.schema))
+        years.setdefault(f.parent.name, []).append(
+            (tenfold(table.replace_schema_metadata(None)), records)
         )
+    lake = Lake(out)
+    for year, parts in years.items():
+        table, records = compact_module._sorted_rows(parts)
+        for first, rows, recs in compact_module._cut(table, records):
+            path = lake.images_dir / year / f"{year[5:]}_{first}.parquet"
+            compact_module._write_compacted(lake, path, rows, recs)
     shutil.copy(lake_dir / "nightlake.json", out / "nightlake.json")
     pq.write_table(tenfold(pq.read_table(lake_dir / "one.parquet")), out / "one.parquet")
     (out / "done").touch()
@@ -589,31 +598,29 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
             os.symlink(f, src / f.name)
         run_process([str(BIN / "nightlake"), "convert", str(src), "--lake", str(full)])
         (base / "done").touch()
-    seed_compacted = base / "compacted-seed"
-    if not (base / "done-compacted").exists():
-        shutil.rmtree(seed_compacted, ignore_errors=True)
-        shutil.copytree(full, seed_compacted, symlinks=True)
-        run_process([str(BIN / "nightlake"), "compact", "--lake", str(seed_compacted)])
-        (base / "done-compacted").touch()
+    seeds = {"at the bound": base / "bound-seed"}
+    if not (base / "done-variants").exists():
+        bound_lake(full, seeds["at the bound"], last)
+        (base / "done-variants").touch()
+    lakes = {"empty": None, "full": full, **seeds}
 
     def setup(name):
-        for d in ("full", "empty", "compacted"):
+        for d, seed in lakes.items():
             shutil.rmtree(base / d, ignore_errors=True)
-        shutil.copytree(full, base / "full", symlinks=True)
-        shutil.copytree(seed_compacted, base / "compacted", symlinks=True)
+            if seed is not None:
+                shutil.copytree(seed, base / d, symlinks=True)
 
     nl = str(BIN / "nightlake")
+
+    def add(d):
+        return lambda: run_process([nl, "convert", str(last), "--lake", str(base / d)])
+
+    n = len(files) - 1
     times = turns(
         {
-            "one night into an empty lake (floor)": lambda: run_process(
-                [nl, "convert", str(last), "--lake", str(base / "empty")]
-            ),
-            f"one night into a lake of {len(files) - 1}": lambda: run_process(
-                [nl, "convert", str(last), "--lake", str(base / "full")]
-            ),
-            f"one night into a compacted lake of {len(files) - 1}": lambda: run_process(
-                [nl, "convert", str(last), "--lake", str(base / "compacted")]
-            ),
+            "one night into an empty lake (floor)": add("empty"),
+            f"one night into the compacted lake of {n}": add("full"),
+            "the same, its part at PART_ROWS rows": add("at the bound"),
         },
         repeat,
         setup=setup,
@@ -624,6 +631,34 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
         "one night into an empty lake (floor)",
         2,
     )
+
+
+def bound_lake(full: Path, out: Path, night: Path) -> None:
+    """A copy of ``full`` whose part holding ``night``'s target holds PART_ROWS rows (its rows
+    tiled, visit renumbered; its records as they were): what adding a night costs when its
+    part is as large as a part gets."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from nightlake.ingest.compact import PART_ROWS, ROW_GROUP_ROWS, part_first
+    from nightlake.lake import LakeDirectory, write_parquet_temp
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(full, out, symlinks=True)
+    year, target = night.stem.split("_", 1)[0][:4], night.stem.split("_", 1)[1]
+    parts = sorted(LakeDirectory(out).images_dir.glob(f"year={year}/*.parquet"), key=part_first)
+    path = [p for p in parts if part_first(p) <= target][-1]
+    table = pq.read_table(path, partitioning=None)
+    visit = table.schema.get_field_index("visit")
+    copies = [
+        table.set_column(visit, "visit", pc.add(table["visit"], k * 10_000_000))
+        for k in range(-(-PART_ROWS // table.num_rows))
+    ]
+    tiled = pa.concat_tables(copies).slice(0, PART_ROWS)
+    sort = [(c, "ascending") for c in ("target", "night", "detector", "visit")]
+    tiled = tiled.sort_by(sort).replace_schema_metadata(table.schema.metadata)
+    write_parquet_temp(tiled, path, row_group_size=ROW_GROUP_ROWS).replace(path)
 
 
 def main() -> None:

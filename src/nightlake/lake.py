@@ -153,37 +153,13 @@ class LakeDirectory:
         # union_by_name costs a schema read per file; only needed when partitions differ
         union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
 
-        def listed(paths: list[Path]) -> str:
-            return "[" + ", ".join(sql_string(str(f.resolve())) for f in paths) + "]"
-
-        parts = []
-        if compacted:
-            keys = [k for k in levels if k != "target"]
-            cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
-            glob = str(self.images_dir.resolve() / "target=*" / "year=*" / "*.parquet")
-            source = sql_string(glob) if subset is None else listed(compacted)
-            # the columns stay where the per-night view has them (night and detector are the
-            # file's own columns, target the path's), so both forms read alike even by
-            # position (EXCEPT ALL, UNION ALL)
-            replace = ", ".join(cast[k] for k in keys if k in cast)
-            select = (
-                "SELECT * EXCLUDE (year)"
-                + (f" REPLACE ({replace})" if replace else "")
-                + f" FROM read_parquet({source}, hive_partitioning = true, {union}"
-                "hive_types = {'target': VARCHAR, 'year': VARCHAR})"
-            )
-            pending = pending_keys(self, files)  # over the whole lake, whatever the subset
-            if pending:
-                keyed = ", ".join(sql_string("\x1f".join(k)) for k in pending)
-                key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
-                select += f" WHERE {key} NOT IN ({keyed})"
-            parts.append(select)
+        parts = _compacted_selects(self, files, compacted, subset is not None, levels, union)
         if per_night:
             types = ", ".join(
                 f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
             )
             if compacted or subset is not None:  # the glob would take the compacted files too
-                source = listed(per_night)
+                source = _listed(per_night)
             else:
                 source = sql_string(str(self.images_dir.resolve() / "**" / "*.parquet"))
             parts.append(
@@ -193,11 +169,107 @@ class LakeDirectory:
         return "\nUNION ALL BY NAME\n".join(parts)
 
 
+def _listed(paths: list[Path]) -> str:
+    return "[" + ", ".join(sql_string(str(f.resolve())) for f in paths) + "]"
+
+
+def _compacted_selects(
+    lake: LakeDirectory,
+    files: list[Path],
+    chosen: list[Path],
+    listed: bool,
+    levels: list[str],
+    union: str,
+) -> list[str]:
+    """The SELECTs of ``images`` over the compacted files ``chosen`` (of the lake's
+    ``files``): year files, then target-year files; globbed, or ``listed`` (a subset)."""
+    if not chosen:
+        return []
+    cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
+    # the columns stay where the per-night view has them (night, detector and a year file's
+    # target are the file's own columns, a target-year file's target the path's), so every
+    # form reads alike even by position (EXCEPT ALL, UNION ALL)
+    replace = ", ".join(cast[k] for k in levels if k in cast)
+    select = "SELECT * EXCLUDE (year)" + (f" REPLACE ({replace})" if replace else "")
+    key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
+    pending = pending_keys(lake, files)  # over the whole lake, whatever the subset
+    unpacked = [f"{key} NOT IN ({', '.join(sql_string(chr(31).join(k)) for k in pending)})"]
+    where = unpacked if pending else []
+    years = {f.parent.name for f in files if is_year_file(f, lake.images_dir)}
+    # a target-year file supersedes its target's rows in its year's file
+    split = sorted(
+        f"{f.parent.parent.name.split('=', 1)[1]}\x1f{f.parent.name.split('=', 1)[1]}"
+        for f in files
+        if is_compacted(f, lake.images_dir)
+        and not is_year_file(f, lake.images_dir)
+        and f.parent.name in years
+    )
+    images = lake.images_dir.resolve()
+    selects = []
+    for glob, hive, only_year in (
+        ("year=*", "'year': VARCHAR", True),
+        ("target=*/year=*", "'target': VARCHAR, 'year': VARCHAR", False),
+    ):
+        these = [f for f in chosen if is_year_file(f, lake.images_dir) == only_year]
+        if not these:
+            continue
+        conditions, extra = list(where), ""
+        if only_year and split:
+            keys = ", ".join(sql_string(k) for k in split)
+            conditions.append(f"target || chr(31) || year NOT IN ({keys})")
+        if only_year and (ranges := part_bounds(files, lake.images_dir, cut_only=True)):
+            # a part's rows from the next part's first on are that part's (a rewrite in
+            # progress, or cut short): each target is read from one file at every moment
+            cases = " ".join(
+                f"WHEN {sql_string(str(images / f.parent.name / f.name))} "
+                f"THEN target < {sql_string(last)}"
+                for f, last in ranges
+            )
+            conditions.append(f"CASE filename {cases} ELSE true END")
+            extra, select = (
+                "filename = true, ",
+                select.replace("EXCLUDE (year)", "EXCLUDE (year, filename)"),
+            )
+        source = _listed(these) if listed else sql_string(f"{images}/{glob}/*.parquet")
+        selects.append(
+            f"{select} FROM read_parquet({source}, hive_partitioning = true, {union}{extra}"
+            f"hive_types = {{{hive}}})"
+            + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+        )
+    return selects
+
+
+def part_bounds(
+    files: list[Path], images_dir: Path, cut_only: bool = False
+) -> list[tuple[Path, str]]:
+    """Each year part followed by another part of its year, with that part's first target
+    (a part's name is ``Y_<first target>.parquet``); ``cut_only``: in the years where a
+    rewrite moves rows between parts (their ``.cut`` marker, nightlake.ingest.compact)."""
+    parts: dict[str, list[tuple[str, Path]]] = {}
+    for f in files:
+        if is_year_file(f, images_dir) and not (
+            cut_only and not (images_dir / f.parent.name / ".cut").exists()
+        ):
+            first = f.name[len(f.parent.name) - len(YEAR) : -len(".parquet")]
+            parts.setdefault(f.parent.name, []).append((first, f))
+    bounds = []
+    for found in parts.values():
+        found.sort()
+        bounds += [(f, nxt) for (_, f), (nxt, _) in zip(found, found[1:])]
+    return bounds
+
+
 def is_compacted(path: Path, images_dir: Path) -> bool:
-    """Is this file of ``images`` a compacted target-year (``target=T/year=Y/…``)?"""
+    """Is this file of ``images`` compacted: a year (``year=Y/…``) or a target-year
+    (``target=T/year=Y/…``)?"""
     # by names, not relative_to: every connection asks this of every file
     year = path.parent
-    return year.name.startswith(f"{YEAR}=") and year.parent.parent == images_dir
+    return year.name.startswith(f"{YEAR}=") and images_dir in (year.parent, year.parent.parent)
+
+
+def is_year_file(path: Path, images_dir: Path) -> bool:
+    """Is this file of ``images`` a part of a compacted year (``year=Y/Y_<first>.parquet``)?"""
+    return path.parent.name.startswith(f"{YEAR}=") and path.parent.parent == images_dir
 
 
 def year_of(night: str) -> str:
@@ -205,19 +277,16 @@ def year_of(night: str) -> str:
 
 
 def pending_keys(lake: LakeDirectory, files: Iterable[Path]) -> list[tuple[str, ...]]:
-    """Partition keys of per-night files whose target-year also has a compacted file: their
-    rows supersede that night's rows in it (a convert or compaction in progress, or cut short)."""
+    """Partition keys of per-night files whose year also has a compacted file: their rows
+    supersede that partition's rows in it (a convert or compaction in progress, or cut short)."""
     files = list(files)
-    compacted = {
-        (f.parent.parent.name, f.parent.name) for f in files if is_compacted(f, lake.images_dir)
-    }
+    years = {f.parent.name for f in files if is_compacted(f, lake.images_dir)}
     keys = []
     for f in files:
         if is_compacted(f, lake.images_dir):
             continue
-        parts = f.relative_to(lake.images_dir).parts[:-1]
-        values = [p.split("=", 1)[1] for p in parts]
-        if len(values) >= 2 and (parts[0], f"{YEAR}={year_of(values[1])}") in compacted:
+        values = [p.split("=", 1)[1] for p in f.relative_to(lake.images_dir).parts[:-1]]
+        if len(values) >= 2 and f"{YEAR}={year_of(values[1])}" in years:
             keys.append(tuple(values))
     return keys
 

@@ -1,5 +1,5 @@
-"""Compaction into one file per target and year: same rows, incremental, and a compaction cut
-short between writing its file and deleting the per-night ones reads the same."""
+"""Compaction into one file per year (or per target and year): same rows, incremental, and a
+compaction cut short between writing its file and deleting the per-night ones reads the same."""
 
 import shutil
 import subprocess
@@ -26,7 +26,7 @@ def test_compacting_the_previous_lake_keeps_its_rows_and_partitions(tmp_path):
     assert [(p.keys, p.rows, p.stale) for p in after.partitions] == [
         (p.keys, p.rows, p.stale) for p in info.partitions
     ]
-    assert lake.read_manifest()["format_version"] == 3
+    assert lake.read_manifest()["format_version"] == 4
 
 
 def test_adding_nights_rewrites_only_their_target_years(tmp_path):

@@ -17,6 +17,7 @@ from nightlake import Lake
 from nightlake.ingest import compact as compact_module
 from nightlake.ingest.compact import compact
 from nightlake.ingest.convert import ConvertOptions, convert
+from nightlake.lake import is_year_file
 from nightlake.query.info import lake_info
 from nightlake.query.stream import init_script
 
@@ -96,10 +97,39 @@ def test_a_one_night_query_reads_only_that_nights_row_groups(tmp_path, monkeypat
     assert read <= -(-rows // 4) + 4 and total > 3 * read
 
 
-def test_a_one_target_query_opens_only_that_targets_files(compacted):
-    text = plan(compacted, "SELECT count(*), sum(visit) FROM images WHERE target = 'A0a'")
-    files = len(compacted.image_files())
-    assert scanned(text, "Scanning Files") == (1, files)
+def test_a_one_target_query_reads_only_that_targets_row_groups(tmp_path, monkeypatch):
+    # year files, target a sorted column: row-group statistics skip the other targets
+    monkeypatch.setattr(compact_module, "ROW_GROUP_ROWS", 4)
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS)
+    compact(lake)
+    assert all(is_year_file(f, lake.images_dir) for f in lake.image_files())
+    query = "FROM images WHERE target = 'A0a'"
+    rows = lake.sql(f"SELECT count(*) n {query}")["n"][0].as_py()
+    read, total = scanned(plan(lake, f"SELECT sum(visit) {query}"), "Row Groups Scanned")
+    # its rows sit in ceil(rows / 4) row groups, plus at most one shared at each end
+    assert read <= -(-rows // 4) + 2 and total > 3 * read
+
+
+def test_a_one_target_query_reads_only_its_parts(tmp_path, monkeypatch):
+    # years cut into parts of at most PART_ROWS rows: the other parts' statistics
+    # exclude the target
+    monkeypatch.setattr(compact_module, "PART_ROWS", 30)
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS)
+    compact(lake)
+    files = lake.image_files()
+    assert len(files) > 4 and all(is_year_file(f, lake.images_dir) for f in files)
+    holding = [f for f in files if "A0a" in {r["target"] for r in footer_records(f)}]
+    text = plan(lake, "SELECT count(*), sum(visit) FROM images WHERE target = 'A0a'")
+    assert scanned(text, "Row Groups Scanned") == (len(holding), len(files))
+
+
+def footer_records(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    meta = json.loads(pq.read_schema(path).metadata[b"nightlake"])
+    return compact_module.unpacked_records(meta)
 
 
 def test_the_detector_layout_compacts_with_the_same_rows_and_partitions(tmp_path):
@@ -123,9 +153,12 @@ def test_the_detector_layout_compacts_with_the_same_rows_and_partitions(tmp_path
 
 
 @pytest.mark.parametrize("levels", [("target", "night"), ("target", "night", "detector")])
-def test_compacting_keeps_the_views_columns_in_place(tmp_path, levels):
+@pytest.mark.parametrize("part_rows", [10**6, 1, 30], ids=["one part", "per target", "parts"])
+def test_compacting_keeps_the_views_columns_in_place(tmp_path, monkeypatch, levels, part_rows):
     """Positional set operations (EXCEPT ALL, UNION ALL) between a plain and a compacted
-    lake match row for row: the columns keep their names, types and places."""
+    lake match row for row: the columns keep their names, types and places, whether a year
+    is one part, a part per target or a few."""
+    monkeypatch.setattr(compact_module, "PART_ROWS", part_rows)
     plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
     for each in (plain, lake):
         convert(each, COLLECTIONS[:4], ConvertOptions(partition_by=levels))
@@ -149,7 +182,7 @@ def test_the_detectors_of_a_night_share_one_stored_record(tmp_path):
     compact(lake)
     for file in lake.image_files():
         meta = json.loads(pq.read_schema(file).metadata[b"nightlake"])
-        nights = {r["night"] for r in meta["partitions"]}
+        nights = {(r["target"], r["night"]) for r in meta["partitions"]}
         assert len(meta["partitions"]) > len(nights) == len(meta["shared"])
         assert all(
             set(r) <= {"target", "night", "detector", "rows", "shared"} for r in meta["partitions"]

@@ -98,10 +98,10 @@ def compact(
     lake: Path | None = LakeOption,
     lock_timeout: float = lock_timeout_option("another writer on the same lake"),
 ) -> None:
-    """Merge per-night partitions into one file per target and year; later converts keep it so."""
+    """Merge per-night partitions into a few bounded parts per year; later converts keep it so."""
     from nightlake.ingest.compact import compact as run_compact
     from nightlake.lake import LakeDirectory
 
     the_lake = LakeDirectory(lake)
     written = run_compact(the_lake, lock_timeout=lock_timeout)
-    typer.echo(f"{the_lake.path}: {len(written)} target-year file(s) written")
+    typer.echo(f"{the_lake.path}: {len(written)} compacted file(s) written")

@@ -1,25 +1,29 @@
-"""Compaction: the per-night partitions of a target and year merged into one Parquet file.
+"""Compaction: the per-night partitions of a year merged into a few parts of bounded size.
 
-A whole-lake query pays per file (footer, schema, scan setup), not per row: the per-night
-files of a 10-year survey cost many times one file of the same rows, one file per target and
-year comes close to it (docs/design.md, "Speed at survey scale"; the figures are in
-bench/RESULTS.md). The compacted form::
+A whole-lake query pays per file (footer, schema, scan setup), not per row, so a lake of many
+small per-night files costs many times one file of the same rows; adding a night rewrites the
+part that holds its target, so parts are bounded (docs/design.md, "Speed at survey scale"; the
+figures are in bench/RESULTS.md). The compacted form::
 
-    images/target=A0a/year=2019/2019_A0a.parquet   rows of every night of 2019 (``night`` a
-                                                   column), sorted by night, detector, visit;
-                                                   row groups of ROW_GROUP_ROWS rows, so the
-                                                   statistics of ``night`` prune a one-night
-                                                   query to its row groups
+    images/year=2019/2019_A0a.parquet   the rows of 2019 of targets A0a up to (not including)
+    images/year=2019/2019_B1e.parquet   the next part's first target, B1e; ``target`` and
+                                        ``night`` columns, sorted by target, night, detector,
+                                        visit; at most PART_ROWS rows (a target with more is
+                                        a part alone)
 
-Its ``nightlake`` key-value metadata keeps each night's own record (sources, options, rows):
+Row groups of ROW_GROUP_ROWS rows, so the statistics of the sorted keys prune a one-target
+query to its parts' row groups, and a one-night query to its year's. Each file's
+``nightlake`` key-value metadata keeps each partition's own record (sources, options, rows):
 ``convert`` and ``info`` see the partitions it holds as if they were separate files.
+Format 3's one file per target and year (``images/target=T/year=Y/Y_T.parquet``) is read as
+it is, and merged into parts when its year is next rewritten.
 
-Per-night files may sit beside compacted ones: ``convert`` writes them, and the compaction
-that follows in the same run (under the lake lock) merges them into their target-year. A
-per-night file supersedes the rows of its night in a compacted file: the view excludes them
-(:func:`nightlake.lake.pending_keys`), so a reader sees the old rows or the new ones at every
-step, and a compaction killed between writing its file and deleting the per-night ones leaves
-a lake that reads the same and is finished by the next writer.
+Precedence, so that a reader sees the old rows or the new ones at every step (and a compaction
+killed midway leaves a lake that reads the same, finished by the next writer): a per-night
+file supersedes its partition in any compacted file (:func:`nightlake.lake.pending_keys`), a
+target-year file supersedes its target's rows in its year's parts, and a part's rows of
+targets from the next part's first on are not read (the next part holds them): new parts are
+written last first, old ones deleted first first (temp file and rename each).
 """
 
 from __future__ import annotations
@@ -27,25 +31,43 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nightlake.lake import METADATA_KEY, YEAR, LakeDirectory, is_compacted, year_of
+from nightlake.lake import (
+    METADATA_KEY,
+    YEAR,
+    LakeDirectory,
+    is_compacted,
+    is_year_file,
+    part_bounds,
+    year_of,
+)
 
-#: 3: target-years may be compacted (``images/target=T/year=Y/``); ``layout`` in nightlake.json
-LAKE_FORMAT_VERSION = 3
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: 3: target-years may be compacted (``images/target=T/year=Y/``); ``layout`` in nightlake.json;
+#: 4: years are compacted into parts (``images/year=Y/Y_<first target>.parquet``)
+LAKE_FORMAT_VERSION = 4
 #: rows per row group: a multiple of DuckDB's vector (2,048). One row group per night (a few
 #: hundred rows) costs more than it prunes; tens of thousands of rows come close to one file
 #: (bench/RESULTS.md, "Compaction as built").
 ROW_GROUP_ROWS = 32_768
+#: rows of a part, at most (a target with more is a part alone): adding a night rewrites the
+#: part of its target, so this bounds what a night costs, and a year of fewer rows is one
+#: file (docs/design.md)
+PART_ROWS = 16_384
 #: a lake of this many per-night files or more is compacted by the convert that reaches it,
 #: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
 #: scale"); a small lake keeps the per-night form, which a person can read file by file
 AUTO_COMPACT_FILES = 200
-
-
-def compacted_path(lake: LakeDirectory, target: str, year: str) -> Path:
-    return lake.images_dir / f"target={target}" / f"{YEAR}={year}" / f"{year}_{target}.parquet"
+#: in a year's directory while a rewrite moves rows between its parts (and after one cut
+#: short): the view then reads each part's rows below the next part's first only
+CUT_MARKER = ".cut"
+#: the key columns of a part, in sort order
+SORT_COLUMNS = ("target", "night", "detector", "visit", "mjd")
 
 
 def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
@@ -58,14 +80,29 @@ def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[s
 
     from nightlake.ingest.convert import partition_path, schema_signature
 
-    for file in lake.image_files():
+    files = lake.image_files()
+    bounds = dict(part_bounds(files, lake.images_dir))  # as the view reads a part
+    legacy = {  # format 3's target-years supersede their target in the year's parts
+        (f.parent.parent.name.split("=", 1)[1], f.parent.name)
+        for f in files
+        if is_compacted(f, lake.images_dir) and not is_year_file(f, lake.images_dir)
+    }
+    for file in files:
         schema = pq.read_schema(file)
         meta = _metadata(schema)
         if not is_compacted(file, lake.images_dir):
             yield file, schema_signature(schema), meta, file
             continue
-        signature = schema_signature(schema.remove(schema.get_field_index("night")))
+        added = ("target", "night") if is_year_file(file, lake.images_dir) else ("night",)
+        signature = tuple(c for c in schema_signature(schema) if c[0] not in added)
         for record in unpacked_records(meta):
+            if file in bounds and record["target"] >= bounds[file]:
+                continue
+            if (
+                is_year_file(file, lake.images_dir)
+                and (record["target"], file.parent.name) in legacy
+            ):
+                continue
             levels = tuple(record["options"]["partition_by"])
             key = tuple(str(record[level]) for level in levels)
             yield partition_path(lake, levels, key), signature, record, file
@@ -83,159 +120,368 @@ def compact(
         return compact_locked(lake, touched, force=True)
 
 
+def will_compact(lake: LakeDirectory, new: Iterable[Path]) -> bool:
+    """Will :func:`compact_locked` compact these new per-night partitions (the lake is
+    compacted, or they bring it to :data:`AUTO_COMPACT_FILES` per-night files)?"""
+    if lake.read_manifest().get("layout") == "compacted":
+        return True
+    files = {f for f in lake.image_files() if not is_compacted(f, lake.images_dir)}
+    return len(files | set(new)) >= AUTO_COMPACT_FILES
+
+
 def compact_locked(
-    lake: LakeDirectory, touched: Iterable[Path] | None = None, *, force: bool = False
+    lake: LakeDirectory,
+    touched: Iterable[Path] | None = None,
+    *,
+    force: bool = False,
+    fresh: dict[Path, pa.Table] | None = None,
 ) -> list[Path]:
-    """Merge per-night partitions into their target-year files; the caller holds the lock.
+    """Merge per-night partitions into year parts; the caller holds the lock.
 
     ``touched``: per-night partition paths written or removed (``convert``'s report); only
-    their target-years are rewritten. ``None``: every target-year with a per-night file.
+    the parts of their targets are rewritten. ``None``: every year with a per-night
+    partition, and with ``force`` every year holding format 3's target-year files.
+    ``fresh``: per-night partitions ``convert`` kept in memory instead of writing them (path
+    -> table with its ``nightlake`` metadata); they must be compacted (:func:`will_compact`).
     Does nothing unless the lake's layout is ``compacted``, or ``force`` (which sets it), or
-    the lake holds :data:`AUTO_COMPACT_FILES` per-night files or more (then every target-year
-    is compacted and the layout set). Returns the compacted files written.
+    the lake holds :data:`AUTO_COMPACT_FILES` per-night files or more (then every year is
+    compacted and the layout set). Returns the compacted files written.
     """
+    fresh = fresh or {}
     manifest = lake.read_manifest()
     files = lake.image_files()
     if not force and manifest.get("layout") != "compacted":
-        if len(files) < AUTO_COMPACT_FILES:
+        if not fresh and not will_compact(lake, []):
             return []
         touched = None
-    groups: dict[tuple[str, str], list[Path]] = defaultdict(list)  # (target, year) -> per-night
+    years: dict[str, _Year] = defaultdict(_Year)
     for f in files:
-        if not is_compacted(f, lake.images_dir):
-            target, night = _target_night(f, lake.images_dir)
-            groups[(target, year_of(night))].append(f)
-    wanted = set(groups)
-    removed: dict[tuple[str, str], set[str]] = defaultdict(set)
+        if is_year_file(f, lake.images_dir):
+            year = f.parent.name.split("=", 1)[1]
+            years[year].parts[part_first(f)] = f
+        elif is_compacted(f, lake.images_dir):
+            target, year = _target_night(f, lake.images_dir)
+            years[year].target_files[target] = f
+        else:
+            years[_year_of_path(f, lake.images_dir)].per_night[f] = f
+    for path, table in fresh.items():
+        years[_year_of_path(path, lake.images_dir)].per_night[path] = table
+    wanted = {y for y, state in years.items() if state.per_night}
     if touched is not None:
-        wanted = set()
         for path in touched:
-            target, night = _target_night(path, lake.images_dir)
-            wanted.add((target, year_of(night)))
-            if not path.exists():
-                removed[(target, year_of(night))].add(_key_of(path, lake.images_dir))
-        # a per-night file beside a compacted one (a run cut short) is merged too
-        wanted |= {g for g in groups if compacted_path(lake, *g).exists()}
+            year = _year_of_path(path, lake.images_dir)
+            if path not in fresh and not path.exists():
+                years[year].removed.add(_key_of(path, lake.images_dir))
+            wanted.add(year)
+    for year, state in years.items():
+        if (lake.images_dir / f"{YEAR}={year}" / CUT_MARKER).exists():  # a cut left short
+            state.stale = _stale_parts(state.parts) or {""}
+    if force and touched is None:  # ``nightlake compact``: format 3's target-years too
+        wanted |= {y for y, state in years.items() if state.target_files or state.stale}
     written = []
-    for target, year in sorted(wanted):
-        out = _compact_one(
-            lake, target, year, groups.get((target, year), []), removed[(target, year)]
-        )
-        if out is not None:
-            written.append(out)
-    if manifest.get("layout") != "compacted":
+    for year in sorted(wanted):
+        written.extend(_compact_year(lake, year, years[year]))
+    if manifest.get("layout") != "compacted" or manifest.get("format_version") != (
+        LAKE_FORMAT_VERSION
+    ):
         lake.write_manifest(
             {**lake.read_manifest(), "format_version": LAKE_FORMAT_VERSION, "layout": "compacted"}
         )
     return written
 
 
-def _key_of(path: Path, images_dir: Path) -> str:
-    """A partition's key below its target: ``night`` or ``night\x1fdetector``."""
-    return "\x1f".join(p.split("=", 1)[1] for p in path.relative_to(images_dir).parts[1:-1])
+def part_first(path: Path) -> str:
+    """The first target of a year part, from its name ``Y_<target>.parquet``."""
+    return path.name[len(path.parent.name) - len(YEAR) : -len(".parquet")]
 
 
-def _row_keys(table):
-    """Each row's partition key below its target, as :func:`_key_of` spells it."""
-    import pyarrow as pa
+def part_ranges(firsts: Iterable[str]) -> list[tuple[str, str | None]]:
+    """Each part's range of targets, ``[first, next part's first)``, in order."""
+    firsts = sorted(firsts)
+    return list(zip(firsts, [*firsts[1:], None]))
+
+
+@dataclass
+class _Year:
+    """One year of the lake: its parts, format 3's target-year files, per-night partitions,
+    removed keys."""
+
+    parts: dict[str, Path] = field(default_factory=dict)  # first target -> part
+    target_files: dict[str, Path] = field(default_factory=dict)
+    per_night: dict[Path, Any] = field(default_factory=dict)  # path -> itself or its table
+    removed: set[str] = field(default_factory=set)  # keys (_key_of) whose rows are gone
+    #: firsts of parts holding rows past their range (a cut left short; {""}: none, but the
+    #: year's marker is still there)
+    stale: set[str] = field(default_factory=set)
+
+
+def _stale_parts(parts: dict[str, Path]) -> set[str]:
+    """The parts holding rows of targets past their range (a cut left short), by first."""
+    return {
+        first
+        for first, last in part_ranges(parts)
+        if last is not None
+        and any(r["target"] >= last for r in unpacked_records(_metadata_of(parts[first])))
+    }
+
+
+def _compact_year(lake: LakeDirectory, year: str, state: _Year) -> list[Path]:
+    """Rewrite the parts of one year that hold a changed target: their rows minus the
+    partitions of ``removed`` and of the per-night partitions, plus theirs, cut into parts
+    of at most :data:`PART_ROWS` rows at target boundaries. A year holding format 3's
+    target-year files is rewritten whole, those files merged. Rows whose types disagree
+    leave their per-night files (and the parts they would replace) where they are."""
+    new = [_prepared(lake, path, source) for path, source in sorted(state.per_night.items())]
+    drop = state.removed | {_key_of(path, lake.images_dir) for path in state.per_night}
+    ranges = part_ranges(state.parts) or [("", None)]
+    if state.target_files:  # the whole year, one group
+        groups = [ranges]
+    else:
+        changed = {t[1]["target"] for t in new} | {k.split("\x1f", 1)[0] for k in state.removed}
+        groups = [
+            [r]
+            for i, r in enumerate(ranges)
+            if r[0] in state.stale or any(_in(t, r, i) for t in changed)
+        ]
+    written: list[Path] = []
+    done: set[str] = set()  # targets whose rows are in place
+    failed = False
+    for group in groups:
+        first, last = group[0][0], group[-1][1]
+        inside = [t for t in new if _in(t[1]["target"], (first, last), ranges.index(group[0]))]
+        try:
+            written += _rewrite_parts(lake, year, state, group, inside, drop)
+        except _Disagree:
+            failed = True
+            continue
+        done |= {t[1]["target"] for t in inside}
+    if not failed:  # every part holds its range only
+        _remove_file(lake, lake.images_dir / f"{YEAR}={year}" / CUT_MARKER)
+    for path, source in state.per_night.items():
+        if isinstance(source, Path) and _target_night(path, lake.images_dir)[0] in done:
+            _remove_file(lake, path)
+    return written
+
+
+def _in(target: str, bounds: tuple[str, str | None], index: int) -> bool:
+    """Is ``target`` in the range of the part ``index`` (the first takes all below it)?"""
+    first, last = bounds
+    return (index == 0 or target >= first) and (last is None or target < last)
+
+
+def _rewrite_parts(
+    lake: LakeDirectory,
+    year: str,
+    state: _Year,
+    group: list[tuple[str, str | None]],
+    new: list[tuple[pa.Table, dict[str, Any]]],
+    drop: set[str],
+) -> list[Path]:
+    """Replace the parts of ``group`` (ranges) by parts of their rows and ``new``'s.
+
+    New parts are written last first and the old ones deleted first first, so that at every
+    moment each target's rows are read from exactly one file (the view reads a part's rows
+    below the next part's first only, :func:`nightlake.lake.images_select_sql`)."""
+    old = []
+    for first, last in group:
+        if first in state.parts:
+            # a target-year file supersedes its target's rows in the year's parts
+            old.append(_old_rows(lake, state.parts[first], drop, (first, last), state.target_files))
+    old += [_old_rows(lake, f, drop) for f in state.target_files.values()]
+    table, records = _sorted_rows([*old, *new])
+    pieces = _cut(table, records)
+    if [p[0] for p in pieces] != [f for f, _ in group if f in state.parts]:
+        # rows move between files: the view bounds each part by the next while this is here
+        from nightlake.lake import atomic_write_bytes
+
+        atomic_write_bytes(lake.images_dir / f"{YEAR}={year}" / CUT_MARKER, b"")
+    outs = []
+    for first, rows, recs in reversed(pieces):
+        out = lake.images_dir / f"{YEAR}={year}" / f"{year}_{first}.parquet"
+        outs += _write_compacted(lake, out, rows, recs)
+    keep = {out.name for out in outs}
+    for first, _ in group:
+        if first in state.parts and state.parts[first].name not in keep:
+            _remove_file(lake, state.parts[first])
+    for f in state.target_files.values():
+        _remove_file(lake, f)
+    return outs[::-1]
+
+
+def _cut(table: pa.Table, records: list[dict[str, Any]]) -> list[tuple[str, pa.Table, list]]:
+    """Sorted rows cut at target boundaries into parts of at most :data:`PART_ROWS`
+    rows (a target with more is a part alone): (first target, rows, records) each."""
+    import numpy as np
     import pyarrow.compute as pc
 
-    night = table.column("night")
-    if not _by_detector(table):
-        return night
-    detector = pc.cast(table.column("detector"), pa.string())
-    return pc.binary_join_element_wise(night, detector, "\x1f")
+    if not table.num_rows:
+        return []
+    targets = table.column("target").to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, targets[1:] != targets[:-1]]).tolist() + [len(targets)]
+    pieces, begin = [], 0
+    for i in range(1, len(starts)):
+        end, nxt = starts[i], starts[i + 1] if i + 1 < len(starts) else None
+        if nxt is None or nxt - begin > PART_ROWS:
+            first = str(targets[begin])
+            names = set(pc.unique(table.column("target").slice(begin, end - begin)).to_pylist())
+            piece = [r for r in records if r["target"] in names]
+            pieces.append((first, table.slice(begin, end - begin), piece))
+            begin = end
+    return pieces
 
 
-def _by_detector(table) -> bool:
-    found = unpacked_records(_metadata(table.schema)) or [{}]
-    return "detector" in found[0].get("options", {}).get("partition_by", [])
+class _Disagree(Exception):
+    """Rows of one compacted file whose column types cannot be unified."""
 
 
-def _target_night(path: Path, images_dir: Path) -> tuple[str, str]:
-    parts = path.relative_to(images_dir).parts
-    return parts[0].split("=", 1)[1], parts[1].split("=", 1)[1]
+def _remove_file(lake: LakeDirectory, f: Path) -> None:
+    """Delete a superseded file and the directories it leaves empty (not ``images``)."""
+    f.unlink(missing_ok=True)
+    for directory in f.parents:
+        if directory == lake.images_dir or lake.images_dir not in directory.parents:
+            break
+        try:
+            directory.rmdir()
+        except OSError:
+            break
 
 
-def _compact_one(
-    lake: LakeDirectory, target: str, year: str, per_night: list[Path], removed: set[str]
-) -> Path | None:
-    """Rewrite one target-year: its compacted rows, minus the nights of ``removed`` and of
-    ``per_night`` files, plus those files' rows. Temp file + rename, then the per-night
-    files go (the view already prefers them, so every moment reads the same)."""
+def _prepared(lake: LakeDirectory, path: Path, source: Any) -> tuple[pa.Table, dict[str, Any]]:
+    """A per-night partition (its file, or its table from ``convert``) as a compacted file
+    holds it: with ``target`` and ``night`` columns, and its record (keys and options of its
+    path, so a record read from the compacted file alone says what partition it was)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nightlake.ingest.convert import written_options
+
+    table = pq.read_table(source) if isinstance(source, Path) else source
+    parts = path.relative_to(lake.images_dir).parts[:-1]
+    record = _metadata(table.schema)
+    record = {
+        **record,
+        **dict(p.split("=", 1) for p in parts),
+        "options": written_options(record, path, lake.images_dir),
+    }
+    table = table.replace_schema_metadata(None)
+    # the partition's values override a file's own columns of those names (as in the view),
+    # in place, keeping their field metadata (the source's datatype, for astropy outputs)
+    for name in ("target", "night"):
+        value = pa.array([record[name]] * table.num_rows, pa.string())
+        if name in table.column_names:
+            at = table.column_names.index(name)
+            column = pa.field(name, pa.string(), metadata=table.schema.field(at).metadata)
+            table = table.set_column(at, column, value)
+        else:
+            table = table.append_column(name, value)
+    return table, record
+
+
+def _old_rows(
+    lake: LakeDirectory,
+    file: Path,
+    drop: set[str],
+    bounds: tuple[str, str | None] | None = None,
+    skip: Iterable[str] = (),
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """A compacted file's rows and records minus the partitions of ``drop``, the targets of
+    ``skip`` and (a part) those at or past the next part's first (``bounds``), with a
+    ``target`` column (a target-year file's is its path's)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from nightlake.files import commit_temp
-    from nightlake.ingest.convert import written_options
-    from nightlake.lake import write_parquet_temp
+    table = pq.read_table(file, partitioning=None)
+    records = unpacked_records(_metadata(table.schema))
+    table = table.replace_schema_metadata(None)
+    if not is_year_file(file, lake.images_dir):
+        value = file.parent.parent.name.split("=", 1)[1]
+        table = _with_target(table, pa.array([value] * table.num_rows, pa.string()))
+    keys = _row_keys(table, records[0]["options"]["partition_by"] if records else [])
+    keep = pc.invert(pc.is_in(keys, pa.array(sorted(drop), pa.string())))
+    last = bounds[1] if bounds else None
+    if last is not None:
+        keep = pc.and_(keep, pc.less(table.column("target"), last))
+    if skip := sorted(skip):
+        keep = pc.and_(keep, pc.invert(pc.is_in(table.column("target"), pa.array(skip))))
+    records = [
+        r
+        for r in records
+        if _record_key(r) not in drop
+        and (last is None or r["target"] < last)
+        and r["target"] not in skip
+    ]
+    return table.filter(keep), records
 
-    target_path = compacted_path(lake, target, year)
-    tables, records = [], []
-    keys_new: set[str] = set()
-    for f in sorted(per_night):
-        table = pq.read_table(f)
-        # the keys and options of its path, so a record read from the compacted file alone
-        # says what partition it was (format 1 recorded neither)
-        parts = f.relative_to(lake.images_dir).parts[:-1]
-        record = _metadata(table.schema)
-        record = {
-            **record,
-            **dict(p.split("=", 1) for p in parts),
-            "options": written_options(record, f, lake.images_dir),
-        }
-        night = _target_night(f, lake.images_dir)[1]
-        keys_new.add(_key_of(f, lake.images_dir))
-        records.append(record)
-        # pyarrow adds no Hive columns for a file read alone; a file may hold its own
-        # ``night`` column, which the partition's value overrides (as in the view)
-        value = pa.array([night] * table.num_rows, pa.string())
-        table = table.replace_schema_metadata(None)
-        if "night" in table.column_names:
-            at = table.column_names.index("night")
-            # its field metadata stays: the source's datatype, for astropy outputs
-            field = pa.field("night", pa.string(), metadata=table.schema.field(at).metadata)
-            table = table.set_column(at, field, value)
-        else:
-            table = table.append_column("night", value)
-        tables.append(table)
-    if target_path.exists():
-        old = pq.read_table(target_path)
-        drop = keys_new | removed
-        keep = pc.invert(pc.is_in(_row_keys(old), pa.array(sorted(drop), pa.string())))
-        tables.insert(0, old.filter(keep).replace_schema_metadata(None))
-        records[:0] = [
-            r
-            for r in unpacked_records(_metadata(old.schema))
-            if "\x1f".join(str(r[k]) for k in r["options"]["partition_by"][1:]) not in drop
-        ]
-    tables = [t for t in tables if t.num_rows]
+
+def _with_target(table: pa.Table, value: pa.Array) -> pa.Table:
+    """A target-year file's rows with the ``target`` column a year file has: in place if the
+    file holds its own, else last but ``night`` if ``night`` was added last."""
+    if "target" in table.column_names:
+        return table.set_column(table.column_names.index("target"), "target", value)
+    return table.append_column("target", value)
+
+
+def _sorted_rows(parts: list[tuple[pa.Table, list | dict]]) -> tuple[pa.Table, list]:
+    """The rows of ``parts`` in one table sorted by :data:`SORT_COLUMNS`, and their
+    records. Raises :class:`_Disagree` when their types cannot be unified."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    records = [r for _, rs in parts for r in (rs if isinstance(rs, list) else [rs])]
+    tables = [t for t, _ in parts if t.num_rows]
     if not tables:
-        target_path.unlink(missing_ok=True)
-        return None
+        return pa.table({"target": pa.array([], pa.string())}), []
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None  # nights whose types disagree stay per-night; the view reads both
-    sort = [
-        (c, "ascending") for c in ("night", "detector", "visit", "mjd") if c in table.column_names
-    ]
+        raise _Disagree() from None  # those nights stay per-night; the view reads both
+    sort = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
     table = table.take(pc.sort_indices(table.select([c for c, _ in sort]), sort_keys=sort))
-    records.sort(key=lambda r: tuple(str(r.get(k, "")) for k in ("night", "detector")))
+    records.sort(key=lambda r: tuple(str(r.get(k, "")) for k in ("target", "night", "detector")))
+    return table, records
+
+
+def _write_compacted(lake: LakeDirectory, out: Path, table: pa.Table, records: list) -> list[Path]:
+    """Write sorted rows with their records to ``out`` (temp file + rename): ``[out]``."""
+    from nightlake.files import commit_temp
+    from nightlake.lake import write_parquet_temp
+
     meta = {"format_version": LAKE_FORMAT_VERSION, "compacted": True, **_packed(records)}
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
-    target_path.parent.mkdir(parents=True, exist_ok=True)
-    commit_temp(write_parquet_temp(table, target_path, row_group_size=ROW_GROUP_ROWS), target_path)
-    for f in per_night:
-        f.unlink(missing_ok=True)
-        for directory in (f.parent, f.parent.parent):
-            if directory != lake.images_dir / f"target={target}":
-                try:
-                    directory.rmdir()
-                except OSError:
-                    pass
-    return target_path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    commit_temp(write_parquet_temp(table, out, row_group_size=ROW_GROUP_ROWS), out)
+    return [out]
+
+
+def _key_of(path: Path, images_dir: Path) -> str:
+    """A per-night partition's key: ``target\x1fnight`` or ``target\x1fnight\x1fdetector``."""
+    return "\x1f".join(p.split("=", 1)[1] for p in path.relative_to(images_dir).parts[:-1])
+
+
+def _record_key(record: dict[str, Any]) -> str:
+    return "\x1f".join(str(record[k]) for k in record["options"]["partition_by"])
+
+
+def _row_keys(table, levels: list[str]):
+    """Each row's partition key (``levels``: the partition's), as :func:`_key_of` spells it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = [table.column("target"), table.column("night")]
+    if "detector" in levels:
+        keys.append(pc.cast(table.column("detector"), pa.string()))
+    return pc.binary_join_element_wise(*keys, "\x1f")
+
+
+def _target_night(path: Path, images_dir: Path) -> tuple[str, str]:
+    """(target, night) of a per-night path, (target, year) of a target-year file's."""
+    parts = path.relative_to(images_dir).parts
+    return parts[0].split("=", 1)[1], parts[1].split("=", 1)[1]
+
+
+def _year_of_path(path: Path, images_dir: Path) -> str:
+    return year_of(_target_night(path, images_dir)[1])
 
 
 #: a record's own fields; the rest (sources, options, renames, …) is the same for every
@@ -271,6 +517,12 @@ def unpacked_records(meta: dict[str, Any]) -> list[dict[str, Any]]:
             del record["shared"]
         out.append(record)
     return out
+
+
+def _metadata_of(file: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    return _metadata(pq.read_schema(file))
 
 
 def _metadata(schema) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from nightlake import __version__
 from nightlake.columns import unique_names
 from nightlake.errors import InputError, LakeError, NightlakeError, UsageError, one_line
 from nightlake.files import commit_temp, compare_fingerprint, temp_path_for
-from nightlake.ingest.compact import LAKE_FORMAT_VERSION, compact_locked
+from nightlake.ingest.compact import LAKE_FORMAT_VERSION, compact_locked, will_compact
 from nightlake.ingest.ecsv import EcsvTable, read_ecsv
 from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
 from nightlake.ingest.taitime import mjd_to_timestamp
@@ -209,13 +209,21 @@ def convert(
         try:
             _remove_gone(plan, contributions, lake, options, report)
             todo = _merge(lake, plan, contributions, options)
-            _write(lake, manifest, plan.index, todo, options, report, progress, executor)
+            # partitions the compaction below takes are handed to it, not written per night
+            # (on an executor they are written where they are encoded, then compacted here)
+            direct = executor is None and will_compact(
+                lake, [partition_path(lake, options.partition_by, key) for key, _ in todo]
+            )
+            fresh = _write(
+                lake, manifest, plan.index, todo, options, report, progress, executor, direct
+            )
             if executor is not None:
                 _clean_temp_files(lake)  # of a worker that died mid-write (its task was rerun)
         finally:
             if executor is not None:
                 executor.release(r.rows for reads in contributions.values() for r in reads)
-        compact_locked(lake, report.written + report.removed)  # if the lake is compacted
+        # if the lake is compacted, or these partitions make it so
+        compact_locked(lake, report.written + report.removed, fresh=fresh)
     return report
 
 
@@ -695,14 +703,17 @@ def _write(
     report: ConvertReport,
     progress: ProgressFn | None,
     executor: Executor | None,
-) -> None:
-    """Write every partition of ``todo`` (:func:`_write_job`), then the manifest."""
+    direct: bool = False,
+) -> dict[Path, pa.Table]:
+    """Write every partition of ``todo`` (:func:`_write_job`), then the manifest. ``direct``:
+    keep the partitions' tables instead (the compaction takes them); returns those."""
     schemas = {p: sig for p, sig in index.schemas.items() if p not in report.removed}
     if todo and manifest.get("uniform_schema"):
         # readers meanwhile must not assume one schema for partitions about to change
         lake.write_manifest({**manifest, "uniform_schema": False})
     failed = _failed_paths(report)
-    for key, outcome in _write_all(lake, todo, options, failed, progress, executor):
+    fresh = {}
+    for key, outcome in _write_all(lake, todo, options, failed, progress, executor, direct):
         if isinstance(outcome, _Refused):
             report.failed.append(("/".join(key), outcome.error))
             continue
@@ -711,7 +722,10 @@ def _write(
         report.rows_written += outcome.rows
         report.renames.update(outcome.renames)
         schemas[target] = outcome.signature
+        if outcome.table is not None:
+            fresh[target] = outcome.table
     lake.write_manifest({**manifest, "uniform_schema": len(set(schemas.values())) <= 1})
+    return fresh
 
 
 def _write_all(
@@ -721,6 +735,7 @@ def _write_all(
     failed: set[Path],
     progress: ProgressFn | None,
     executor: Executor | None,
+    direct: bool = False,
 ) -> Iterator[tuple[tuple[str, ...], _Written | _Refused]]:
     """:func:`_write_job` of each partition, in order, every written one in place.
 
@@ -745,8 +760,10 @@ def _write_all(
     committer = ThreadPoolExecutor(4 * _cores(), thread_name_prefix="nightlake-commit")
 
     def write_one(job: _Job):
-        outcome = _write_job(job, lake=place, options=options, failed=failed, commit=False)
-        if isinstance(outcome, _Refused):
+        outcome = _write_job(
+            job, lake=place, options=options, failed=failed, commit=False, keep=direct
+        )
+        if isinstance(outcome, _Refused) or outcome.tmp is None:
             return outcome, None
         return outcome, committer.submit(commit_temp, outcome.tmp, outcome.target)
 
@@ -761,33 +778,44 @@ def _write_all(
 
 
 def _write_job(
-    job: _Job, *, lake: str, options: ConvertOptions, failed: set[Path], commit: bool
+    job: _Job,
+    *,
+    lake: str,
+    options: ConvertOptions,
+    failed: set[Path],
+    commit: bool,
+    keep: bool = False,
 ) -> _Written | _Refused:
     """A task: the rows one partition takes from its sources' reads (:func:`_merge_sources`),
-    written to a temp file beside its place, and with ``commit`` moved into place."""
+    written to a temp file beside its place, and with ``commit`` moved into place; with
+    ``keep``, its table kept instead (for the compaction)."""
     key, reads = job
     parts = [read.parts[key] for read in reads]
     try:
         chosen = _merge_sources(key, parts, failed)
     except NightlakeError as exc:
         return _Refused(exc)
-    written = _write_partition(LakeDirectory(lake), options, _PartitionRows(key, chosen, parts))
+    written = _write_partition(
+        LakeDirectory(lake), options, _PartitionRows(key, chosen, parts), keep
+    )
     if commit:
         commit_temp(written.tmp, written.target)
     return written
 
 
 def _write_partition(
-    lake: LakeDirectory, options: ConvertOptions, rows: _PartitionRows
+    lake: LakeDirectory, options: ConvertOptions, rows: _PartitionRows, keep: bool = False
 ) -> _Written:
-    """Write one partition to a temp file beside its place."""
+    """Write one partition to a temp file beside its place (``keep``: return its table)."""
     key, chosen, parts = rows.key, rows.chosen, rows.parts
     table = pa.concat_tables([c.rows for c in chosen], promote_options="permissive")
     table, renames = deduplicate_names(table)
     # Sorted here, not as read: the sorted copy lives only while it is written, so its memory
-    # serves the next partition (rows a file's split had to sort arrive in order: no copy)
+    # serves the next partition (rows a file's split had to sort arrive in order: no copy).
+    # A kept table is not: the compaction sorts it with its year (a stable sort, so the
+    # order, and the bytes, are those of sorting twice)
     names = set(table.column_names)
-    if sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]:
+    if not keep and (sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]):
         table = _take_if_needed(
             table, pc.sort_indices(table.select([c for c, _ in sort_keys]), sort_keys=sort_keys)
         )
@@ -808,19 +836,24 @@ def _write_partition(
     }
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
     target = partition_path(lake, options.partition_by, key)
+    signature = schema_signature(table.schema)
+    if keep:
+        return _Written(target, None, table.num_rows, renames, signature, table)
     tmp = write_parquet_temp(table, target)
-    return _Written(target, tmp, table.num_rows, renames, schema_signature(table.schema))
+    return _Written(target, tmp, table.num_rows, renames, signature)
 
 
 @dataclass
 class _Written:
-    """A partition written to a temp file beside its place, to be committed."""
+    """A partition written to a temp file beside its place, to be committed (or its table,
+    kept for the compaction)."""
 
     target: Path
-    tmp: Path
+    tmp: Path | None
     rows: int
     renames: dict[str, str]
     signature: tuple
+    table: pa.Table | None = None
 
 
 def partition_path(lake: LakeDirectory, levels: tuple[str, ...], key: tuple[str, ...]) -> Path:

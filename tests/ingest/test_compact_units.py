@@ -1,0 +1,161 @@
+"""The compaction unit: a year file while the year is small, a file per target past
+PART_ROWS; convert writing those files directly equals convert-then-compact; lakes of
+format 3 (per-night and target-year) keep working."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from nightlake import Lake
+from nightlake.detrends import sync as detrends_sync
+from nightlake.ingest import compact as compact_module
+from nightlake.ingest import convert as convert_module
+from nightlake.ingest.compact import compact
+from nightlake.ingest.convert import ConvertOptions, convert
+from nightlake.lake import is_compacted, is_year_file
+from nightlake.query.export import export
+from nightlake.query.info import lake_info
+
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
+COLLECTIONS = sorted((FIXTURES / "collections").glob("*.collection"))
+FORMAT3 = FIXTURES / "previous-format3"
+COUNTS = "SELECT target, night, count(*) n, sum(visit) v FROM images GROUP BY ALL ORDER BY ALL"
+
+
+def relative(lake: Lake) -> list[str]:
+    return [f.relative_to(lake.images_dir).as_posix() for f in lake.image_files()]
+
+
+def partitions(lake: Lake) -> list[tuple]:
+    """What ``nightlake info`` lists: each partition's keys and rows (in key order)."""
+    return sorted((sorted(p.keys.items()), p.rows) for p in lake_info(Lake(lake.path)).partitions)
+
+
+def footer(path: Path) -> dict:
+    return json.loads(pq.read_schema(path).metadata[b"nightlake"])
+
+
+def test_convert_writes_the_compacted_files_the_two_steps_would(tmp_path, monkeypatch):
+    """A convert that compacts hands its tables to the compaction: no per-night file is
+    written, and the files are those of convert-then-compact, byte for byte."""
+    for levels in (("target", "night"), ("target", "night", "detector")):
+        options = ConvertOptions(partition_by=levels)
+        two, direct = Lake(tmp_path / f"two{len(levels)}"), Lake(tmp_path / f"one{len(levels)}")
+        convert(two, COLLECTIONS, options)
+        compact(two)
+        monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 2)
+        per_night = []
+        real = convert_module.write_parquet_temp
+        monkeypatch.setattr(
+            convert_module,
+            "write_parquet_temp",
+            lambda table, target, seen=per_night, real=real, **kw: (
+                seen.append(target) or real(table, target, **kw)
+            ),
+        )
+        convert(direct, COLLECTIONS, options)
+        monkeypatch.undo()
+        assert not per_night
+        assert relative(direct) == relative(two) and relative(two)
+        for a, b in zip(direct.image_files(), two.image_files()):
+            assert footer(a) == footer(b) and a.read_bytes() == b.read_bytes()
+        assert Lake(direct.path).sql(COUNTS).equals(Lake(two.path).sql(COUNTS))
+
+
+def test_a_year_past_the_bound_is_cut_into_parts_at_targets(tmp_path, monkeypatch):
+    plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
+    for each in (plain, lake):
+        convert(each, COLLECTIONS[:3])  # 2019: A0a's 44 rows, A0b's 40
+    compact(lake)
+    assert relative(lake) == ["year=2019/2019_A0a.parquet"]
+    whole = tmp_path / "whole.parquet"
+    shutil.copy(lake.image_files()[0], whole)
+    monkeypatch.setattr(compact_module, "PART_ROWS", 50)
+    for each in (plain, lake):
+        convert(each, COLLECTIONS, ConvertOptions(force=True))
+    assert relative(lake) == [
+        "year=2019/2019_A0a.parquet",
+        "year=2019/2019_A0b.parquet",
+        "year=2020/2020_B1e.parquet",
+        "year=2021/2021_A1e.parquet",  # A1e and A1j: 16 rows, B1h's 36 would pass 50
+        "year=2021/2021_B1h.parquet",
+        "year=2022/2022_A0d.parquet",
+    ]
+    expected = Lake(plain.path).sql(COUNTS)
+    assert Lake(lake.path).sql(COUNTS).equals(expected)
+    assert partitions(lake) == partitions(plain)
+    marker = lake.images_dir / "year=2019" / compact_module.CUT_MARKER
+    assert not marker.exists()  # only while rows move between parts
+    # a cut cut short, its new part written and the old one not yet rewritten (the marker
+    # is written first): each target's rows are read from one file
+    marker.touch()
+    shutil.copy(whole, lake.images_dir / "year=2019" / "2019_A0a.parquet")
+    assert Lake(lake.path).sql(COUNTS).equals(expected)
+    assert partitions(lake) == partitions(plain)
+    compact(lake)  # finishes it
+    assert pq.read_metadata(lake.images_dir / "year=2019" / "2019_A0a.parquet").num_rows == 44
+    assert not marker.exists()
+    assert Lake(lake.path).sql(COUNTS).equals(expected)
+
+
+def test_a_target_before_the_first_part_joins_it(tmp_path):
+    plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
+    later = [f for f in COLLECTIONS if f.name == "20190402_A0b.collection"]
+    convert(lake, later)
+    compact(lake)
+    assert relative(lake) == ["year=2019/2019_A0b.parquet"]
+    for each in (plain, lake):
+        convert(each, COLLECTIONS[:3])
+    assert relative(lake) == ["year=2019/2019_A0a.parquet"]
+    assert Lake(lake.path).sql(COUNTS).equals(Lake(plain.path).sql(COUNTS))
+
+
+def format3(tmp_path) -> Lake:
+    shutil.copytree(FORMAT3 / "lake", tmp_path / "lake")
+    return Lake(tmp_path / "lake")
+
+
+def test_a_format3_lake_reads_as_it_is(tmp_path):
+    lake, plain = format3(tmp_path), Lake(tmp_path / "plain")
+    assert all(is_compacted(f, lake.images_dir) for f in lake.image_files())
+    assert not any(is_year_file(f, lake.images_dir) for f in lake.image_files())
+    convert(plain, sorted((FORMAT3 / "src").glob("*.collection")))
+    assert lake.sql(COUNTS).equals(plain.sql(COUNTS))
+    assert partitions(lake) == partitions(plain)
+    out = tmp_path / "export.parquet"
+    export(lake, "SELECT * FROM images ORDER BY target, night, detector, visit", out)
+    assert pq.read_table(out).num_rows == lake.sql(COUNTS)["n"].to_numpy().sum()
+
+
+def test_a_format3_lake_converts_and_compacts_into_year_files(tmp_path):
+    lake, plain = format3(tmp_path), Lake(tmp_path / "plain")
+    src = sorted((FORMAT3 / "src").glob("*.collection"))
+    untouched = {f: f.stat().st_ino for f in lake.image_files() if "year=2019" not in str(f)}
+    added = [f for f in COLLECTIONS if f.name == "20190402_A0b.collection"]
+    convert(lake, added)
+    convert(plain, src + added)
+    assert "year=2019/2019_A0a.parquet" in relative(lake)  # its touched year, in parts
+    assert all(f.stat().st_ino == ino for f, ino in untouched.items())
+    assert Lake(lake.path).sql(COUNTS).equals(plain.sql(COUNTS))
+    # parts and format 3's target-years side by side: the columns in the per-night places
+    describe = "SELECT column_name, column_type FROM (DESCRIBE images)"
+    assert Lake(lake.path).sql(describe).equals(plain.sql(describe))
+    compact(lake)
+    assert all(is_year_file(f, lake.images_dir) for f in lake.image_files())
+    assert lake.read_manifest()["format_version"] == compact_module.LAKE_FORMAT_VERSION == 4
+    assert Lake(lake.path).sql(COUNTS).equals(plain.sql(COUNTS))
+
+
+def test_a_format3_lake_resolves_detrends(tmp_path):
+    lake = format3(tmp_path)
+    shutil.copy(FIXTURES / "previous" / "detrends.db", tmp_path / "detrends.db")
+    detrends_sync.sync(lake, tmp_path / "detrends.db")
+    query = "SELECT count(*) n FROM resolve_detrends('flat')"
+    before = lake.sql(query)
+    compact(lake)
+    assert before["n"][0].as_py() == lake.sql(COUNTS)["n"].to_numpy().sum()
+    assert Lake(lake.path).sql(query).equals(before)
