@@ -262,14 +262,16 @@ _LINE = st.tuples(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_LINE, max_size=8), st.integers(0, 3))
-def test_comment_line_test_agrees_with_the_plain_rule(lines, start):
-    """A body has a comment line when a line's first non-blank character is '#'."""
+@given(st.lists(_LINE, max_size=8), st.integers(0, 3), st.integers(1, 6))
+def test_comment_line_test_agrees_with_the_plain_rule(lines, start, chunk):
+    """A body has a comment line when a line's first non-blank character is '#' (the body
+    scanned in chunks of a few bytes, so lines cross chunk boundaries, and in one chunk)."""
     from nightlake.ingest.ecsv import _has_comment_lines
 
     data = "".join(a + b + c for a, b, c in lines).encode()
     start = min(start, len(data))
     expected = any(line.lstrip(b" \t").startswith(b"#") for line in data[start:].split(b"\n"))
+    assert _has_comment_lines(data, start, chunk) == expected
     assert _has_comment_lines(data, start) == expected
 
 

@@ -50,7 +50,7 @@ from nightlake.ingest.ecsv import EcsvTable, read_ecsv
 from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
 from nightlake.ingest.taitime import mjd_to_timestamp
 from nightlake.lake import METADATA_KEY, LakeDirectory, write_parquet_temp
-from nightlake.scaleout import Executor
+from nightlake.scaleout import Executor, cores, threaded
 
 PARTITION_LEVELS = ("target", "night", "detector")
 SORT_COLUMNS = ("detector", "visit", "mjd")
@@ -423,7 +423,7 @@ def _read_all(
     """:func:`_read_one` of each file, in order: on a thread per core here, or as tasks of
     ``executor`` whose results stay on its workers."""
     if executor is None:
-        for i, read in enumerate(_threaded(lambda source: _read_one(source, options), files), 1):
+        for i, read in enumerate(threaded(lambda source: _read_one(source, options), files), 1):
             if progress:
                 progress("read", i, len(files), read.source.path.name)
             summary = _summary(read)
@@ -440,25 +440,6 @@ def _read_all(
     for summary, handle in zip(executor.map(_summary, handles, done=done), handles):
         summary.rows = handle
         yield summary
-
-
-def _cores() -> int:
-    return max(2, os.cpu_count() or 2)
-
-
-def _threaded(fn, items):
-    """``map(fn, items)`` on a thread per core, yielding results in order as they finish
-    (pyarrow's parser and writer, hashlib and numpy release the GIL, so every core is used)."""
-    items = list(items)
-    workers = min(len(items), _cores())
-    if workers < 2:
-        yield from map(fn, items)
-        return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nightlake")
-    try:
-        yield from pool.map(fn, items)
-    finally:  # closed early (a failure): drop the calls not started
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _split(
@@ -757,7 +738,7 @@ def _write_all(
         )
         yield from zip((key for key, _ in todo), outcomes)
         return
-    committer = ThreadPoolExecutor(4 * _cores(), thread_name_prefix="nightlake-commit")
+    committer = ThreadPoolExecutor(4 * cores(), thread_name_prefix="nightlake-commit")
 
     def write_one(job: _Job):
         outcome = _write_job(
@@ -767,7 +748,7 @@ def _write_all(
             return outcome, None
         return outcome, committer.submit(commit_temp, outcome.tmp, outcome.target)
 
-    results = _threaded(write_one, todo)
+    results = threaded(write_one, todo)
     with committer, closing(results):  # on failure: no new writes, started ones committed
         for done, ((key, _), (outcome, committed)) in enumerate(zip(todo, results), 1):
             if committed is not None:
