@@ -441,7 +441,8 @@ def _sorted_rows(parts: list[tuple[pa.Table, list | dict]]) -> tuple[pa.Table, l
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         raise _Disagree() from None  # those nights stay per-night; the view reads both
     sort = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
-    table = table.take(pc.sort_indices(table.select([c for c, _ in sort]), sort_keys=sort))
+    order = pc.sort_indices(table.select([c for c, _ in sort]), sort_keys=sort)
+    table = table.combine_chunks().take(order)
     records.sort(key=lambda r: tuple(str(r.get(k, "")) for k in ("target", "night", "detector")))
     return table, records
 
