@@ -38,10 +38,12 @@ from typing import TYPE_CHECKING, Any
 from nightlake.lake import (
     METADATA_KEY,
     YEAR,
+    ImageFiles,
     LakeDirectory,
     is_compacted,
     is_year_file,
     part_bounds,
+    part_first,
     year_of,
 )
 
@@ -81,11 +83,10 @@ def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[s
     from nightlake.ingest.convert import partition_path, schema_signature
 
     files = lake.image_files()
-    bounds = dict(part_bounds(files, lake.images_dir))  # as the view reads a part
+    kinds = ImageFiles.of(files, lake.images_dir)
+    bounds = dict(part_bounds(kinds.parts, lake.images_dir))  # as the view reads a part
     legacy = {  # format 3's target-years supersede their target in the year's parts
-        (f.parent.parent.name.split("=", 1)[1], f.parent.name)
-        for f in files
-        if is_compacted(f, lake.images_dir) and not is_year_file(f, lake.images_dir)
+        (f.parent.parent.name.split("=", 1)[1], f.parent.name) for f in kinds.target_years
     }
     for file in files:
         schema = pq.read_schema(file)
@@ -155,15 +156,14 @@ def compact_locked(
             return []
         touched = None
     years: dict[str, _Year] = defaultdict(_Year)
-    for f in files:
-        if is_year_file(f, lake.images_dir):
-            year = f.parent.name.split("=", 1)[1]
-            years[year].parts[part_first(f)] = f
-        elif is_compacted(f, lake.images_dir):
-            target, year = _target_night(f, lake.images_dir)
-            years[year].target_files[target] = f
-        else:
-            years[_year_of_path(f, lake.images_dir)].per_night[f] = f
+    kinds = ImageFiles.of(files, lake.images_dir)
+    for f in kinds.parts:
+        years[f.parent.name.split("=", 1)[1]].parts[part_first(f)] = f
+    for f in kinds.target_years:
+        target, year = _target_night(f, lake.images_dir)
+        years[year].target_files[target] = f
+    for f in kinds.per_night:
+        years[_year_of_path(f, lake.images_dir)].per_night[f] = f
     for path, table in fresh.items():
         years[_year_of_path(path, lake.images_dir)].per_night[path] = table
     wanted = {y for y, state in years.items() if state.per_night}
@@ -188,11 +188,6 @@ def compact_locked(
             {**lake.read_manifest(), "format_version": LAKE_FORMAT_VERSION, "layout": "compacted"}
         )
     return written
-
-
-def part_first(path: Path) -> str:
-    """The first target of a year part, from its name ``Y_<target>.parquet``."""
-    return path.name[len(path.parent.name) - len(YEAR) : -len(".parquet")]
 
 
 def part_ranges(firsts: Iterable[str]) -> list[tuple[str, str | None]]:
