@@ -188,7 +188,7 @@ def _compacted_selects(
     # form reads alike even by position (EXCEPT ALL, UNION ALL)
     replace = ", ".join(cast[k] for k in levels if k in cast)
     select = "SELECT * EXCLUDE (year)" + (f" REPLACE ({replace})" if replace else "")
-    key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
+    key = " || chr(31) || ".join("CAST(detector AS VARCHAR)" if k in cast else k for k in levels)
     pending = pending_keys(every, lake.images_dir)  # over the whole lake, whatever the subset
     unpacked = [f"{key} NOT IN ({', '.join(sql_string(chr(31).join(k)) for k in pending)})"]
     where = unpacked if pending else []
