@@ -95,8 +95,13 @@ class LakeDirectory:
             ) from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Replace the manifest (the caller holds the lock). Each write counts one more
+        ``generation``: a writer that changes which files the ``images`` view names (a
+        compaction, a part cut) writes it, and a cached connection
+        (:meth:`nightlake.query.lake.Lake.cursor`) sees the change and rebuilds its views."""
         import json
 
+        manifest = {**manifest, "generation": self.read_manifest().get("generation", 0) + 1}
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2).encode() + b"\n")
 
     def image_files(self) -> list[Path]:

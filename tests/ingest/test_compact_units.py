@@ -159,3 +159,37 @@ def test_a_format3_lake_resolves_detrends(tmp_path):
     compact(lake)
     assert before["n"][0].as_py() == lake.sql(COUNTS)["n"].to_numpy().sum()
     assert Lake(lake.path).sql(query).equals(before)
+
+
+def test_a_cached_lake_follows_every_writer(tmp_path, monkeypatch):
+    """One ``Lake`` kept across writers (as ``nightlake serve`` keeps it) answers as a fresh
+    one after each: a compaction that removes per-night files its views named, a convert
+    that cuts a year into parts, an upgrade of format 3's files."""
+    plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
+    cached = Lake(lake.path)
+
+    def same() -> None:
+        assert cached.sql(COUNTS).equals(Lake(lake.path).sql(COUNTS))
+        assert cached.sql(COUNTS).equals(plain.sql(COUNTS))
+
+    for each in (plain, lake):
+        convert(each, COLLECTIONS[:3])
+    compact(lake)
+    # a per-night file beside its part (a Dask convert's, or one killed before compacting)
+    kept = lake.images_dir / "target=A0b" / "night=20190402" / "20190402_A0b.parquet"
+    kept.parent.mkdir(parents=True)
+    pq.write_table(pq.read_table(plain.image_files()[-1]), kept)
+    same()  # its views name the per-night file
+    compact(lake)  # removes it
+    assert not kept.exists()
+    same()
+    monkeypatch.setattr(compact_module, "PART_ROWS", 50)
+    for each in (plain, lake):
+        convert(each, COLLECTIONS, ConvertOptions(force=True))  # 2019 and 2021 cut in two
+    assert len(lake.image_files()) == 6
+    same()
+    upgraded = Lake(shutil.copytree(FORMAT3 / "lake", tmp_path / "format3"))
+    cached = Lake(upgraded.path)
+    expected = cached.sql(COUNTS)
+    compact(upgraded)
+    assert cached.sql(COUNTS).equals(expected)

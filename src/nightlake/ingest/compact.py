@@ -181,9 +181,11 @@ def compact_locked(
     written = []
     for year in sorted(wanted):
         written.extend(_compact_year(lake, year, years[year]))
-    if manifest.get("layout") != "compacted" or manifest.get("format_version") != (
-        LAKE_FORMAT_VERSION
-    ):
+    settled = (manifest.get("layout"), manifest.get("format_version")) == (
+        "compacted",
+        LAKE_FORMAT_VERSION,
+    )
+    if wanted or not settled:  # also when only files changed: cached views are rebuilt on it
         lake.write_manifest(
             {**lake.read_manifest(), "format_version": LAKE_FORMAT_VERSION, "layout": "compacted"}
         )
@@ -290,6 +292,7 @@ def _rewrite_parts(
         from nightlake.lake import atomic_write_bytes
 
         atomic_write_bytes(lake.images_dir / f"{YEAR}={year}" / CUT_MARKER, b"")
+        lake.write_manifest(lake.read_manifest())  # cached views take up the bounds
     outs = []
     for first, rows, recs in reversed(pieces):
         out = lake.images_dir / f"{YEAR}={year}" / f"{year}_{first}.parquet"
