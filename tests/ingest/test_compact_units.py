@@ -193,3 +193,37 @@ def test_a_cached_lake_follows_every_writer(tmp_path, monkeypatch):
     expected = cached.sql(COUNTS)
     compact(upgraded)
     assert cached.sql(COUNTS).equals(expected)
+
+
+def test_rows_whose_types_disagree_stay_per_night_on_both_paths(tmp_path, monkeypatch):
+    """A night whose column type cannot join its year's stays a per-night file, whether the
+    convert writes it and a compaction leaves it, or hands its table to the compaction."""
+    odd = tmp_path / "src" / "20190402_A0b.collection"
+    odd.parent.mkdir()
+    text = (FIXTURES / "collections" / odd.name).read_text()
+    odd.write_text(
+        text.replace("{name: airmass, datatype: float64", "{name: airmass, datatype: string")
+    )
+    two, direct = Lake(tmp_path / "two"), Lake(tmp_path / "direct")
+    for each in (two, direct):
+        convert(each, COLLECTIONS[:2])  # A0a, 2019
+        compact(each)
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 1)  # the direct path
+    report = convert(direct, [odd])
+    monkeypatch.undo()
+    monkeypatch.setattr(compact_module, "will_compact", lambda lake, new: False)
+    convert(two, [odd])
+    compact(two)
+    assert report.rows_written == 40 and not report.failed
+    assert (
+        relative(direct)
+        == relative(two)
+        == [
+            "target=A0b/night=20190402/20190402_A0b.parquet",
+            "year=2019/2019_A0a.parquet",
+        ]
+    )
+    for a, b in zip(direct.image_files(), two.image_files()):
+        assert a.read_bytes() == b.read_bytes()
+    assert Lake(direct.path).sql(COUNTS).equals(Lake(two.path).sql(COUNTS))
+    assert Lake(direct.path).sql(COUNTS)["n"].to_pylist() == [36, 8, 40]

@@ -255,9 +255,27 @@ def _compact_year(lake: LakeDirectory, year: str, state: _Year) -> list[Path]:
     if not failed:  # every part holds its range only
         _remove_file(lake, lake.images_dir / f"{YEAR}={year}" / CUT_MARKER)
     for path, source in state.per_night.items():
-        if isinstance(source, Path) and _target_night(path, lake.images_dir)[0] in done:
+        if _target_night(path, lake.images_dir)[0] not in done:
+            if not isinstance(source, Path):  # kept for this compaction: its rows stay
+                _write_per_night(source, path)
+        elif isinstance(source, Path):
             _remove_file(lake, path)
     return written
+
+
+def _write_per_night(table: pa.Table, path: Path) -> None:
+    """A partition ``convert`` kept in memory, written as the per-night file it would have
+    written (rows whose types disagree with their year's stay per-night, as in two steps)."""
+    import pyarrow.compute as pc
+
+    from nightlake.ingest.convert import SORT_COLUMNS
+    from nightlake.lake import write_parquet_atomic
+
+    keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
+    if keys:
+        table = table.take(pc.sort_indices(table.select([c for c, _ in keys]), sort_keys=keys))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_parquet_atomic(table, path)
 
 
 def _in(target: str, bounds: tuple[str, str | None], index: int) -> bool:
