@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from nightlake import Lake
 from nightlake.detrends import sync as detrends_sync
@@ -227,3 +228,34 @@ def test_rows_whose_types_disagree_stay_per_night_on_both_paths(tmp_path, monkey
         assert a.read_bytes() == b.read_bytes()
     assert Lake(direct.path).sql(COUNTS).equals(Lake(two.path).sql(COUNTS))
     assert Lake(direct.path).sql(COUNTS)["n"].to_pylist() == [36, 8, 40]
+
+
+def test_a_convert_killed_between_parts_is_redone_by_the_next(tmp_path, monkeypatch):
+    """A year cut into parts is written the last part first: killed before its first part,
+    the changed source's new fingerprint is in the later part and the old one in the first;
+    the next convert reads the source again (the last record must not stand for it all)."""
+    source = tmp_path / "joined.collection"
+    lines = (FIXTURES / "joined" / "joined.collection").read_text().splitlines(keepends=True)
+    lines = [line for line in lines if "/20220527/" not in line]  # 2021 is the last year
+    source.write_text("".join(lines))
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 1)
+    lake, fresh = Lake(tmp_path / "lake"), Lake(tmp_path / "fresh")
+    convert(lake, [source])
+    assert relative(lake)[-1] == "year=2021/2021_A1e.parquet"  # a part a year
+    monkeypatch.setattr(compact_module, "PART_ROWS", 40)  # the next convert cuts 2021
+    changed = next(i for i, line in enumerate(lines) if "/20210507/A1e/" in line)
+    source.write_text("".join(lines[:changed] + lines[changed + 1 :]))  # one A1e row less
+    real = compact_module._write_compacted
+
+    def killed(lake, out, *args, **kwargs):
+        if out.name == "2021_A1e.parquet":
+            raise KeyboardInterrupt
+        return real(lake, out, *args, **kwargs)
+
+    monkeypatch.setattr(compact_module, "_write_compacted", killed)
+    with pytest.raises(KeyboardInterrupt):
+        convert(lake, [source])
+    monkeypatch.setattr(compact_module, "_write_compacted", real)
+    report = convert(lake, [source])
+    convert(fresh, [source])
+    assert report.written and Lake(lake.path).sql(COUNTS).equals(Lake(fresh.path).sql(COUNTS))
