@@ -691,8 +691,8 @@ def bound_lake(full: Path, out: Path, night: Path) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from nightlake.ingest.compact import PART_ROWS, ROW_GROUP_ROWS, part_first
-    from nightlake.lake import LakeDirectory, write_parquet_temp
+    from nightlake.ingest.compact import PART_ROWS, ROW_GROUP_ROWS
+    from nightlake.lake import LakeDirectory, part_first, write_parquet_temp
 
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(full, out, symlinks=True)

@@ -95,8 +95,13 @@ class LakeDirectory:
             ) from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Replace the manifest (the caller holds the lock). Each write counts one more
+        ``generation``: a writer that changes which files the ``images`` view names (a
+        compaction, a part cut) writes it, and a cached connection
+        (:meth:`nightlake.query.lake.Lake.cursor`) sees the change and rebuilds its views."""
         import json
 
+        manifest = {**manifest, "generation": self.read_manifest().get("generation", 0) + 1}
         atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=2).encode() + b"\n")
 
     def image_files(self) -> list[Path]:
@@ -139,27 +144,24 @@ class LakeDirectory:
         """The SELECT behind ``images``; over ``subset`` (some partition files), exactly the
         rows and columns the view takes from those files (a chunk of a resolve task).
         ``files``: :meth:`image_files`, when the caller has listed them already."""
-        files = self.image_files() if files is None else files
-        chosen = files if subset is None else subset
+        every = ImageFiles.of(self.image_files() if files is None else files, self.images_dir)
+        chosen = every if subset is None else ImageFiles.of(subset, self.images_dir)
         manifest = self.read_manifest()
-        compacted = [f for f in chosen if is_compacted(f, self.images_dir)]
-        per_night = [f for f in chosen if not is_compacted(f, self.images_dir)]
         levels = manifest.get("partition_by") or [
             part.split("=", 1)[0]
-            for part in next(f for f in files if not is_compacted(f, self.images_dir))
-            .relative_to(self.images_dir)
-            .parts[:-1]
+            for part in every.per_night[0].relative_to(self.images_dir).parts[:-1]
         ]
         # union_by_name costs a schema read per file; only needed when partitions differ
         union = "" if manifest.get("uniform_schema") else "union_by_name = true, "
 
-        parts = _compacted_selects(self, files, compacted, subset is not None, levels, union)
-        if per_night:
+        parts = _compacted_selects(self, every, chosen, subset is not None, levels, union)
+        if chosen.per_night:
             types = ", ".join(
                 f"'{k}': {PARTITION_TYPES[k]}" for k in levels if k in PARTITION_TYPES
             )
-            if compacted or subset is not None:  # the glob would take the compacted files too
-                source = _listed(per_night)
+            # the glob would take the compacted files too
+            if chosen.parts or chosen.target_years or subset is not None:
+                source = _listed(chosen.per_night)
             else:
                 source = sql_string(str(self.images_dir.resolve() / "**" / "*.parquet"))
             parts.append(
@@ -175,15 +177,15 @@ def _listed(paths: list[Path]) -> str:
 
 def _compacted_selects(
     lake: LakeDirectory,
-    files: list[Path],
-    chosen: list[Path],
+    every: ImageFiles,
+    chosen: ImageFiles,
     listed: bool,
     levels: list[str],
     union: str,
 ) -> list[str]:
-    """The SELECTs of ``images`` over the compacted files ``chosen`` (of the lake's
-    ``files``): year files, then target-year files; globbed, or ``listed`` (a subset)."""
-    if not chosen:
+    """The SELECTs of ``images`` over the compacted files of ``chosen`` (some or all of the
+    lake's files, ``every``): year parts, then target-year files; globbed, or ``listed``."""
+    if not (chosen.parts or chosen.target_years):
         return []
     cast = {"detector": "CAST(detector AS VARCHAR) AS detector"}
     # the columns stay where the per-night view has them (night, detector and a year file's
@@ -191,33 +193,30 @@ def _compacted_selects(
     # form reads alike even by position (EXCEPT ALL, UNION ALL)
     replace = ", ".join(cast[k] for k in levels if k in cast)
     select = "SELECT * EXCLUDE (year)" + (f" REPLACE ({replace})" if replace else "")
-    key = " || chr(31) || ".join(cast.get(k, k).split(" AS ")[0] for k in levels)
-    pending = pending_keys(lake, files)  # over the whole lake, whatever the subset
+    key = " || chr(31) || ".join("CAST(detector AS VARCHAR)" if k in cast else k for k in levels)
+    pending = pending_keys(every, lake.images_dir)  # over the whole lake, whatever the subset
     unpacked = [f"{key} NOT IN ({', '.join(sql_string(chr(31).join(k)) for k in pending)})"]
     where = unpacked if pending else []
-    years = {f.parent.name for f in files if is_year_file(f, lake.images_dir)}
+    years = {f.parent.name for f in every.parts}
     # a target-year file supersedes its target's rows in its year's file
     split = sorted(
         f"{f.parent.parent.name.split('=', 1)[1]}\x1f{f.parent.name.split('=', 1)[1]}"
-        for f in files
-        if is_compacted(f, lake.images_dir)
-        and not is_year_file(f, lake.images_dir)
-        and f.parent.name in years
+        for f in every.target_years
+        if f.parent.name in years
     )
     images = lake.images_dir.resolve()
     selects = []
-    for glob, hive, only_year in (
-        ("year=*", "'year': VARCHAR", True),
-        ("target=*/year=*", "'target': VARCHAR, 'year': VARCHAR", False),
+    for glob, hive, these, only_year in (
+        ("year=*", "'year': VARCHAR", chosen.parts, True),
+        ("target=*/year=*", "'target': VARCHAR, 'year': VARCHAR", chosen.target_years, False),
     ):
-        these = [f for f in chosen if is_year_file(f, lake.images_dir) == only_year]
         if not these:
             continue
         conditions, extra = list(where), ""
         if only_year and split:
             keys = ", ".join(sql_string(k) for k in split)
             conditions.append(f"target || chr(31) || year NOT IN ({keys})")
-        if only_year and (ranges := part_bounds(files, lake.images_dir, cut_only=True)):
+        if only_year and (ranges := part_bounds(every.parts, lake.images_dir, cut_only=True)):
             # a part's rows from the next part's first on are that part's (a rewrite in
             # progress, or cut short): each target is read from one file at every moment
             cases = " ".join(
@@ -239,30 +238,51 @@ def _compacted_selects(
     return selects
 
 
+class ImageFiles:
+    """The files of ``images`` by kind, each path classified once (by its names)."""
+
+    def __init__(self, parts: list[Path], target_years: list[Path], per_night: list[Path]):
+        self.parts = parts  #: ``year=Y/Y_<first target>.parquet``: a compacted year's parts
+        self.target_years = target_years  #: ``target=T/year=Y/…``: format 3's compacted files
+        self.per_night = per_night  #: ``target=T/night=N[/detector=D]/…``: one partition each
+
+    @classmethod
+    def of(cls, files: Iterable[Path], images_dir: Path) -> ImageFiles:
+        found: tuple[list[Path], list[Path], list[Path]] = ([], [], [])
+        for f in files:
+            year = f.parent
+            if not year.name.startswith(f"{YEAR}="):
+                found[2].append(f)
+            else:
+                found[0 if year.parent == images_dir else 1].append(f)
+        return cls(*found)
+
+
+def part_first(path: Path) -> str:
+    """The first target of a year part, from its name ``Y_<target>.parquet``."""
+    return path.name[len(path.parent.name) - len(YEAR) : -len(".parquet")]
+
+
 def part_bounds(
-    files: list[Path], images_dir: Path, cut_only: bool = False
+    parts: list[Path], images_dir: Path, cut_only: bool = False
 ) -> list[tuple[Path, str]]:
-    """Each year part followed by another part of its year, with that part's first target
-    (a part's name is ``Y_<first target>.parquet``); ``cut_only``: in the years where a
-    rewrite moves rows between parts (their ``.cut`` marker, nightlake.ingest.compact)."""
-    parts: dict[str, list[tuple[str, Path]]] = {}
-    for f in files:
-        if is_year_file(f, images_dir) and not (
-            cut_only and not (images_dir / f.parent.name / ".cut").exists()
-        ):
-            first = f.name[len(f.parent.name) - len(YEAR) : -len(".parquet")]
-            parts.setdefault(f.parent.name, []).append((first, f))
+    """Each year part followed by another part of its year, with that part's first target;
+    ``cut_only``: in the years where a rewrite moves rows between parts (their ``.cut``
+    marker, nightlake.ingest.compact)."""
+    by_year: dict[str, list[tuple[str, Path]]] = {}
+    for f in parts:
+        by_year.setdefault(f.parent.name, []).append((part_first(f), f))
     bounds = []
-    for found in parts.values():
+    for year, found in by_year.items():
+        if cut_only and not (images_dir / year / ".cut").exists():
+            continue
         found.sort()
         bounds += [(f, nxt) for (_, f), (nxt, _) in zip(found, found[1:])]
     return bounds
 
 
 def is_compacted(path: Path, images_dir: Path) -> bool:
-    """Is this file of ``images`` compacted: a year (``year=Y/…``) or a target-year
-    (``target=T/year=Y/…``)?"""
-    # by names, not relative_to: every connection asks this of every file
+    """Is this file of ``images`` compacted: a year part or a target-year (:class:`ImageFiles`)?"""
     year = path.parent
     return year.name.startswith(f"{YEAR}=") and images_dir in (year.parent, year.parent.parent)
 
@@ -276,16 +296,13 @@ def year_of(night: str) -> str:
     return night[:4]
 
 
-def pending_keys(lake: LakeDirectory, files: Iterable[Path]) -> list[tuple[str, ...]]:
+def pending_keys(files: ImageFiles, images_dir: Path) -> list[tuple[str, ...]]:
     """Partition keys of per-night files whose year also has a compacted file: their rows
     supersede that partition's rows in it (a convert or compaction in progress, or cut short)."""
-    files = list(files)
-    years = {f.parent.name for f in files if is_compacted(f, lake.images_dir)}
+    years = {f.parent.name for f in files.parts + files.target_years}
     keys = []
-    for f in files:
-        if is_compacted(f, lake.images_dir):
-            continue
-        values = [p.split("=", 1)[1] for p in f.relative_to(lake.images_dir).parts[:-1]]
+    for f in files.per_night:
+        values = [p.split("=", 1)[1] for p in f.relative_to(images_dir).parts[:-1]]
         if len(values) >= 2 and f"{YEAR}={year_of(values[1])}" in years:
             keys.append(tuple(values))
     return keys

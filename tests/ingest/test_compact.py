@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nightlake import Lake
 from nightlake.ingest.compact import compact
-from nightlake.ingest.convert import convert
+from nightlake.ingest.convert import ConvertOptions, convert
 from nightlake.query.info import lake_info
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
@@ -44,10 +46,12 @@ def test_adding_nights_rewrites_only_their_target_years(tmp_path):
     assert not convert(compacted, COLLECTIONS).written  # incremental as before
 
 
-def test_a_per_night_file_beside_its_compacted_year_supersedes_it(tmp_path):
-    """What a compaction killed after its rename and before its deletes leaves."""
+@pytest.mark.parametrize("levels", [("target", "night"), ("target", "night", "detector")])
+def test_a_per_night_file_beside_its_compacted_year_supersedes_it(tmp_path, levels):
+    """What a compaction killed after its rename and before its deletes leaves; in the
+    detector layout the superseded keys hold the detector, cast to text."""
     lake = Lake(tmp_path / "lake")
-    convert(lake, COLLECTIONS[:3])
+    convert(lake, COLLECTIONS[:3], ConvertOptions(partition_by=levels))
     per_night = lake.image_files()[0]
     kept = tmp_path / "kept.parquet"
     shutil.copy(per_night, kept)

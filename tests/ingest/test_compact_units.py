@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from nightlake import Lake
 from nightlake.detrends import sync as detrends_sync
@@ -159,3 +160,102 @@ def test_a_format3_lake_resolves_detrends(tmp_path):
     compact(lake)
     assert before["n"][0].as_py() == lake.sql(COUNTS)["n"].to_numpy().sum()
     assert Lake(lake.path).sql(query).equals(before)
+
+
+def test_a_cached_lake_follows_every_writer(tmp_path, monkeypatch):
+    """One ``Lake`` kept across writers (as ``nightlake serve`` keeps it) answers as a fresh
+    one after each: a compaction that removes per-night files its views named, a convert
+    that cuts a year into parts, an upgrade of format 3's files."""
+    plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
+    cached = Lake(lake.path)
+
+    def same() -> None:
+        assert cached.sql(COUNTS).equals(Lake(lake.path).sql(COUNTS))
+        assert cached.sql(COUNTS).equals(plain.sql(COUNTS))
+
+    for each in (plain, lake):
+        convert(each, COLLECTIONS[:3])
+    compact(lake)
+    # a per-night file beside its part (a Dask convert's, or one killed before compacting)
+    kept = lake.images_dir / "target=A0b" / "night=20190402" / "20190402_A0b.parquet"
+    kept.parent.mkdir(parents=True)
+    pq.write_table(pq.read_table(plain.image_files()[-1]), kept)
+    same()  # its views name the per-night file
+    compact(lake)  # removes it
+    assert not kept.exists()
+    same()
+    monkeypatch.setattr(compact_module, "PART_ROWS", 50)
+    for each in (plain, lake):
+        convert(each, COLLECTIONS, ConvertOptions(force=True))  # 2019 and 2021 cut in two
+    assert len(lake.image_files()) == 6
+    same()
+    upgraded = Lake(shutil.copytree(FORMAT3 / "lake", tmp_path / "format3"))
+    cached = Lake(upgraded.path)
+    expected = cached.sql(COUNTS)
+    compact(upgraded)
+    assert cached.sql(COUNTS).equals(expected)
+
+
+def test_rows_whose_types_disagree_stay_per_night_on_both_paths(tmp_path, monkeypatch):
+    """A night whose column type cannot join its year's stays a per-night file, whether the
+    convert writes it and a compaction leaves it, or hands its table to the compaction."""
+    odd = tmp_path / "src" / "20190402_A0b.collection"
+    odd.parent.mkdir()
+    text = (FIXTURES / "collections" / odd.name).read_text()
+    odd.write_text(
+        text.replace("{name: airmass, datatype: float64", "{name: airmass, datatype: string")
+    )
+    two, direct = Lake(tmp_path / "two"), Lake(tmp_path / "direct")
+    for each in (two, direct):
+        convert(each, COLLECTIONS[:2])  # A0a, 2019
+        compact(each)
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 1)  # the direct path
+    report = convert(direct, [odd])
+    monkeypatch.undo()
+    monkeypatch.setattr(compact_module, "will_compact", lambda lake, new: False)
+    convert(two, [odd])
+    compact(two)
+    assert report.rows_written == 40 and not report.failed
+    assert (
+        relative(direct)
+        == relative(two)
+        == [
+            "target=A0b/night=20190402/20190402_A0b.parquet",
+            "year=2019/2019_A0a.parquet",
+        ]
+    )
+    for a, b in zip(direct.image_files(), two.image_files()):
+        assert a.read_bytes() == b.read_bytes()
+    assert Lake(direct.path).sql(COUNTS).equals(Lake(two.path).sql(COUNTS))
+    assert Lake(direct.path).sql(COUNTS)["n"].to_pylist() == [36, 8, 40]
+
+
+def test_a_convert_killed_between_parts_is_redone_by_the_next(tmp_path, monkeypatch):
+    """A year cut into parts is written the last part first: killed before its first part,
+    the changed source's new fingerprint is in the later part and the old one in the first;
+    the next convert reads the source again (the last record must not stand for it all)."""
+    source = tmp_path / "joined.collection"
+    lines = (FIXTURES / "joined" / "joined.collection").read_text().splitlines(keepends=True)
+    lines = [line for line in lines if "/20220527/" not in line]  # 2021 is the last year
+    source.write_text("".join(lines))
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 1)
+    lake, fresh = Lake(tmp_path / "lake"), Lake(tmp_path / "fresh")
+    convert(lake, [source])
+    assert relative(lake)[-1] == "year=2021/2021_A1e.parquet"  # a part a year
+    monkeypatch.setattr(compact_module, "PART_ROWS", 40)  # the next convert cuts 2021
+    changed = next(i for i, line in enumerate(lines) if "/20210507/A1e/" in line)
+    source.write_text("".join(lines[:changed] + lines[changed + 1 :]))  # one A1e row less
+    real = compact_module._write_compacted
+
+    def killed(lake, out, *args, **kwargs):
+        if out.name == "2021_A1e.parquet":
+            raise KeyboardInterrupt
+        return real(lake, out, *args, **kwargs)
+
+    monkeypatch.setattr(compact_module, "_write_compacted", killed)
+    with pytest.raises(KeyboardInterrupt):
+        convert(lake, [source])
+    monkeypatch.setattr(compact_module, "_write_compacted", real)
+    report = convert(lake, [source])
+    convert(fresh, [source])
+    assert report.written and Lake(lake.path).sql(COUNTS).equals(Lake(fresh.path).sql(COUNTS))

@@ -29,6 +29,7 @@ written last first, old ones deleted first first (temp file and rename each).
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,10 +39,12 @@ from typing import TYPE_CHECKING, Any
 from nightlake.lake import (
     METADATA_KEY,
     YEAR,
+    ImageFiles,
     LakeDirectory,
     is_compacted,
     is_year_file,
     part_bounds,
+    part_first,
     year_of,
 )
 
@@ -68,6 +71,11 @@ AUTO_COMPACT_FILES = 200
 CUT_MARKER = ".cut"
 #: the key columns of a part, in sort order
 SORT_COLUMNS = ("target", "night", "detector", "visit", "mjd")
+#: held while a year's rewrite (years run on threads) touches what years share: the manifest
+#: (two cuts writing it at once would count one generation, and a cached view would miss the
+#: second) and a target's directory (a year's emptied one removed while another year's
+#: per-night file is put in it)
+_SHARED = threading.Lock()
 
 
 def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
@@ -81,11 +89,10 @@ def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[s
     from nightlake.ingest.convert import partition_path, schema_signature
 
     files = lake.image_files()
-    bounds = dict(part_bounds(files, lake.images_dir))  # as the view reads a part
+    kinds = ImageFiles.of(files, lake.images_dir)
+    bounds = dict(part_bounds(kinds.parts, lake.images_dir))  # as the view reads a part
     legacy = {  # format 3's target-years supersede their target in the year's parts
-        (f.parent.parent.name.split("=", 1)[1], f.parent.name)
-        for f in files
-        if is_compacted(f, lake.images_dir) and not is_year_file(f, lake.images_dir)
+        (f.parent.parent.name.split("=", 1)[1], f.parent.name) for f in kinds.target_years
     }
     for file in files:
         schema = pq.read_schema(file)
@@ -155,15 +162,14 @@ def compact_locked(
             return []
         touched = None
     years: dict[str, _Year] = defaultdict(_Year)
-    for f in files:
-        if is_year_file(f, lake.images_dir):
-            year = f.parent.name.split("=", 1)[1]
-            years[year].parts[part_first(f)] = f
-        elif is_compacted(f, lake.images_dir):
-            target, year = _target_night(f, lake.images_dir)
-            years[year].target_files[target] = f
-        else:
-            years[_year_of_path(f, lake.images_dir)].per_night[f] = f
+    kinds = ImageFiles.of(files, lake.images_dir)
+    for f in kinds.parts:
+        years[f.parent.name.split("=", 1)[1]].parts[part_first(f)] = f
+    for f in kinds.target_years:
+        target, year = _target_night(f, lake.images_dir)
+        years[year].target_files[target] = f
+    for f in kinds.per_night:
+        years[_year_of_path(f, lake.images_dir)].per_night[f] = f
     for path, table in fresh.items():
         years[_year_of_path(path, lake.images_dir)].per_night[path] = table
     wanted = {y for y, state in years.items() if state.per_night}
@@ -180,23 +186,20 @@ def compact_locked(
         wanted |= {y for y, state in years.items() if state.target_files or state.stale}
     from nightlake.scaleout import threaded
 
-    # years are independent (files, cut marker): a year's sort and zstd writes run on one
-    # core, so several years at once keep every core busy
+    # years share no file (what they share takes turns: _SHARED): a year's sort and zstd
+    # writes run on one core, so several years at once keep every core busy
     written = []
     for parts in threaded(lambda year: _compact_year(lake, year, years[year]), sorted(wanted)):
         written.extend(parts)
-    if manifest.get("layout") != "compacted" or manifest.get("format_version") != (
-        LAKE_FORMAT_VERSION
-    ):
+    settled = (manifest.get("layout"), manifest.get("format_version")) == (
+        "compacted",
+        LAKE_FORMAT_VERSION,
+    )
+    if wanted or not settled:  # also when only files changed: cached views are rebuilt on it
         lake.write_manifest(
             {**lake.read_manifest(), "format_version": LAKE_FORMAT_VERSION, "layout": "compacted"}
         )
     return written
-
-
-def part_first(path: Path) -> str:
-    """The first target of a year part, from its name ``Y_<target>.parquet``."""
-    return path.name[len(path.parent.name) - len(YEAR) : -len(".parquet")]
 
 
 def part_ranges(firsts: Iterable[str]) -> list[tuple[str, str | None]]:
@@ -262,9 +265,28 @@ def _compact_year(lake: LakeDirectory, year: str, state: _Year) -> list[Path]:
     if not failed:  # every part holds its range only
         _remove_file(lake, lake.images_dir / f"{YEAR}={year}" / CUT_MARKER)
     for path, source in state.per_night.items():
-        if isinstance(source, Path) and _target_night(path, lake.images_dir)[0] in done:
+        if _target_night(path, lake.images_dir)[0] not in done:
+            if not isinstance(source, Path):  # kept for this compaction: its rows stay
+                _write_per_night(source, path)
+        elif isinstance(source, Path):
             _remove_file(lake, path)
     return written
+
+
+def _write_per_night(table: pa.Table, path: Path) -> None:
+    """A partition ``convert`` kept in memory, written as the per-night file it would have
+    written (rows whose types disagree with their year's stay per-night, as in two steps)."""
+    import pyarrow.compute as pc
+
+    from nightlake.ingest.convert import SORT_COLUMNS
+    from nightlake.lake import write_parquet_atomic
+
+    keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
+    if keys:
+        table = table.take(pc.sort_indices(table.select([c for c, _ in keys]), sort_keys=keys))
+    with _SHARED:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_parquet_atomic(table, path)
 
 
 def _in(target: str, bounds: tuple[str, str | None], index: int) -> bool:
@@ -299,6 +321,8 @@ def _rewrite_parts(
         from nightlake.lake import atomic_write_bytes
 
         atomic_write_bytes(lake.images_dir / f"{YEAR}={year}" / CUT_MARKER, b"")
+        with _SHARED:
+            lake.write_manifest(lake.read_manifest())  # cached views take up the bounds
     outs = []
     for first, rows, recs in reversed(pieces):
         out = lake.images_dir / f"{YEAR}={year}" / f"{year}_{first}.parquet"
@@ -341,13 +365,14 @@ class _Disagree(Exception):
 def _remove_file(lake: LakeDirectory, f: Path) -> None:
     """Delete a superseded file and the directories it leaves empty (not ``images``)."""
     f.unlink(missing_ok=True)
-    for directory in f.parents:
-        if directory == lake.images_dir or lake.images_dir not in directory.parents:
-            break
-        try:
-            directory.rmdir()
-        except OSError:
-            break
+    with _SHARED:
+        for directory in f.parents:
+            if directory == lake.images_dir or lake.images_dir not in directory.parents:
+                break
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
 
 def _prepared(lake: LakeDirectory, path: Path, source: Any) -> tuple[pa.Table, dict[str, Any]]:

@@ -257,6 +257,9 @@ def _plan(lake: LakeDirectory, files: list[SourceFile], options: ConvertOptions)
 @dataclass
 class _LakeIndex:
     sources: dict[Path, dict[str, Any]]  # recorded fingerprint by source path
+    #: sources whose partitions record different fingerprints (a run killed after writing
+    #: some of the files they feed): changed, whatever the file is now
+    mixed: set[Path]
     partitions: dict[Path, list[Path]]  # partition file -> its source paths
     schemas: dict[Path, tuple]  # partition file -> its column names and types
     options: dict[Path, dict[str, Any]]  # partition file -> the options it was written with
@@ -267,6 +270,7 @@ class _LakeIndex:
         partitions: dict[Path, list[Path]] = {}
         schemas: dict[Path, tuple] = {}
         options: dict[Path, dict[str, Any]] = {}
+        mixed: set[Path] = set()
         from nightlake.ingest.compact import partition_records
 
         for part, signature, meta, _ in partition_records(lake):  # compacted ones too
@@ -275,10 +279,11 @@ class _LakeIndex:
             paths = []
             for fp in meta.get("sources", []):
                 path = Path(fp["path"])
-                sources[path] = fp
+                if sources.setdefault(path, fp) != fp:
+                    mixed.add(path)
                 paths.append(path)
             partitions[part] = paths
-        return cls(sources, partitions, schemas, options)
+        return cls(sources, mixed, partitions, schemas, options)
 
     def sources_written_otherwise(self, shaping: dict[str, Any]) -> set[Path]:
         return {
@@ -290,7 +295,11 @@ class _LakeIndex:
 
     def is_current(self, path: Path) -> bool:
         recorded = self.sources.get(path)
-        return recorded is not None and compare_fingerprint(recorded)[0] == "ok"
+        return (
+            recorded is not None
+            and path not in self.mixed
+            and compare_fingerprint(recorded)[0] == "ok"
+        )
 
     def partitions_fed_by(self, paths: set[Path]) -> list[Path]:
         return [p for p, srcs in self.partitions.items() if paths.intersection(srcs)]

@@ -102,8 +102,9 @@ class Lake(LakeDirectory):
 
         Repeated ``sql`` calls share one database (views, macros, Parquet footers already
         read), each on its own cursor, so threads may query at once. The connection is
-        rebuilt when the lake manifest, the detrend mirror or its database changed on disk,
-        so a query never sees a stale mirror or a stale choice of view.
+        rebuilt when the lake manifest (which every writer of the images' files rewrites:
+        :meth:`LakeDirectory.write_manifest`), the detrend mirror or its database changed on
+        disk, so a query never sees a stale mirror or a stale choice of view.
         """
         with self._connection_lock:
             state = self.disk_state()
@@ -126,4 +127,8 @@ class Lake(LakeDirectory):
         except (OSError, ValueError, AttributeError):
             db = None
         db_stamp = file_stamp(Path(db)) if isinstance(db, str) else None
-        return (file_stamp(self.manifest_path), link, file_stamp(manifest), db_stamp)
+        try:  # its bytes, not a stamp: two writes may share an mtime tick, a size, an inode
+            lake_manifest = self.manifest_path.read_bytes()
+        except OSError:
+            lake_manifest = None
+        return (lake_manifest, link, file_stamp(manifest), db_stamp)
