@@ -11,6 +11,10 @@
           night=20190402/
             20190402_A0a.parquet            one file per target/night (zstd, sorted by
                                             detector, visit, mjd)
+        year=2019/                          or, compacted (nightlake.ingest.compact):
+          2019_A0a.parquet                  a year's rows in parts, each from its first
+          2019_B1e.parquet                  target to the next part's; ``.cut`` here
+                                            while a rewrite moves rows between them
       detrends/type=flat/…parquet           the DetReg mirror (``nightlake sync``)
       serve.toml                            optional, the user's: ``nightlake serve``'s
                                             thresholds and limits (nightlake.web.settings)

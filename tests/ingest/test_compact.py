@@ -1,5 +1,5 @@
-"""Compaction into one file per year (or per target and year): same rows, incremental, and a
-compaction cut short between writing its file and deleting the per-night ones reads the same."""
+"""Compaction into a year's parts: same rows, incremental, and a compaction cut short between
+writing its file and deleting the per-night ones reads the same."""
 
 import shutil
 import subprocess
@@ -35,7 +35,7 @@ def test_compacting_the_previous_lake_keeps_its_rows_and_partitions(tmp_path):
     assert lake.read_manifest()["format_version"] == 4
 
 
-def test_adding_nights_rewrites_only_their_target_years(tmp_path):
+def test_adding_nights_rewrites_only_their_years(tmp_path):
     plain, compacted = Lake(tmp_path / "plain"), Lake(tmp_path / "compacted")
     for lake in (plain, compacted):
         convert(lake, COLLECTIONS[:3])
