@@ -11,6 +11,10 @@
           night=20190402/
             20190402_A0a.parquet            one file per target/night (zstd, sorted by
                                             detector, visit, mjd)
+        year=2019/                          or, compacted (nightlake.ingest.compact):
+          2019_A0a.parquet                  a year's rows in parts, each from its first
+          2019_B1e.parquet                  target to the next part's; ``.cut`` here
+                                            while a rewrite moves rows between them
       detrends/type=flat/…parquet           the DetReg mirror (``nightlake sync``)
       serve.toml                            optional, the user's: ``nightlake serve``'s
                                             thresholds and limits (nightlake.web.settings)
@@ -44,8 +48,14 @@ METADATA_KEY = b"nightlake"
 IMAGES = "images"
 DETRENDS = "detrends"
 PARTITION_TYPES = {"target": "VARCHAR", "night": "VARCHAR", "detector": "VARCHAR"}
-#: the key of a compacted target-year, ``images/target=T/year=Y/`` (nightlake.ingest.compact)
+#: the key of a compacted year's directory: ``images/year=Y/`` (parts), or format 3's
+#: ``images/target=T/year=Y/`` (nightlake.ingest.compact)
 YEAR = "year"
+#: in a year's directory while a rewrite moves rows between its parts (and after one cut
+#: short): the view then reads each part's rows below the next part's first only
+CUT_MARKER = ".cut"
+#: a partition's rows are sorted by these (a part's by target and night first)
+PARTITION_SORT = ("detector", "visit", "mjd")
 
 
 def resolve_lake_path(path: str | os.PathLike[str] | None) -> Path:
@@ -263,21 +273,26 @@ def part_first(path: Path) -> str:
     return path.name[len(path.parent.name) - len(YEAR) : -len(".parquet")]
 
 
+def part_ranges(firsts: Iterable[str]) -> list[tuple[str, str | None]]:
+    """Each part's range of targets, ``[first, next part's first)``, in order."""
+    firsts = sorted(firsts)
+    return list(zip(firsts, [*firsts[1:], None]))
+
+
 def part_bounds(
     parts: list[Path], images_dir: Path, cut_only: bool = False
 ) -> list[tuple[Path, str]]:
     """Each year part followed by another part of its year, with that part's first target;
     ``cut_only``: in the years where a rewrite moves rows between parts (their ``.cut``
     marker, nightlake.ingest.compact)."""
-    by_year: dict[str, list[tuple[str, Path]]] = {}
+    by_year: dict[str, dict[str, Path]] = {}
     for f in parts:
-        by_year.setdefault(f.parent.name, []).append((part_first(f), f))
+        by_year.setdefault(f.parent.name, {})[part_first(f)] = f
     bounds = []
     for year, found in by_year.items():
-        if cut_only and not (images_dir / year / ".cut").exists():
+        if cut_only and not (images_dir / year / CUT_MARKER).exists():
             continue
-        found.sort()
-        bounds += [(f, nxt) for (_, f), (nxt, _) in zip(found, found[1:])]
+        bounds += [(found[first], last) for first, last in part_ranges(found) if last]
     return bounds
 
 
@@ -306,6 +321,21 @@ def pending_keys(files: ImageFiles, images_dir: Path) -> list[tuple[str, ...]]:
         if len(values) >= 2 and f"{YEAR}={year_of(values[1])}" in years:
             keys.append(tuple(values))
     return keys
+
+
+def partition_metadata(schema: pa.Schema) -> dict[str, Any]:
+    """The ``nightlake`` key-value metadata of a partition or compacted file (empty if absent)."""
+    import json
+
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def read_partition_metadata(path: Path) -> dict[str, Any]:
+    """:func:`partition_metadata` of the file at ``path`` (its footer only)."""
+    import pyarrow.parquet as pq
+
+    return partition_metadata(pq.read_schema(path))
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:

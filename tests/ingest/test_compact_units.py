@@ -1,6 +1,6 @@
-"""The compaction unit: a year file while the year is small, a file per target past
-PART_ROWS; convert writing those files directly equals convert-then-compact; lakes of
-format 3 (per-night and target-year) keep working."""
+"""The compaction unit: a year cut into parts of at most PART_ROWS rows at targets; convert
+writing them directly equals convert-then-compact (types that disagree, a run killed between
+parts); a cached Lake follows every writer; lakes of format 3 keep working."""
 
 from __future__ import annotations
 

@@ -25,9 +25,9 @@ from nightlake.ingest.convert import (
     ConvertOptions,
     convert,
     deduplicate_names,
-    read_partition_metadata,
     same_content,
 )
+from nightlake.lake import read_partition_metadata
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
 COLLECTIONS = FIXTURES / "collections"

@@ -16,8 +16,8 @@ from nightlake.ingest.convert import (
     FORMAT_VERSION,
     ConvertOptions,
     convert,
-    read_partition_metadata,
 )
+from nightlake.lake import read_partition_metadata
 from nightlake.query.info import lake_info
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"

@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.lake import (
+    CUT_MARKER,
     METADATA_KEY,
+    PARTITION_SORT,
     YEAR,
     ImageFiles,
     LakeDirectory,
@@ -45,6 +47,10 @@ from nightlake.lake import (
     is_year_file,
     part_bounds,
     part_first,
+    part_ranges,
+    partition_metadata,
+    pending_keys,
+    read_partition_metadata,
     year_of,
 )
 
@@ -66,11 +72,8 @@ PART_ROWS = 16_384
 #: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
 #: scale"); a small lake keeps the per-night form, which a person can read file by file
 AUTO_COMPACT_FILES = 200
-#: in a year's directory while a rewrite moves rows between its parts (and after one cut
-#: short): the view then reads each part's rows below the next part's first only
-CUT_MARKER = ".cut"
 #: the key columns of a part, in sort order
-SORT_COLUMNS = ("target", "night", "detector", "visit", "mjd")
+SORT_COLUMNS = ("target", "night", *PARTITION_SORT)
 #: held while a year's rewrite (years run on threads) touches what years share: the manifest
 #: (two cuts writing it at once would count one generation, and a cached view would miss the
 #: second) and a target's directory (a year's emptied one removed while another year's
@@ -90,13 +93,15 @@ def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[s
 
     files = lake.image_files()
     kinds = ImageFiles.of(files, lake.images_dir)
-    bounds = dict(part_bounds(kinds.parts, lake.images_dir))  # as the view reads a part
-    legacy = {  # format 3's target-years supersede their target in the year's parts
-        (f.parent.parent.name.split("=", 1)[1], f.parent.name) for f in kinds.target_years
-    }
+    # the view's precedence (nightlake.lake.images_select_sql): a part's rows below the next
+    # part's first while a cut is under way, a target-year file over its target's rows in a
+    # part, a per-night file over its partition in any compacted file
+    bounds = dict(part_bounds(kinds.parts, lake.images_dir, cut_only=True))
+    legacy = {(f.parent.parent.name.split("=", 1)[1], f.parent.name) for f in kinds.target_years}
+    pending = set(pending_keys(kinds, lake.images_dir))
     for file in files:
         schema = pq.read_schema(file)
-        meta = _metadata(schema)
+        meta = partition_metadata(schema)
         if not is_compacted(file, lake.images_dir):
             yield file, schema_signature(schema), meta, file
             continue
@@ -112,7 +117,8 @@ def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[s
                 continue
             levels = tuple(record["options"]["partition_by"])
             key = tuple(str(record[level]) for level in levels)
-            yield partition_path(lake, levels, key), signature, record, file
+            if key not in pending:
+                yield partition_path(lake, levels, key), signature, record, file
 
 
 def compact(
@@ -202,12 +208,6 @@ def compact_locked(
     return written
 
 
-def part_ranges(firsts: Iterable[str]) -> list[tuple[str, str | None]]:
-    """Each part's range of targets, ``[first, next part's first)``, in order."""
-    firsts = sorted(firsts)
-    return list(zip(firsts, [*firsts[1:], None]))
-
-
 @dataclass
 class _Year:
     """One year of the lake: its parts, format 3's target-year files, per-night partitions,
@@ -224,12 +224,14 @@ class _Year:
 
 def _stale_parts(parts: dict[str, Path]) -> set[str]:
     """The parts holding rows of targets past their range (a cut left short), by first."""
-    return {
-        first
-        for first, last in part_ranges(parts)
-        if last is not None
-        and any(r["target"] >= last for r in unpacked_records(_metadata_of(parts[first])))
-    }
+    stale = set()
+    for first, last in part_ranges(parts):
+        if last is None:
+            continue
+        records = unpacked_records(read_partition_metadata(parts[first]))
+        if any(r["target"] >= last for r in records):
+            stale.add(first)
+    return stale
 
 
 def _compact_year(lake: LakeDirectory, year: str, state: _Year) -> list[Path]:
@@ -278,10 +280,9 @@ def _write_per_night(table: pa.Table, path: Path) -> None:
     written (rows whose types disagree with their year's stay per-night, as in two steps)."""
     import pyarrow.compute as pc
 
-    from nightlake.ingest.convert import SORT_COLUMNS
     from nightlake.lake import write_parquet_atomic
 
-    keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
+    keys = [(c, "ascending") for c in PARTITION_SORT if c in table.column_names]
     if keys:
         table = table.take(pc.sort_indices(table.select([c for c, _ in keys]), sort_keys=keys))
     with _SHARED:
@@ -386,7 +387,7 @@ def _prepared(lake: LakeDirectory, path: Path, source: Any) -> tuple[pa.Table, d
 
     table = pq.read_table(source) if isinstance(source, Path) else source
     parts = path.relative_to(lake.images_dir).parts[:-1]
-    record = _metadata(table.schema)
+    record = partition_metadata(table.schema)
     record = {
         **record,
         **dict(p.split("=", 1) for p in parts),
@@ -421,7 +422,7 @@ def _old_rows(
     import pyarrow.parquet as pq
 
     table = pq.read_table(file, partitioning=None)
-    records = unpacked_records(_metadata(table.schema))
+    records = unpacked_records(partition_metadata(table.schema))
     table = table.replace_schema_metadata(None)
     if not is_year_file(file, lake.images_dir):
         value = file.parent.parent.name.split("=", 1)[1]
@@ -547,14 +548,3 @@ def unpacked_records(meta: dict[str, Any]) -> list[dict[str, Any]]:
             del record["shared"]
         out.append(record)
     return out
-
-
-def _metadata_of(file: Path) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
-    return _metadata(pq.read_schema(file))
-
-
-def _metadata(schema) -> dict[str, Any]:
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    return json.loads(raw) if raw else {}

@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from nightlake import __version__
 from nightlake.columns import unique_names
@@ -49,11 +48,15 @@ from nightlake.ingest.compact import LAKE_FORMAT_VERSION, compact_locked, will_c
 from nightlake.ingest.ecsv import EcsvTable, read_ecsv
 from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
 from nightlake.ingest.taitime import mjd_to_timestamp
-from nightlake.lake import METADATA_KEY, LakeDirectory, write_parquet_temp
+from nightlake.lake import (
+    METADATA_KEY,
+    PARTITION_SORT,
+    LakeDirectory,
+    write_parquet_temp,
+)
 from nightlake.scaleout import Executor, cores, threaded
 
 PARTITION_LEVELS = ("target", "night", "detector")
-SORT_COLUMNS = ("detector", "visit", "mjd")
 TIME_SCALES = ("tai", "utc")
 #: 2: partitions and nightlake.json record the partition-shaping options (``options``);
 #: 3: a column read from an astropy Time records its attributes (``astropy_time``, JSON) in
@@ -331,16 +334,6 @@ def schema_signature(schema: pa.Schema) -> tuple:
     return tuple((f.name, str(f.type)) for f in schema)
 
 
-def read_partition_metadata(path: Path) -> dict[str, Any]:
-    """The ``nightlake`` key-value metadata of one partition file (empty if absent)."""
-    return _nightlake_metadata(pq.read_schema(path))
-
-
-def _nightlake_metadata(schema: pa.Schema) -> dict[str, Any]:
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    return json.loads(raw) if raw else {}
-
-
 # -- read -----------------------------------------------------------------------------------
 def _read(
     lake: LakeDirectory,
@@ -489,7 +482,7 @@ def _split(
         # each together, in lake order. (Where each partition is one run already — a
         # joined.collection is its nights one after another — slices need no copy, and each
         # is sorted as it is written, on the writing threads.)
-        sort_keys = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
+        sort_keys = [(c, "ascending") for c in PARTITION_SORT if c in table.column_names]
         keyed = pa.table(
             {"__partition": codes.indices, **{c: table.column(c) for c, _ in sort_keys}}
         )
@@ -805,7 +798,7 @@ def _write_partition(
     # A kept table is not: the compaction sorts it with its year (a stable sort, so the
     # order, and the bytes, are those of sorting twice)
     names = set(table.column_names)
-    if not keep and (sort_keys := [(c, "ascending") for c in SORT_COLUMNS if c in names]):
+    if not keep and (sort_keys := [(c, "ascending") for c in PARTITION_SORT if c in names]):
         table = _take_if_needed(
             table, pc.sort_indices(table.select([c for c, _ in sort_keys]), sort_keys=sort_keys)
         )

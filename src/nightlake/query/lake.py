@@ -44,9 +44,9 @@ class Lake(LakeDirectory):
     def view_sql(self) -> str:
         """The SQL that defines the lake's views (absolute paths; for any DuckDB client).
 
-        ``images`` reads both forms: compacted target-years (``target=T/year=Y/``, night a
-        column) and per-night files; a per-night file supersedes its night in a compacted
-        file (see :mod:`nightlake.ingest.compact`).
+        ``images`` reads every form: per-night files, a compacted year's parts
+        (``year=Y/``, target and night columns) and format 3's target-years
+        (``target=T/year=Y/``), with the precedence :mod:`nightlake.ingest.compact` gives.
         """
         statements = []
         files = self.image_files()
