@@ -67,7 +67,7 @@ CREATE OR REPLACE MACRO detrend_fkey(detrend_type, image_filter, image_band) AS
          THEN coalesce(image_filter, chr(30)) || chr(31) || coalesce(image_band, chr(30))
          ELSE '' END;
 COMMENT ON MACRO detrend_fkey IS
-    'The filter class of an image for a detrend type (the fkey of detrend_timeline): detrend_fkey(type, filter, band);  for types that ignore the filter.';
+    'The join key of an image''s filter class for a detrend type (the fkey of detrend_timeline; detrend_class is its label for reports): detrend_fkey(type, filter, band); an empty string for types that ignore the filter.';
 
 CREATE OR REPLACE MACRO detrend_ekey(detrend_type, image_exptime) AS
     CASE WHEN detrend_type = 'dark' THEN image_exptime::DOUBLE ELSE 0.0 END;

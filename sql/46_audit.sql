@@ -11,7 +11,14 @@ CREATE OR REPLACE MACRO detrend_class(detrend_type, filter, band, exptime) AS
          WHEN detrend_type = 'dark' THEN exptime::DOUBLE::VARCHAR || ' s'
          ELSE 'any' END;
 COMMENT ON MACRO detrend_class IS
-    'The filter class of an image for a detrend type, as reports label it: detrend_class(type, filter, band, exptime): band (else filter) for flats and fringes, ''<exptime> s'' for darks (exptime as DOUBLE: ''30.0 s''), ''any'' otherwise.';
+    'The label of an image''s class for a detrend type, as reports show it (detrend_fkey and detrend_ekey are the keys resolution joins on): detrend_class(type, filter, band, exptime): band (else filter) for flats and fringes, ''<exptime> s'' for darks (exptime as DOUBLE: ''30.0 s''), ''any'' otherwise.';
+
+-- A filter name's short band, its first word: what a record's filter class is told by (an
+-- image's band comes with it). nightlake.detrends.images.band_of is the same rule in Python.
+CREATE OR REPLACE MACRO filter_band(filter) AS
+    nullif(regexp_extract(filter, '[^ \t\n\f\r]+'), '');
+COMMENT ON MACRO filter_band IS
+    'The short band of a physical filter name, its first word: filter_band(''VR DECam c0007 6300.0 2600.0'') = ''VR''; NULL for an empty or blank name.';
 
 -- How a group of images is served, from its counts: the worst rule any of them gets.
 CREATE OR REPLACE MACRO coverage_rule(recent, none) AS

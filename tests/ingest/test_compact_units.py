@@ -259,3 +259,24 @@ def test_a_convert_killed_between_parts_is_redone_by_the_next(tmp_path, monkeypa
     report = convert(lake, [source])
     convert(fresh, [source])
     assert report.written and Lake(lake.path).sql(COUNTS).equals(Lake(fresh.path).sql(COUNTS))
+
+
+def test_compact_merges_parts_that_removals_left_short(tmp_path, monkeypatch):
+    source = tmp_path / "joined.collection"
+    lines = (FIXTURES / "joined" / "joined.collection").read_text().splitlines(keepends=True)
+    source.write_text("".join(lines))
+    monkeypatch.setattr(compact_module, "PART_ROWS", 50)
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 1)
+    lake, fresh = Lake(tmp_path / "lake"), Lake(tmp_path / "fresh")
+    convert(lake, [source])
+    year = [p for p in relative(lake) if p.startswith("year=2019/")]
+    assert year == ["year=2019/2019_A0a.parquet", "year=2019/2019_A0b.parquet"]  # 44 + 40 rows
+    source.write_text("".join(line for line in lines if "/20190401/A0a/" not in line))
+    convert(lake, [source])  # A0a keeps its 8 rows of 20190402: 48 rows in two parts
+    assert [p for p in relative(lake) if p.startswith("year=2019/")] == year
+    compact(lake)
+    assert [p for p in relative(lake) if p.startswith("year=2019/")] == [year[0]]
+    convert(fresh, [source])
+    assert Lake(lake.path).sql(COUNTS).equals(Lake(fresh.path).sql(COUNTS))
+    assert partitions(lake) == partitions(fresh)
+    assert compact(lake) == []  # nothing left to merge

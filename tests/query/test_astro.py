@@ -229,3 +229,32 @@ def test_any_scalar_ecsv_round_trips_through_the_lake(tmp_path_factory, table):
     out = work / "back.ecsv"
     write_query(lake, "SELECT * EXCLUDE (target, night) FROM images", None, out, "ecsv")
     assert_same_table(read_astropy(source), read_astropy(out), "random", {})
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "SELECT 1;\nSELECT 2,\n   nosuch FROM images",
+        "SELECT 1;\nSELECT ra,\n  CAST('x' || visit AS INT) FROM images",
+    ],
+)
+def test_astropy_results_give_the_error_line_of_lake_sql(fixture_lake, tmp_path, script):
+    """The same line, position in the script included, whatever reads the result."""
+    from nightlake import Lake
+    from nightlake.errors import QueryError
+    from nightlake.query.astro import write_query
+
+    lake = Lake(fixture_lake)
+    lines = []
+    for run in (
+        lambda: lake.sql(script),
+        lambda: lake.table(script),
+        lambda: write_query(lake, script, None, tmp_path / "out.fits", "fits"),
+    ):
+        with pytest.raises(QueryError) as raised:
+            run()
+        lines.append(str(raised.value))
+    token = "nosuch" if "nosuch" in script else "CAST"
+    column = script.splitlines()[2].index(token) + 1
+    assert lines[0].endswith(f"(line 3, column {column})"), lines[0]
+    assert lines[1] == lines[0] and lines[2] == lines[0]

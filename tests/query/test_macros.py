@@ -190,3 +190,25 @@ def test_nightly_and_detector_stats_equal_numpy(tmp_path_factory, images):
         assert got["zero_point_median"] == pytest.approx(_median([r["zeroPoint"] for r in mine]))
         fwhm = [F * r["psfSigma"] for r in mine]
         assert got["fwhm_median_arcsec"] == pytest.approx(_median(fwhm))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.text(alphabet=st.sampled_from("aVR01 \t\n\f\r\v\xa0é."))))
+def test_filter_band_is_band_of(name):
+    """The SQL and the Python rule give every filter name the same band."""
+    from nightlake.detrends.images import band_of
+
+    con = _band_connection()
+    (sql,) = con.execute("SELECT filter_band($f)", {"f": name}).fetchone()
+    assert sql == band_of(name)
+
+
+_BAND_CON: list = []
+
+
+def _band_connection():
+    if not _BAND_CON:
+        con = duckdb.connect()
+        load_macros(con)
+        _BAND_CON.append(con)
+    return _BAND_CON[0]

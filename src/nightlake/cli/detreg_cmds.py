@@ -185,7 +185,9 @@ def delete(
     type_: str | None = typer.Option(None, "--type", help="Detrend type to remove."),
     ccd: int | None = typer.Option(None, "--ccd", help="Only this CCD."),
     filter_: str | None = typer.Option(None, "--filter", help="Only this filter name."),
-    exptime: int | None = typer.Option(None, "--exptime", help="Only darks of this exptime."),
+    exptime: float | None = typer.Option(
+        None, "--exptime", help="Only darks of this exptime (seconds, rounded as add rounds)."
+    ),
     tstart: str | None = typer.Option(None, "--tstart", help="Only this validity start."),
     tstop: str | None = typer.Option(None, "--tstop", help="Only this validity end/'never'."),
     all_: bool = typer.Option(False, "--all", help="Allow deleting every record."),
@@ -216,7 +218,7 @@ def delete(
         type=_type(type_),
         ccd=ccd,
         filter=filter_,
-        exptime=exptime,
+        exptime=None if exptime is None else round(exptime),
         tstart=None if tstart is None else parse_time(tstart, source="--tstart", field="--tstart"),
         tstop=None
         if tstop is None

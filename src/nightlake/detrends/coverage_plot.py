@@ -31,20 +31,18 @@ RULE_COLOURS = {"exact": "#2ca02c", "recent": "#ff7f0e", "none": "#d62728"}
 _WIN = "#1f77b4"
 
 # The class labels are detrend_class's (sql/46_audit.sql), so the rows of records and of nights
-# meet: a record's band is the first word of its filter name (images.band_of).
-_RECORD_BAND = r"nullif(regexp_extract(filter, '\S+'), '')"
-
-_RECORDS = f"""
+# meet: a record's band is the first word of its filter name (filter_band).
+_RECORDS = """
 SELECT record_index, ccd,
-       coalesce(detrend_class($type, filter, {_RECORD_BAND}, dark_exptime), '?') AS cls,
+       coalesce(detrend_class($type, filter, filter_band(filter), dark_exptime), '?') AS cls,
        tstart, tstop
 FROM detrends WHERE type = $type AND tstop_s > tstart_s
 ORDER BY record_index
 """
 
-_SEGMENTS = f"""
+_SEGMENTS = """
 SELECT detector,
-       coalesce(detrend_class($type, filter, {_RECORD_BAND}, exposureTime), '?') AS cls,
+       coalesce(detrend_class($type, filter, filter_band(filter), exposureTime), '?') AS cls,
        obs_time AS b,
        lead(obs_time) OVER (PARTITION BY detector, filter, exposureTime ORDER BY obs_time) AS e,
        detrend_index

@@ -219,10 +219,12 @@ def image_time_us(header: Mapping[str, object], path: str) -> int:
 
 
 def band_of(filter_name: str | None) -> str | None:
-    """The short band of a physical filter name: its first word ('VR DECam c0007 …' → 'VR')."""
-    if not filter_name:
-        return None
-    return filter_name.split()[0]
+    """The short band of a physical filter name: its first word ('VR DECam c0007 …' → 'VR');
+    None for an empty or blank name. The macro ``filter_band`` is the same rule in SQL."""
+    import re
+
+    found = re.search(r"[^ \t\n\f\r]+", filter_name or "")
+    return found.group(0) if found else None
 
 
 def image_from_header(

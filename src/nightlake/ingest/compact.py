@@ -188,8 +188,11 @@ def compact_locked(
     for year, state in years.items():
         if (lake.images_dir / f"{YEAR}={year}" / CUT_MARKER).exists():  # a cut left short
             state.stale = _stale_parts(state.parts) or {""}
-    if force and touched is None:  # ``nightlake compact``: format 3's target-years too
-        wanted |= {y for y, state in years.items() if state.target_files or state.stale}
+    if force and touched is None:  # ``nightlake compact``: format 3's target-years too,
+        for year, state in years.items():  # and years whose parts would fit in fewer
+            state.whole = bool(state.target_files) or _fewer_parts(state.parts)
+            if state.whole or state.stale:
+                wanted.add(year)
     from nightlake.scaleout import threaded
 
     # years share no file (what they share takes turns: _SHARED): a year's sort and zstd
@@ -220,6 +223,22 @@ class _Year:
     #: firsts of parts holding rows past their range (a cut left short; {""}: none, but the
     #: year's marker is still there)
     stale: set[str] = field(default_factory=set)
+    whole: bool = False  # rewrite every part of the year as one group (and cut it again)
+
+
+def _fewer_parts(parts: dict[str, Path]) -> bool:
+    """Would the year's rows fit in fewer parts (removed nights leave parts short, and a
+    rewrite only ever cuts the part of a changed target)? By whole parts, in order: the cut
+    by targets packs at least as tightly."""
+    import pyarrow.parquet as pq
+
+    rows = [pq.read_metadata(parts[first]).num_rows for first in sorted(parts)]
+    needed, filled = 0, PART_ROWS
+    for n in rows:
+        if filled + n > PART_ROWS:
+            needed, filled = needed + 1, 0
+        filled += n
+    return needed < len(rows)
 
 
 def _stale_parts(parts: dict[str, Path]) -> set[str]:
@@ -243,7 +262,7 @@ def _compact_year(lake: LakeDirectory, year: str, state: _Year) -> list[Path]:
     new = [_prepared(lake, path, source) for path, source in sorted(state.per_night.items())]
     drop = state.removed | {_key_of(path, lake.images_dir) for path in state.per_night}
     ranges = part_ranges(state.parts) or [("", None)]
-    if state.target_files:  # the whole year, one group
+    if state.target_files or state.whole:  # the whole year, one group
         groups = [ranges]
     else:
         changed = {t[1]["target"] for t in new} | {k.split("\x1f", 1)[0] for k in state.removed}

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nightlake.errors import QueryError, UsageError, one_line
+from nightlake.errors import QueryError, UsageError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -394,8 +394,8 @@ def query_table(
     from nightlake.sql import fetch_arrow
 
     no_rows = "the statement returns no rows (use Lake.sql for SET, …)"
-    with _relation(lake, query, params, no_rows) as (relation, metadata):
-        result = fetch_arrow(relation)
+    with _relation(lake, query, params, no_rows) as (last, metadata):
+        result = fetch_arrow(last.relation)
     return to_astropy(result, metadata, _table_meta(lake, query, params), quantity=quantity)
 
 
@@ -403,22 +403,20 @@ def query_table(
 def _relation(
     lake: Lake, query: str, params: dict[str, Any] | None, no_rows: str
 ) -> Iterator[tuple[Any, dict[str, dict[str, str]]]]:
-    """``query``'s DuckDB relation on a read-only cursor of ``lake``, with its columns'
-    metadata; DuckDB's errors, also those of reading the relation, as :class:`QueryError`."""
-    import duckdb
+    """``query``'s last statement (:class:`nightlake.query.stream.Relation`) on a read-only
+    cursor of ``lake``, with its columns' metadata; DuckDB's errors, also those of reading
+    the relation, as :class:`QueryError` lines (those of an Arrow stream: :func:`_batches`)."""
+    from nightlake.query.stream import query_errors, stream_relation
 
-    from nightlake.query.stream import check_read_only
-
-    check_read_only(query)
     con = lake.cursor()
     try:
         metadata = column_metadata(con, lake, query)
-        relation = con.sql(query, params=params or None)
-        if relation is None:
+        # nightlake sql's checks, statements and error lines (positions in the whole script)
+        last = stream_relation(con, query, params)
+        if last.relation is None:
             raise QueryError(no_rows)
-        yield relation, metadata
-    except duckdb.Error as exc:
-        raise QueryError(one_line(exc)) from exc
+        with query_errors(query, last.text, last.start, con=con):
+            yield last, metadata
     finally:
         con.close()
 
@@ -456,10 +454,11 @@ def write_query(
         raise UsageError(f"unknown astropy format {fmt!r}: {', '.join(ASTRO_FORMATS)}")
     if not Path(path).resolve().parent.is_dir():
         raise UsageError(f"{path}: the directory {Path(path).parent} does not exist")
-    with _relation(lake, query, params, "the statement returns no rows") as (relation, metadata):
+    with _relation(lake, query, params, "the statement returns no rows") as (last, metadata):
         meta = _table_meta(lake, query, params)
+        relation = last.relation
         if fmt == "ecsv":
-            return _write_ecsv(_batches(relation, batch_rows), metadata, meta, path)
+            return _write_ecsv(_batches(last, batch_rows), metadata, meta, path)
         rows = relation.shape[0] if hasattr(relation, "shape") else None
         if rows is not None and rows > IN_MEMORY_ROWS:
             raise UsageError(
@@ -472,12 +471,15 @@ def write_query(
     return len(table)
 
 
-def _batches(relation, rows: int) -> Iterable[pa.Table]:
-    """The result in pieces of about ``rows`` rows (DuckDB hands out a batch per partition
-    file, often a few hundred rows; astropy writes a piece at a cost per column); an empty
-    result is one empty piece (for its header)."""
+def _batches(last, rows: int) -> Iterable[pa.Table]:
+    """The result (a :class:`nightlake.query.stream.Relation`) in pieces of about ``rows``
+    rows (DuckDB hands out a batch per partition file, often a few hundred rows; astropy
+    writes a piece at a cost per column); an empty result is one empty piece (its header)."""
     import pyarrow as pa
 
+    from nightlake.query.stream import query_errors
+
+    relation = last.relation
     reader = (
         relation.to_arrow_reader(rows)
         if hasattr(relation, "to_arrow_reader")
@@ -485,12 +487,15 @@ def _batches(relation, rows: int) -> Iterable[pa.Table]:
     )
     pending: list[pa.RecordBatch] = []
     size = 0
-    for batch in reader:
-        pending.append(batch)
-        size += batch.num_rows
-        if size >= rows:
-            yield pa.Table.from_batches(pending, reader.schema)
-            pending, size = [], 0
+    # DuckDB's errors while rows stream surface through Arrow (OSError); only the reading is
+    # inside, not the writer of the pieces
+    with query_errors(last.query, last.text, last.start, also=(pa.ArrowException, OSError)):
+        for batch in reader:
+            pending.append(batch)
+            size += batch.num_rows
+            if size >= rows:
+                yield pa.Table.from_batches(pending, reader.schema)
+                pending, size = [], 0
     if pending or size == 0:
         yield pa.Table.from_batches(pending or [_empty_batch(reader.schema)], reader.schema)
 

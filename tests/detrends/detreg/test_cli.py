@@ -123,6 +123,16 @@ def test_delete_commands(db, master, detreg_cli):
     assert [e["action"] for e in read_journal(db)] == ["init", "add", "delete", "delete"]
 
 
+def test_delete_by_exptime_takes_seconds_as_add_does(db, master, detreg_cli):
+    """add rounds a dark's EXPTIME to the stored whole seconds; delete --exptime takes the
+    same seconds, decimals and all (it took only integers)."""
+    darks = [master(f"d{s}.fits", IMAGETYP="dark", EXPTIME=s) for s in (29.6, 60.0)]
+    assert detreg_cli("add", "--db", db, "--type", "dark", *darks).exit_code == 0
+    gone = detreg_cli("delete", "--db", db, "--type", "dark", "--exptime", "30.2")
+    assert gone.exit_code == 0 and "deleted 1 record(s)" in gone.stdout
+    assert [int(r["filter"]) for r in read_db(db).records] == [60]
+
+
 def test_db_from_environment(db, master, detreg_cli, monkeypatch):
     monkeypatch.setenv("NIGHTLAKE_DETREG", str(db))
     assert detreg_cli("add", master()).exit_code == 0

@@ -494,3 +494,6 @@ def test_records_from_json_is_the_inverse_of_the_journal_form():
     assert again.tobytes() == records.tobytes()
     with pytest.raises(ValueError, match="ccd"):
         records_from_json([{k: v for k, v in rows[0].items() if k != "ccd"}])
+    for odd in (5, 10**12, [1, 2], {"a": 1}):  # a hand-edited journal
+        with pytest.raises(ValueError, match=f"^filename is {type(odd).__name__}, not text$"):
+            records_from_json([{**rows[0], "filename": odd}])

@@ -524,9 +524,11 @@ def make_records(rows: list[dict]) -> np.ndarray:
                     raise ValueError(f"unknown detrend type {value!r}")
                 value = TYPE_CODES[value]
             elif name == "filename":
-                value = value or b""
+                value = b"" if value is None else value
                 if isinstance(value, str):  # bytes that are not UTF-8 come back as they were
                     value = value.encode("utf-8", "surrogateescape")
+                if not isinstance(value, (bytes, bytearray)):  # bytes(n) would be n NULs
+                    raise ValueError(f"filename is {type(value).__name__}, not text")
                 value = bytes(value)
                 if len(value) > MAX_FILENAME_BYTES:
                     raise ValueError(
