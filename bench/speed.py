@@ -479,6 +479,52 @@ pq.write_table(table, {str(out)!r}, compression='zstd')
     run_process([str(BIN / "python"), "-c", code])
 
 
+def goal4_pieces(joined: Path, lake: Path, repeat: int) -> None:
+    """CPU of the pieces of goal 4, each in one process (best of ``repeat``): the floor's own
+    two, and what the convert does beyond them (the parts it writes are those of ``lake``)."""
+    code = f"""
+import hashlib, sys, time
+from pathlib import Path
+import pyarrow as pa, pyarrow.csv as pc, pyarrow.parquet as pq
+from nightlake.ingest.convert import prefer_jemalloc
+from nightlake.ingest.ecsv import read_ecsv
+from nightlake.lake import write_parquet_temp
+from nightlake.ingest.compact import ROW_GROUP_ROWS
+prefer_jemalloc()
+path, parts = {str(joined)!r}, sorted(Path({str(lake)!r}).glob('images/year=*/*.parquet'))
+skip = sum(1 for line in open(path, 'rb') if line.startswith(b'#'))
+tables = [pq.read_table(p, partitioning=None) for p in parts]
+data = Path(path).read_bytes()
+def cpu(fn):
+    best = float('inf')
+    for _ in range({repeat}):
+        c0 = time.process_time(); fn(); best = min(best, time.process_time() - c0)
+    return best
+floor_table = pc.read_csv(path, read_options=pc.ReadOptions(skip_rows=skip),
+                          parse_options=pc.ParseOptions(delimiter=' '))
+def write_parts():
+    for t, p in zip(tables, parts):
+        write_parquet_temp(t, Path('/tmp') / p.name, row_group_size=ROW_GROUP_ROWS).unlink()
+rows = {{
+    'floor: pyarrow.csv read of the file': lambda: pc.read_csv(path,
+        read_options=pc.ReadOptions(skip_rows=skip), parse_options=pc.ParseOptions(delimiter=' ')),
+    'floor: its one zstd file written': lambda: pq.write_table(floor_table, '/tmp/floor.parquet',
+        compression='zstd'),
+    'read_ecsv (mapped; parse, hash, checks)': lambda: read_ecsv(path),
+    'sha256 of the file (its bytes in memory)': lambda: hashlib.sha256(data).hexdigest(),
+    f'the {{len(parts)}} compacted parts written': write_parts,
+}}
+for name, fn in rows.items():
+    print(f'   {{name:<46}}{{cpu(fn) * 1e3:9.1f}} ms CPU')
+"""
+    out = subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr[-2000:])
+    say("-- goal 4 pieces, each in one process, best of repeat")
+    for line in out.stdout.splitlines():
+        say(line)
+
+
 def goal4(
     workdir: Path, joined: Path, label: str, repeat: int, compare: Path | None = None
 ) -> None:
@@ -511,6 +557,10 @@ def goal4(
         "pyarrow.csv -> one zstd file (floor)",
         1.3,
     )
+    clean(None)
+    run_process(nightlake)  # the lake whose parts the pieces write again
+    if any((scratch / "lake").glob("images/year=*/*.parquet")):
+        goal4_pieces(joined, scratch / "lake", repeat)
     py = str(BIN / "python")
     for module in ("astropy.time", "nightlake.ingest.taitime", "erfa"):
         t = []

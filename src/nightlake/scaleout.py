@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,27 @@ class ExecutorError(NightlakeError):
     """The cluster cannot be reached or cannot run the work (exit code 2)."""
 
     exit_code = 2
+
+
+def cores() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+def threaded(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    """``map(fn, items)`` on a thread per core, yielding results in order as they finish
+    (pyarrow's parser and writer, hashlib and numpy release the GIL, so every core is used)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    workers = min(len(items), cores())
+    if workers < 2:
+        yield from map(fn, items)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nightlake")
+    try:
+        yield from pool.map(fn, items)
+    finally:  # closed early (a failure): drop the calls not started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Executor:

@@ -29,6 +29,7 @@ written last first, old ones deleted first first (temp file and rename each).
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -73,6 +74,11 @@ PART_ROWS = 16_384
 AUTO_COMPACT_FILES = 200
 #: the key columns of a part, in sort order
 SORT_COLUMNS = ("target", "night", *PARTITION_SORT)
+#: held while a year's rewrite (years run on threads) touches what years share: the manifest
+#: (two cuts writing it at once would count one generation, and a cached view would miss the
+#: second) and a target's directory (a year's emptied one removed while another year's
+#: per-night file is put in it)
+_SHARED = threading.Lock()
 
 
 def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
@@ -187,9 +193,13 @@ def compact_locked(
             state.whole = bool(state.target_files) or _fewer_parts(state.parts)
             if state.whole or state.stale:
                 wanted.add(year)
+    from nightlake.scaleout import threaded
+
+    # years share no file (what they share takes turns: _SHARED): a year's sort and zstd
+    # writes run on one core, so several years at once keep every core busy
     written = []
-    for year in sorted(wanted):
-        written.extend(_compact_year(lake, year, years[year]))
+    for parts in threaded(lambda year: _compact_year(lake, year, years[year]), sorted(wanted)):
+        written.extend(parts)
     settled = (manifest.get("layout"), manifest.get("format_version")) == (
         "compacted",
         LAKE_FORMAT_VERSION,
@@ -294,8 +304,9 @@ def _write_per_night(table: pa.Table, path: Path) -> None:
     keys = [(c, "ascending") for c in PARTITION_SORT if c in table.column_names]
     if keys:
         table = table.take(pc.sort_indices(table.select([c for c, _ in keys]), sort_keys=keys))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_parquet_atomic(table, path)
+    with _SHARED:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_parquet_atomic(table, path)
 
 
 def _in(target: str, bounds: tuple[str, str | None], index: int) -> bool:
@@ -330,7 +341,8 @@ def _rewrite_parts(
         from nightlake.lake import atomic_write_bytes
 
         atomic_write_bytes(lake.images_dir / f"{YEAR}={year}" / CUT_MARKER, b"")
-        lake.write_manifest(lake.read_manifest())  # cached views take up the bounds
+        with _SHARED:
+            lake.write_manifest(lake.read_manifest())  # cached views take up the bounds
     outs = []
     for first, rows, recs in reversed(pieces):
         out = lake.images_dir / f"{YEAR}={year}" / f"{year}_{first}.parquet"
@@ -373,13 +385,14 @@ class _Disagree(Exception):
 def _remove_file(lake: LakeDirectory, f: Path) -> None:
     """Delete a superseded file and the directories it leaves empty (not ``images``)."""
     f.unlink(missing_ok=True)
-    for directory in f.parents:
-        if directory == lake.images_dir or lake.images_dir not in directory.parents:
-            break
-        try:
-            directory.rmdir()
-        except OSError:
-            break
+    with _SHARED:
+        for directory in f.parents:
+            if directory == lake.images_dir or lake.images_dir not in directory.parents:
+                break
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
 
 def _prepared(lake: LakeDirectory, path: Path, source: Any) -> tuple[pa.Table, dict[str, Any]]:
@@ -473,7 +486,8 @@ def _sorted_rows(parts: list[tuple[pa.Table, list | dict]]) -> tuple[pa.Table, l
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         raise _Disagree() from None  # those nights stay per-night; the view reads both
     sort = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
-    table = table.take(pc.sort_indices(table.select([c for c, _ in sort]), sort_keys=sort))
+    order = pc.sort_indices(table.select([c for c, _ in sort]), sort_keys=sort)
+    table = table.combine_chunks().take(order)
     records.sort(key=lambda r: tuple(str(r.get(k, "")) for k in ("target", "night", "detector")))
     return table, records
 

@@ -54,7 +54,7 @@ from nightlake.lake import (
     LakeDirectory,
     write_parquet_temp,
 )
-from nightlake.scaleout import Executor
+from nightlake.scaleout import Executor, cores, threaded
 
 PARTITION_LEVELS = ("target", "night", "detector")
 TIME_SCALES = ("tai", "utc")
@@ -425,7 +425,7 @@ def _read_all(
     """:func:`_read_one` of each file, in order: on a thread per core here, or as tasks of
     ``executor`` whose results stay on its workers."""
     if executor is None:
-        for i, read in enumerate(_threaded(lambda source: _read_one(source, options), files), 1):
+        for i, read in enumerate(threaded(lambda source: _read_one(source, options), files), 1):
             if progress:
                 progress("read", i, len(files), read.source.path.name)
             summary = _summary(read)
@@ -442,25 +442,6 @@ def _read_all(
     for summary, handle in zip(executor.map(_summary, handles, done=done), handles):
         summary.rows = handle
         yield summary
-
-
-def _cores() -> int:
-    return max(2, os.cpu_count() or 2)
-
-
-def _threaded(fn, items):
-    """``map(fn, items)`` on a thread per core, yielding results in order as they finish
-    (pyarrow's parser and writer, hashlib and numpy release the GIL, so every core is used)."""
-    items = list(items)
-    workers = min(len(items), _cores())
-    if workers < 2:
-        yield from map(fn, items)
-        return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nightlake")
-    try:
-        yield from pool.map(fn, items)
-    finally:  # closed early (a failure): drop the calls not started
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _split(
@@ -759,7 +740,7 @@ def _write_all(
         )
         yield from zip((key for key, _ in todo), outcomes)
         return
-    committer = ThreadPoolExecutor(4 * _cores(), thread_name_prefix="nightlake-commit")
+    committer = ThreadPoolExecutor(4 * cores(), thread_name_prefix="nightlake-commit")
 
     def write_one(job: _Job):
         outcome = _write_job(
@@ -769,7 +750,7 @@ def _write_all(
             return outcome, None
         return outcome, committer.submit(commit_temp, outcome.tmp, outcome.target)
 
-    results = _threaded(write_one, todo)
+    results = threaded(write_one, todo)
     with committer, closing(results):  # on failure: no new writes, started ones committed
         for done, ((key, _), (outcome, committed)) in enumerate(zip(todo, results), 1):
             if committed is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import mmap
 import os
 import re
 import stat
@@ -197,8 +198,7 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
         problem = not_a_regular_file(path, st)
         if problem:
             raise InputError(path, problem)
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read()
+        data = _contents(fd, st.st_size)
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror}") from None
     finally:
@@ -234,6 +234,19 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
     )
 
 
+def _contents(fd: int, size: int) -> bytes | mmap.mmap:
+    """The bytes of an open file: mapped when it is big (read, they would be copied into
+    fresh pages, each zeroed by the kernel: more than the hash of them costs), else read.
+
+    A mapped file truncated while it is read ends the process (SIGBUS), as in every reader
+    that maps its input; a big input is a survey's joined collection, written once.
+    """
+    if size > PARALLEL_BYTES:
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    with os.fdopen(fd, "rb", closefd=False) as handle:
+        return handle.read()
+
+
 def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | None:
     """Why ``path`` cannot be read as an input file, or ``None`` (a stat; never an open,
     which would wait forever on a FIFO)."""
@@ -263,7 +276,7 @@ def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | No
 
 
 # -- header -----------------------------------------------------------------------------------
-def parse_header(path: Path, data: bytes) -> EcsvHeader:
+def parse_header(path: Path, data: bytes | mmap.mmap) -> EcsvHeader:
     """Split off and parse the ``# …`` YAML header; validate what the body reader relies on."""
     if re.search(rb"\S", data) is None:
         raise FormatError(path, "empty file (expected an ECSV header starting with '# %ECSV 1.0')")
@@ -473,7 +486,7 @@ def _split_names(line: str, delimiter: str) -> tuple[str, ...]:
 
 # -- body -------------------------------------------------------------------------------------
 #: bodies larger than this parse on every core (smaller ones run side by side on convert's
-#: threads) and are hashed while they parse
+#: threads) and are hashed while they parse; files larger than this are mapped, not read
 PARALLEL_BYTES = 32 << 20
 #: pyarrow's CSV block; a line longer than a block cannot be parsed on several threads, so a
 #: body that has one is read again with a block sized from its longest line
@@ -482,7 +495,7 @@ BLOCK_BYTES = 1 << 24
 MAX_BLOCK_BYTES = (1 << 31) - 1
 
 
-def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
+def _read_body(path: Path, data: bytes | mmap.mmap, header: EcsvHeader) -> pa.Table:
     names = header.column_set.names
     column_types = header.column_set.parse_types
     body = memoryview(data)[header.body_offset :]
@@ -498,7 +511,7 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
         return _finish_columns(
             path, pa.table({n: pa.array([], column_types[n]) for n in names}), header
         )
-    ascii_only = data.isascii()
+    ascii_only = _is_ascii(data)
     try:
         try:
             table = _parse_body(body, header, ascii_only, BLOCK_BYTES)
@@ -518,6 +531,12 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, column_types, exc) from None
     return _finish_columns(path, table, header)
+
+
+def _is_ascii(data: bytes | mmap.mmap, chunk: int = 1 << 22) -> bool:
+    """``data.isascii()`` for a mapped file too (numpy, a chunk at a time: no copy)."""
+    view = np.frombuffer(data, np.uint8)
+    return all(view[lo : lo + chunk].max() < 128 for lo in range(0, view.size, chunk))
 
 
 def _longest_line(body) -> int:
@@ -556,17 +575,24 @@ def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> 
     )
 
 
-def _has_comment_lines(data: bytes, start: int) -> bool:
+def _has_comment_lines(data: bytes | mmap.mmap, start: int, chunk: int = 1 << 22) -> bool:
     """Whether a body line (from ``start``) begins with '#' after blanks.
 
     numpy finds the first byte of every line without holding the GIL (the regex holds it for
-    the whole body, stalling the other reader threads); the regex decides only when some line
-    starts with a blank.
+    the whole body, stalling the other reader threads), ``chunk`` bytes at a time into one
+    buffer: a mask of the whole body would be fresh pages, each zeroed by the kernel, which
+    cost more than the comparison. The regex decides only when some line starts with a blank.
     """
     body = np.frombuffer(data, np.uint8)[start:]
     if not body.size:
         return False
-    firsts = np.concatenate([body[:1], body[np.flatnonzero(body[:-1] == 10) + 1]])
+    firsts = [body[:1]]
+    mask = np.empty(min(chunk, body.size), bool)
+    for lo in range(0, body.size - 1, chunk):  # the last byte starts no line
+        part = body[lo : min(lo + chunk, body.size - 1)]
+        newline = np.equal(part, 10, out=mask[: part.size])
+        firsts.append(body[np.flatnonzero(newline) + (lo + 1)])
+    firsts = np.concatenate(firsts)
     if (firsts == ord("#")).any():
         return True
     if ((firsts == ord(" ")) | (firsts == ord("\t"))).any():
@@ -596,6 +622,8 @@ def _finish_columns(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table
 def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
     """Find the first bad line and column with a slow exact scan (only after a failure)."""
     import csv
+
+    data = bytes(data)  # a mapped file's too
 
     try:
         data[header.body_offset :].decode("utf-8")
