@@ -216,32 +216,6 @@ def test_big_files_are_hashed_while_they_parse(tmp_path, monkeypatch, comments):
     assert ("y #z" in big.table.column("b").to_pylist()) == comments
 
 
-@pytest.mark.parametrize(
-    "body",
-    ['1 x\n2 "y é"\n', "1 x\nnope y\n", '1 x\n2 "y \udcff"\n'],
-    ids=["utf8", "bad", "not-utf8"],
-)
-def test_a_mapped_file_reads_and_fails_as_a_read_one(tmp_path, monkeypatch, body):
-    """Above PARALLEL_BYTES the file is mapped: the same table (non-ASCII text checked as
-    UTF-8), or the same error line, as when it is read."""
-    import nightlake.ingest.ecsv as ecsv_module
-
-    path = tmp_path / "c.ecsv"
-    path.write_bytes(GOOD.replace('1 x\n2 "y z"\n', body).encode("utf-8", "surrogateescape"))
-
-    def outcome():
-        try:
-            return read_ecsv(path).table
-        except InputError as exc:
-            return str(exc)
-
-    small = outcome()
-    monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
-    big = outcome()
-    assert big == small if isinstance(small, str) else big.equals(small)
-    assert isinstance(small, str) == (body != '1 x\n2 "y é"\n')
-
-
 def test_a_table_without_rows_reads_with_its_types(tmp_path):
     path = tmp_path / "empty-body.ecsv"
     path.write_text(GOOD.split("a b\n")[0] + "a b\n")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import mmap
 import os
 import re
 import stat
@@ -198,7 +197,8 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
         problem = not_a_regular_file(path, st)
         if problem:
             raise InputError(path, problem)
-        data = _contents(fd, st.st_size)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read()
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror}") from None
     finally:
@@ -234,19 +234,6 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
     )
 
 
-def _contents(fd: int, size: int) -> bytes | mmap.mmap:
-    """The bytes of an open file: mapped when it is big (read, they would be copied into
-    fresh pages, each zeroed by the kernel: more than the hash of them costs), else read.
-
-    A mapped file truncated while it is read ends the process (SIGBUS), as in every reader
-    that maps its input; a big input is a survey's joined collection, written once.
-    """
-    if size > PARALLEL_BYTES:
-        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    with os.fdopen(fd, "rb", closefd=False) as handle:
-        return handle.read()
-
-
 def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | None:
     """Why ``path`` cannot be read as an input file, or ``None`` (a stat; never an open,
     which would wait forever on a FIFO)."""
@@ -276,7 +263,7 @@ def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | No
 
 
 # -- header -----------------------------------------------------------------------------------
-def parse_header(path: Path, data: bytes | mmap.mmap) -> EcsvHeader:
+def parse_header(path: Path, data: bytes) -> EcsvHeader:
     """Split off and parse the ``# …`` YAML header; validate what the body reader relies on."""
     if re.search(rb"\S", data) is None:
         raise FormatError(path, "empty file (expected an ECSV header starting with '# %ECSV 1.0')")
@@ -486,7 +473,7 @@ def _split_names(line: str, delimiter: str) -> tuple[str, ...]:
 
 # -- body -------------------------------------------------------------------------------------
 #: bodies larger than this parse on every core (smaller ones run side by side on convert's
-#: threads) and are hashed while they parse; files larger than this are mapped, not read
+#: threads) and are hashed while they parse
 PARALLEL_BYTES = 32 << 20
 #: pyarrow's CSV block; a line longer than a block cannot be parsed on several threads, so a
 #: body that has one is read again with a block sized from its longest line
@@ -495,7 +482,7 @@ BLOCK_BYTES = 1 << 24
 MAX_BLOCK_BYTES = (1 << 31) - 1
 
 
-def _read_body(path: Path, data: bytes | mmap.mmap, header: EcsvHeader) -> pa.Table:
+def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     names = header.column_set.names
     column_types = header.column_set.parse_types
     body = memoryview(data)[header.body_offset :]
@@ -511,7 +498,7 @@ def _read_body(path: Path, data: bytes | mmap.mmap, header: EcsvHeader) -> pa.Ta
         return _finish_columns(
             path, pa.table({n: pa.array([], column_types[n]) for n in names}), header
         )
-    ascii_only = _is_ascii(data)
+    ascii_only = data.isascii()
     try:
         try:
             table = _parse_body(body, header, ascii_only, BLOCK_BYTES)
@@ -531,12 +518,6 @@ def _read_body(path: Path, data: bytes | mmap.mmap, header: EcsvHeader) -> pa.Ta
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, column_types, exc) from None
     return _finish_columns(path, table, header)
-
-
-def _is_ascii(data: bytes | mmap.mmap, chunk: int = 1 << 22) -> bool:
-    """``data.isascii()`` for a mapped file too (numpy, a chunk at a time: no copy)."""
-    view = np.frombuffer(data, np.uint8)
-    return all(view[lo : lo + chunk].max() < 128 for lo in range(0, view.size, chunk))
 
 
 def _longest_line(body) -> int:
@@ -575,7 +556,7 @@ def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> 
     )
 
 
-def _has_comment_lines(data: bytes | mmap.mmap, start: int, chunk: int = 1 << 22) -> bool:
+def _has_comment_lines(data: bytes, start: int, chunk: int = 1 << 22) -> bool:
     """Whether a body line (from ``start``) begins with '#' after blanks.
 
     numpy finds the first byte of every line without holding the GIL (the regex holds it for
@@ -622,8 +603,6 @@ def _finish_columns(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table
 def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
     """Find the first bad line and column with a slow exact scan (only after a failure)."""
     import csv
-
-    data = bytes(data)  # a mapped file's too
 
     try:
         data[header.body_offset :].decode("utf-8")
