@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -253,7 +254,8 @@ def test_astropy_results_give_the_error_line_of_lake_sql(fixture_lake, tmp_path,
     ):
         with pytest.raises(QueryError) as raised:
             run()
-        lines.append(str(raised.value))
+        # the failing value is the first a parallel scan meets: any row's
+        lines.append(re.sub(r"'x\d+'", "'x…'", str(raised.value)))
     token = "nosuch" if "nosuch" in script else "CAST"
     column = script.splitlines()[2].index(token) + 1
     assert lines[0].endswith(f"(line 3, column {column})"), lines[0]
