@@ -258,14 +258,10 @@ class ImageFiles:
 
     @classmethod
     def of(cls, files: Iterable[Path], images_dir: Path) -> ImageFiles:
-        found: tuple[list[Path], list[Path], list[Path]] = ([], [], [])
+        found: dict[str, list[Path]] = {"part": [], "target-year": [], "per-night": []}
         for f in files:
-            year = f.parent
-            if not year.name.startswith(f"{YEAR}="):
-                found[2].append(f)
-            else:
-                found[0 if year.parent == images_dir else 1].append(f)
-        return cls(*found)
+            found[file_kind(f, images_dir)].append(f)
+        return cls(found["part"], found["target-year"], found["per-night"])
 
 
 def part_first(path: Path) -> str:
@@ -296,15 +292,26 @@ def part_bounds(
     return bounds
 
 
-def is_compacted(path: Path, images_dir: Path) -> bool:
-    """Is this file of ``images`` compacted: a year part or a target-year (:class:`ImageFiles`)?"""
+def file_kind(path: Path, images_dir: Path) -> str:
+    """What a file of ``images`` is, by its names: ``part`` (``year=Y/…``), ``target-year``
+    (format 3's ``target=T/year=Y/…``) or ``per-night``."""
     year = path.parent
-    return year.name.startswith(f"{YEAR}=") and images_dir in (year.parent, year.parent.parent)
+    if year.name.startswith(f"{YEAR}="):
+        if year.parent == images_dir:
+            return "part"
+        if year.parent.parent == images_dir:
+            return "target-year"
+    return "per-night"
+
+
+def is_compacted(path: Path, images_dir: Path) -> bool:
+    """Is this file of ``images`` compacted: a year part or a target-year?"""
+    return file_kind(path, images_dir) != "per-night"
 
 
 def is_year_file(path: Path, images_dir: Path) -> bool:
     """Is this file of ``images`` a part of a compacted year (``year=Y/Y_<first>.parquet``)?"""
-    return path.parent.name.startswith(f"{YEAR}=") and path.parent.parent == images_dir
+    return file_kind(path, images_dir) == "part"
 
 
 def year_of(night: str) -> str:
@@ -336,6 +343,24 @@ def read_partition_metadata(path: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     return partition_metadata(pq.read_schema(path))
+
+
+def sorted_by(table: pa.Table, columns: Iterable[str]) -> pa.Table:
+    """``table`` sorted by those of ``columns`` it has (a stable sort; no copy when it is in
+    order already). A table of many chunks is combined first: a take across hundreds of
+    chunks costs more than the copy."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    keys = [(c, "ascending") for c in columns if c in table.column_names]
+    if not keys or not table.num_rows:
+        return table
+    order = pc.sort_indices(table.select([c for c, _ in keys]), sort_keys=keys)
+    if np.array_equal(order.to_numpy(), np.arange(len(order))):
+        return table
+    if table.column(0).num_chunks > 1:
+        table = table.combine_chunks()
+    return table.take(order)
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:

@@ -51,6 +51,7 @@ from nightlake.lake import (
     partition_metadata,
     pending_keys,
     read_partition_metadata,
+    sorted_by,
     year_of,
 )
 
@@ -297,13 +298,9 @@ def _compact_year(lake: LakeDirectory, year: str, state: _Year) -> list[Path]:
 def _write_per_night(table: pa.Table, path: Path) -> None:
     """A partition ``convert`` kept in memory, written as the per-night file it would have
     written (rows whose types disagree with their year's stay per-night, as in two steps)."""
-    import pyarrow.compute as pc
-
     from nightlake.lake import write_parquet_atomic
 
-    keys = [(c, "ascending") for c in PARTITION_SORT if c in table.column_names]
-    if keys:
-        table = table.take(pc.sort_indices(table.select([c for c, _ in keys]), sort_keys=keys))
+    table = sorted_by(table, PARTITION_SORT)
     with _SHARED:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_parquet_atomic(table, path)
@@ -475,7 +472,6 @@ def _sorted_rows(parts: list[tuple[pa.Table, list | dict]]) -> tuple[pa.Table, l
     """The rows of ``parts`` in one table sorted by :data:`SORT_COLUMNS`, and their
     records. Raises :class:`_Disagree` when their types cannot be unified."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     records = [r for _, rs in parts for r in (rs if isinstance(rs, list) else [rs])]
     tables = [t for t, _ in parts if t.num_rows]
@@ -485,9 +481,7 @@ def _sorted_rows(parts: list[tuple[pa.Table, list | dict]]) -> tuple[pa.Table, l
         table = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         raise _Disagree() from None  # those nights stay per-night; the view reads both
-    sort = [(c, "ascending") for c in SORT_COLUMNS if c in table.column_names]
-    order = pc.sort_indices(table.select([c for c, _ in sort]), sort_keys=sort)
-    table = table.combine_chunks().take(order)
+    table = sorted_by(table, SORT_COLUMNS)
     records.sort(key=lambda r: tuple(str(r.get(k, "")) for k in ("target", "night", "detector")))
     return table, records
 

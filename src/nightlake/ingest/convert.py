@@ -52,6 +52,7 @@ from nightlake.lake import (
     METADATA_KEY,
     PARTITION_SORT,
     LakeDirectory,
+    sorted_by,
     write_parquet_temp,
 )
 from nightlake.scaleout import Executor, cores, threaded
@@ -506,14 +507,6 @@ def _runs(codes: np.ndarray) -> list[tuple[int, int]]:
 _BAD_KEY = re.compile(r"[/\\=\x00-\x1f]|^\.|^$")
 
 
-def _take_if_needed(table: pa.Table, order: pa.Array) -> pa.Table:
-    """``table`` in ``order`` (no copy when it is in order already)."""
-    indices = order.to_numpy()
-    if np.array_equal(indices, np.arange(len(indices))):
-        return table
-    return table.take(order)
-
-
 def add_obs_time(contributions: Iterable[_Contribution], time_scale: str) -> None:
     """Give every contribution with a numeric ``mjd`` (and no ``obs_time`` of its own) an
     ``obs_time`` column (UTC) derived from ``mjd`` in ``time_scale``.
@@ -797,11 +790,8 @@ def _write_partition(
     # serves the next partition (rows a file's split had to sort arrive in order: no copy).
     # A kept table is not: the compaction sorts it with its year (a stable sort, so the
     # order, and the bytes, are those of sorting twice)
-    names = set(table.column_names)
-    if not keep and (sort_keys := [(c, "ascending") for c in PARTITION_SORT if c in names]):
-        table = _take_if_needed(
-            table, pc.sort_indices(table.select([c for c, _ in sort_keys]), sort_keys=sort_keys)
-        )
+    if not keep:
+        table = sorted_by(table, PARTITION_SORT)
     sources = sorted({c.source.path: c.ecsv for c in parts}.items())
     first_ecsv = chosen[0].ecsv
     meta = {
