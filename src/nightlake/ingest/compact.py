@@ -457,7 +457,8 @@ def _old_rows(
         and (last is None or r["target"] < last)
         and r["target"] not in skip
     ]
-    return table.filter(keep), records
+    # a new night's part keeps every row: no filtered copy of them
+    return (table if pc.all(keep).as_py() else table.filter(keep)), records
 
 
 def _with_target(table: pa.Table, value: pa.Array) -> pa.Table:
