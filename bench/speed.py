@@ -258,6 +258,7 @@ def tenfold_lake(lake_dir: Path) -> Path:
 
     from nightlake import Lake
     from nightlake.ingest import compact as compact_module
+    from nightlake.lake import partition_metadata
 
     out = lake_dir.with_name(lake_dir.name + "-x10")
     if (out / "done").exists():
@@ -272,7 +273,7 @@ def tenfold_lake(lake_dir: Path) -> Path:
     years: dict[str, list] = {}
     for f in sorted((lake_dir / "images").rglob("*.parquet")):
         table = pq.read_table(f, partitioning=None)
-        records = compact_module.unpacked_records(compact_module._metadata(table.schema))
+        records = compact_module.unpacked_records(partition_metadata(table.schema))
         years.setdefault(f.parent.name, []).append(
             (tenfold(table.replace_schema_metadata(None)), records)
         )
@@ -461,11 +462,20 @@ def imports_of(argv: list[str], label: str, top: int = 12) -> None:
     )
 
 
-def ecsv_floor(path: Path, out: Path) -> None:
-    """The floor of goal 4 in a process: pyarrow.csv reads the body, one zstd Parquet file."""
+def ecsv_floor(path: Path, out: Path, digest: bool = False) -> None:
+    """The floor of goal 4 in a process: pyarrow.csv reads the body, one zstd Parquet file.
+    ``digest``: and the SHA-256 of the file's bytes on a second thread, as provenance needs
+    (a reference row, not the goal's floor)."""
     code = f"""
 import pyarrow.csv as pc, pyarrow.parquet as pq, sys
 path = {str(path)!r}
+if {digest}:
+    import hashlib, threading
+    def sha():
+        with open(path, 'rb') as f:
+            hashlib.file_digest(f, 'sha256').hexdigest()
+    hashing = threading.Thread(target=sha)
+    hashing.start()
 with open(path, 'rb') as f:
     skip = 0
     for line in f:
@@ -475,6 +485,8 @@ with open(path, 'rb') as f:
 table = pc.read_csv(path, read_options=pc.ReadOptions(skip_rows=skip),
                     parse_options=pc.ParseOptions(delimiter=' '))
 pq.write_table(table, {str(out)!r}, compression='zstd')
+if {digest}:
+    hashing.join()
 """
     run_process([str(BIN / "python"), "-c", code])
 
@@ -544,6 +556,9 @@ def goal4(
             "pyarrow.csv -> one zstd file (floor)": lambda: ecsv_floor(
                 joined, scratch / "one.parquet"
             ),
+            "the floor + SHA-256 of the file (reference)": lambda: ecsv_floor(
+                joined, scratch / "one.parquet", digest=True
+            ),
             "nightlake convert": lambda: run_process(nightlake),
             **others,
         },
@@ -587,8 +602,8 @@ def goal5(lake_dir: Path, label: str, repeat: int) -> None:
     import numpy as np
 
     from nightlake import Lake
-    from nightlake.detrends import mirror
     from nightlake.detrends.detreg import OPEN_ENDED, make_records, write_db
+    from nightlake.detrends.sync import sync
 
     lake = Lake(lake_dir)
     rng = np.random.default_rng(3)
@@ -611,7 +626,7 @@ def goal5(lake_dir: Path, label: str, repeat: int) -> None:
     recs["filename"] = [f"/masters/flat-{i:06d}.fits".encode() for i in range(n)]
     db = lake_dir.parent / f"{lake_dir.name}-detrend.db"
     write_db(db, recs, codes)
-    mirror.sync(lake, db)
+    sync(lake, db)
     queries = {
         "3-column select (floor)": "SELECT count(detrend_filename), count(visit), "
         "count(detector) FROM resolve_detrends('flat')",
