@@ -1,7 +1,9 @@
-"""Benchmark: what a whole-lake query pays for, row groups or files (run by hand).
+"""Benchmark: what a whole-lake query pays for: row groups, files, or their encoding (by hand).
 
 The same rows (a survey lake's ``one.parquet``, written by bench/speed.py) in several forms:
-one file with few or many row groups, many files of one row group, a few files of several.
+one file with few or many row groups, many files of one row group, a few files of several;
+with no dictionary pages, or with them for the short strings as the lake writes them
+(``nightlake.lake.dictionary_columns``).
 Each form answers the cross-night query of goal 1 in a fresh connection, the forms taking
 turns; best and median CPU of ``--repeat``, and the ratio to the floor (``one.parquet``).
 
@@ -32,6 +34,8 @@ def main() -> None:
     import duckdb
     import pyarrow.parquet as pq
 
+    from nightlake.lake import dictionary_columns
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lake", type=Path, help="a lake of bench/speed.py (with one.parquet)")
     parser.add_argument("--repeat", type=int, default=7)
@@ -40,15 +44,18 @@ def main() -> None:
     parts = args.lake.with_name(args.lake.name + "-rowgroups")
     n = table.num_rows
     forms = {"one.parquet (floor)": str(args.lake / "one.parquet")}
-    for files, group, label in (
-        (1, 122_880, "one file, row groups of 122,880"),
-        (1, -(-n // 42), "one file, 42 row groups"),
-        (42, n, "42 files, one row group each"),
-        (11, -(-n // 42), "11 files of 4 row groups"),
-        (11, n, "11 files, one row group each"),
-        (5, n, "5 files, one row group each"),
+    short = dictionary_columns(table)
+    for files, group, dictionary, label in (
+        (1, 122_880, False, "one file, row groups of 122,880"),
+        (1, 122_880, True, "the same, dictionaries (short strings)"),
+        (1, -(-n // 42), False, "one file, 42 row groups"),
+        (42, n, False, "42 files, one row group each"),
+        (42, n, True, "the same, dictionaries (the lake's)"),
+        (11, -(-n // 42), False, "11 files of 4 row groups"),
+        (11, n, False, "11 files, one row group each"),
+        (5, n, False, "5 files, one row group each"),
     ):
-        out = parts / f"{files}-{group}"
+        out = parts / f"{files}-{group}-{'dict' if dictionary else 'plain'}"
         if not out.is_dir():
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
@@ -58,7 +65,7 @@ def main() -> None:
                     table.slice(i * step, step),
                     out / f"{i:04d}.parquet",
                     compression="zstd",
-                    use_dictionary=False,
+                    use_dictionary=short if dictionary else False,
                     row_group_size=group,
                 )
         forms[label] = str(out / "*.parquet")

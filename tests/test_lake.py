@@ -93,3 +93,33 @@ def test_statistics_columns_match_the_rule_column_by_column(table):
             continue
         expected.append(field.name)
     assert statistics_columns(table) == expected
+
+
+def test_short_strings_get_dictionary_pages_and_read_back_as_strings(tmp_path):
+    """Per-night files and compacted parts alike: `night`, `band`, `filter`… in dictionary
+    pages (DuckDB groups and filters on their few values), `wcs` and the numbers plain; every
+    reader still gets plain strings back."""
+    import pyarrow.parquet as pq
+
+    from nightlake.ingest.compact import compact
+
+    plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
+    for each in (plain, lake):
+        convert(each, [COLLECTIONS])
+    compact(lake)
+    for path in plain.image_files() + lake.image_files():
+        meta = pq.ParquetFile(path).metadata
+        encodings = {
+            meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).encodings
+            for i in range(meta.num_columns)
+        }
+        for name in ("band", "filter", "night"):
+            assert "RLE_DICTIONARY" in encodings[name], (path, name)
+        for name in ("wcs", "psfSigma", "visit"):
+            assert "RLE_DICTIONARY" not in encodings[name], (path, name)
+        schema = pq.read_schema(path)
+        assert schema.field("band").type == pa.string() and schema.field("wcs").type == pa.string()
+    both = plain.sql("SELECT night, band, filter, count(*) n FROM images GROUP BY ALL ORDER BY ALL")
+    assert lake.sql(
+        "SELECT night, band, filter, count(*) n FROM images GROUP BY ALL ORDER BY ALL"
+    ).equals(both)
