@@ -56,7 +56,7 @@ def main() -> None:
         (5, n, False, "5 files, one row group each"),
     ):
         out = parts / f"{files}-{group}-{'dict' if dictionary else 'plain'}"
-        if not out.is_dir():
+        if not (out / "done").exists():  # written whole once (delete the directory to redo)
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
             step = -(-n // files)
@@ -68,6 +68,7 @@ def main() -> None:
                     use_dictionary=short if dictionary else False,
                     row_group_size=group,
                 )
+            (out / "done").touch()
         forms[label] = str(out / "*.parquet")
     cpu: dict[str, list[float]] = {label: [] for label in forms}
     for _ in range(args.repeat):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from nightlake import Lake
 from nightlake.ingest.convert import convert
-from nightlake.lake import LONG_STRING_BYTES, statistics_columns
+from nightlake.lake import LONG_STRING_BYTES, dictionary_columns, statistics_columns
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 
@@ -54,7 +54,12 @@ def _tables_for_statistics(draw):
     n_columns, n_rows = draw(st.integers(1, 8)), draw(st.integers(0, 9))
     columns, names = [], []
     for i in range(n_columns):
-        kind = draw(st.sampled_from(["float16", "float32", "float64", "short", "long", "list"]))
+        kind = draw(
+            st.sampled_from(
+                ["float16", "float32", "float64", "short", "long", "short-large", "long-large"]
+                + ["short-binary", "long-binary", "list"]
+            )
+        )
         cuts = sorted(draw(st.lists(st.integers(0, n_rows), max_size=3)))
         chunks = [b - a for a, b in zip([0, *cuts], [*cuts, n_rows])]
         if kind.startswith("float"):
@@ -69,9 +74,12 @@ def _tables_for_statistics(draw):
             typ = pa.list_(pa.int64())
             parts = [pa.array([[1]] * n, typ) for n in chunks]
         else:
-            typ = pa.string()
-            width = 1 if kind == "short" else LONG_STRING_BYTES + 1
-            parts = [pa.array(["x" * width] * n, typ) for n in chunks]
+            typ = {"large": pa.large_string(), "binary": pa.binary()}.get(
+                kind.split("-")[-1], pa.string()
+            )
+            width = 1 if kind.startswith("short") else LONG_STRING_BYTES + 1
+            value = b"x" * width if typ == pa.binary() else "x" * width
+            parts = [pa.array([value] * n, typ) for n in chunks]
         columns.append(pa.chunked_array(parts, typ))
         names.append(f"c{i}")
     return pa.table(columns, names=names)
@@ -89,25 +97,45 @@ def test_statistics_columns_match_the_rule_column_by_column(table):
             continue
         if pa.types.is_floating(field.type) and any(v is not None and v != v for v in values):
             continue
-        if pa.types.is_string(field.type) and values and len(values[0]) > LONG_STRING_BYTES:
+        if _text(field) and values and len(values[0]) > LONG_STRING_BYTES:
             continue
         expected.append(field.name)
     assert statistics_columns(table) == expected
 
 
+def _text(field: pa.Field) -> bool:
+    kind = field.type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_tables_for_statistics())
+def test_dictionary_columns_are_the_short_strings(table):
+    """Against the rule applied to each column on its own: every string column, large ones
+    too, unless its values are long."""
+    expected = [
+        field.name
+        for field, column in zip(table.schema, table.columns)
+        if _text(field) and not (len(column) and len(column.to_pylist()[0]) > LONG_STRING_BYTES)
+    ]
+    assert dictionary_columns(table) == expected
+
+
 def test_short_strings_get_dictionary_pages_and_read_back_as_strings(tmp_path):
     """Per-night files and compacted parts alike: `night`, `band`, `filter`… in dictionary
-    pages (DuckDB groups and filters on their few values), `wcs` and the numbers plain; every
-    reader still gets plain strings back."""
+    pages (DuckDB groups and filters on their few values), `wcs` and the numbers plain; the
+    schema still says plain strings. (Old files without dictionary pages beside new ones:
+    the format-3 fixture tests; DuckDB, pyarrow.dataset and polars on the new files:
+    tests/ingest/test_compact_readers.py.)"""
     import pyarrow.parquet as pq
 
     from nightlake.ingest.compact import compact
 
-    plain, lake = Lake(tmp_path / "plain"), Lake(tmp_path / "lake")
-    for each in (plain, lake):
+    per_night, lake = Lake(tmp_path / "per-night"), Lake(tmp_path / "lake")
+    for each in (per_night, lake):
         convert(each, [COLLECTIONS])
     compact(lake)
-    for path in plain.image_files() + lake.image_files():
+    for path in per_night.image_files() + lake.image_files():
         meta = pq.ParquetFile(path).metadata
         encodings = {
             meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).encodings
@@ -119,7 +147,9 @@ def test_short_strings_get_dictionary_pages_and_read_back_as_strings(tmp_path):
             assert "RLE_DICTIONARY" not in encodings[name], (path, name)
         schema = pq.read_schema(path)
         assert schema.field("band").type == pa.string() and schema.field("wcs").type == pa.string()
-    both = plain.sql("SELECT night, band, filter, count(*) n FROM images GROUP BY ALL ORDER BY ALL")
+    both = per_night.sql(
+        "SELECT night, band, filter, count(*) n FROM images GROUP BY ALL ORDER BY ALL"
+    )
     assert lake.sql(
         "SELECT night, band, filter, count(*) n FROM images GROUP BY ALL ORDER BY ALL"
     ).equals(both)

@@ -373,31 +373,36 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
 LONG_STRING_BYTES = 64
 
 
-def _long_string(field: pa.Field, column: pa.ChunkedArray) -> bool:
+def _is_text(field: pa.Field) -> bool:
     import pyarrow as pa
 
+    kind = field.type
     return (
-        pa.types.is_string(field.type) or pa.types.is_binary(field.type)
-    ) and column.nbytes > LONG_STRING_BYTES * max(1, len(column))
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
+
+
+def _long_string(field: pa.Field, column: pa.ChunkedArray) -> bool:
+    return _is_text(field) and column.nbytes > LONG_STRING_BYTES * max(1, len(column))
 
 
 def dictionary_columns(table: pa.Table) -> list[str]:
-    """The columns written with dictionary pages: strings, but not long ones (``wcs``).
+    """The columns written with dictionary pages: strings (and bytes), but not long ones
+    (``wcs``), in every Parquet file nightlake writes.
 
-    DuckDB reads a dictionary-encoded string column as its few values plus an index, so
+    DuckDB reads a dictionary-encoded string column as its distinct values plus an index, so
     grouping or filtering on ``night``, ``band`` or ``filter`` costs far less than over
-    plain pages: a whole-lake query on the scale-1.0 survey took 66 ms instead of 86 ms of
-    CPU, against 53 for one file (bench/RESULTS.md). Numbers are left plain: their values
-    rarely repeat, and neither does a JSON document, where a dictionary would only cost
-    time before the writer gave up on it.
+    plain pages (docs/design.md, "Files"). A short column whose values do not repeat (a
+    detrend ``filename``) costs the writer a dictionary it gives up on past 1 MiB; a long one
+    (a JSON document) is left plain, as are numbers.
     """
-    import pyarrow as pa
-
     return [
         field.name
         for field, column in zip(table.schema, table.columns)
-        if (pa.types.is_string(field.type) or pa.types.is_large_string(field.type))
-        and not _long_string(field, column)
+        if _is_text(field) and not _long_string(field, column)
     ]
 
 

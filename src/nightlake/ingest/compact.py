@@ -458,7 +458,7 @@ def _old_rows(
         and r["target"] not in skip
     ]
     # a new night's part keeps every row: no filtered copy of them
-    return (table if pc.all(keep).as_py() else table.filter(keep)), records
+    return (table if pc.all(keep, skip_nulls=False).as_py() else table.filter(keep)), records
 
 
 def _with_target(table: pa.Table, value: pa.Array) -> pa.Table:
