@@ -747,6 +747,7 @@ def main() -> None:
         "--skip-detector", action="store_true", help="goal 1 without the per-detector layout"
     )
     args = parser.parse_args()
+    args.workdir = args.workdir.resolve()  # goal 6 links the survey's files from elsewhere
     goals = {int(g) for g in args.goals.split(",")}
     # an install has nightlake byte-compiled (pip does it); a checkout run with
     # PYTHONDONTWRITEBYTECODE=1 would compile every module in every process measured

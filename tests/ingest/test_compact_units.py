@@ -280,3 +280,24 @@ def test_compact_merges_parts_that_removals_left_short(tmp_path, monkeypatch):
     assert Lake(lake.path).sql(COUNTS).equals(Lake(fresh.path).sql(COUNTS))
     assert partitions(lake) == partitions(fresh)
     assert compact(lake) == []  # nothing left to merge
+
+
+def test_compact_cuts_again_parts_cut_under_a_larger_bound(tmp_path, monkeypatch):
+    # PART_ROWS went from 16,384 to 8,192: a lake compacted before holds parts of several
+    # targets past the new bound, which `nightlake compact` cuts as the new bound would
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 1)
+    source = FIXTURES / "joined" / "joined.collection"
+    lake, fresh = Lake(tmp_path / "lake"), Lake(tmp_path / "fresh")
+    monkeypatch.setattr(compact_module, "PART_ROWS", 100)
+    convert(lake, [source])
+    assert [p for p in relative(lake) if p.startswith("year=2019/")] == [
+        "year=2019/2019_A0a.parquet"  # 44 + 40 rows, two targets
+    ]
+    monkeypatch.setattr(compact_module, "PART_ROWS", 50)
+    convert(fresh, [source])
+    assert compact(lake)  # cut again
+    assert relative(lake) == relative(fresh)
+    assert "year=2019/2019_A0b.parquet" in relative(lake)
+    assert Lake(lake.path).sql(COUNTS).equals(Lake(fresh.path).sql(COUNTS))
+    assert partitions(lake) == partitions(fresh)
+    assert compact(lake) == []  # a part of one target past the bound stays as it is

@@ -68,7 +68,7 @@ ROW_GROUP_ROWS = 32_768
 #: rows of a part, at most (a target with more is a part alone): adding a night rewrites the
 #: part of its target, so this bounds what a night costs, and a year of fewer rows is one
 #: file (docs/design.md)
-PART_ROWS = 16_384
+PART_ROWS = 8_192
 #: a lake of this many per-night files or more is compacted by the convert that reaches it,
 #: since a whole-lake query pays for each file it opens (docs/design.md, "Speed at survey
 #: scale"); a small lake keeps the per-night form, which a person can read file by file
@@ -190,8 +190,8 @@ def compact_locked(
         if (lake.images_dir / f"{YEAR}={year}" / CUT_MARKER).exists():  # a cut left short
             state.stale = _stale_parts(state.parts) or {""}
     if force and touched is None:  # ``nightlake compact``: format 3's target-years too,
-        for year, state in years.items():  # and years whose parts would fit in fewer
-            state.whole = bool(state.target_files) or _fewer_parts(state.parts)
+        for year, state in years.items():  # and years whose parts would be cut otherwise
+            state.whole = bool(state.target_files) or _cut_again(state.parts)
             if state.whole or state.stale:
                 wanted.add(year)
     from nightlake.scaleout import threaded
@@ -227,13 +227,20 @@ class _Year:
     whole: bool = False  # rewrite every part of the year as one group (and cut it again)
 
 
-def _fewer_parts(parts: dict[str, Path]) -> bool:
-    """Would the year's rows fit in fewer parts (removed nights leave parts short, and a
-    rewrite only ever cuts the part of a changed target)? By whole parts, in order: the cut
-    by targets packs at least as tightly."""
+def _cut_again(parts: dict[str, Path]) -> bool:
+    """Should the year be cut again: would its rows fit in fewer parts (removed nights leave
+    parts short, and a rewrite only ever cuts the part of a changed target), or does a part
+    of several targets hold more than :data:`PART_ROWS` rows (cut under a larger bound)? By
+    whole parts, in order: the cut by targets packs at least as tightly."""
     import pyarrow.parquet as pq
 
-    rows = [pq.read_metadata(parts[first]).num_rows for first in sorted(parts)]
+    rows = []
+    for first in sorted(parts):
+        meta = pq.read_metadata(parts[first])
+        records = unpacked_records(partition_metadata(meta.schema.to_arrow_schema()))
+        if meta.num_rows > PART_ROWS and len({r["target"] for r in records}) > 1:
+            return True
+        rows.append(meta.num_rows)
     needed, filled = 0, PART_ROWS
     for n in rows:
         if filled + n > PART_ROWS:
