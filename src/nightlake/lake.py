@@ -208,6 +208,7 @@ def _compacted_selects(
     unpacked = [f"{key} NOT IN ({', '.join(sql_string(chr(31).join(k)) for k in pending)})"]
     where = unpacked if pending else []
     years = {f.parent.name for f in every.parts}
+    cutting = any((lake.images_dir / year / CUT_MARKER).exists() for year in years)
     # a target-year file supersedes its target's rows in its year's file
     split = sorted(
         f"{f.parent.parent.name.split('=', 1)[1]}\x1f{f.parent.name.split('=', 1)[1]}"
@@ -239,7 +240,10 @@ def _compacted_selects(
                 "filename = true, ",
                 select.replace("EXCLUDE (year)", "EXCLUDE (year, filename)"),
             )
-        source = _listed(these) if listed else sql_string(f"{images}/{glob}/*.parquet")
+        # while rows move between a year's parts the view names them: a glob would take a
+        # part that lands after the view was built, beside an old one it does not bound
+        named = listed or (only_year and cutting)
+        source = _listed(these) if named else sql_string(f"{images}/{glob}/*.parquet")
         selects.append(
             f"{select} FROM read_parquet({source}, hive_partitioning = true, {union}{extra}"
             f"hive_types = {{{hive}}})"

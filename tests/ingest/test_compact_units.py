@@ -301,3 +301,29 @@ def test_compact_cuts_again_parts_cut_under_a_larger_bound(tmp_path, monkeypatch
     assert Lake(lake.path).sql(COUNTS).equals(Lake(fresh.path).sql(COUNTS))
     assert partitions(lake) == partitions(fresh)
     assert compact(lake) == []  # a part of one target past the bound stays as it is
+
+
+def test_a_cached_lake_reads_every_row_once_while_a_year_is_cut(tmp_path, monkeypatch):
+    # a connection kept open (nightlake serve) queried after each file of a cut lands or
+    # goes: it must never read a new part beside the old one still holding its rows
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 1)
+    monkeypatch.setattr(compact_module, "PART_ROWS", 100)
+    lake = Lake(tmp_path / "lake")
+    convert(lake, [FIXTURES / "joined" / "joined.collection"])
+    cached = Lake(lake.path)
+    expected = cached.sql(COUNTS)
+    seen = []
+    for name in ("_write_compacted", "_remove_file"):
+        real = getattr(compact_module, name)
+
+        def spy(*args, real=real, name=name):
+            seen.append((name, cached.sql(COUNTS).equals(expected)))  # the view of now
+            out = real(*args)
+            seen.append((name, cached.sql(COUNTS).equals(expected)))  # then the file lands
+            return out
+
+        monkeypatch.setattr(compact_module, name, spy)
+    monkeypatch.setattr(compact_module, "PART_ROWS", 50)
+    assert compact(lake)
+    assert [name for name, _ in seen].count("_write_compacted") > 6 and all(ok for _, ok in seen)
+    assert Lake(lake.path).sql(COUNTS).equals(expected)

@@ -331,7 +331,11 @@ def _rewrite_parts(
 
     New parts are written last first and the old ones deleted first first, so that at every
     moment each target's rows are read from exactly one file (the view reads a part's rows
-    below the next part's first only, :func:`nightlake.lake.images_select_sql`)."""
+    below the next part's first only, :func:`nightlake.lake.images_select_sql`). While rows
+    move, the view names the parts it reads instead of globbing them, and each file that
+    lands or goes rewrites the manifest: a view kept open reads the files it was built
+    from until its connection is rebuilt on the manifest, never a new part beside an
+    unbounded old one."""
     old = []
     for first, last in group:
         if first in state.parts:
@@ -340,23 +344,32 @@ def _rewrite_parts(
     old += [_old_rows(lake, f, drop) for f in state.target_files.values()]
     table, records = _sorted_rows([*old, *new])
     pieces = _cut(table, records)
-    if [p[0] for p in pieces] != [f for f, _ in group if f in state.parts]:
+    moving = [p[0] for p in pieces] != [f for f, _ in group if f in state.parts]
+
+    def changed() -> None:  # cached views are rebuilt on the manifest's bytes
+        if moving:
+            with _SHARED:
+                lake.write_manifest(lake.read_manifest())
+
+    if moving:
         # rows move between files: the view bounds each part by the next while this is here
         from nightlake.lake import atomic_write_bytes
 
         atomic_write_bytes(lake.images_dir / f"{YEAR}={year}" / CUT_MARKER, b"")
-        with _SHARED:
-            lake.write_manifest(lake.read_manifest())  # cached views take up the bounds
+        changed()
     outs = []
     for first, rows, recs in reversed(pieces):
         out = lake.images_dir / f"{YEAR}={year}" / f"{year}_{first}.parquet"
         outs += _write_compacted(lake, out, rows, recs)
+        changed()
     keep = {out.name for out in outs}
     for first, _ in group:
         if first in state.parts and state.parts[first].name not in keep:
             _remove_file(lake, state.parts[first])
+            changed()
     for f in state.target_files.values():
         _remove_file(lake, f)
+        changed()
     return outs[::-1]
 
 
