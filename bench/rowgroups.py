@@ -16,13 +16,12 @@ import argparse
 import resource
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
-QUERY = (
-    "SELECT night, median(2.355 * 0.2637 * psfSigma) FROM read_parquet('{src}') "
-    "WHERE isfinite(psfSigma) GROUP BY night ORDER BY night"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import CROSS_NIGHT  # noqa: E402  (goal 1's query, one home)
 
 
 def _cpu() -> float:
@@ -75,7 +74,7 @@ def main() -> None:
         for label, src in forms.items():
             start = _cpu()
             con = duckdb.connect()
-            con.sql(QUERY.format(src=src)).fetchall()
+            con.sql(CROSS_NIGHT.format(src=f"read_parquet('{src}')")).fetchall()
             con.close()
             cpu[label].append(_cpu() - start)
     floor = min(cpu["one.parquet (floor)"])

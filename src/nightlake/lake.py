@@ -208,7 +208,7 @@ def _compacted_selects(
     unpacked = [f"{key} NOT IN ({', '.join(sql_string(chr(31).join(k)) for k in pending)})"]
     where = unpacked if pending else []
     years = {f.parent.name for f in every.parts}
-    cutting = any((lake.images_dir / year / CUT_MARKER).exists() for year in years)
+    cutting = cut_years(every.parts, lake.images_dir)
     # a target-year file supersedes its target's rows in its year's file
     split = sorted(
         f"{f.parent.parent.name.split('=', 1)[1]}\x1f{f.parent.name.split('=', 1)[1]}"
@@ -227,7 +227,7 @@ def _compacted_selects(
         if only_year and split:
             keys = ", ".join(sql_string(k) for k in split)
             conditions.append(f"target || chr(31) || year NOT IN ({keys})")
-        if only_year and (ranges := part_bounds(every.parts, lake.images_dir, cut_only=True)):
+        if only_year and (ranges := part_bounds(every.parts, within=cutting)):
             # a part's rows from the next part's first on are that part's (a rewrite in
             # progress, or cut short): each target is read from one file at every moment
             cases = " ".join(
@@ -242,7 +242,7 @@ def _compacted_selects(
             )
         # while rows move between a year's parts the view names them: a glob would take a
         # part that lands after the view was built, beside an old one it does not bound
-        named = listed or (only_year and cutting)
+        named = listed or (only_year and bool(cutting))
         source = _listed(these) if named else sql_string(f"{images}/{glob}/*.parquet")
         selects.append(
             f"{select} FROM read_parquet({source}, hive_partitioning = true, {union}{extra}"
@@ -279,18 +279,23 @@ def part_ranges(firsts: Iterable[str]) -> list[tuple[str, str | None]]:
     return list(zip(firsts, [*firsts[1:], None]))
 
 
-def part_bounds(
-    parts: list[Path], images_dir: Path, cut_only: bool = False
-) -> list[tuple[Path, str]]:
+def cut_years(parts: list[Path], images_dir: Path) -> set[str]:
+    """The year directories (``year=Y``) of ``parts`` where a rewrite moves rows between
+    parts, or was cut short: their ``.cut`` marker (nightlake.ingest.compact)."""
+    return {
+        year for year in {f.parent.name for f in parts} if (images_dir / year / CUT_MARKER).exists()
+    }
+
+
+def part_bounds(parts: list[Path], within: set[str] | None = None) -> list[tuple[Path, str]]:
     """Each year part followed by another part of its year, with that part's first target;
-    ``cut_only``: in the years where a rewrite moves rows between parts (their ``.cut``
-    marker, nightlake.ingest.compact)."""
+    ``within``: only in those year directories (:func:`cut_years`)."""
     by_year: dict[str, dict[str, Path]] = {}
     for f in parts:
         by_year.setdefault(f.parent.name, {})[part_first(f)] = f
     bounds = []
     for year, found in by_year.items():
-        if cut_only and not (images_dir / year / CUT_MARKER).exists():
+        if within is not None and year not in within:
             continue
         bounds += [(found[first], last) for first, last in part_ranges(found) if last]
     return bounds

@@ -43,6 +43,7 @@ from nightlake.lake import (
     YEAR,
     ImageFiles,
     LakeDirectory,
+    cut_years,
     is_compacted,
     is_year_file,
     part_bounds,
@@ -97,7 +98,7 @@ def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[s
     # the view's precedence (nightlake.lake.images_select_sql): a part's rows below the next
     # part's first while a cut is under way, a target-year file over its target's rows in a
     # part, a per-night file over its partition in any compacted file
-    bounds = dict(part_bounds(kinds.parts, lake.images_dir, cut_only=True))
+    bounds = dict(part_bounds(kinds.parts, within=cut_years(kinds.parts, lake.images_dir)))
     legacy = {(f.parent.parent.name.split("=", 1)[1], f.parent.name) for f in kinds.target_years}
     pending = set(pending_keys(kinds, lake.images_dir))
     for file in files:
