@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,120 @@ def test_big_files_are_hashed_while_they_parse(tmp_path, monkeypatch, comments):
     assert big.sha256 == small.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert_equals_astropy(path, big.table)
     assert ("y #z" in big.table.column("b").to_pylist()) == comments
+
+
+def _read_both(path: Path) -> tuple:
+    """read_ecsv of ``path`` in memory and streamed (PARALLEL_BYTES 0): its table, sha256
+    and size, or its error's text, each way."""
+    import nightlake.ingest.ecsv as ecsv_module
+
+    out = []
+    for parallel in (ecsv_module.PARALLEL_BYTES, 0):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ecsv_module, "PARALLEL_BYTES", parallel)
+            try:
+                got = read_ecsv(path)
+            except InputError as exc:
+                out.append(str(exc))
+            else:
+                out.append((got.table, got.sha256, got.size, got.header_text))
+    return tuple(out)
+
+
+# body lines a big file's streamed read must hand to the in-memory read, and bad values
+_ODD_LINES = st.sampled_from(
+    ["# a comment\n", "  # indented\n", "\t#tab\n", "\n", "   \n", "x y z\n", '"#" 1\n']
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ecsv_tables(), st.lists(st.tuples(st.integers(0, 8), _ODD_LINES), max_size=2))
+def test_a_big_files_streamed_read_equals_its_in_memory_read(tmp_path_factory, table, odd):
+    """Streamed (a big file: parsed from the file, hashed beside) or in memory, a file
+    reads the same: table, hash, stamps, or the same error, whatever lines its body has."""
+    path = tmp_path_factory.mktemp("ecsv") / "t.ecsv"
+    table.write(path, format="ascii.ecsv", overwrite=True)
+    head, _, body = path.read_text().partition("\n" + " ".join(table.colnames) + "\n")
+    lines = body.splitlines(keepends=True)
+    for at, line in odd:
+        lines.insert(min(at, len(lines)), line)
+    path.write_text(head + "\n" + " ".join(table.colnames) + "\n" + "".join(lines))
+    in_memory, streamed = _read_both(path)
+    if isinstance(in_memory, str):
+        # pyarrow numbers the row of an error it could not place only on one thread
+        assert streamed == re.sub(r"Row #\d+: ", "", in_memory) or streamed == in_memory
+    else:
+        assert _bits(streamed[0]) == _bits(in_memory[0]) and streamed[1:] == in_memory[1:]
+
+
+def _bits(table: pa.Table) -> bytes:
+    """A table's schema and values as bytes (NaN equal to NaN, unlike ``Table.equals``)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.combine_chunks())
+    return sink.getvalue().to_pybytes()
+
+
+def test_a_plain_big_file_is_not_read_into_memory(tmp_path, monkeypatch):
+    import nightlake.ingest.ecsv as ecsv_module
+
+    path = tmp_path / "c.ecsv"
+    path.write_text(GOOD)
+    expected = read_ecsv(path)
+    monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(ecsv_module, "_read_in_memory", None)  # a call would fail
+    got = read_ecsv(path)
+    assert got.table.equals(expected.table) and got.sha256 == expected.sha256
+
+
+def _once_the_header_is_read(monkeypatch, action) -> None:
+    """Big files streamed, ``action()`` run once their header is read, before the body is
+    opened for the parse (as another process could)."""
+    import nightlake.ingest.ecsv as ecsv_module
+
+    real = ecsv_module.parse_header
+    monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+
+    def parse_header(*args):
+        out = real(*args)
+        action()
+        return out
+
+    monkeypatch.setattr(ecsv_module, "parse_header", parse_header)
+
+
+def test_a_comment_line_that_would_parse_as_a_row_is_a_comment_when_streamed(tmp_path, monkeypatch):
+    import nightlake.ingest.ecsv as ecsv_module
+
+    path = tmp_path / "c.ecsv"
+    header = GOOD.split("a b\n")[0].replace("a, datatype: int64", "c, datatype: string")
+    path.write_text(
+        header.replace("b, datatype: string", "a, datatype: int64") + "c a\nx 1\n#y 2\n"
+    )
+    expected = [{"c": "x", "a": 1}]
+    assert read_ecsv(path).table.to_pylist() == expected
+    monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+    assert read_ecsv(path).table.to_pylist() == expected
+
+
+def test_a_file_written_while_it_is_read_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "c.ecsv"
+    path.write_text(GOOD)
+    _once_the_header_is_read(monkeypatch, lambda: path.open("a").write('3 "z"\n'))
+    with pytest.raises(InputError, match="changed while it was read") as err:
+        read_ecsv(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_file_replaced_while_it_is_read_reads_as_opened(tmp_path, monkeypatch):
+    """The parse reads the file that was opened (its inode), not what its name now is."""
+    path, other = tmp_path / "c.ecsv", tmp_path / "other.ecsv"
+    path.write_text(GOOD)
+    other.write_text(GOOD.replace('"y z"', '"replaced"'))
+    expected = read_ecsv(path)
+    _once_the_header_is_read(monkeypatch, lambda: other.replace(path))
+    got = read_ecsv(path)
+    assert got.table.equals(expected.table) and got.sha256 == expected.sha256
 
 
 def test_a_table_without_rows_reads_with_its_types(tmp_path):

@@ -117,7 +117,9 @@ def mjd_to_timestamp(mjd: pa.ChunkedArray | pa.Array, scale: str) -> pa.Array:
         mjd = mjd.combine_chunks()
     values = mjd.to_numpy(zero_copy_only=False).astype("float64")
     bad = ~np.isfinite(values)
-    stamps = mjd_to_utc_datetime64(np.where(bad, 51544.0, values), scale)
+    # each distinct value once: a visit's CCDs share its mjd (62 rows of DECam to one value)
+    distinct, each = np.unique(np.where(bad, 51544.0, values), return_inverse=True)
+    stamps = mjd_to_utc_datetime64(distinct, scale)[each.reshape(-1)]
     mask = bad | mjd.is_null().to_numpy(zero_copy_only=False)
     return pa.array(stamps, pa.timestamp("us"), mask=mask if mask.any() else None)
 
