@@ -648,8 +648,9 @@ def goal5(lake_dir: Path, label: str, repeat: int) -> None:
     )
 
 
-def goal6(workdir: Path, scale: float, repeat: int) -> None:
-    """Add the last night to a lake of all the others, against that night into an empty lake."""
+def goal6(workdir: Path, scale: float, repeat: int, compare: Path | None = None) -> None:
+    """Add the last night to a lake of all the others, against that night into an empty lake
+    (``compare``: and with another tree's code, into copies of the same lakes)."""
     per_night, _ = survey(workdir, scale, 62)
     files = sorted(per_night.glob("*.collection"))
     last = files[-1]
@@ -668,24 +669,37 @@ def goal6(workdir: Path, scale: float, repeat: int) -> None:
         bound_lake(full, seeds["at the bound"], last)
         (base / "done-variants").touch()
     lakes = {"empty": None, "full": full, **seeds}
+    if compare:
+        lakes |= {"full, compared": full, "at the bound, compared": seeds["at the bound"]}
 
     def setup(name):
         for d, seed in lakes.items():
             shutil.rmtree(base / d, ignore_errors=True)
             if seed is not None:
-                shutil.copytree(seed, base / d, symlinks=True)
+                # hard links: the files keep the seed's inodes, so the footer cache beside
+                # the lake stays valid, as it does for a lake converted where it lies (every
+                # writer replaces a file by rename, so the seed is never written through)
+                shutil.copytree(seed, base / d, symlinks=True, copy_function=os.link)
 
     nl = str(BIN / "nightlake")
 
-    def add(d):
-        return lambda: run_process([nl, "convert", str(last), "--lake", str(base / d)])
+    def add(d, env=None):
+        return lambda: run_process([nl, "convert", str(last), "--lake", str(base / d)], env=env)
 
     n = len(files) - 1
+    others = {}
+    if compare:
+        env = {**os.environ, "PYTHONPATH": str(compare)}
+        others = {
+            f"into the lake of {n}, --compare-src": add("full, compared", env),
+            "its part at PART_ROWS rows, --compare-src": add("at the bound, compared", env),
+        }
     times = turns(
         {
             "one night into an empty lake (floor)": add("empty"),
             f"one night into the compacted lake of {n}": add("full"),
             "the same, its part at PART_ROWS rows": add("at the bound"),
+            **others,
         },
         repeat,
         setup=setup,
@@ -706,7 +720,7 @@ def bound_lake(full: Path, out: Path, night: Path) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from nightlake.ingest.compact import PART_ROWS, ROW_GROUP_ROWS
+    from nightlake.ingest.compact import PART_ROWS, ROW_GROUP_ROWS, Footers
     from nightlake.lake import LakeDirectory, part_first, write_parquet_temp
 
     shutil.rmtree(out, ignore_errors=True)
@@ -724,6 +738,7 @@ def bound_lake(full: Path, out: Path, night: Path) -> None:
     sort = [(c, "ascending") for c in ("target", "night", "detector", "visit")]
     tiled = tiled.sort_by(sort).replace_schema_metadata(table.schema.metadata)
     write_parquet_temp(tiled, path, row_group_size=ROW_GROUP_ROWS).replace(path)
+    Footers.refresh(LakeDirectory(out))  # as the convert that left the lake so would have
 
 
 def main() -> None:
@@ -738,7 +753,7 @@ def main() -> None:
         "--compare-src",
         type=Path,
         default=None,
-        help="goal 4 also runs convert with PYTHONPATH=this (a `git archive` of older code)",
+        help="goals 4 and 6 also run convert with PYTHONPATH=this (a `git archive` of older code)",
     )
     parser.add_argument(
         "--tenfold", action="store_true", help="goal 1 also on the lake's rows x10 (tenfold_lake)"
@@ -785,7 +800,7 @@ def main() -> None:
         if 5 in goals:
             goal5(lake_dir, label, args.repeat)
         if 6 in goals:
-            goal6(args.workdir, scale, args.repeat)
+            goal6(args.workdir, scale, args.repeat, args.compare_src)
     if 1 in goals and args.years:
         goal1(
             synthetic_lake(args.workdir, args.years),

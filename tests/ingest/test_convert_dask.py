@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from strategies import ecsv_tables
 
 from nightlake import Lake
+from nightlake.ingest.compact import FOOTERS
 from nightlake.ingest.convert import ConvertOptions, ConvertReport, convert
 from nightlake.scaleout import DaskExecutor, Executor
 
@@ -36,11 +37,12 @@ NIGHTLAKE = Path(sys.executable).with_name("nightlake")
 
 
 def _files(lake: Lake) -> dict[str, bytes]:
-    """Every file of the lake (partitions and nightlake.json; not the lock) by relative path."""
+    """Every file of the lake (partitions and nightlake.json; not the lock, nor the footer
+    cache, whose stamps are of the files' inodes) by relative path."""
     return {
         str(p.relative_to(lake.path)): p.read_bytes()
         for p in sorted(lake.path.rglob("*"))
-        if p.is_file() and not p.name.endswith(".lock")
+        if p.is_file() and not p.name.endswith(".lock") and p.name != FOOTERS
     }
 
 

@@ -44,7 +44,12 @@ from nightlake import __version__
 from nightlake.columns import unique_names
 from nightlake.errors import InputError, LakeError, NightlakeError, UsageError, one_line
 from nightlake.files import commit_temp, compare_fingerprint, temp_path_for
-from nightlake.ingest.compact import LAKE_FORMAT_VERSION, compact_locked, will_compact
+from nightlake.ingest.compact import (
+    LAKE_FORMAT_VERSION,
+    Footers,
+    compact_locked,
+    will_compact,
+)
 from nightlake.ingest.ecsv import EcsvTable, read_ecsv
 from nightlake.ingest.sources import SourceFile, describe, find_inputs, partition_keys
 from nightlake.ingest.taitime import mjd_to_timestamp
@@ -228,6 +233,7 @@ def convert(
                 executor.release(r.rows for reads in contributions.values() for r in reads)
         # if the lake is compacted, or these partitions make it so
         compact_locked(lake, report.written + report.removed, fresh=fresh)
+        Footers.refresh(lake)
     return report
 
 
@@ -277,7 +283,8 @@ class _LakeIndex:
         mixed: set[Path] = set()
         from nightlake.ingest.compact import partition_records
 
-        for part, signature, meta, _ in partition_records(lake):  # compacted ones too
+        # compacted files' partitions too; footers from the cache the last writer left
+        for part, signature, meta, _ in partition_records(lake, Footers.load(lake)):
             schemas[part] = signature
             options[part] = written_options(meta, part, lake.images_dir)
             paths = []

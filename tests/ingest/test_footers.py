@@ -1,0 +1,171 @@
+"""The footer cache beside a lake (compact.Footers): a convert's plan from it equals the plan
+from the files' own footers, reads no footer of a file it knows, and trusts nothing that is
+not a stamp-for-stamp copy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from nightlake import Lake
+from nightlake.ingest import compact as compact_module
+from nightlake.ingest.compact import FOOTERS, compact
+from nightlake.ingest.convert import ConvertOptions, _LakeIndex, convert
+from nightlake.lake import METADATA_KEY
+from nightlake.query.info import lake_info
+
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
+COLLECTIONS = sorted((FIXTURES / "collections").glob("*.collection"))
+
+
+def plan_without_cache(lake: Lake) -> dict:
+    """_LakeIndex.load of ``lake`` from its footers (a copy without the cache)."""
+    copy = lake.path.parent / f"{lake.path.name}-nocache"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(lake.path, copy)
+    (copy / FOOTERS).unlink(missing_ok=True)
+    index = dataclasses.asdict(_LakeIndex.load(Lake(copy)))
+    shutil.rmtree(copy)
+    return relative_to(index, copy)
+
+
+def plan(lake: Lake) -> dict:
+    return relative_to(dataclasses.asdict(_LakeIndex.load(lake)), lake.path)
+
+
+def relative_to(index: dict, root: Path) -> dict:
+    """The plan's partition paths under ``root`` made relative, so two lakes compare."""
+
+    def rel(p):
+        return p.relative_to(root) if isinstance(p, Path) and p.is_relative_to(root) else p
+
+    return {
+        name: {rel(k): v for k, v in value.items()} if isinstance(value, dict) else value
+        for name, value in index.items()
+    }
+
+
+class FooterReads:
+    """Counts the footers read (pyarrow.parquet.read_schema, as the cache reads them)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.files: list[Path] = []
+        real = pq.read_schema
+
+        def read_schema(path, *args, **kwargs):
+            self.files.append(Path(path))
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(pq, "read_schema", read_schema)
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_plan_from_the_cache_is_the_plan_from_the_footers(tmp_path, monkeypatch, compacted):
+    if compacted:
+        monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 2)
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:3])
+    assert (lake.path / FOOTERS).exists()
+    assert plan(lake) == plan_without_cache(lake)
+    convert(lake, COLLECTIONS)  # more nights, into the files the cache knows
+    assert plan(lake) == plan_without_cache(lake) and plan(lake)["partitions"]
+    convert(lake, COLLECTIONS[1:])  # one night fewer
+    assert plan(lake) == plan_without_cache(lake)
+
+
+def test_a_plan_reads_only_the_footers_of_files_it_does_not_know(tmp_path, monkeypatch):
+    monkeypatch.setattr(compact_module, "AUTO_COMPACT_FILES", 2)
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:-1])
+    reads = FooterReads(monkeypatch)
+    _LakeIndex.load(lake)
+    assert reads.files == []
+    convert(lake, COLLECTIONS)  # the last night: its part rewritten, and only that read
+    rewritten = [f for f in lake.image_files() if f.name.startswith(COLLECTIONS[-1].stem[:4])]
+    assert set(reads.files) <= set(lake.image_files()) and len(set(reads.files)) == 1
+    assert set(reads.files) <= set(rewritten)
+    reads.files.clear()
+    _LakeIndex.load(lake)
+    assert reads.files == []
+
+
+def test_a_file_rewritten_behind_the_cache_is_read_again(tmp_path):
+    """Another writer (an older nightlake) rewrites a file and sets its mtime back: the new
+    inode tells it apart, and the plan holds what the file now says."""
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:2])
+    file = lake.image_files()[0]
+    table = pq.read_table(file, partitioning=None)
+    meta = json.loads(table.schema.metadata[METADATA_KEY])
+    meta["sources"][0]["sha256"] = "0" * 64
+    st = file.stat()
+    tmp = file.with_suffix(".tmp")
+    pq.write_table(
+        table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)}), tmp, compression="zstd"
+    )
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    tmp.replace(file)
+    recorded = _LakeIndex.load(lake).sources
+    assert "0" * 64 in [fp["sha256"] for fp in recorded.values()]
+    assert plan(lake) == plan_without_cache(lake)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not json",
+        "[1, 2]",
+        '{"format": 99, "files": {}}',
+        '{"format": 1, "files": []}',
+        '{"format": 1}',
+        "stamps",  # every entry: the right stamp, wrong shapes
+    ],
+)
+def test_a_cache_that_is_not_one_counts_as_empty(tmp_path, text):
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:2])
+    expected = plan_without_cache(lake)
+    if text == "stamps":
+        files = json.loads((lake.path / FOOTERS).read_text())["files"]
+        broken = [{"signature": 1}, {"meta": []}, {"signature": [[1]], "meta": {}}]
+        text = json.dumps(
+            {
+                "format": 1,
+                "files": {
+                    k: {"stamp": v["stamp"], **broken[i % len(broken)]}
+                    for i, (k, v) in enumerate(files.items())
+                },
+            }
+        )
+    (lake.path / FOOTERS).write_text(text)
+    assert plan(lake) == expected
+    convert(lake, COLLECTIONS[:2])  # nothing to do, and the cache written again
+    assert json.loads((lake.path / FOOTERS).read_text())["format"] == 1
+    assert plan(lake) == expected
+
+
+def test_reading_a_lake_writes_no_cache(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:2])
+    (lake.path / FOOTERS).unlink()
+    Lake(lake.path).sql("SELECT count(*) FROM images")
+    lake_info(Lake(lake.path))
+    assert not (lake.path / FOOTERS).exists()
+
+
+def test_a_compaction_leaves_the_cache_up_to_its_files(tmp_path, monkeypatch):
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:3])
+    assert compact(lake)
+    reads = FooterReads(monkeypatch)
+    assert plan(lake) == plan_without_cache(lake)
+    assert len(reads.files) == len(lake.image_files())  # the copy's, none of the lake's
+    convert(lake, COLLECTIONS[:3], ConvertOptions(force=True))
+    assert plan(lake) == plan_without_cache(lake)
