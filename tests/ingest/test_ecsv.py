@@ -217,15 +217,19 @@ def test_big_files_are_hashed_while_they_parse(tmp_path, monkeypatch, comments):
     assert ("y #z" in big.table.column("b").to_pylist()) == comments
 
 
-def _read_both(path: Path) -> tuple:
-    """read_ecsv of ``path`` in memory and streamed (PARALLEL_BYTES 0): its table, sha256
-    and size, or its error's text, each way."""
+def _read_both(path: Path, scan: int = 1 << 22, head: int = 1 << 20) -> tuple:
+    """read_ecsv of ``path`` in memory and streamed (PARALLEL_BYTES 0; its header read in
+    ``head`` bytes, its body scanned ``scan`` bytes at a time): its table, sha256 and size,
+    or its error's text, each way."""
     import nightlake.ingest.ecsv as ecsv_module
 
     out = []
-    for parallel in (ecsv_module.PARALLEL_BYTES, 0):
+    for streamed in (False, True):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(ecsv_module, "PARALLEL_BYTES", parallel)
+            if streamed:
+                patch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+                patch.setattr(ecsv_module, "SCAN_BYTES", scan)
+                patch.setattr(ecsv_module, "HEAD_BYTES", head)
             try:
                 got = read_ecsv(path)
             except InputError as exc:
@@ -242,10 +246,19 @@ _ODD_LINES = st.sampled_from(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ecsv_tables(), st.lists(st.tuples(st.integers(0, 8), _ODD_LINES), max_size=2))
-def test_a_big_files_streamed_read_equals_its_in_memory_read(tmp_path_factory, table, odd):
+@given(
+    ecsv_tables(),
+    st.lists(st.tuples(st.integers(0, 8), _ODD_LINES), max_size=2),
+    st.integers(1, 64),
+    st.integers(16, 2048),
+)
+def test_a_big_files_streamed_read_equals_its_in_memory_read(
+    tmp_path_factory, table, odd, scan_bytes, head_bytes
+):
     """Streamed (a big file: parsed from the file, hashed beside) or in memory, a file
-    reads the same: table, hash, stamps, or the same error, whatever lines its body has."""
+    reads the same: table, hash, stamps, or the same error, whatever lines its body has and
+    wherever its scan's chunks and its first read end (lines across them, a header longer
+    than the first read)."""
     path = tmp_path_factory.mktemp("ecsv") / "t.ecsv"
     table.write(path, format="ascii.ecsv", overwrite=True)
     head, _, body = path.read_text().partition("\n" + " ".join(table.colnames) + "\n")
@@ -253,7 +266,7 @@ def test_a_big_files_streamed_read_equals_its_in_memory_read(tmp_path_factory, t
     for at, line in odd:
         lines.insert(min(at, len(lines)), line)
     path.write_text(head + "\n" + " ".join(table.colnames) + "\n" + "".join(lines))
-    in_memory, streamed = _read_both(path)
+    in_memory, streamed = _read_both(path, scan_bytes, head_bytes)
     if isinstance(in_memory, str):
         # pyarrow numbers the row of an error it could not place only on one thread
         assert streamed == re.sub(r"Row #\d+: ", "", in_memory) or streamed == in_memory
@@ -308,7 +321,9 @@ def test_a_comment_line_that_would_parse_as_a_row_is_a_comment_when_streamed(tmp
     expected = [{"c": "x", "a": 1}]
     assert read_ecsv(path).table.to_pylist() == expected
     monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
-    assert read_ecsv(path).table.to_pylist() == expected
+    for scan in range(1, path.stat().st_size + 1):  # the '#' anywhere in a scan's chunk
+        monkeypatch.setattr(ecsv_module, "SCAN_BYTES", scan)
+        assert read_ecsv(path).table.to_pylist() == expected, scan
 
 
 def test_a_file_written_while_it_is_read_is_refused(tmp_path, monkeypatch):

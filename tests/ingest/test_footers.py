@@ -17,7 +17,6 @@ from nightlake import Lake
 from nightlake.ingest import compact as compact_module
 from nightlake.ingest.compact import FOOTERS, compact
 from nightlake.ingest.convert import ConvertOptions, _LakeIndex, convert
-from nightlake.lake import METADATA_KEY
 from nightlake.query.info import lake_info
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
@@ -29,6 +28,7 @@ def plan_without_cache(lake: Lake) -> dict:
     copy = lake.path.parent / f"{lake.path.name}-nocache"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(lake.path, copy)
+    shutil.rmtree(copy / FOOTERS, ignore_errors=True)  # a directory in one test
     (copy / FOOTERS).unlink(missing_ok=True)
     index = dataclasses.asdict(_LakeIndex.load(Lake(copy)))
     shutil.rmtree(copy)
@@ -95,24 +95,32 @@ def test_a_plan_reads_only_the_footers_of_files_it_does_not_know(tmp_path, monke
     assert reads.files == []
 
 
-def test_a_file_rewritten_behind_the_cache_is_read_again(tmp_path):
-    """Another writer (an older nightlake) rewrites a file and sets its mtime back: the new
-    inode tells it apart, and the plan holds what the file now says."""
+def test_a_file_rewritten_behind_the_cache_is_read_again(tmp_path, monkeypatch):
+    """Another writer (an older nightlake) replaces a file by one of the same size and sets
+    its mtime back: the new inode tells it apart, and its footer is read again."""
     lake = Lake(tmp_path / "lake")
     convert(lake, COLLECTIONS[:2])
     file = lake.image_files()[0]
-    table = pq.read_table(file, partitioning=None)
-    meta = json.loads(table.schema.metadata[METADATA_KEY])
-    meta["sources"][0]["sha256"] = "0" * 64
     st = file.stat()
-    tmp = file.with_suffix(".tmp")
-    pq.write_table(
-        table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)}), tmp, compression="zstd"
-    )
+    tmp = file.with_name(".rewrite")
+    tmp.write_bytes(file.read_bytes())
     os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
     tmp.replace(file)
-    recorded = _LakeIndex.load(lake).sources
-    assert "0" * 64 in [fp["sha256"] for fp in recorded.values()]
+    after = file.stat()
+    assert (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert after.st_ino != st.st_ino
+    reads = FooterReads(monkeypatch)
+    _LakeIndex.load(lake)
+    assert reads.files == [file]
+
+
+def test_a_cache_that_cannot_be_written_fails_nothing(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:1])
+    (lake.path / FOOTERS).unlink()
+    (lake.path / FOOTERS).mkdir()  # where the cache would go: as unwritable as a full disk
+    report = convert(lake, COLLECTIONS[:2])
+    assert report.ok and len(report.written) == 1
     assert plan(lake) == plan_without_cache(lake)
 
 

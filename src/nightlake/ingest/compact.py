@@ -117,10 +117,8 @@ class Footers:
 
     def read(self, file: Path) -> tuple[tuple, dict[str, Any]]:
         """(schema signature, nightlake metadata) of ``file``."""
-        from nightlake.files import file_stamp
-
         key = file.relative_to(self.lake.images_dir).as_posix()
-        stamp = list(file_stamp(file) or ())  # taken first: a later rewrite misses next time
+        stamp = _stamp(file)  # taken first: a later rewrite misses next time
         entry = self.cached.get(key)
         try:
             if entry["stamp"] != stamp:
@@ -151,12 +149,31 @@ class Footers:
 
     def save(self) -> None:
         """Write what was read, when it differs from the cache (a footer was read, or a file
-        went); by :meth:`refresh` only, under the lake's lock."""
+        went); by :meth:`refresh` only, under the lake's lock. A cache that cannot be written
+        (a full disk) is left as it is: the writes it would describe are done, and a stale
+        or broken cache costs the next plan only the footers it reads."""
         from nightlake.lake import atomic_write_bytes
 
         if self.read_any or self.seen.keys() != self.cached.keys():
             data = {"format": FOOTERS_FORMAT, "files": self.seen}
-            atomic_write_bytes(self.lake.path / FOOTERS, json.dumps(data).encode())
+            try:
+                atomic_write_bytes(self.lake.path / FOOTERS, json.dumps(data).encode())
+            except OSError:
+                pass
+
+
+def _stamp(file: Path) -> list[int]:
+    """(mtime, size, inode) of ``file``, as :func:`nightlake.files.file_stamp`, but from the
+    file opened: on NFS an open revalidates what a stat may answer from the client's cache
+    (close-to-open consistency), as reading the footer did."""
+    import os
+
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
 def partition_records(
