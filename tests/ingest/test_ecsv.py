@@ -386,23 +386,58 @@ def test_a_survey_header_does_not_import_astropys_yaml_machinery(repo):
 
 _LINE = st.tuples(
     st.sampled_from(["", " ", "\t", "  \t"]),
-    st.sampled_from(["", "#", "a", "1 #x", '"#"', "\r"]),
+    st.sampled_from(["", "#", "a", "1 #x", '"#"', "a b", "a\t"]),
+    st.sampled_from(["", " ", "\t"]),
     st.sampled_from(["\n", "\r\n", ""]),
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_LINE, max_size=8), st.integers(0, 3), st.integers(1, 6))
-def test_comment_line_test_agrees_with_the_plain_rule(lines, start, chunk):
-    """A body has a comment line when a line's first non-blank character is '#' (the body
-    scanned in chunks of a few bytes, so lines cross chunk boundaries, and in one chunk)."""
-    from nightlake.ingest.ecsv import _has_comment_lines
+def test_the_plain_body_test_agrees_with_the_plain_rule(lines, start, chunk):
+    """A body is plain when no line starts with '#', a blank or a tab, or ends with a blank
+    or a tab (before its newline): what astropy skips or strips (the body scanned in chunks
+    of a few bytes, so lines cross chunk boundaries, and in one chunk)."""
+    from nightlake.ingest.ecsv import _plain_body
 
-    data = "".join(a + b + c for a, b, c in lines).encode()
+    data = "".join("".join(parts) for parts in lines).encode()
     start = min(start, len(data))
-    expected = any(line.lstrip(b" \t").startswith(b"#") for line in data[start:].split(b"\n"))
-    assert _has_comment_lines(data, start, chunk) == expected
-    assert _has_comment_lines(data, start) == expected
+    contents = [line.removesuffix(b"\r") for line in data[start:].split(b"\n")]
+    expected = not any(c[:1] in (b"#", b" ", b"\t") or c[-1:] in (b" ", b"\t") for c in contents)
+    assert _plain_body(data, start, chunk) == expected
+    assert _plain_body(data, start) == expected
+
+
+_BLANK_OR_NOT = st.sampled_from(["", "", " ", "\t", "  "])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ecsv_tables(),
+    st.lists(st.tuples(_BLANK_OR_NOT, _BLANK_OR_NOT), min_size=8, max_size=8),
+    st.lists(st.tuples(st.integers(0, 8), st.sampled_from(["  \n", "\t\n", " \t \n"]))),
+    st.booleans(),
+    st.sampled_from([" ", ","]),
+)
+def test_blank_lines_and_blanks_at_line_ends_read_as_in_astropy(
+    tmp_path_factory, table, ends, blank_lines, streamed, delimiter
+):
+    """astropy skips blank lines and strips each line's ends: so do both reads."""
+    import nightlake.ingest.ecsv as ecsv_module
+
+    path = tmp_path_factory.mktemp("ecsv") / "t.ecsv"
+    table.write(path, format="ascii.ecsv", overwrite=True, delimiter=delimiter)
+    names_line = "\n" + delimiter.join(table.colnames) + "\n"
+    head, names, body = path.read_text().partition(names_line)
+    assert names and len(body.splitlines()) <= len(ends)
+    lines = [before + line + after for line, (before, after) in zip(body.splitlines(), ends)]
+    for at, line in blank_lines:
+        lines.insert(min(at, len(lines)), line.rstrip("\n"))
+    path.write_text(head + names + "\n".join(lines) + "\n")
+    with pytest.MonkeyPatch.context() as patch:
+        if streamed:
+            patch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+        assert_equals_astropy(path, read_ecsv(path).table)
 
 
 # -- long fields and header bytes -----------------------------------------------------------

@@ -13,6 +13,8 @@ The result equals astropy's reading cell for cell:
 - astropy Time mixins (``__serialized_columns__``) become ``timestamp[us]`` in UTC, their
   format, scale and precision kept in the field metadata (``astropy_time``);
 - kbmod "packed" tables (``is_packed``/``shared_cols``) are unpacked into columns;
+- comment lines (``#`` after blanks) and blank lines are skipped and blanks at a line's ends
+  stripped, as astropy reads lines;
 - column unit, description, format, meta and the ECSV datatype go into the Arrow field
   metadata, the table meta and the header text into the schema metadata.
 
@@ -59,10 +61,9 @@ _PARSE_AS = {"float16": pa.float32()}
 #: an array subtype: ``float64[3,2]`` (fixed shape), ``int64[null]`` (variable length)
 ARRAY_SUBTYPE = re.compile(r"^(?P<base>[a-z0-9]+)\[(?P<shape>[0-9null, ]+)\]$")
 _TIME_CLASS = "astropy.time.core.Time"
-# astropy treats a body line whose first non-blank character is '#' as a comment; a '#'
-# anywhere else is data (DEEP's collection names contain one).
-_COMMENT_START = re.compile(rb"[ \t]*#")
-_COMMENT_LINE = re.compile(rb"\n[ \t]*#")
+# astropy treats a body line whose first non-blank character is '#' as a comment (a '#'
+# anywhere else is data: DEEP's collection names contain one), skips blank lines and strips
+# each line's ends (:func:`_plain_lines`).
 
 
 @dataclass(frozen=True)
@@ -293,35 +294,45 @@ def _read_streamed(
 
 
 def _digest_and_scan(fd: int, body_offset: int) -> tuple[str, int, bool]:
-    """The SHA-256 of the file's bytes, how many there were, and whether every line of the
-    body starts with something other than '#', a blank or a tab (read in chunks into one
-    buffer, with ``pread``: the parse reads the same file at its own offset)."""
+    """The SHA-256 of the file's bytes, how many there were, and whether its body's lines
+    are plain (:func:`_plain_lines`), read in chunks into one buffer with ``pread``: the
+    parse reads the same file at its own offset."""
     digest = hashlib.sha256()
-    buffer = bytearray(SCAN_BYTES)
+    buffer = bytearray(2 + SCAN_BYTES)  # the two bytes before each chunk, then the chunk
+    buffer[:2] = b"\n\n"
     view = memoryview(buffer)
-    offset, plain, line_starts = 0, True, True
-    while n := os.preadv(fd, [buffer], offset):
-        digest.update(view[:n])
+    offset, plain, last = 0, True, 10
+    while n := os.preadv(fd, [view[2:]], offset):
+        digest.update(view[2 : 2 + n])
         if plain:
-            chunk = np.frombuffer(buffer, np.uint8, n)
-            firsts = _line_firsts(chunk, line_starts, max(0, body_offset - offset))
-            plain = not np.isin(firsts, _NOT_PLAIN).any()
-            line_starts = chunk[-1] == 10
+            chunk = np.frombuffer(buffer, np.uint8, 2 + n)
+            plain = _plain_lines(chunk, max(2, body_offset - offset + 2))
+            buffer[:2], last = buffer[n : n + 2], buffer[n + 1]
         offset += n
-    return digest.hexdigest(), offset, plain
+    return digest.hexdigest(), offset, plain and last not in _BLANKS
 
 
-def _line_firsts(chunk: np.ndarray, starts_line: bool, skip: int = 0) -> np.ndarray:
-    """The first byte of each line that starts in ``chunk`` at or after ``skip`` (its
-    first byte too when ``starts_line``); a line starting at its end is not in it."""
-    starts = np.flatnonzero(chunk[:-1] == 10) + 1
-    if starts_line:
-        starts = np.concatenate([[0], starts])
-    return chunk[starts[starts >= skip]]
+def _plain_lines(chunk: np.ndarray, skip: int) -> bool:
+    """Whether no line of ``chunk[2:]`` from index ``skip`` starts with '#', a blank or a
+    tab, or ends with a blank or a tab (before its ``\n`` or ``\r\n``); ``chunk[:2]`` are
+    the two bytes before it (``\n\n`` at the start of a body).
+
+    astropy skips comment and blank lines and strips each line's ends: a body with none of
+    those reads the same through pyarrow's parser as it is. (A line that ends the body
+    without a newline is the caller's to check.)
+    """
+    newlines = np.flatnonzero(chunk[1:] == 10) + 1
+    starts = newlines + 1
+    starts = starts[(starts >= skip) & (starts < len(chunk))]
+    ends = newlines[newlines >= skip]
+    before = chunk[ends - 1]
+    before = np.where(before == 13, chunk[ends - 2], before)  # \r\n: the byte before both
+    return not (np.isin(chunk[starts], _NOT_PLAIN_FIRST).any() or np.isin(before, _BLANKS).any())
 
 
-#: the first bytes of a body line that take a big file's in-memory read: '#', blank, tab
-_NOT_PLAIN = np.frombuffer(b"# \t", np.uint8)
+#: the bytes a plain body line neither starts nor ends with (:func:`_plain_lines`)
+_NOT_PLAIN_FIRST = np.frombuffer(b"# \t", np.uint8)
+_BLANKS = np.frombuffer(b" \t", np.uint8)
 
 
 def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | None:
@@ -581,11 +592,11 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     names = header.column_set.names
     column_types = header.column_set.parse_types
     body = memoryview(data)[header.body_offset :]
-    if _has_comment_lines(data, header.body_offset):  # rare: astropy skips them
+    if not _plain_body(data, header.body_offset):  # rare: as astropy reads lines
         body = b"".join(
-            line
-            for line in bytes(body).splitlines(keepends=True)
-            if not line.lstrip(b" \t").startswith(b"#")
+            stripped + b"\n"
+            for line in bytes(body).splitlines()
+            if (stripped := line.strip(b" \t")) and not stripped.startswith(b"#")
         )
     if not names:
         return pa.table({})
@@ -653,26 +664,25 @@ def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> 
     )
 
 
-def _has_comment_lines(data: bytes, start: int, chunk: int = 1 << 22) -> bool:
-    """Whether a body line (from ``start``) begins with '#' after blanks.
+def _plain_body(data: bytes, start: int, chunk: int = 1 << 22) -> bool:
+    """Whether the body (``data`` from ``start``) has no comment line, no blank line and no
+    line starting or ending with a blank (:func:`_plain_lines`), which astropy would skip or
+    strip.
 
-    numpy finds the first byte of every line without holding the GIL (the regex holds it for
-    the whole body, stalling the other reader threads), ``chunk`` bytes at a time: a mask of
-    the whole body would be fresh pages, each zeroed by the kernel, which cost more than the
-    comparison. The regex decides only when some line starts with a blank.
+    numpy finds the lines without holding the GIL (a regex holds it for the whole body,
+    stalling the other reader threads), ``chunk`` bytes at a time: a mask of the whole body
+    would be fresh memory, each page zeroed by the kernel, which costs more than the test.
     """
-    body = np.frombuffer(data, np.uint8)[start:]
-    firsts, starts_line = [], True
-    for lo in range(0, body.size, chunk):
-        part = body[lo : lo + chunk]
-        firsts.append(_line_firsts(part, starts_line))
-        starts_line = part[-1] == 10
-    firsts = np.concatenate(firsts) if firsts else body[:0]
-    if (firsts == ord("#")).any():
-        return True
-    if ((firsts == ord(" ")) | (firsts == ord("\t"))).any():
-        return bool(_COMMENT_START.match(data, start) or _COMMENT_LINE.search(data, start))
-    return False
+    body = np.frombuffer(data, np.uint8)
+    for lo in range(start, len(data), chunk):
+        if lo - 2 < start:  # nothing before the body: as if after an empty line
+            pad = np.frombuffer(b"\n\n"[: start - lo + 2], np.uint8)
+            part = np.concatenate([pad, body[start : lo + chunk]])
+        else:
+            part = body[lo - 2 : lo + chunk]
+        if not _plain_lines(part, 2):
+            return False
+    return len(data) <= start or data[-1] not in b" \t"
 
 
 def _finish_columns(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
