@@ -190,8 +190,8 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
 
     A big file (joined.collection) is parsed by pyarrow from the file itself while a second
     thread hashes and scans the same file (:func:`_read_streamed`); any other file, or a big
-    one that is not plain (comment lines, a parse error), is read into memory first, where
-    the errors are located (:func:`_read_in_memory`).
+    one whose lines are not plain (:func:`_plain_lines`) or that fails to parse, is read into
+    memory first, where errors are located (:func:`_read_in_memory`).
     """
     path = Path(path)
     try:
@@ -265,9 +265,9 @@ def _read_streamed(
     """A plain big file read as pyarrow reads a CSV file, in blocks into buffers it reuses:
     no copy of the whole file into fresh memory (a 218 MB read cost 0.17 s of page faults),
     and no scan of it before the parse starts. Beside the parse, a thread reads the same
-    file (the same inode, through ``/dev/fd``) to hash it and to check that no body line
-    starts with '#' or a blank; ``None`` when one does, or the parse fails: the in-memory
-    read decides what those lines mean and where an error is."""
+    file (the same inode, through ``/dev/fd``) to hash it and to check that its lines are
+    plain (:func:`_plain_lines`); ``None`` when they are not, or the parse fails: the
+    in-memory read decides what those lines mean and where an error is."""
     from concurrent.futures import ThreadPoolExecutor
 
     head = os.pread(fd, HEAD_BYTES, 0)
