@@ -329,7 +329,7 @@ def test_a_comment_line_that_would_parse_as_a_row_is_a_comment_when_streamed(tmp
 def test_a_file_written_while_it_is_read_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "c.ecsv"
     path.write_text(GOOD)
-    _once_the_header_is_read(monkeypatch, lambda: path.open("a").write('3 "z"\n'))
+    _once_the_header_is_read(monkeypatch, lambda: path.write_text(GOOD + '3 "z"\n'))
     with pytest.raises(InputError, match="changed while it was read") as err:
         read_ecsv(path)
     assert str(path) in str(err.value)
