@@ -60,11 +60,22 @@ def compare_fingerprint(recorded: dict[str, Any]) -> tuple[str, str]:
     return "changed", "content changed (sha256)"
 
 
-def file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+def file_stamp(
+    path: str | os.PathLike[str], *, opened: bool = False
+) -> tuple[int, int, int] | None:
     """(mtime_ns, size, inode) of ``path``, None when it is gone: what tells a rewrite apart
-    (atomic writes change the inode even within one mtime tick)."""
+    (atomic writes change the inode even within one mtime tick). ``opened``: taken from the
+    file opened (non-blocking), not a bare stat: on NFS an open revalidates what the client
+    caches (close-to-open consistency)."""
     try:
-        st = os.stat(path)
+        if opened:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+        else:
+            st = os.stat(path)
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -117,8 +117,11 @@ class Footers:
 
     def read(self, file: Path) -> tuple[tuple, dict[str, Any]]:
         """(schema signature, nightlake metadata) of ``file``."""
+        from nightlake.files import file_stamp
+
         key = file.relative_to(self.lake.images_dir).as_posix()
-        stamp = _stamp(file)  # taken first: a later rewrite misses next time
+        # taken first (a later rewrite misses next time), from the file opened (NFS)
+        stamp = list(file_stamp(file, opened=True) or ())
         entry = self.cached.get(key)
         try:
             if entry["stamp"] != stamp:
@@ -160,20 +163,6 @@ class Footers:
                 atomic_write_bytes(self.lake.path / FOOTERS, json.dumps(data).encode())
             except OSError:
                 pass
-
-
-def _stamp(file: Path) -> list[int]:
-    """(mtime, size, inode) of ``file``, as :func:`nightlake.files.file_stamp`, but from the
-    file opened: on NFS an open revalidates what a stat may answer from the client's cache
-    (close-to-open consistency), as reading the footer did."""
-    import os
-
-    fd = os.open(file, os.O_RDONLY)
-    try:
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
-    return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
 def partition_records(
