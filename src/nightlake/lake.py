@@ -7,8 +7,10 @@
                                             readers never take it (nor create it)
       nightlake.json                        the manifest: lake-wide settings
       .nightlake-footers.json               a cache of each image file's footer, by file
-                                            stamp, for convert's plan (any form of it may
-                                            be deleted; nightlake.ingest.compact.Footers)
+                                            stamp, written by convert and compact, read by
+                                            whatever reads the partitions' records (any form
+                                            of it may be deleted;
+                                            nightlake.ingest.compact.Footers)
       images/
         target=A0a/
           night=20190402/

@@ -1,6 +1,6 @@
 """The footer cache beside a lake (compact.Footers): a convert's plan from it equals the plan
-from the files' own footers, reads no footer of a file it knows, and trusts nothing that is
-not a stamp-for-stamp copy."""
+from the files' own footers, it and the readers of the lake's records read no footer of a
+file it knows, and it trusts nothing that is not a stamp-for-stamp copy."""
 
 from __future__ import annotations
 
@@ -93,6 +93,20 @@ def test_a_plan_reads_only_the_footers_of_files_it_does_not_know(tmp_path, monke
     reads.files.clear()
     _LakeIndex.load(lake)
     assert reads.files == []
+
+
+def test_an_astropy_tables_provenance_reads_no_footer_the_cache_knows(tmp_path, monkeypatch):
+    from nightlake.query.astro import lake_fingerprint
+
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:3])
+    expected = lake_fingerprint(lake)
+    reads = FooterReads(monkeypatch)
+    assert lake_fingerprint(Lake(lake.path)) == expected and reads.files == []
+    (lake.path / FOOTERS).unlink()
+    assert lake_fingerprint(Lake(lake.path)) == expected
+    assert len(reads.files) == len(lake.image_files())
+    assert not (lake.path / FOOTERS).exists()  # a reader never writes it
 
 
 def test_a_file_rewritten_behind_the_cache_is_read_again(tmp_path, monkeypatch):

@@ -89,12 +89,13 @@ FOOTERS_FORMAT = 1
 
 
 class Footers:
-    """What convert's plan needs of each image file's footer (its schema signature and its
-    ``nightlake`` metadata), read from the file, or from the cache beside the lake when the
-    file's stamp (mtime, size, inode) is the one the cache recorded with it.
+    """What :func:`partition_records` needs of each image file's footer (its schema signature
+    and its ``nightlake`` metadata), read from the file, or from the cache beside the lake
+    when the file's stamp (mtime, size, inode) is the one the cache recorded with it.
 
     Without it every convert read every footer, the lake's whole history, to add one night:
-    0.1 s for the 62 files of the scale-1.0 survey. The cache is only ever a copy: a file
+    0.1 s for the 62 files of the scale-1.0 survey; so did every astropy table's provenance
+    (``lake_fingerprint``) and ``nightlake info``. The cache is only ever a copy: a file
     rewritten, added or removed by any writer (an older nightlake too) has another stamp or
     none, and a cache that is missing, unreadable or of another form counts as empty.
     """
@@ -107,7 +108,7 @@ class Footers:
 
     @classmethod
     def load(cls, lake: LakeDirectory) -> Footers:
-        """The cache as the last plan of ``lake`` left it."""
+        """The cache as the last writer of ``lake`` left it."""
         try:
             data = json.loads((lake.path / FOOTERS).read_bytes())
             files = data["files"] if data.get("format") == FOOTERS_FORMAT else {}
@@ -165,18 +166,17 @@ class Footers:
                 pass
 
 
-def partition_records(
-    lake: LakeDirectory, footers: Footers | None = None
-) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
-    """Every partition of the lake as ``(path, schema signature, nightlake metadata, file)``;
-    ``footers``: where the files' footers are read (each file's own, by default).
+def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
+    """Every partition of the lake as ``(path, schema signature, nightlake metadata, file)``,
+    the footers read through the cache the last writer left (:class:`Footers`; only a
+    writer's :meth:`Footers.refresh` writes it).
 
     A compacted file gives one record per partition it holds, under the per-night path that
     partition would have (which does not exist); a per-night file gives itself.
     """
     from nightlake.ingest.convert import partition_path
 
-    footers = footers or Footers(lake)
+    footers = Footers.load(lake)
     files = lake.image_files()
     kinds = ImageFiles.of(files, lake.images_dir)
     # the view's precedence (nightlake.lake.images_select_sql): a part's rows below the next

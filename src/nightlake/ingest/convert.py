@@ -283,8 +283,7 @@ class _LakeIndex:
         mixed: set[Path] = set()
         from nightlake.ingest.compact import partition_records
 
-        # compacted files' partitions too; footers from the cache the last writer left
-        for part, signature, meta, _ in partition_records(lake, Footers.load(lake)):
+        for part, signature, meta, _ in partition_records(lake):  # compacted ones too
             schemas[part] = signature
             options[part] = written_options(meta, part, lake.images_dir)
             paths = []
