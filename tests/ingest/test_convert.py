@@ -246,6 +246,24 @@ def test_case_insensitive_duplicates_get_duckdbs_own_names(tmp_path_factory, nam
     assert all(renamed.column(i).to_pylist() == [i] for i in range(len(names)))
 
 
+def test_renames_keep_each_tables_own_field_metadata():
+    """deduplicate_names remembers the schema it last renamed: a table whose schema differs
+    only in field metadata (another source's descriptions) is renamed with its own."""
+
+    def table(description: str) -> pa.Table:
+        fields = [pa.field(n, pa.int64(), metadata={"description": description}) for n in "aA"]
+        return pa.table([[1], [2]], schema=pa.schema(fields))
+
+    for description in ["one", "two", "two", "one"]:
+        renamed, renames = deduplicate_names(table(description))
+        assert renames == {"A_1": "A"}
+        assert dict(renamed.schema.field("A_1").metadata) == {
+            b"description": description.encode(),
+            b"original_name": b"A",
+        }
+        assert dict(renamed.schema.field("a").metadata) == {b"description": description.encode()}
+
+
 def test_a_source_column_spelled_like_obs_time_keeps_its_name(tmp_path):
     """The derived obs_time follows the rename rule like any later duplicate spelling."""
     table = Table.read(COLLECTIONS / "20190401_A0a.collection", format="ascii.ecsv")[:4]

@@ -520,8 +520,8 @@ def _prepared(lake: LakeDirectory, path: Path, source: Any) -> tuple[pa.Table, d
     # in place, keeping their field metadata (the source's datatype, for astropy outputs)
     for name in ("target", "night"):
         value = pa.array([record[name]] * table.num_rows, pa.string())
-        if name in table.column_names:
-            at = table.column_names.index(name)
+        at = table.schema.get_field_index(name)  # -1: none (a partition's names are unique)
+        if at >= 0:
             column = pa.field(name, pa.string(), metadata=table.schema.field(at).metadata)
             table = table.set_column(at, column, value)
         else:
