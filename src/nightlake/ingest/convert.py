@@ -837,9 +837,9 @@ def _write_partition(
         "unpacked_columns": first_ecsv.unpacked,
         "ecsv_header": [e.header_text for _, e in sources],
     }
+    signature = schema_signature(table.schema)  # before its metadata: one per source
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, default=str).encode()})
     target = partition_path(lake, options.partition_by, key)
-    signature = schema_signature(table.schema)
     if keep:
         return _Written(target, None, table.num_rows, renames, signature, table)
     tmp = write_parquet_temp(table, target)
