@@ -766,7 +766,8 @@ def main() -> None:
     goals = {int(g) for g in args.goals.split(",")}
     # an install has nightlake byte-compiled (pip does it); a checkout run with
     # PYTHONDONTWRITEBYTECODE=1 would compile every module in every process measured
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src")], check=True)
+    compiled = [str(REPO / "src"), *([str(args.compare_src)] if args.compare_src else [])]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *compiled], check=True)
     scales = [float(s) for s in args.scales.split(",")]
     import duckdb
     import pyarrow

@@ -335,6 +335,35 @@ def test_a_file_written_while_it_is_read_is_refused(tmp_path, monkeypatch):
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("change", ["append", "rewrite the same size"])
+def test_a_small_file_written_while_it_is_read_is_refused(tmp_path, monkeypatch, change):
+    """The in-memory read: the file grows, or is rewritten in place (same size, new mtime),
+    between its stat and its read."""
+    import os
+
+    import nightlake.ingest.ecsv as ecsv_module
+
+    path = tmp_path / "c.ecsv"
+    path.write_text(GOOD)
+    real = ecsv_module.not_a_regular_file
+
+    def write(*args):
+        problem = real(*args)
+        if len(args) == 2:  # called with the opened file's stat, before it is read
+            if change == "append":
+                path.write_text(GOOD + '3 "z"\n')
+            else:
+                path.write_text(GOOD.replace('"y z"', '"y q"'))
+                later = path.stat().st_mtime_ns + 10**9
+                os.utime(path, ns=(later, later))
+        return problem
+
+    monkeypatch.setattr(ecsv_module, "not_a_regular_file", write)
+    with pytest.raises(InputError, match="changed while it was read") as err:
+        read_ecsv(path)
+    assert str(path) in str(err.value)
+
+
 def test_a_file_replaced_while_it_is_read_reads_as_opened(tmp_path, monkeypatch):
     """The parse reads the file that was opened (its inode), not what its name now is."""
     path, other = tmp_path / "c.ecsv", tmp_path / "other.ecsv"
