@@ -15,7 +15,7 @@ import pytest
 
 from nightlake import Lake
 from nightlake.ingest import compact as compact_module
-from nightlake.ingest.compact import FOOTERS, compact
+from nightlake.ingest.compact import FOOTERS, FOOTERS_FORMAT, UNCACHED, compact, partition_records
 from nightlake.ingest.convert import ConvertOptions, _LakeIndex, convert
 from nightlake.query.info import lake_info
 
@@ -145,8 +145,8 @@ def test_a_cache_that_cannot_be_written_fails_nothing(tmp_path):
         "not json",
         "[1, 2]",
         '{"format": 99, "files": {}}',
-        '{"format": 1, "files": []}',
-        '{"format": 1}',
+        f'{{"format": {FOOTERS_FORMAT}, "files": []}}',
+        f'{{"format": {FOOTERS_FORMAT}}}',
         "stamps",  # every entry: the right stamp, wrong shapes
     ],
 )
@@ -159,7 +159,7 @@ def test_a_cache_that_is_not_one_counts_as_empty(tmp_path, text):
         broken = [{"signature": 1}, {"meta": []}, {"signature": [[1]], "meta": {}}]
         text = json.dumps(
             {
-                "format": 1,
+                "format": FOOTERS_FORMAT,
                 "files": {
                     k: {"stamp": v["stamp"], **broken[i % len(broken)]}
                     for i, (k, v) in enumerate(files.items())
@@ -169,7 +169,7 @@ def test_a_cache_that_is_not_one_counts_as_empty(tmp_path, text):
     (lake.path / FOOTERS).write_text(text)
     assert plan(lake) == expected
     convert(lake, COLLECTIONS[:2])  # nothing to do, and the cache written again
-    assert json.loads((lake.path / FOOTERS).read_text())["format"] == 1
+    assert json.loads((lake.path / FOOTERS).read_text())["format"] == FOOTERS_FORMAT
     assert plan(lake) == expected
 
 
@@ -191,3 +191,37 @@ def test_a_compaction_leaves_the_cache_up_to_its_files(tmp_path, monkeypatch):
     assert len(reads.files) == len(lake.image_files())  # the copy's, none of the lake's
     convert(lake, COLLECTIONS[:3], ConvertOptions(force=True))
     assert plan(lake) == plan_without_cache(lake)
+
+
+def records(lake: Lake) -> list:
+    return [(p.relative_to(lake.path), sig, meta) for p, sig, meta, _ in partition_records(lake)]
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+def test_the_cache_keeps_no_header_text_and_records_read_the_same_without_it(tmp_path, compacted):
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:3])
+    if compacted:
+        assert compact(lake)
+    text = (lake.path / FOOTERS).read_text()
+    assert "%ECSV" not in text and '"table_meta"' not in text
+    cached = records(lake)
+    (lake.path / FOOTERS).unlink()
+    assert records(lake) == cached  # every footer read, the same records
+    for _, _, meta in cached:
+        assert meta["sources"] and not set(UNCACHED) & set(meta)
+    # what the records leave out is in the files' own footers
+    footer = pq.read_schema(lake.image_files()[0]).metadata[b"nightlake"].decode()
+    assert "%ECSV" in footer
+
+
+def test_the_previous_form_of_the_cache_counts_as_empty(tmp_path):
+    """Format 1 kept each record whole; a cache of it is read as no cache."""
+    lake = Lake(tmp_path / "lake")
+    convert(lake, COLLECTIONS[:2])
+    expected = plan(lake)
+    data = json.loads((lake.path / FOOTERS).read_text())
+    for entry in data["files"].values():  # right stamps, records that would mislead a plan
+        entry["meta"]["sources"] = []
+    (lake.path / FOOTERS).write_text(json.dumps({**data, "format": 1}))
+    assert plan(lake) == expected

@@ -85,7 +85,12 @@ _SHARED = threading.Lock()
 
 #: the footer cache beside a lake's manifest (:class:`Footers`), and the form it is written in
 FOOTERS = ".nightlake-footers.json"
-FOOTERS_FORMAT = 1
+FOOTERS_FORMAT = 2  # 2: records without UNCACHED (format 1 held them: read as empty)
+
+#: what a record read through the cache leaves out: its source's ECSV header text and table
+#: meta, ~5 of a record's ~6 kB, which none of its readers (a convert's plan, a table's
+#: provenance, ``nightlake info``) uses; a file's own footer has them
+UNCACHED = ("ecsv_header", "table_meta")
 
 
 class Footers:
@@ -137,7 +142,7 @@ class Footers:
             from nightlake.ingest.convert import schema_signature
 
             schema = pq.read_schema(file)
-            signature, meta = schema_signature(schema), partition_metadata(schema)
+            signature, meta = schema_signature(schema), _slim(partition_metadata(schema))
             self.read_any = True
         self.seen[key] = {"stamp": stamp, "signature": signature, "meta": meta}
         return signature, meta
@@ -166,10 +171,26 @@ class Footers:
                 pass
 
 
+def _slim(meta: dict[str, Any]) -> dict[str, Any]:
+    """``nightlake`` metadata without :data:`UNCACHED`, in each record of a compacted file's
+    too (its shared parts, or its records whole as the first compacted files wrote them)."""
+
+    def slim(record: Any) -> Any:
+        if not isinstance(record, dict):
+            return record
+        return {k: v for k, v in record.items() if k not in UNCACHED}
+
+    meta = slim(meta)
+    for packed in ("shared", "partitions"):
+        if isinstance(meta.get(packed), list):
+            meta[packed] = [slim(r) for r in meta[packed]]
+    return meta
+
+
 def partition_records(lake: LakeDirectory) -> Iterator[tuple[Path, tuple, dict[str, Any], Path]]:
     """Every partition of the lake as ``(path, schema signature, nightlake metadata, file)``,
     the footers read through the cache the last writer left (:class:`Footers`; only a
-    writer's :meth:`Footers.refresh` writes it).
+    writer's :meth:`Footers.refresh` writes it). The metadata lacks :data:`UNCACHED`.
 
     A compacted file gives one record per partition it holds, under the per-night path that
     partition would have (which does not exist); a per-night file gives itself.
