@@ -13,7 +13,7 @@ from astropy.table import Table
 from astropy.time import Time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import assert_equals_astropy
+from reference import assert_equals_astropy, astropy_cells
 from strategies import ecsv_tables
 
 from nightlake.errors import FormatError, InputError
@@ -415,26 +415,32 @@ def test_a_survey_header_does_not_import_astropys_yaml_machinery(repo):
 
 _LINE = st.tuples(
     st.sampled_from(["", " ", "\t", "  \t"]),
-    st.sampled_from(["", "#", "a", "1 #x", '"#"', "a b", "a\t"]),
-    st.sampled_from(["", " ", "\t"]),
+    st.sampled_from(["", "#", "a", "1 #x", '"#"', "a b", "a\t", "a\tb", "a,b", "a, b", "a ,b"]),
+    st.sampled_from(["", " ", "\t", ","]),
     st.sampled_from(["\n", "\r\n", ""]),
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_LINE, max_size=8), st.integers(0, 3), st.integers(1, 6))
-def test_the_plain_body_test_agrees_with_the_plain_rule(lines, start, chunk):
+@given(st.lists(_LINE, max_size=8), st.integers(0, 3), st.integers(1, 6), st.sampled_from(" ,"))
+def test_the_plain_body_test_agrees_with_the_plain_rule(lines, start, chunk, delimiter):
     """A body is plain when no line starts with '#', a blank or a tab, or ends with a blank
-    or a tab (before its newline): what astropy skips or strips (the body scanned in chunks
-    of a few bytes, so lines cross chunk boundaries, and in one chunk)."""
+    or a tab (before its newline), no tab is anywhere, and with commas as delimiters no
+    blank is next to one: what astropy skips or strips (the body scanned in chunks of a few
+    bytes, so lines and pairs cross chunk boundaries, and in one chunk)."""
     from nightlake.ingest.ecsv import _plain_body
 
     data = "".join("".join(parts) for parts in lines).encode()
     start = min(start, len(data))
-    contents = [line.removesuffix(b"\r") for line in data[start:].split(b"\n")]
-    expected = not any(c[:1] in (b"#", b" ", b"\t") or c[-1:] in (b" ", b"\t") for c in contents)
-    assert _plain_body(data, start, chunk) == expected
-    assert _plain_body(data, start) == expected
+    body = data[start:]
+    contents = [line.removesuffix(b"\r") for line in body.split(b"\n")]
+    expected = not (
+        any(c[:1] in (b"#", b" ", b"\t") or c[-1:] in (b" ", b"\t") for c in contents)
+        or b"\t" in body
+        or (delimiter == "," and (b" ," in body or b", " in body))
+    )
+    assert _plain_body(data, start, chunk, delimiter) == expected
+    assert _plain_body(data, start, delimiter=delimiter) == expected
 
 
 _BLANK_OR_NOT = st.sampled_from(["", "", " ", "\t", "  "])
@@ -542,3 +548,94 @@ def test_non_utf8_bytes_in_the_header_name_the_line(tmp_path_factory, line, at, 
 def test_non_utf8_bytes_in_a_header_comment_name_the_line(tmp_path):
     data = GOOD.replace("# schema", "# # note: caf\xe9\n# schema").encode("latin-1")
     assert ":6: not UTF-8 text (byte 0xe9)" in _error(tmp_path, data)
+
+
+def _field_text(value: str, delimiter: str) -> str:
+    """One value as csv writes it alone (quoted where it must be; empty as ``""``)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, quotechar='"', lineterminator="").writerow([value])
+    return out.getvalue()
+
+
+_GAP = st.sampled_from(["", "", " ", "  ", "\t", " \t", "\t "])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ecsv_tables(), st.data(), st.booleans(), st.sampled_from([" ", ","]))
+def test_blanks_and_tabs_between_values_read_as_in_astropy(
+    tmp_path_factory, table, data, streamed, delimiter
+):
+    """astropy splits a body line with csv, skipping blanks after a delimiter, and strips
+    each value of blanks and tabs: a hand-aligned body (several blanks between values, tabs,
+    blanks around commas) reads as astropy reads it, on both reads."""
+    import csv
+
+    import nightlake.ingest.ecsv as ecsv_module
+
+    path = tmp_path_factory.mktemp("ecsv") / "t.ecsv"
+    table.write(path, format="ascii.ecsv", overwrite=True, delimiter=delimiter)
+    names_line = "\n" + delimiter.join(table.colnames) + "\n"
+    head, names, body = path.read_text().partition(names_line)
+    assert names
+    lines = []
+    for line in body.splitlines():
+        fields = next(csv.reader([line], delimiter=delimiter, quotechar='"'))
+        text = _field_text(fields[0], delimiter)
+        for value in fields[1:]:
+            # a space delimiter and the blanks around it; a comma with blanks either side
+            before, after = data.draw(_GAP), data.draw(_GAP)
+            separator = before + delimiter + after
+            if delimiter == " ":
+                separator = before.replace("\t", "") + " " + after.lstrip("\t")
+            text += separator + _field_text(value, delimiter)
+        lines.append(text)
+    path.write_text(head + names + "\n".join(lines) + "\n")
+    try:  # a tab before a quote makes the quote data (csv's rule): astropy may refuse it
+        astropy_cells(path)
+    except (ValueError, TypeError):
+        refused = True
+    else:
+        refused = False
+    with pytest.MonkeyPatch.context() as patch:
+        if streamed:
+            patch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+        if refused:  # then so does nightlake, in one line
+            with pytest.raises(FormatError):
+                read_ecsv(path)
+        else:
+            assert_equals_astropy(path, read_ecsv(path).table)
+
+
+@pytest.mark.parametrize(
+    "body, rows",
+    [
+        ('1   x   2.5\n2  "y z"  3\n', [[1, "x", 2.5], [2, "y z", 3.0]]),
+        ("1 \tx\t 2.5\n2 y 3\n", [[1, "x", 2.5], [2, "y", 3.0]]),
+        ('1, x, 2.5\n2 , "y z" ,3\n', [[1, "x", 2.5], [2, "y z", 3.0]]),
+    ],
+    ids=["aligned", "tabs", "blanks around commas"],
+)
+def test_a_hand_edited_body_reads_as_astropy_reads_it(tmp_path, body, rows):
+    delimiter = "," if ", " in body else " "
+    header = "\n".join(
+        [
+            "# %ECSV 1.0",
+            "# ---",
+            "# datatype:",
+            "# - {name: a, datatype: int64}",
+            "# - {name: s, datatype: string}",
+            "# - {name: f, datatype: float64}",
+            *([f"# delimiter: '{delimiter}'"] if delimiter == "," else []),
+            "# schema: astropy-2.0",
+            delimiter.join("asf"),
+            "",
+        ]
+    )
+    path = tmp_path / "hand.ecsv"
+    path.write_text(header + body)
+    got = read_ecsv(path).table
+    assert [list(r.values()) for r in got.to_pylist()] == rows
+    assert_equals_astropy(path, got)

@@ -62,8 +62,9 @@ _PARSE_AS = {"float16": pa.float32()}
 ARRAY_SUBTYPE = re.compile(r"^(?P<base>[a-z0-9]+)\[(?P<shape>[0-9null, ]+)\]$")
 _TIME_CLASS = "astropy.time.core.Time"
 # astropy treats a body line whose first non-blank character is '#' as a comment (a '#'
-# anywhere else is data: DEEP's collection names contain one), skips blank lines and strips
-# each line's ends (:func:`_plain_lines`).
+# anywhere else is data: DEEP's collection names contain one), skips blank lines, strips
+# each line's ends, and splits lines with Python's csv, blanks after a delimiter skipped and
+# each value stripped of blanks and tabs (:func:`_plain_lines`, :func:`_as_astropy_splits`).
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ def _read_streamed(
     if not header.column_set.names:
         return None
     with ThreadPoolExecutor(1, thread_name_prefix="nightlake-sha256") as pool:
-        scan = pool.submit(_digest_and_scan, fd, header.body_offset)
+        scan = pool.submit(_digest_and_scan, fd, header.body_offset, header.delimiter)
         try:
             with pa.OSFile(f"/dev/fd/{fd}") as source:
                 source.seek(header.body_offset)
@@ -293,7 +294,7 @@ def _read_streamed(
     return header, _finish_columns(path, table, header), sha256
 
 
-def _digest_and_scan(fd: int, body_offset: int) -> tuple[str, int, bool]:
+def _digest_and_scan(fd: int, body_offset: int, delimiter: str) -> tuple[str, int, bool]:
     """The SHA-256 of the file's bytes, how many there were, and whether its body's lines
     are plain (:func:`_plain_lines`), read in chunks into one buffer with ``pread``: the
     parse reads the same file at its own offset."""
@@ -305,22 +306,32 @@ def _digest_and_scan(fd: int, body_offset: int) -> tuple[str, int, bool]:
     while n := os.preadv(fd, [view[2:]], offset):
         digest.update(view[2 : 2 + n])
         if plain:
-            chunk = np.frombuffer(buffer, np.uint8, 2 + n)
-            plain = _plain_lines(chunk, max(2, body_offset - offset + 2))
+            plain = _plain_lines(buffer, max(2, body_offset - offset + 2), delimiter, 2 + n)
             buffer[:2], last = buffer[n : n + 2], buffer[n + 1]
         offset += n
     return digest.hexdigest(), offset, plain and last not in _BLANKS
 
 
-def _plain_lines(chunk: np.ndarray, skip: int) -> bool:
-    """Whether no line of ``chunk[2:]`` from index ``skip`` starts with '#', a blank or a
-    tab, or ends with a blank or a tab (before its ``\n`` or ``\r\n``); ``chunk[:2]`` are
-    the two bytes before it (``\n\n`` at the start of a body).
+def _plain_lines(raw: bytes | bytearray, skip: int, delimiter: str = " ", end: int = -1) -> bool:
+    """Whether, in ``raw[2:end]`` from index ``skip``, no line starts with '#', a blank or a
+    tab, or ends with a blank or a tab (before its ``\n`` or ``\r\n``), no tab is
+    anywhere, and (``delimiter`` ',') no blank is next to a comma; ``raw[:2]`` are the two
+    bytes before it (``\n\n`` at the start of a body); ``end`` -1: all of ``raw``.
 
-    astropy skips comment and blank lines and strips each line's ends: a body with none of
-    those reads the same through pyarrow's parser as it is. (A line that ends the body
-    without a newline is the caller's to check.)
+    astropy skips comment and blank lines, strips each line's ends and each value's blanks
+    and tabs: a body with none of those reads the same through pyarrow's parser as it is.
+    (A line that ends the body without a newline is the caller's to check. Several blanks
+    between values fail pyarrow's parse instead, whose failure takes the same slow path.)
     """
+    end = len(raw) if end < 0 else end
+    if raw.find(b"\t", skip, end) >= 0:  # memchr: a third of a numpy pass
+        return False
+    chunk = np.frombuffer(raw, np.uint8, end)
+    if delimiter == ",":  # pairs from the byte before ``skip``: ``chunk[:2]`` precede it
+        pairs = chunk[skip - 1 :]
+        comma, blank = pairs == 44, pairs == 32
+        if ((comma[:-1] & blank[1:]) | (blank[:-1] & comma[1:])).any():
+            return False
     newlines = np.flatnonzero(chunk[1:] == 10) + 1
     starts = newlines + 1
     starts = starts[(starts >= skip) & (starts < len(chunk))]
@@ -592,12 +603,11 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     names = header.column_set.names
     column_types = header.column_set.parse_types
     body = memoryview(data)[header.body_offset :]
-    if not _plain_body(data, header.body_offset):  # rare: as astropy reads lines
-        body = b"".join(
-            stripped + b"\n"
-            for line in bytes(body).splitlines()
-            if (stripped := line.strip(b" \t")) and not stripped.startswith(b"#")
-        )
+    plain = _plain_body(data, header.body_offset, delimiter=header.delimiter)
+    if not plain:  # rare: lines as astropy splits them
+        body = _as_astropy_splits(body, header.delimiter)
+        if body is None:
+            raise _locate_body_error(path, data, header, column_types, None)
     if not names:
         return pa.table({})
     if re.search(rb"\S", body) is None:  # a valid file with no rows
@@ -609,6 +619,10 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
         try:
             table = _parse_body(body, header, ascii_only, BLOCK_BYTES)
         except pa.ArrowInvalid as exc:
+            if plain and "straddl" not in str(exc):
+                # several blanks between values (a hand-aligned file): as astropy splits
+                # them, or the error located in the lines as it reads them
+                return _read_body_split(path, data, header, ascii_only, exc)
             if "straddl" not in str(exc):
                 raise
             # a line longer than a block (a huge wcs): measured only now, so the usual file
@@ -624,6 +638,58 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, column_types, exc) from None
     return _finish_columns(path, table, header)
+
+
+def _read_body_split(
+    path: Path, data: bytes, header: EcsvHeader, ascii_only: bool, exc: Exception
+) -> pa.Table:
+    """A plain body pyarrow failed to parse, parsed again as astropy splits its lines."""
+    body = _as_astropy_splits(memoryview(data)[header.body_offset :], header.delimiter)
+    try:
+        if body is None:
+            raise pa.ArrowInvalid("not UTF-8")
+        table = _parse_body(body, header, ascii_only, max(BLOCK_BYTES, _longest_line(body) + 1))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raise _locate_body_error(path, data, header, header.column_set.parse_types, exc) from None
+    return _finish_columns(path, table, header)
+
+
+def _astropy_dialect(delimiter: str) -> dict[str, Any]:
+    """The csv dialect astropy's ECSV reader splits body lines with (``DefaultSplitter``);
+    it then strips each value of blanks and tabs."""
+    return {
+        "delimiter": delimiter,
+        "quotechar": '"',
+        "doublequote": True,
+        "skipinitialspace": True,
+    }
+
+
+def _as_astropy_splits(body, delimiter: str) -> bytes | None:
+    """The body's rows as astropy reads them, written again for pyarrow's parser: comment
+    and blank lines dropped, each line stripped, split by csv with blanks after a delimiter
+    skipped, each value stripped of blanks and tabs, then written as csv (values quoted where
+    they must be; an empty one reads as missing, as in astropy).
+    ``None`` if the body is not UTF-8. Python-speed: only for bodies that are not plain, or
+    that fail pyarrow's parse."""
+    import csv
+    import io
+
+    try:
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = [
+        stripped
+        for line in text.splitlines()
+        if (stripped := line.strip()) and not stripped.startswith("#")
+    ]
+    csv.field_size_limit(max(csv.field_size_limit(), len(body)))
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, quotechar='"', lineterminator="\n")
+    for row in csv.reader(lines, **_astropy_dialect(delimiter)):
+        writer.writerow([value.strip(" \t") for value in row])
+    return out.getvalue().encode()
 
 
 def _longest_line(body) -> int:
@@ -664,23 +730,19 @@ def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> 
     )
 
 
-def _plain_body(data: bytes, start: int, chunk: int = 1 << 22) -> bool:
-    """Whether the body (``data`` from ``start``) has no comment line, no blank line and no
-    line starting or ending with a blank (:func:`_plain_lines`), which astropy would skip or
-    strip.
+def _plain_body(data: bytes, start: int, chunk: int = 1 << 22, delimiter: str = " ") -> bool:
+    """Whether the body (``data`` from ``start``) has none of what astropy would skip or
+    strip (:func:`_plain_lines`): no comment line, no blank line, no line starting or ending
+    with a blank, no tab, no blank next to a comma ``delimiter``.
 
     numpy finds the lines without holding the GIL (a regex holds it for the whole body,
     stalling the other reader threads), ``chunk`` bytes at a time: a mask of the whole body
     would be fresh memory, each page zeroed by the kernel, which costs more than the test.
     """
-    body = np.frombuffer(data, np.uint8)
     for lo in range(start, len(data), chunk):
-        if lo - 2 < start:  # nothing before the body: as if after an empty line
-            pad = np.frombuffer(b"\n\n"[: start - lo + 2], np.uint8)
-            part = np.concatenate([pad, body[start : lo + chunk]])
-        else:
-            part = body[lo - 2 : lo + chunk]
-        if not _plain_lines(part, 2):
+        before = max(start, lo - 2)  # nothing before the body: as if after an empty line
+        part = b"\n" * (2 - (lo - before)) + data[before : lo + chunk]
+        if not _plain_lines(part, 2, delimiter):
             return False
     return len(data) <= start or data[-1] not in b" \t"
 
@@ -719,11 +781,13 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
     names = [c.name for c in header.columns]
     # a field of any length pyarrow holds (the default limit, 128 kB, is below a big wcs)
     csv.field_size_limit(max(csv.field_size_limit(), len(data)))
-    reader = csv.reader(text, delimiter=header.delimiter, quotechar='"', doublequote=True)
-    for i, row in enumerate(reader):
+    dialect = _astropy_dialect(header.delimiter)
+    for i, line in enumerate(text):
         lineno = header.names_line + 1 + i
-        if not text[i].strip() or text[i].lstrip(" \t").startswith("#"):
+        line = line.strip()
+        if not line or line.startswith("#"):
             continue
+        row = [value.strip(" \t") for value in next(csv.reader([line], **dialect), [])]
         if len(row) != len(names):
             return FormatError(path, f"expected {len(names)} fields, found {len(row)}", line=lineno)
         for name, value in zip(names, row):
@@ -737,7 +801,7 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
                     line=lineno,
                     column=name,
                 )
-    cause = " ".join(str(exc).split())
+    cause = " ".join(str(exc).split()) if exc is not None else "its lines do not split"
     return FormatError(path, f"cannot parse the table body: {cause}")
 
 
