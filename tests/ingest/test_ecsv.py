@@ -422,25 +422,20 @@ _LINE = st.tuples(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_LINE, max_size=8), st.integers(0, 3), st.integers(1, 6), st.sampled_from(" ,"))
-def test_the_plain_body_test_agrees_with_the_plain_rule(lines, start, chunk, delimiter):
+@given(st.lists(_LINE, max_size=8), st.integers(0, 3), st.integers(1, 6))
+def test_the_plain_body_test_agrees_with_the_plain_rule(lines, start, chunk):
     """A body is plain when no line starts with '#', a blank or a tab, or ends with a blank
-    or a tab (before its newline), no tab is anywhere, and with commas as delimiters no
-    blank is next to one: what astropy skips or strips (the body scanned in chunks of a few
-    bytes, so lines and pairs cross chunk boundaries, and in one chunk)."""
+    or a tab (before its newline): what astropy skips or strips (the body scanned in chunks
+    of a few bytes, so lines cross chunk boundaries, and in one chunk). Blanks and tabs
+    inside a line are the parsed values' test (_blank_ended)."""
     from nightlake.ingest.ecsv import _plain_body
 
     data = "".join("".join(parts) for parts in lines).encode()
     start = min(start, len(data))
-    body = data[start:]
-    contents = [line.removesuffix(b"\r") for line in body.split(b"\n")]
-    expected = not (
-        any(c[:1] in (b"#", b" ", b"\t") or c[-1:] in (b" ", b"\t") for c in contents)
-        or b"\t" in body
-        or (delimiter == "," and (b" ," in body or b", " in body))
-    )
-    assert _plain_body(data, start, chunk, delimiter) == expected
-    assert _plain_body(data, start, delimiter=delimiter) == expected
+    contents = [line.removesuffix(b"\r") for line in data[start:].split(b"\n")]
+    expected = not any(c[:1] in (b"#", b" ", b"\t") or c[-1:] in (b" ", b"\t") for c in contents)
+    assert _plain_body(data, start, chunk) == expected
+    assert _plain_body(data, start) == expected
 
 
 _BLANK_OR_NOT = st.sampled_from(["", "", " ", "\t", "  "])
@@ -639,3 +634,94 @@ def test_a_hand_edited_body_reads_as_astropy_reads_it(tmp_path, body, rows):
     got = read_ecsv(path).table
     assert [list(r.values()) for r in got.to_pylist()] == rows
     assert_equals_astropy(path, got)
+
+
+def _both_reads(path: Path) -> list[pa.Table]:
+    """read_ecsv of ``path`` in memory and streamed (PARALLEL_BYTES 0)."""
+    import nightlake.ingest.ecsv as ecsv_module
+
+    tables = [read_ecsv(path).table]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+        tables.append(read_ecsv(path).table)
+    return tables
+
+
+@pytest.mark.parametrize("odd", ["", "# a comment line\n", "\t3 tabbed\n"])
+def test_a_value_spanning_lines_keeps_its_newline_as_in_astropy(tmp_path, odd):
+    """A quoted value holding a newline, as astropy writes one, in a plain body and in one
+    split as astropy splits lines (a comment line, a tab)."""
+    path = tmp_path / "t.ecsv"
+    Table({"a": [1, 2], "b": ["line1\nline2", "x\ty"]}).write(path, format="ascii.ecsv")
+    head, names, body = path.read_text().partition("\na b\n")
+    path.write_text(head + names + odd + body)
+    for table in _both_reads(path):
+        assert table.column("b").to_pylist()[-2:] == ["line1\nline2", "x\ty"]
+        assert_equals_astropy(path, table)
+
+
+def test_an_error_after_a_value_spanning_lines_names_its_line(tmp_path):
+    body = '1 "x y\nz"\n\t3 w\nq r\n'  # the tab: the body is split as astropy splits it
+    msg = _error(tmp_path, GOOD.split("a b\n")[0] + "a b\n" + body)
+    assert ":11:" in msg and "column 'a'" in msg and "'q' is not a valid int64" in msg
+
+
+def test_an_aligned_body_with_a_bad_value_names_its_line(tmp_path):
+    header = GOOD.split("a b\n")[0].replace("datatype: string", "datatype: bool")
+    msg = _error(tmp_path, header + "a  b\n1  True\n2  TRUE\n")
+    assert ":9:" in msg and "column 'b'" in msg and "'TRUE' is not a valid bool" in msg
+
+
+@pytest.mark.parametrize("delimiter", [" ", ","])
+def test_blanks_inside_a_values_quotes_are_stripped_as_in_astropy(tmp_path, delimiter):
+    """The body is plain; pyarrow keeps the blanks of a quoted value, astropy strips them."""
+    header = GOOD.split("a b\n")[0]
+    if delimiter == ",":
+        header = header.replace("# schema", "# delimiter: ','\n# schema")
+    d = delimiter
+    path = tmp_path / "t.ecsv"
+    path.write_text(header + f'a{d}b\n1{d}" x "\n2{d}"y\t"\n3{d}z\n')
+    for table in _both_reads(path):
+        assert table.column("b").to_pylist() == ["x", "y", "z"]
+        assert_equals_astropy(path, table)
+
+
+def test_a_names_line_with_blanks_around_commas_reads_as_in_astropy(tmp_path):
+    header = GOOD.split("a b\n")[0].replace("# schema", "# delimiter: ','\n# schema")
+    path = tmp_path / "t.ecsv"
+    path.write_text(header + "a, b\n1, x\n")
+    for table in _both_reads(path):
+        assert table.column_names == ["a", "b"] and table.to_pylist() == [{"a": 1, "b": "x"}]
+        assert_equals_astropy(path, table)
+
+
+def test_a_comma_file_with_json_text_is_read_without_splitting_its_lines(tmp_path, monkeypatch):
+    """', ' inside quotes (JSON as astropy writes it) leaves a body plain: pyarrow's parse."""
+    import nightlake.ingest.ecsv as ecsv_module
+
+    path = tmp_path / "t.ecsv"
+    Table({"a": [1, 2], "b": ['{"k": 1, "m": [1, 2]}', "a, b"]}).write(
+        path, format="ascii.ecsv", delimiter=","
+    )
+    assert ", " in path.read_text().split("a,b\n")[1]
+    split = []
+    real = ecsv_module._as_astropy_splits
+    monkeypatch.setattr(ecsv_module, "_as_astropy_splits", lambda *a: split.append(a) or real(*a))
+    for table in _both_reads(path):
+        assert_equals_astropy(path, table)
+    assert not split
+
+
+def test_values_spanning_lines_across_parse_blocks(tmp_path, monkeypatch):
+    """The split body holds quoted newlines wherever pyarrow cuts its blocks."""
+    import nightlake.ingest.ecsv as ecsv_module
+
+    path = tmp_path / "t.ecsv"
+    values = [f"v{i}\n{'w' * (i % 7)}" for i in range(60)]
+    Table({"a": list(range(60)), "b": values}).write(path, format="ascii.ecsv")
+    head, names, body = path.read_text().partition("\na b\n")
+    path.write_text(head + names + "# a comment line: split as astropy splits lines\n" + body)
+    monkeypatch.setattr(ecsv_module, "BLOCK_BYTES", 32)
+    table = read_ecsv(path).table
+    assert table.column("b").to_pylist() == values
+    assert_equals_astropy(path, table)

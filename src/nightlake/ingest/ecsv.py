@@ -64,7 +64,8 @@ _TIME_CLASS = "astropy.time.core.Time"
 # astropy treats a body line whose first non-blank character is '#' as a comment (a '#'
 # anywhere else is data: DEEP's collection names contain one), skips blank lines, strips
 # each line's ends, and splits lines with Python's csv, blanks after a delimiter skipped and
-# each value stripped of blanks and tabs (:func:`_plain_lines`, :func:`_as_astropy_splits`).
+# each value stripped of blanks and tabs (:func:`_plain_lines`, :func:`_blank_ended`,
+# :func:`_as_astropy_splits`).
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def _read_streamed(
     if not header.column_set.names:
         return None
     with ThreadPoolExecutor(1, thread_name_prefix="nightlake-sha256") as pool:
-        scan = pool.submit(_digest_and_scan, fd, header.body_offset, header.delimiter)
+        scan = pool.submit(_digest_and_scan, fd, header.body_offset)
         try:
             with pa.OSFile(f"/dev/fd/{fd}") as source:
                 source.seek(header.body_offset)
@@ -289,12 +290,12 @@ def _read_streamed(
             table = None
         sha256, read, plain = scan.result()
     _check_unchanged(path, fd, st, read)
-    if table is None or not plain:
+    if table is None or not plain or _blank_ended(table):
         return None
     return header, _finish_columns(path, table, header), sha256
 
 
-def _digest_and_scan(fd: int, body_offset: int, delimiter: str) -> tuple[str, int, bool]:
+def _digest_and_scan(fd: int, body_offset: int) -> tuple[str, int, bool]:
     """The SHA-256 of the file's bytes, how many there were, and whether its body's lines
     are plain (:func:`_plain_lines`), read in chunks into one buffer with ``pread``: the
     parse reads the same file at its own offset."""
@@ -306,32 +307,23 @@ def _digest_and_scan(fd: int, body_offset: int, delimiter: str) -> tuple[str, in
     while n := os.preadv(fd, [view[2:]], offset):
         digest.update(view[2 : 2 + n])
         if plain:
-            plain = _plain_lines(buffer, max(2, body_offset - offset + 2), delimiter, 2 + n)
+            chunk = np.frombuffer(buffer, np.uint8, 2 + n)
+            plain = _plain_lines(chunk, max(2, body_offset - offset + 2))
             buffer[:2], last = buffer[n : n + 2], buffer[n + 1]
         offset += n
     return digest.hexdigest(), offset, plain and last not in _BLANKS
 
 
-def _plain_lines(raw: bytes | bytearray, skip: int, delimiter: str = " ", end: int = -1) -> bool:
-    """Whether, in ``raw[2:end]`` from index ``skip``, no line starts with '#', a blank or a
-    tab, or ends with a blank or a tab (before its ``\n`` or ``\r\n``), no tab is
-    anywhere, and (``delimiter`` ',') no blank is next to a comma; ``raw[:2]`` are the two
-    bytes before it (``\n\n`` at the start of a body); ``end`` -1: all of ``raw``.
+def _plain_lines(chunk: np.ndarray, skip: int) -> bool:
+    """Whether no line of ``chunk[2:]`` from index ``skip`` starts with '#', a blank or a
+    tab, or ends with a blank or a tab (before its ``\n`` or ``\r\n``); ``chunk[:2]`` are
+    the two bytes before it (``\n\n`` at the start of a body).
 
-    astropy skips comment and blank lines, strips each line's ends and each value's blanks
-    and tabs: a body with none of those reads the same through pyarrow's parser as it is.
-    (A line that ends the body without a newline is the caller's to check. Several blanks
-    between values fail pyarrow's parse instead, whose failure takes the same slow path.)
+    astropy skips comment and blank lines and strips each line's ends: a body with none of
+    those, whose values (once parsed) neither start nor end with a blank or a tab
+    (:func:`_blank_ended`; astropy strips them), reads the same through pyarrow's parser as
+    it is. (A line that ends the body without a newline is the caller's to check.)
     """
-    end = len(raw) if end < 0 else end
-    if raw.find(b"\t", skip, end) >= 0:  # memchr: a third of a numpy pass
-        return False
-    chunk = np.frombuffer(raw, np.uint8, end)
-    if delimiter == ",":  # pairs from the byte before ``skip``: ``chunk[:2]`` precede it
-        pairs = chunk[skip - 1 :]
-        comma, blank = pairs == 44, pairs == 32
-        if ((comma[:-1] & blank[1:]) | (blank[:-1] & comma[1:])).any():
-            return False
     newlines = np.flatnonzero(chunk[1:] == 10) + 1
     starts = newlines + 1
     starts = starts[(starts >= skip) & (starts < len(chunk))]
@@ -571,15 +563,7 @@ def _construct_omap(loader, node):
 def _split_names(line: str, delimiter: str) -> tuple[str, ...]:
     import csv
 
-    row = next(
-        csv.reader(
-            [line],
-            delimiter=delimiter,
-            quotechar='"',
-            doublequote=True,
-            skipinitialspace=delimiter == " ",
-        )
-    )
+    row = next(csv.reader([line], **_astropy_dialect(delimiter)))  # as astropy: not stripped
     return tuple(name for name in row if name != "") if delimiter == " " else tuple(row)
 
 
@@ -603,7 +587,7 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     names = header.column_set.names
     column_types = header.column_set.parse_types
     body = memoryview(data)[header.body_offset :]
-    plain = _plain_body(data, header.body_offset, delimiter=header.delimiter)
+    plain = _plain_body(data, header.body_offset)
     if not plain:  # rare: lines as astropy splits them
         body = _as_astropy_splits(body, header.delimiter)
         if body is None:
@@ -617,12 +601,12 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     ascii_only = data.isascii()
     try:
         try:
-            table = _parse_body(body, header, ascii_only, BLOCK_BYTES)
+            table = _parse_body(body, header, ascii_only, BLOCK_BYTES, not plain)
         except pa.ArrowInvalid as exc:
             if plain and "straddl" not in str(exc):
                 # several blanks between values (a hand-aligned file): as astropy splits
                 # them, or the error located in the lines as it reads them
-                return _read_body_split(path, data, header, ascii_only, exc)
+                return _read_body_split(path, data, header, ascii_only)
             if "straddl" not in str(exc):
                 raise
             # a line longer than a block (a huge wcs): measured only now, so the usual file
@@ -634,24 +618,41 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
                     f"a line of {longest} bytes is longer than pyarrow can "
                     f"read ({MAX_BLOCK_BYTES} bytes)",
                 ) from None
-            table = _parse_body(body, header, ascii_only, max(BLOCK_BYTES, longest + 1))
+            table = _parse_body(body, header, ascii_only, max(BLOCK_BYTES, longest + 1), not plain)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, column_types, exc) from None
+    if plain and _blank_ended(table):  # blanks inside a value's quotes: astropy strips them
+        return _read_body_split(path, data, header, ascii_only)
     return _finish_columns(path, table, header)
 
 
-def _read_body_split(
-    path: Path, data: bytes, header: EcsvHeader, ascii_only: bool, exc: Exception
-) -> pa.Table:
-    """A plain body pyarrow failed to parse, parsed again as astropy splits its lines."""
+def _read_body_split(path: Path, data: bytes, header: EcsvHeader, ascii_only: bool) -> pa.Table:
+    """A plain body that pyarrow's parse of it as it is got wrong (it failed, or a value
+    kept blanks astropy strips), parsed again as astropy splits its lines."""
     body = _as_astropy_splits(memoryview(data)[header.body_offset :], header.delimiter)
     try:
         if body is None:
             raise pa.ArrowInvalid("not UTF-8")
-        table = _parse_body(body, header, ascii_only, max(BLOCK_BYTES, _longest_line(body) + 1))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        block = max(BLOCK_BYTES, _longest_line(body) + 1)
+        table = _parse_body(body, header, ascii_only, block, True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, header.column_set.parse_types, exc) from None
     return _finish_columns(path, table, header)
+
+
+def _blank_ended(table: pa.Table) -> bool:
+    """Whether a text value starts or ends with a blank or a tab. Only a quoted value can
+    (unquoted ones end at blanks), or one beside a tab or, with commas, a blank; astropy
+    strips every value. Four tests of each text column's value ends: no scan of the bytes."""
+    import pyarrow.compute as pc
+
+    for column in table.itercolumns():
+        if pa.types.is_string(column.type):
+            for edge in (pc.starts_with, pc.ends_with):
+                for blank in (" ", "\t"):
+                    if pc.any(edge(column, blank)).as_py():
+                        return True
+    return False
 
 
 def _astropy_dialect(delimiter: str) -> dict[str, Any]:
@@ -687,7 +688,8 @@ def _as_astropy_splits(body, delimiter: str) -> bytes | None:
     csv.field_size_limit(max(csv.field_size_limit(), len(body)))
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, quotechar='"', lineterminator="\n")
-    for row in csv.reader(lines, **_astropy_dialect(delimiter)):
+    # each line with its newline, as astropy gives them: a quoted value may span lines
+    for row in csv.reader((line + "\n" for line in lines), **_astropy_dialect(delimiter)):
         writer.writerow([value.strip(" \t") for value in row])
     return out.getvalue().encode()
 
@@ -699,10 +701,13 @@ def _longest_line(body) -> int:
     return int(np.diff(bounds).max())
 
 
-def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> pa.Table:
+def _parse_body(
+    body, header: EcsvHeader, ascii_only: bool, block_size: int, newlines: bool = False
+) -> pa.Table:
     """``body`` (a buffer, or a file at the body's start) parsed with the header's types;
     ``ascii_only``: it is known to be ASCII, valid UTF-8 (one vectorised test of the
-    whole body replaces pyarrow's check of every string value)."""
+    whole body replaces pyarrow's check of every string value); ``newlines``: quoted values
+    may hold newlines (blocks are then cut where no quote is open)."""
     size = len(body) if not isinstance(body, pa.NativeFile) else body.size() - body.tell()
     return pacsv.read_csv(
         body if isinstance(body, pa.NativeFile) else pa.BufferReader(body),
@@ -717,6 +722,7 @@ def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> 
             double_quote=True,
             escape_char=False,
             ignore_empty_lines=True,
+            newlines_in_values=newlines,
         ),
         convert_options=pacsv.ConvertOptions(
             column_types=header.column_set.parse_types,
@@ -730,19 +736,23 @@ def _parse_body(body, header: EcsvHeader, ascii_only: bool, block_size: int) -> 
     )
 
 
-def _plain_body(data: bytes, start: int, chunk: int = 1 << 22, delimiter: str = " ") -> bool:
-    """Whether the body (``data`` from ``start``) has none of what astropy would skip or
-    strip (:func:`_plain_lines`): no comment line, no blank line, no line starting or ending
-    with a blank, no tab, no blank next to a comma ``delimiter``.
+def _plain_body(data: bytes, start: int, chunk: int = 1 << 22) -> bool:
+    """Whether the body (``data`` from ``start``) has no comment line, no blank line and no
+    line starting or ending with a blank (:func:`_plain_lines`), which astropy would skip or
+    strip.
 
     numpy finds the lines without holding the GIL (a regex holds it for the whole body,
     stalling the other reader threads), ``chunk`` bytes at a time: a mask of the whole body
     would be fresh memory, each page zeroed by the kernel, which costs more than the test.
     """
+    body = np.frombuffer(data, np.uint8)
     for lo in range(start, len(data), chunk):
-        before = max(start, lo - 2)  # nothing before the body: as if after an empty line
-        part = b"\n" * (2 - (lo - before)) + data[before : lo + chunk]
-        if not _plain_lines(part, 2, delimiter):
+        if lo - 2 < start:  # nothing before the body: as if after an empty line
+            pad = np.frombuffer(b"\n\n"[: start - lo + 2], np.uint8)
+            part = np.concatenate([pad, body[start : lo + chunk]])
+        else:
+            part = body[lo - 2 : lo + chunk]
+        if not _plain_lines(part, 2):
             return False
     return len(data) <= start or data[-1] not in b" \t"
 
@@ -781,13 +791,16 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
     names = [c.name for c in header.columns]
     # a field of any length pyarrow holds (the default limit, 128 kB, is below a big wcs)
     csv.field_size_limit(max(csv.field_size_limit(), len(data)))
-    dialect = _astropy_dialect(header.delimiter)
-    for i, line in enumerate(text):
-        lineno = header.names_line + 1 + i
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        row = [value.strip(" \t") for value in next(csv.reader([line], **dialect), [])]
+    kept = [
+        (header.names_line + 1 + i, stripped)
+        for i, line in enumerate(text)
+        if (stripped := line.strip()) and not stripped.startswith("#")
+    ]
+    reader = csv.reader((line + "\n" for _, line in kept), **_astropy_dialect(header.delimiter))
+    taken = 0  # lines the reader has taken: a row starts at the next (a value spans lines)
+    for row in reader:
+        lineno, taken = kept[taken][0], reader.line_num
+        row = [value.strip(" \t") for value in row]
         if len(row) != len(names):
             return FormatError(path, f"expected {len(names)} fields, found {len(row)}", line=lineno)
         for name, value in zip(names, row):
@@ -806,11 +819,11 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
 
 
 def _parses_as(value: str, typ: pa.DataType) -> bool:
+    if pa.types.is_boolean(typ):  # as the parse reads them (a cast takes more: "TRUE")
+        return value in ("True", "true", "1", "False", "false", "0")
     try:
         pa.array([value], pa.string()).cast(typ)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        if pa.types.is_boolean(typ):
-            return value in ("True", "true", "1", "False", "false", "0")
         return False
     return True
 
