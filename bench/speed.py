@@ -668,9 +668,19 @@ def goal6(workdir: Path, scale: float, repeat: int, compare: Path | None = None)
     if not (base / "done-variants").exists():
         bound_lake(full, seeds["at the bound"], last)
         (base / "done-variants").touch()
+    # each seed's footer cache as the code timed leaves it (its convert would have): a cache
+    # of another format reads as none, and the add would read every footer
+    env = {**os.environ, "PYTHONPATH": str(compare)} if compare else None
     lakes = {"empty": None, "full": full, **seeds}
+    for seed in (full, *seeds.values()):
+        refresh_footers(seed)
     if compare:
-        lakes |= {"full, compared": full, "at the bound, compared": seeds["at the bound"]}
+        for name, seed in (("full", full), ("at the bound", seeds["at the bound"])):
+            mine = base / f"{name}, compared-seed"
+            shutil.rmtree(mine, ignore_errors=True)
+            shutil.copytree(seed, mine, symlinks=True, copy_function=os.link)
+            refresh_footers(mine, env)
+            lakes[f"{name}, compared"] = mine
 
     def setup(name):
         for d, seed in lakes.items():
@@ -689,7 +699,6 @@ def goal6(workdir: Path, scale: float, repeat: int, compare: Path | None = None)
     n = len(files) - 1
     others = {}
     if compare:
-        env = {**os.environ, "PYTHONPATH": str(compare)}
         others = {
             f"into the lake of {n}, --compare-src": add("full, compared", env),
             "its part at PART_ROWS rows, --compare-src": add("at the bound, compared", env),
@@ -710,6 +719,18 @@ def goal6(workdir: Path, scale: float, repeat: int, compare: Path | None = None)
         "one night into an empty lake (floor)",
         2,
     )
+
+
+def refresh_footers(lake: Path, env: dict | None = None) -> None:
+    """Bring ``lake``'s footer cache up to its files with the code of ``env``'s PYTHONPATH
+    (a tree without the cache: nothing)."""
+    code = (
+        "import sys; from pathlib import Path; from nightlake.lake import LakeDirectory\n"
+        "try:\n    from nightlake.ingest.compact import Footers\n"
+        "except ImportError:\n    sys.exit()\n"
+        "Footers.refresh(LakeDirectory(Path(sys.argv[1])))"
+    )
+    run_process([str(BIN / "python"), "-c", code, str(lake)], env=env)
 
 
 def bound_lake(full: Path, out: Path, night: Path) -> None:
