@@ -725,3 +725,38 @@ def test_values_spanning_lines_across_parse_blocks(tmp_path, monkeypatch):
     table = read_ecsv(path).table
     assert table.column("b").to_pylist() == values
     assert_equals_astropy(path, table)
+
+
+_JSON_HEADER = """# %ECSV 1.0
+# ---
+# datatype:
+# - {name: a, datatype: int64}
+# - {name: j, datatype: string, subtype: json}
+# - {name: v, datatype: string, subtype: 'int64[null]'}
+# schema: astropy-2.0
+a j v
+1 "{""k"": 1}" [1]
+"""
+
+
+@pytest.mark.parametrize("between", ["", "# a comment line\n\n"])
+@pytest.mark.parametrize(
+    "row, column, cause",
+    [
+        ('2 "{""k"": 1" [2]', "j", "is not valid JSON"),
+        ('2 "{""k"": 2}" "[2,"', "v", "is not a JSON array"),
+    ],
+)
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_bad_json_or_array_value_names_its_line(
+    tmp_path, monkeypatch, between, row, column, cause, streamed
+):
+    """Such values are checked once the body is parsed; the error still names the line the
+    row is on, past comment and blank lines."""
+    import nightlake.ingest.ecsv as ecsv_module
+
+    if streamed:
+        monkeypatch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+    msg = _error(tmp_path, _JSON_HEADER + between + row + "\n")
+    line = 10 + between.count("\n")
+    assert f":{line}:" in msg and f"column '{column}'" in msg and cause in msg

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -292,7 +294,10 @@ def _read_streamed(
     _check_unchanged(path, fd, st, read)
     if table is None or not plain or _blank_ended(table):
         return None
-    return header, _finish_columns(path, table, header), sha256
+    try:
+        return header, _finish_columns(path, table, header), sha256
+    except _RowError:  # the in-memory read names its line
+        return None
 
 
 def _digest_and_scan(fd: int, body_offset: int) -> tuple[str, int, bool]:
@@ -595,8 +600,8 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
     if not names:
         return pa.table({})
     if re.search(rb"\S", body) is None:  # a valid file with no rows
-        return _finish_columns(
-            path, pa.table({n: pa.array([], column_types[n]) for n in names}), header
+        return _finished(
+            path, data, pa.table({n: pa.array([], column_types[n]) for n in names}), header
         )
     ascii_only = data.isascii()
     try:
@@ -623,7 +628,7 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
         raise _locate_body_error(path, data, header, column_types, exc) from None
     if plain and _blank_ended(table):  # blanks inside a value's quotes: astropy strips them
         return _read_body_split(path, data, header, ascii_only)
-    return _finish_columns(path, table, header)
+    return _finished(path, data, table, header)
 
 
 def _read_body_split(path: Path, data: bytes, header: EcsvHeader, ascii_only: bool) -> pa.Table:
@@ -637,7 +642,7 @@ def _read_body_split(path: Path, data: bytes, header: EcsvHeader, ascii_only: bo
         table = _parse_body(body, header, ascii_only, block, True)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, header.column_set.parse_types, exc) from None
-    return _finish_columns(path, table, header)
+    return _finished(path, data, table, header)
 
 
 def _blank_ended(table: pa.Table) -> bool:
@@ -776,19 +781,11 @@ def _finish_columns(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
-    """Find the first bad line and column with a slow exact scan (only after a failure)."""
+def _rows(data: bytes, header: EcsvHeader) -> Iterator[tuple[int, list[str]]]:
+    """Each body row as astropy reads it, with the line it starts on (slow: for errors)."""
     import csv
 
-    try:
-        data[header.body_offset :].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        at = header.body_offset + exc.start
-        return FormatError(
-            path, f"not UTF-8 text (byte 0x{data[at]:02x})", line=data.count(b"\n", 0, at) + 1
-        )
     text = data[header.body_offset :].decode("utf-8", "replace").splitlines()
-    names = [c.name for c in header.columns]
     # a field of any length pyarrow holds (the default limit, 128 kB, is below a big wcs)
     csv.field_size_limit(max(csv.field_size_limit(), len(data)))
     kept = [
@@ -800,7 +797,38 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
     taken = 0  # lines the reader has taken: a row starts at the next (a value spans lines)
     for row in reader:
         lineno, taken = kept[taken][0], reader.line_num
-        row = [value.strip(" \t") for value in row]
+        yield lineno, [value.strip(" \t") for value in row]
+
+
+class _RowError(Exception):
+    """A bad value found once the body is parsed (a JSON or array column): its row among
+    the body's rows; the read that has the file's bytes names its line (:func:`_finished`)."""
+
+    def __init__(self, row: int, message: str, column: str) -> None:
+        super().__init__(message)
+        self.row, self.message, self.column = row, message, column
+
+
+def _finished(path: Path, data: bytes, table: pa.Table, header: EcsvHeader) -> pa.Table:
+    """:func:`_finish_columns`, a bad value's error naming its line."""
+    try:
+        return _finish_columns(path, table, header)
+    except _RowError as err:
+        line = next(itertools.islice(_rows(data, header), err.row, None), (None,))[0]
+        raise FormatError(path, err.message, line=line, column=err.column) from None
+
+
+def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
+    """Find the first bad line and column with a slow exact scan (only after a failure)."""
+    try:
+        data[header.body_offset :].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = header.body_offset + exc.start
+        return FormatError(
+            path, f"not UTF-8 text (byte 0x{data[at]:02x})", line=data.count(b"\n", 0, at) + 1
+        )
+    names = [c.name for c in header.columns]
+    for lineno, row in _rows(data, header):
         if len(row) != len(names):
             return FormatError(path, f"expected {len(names)} fields, found {len(row)}", line=lineno)
         for name, value in zip(names, row):
@@ -839,12 +867,7 @@ def _json_column(path: Path, arr: pa.ChunkedArray, col: ColumnSpec, header) -> p
         try:
             json.loads(value)
         except ValueError:
-            raise FormatError(
-                path,
-                f"value {value[:40]!r} is not valid JSON",
-                line=header.names_line + 1 + i,
-                column=col.name,
-            ) from None
+            raise _RowError(i, f"value {value[:40]!r} is not valid JSON", col.name) from None
     json_type = pa.json_() if hasattr(pa, "json_") else pa.string()
     return arr.cast(json_type) if json_type != pa.string() else arr
 
@@ -863,16 +886,14 @@ def _array_column(path: Path, arr: pa.ChunkedArray, col: ColumnSpec) -> pa.Chunk
     for dim in reversed(dims):
         typ = pa.list_(typ) if dim == "null" else pa.list_(typ, int(dim))
     values = []
-    for value in arr.to_pylist():
+    for i, value in enumerate(arr.to_pylist()):
         if value is None:
             values.append(None)
             continue
         try:
             values.append(json.loads(value))
         except ValueError:
-            raise FormatError(
-                path, f"value {value[:40]!r} is not a JSON array", column=col.name
-            ) from None
+            raise _RowError(i, f"value {value[:40]!r} is not a JSON array", col.name) from None
     try:
         return pa.chunked_array([pa.array(values, typ)], typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
