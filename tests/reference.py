@@ -39,7 +39,9 @@ def utc_datetimes(time) -> list:
     """An astropy Time as naive UTC datetimes, from astropy's own ``isot`` text to the µs."""
     utc = time.utc.copy()
     utc.precision = 6
-    return [_posix_datetime(text) for text in np.atleast_1d(utc.isot)]
+    text = utc.isot
+    text = getattr(text, "unmasked", text)  # a masked Time: the caller masks its cells
+    return [_posix_datetime(str(t)) for t in np.atleast_1d(text)]
 
 
 def _posix_datetime(isot: str):

@@ -58,15 +58,16 @@ ECSV_TYPES: dict[str, pa.DataType] = {
     "float64": pa.float64(),
     "string": pa.string(),
 }
-# float16 has no CSV parser of its own: parse as float32, then cast (exact for float16 text).
-_PARSE_AS = {"float16": pa.float32()}
+# float16 has no CSV parser of its own: parse as float64, then cast, as numpy (astropy) reads
+# it (through float32, text between two float16 values could round twice: 2049.0000001)
+_PARSE_AS = {"float16": pa.float64()}
 #: an array subtype: ``float64[3,2]`` (fixed shape), ``int64[null]`` (variable length)
 ARRAY_SUBTYPE = re.compile(r"^(?P<base>[a-z0-9]+)\[(?P<shape>[0-9null, ]+)\]$")
 _TIME_CLASS = "astropy.time.core.Time"
 # astropy treats a body line whose first non-blank character is '#' as a comment (a '#'
 # anywhere else is data: DEEP's collection names contain one), skips blank lines, strips
 # each line's ends, and splits lines with Python's csv, blanks after a delimiter skipped and
-# each value stripped of blanks and tabs (:func:`_plain_lines`, :func:`_blank_ended`,
+# each value stripped of blanks and tabs (:func:`_plain_lines`, :func:`_stripped`,
 # :func:`_as_astropy_splits`).
 
 
@@ -292,7 +293,10 @@ def _read_streamed(
             table = None
         sha256, read, plain = scan.result()
     _check_unchanged(path, fd, st, read)
-    if table is None or not plain or _blank_ended(table):
+    if table is None or not plain:
+        return None
+    table = _stripped(table, header.delimiter)
+    if table is None:
         return None
     try:
         return header, _finish_columns(path, table, header), sha256
@@ -325,9 +329,9 @@ def _plain_lines(chunk: np.ndarray, skip: int) -> bool:
     the two bytes before it (``\n\n`` at the start of a body).
 
     astropy skips comment and blank lines and strips each line's ends: a body with none of
-    those, whose values (once parsed) neither start nor end with a blank or a tab
-    (:func:`_blank_ended`; astropy strips them), reads the same through pyarrow's parser as
-    it is. (A line that ends the body without a newline is the caller's to check.)
+    those reads the same through pyarrow's parser as it is, once its values are stripped as
+    astropy strips them (:func:`_stripped`). (A line that ends the body without a newline
+    is the caller's to check.)
     """
     newlines = np.flatnonzero(chunk[1:] == 10) + 1
     starts = newlines + 1
@@ -568,7 +572,8 @@ def _construct_omap(loader, node):
 def _split_names(line: str, delimiter: str) -> tuple[str, ...]:
     import csv
 
-    row = next(csv.reader([line], **_astropy_dialect(delimiter)))  # as astropy: not stripped
+    # as astropy splits it: the line stripped, its names not
+    row = next(csv.reader([line.strip()], **_astropy_dialect(delimiter)))
     return tuple(name for name in row if name != "") if delimiter == " " else tuple(row)
 
 
@@ -626,14 +631,16 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
             table = _parse_body(body, header, ascii_only, max(BLOCK_BYTES, longest + 1), not plain)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, column_types, exc) from None
-    if plain and _blank_ended(table):  # blanks inside a value's quotes: astropy strips them
-        return _read_body_split(path, data, header, ascii_only)
+    if plain:
+        table = _stripped(table, header.delimiter)
+        if table is None:
+            return _read_body_split(path, data, header, ascii_only)
     return _finished(path, data, table, header)
 
 
 def _read_body_split(path: Path, data: bytes, header: EcsvHeader, ascii_only: bool) -> pa.Table:
     """A plain body that pyarrow's parse of it as it is got wrong (it failed, or a value
-    kept blanks astropy strips), parsed again as astropy splits its lines."""
+    was quoted after blanks, :func:`_stripped`), parsed again as astropy splits its lines."""
     body = _as_astropy_splits(memoryview(data)[header.body_offset :], header.delimiter)
     try:
         if body is None:
@@ -645,19 +652,40 @@ def _read_body_split(path: Path, data: bytes, header: EcsvHeader, ascii_only: bo
     return _finished(path, data, table, header)
 
 
-def _blank_ended(table: pa.Table) -> bool:
-    """Whether a text value starts or ends with a blank or a tab. Only a quoted value can
-    (unquoted ones end at blanks), or one beside a tab or, with commas, a blank; astropy
-    strips every value. Four tests of each text column's value ends: no scan of the bytes."""
+def _blank_ended(table: pa.Table) -> list[str]:
+    """The text columns with a value that starts or ends with a blank or a tab. Only a
+    quoted value can (unquoted ones end at blanks), or one beside a tab or, with commas, a
+    blank. Four tests of each text column's value ends: no scan of the bytes."""
     import pyarrow.compute as pc
 
-    for column in table.itercolumns():
-        if pa.types.is_string(column.type):
-            for edge in (pc.starts_with, pc.ends_with):
-                for blank in (" ", "\t"):
-                    if pc.any(edge(column, blank)).as_py():
-                        return True
-    return False
+    return [
+        name
+        for name, column in zip(table.column_names, table.itercolumns())
+        if pa.types.is_string(column.type)
+        and any(
+            pc.any(edge(column, blank)).as_py()
+            for edge in (pc.starts_with, pc.ends_with)
+            for blank in (" ", "\t")
+        )
+    ]
+
+
+def _stripped(table: pa.Table, delimiter: str) -> pa.Table | None:
+    """A plain body's table with its text values as astropy reads them: stripped of blanks
+    and tabs at their ends (:func:`_blank_ended`), a value left empty missing. ``None``
+    when, with commas, a value is blanks and then a quote: astropy skips the blanks and reads
+    the quoted text, which only the split of its lines gives (:func:`_as_astropy_splits`)."""
+    import pyarrow.compute as pc
+
+    for name in _blank_ended(table):
+        at = table.schema.get_field_index(name)
+        column = table.column(at)
+        if delimiter == "," and pc.any(pc.match_substring_regex(column, '^[ \t]+"')).as_py():
+            return None
+        column = pc.utf8_trim(column, " \t")
+        column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+        table = table.set_column(at, table.schema.field(at), column)
+    return table
 
 
 def _astropy_dialect(delimiter: str) -> dict[str, Any]:
@@ -785,12 +813,13 @@ def _rows(data: bytes, header: EcsvHeader) -> Iterator[tuple[int, list[str]]]:
     """Each body row as astropy reads it, with the line it starts on (slow: for errors)."""
     import csv
 
-    text = data[header.body_offset :].decode("utf-8", "replace").splitlines()
+    text = data[header.body_offset :].decode("utf-8", "replace").split("\n")
     # a field of any length pyarrow holds (the default limit, 128 kB, is below a big wcs)
     csv.field_size_limit(max(csv.field_size_limit(), len(data)))
-    kept = [
+    kept = [  # lines numbered by '\n'; astropy also breaks them at '\r', U+2028, …
         (header.names_line + 1 + i, stripped)
-        for i, line in enumerate(text)
+        for i, physical in enumerate(text)
+        for line in physical.splitlines()
         if (stripped := line.strip()) and not stripped.startswith("#")
     ]
     reader = csv.reader((line + "\n" for _, line in kept), **_astropy_dialect(header.delimiter))
@@ -936,38 +965,41 @@ def _decode_time_mixins(path: Path, table: pa.Table, header: EcsvHeader) -> pa.T
 
 
 def _time_column(path: Path, table: pa.Table, name: str, spec: dict) -> pa.Table:
+    import pyarrow.compute as pc
     from astropy.time import Time
 
     _offline_iers()
     fmt, scale = spec.get("format", "isot"), spec.get("scale", "utc")
-    parts = {k: v for k, v in spec.items() if hasattr(v, "name") or isinstance(v, dict)}
-    value_names = {k: (getattr(v, "name", None) or v.get("name")) for k, v in parts.items()}
-    mask = None
+    value_names = {k: _stored_in(v) for k, v in spec.items() if isinstance(v, dict)}
     try:
-        if "jd1" in value_names and "jd2" in value_names:
-            jd1 = table.column(value_names["jd1"]).to_numpy(zero_copy_only=False)
-            jd2 = table.column(value_names["jd2"]).to_numpy(zero_copy_only=False)
-            t = Time(jd1, jd2, format="jd", scale=scale)
+        if value_names.get("jd1") and value_names.get("jd2"):
             consumed = [value_names["jd1"], value_names["jd2"]]
+            raw1, raw2 = (table.column(c) for c in consumed)
+            mask = pc.or_(raw1.is_null(), raw2.is_null()).to_numpy(zero_copy_only=False)
+            # a missing time as J2000 until masked (any JD would do; a far one warns)
+            jd1 = raw1.fill_null(2451545.0).to_numpy(zero_copy_only=False)
+            jd2 = raw2.fill_null(0.0).to_numpy(zero_copy_only=False)
+            t = Time(jd1, jd2, format="jd", scale=scale)
         else:
-            col = value_names.get("value", name)
-            raw = table.column(col)
-            values = raw.to_numpy(zero_copy_only=False)
-            mask = raw.is_null().to_numpy(zero_copy_only=False)
-            fill = "2000-01-01T00:00:00" if pa.types.is_string(raw.type) else 0.0
-            values = np.where(mask, fill, values) if mask.any() else values
-            if pa.types.is_string(raw.type):
-                values = values.astype(str)
-            t = Time(values, format=fmt, scale=scale)
+            col = value_names.get("value") or name
             consumed = [col]
-    except (ValueError, KeyError) as exc:
+            raw = table.column(col)
+            mask = raw.is_null().to_numpy(zero_copy_only=False)
+            t = None
+            if not mask.all():  # a missing value as a present one until masked (its format)
+                filled = raw.fill_null(raw.drop_null()[0]) if mask.any() else raw
+                values = filled.to_numpy(zero_copy_only=False)
+                if pa.types.is_string(raw.type):
+                    values = values.astype(str)
+                t = Time(values, format=fmt, scale=scale)
+    except (ValueError, KeyError, TypeError, pa.ArrowException) as exc:
         raise FormatError(
             path, f"Time column cannot be decoded ({fmt}, {scale}): {exc}", column=name
         ) from None
-    stamps = utc_datetime64(t)
-    array = pa.array(
-        stamps, pa.timestamp("us"), mask=mask if mask is not None and mask.any() else None
-    )
+    if t is None:  # every value missing
+        array = pa.nulls(table.num_rows, pa.timestamp("us"))
+    else:
+        array = pa.array(utc_datetime64(t), pa.timestamp("us"), mask=mask if mask.any() else None)
     first = table.column_names.index(consumed[0])
     old = table.schema.field(consumed[0])
     md = dict(old.metadata or {})
@@ -975,6 +1007,15 @@ def _time_column(path: Path, table: pa.Table, name: str, spec: dict) -> pa.Table
     for c in consumed:
         table = table.remove_column(table.column_names.index(c))
     return table.add_column(first, pa.field(name, array.type, metadata=md), array)
+
+
+def _stored_in(component: dict) -> str | None:
+    """The column a serialized Time component is stored in: its ``name``, or, for a masked
+    one (astropy 8 writes ``{__class__: …MaskedNDArray, data: {name: …}}``; its missing
+    values are nulls), its ``data``'s."""
+    name = component.get("name")
+    data = component.get("data")
+    return name if name is not None or not isinstance(data, dict) else _stored_in(data)
 
 
 #: field metadata of a column decoded from an astropy Time mixin: its attributes as JSON
