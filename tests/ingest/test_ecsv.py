@@ -841,3 +841,19 @@ def test_blank_padded_values_are_stripped_without_splitting_lines(
     for table in _both_reads(path):
         assert_equals_astropy(path, table)
     assert bool(calls) == split
+
+
+@pytest.mark.parametrize("odd", ["", "# a comment line\n"])
+def test_a_quoted_value_over_lines_longer_than_a_block_reads(tmp_path, monkeypatch, odd):
+    """Each line fits a parse block, the value does not: blocks grow until a row fits."""
+    import nightlake.ingest.ecsv as ecsv_module
+
+    monkeypatch.setattr(ecsv_module, "BLOCK_BYTES", 64)
+    value = "\n".join(["w" * 40] * 6)
+    path = tmp_path / "t.ecsv"
+    Table({"a": [1, 2], "b": [value, "y"]}).write(path, format="ascii.ecsv")
+    head, names, body = path.read_text().partition("\na b\n")
+    path.write_text(head + names + odd + body)
+    for table in _both_reads(path):
+        assert table.column("b").to_pylist() == [value, "y"]
+        assert_equals_astropy(path, table)

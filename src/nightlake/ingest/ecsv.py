@@ -610,26 +610,10 @@ def _read_body(path: Path, data: bytes, header: EcsvHeader) -> pa.Table:
         )
     ascii_only = data.isascii()
     try:
-        try:
-            table = _parse_body(body, header, ascii_only, BLOCK_BYTES, not plain)
-        except pa.ArrowInvalid as exc:
-            if plain and "straddl" not in str(exc):
-                # several blanks between values (a hand-aligned file): as astropy splits
-                # them, or the error located in the lines as it reads them
-                return _read_body_split(path, data, header, ascii_only)
-            if "straddl" not in str(exc):
-                raise
-            # a line longer than a block (a huge wcs): measured only now, so the usual file
-            # pays nothing for it
-            longest = _longest_line(body)
-            if longest >= MAX_BLOCK_BYTES:
-                raise FormatError(
-                    path,
-                    f"a line of {longest} bytes is longer than pyarrow can "
-                    f"read ({MAX_BLOCK_BYTES} bytes)",
-                ) from None
-            table = _parse_body(body, header, ascii_only, max(BLOCK_BYTES, longest + 1), not plain)
+        table = _parse_sized(path, body, header, ascii_only, not plain)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        if plain:  # several blanks between values (a hand-aligned file): as astropy splits
+            return _read_body_split(path, data, header, ascii_only)  # them, or located there
         raise _locate_body_error(path, data, header, column_types, exc) from None
     if plain:
         table = _stripped(table, header.delimiter)
@@ -645,8 +629,7 @@ def _read_body_split(path: Path, data: bytes, header: EcsvHeader, ascii_only: bo
     try:
         if body is None:
             raise pa.ArrowInvalid("not UTF-8")
-        block = max(BLOCK_BYTES, _longest_line(body) + 1)
-        table = _parse_body(body, header, ascii_only, block, True)
+        table = _parse_sized(path, body, header, ascii_only, True)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _locate_body_error(path, data, header, header.column_set.parse_types, exc) from None
     return _finished(path, data, table, header)
@@ -725,6 +708,27 @@ def _as_astropy_splits(body, delimiter: str) -> bytes | None:
     for row in csv.reader((line + "\n" for line in lines), **_astropy_dialect(delimiter)):
         writer.writerow([value.strip(" \t") for value in row])
     return out.getvalue().encode()
+
+
+def _parse_sized(path: Path, body, header: EcsvHeader, ascii_only: bool, newlines: bool):
+    """:func:`_parse_body` in blocks of :data:`BLOCK_BYTES`, or, where a row straddles
+    blocks (a huge ``wcs``, a quoted value over many lines), of its longest line's length,
+    doubled while a row still does: measured only then, so the usual file pays nothing."""
+    block = BLOCK_BYTES
+    while True:
+        try:
+            return _parse_body(body, header, ascii_only, block, newlines)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or block >= MAX_BLOCK_BYTES:
+                raise
+        longest = _longest_line(body)
+        if longest >= MAX_BLOCK_BYTES:
+            raise FormatError(
+                path,
+                f"a line of {longest} bytes is longer than pyarrow can read "
+                f"({MAX_BLOCK_BYTES} bytes)",
+            )
+        block = min(MAX_BLOCK_BYTES, max(2 * block, longest + 1))
 
 
 def _longest_line(body) -> int:
