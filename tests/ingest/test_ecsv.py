@@ -857,3 +857,48 @@ def test_a_quoted_value_over_lines_longer_than_a_block_reads(tmp_path, monkeypat
     for table in _both_reads(path):
         assert table.column("b").to_pylist() == [value, "y"]
         assert_equals_astropy(path, table)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ecsv_tables(), st.booleans())
+def test_masked_columns_written_as_data_and_mask_read_as_in_astropy(
+    tmp_path_factory, table, streamed
+):
+    """``serialize_method="data_mask"``: each masked column's values and a ``.mask`` column;
+    its masked values are missing and the mask column goes, as in astropy."""
+    import warnings
+
+    from astropy.table import MaskedColumn
+
+    import nightlake.ingest.ecsv as ecsv_module
+
+    path = tmp_path_factory.mktemp("ecsv") / "t.ecsv"
+    table.write(path, format="ascii.ecsv", serialize_method={MaskedColumn: "data_mask"})
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if streamed:
+            patch.setattr(ecsv_module, "PARALLEL_BYTES", 0)
+        got = read_ecsv(path).table
+        assert not [n for n in got.column_names if n.endswith(".mask")]
+        assert_equals_astropy(path, got)
+
+
+def test_a_data_and_mask_column_reads_its_masked_values_as_missing(tmp_path):
+    from astropy.table import MaskedColumn
+
+    path = tmp_path / "t.ecsv"
+    Table(
+        {
+            "i": MaskedColumn([1, 2, 3], mask=[False, True, False]),
+            "s": MaskedColumn(["a", "", "c"], mask=[False, False, True]),
+            "f": MaskedColumn([1.5, 2.5, 3.5], mask=[True, False, False]),
+        }
+    ).write(path, format="ascii.ecsv", serialize_method="data_mask")
+    assert "i.mask" in path.read_text()
+    for table in _both_reads(path):
+        assert table.to_pylist() == [
+            {"i": 1, "s": "a", "f": None},
+            {"i": None, "s": "", "f": 2.5},
+            {"i": 3, "s": None, "f": 3.5},
+        ]
+        assert_equals_astropy(path, table)

@@ -11,10 +11,12 @@ The result equals astropy's reading cell for cell:
 - ``subtype: float64[3,2]`` (fixed shape) and ``float64[null]`` (variable length) become
   Arrow lists;
 - astropy Time mixins (``__serialized_columns__``) become ``timestamp[us]`` in UTC, their
-  format, scale and precision kept in the field metadata (``astropy_time``);
+  format, scale and precision kept in the field metadata (``astropy_time``), masked ones too;
+- masked columns written as data and mask (``serialize_method="data_mask"``) become one
+  column, their masked values null;
 - kbmod "packed" tables (``is_packed``/``shared_cols``) are unpacked into columns;
-- comment lines (``#`` after blanks) and blank lines are skipped and blanks at a line's ends
-  stripped, as astropy reads lines;
+- comment lines (``#`` after blanks) and blank lines are skipped, blanks at a line's ends
+  stripped, lines split and each value stripped of blanks and tabs, as astropy reads them;
 - column unit, description, format, meta and the ECSV datatype go into the Arrow field
   metadata, the table meta and the header text into the schema metadata.
 
@@ -221,6 +223,7 @@ def read_ecsv(path: str | os.PathLike[str]) -> EcsvTable:
         os.close(fd)
     header, table, sha256 = read or _read_in_memory(path, data)
     table, unpacked = _unpack_kbmod(path, table, header)
+    table = _apply_masks(path, table, header)
     table = _decode_time_mixins(path, table, header)
     consumed = {
         "__serialized_columns__",
@@ -959,6 +962,40 @@ def _unpack_kbmod(path: Path, table: pa.Table, header: EcsvHeader) -> tuple[pa.T
 
 
 # -- astropy Time mixins ----------------------------------------------------------------------
+_MASKED_COLUMN = "astropy.table.column.MaskedColumn"
+
+
+def _apply_masks(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
+    """Masked columns astropy wrote with ``serialize_method="data_mask"``: each value as it
+    is, and (when one is masked) a ``<name>.mask`` column of bools. As astropy reads them,
+    masked values become missing, the mask column goes, and an empty text is empty (the
+    parse made it missing: such a column's data has no missing values of its own)."""
+    import pyarrow.compute as pc
+
+    serialized = header.meta.get("__serialized_columns__") or {}
+    for name, spec in serialized.items():
+        if not isinstance(spec, dict) or spec.get("__class__") != _MASKED_COLUMN:
+            continue
+        data_name = _stored_in(spec.get("data") or {})
+        mask_name = _stored_in(spec.get("mask") or {}) if spec.get("mask") else None
+        names = table.column_names
+        if data_name not in names or (mask_name is not None and mask_name not in names):
+            raise FormatError(path, f"masked column {name!r}: its data or mask column is missing")
+        at = names.index(data_name)
+        data = table.column(at)
+        if pa.types.is_string(data.type):
+            data = data.fill_null("")
+        if mask_name is not None:
+            mask = table.column(mask_name)
+            if not pa.types.is_boolean(mask.type):
+                raise FormatError(path, f"masked column {name!r}: its mask is not bool")
+            data = pc.if_else(mask.fill_null(False), pa.scalar(None, data.type), data)
+        table = table.set_column(at, table.schema.field(at), data)
+        if mask_name is not None:
+            table = table.remove_column(table.column_names.index(mask_name))
+    return table
+
+
 def _decode_time_mixins(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
     serialized = header.meta.get("__serialized_columns__") or {}
     for name, spec in serialized.items():
