@@ -902,3 +902,57 @@ def test_a_data_and_mask_column_reads_its_masked_values_as_missing(tmp_path):
             {"i": 3, "s": None, "f": 3.5},
         ]
         assert_equals_astropy(path, table)
+
+
+def _data_mask_table(kind: str):
+    from astropy.table import MaskedColumn, QTable
+
+    if kind == "json":
+        values = np.array([{"a": 1}, [1, 2], None], dtype=object)
+        return Table({"o": MaskedColumn(values, mask=[False, True, False])})
+    if kind == "2-d elements":
+        values = np.arange(6.0).reshape(3, 2)
+        return Table({"m": MaskedColumn(values, mask=[[0, 1], [0, 0], [1, 1]])})
+    if kind == "3-d elements":
+        values = np.arange(12.0).reshape(2, 3, 2)
+        return Table({"m": MaskedColumn(values, mask=np.arange(12).reshape(2, 3, 2) % 5 == 0)})
+    import astropy.units as u
+    from astropy.utils.masked import Masked
+
+    return QTable({"q": Masked([1.0, 2.0, 3.0] * u.m, mask=[False, True, False]), "a": [1, 2, 3]})
+
+
+@pytest.mark.parametrize("kind", ["json", "2-d elements", "3-d elements", "quantity"])
+def test_masked_arrays_written_as_data_and_mask_read_as_in_astropy(tmp_path, kind):
+    """A JSON column, masks per element of an array column, a masked Quantity (its mask
+    inside the Quantity's value)."""
+    import warnings
+
+    path = tmp_path / "t.ecsv"
+    _data_mask_table(kind).write(path, format="ascii.ecsv", serialize_method="data_mask")
+    assert ".mask" in path.read_text().split("# schema")[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for table in _both_reads(path):
+            assert not [n for n in table.column_names if n.endswith(".mask")]
+            assert table.column(0).null_count or kind.endswith("elements")
+            assert_equals_astropy(path, table)
+
+
+_MASKED = "astropy.table.column.MaskedColumn"
+
+
+@pytest.mark.parametrize(
+    "serialized",
+    [
+        "# - __serialized_columns__: [1, 2]",
+        f"# - __serialized_columns__:\n#     b: {{__class__: {_MASKED}, data: b}}",
+        f"# - __serialized_columns__:\n#     b:\n#       __class__: {_MASKED}\n"
+        "#       data: !astropy.table.SerializedColumn {name: b}\n#       mask: 3",
+    ],
+    ids=["not a mapping", "data not a column", "mask not a column"],
+)
+def test_a_broken_serialized_columns_entry_is_one_error_line(tmp_path, serialized):
+    text = GOOD.replace("# schema", f"# meta: !!omap\n{serialized}\n# schema")
+    msg = _error(tmp_path, text)
+    assert "__serialized_columns__" in msg or "masked column 'b'" in msg

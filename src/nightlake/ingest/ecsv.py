@@ -965,40 +965,82 @@ def _unpack_kbmod(path: Path, table: pa.Table, header: EcsvHeader) -> tuple[pa.T
 _MASKED_COLUMN = "astropy.table.column.MaskedColumn"
 
 
-def _apply_masks(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
-    """Masked columns astropy wrote with ``serialize_method="data_mask"``: each value as it
-    is, and (when one is masked) a ``<name>.mask`` column of bools. As astropy reads them,
-    masked values become missing, the mask column goes, and an empty text is empty (the
-    parse made it missing: such a column's data has no missing values of its own)."""
-    import pyarrow.compute as pc
-
+def _serialized(path: Path, header: EcsvHeader) -> dict[str, Any]:
+    """The header's ``__serialized_columns__``: how astropy stored its mixin columns."""
     serialized = header.meta.get("__serialized_columns__") or {}
-    for name, spec in serialized.items():
-        if not isinstance(spec, dict) or spec.get("__class__") != _MASKED_COLUMN:
-            continue
-        data_name = _stored_in(spec.get("data") or {})
-        mask_name = _stored_in(spec.get("mask") or {}) if spec.get("mask") else None
-        names = table.column_names
-        if data_name not in names or (mask_name is not None and mask_name not in names):
-            raise FormatError(path, f"masked column {name!r}: its data or mask column is missing")
-        at = names.index(data_name)
-        data = table.column(at)
-        if pa.types.is_string(data.type):
-            data = data.fill_null("")
-        if mask_name is not None:
-            mask = table.column(mask_name)
-            if not pa.types.is_boolean(mask.type):
-                raise FormatError(path, f"masked column {name!r}: its mask is not bool")
-            data = pc.if_else(mask.fill_null(False), pa.scalar(None, data.type), data)
-        table = table.set_column(at, table.schema.field(at), data)
-        if mask_name is not None:
-            table = table.remove_column(table.column_names.index(mask_name))
+    if not isinstance(serialized, dict):
+        raise FormatError(path, "__serialized_columns__ is not a mapping")
+    return serialized
+
+
+def _masked_arrays(spec: Any) -> Iterator[tuple[dict, bool]]:
+    """Each masked array stored in a serialized column's spec (a MaskedColumn, or a
+    MaskedNDArray inside a Quantity or Time), with whether it is a MaskedColumn."""
+    if not isinstance(spec, dict):
+        return
+    kind = str(spec.get("__class__", ""))
+    if kind == _MASKED_COLUMN or kind.endswith(".MaskedNDArray"):
+        yield spec, kind == _MASKED_COLUMN
+    for value in spec.values():
+        yield from _masked_arrays(value)
+
+
+def _apply_masks(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
+    """Masked arrays astropy wrote as data and mask (``serialize_method="data_mask"``, or a
+    masked Quantity's): each value as it is, and (when one is masked) a ``<name>.mask``
+    column of bools, one per row or (an array column) per element. As astropy reads them,
+    masked values become missing and the mask column goes. A MaskedColumn's empty text is
+    empty (the parse made it missing: its data has no missing values of its own); a masked
+    array without a mask column keeps its missing values as its mask (Time's)."""
+    for name, spec in _serialized(path, header).items():
+        for masked, is_column in _masked_arrays(spec):
+            data_name = _stored_in(masked.get("data"))
+            mask_name = _stored_in(masked.get("mask")) if "mask" in masked else None
+            names = table.column_names
+            if data_name not in names or ("mask" in masked and mask_name not in names):
+                raise FormatError(
+                    path, f"masked column {name!r}: its data or mask column is missing"
+                )
+            at = names.index(data_name)
+            data = table.column(at).combine_chunks()
+            if is_column and pa.types.is_string(data.type):
+                data = data.fill_null("")
+            if mask_name is not None:
+                mask = table.column(mask_name).combine_chunks()
+                try:
+                    data = _masked(data, mask)
+                except (TypeError, pa.ArrowException):
+                    raise FormatError(
+                        path, f"masked column {name!r}: its mask does not fit its values"
+                    ) from None
+            table = table.set_column(at, table.schema.field(at), data)
+            if mask_name is not None:
+                table = table.remove_column(table.column_names.index(mask_name))
     return table
 
 
+def _masked(data: pa.Array, mask: pa.Array) -> pa.Array:
+    """``data`` missing where ``mask`` is true: a bool per row, or per element of a
+    fixed-shape array column (lists of bools of the same shape)."""
+    import pyarrow.compute as pc
+
+    if isinstance(data.type, pa.BaseExtensionType):  # arrow.json: its text
+        return pa.ExtensionArray.from_storage(data.type, _masked(data.storage, mask))
+    if pa.types.is_boolean(mask.type):
+        return pc.if_else(mask.fill_null(False), pa.scalar(None, data.type), data)
+    if not (pa.types.is_fixed_size_list(data.type) and pa.types.is_fixed_size_list(mask.type)):
+        raise TypeError("a mask of another shape")
+    if data.type.list_size != mask.type.list_size or data.offset or mask.offset:
+        raise TypeError("a mask of another shape")
+    inner = _masked(data.values, mask.values)
+    rows = data.is_null()
+    return pa.FixedSizeListArray.from_arrays(
+        inner, data.type.list_size, mask=rows if rows.true_count else None
+    )
+
+
 def _decode_time_mixins(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
-    serialized = header.meta.get("__serialized_columns__") or {}
-    for name, spec in serialized.items():
+    for name, spec in _serialized(path, header).items():
         if not isinstance(spec, dict) or spec.get("__class__") != _TIME_CLASS:
             continue  # other mixins (SkyCoord, …) stay as their component columns
         table = _time_column(path, table, name, spec)
@@ -1050,13 +1092,14 @@ def _time_column(path: Path, table: pa.Table, name: str, spec: dict) -> pa.Table
     return table.add_column(first, pa.field(name, array.type, metadata=md), array)
 
 
-def _stored_in(component: dict) -> str | None:
-    """The column a serialized Time component is stored in: its ``name``, or, for a masked
-    one (astropy 8 writes ``{__class__: …MaskedNDArray, data: {name: …}}``; its missing
-    values are nulls), its ``data``'s."""
+def _stored_in(component: Any) -> str | None:
+    """The column a serialized component is stored in: its ``name``, or, for a masked one
+    (astropy 8 writes ``{__class__: …MaskedNDArray, data: {name: …}}``), its ``data``'s;
+    ``None`` for anything else."""
+    if not isinstance(component, dict):
+        return None
     name = component.get("name")
-    data = component.get("data")
-    return name if name is not None or not isinstance(data, dict) else _stored_in(data)
+    return name if isinstance(name, str) else _stored_in(component.get("data"))
 
 
 #: field metadata of a column decoded from an astropy Time mixin: its attributes as JSON
