@@ -699,17 +699,9 @@ def _as_astropy_splits(body, delimiter: str) -> bytes | None:
         text = bytes(body).decode("utf-8")
     except UnicodeDecodeError:
         return None
-    lines = [
-        stripped
-        for line in text.splitlines()
-        if (stripped := line.strip()) and not stripped.startswith("#")
-    ]
-    csv.field_size_limit(max(csv.field_size_limit(), len(body)))
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, quotechar='"', lineterminator="\n")
-    # each line with its newline, as astropy gives them: a quoted value may span lines
-    for row in csv.reader((line + "\n" for line in lines), **_astropy_dialect(delimiter)):
-        writer.writerow([value.strip(" \t") for value in row])
+    writer.writerows(row for _, row in _rows(text, delimiter))
     return out.getvalue().encode()
 
 
@@ -816,24 +808,32 @@ def _finish_columns(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _rows(data: bytes, header: EcsvHeader) -> Iterator[tuple[int, list[str]]]:
-    """Each body row as astropy reads it, with the line it starts on (slow: for errors)."""
+def _rows(text: str, delimiter: str, first: int = 1) -> Iterator[tuple[int, list[str]]]:
+    """Each row of a body's ``text`` as astropy reads it (comment and blank lines dropped,
+    each line stripped and given its newline, so a quoted value may span lines; split by
+    csv in its dialect; each value stripped of blanks and tabs), with the line it starts on
+    (``first``: the body's first line's number). Python speed."""
     import csv
 
-    text = data[header.body_offset :].decode("utf-8", "replace").split("\n")
     # a field of any length pyarrow holds (the default limit, 128 kB, is below a big wcs)
-    csv.field_size_limit(max(csv.field_size_limit(), len(data)))
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     kept = [  # lines numbered by '\n'; astropy also breaks them at '\r', U+2028, …
-        (header.names_line + 1 + i, stripped)
-        for i, physical in enumerate(text)
+        (first + i, stripped)
+        for i, physical in enumerate(text.split("\n"))
         for line in physical.splitlines()
         if (stripped := line.strip()) and not stripped.startswith("#")
     ]
-    reader = csv.reader((line + "\n" for _, line in kept), **_astropy_dialect(header.delimiter))
+    reader = csv.reader((line + "\n" for _, line in kept), **_astropy_dialect(delimiter))
     taken = 0  # lines the reader has taken: a row starts at the next (a value spans lines)
     for row in reader:
         lineno, taken = kept[taken][0], reader.line_num
         yield lineno, [value.strip(" \t") for value in row]
+
+
+def _body_rows(data: bytes, header: EcsvHeader) -> Iterator[tuple[int, list[str]]]:
+    """:func:`_rows` of a file's body, numbered as the file's lines (for errors)."""
+    text = data[header.body_offset :].decode("utf-8", "replace")
+    return _rows(text, header.delimiter, header.names_line + 1)
 
 
 class _RowError(Exception):
@@ -850,7 +850,7 @@ def _finished(path: Path, data: bytes, table: pa.Table, header: EcsvHeader) -> p
     try:
         return _finish_columns(path, table, header)
     except _RowError as err:
-        line = next(itertools.islice(_rows(data, header), err.row, None), (None,))[0]
+        line = next(itertools.islice(_body_rows(data, header), err.row, None), (None,))[0]
         raise FormatError(path, err.message, line=line, column=err.column) from None
 
 
@@ -864,7 +864,7 @@ def _locate_body_error(path, data, header, column_types, exc) -> FormatError:
             path, f"not UTF-8 text (byte 0x{data[at]:02x})", line=data.count(b"\n", 0, at) + 1
         )
     names = [c.name for c in header.columns]
-    for lineno, row in _rows(data, header):
+    for lineno, row in _body_rows(data, header):
         if len(row) != len(names):
             return FormatError(path, f"expected {len(names)} fields, found {len(row)}", line=lineno)
         for name, value in zip(names, row):
