@@ -1002,8 +1002,11 @@ def _apply_masks(path: Path, table: pa.Table, header: EcsvHeader) -> pa.Table:
                     path, f"masked column {name!r}: its data or mask column is missing"
                 )
             at = names.index(data_name)
+            text = is_column and pa.types.is_string(table.schema.field(at).type)
+            if mask_name is None and not text:
+                continue  # no mask column: its missing values are its mask (Time's)
             data = table.column(at).combine_chunks()
-            if is_column and pa.types.is_string(data.type):
+            if text:
                 data = data.fill_null("")
             if mask_name is not None:
                 mask = table.column(mask_name).combine_chunks()
