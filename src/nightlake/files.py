@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,15 +83,20 @@ def file_stamp(
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
-    """Flush a file or directory to disk (no-op where a directory cannot be opened)."""
+    """Flush a file or directory to disk. A file that cannot be flushed raises: its data may
+    not be on disk, so it must not replace anything. A directory that cannot be opened or
+    flushed is passed over (some file systems refuse both)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return
+        if os.path.isdir(path):
+            return
+        raise
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise
     finally:
         os.close(fd)
 

@@ -61,6 +61,20 @@ REFUSED = [
     "ATTACH 'e6.db' (ACCESS_MODE 'read_write')",
     "ATTACH IF NOT EXISTS 'e7.db' AS e (TYPE duckdb)",
     "SELECT 1; ATTACH 'e8.db' AS e -- (READ_ONLY)",
+    # ATTACH whose path is an expression: a literal ':memory:' in it need not be the path
+    "ATTACH if(false, ':memory:', 'e9.db') AS v; CREATE TABLE v.t AS SELECT 1",
+    "ATTACH if(false, ':memory:', '{lake}/images/planted.duckdb') AS v (READ_ONLY)",
+    "ATTACH 'e10' || '.db' AS v",
+    "ATTACH IF NOT EXISTS ('e11.db') AS v",
+    # table functions that act, called in a query, a view or a macro
+    "SELECT * FROM json_execute_serialized_sql(json_serialize_sql("
+    "'WITH x AS (COPY (SELECT 42 AS n) TO ''{lake}/nightlake.json'' (FORMAT json)) FROM x'))",
+    "CREATE TEMP VIEW v AS SELECT * FROM json_execute_serialized_sql(json_serialize_sql("
+    "'WITH x AS (COPY (SELECT 1) TO ''v.csv'') FROM x')); SELECT * FROM v",
+    "CREATE TEMP MACRO m() AS TABLE SELECT * FROM json_execute_serialized_sql("
+    "json_serialize_sql('WITH x AS (COPY (SELECT 1) TO ''m.csv'') FROM x')); FROM m()",
+    "SELECT * FROM force_checkpoint()",
+    "SELECT * FROM truncate_duckdb_logs()",
     # secrets
     "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
     "create or replace persistent secret s (type http)",
@@ -257,6 +271,39 @@ def test_the_connection_is_locked(place):
     assert not Path(setting["temp_directory"]).resolve().is_relative_to(cwd.resolve())
     table = Lake(lake).sql("SELECT current_setting('lock_configuration') AS locked")
     assert table.column("locked").to_pylist() == [True]
+
+
+def test_an_attach_the_engine_reports_writable_is_detached_and_refused(tmp_path):
+    """The check after an ATTACH reads DuckDB's own catalog, whatever the text said."""
+    from nightlake.errors import ReadOnlyError
+    from nightlake.query.stream import check_attached
+
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{tmp_path / 'w.duckdb'}' AS w")
+    con.execute("ATTACH ':memory:' AS scratch")
+    with pytest.raises(ReadOnlyError, match="attached writable"):
+        check_attached(con)
+    names = {
+        row[0] for row in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+    }
+    assert "w" not in names and "scratch" in names
+    check_attached(con)  # in memory only: nothing to say
+
+
+def test_every_table_function_of_this_duckdb_is_known_to_read_or_to_act():
+    """A DuckDB that brings a table function fails here until it is put in one set: the plan
+    check refuses any function it does not know to only read."""
+    from nightlake.query.stream import ACTING_TABLE_FUNCTIONS, READING_TABLE_FUNCTIONS
+
+    con = duckdb.connect()
+    found = {
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'table'"
+        ).fetchall()
+    }
+    assert not READING_TABLE_FUNCTIONS & ACTING_TABLE_FUNCTIONS
+    assert found - READING_TABLE_FUNCTIONS - ACTING_TABLE_FUNCTIONS == set()
 
 
 BAD = [

@@ -271,6 +271,28 @@ def test_on_loopback_only_loopback_host_names_are_answered(web_lake):
         assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
         assert client.get("/", headers={"host": "evil.example:8000"}).status_code == 400
     assert allowed_hosts("0.0.0.0") == ["*"]
+    # every loopback address is loopback: 127.0.0.2 answers its own name and no other
+    assert "*" not in allowed_hosts("127.0.0.2") and "127.0.0.2" in allowed_hosts("127.0.0.2")
+    assert "*" not in allowed_hosts("::1") and allowed_hosts("192.168.1.5") == ["*"]
+
+
+def test_a_bug_of_ours_is_a_500_page_with_the_security_headers(web_lake, monkeypatch):
+    """Starlette answers an unexpected error outside every middleware: the page still
+    carries the CSP and friends, and no traceback."""
+    from starlette.testclient import TestClient
+
+    from nightlake.web import app as web_app
+    from nightlake.web.app import create_app
+
+    def broken(self):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(web_app.Site, "settings", broken)
+    with TestClient(create_app(web_lake), raise_server_exceptions=False) as client:
+        page = client.get("/sql")
+    assert page.status_code == 500 and "Traceback" not in page.text
+    for name, value in web_app.SECURITY_HEADERS:
+        assert page.headers[name.decode()] == value.decode()
 
 
 def test_pages_follow_the_lake_when_it_changes(lake_copy):

@@ -186,3 +186,51 @@ def test_a_query_past_the_time_limit_is_interrupted(capped, url):
     assert "interrupted" in _error(page.text) and "query_seconds" in _error(page.text)
     after = capped.get("/sql", params={"q": "SELECT 42 AS answer"})
     assert _result_cells(after.text) == [["42"]]
+
+
+def test_the_page_reads_the_lake_and_no_other_file(client, web_lake, tmp_path):
+    """A visitor's SQL runs with DuckDB's external access off but for the lake: what the
+    server's user may read elsewhere stays unread, the lake's files stay readable."""
+    from urllib.parse import quote
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for visitors")
+    for outside in (str(secret), f"{web_lake}/../{tmp_path.name}/secret.txt", "/etc/hostname"):
+        page = client.get("/sql?q=" + quote(f"SELECT content FROM read_text('{outside}')"))
+        assert page.status_code == 400 and "not for visitors" not in page.text
+        assert "disabled by configuration" in _error(page.text)
+    listing = client.get("/sql?q=" + quote(f"SELECT count(*) FROM glob('{tmp_path}/*')"))
+    assert listing.status_code == 400
+    inside = client.get(
+        "/sql?q=" + quote(f"SELECT count(*) FROM read_parquet('{web_lake}/images/**/*.parquet')")
+    )
+    assert inside.status_code == 200
+    assert _result_cells(inside.text) == [
+        [str(Lake(web_lake).sql("SELECT count(*) AS n FROM images").column("n")[0])]
+    ]
+    # nightlake sql and Lake.sql are the user's own: they may read their files
+    assert Lake(web_lake).sql(f"SELECT content FROM read_text('{secret}')").num_rows == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+        {"origin": "https://evil.example"},
+    ],
+)
+def test_a_query_another_site_sends_is_shown_not_run(client, headers):
+    """A link or an image on another site's page cannot make the server run SQL: the page
+    shows the query to be read and run from here, a download is refused."""
+    url = "/sql?q=SELECT+count(*)+FROM+images"
+    page = client.get(url, headers=headers)
+    assert page.status_code == 200
+    assert 'id="elsewhere"' in page.text and 'id="result"' not in page.text
+    assert "SELECT count(*) FROM images" in page.text  # in the form, to be read
+    download = client.get("/sql.csv?q=SELECT+1", headers=headers)
+    assert download.status_code == 403 and "another site" in download.text
+    for own in ({"sec-fetch-site": "same-origin"}, {"sec-fetch-site": "none"}, {}):
+        assert 'id="result"' in client.get(url, headers=own).text
+    own_origin = {"origin": "http://testserver"}
+    assert client.get("/sql.csv?q=SELECT+1", headers=own_origin).status_code == 200

@@ -36,8 +36,14 @@ class Lake(LakeDirectory):
     >>> lake.sql("SELECT night, count(*) n FROM images GROUP BY night") # doctest: +SKIP
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, confined: bool = False
+    ) -> None:
+        """``confined``: user SQL reads the lake's files and no others (DuckDB's external
+        access off but for the lake's directory): what ``nightlake serve`` runs, where the
+        SQL comes from whoever reaches the page."""
         super().__init__(path)
+        self.confined = confined
         self._connection: tuple | None = None  # (disk state, connection) for sql()
         self._connection_lock = threading.Lock()
 

@@ -9,9 +9,11 @@ things are settled here once:
 * read-only: a query may read anything and build temporary tables, but no statement may
   write files or change settings. DuckDB decides, not the words of the query: the parsed
   statement types against an allowlist (:func:`check_read_only`), the plan of each statement
-  right before it runs (:func:`check_plan`: a COPY may hide in a CTE, a view or a macro), and
-  a connection that cannot install or load extensions, keeps no secrets on disk and has its
-  configuration locked (:func:`lock_down`) — so a query cannot modify the lake;
+  right before it runs (:func:`check_plan`: a COPY may hide in a CTE, a view or a macro, and
+  only table functions known to read may be called), an ATTACH's result in DuckDB's own
+  catalog (:func:`check_attached`), and a connection that cannot install or load extensions,
+  keeps no secrets on disk and has its configuration locked (:func:`lock_down`) — so a query
+  cannot modify the lake;
 * errors: DuckDB's multi-line message becomes one line that keeps the position
   (``line 2, column 8``) of the offending token.
 """
@@ -21,12 +23,12 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import QueryError, ReadOnlyError, UsageError
-from nightlake.sql import sql_string
+from nightlake.sql import sql_identifier, sql_string
 
 if TYPE_CHECKING:
     import duckdb
@@ -147,12 +149,21 @@ def _object_reason(words: list[str]) -> str | None:
 
 
 def _attach_reason(text: str) -> str | None:
-    """ATTACH only read-only (by its parsed options) or of a new in-memory database."""
+    """ATTACH only read-only (by its parsed options) or of a new in-memory database, its path
+    one string literal (DuckDB takes an expression there, which could pick any path).
+    :func:`check_attached` checks the result in the engine's own catalog after it runs."""
     words = _words(text)
     while words and words[-1][2] == ";":
         words.pop()
-    strings = [w for _, kind, w in words if kind == "string"]
-    if strings and strings[0] == "':memory:'":
+    at = 1
+    for optional in ("DATABASE", "IF", "NOT", "EXISTS"):
+        if at < len(words) and words[at][2] == optional:
+            at += 1
+    path = words[at] if at < len(words) else None
+    after = words[at + 1][2] if at + 1 < len(words) else None
+    if path is None or path[1] != "string" or after not in (None, "AS", "("):
+        return "ATTACH's path must be one string literal"
+    if path[2] == "':memory:'":
         return None
     if not words or words[-1][2] != ")":
         return "ATTACH without (READ_ONLY) may create or modify a database file"
@@ -179,6 +190,21 @@ def _attach_reason(text: str) -> str | None:
     if not read_only:
         return "ATTACH without (READ_ONLY) may create or modify a database file"
     return None
+
+
+def check_attached(con) -> None:
+    """After an ATTACH: every database the connection has attached is in memory or read-only,
+    by DuckDB's own catalog (``duckdb_databases()``); else it is detached and refused."""
+    writable = con.execute(
+        "SELECT database_name, path FROM duckdb_databases() "
+        "WHERE NOT internal AND path IS NOT NULL AND NOT readonly"
+    ).fetchall()
+    for name, _ in writable:
+        con.execute(f"DETACH {sql_identifier(name)}")
+    if writable:
+        raise ReadOnlyError(
+            _refused(f"{writable[0][1]} was attached writable", f"ATTACH {writable[0][1]}")
+        )
 
 
 def _explained(text: str) -> list:
@@ -299,6 +325,41 @@ def check_read_only(query: str, statements: list | None = None, con=None) -> Non
 
 #: Physical operators that write files.
 _WRITING_OPERATORS = ("COPY_TO_FILE", "EXPORT")
+#: Table functions a plan may call: each reads (files, catalogs, settings) and nothing else.
+#: A plan shows a table function as an operator with ``extra_info.Function``; any function
+#: not named here is refused, so one a new DuckDB brings is refused until it is looked at
+#: (a test lists DuckDB's table functions and holds each to one of these two sets).
+READING_TABLE_FUNCTIONS = frozenset(
+    """arrow_scan arrow_scan_dumb duckdb_approx_database_count duckdb_available_metrics
+    duckdb_columns duckdb_connection_count duckdb_constraints duckdb_coordinate_systems
+    duckdb_databases duckdb_dependencies duckdb_dialects duckdb_eviction_queues
+    duckdb_extension_repositories duckdb_extensions duckdb_external_file_cache
+    duckdb_external_resource_types duckdb_external_resources duckdb_functions
+    duckdb_grammar_extensions duckdb_indexes duckdb_keywords duckdb_live_query_metrics
+    duckdb_log_contexts duckdb_logs duckdb_memory duckdb_optimizers duckdb_prepared_statements
+    duckdb_schemas duckdb_secret_type_parameters duckdb_secret_types duckdb_secrets
+    duckdb_sequences duckdb_settings duckdb_table_sample duckdb_tables duckdb_temporary_files
+    duckdb_triggers duckdb_types duckdb_variables duckdb_views generate_series glob
+    icu_calendar_names json_each json_tree pandas_scan parquet_bloom_probe
+    parquet_file_metadata parquet_full_metadata parquet_kv_metadata parquet_metadata
+    parquet_page_index parquet_scan parquet_schema pg_timezone_names pragma_collations
+    pragma_database_size pragma_metadata_info pragma_platform pragma_show pragma_storage_info
+    pragma_table_info pragma_user_agent pragma_version python_arrow_scan query query_table
+    range read_blob read_csv read_csv_auto read_duckdb read_json read_json_auto
+    read_json_objects read_json_objects_auto read_ndjson read_ndjson_auto read_ndjson_objects
+    read_parquet read_single_csv_file read_single_json_file read_single_parquet_file read_text
+    repeat repeat_row seq_scan sniff_csv summary test_all_types test_vector_types unnest
+    which_secret""".split()
+)
+#: Table functions that act: refused in any plan (``CALL`` of them is refused by type).
+#: ``json_execute_serialized_sql`` runs a serialized statement, a COPY … TO among them.
+ACTING_TABLE_FUNCTIONS = frozenset(
+    """add_grammar_extension checkpoint create_external_resource deregister_external_resource
+    destroy_external_resource disable_logging disable_profiling enable_logging
+    enable_profiling force_checkpoint json_execute_serialized_sql python_map_function
+    register_external_resource register_external_resource_type remove_grammar_extension
+    truncate_duckdb_logs""".split()
+)
 _PLANNED = frozenset({"SELECT", "CREATE", "INSERT", "UPDATE", "DELETE", "MERGE_INTO"})
 
 
@@ -313,11 +374,12 @@ def _planned(statement) -> list:
 
 
 def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
-    """Refuse ``statement`` when DuckDB's plan for it holds an operator that writes files.
+    """Refuse ``statement`` when DuckDB's plan for it holds an operator that writes files or
+    calls a table function not known to only read (:data:`READING_TABLE_FUNCTIONS`).
 
     Run right before the statement (it may use a table an earlier one created): a view or a
-    macro may hide a COPY that only the plan shows. A statement DuckDB cannot plan is left
-    to fail on its own when it runs, with DuckDB's message.
+    macro may hide a COPY, or a call that runs one, that only the plan shows. A statement
+    DuckDB cannot plan is left to fail on its own when it runs, with DuckDB's message.
     """
     import json
 
@@ -339,6 +401,15 @@ def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
                     raise ReadOnlyError(
                         _refused(f"its plan writes files ({name})", statement.query)
                     )
+                extra = item.get("extra_info")
+                function = extra.get("Function") if isinstance(extra, dict) else None
+                if isinstance(function, str) and function.lower() not in READING_TABLE_FUNCTIONS:
+                    raise ReadOnlyError(
+                        _refused(
+                            f"its plan calls {function.lower()}(), which is not known to only read",
+                            statement.query,
+                        )
+                    )
                 todo.extend(item.values())
             elif isinstance(item, list):
                 todo.extend(item)
@@ -349,18 +420,27 @@ def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
 _NOWHERE = os.path.join(os.devnull, "nightlake-read-only")
 
 
-def lock_down(con) -> None:
+def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> None:
     """Make ``con`` read-only for files, then lock its configuration (no SET works after).
 
     Extensions are neither installed nor loaded behind a query's back, secrets are never
-    persisted, and DuckDB spills to a private directory of its own that it creates only when
+    persisted, and DuckDB spills to a directory of its own that it creates only when
     it needs it and removes when the connection closes (for ``:memory:`` it would otherwise
-    spill into ``./.tmp`` of whatever directory the user is in).
+    spill into ``./.tmp`` of whatever directory the user is in). ``confine``: the only
+    directories a query may read (DuckDB's ``enable_external_access`` off, with these as
+    ``allowed_directories``).
     """
     import tempfile
     import uuid
 
     spill = os.path.join(tempfile.gettempdir(), f"nightlake-spill-{uuid.uuid4().hex}")
+    confined: list[tuple[str, Any]] = []
+    if confine is not None:
+        places = {os.path.join(os.path.realpath(p), "") for p in confine}
+        places |= {os.path.join(os.path.abspath(p), "") for p in confine}
+        places.add(os.path.join(spill, ""))
+        listed = "[" + ", ".join(sql_string(p) for p in sorted(places)) + "]"
+        confined = [("allowed_directories", listed), ("enable_external_access", False)]
     for name, value in (
         ("enable_progress_bar", True),
         ("enable_progress_bar_print", False),  # it would print into results on stdout
@@ -371,9 +451,15 @@ def lock_down(con) -> None:
         ("extension_directory", _NOWHERE),
         ("secret_directory", _NOWHERE),
         ("temp_directory", spill),
+        *confined,
         ("lock_configuration", True),  # last
     ):
-        literal = str(value).lower() if isinstance(value, bool) else sql_string(str(value))
+        if isinstance(value, bool):
+            literal = str(value).lower()
+        elif name == "allowed_directories":
+            literal = value  # a list, each item quoted
+        else:
+            literal = sql_string(str(value))
         con.execute(f"SET {name} = {literal}")
 
 
@@ -642,13 +728,17 @@ def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
     statements = _statements(query, parsed)
     if not statements:
         return None
-    for (text, start, names), statement in zip(statements[:-1], parsed):
+    for i, ((text, start, names), statement) in enumerate(zip(statements, parsed)):
         check_plan(con, statement, params)
+        bound = {k: params[k] for k in names} or None
+        attach = _statement_type(statement) == "ATTACH"
+        if i == len(statements) - 1 and not attach:
+            return text, start, bound
         with query_errors(query, text, start):
-            con.execute(text, {k: params[k] for k in names} or None)
-    text, start, names = statements[-1]
-    check_plan(con, parsed[-1], params)
-    return text, start, {k: params[k] for k in names} or None
+            con.execute(text, bound)
+        if attach:  # run here even when last: its result is checked before anything else
+            check_attached(con)
+    return None
 
 
 def _checked(reader: pa.RecordBatchReader, result: Relation) -> Iterator[pa.RecordBatch]:
@@ -667,7 +757,7 @@ def open_connection(lake) -> duckdb.DuckDBPyConnection:
     """
     con = lake.connect()
     try:
-        lock_down(con)
+        lock_down(con, confine=[lake.path] if getattr(lake, "confined", False) else None)
     except BaseException:
         con.close()
         raise

@@ -182,13 +182,16 @@ def _library_error(request: Request, exc: Exception):
 
 
 def _unexpected_error(request: Request, exc: Exception):
-    """A bug of ours: a page with one line, never a traceback (the log has it)."""
+    """A bug of ours: a page with one line, never a traceback (the log has it). Starlette
+    answers it outside every middleware, so it carries the security headers itself."""
     import logging
 
     logging.getLogger("nightlake.web").error(
         "%s %s failed", request.method, request.url.path, exc_info=exc
     )
-    return _error_page(request, 500, f"internal error: {type(exc).__name__}: {one_line(exc)}")
+    page = _error_page(request, 500, f"internal error: {type(exc).__name__}: {one_line(exc)}")
+    page.raw_headers.extend(SECURITY_HEADERS)
+    return page
 
 
 #: The names a browser uses for a server on the loopback interface.
@@ -199,7 +202,19 @@ def allowed_hosts(host: str) -> list[str]:
     """The Host headers to accept for a server listening on ``host``: on loopback only the
     loopback names (a web page elsewhere cannot reach the lake through DNS rebinding);
     listening on other interfaces, any."""
-    return list(LOOPBACK_HOSTS) if host in LOOPBACK_HOSTS else ["*"]
+    return list(dict.fromkeys([*LOOPBACK_HOSTS, host])) if _is_loopback(host) else ["*"]
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost`` or an address of the loopback network (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def create_app(
@@ -212,7 +227,8 @@ def create_app(
     whenever it changes); ``hosts``: the Host headers it answers (:func:`allowed_hosts`)."""
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-    the_lake = lake if isinstance(lake, Lake) else Lake(lake)
+    # confined: the SQL page reads the lake's files and no others
+    the_lake = Lake(lake.path if isinstance(lake, Lake) else lake, confined=True)
     routes = [
         Route("/", pages.nights_page, methods=["GET"]),
         Route("/night/{night}", pages.night_page, methods=["GET"]),

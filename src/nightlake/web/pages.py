@@ -205,6 +205,17 @@ def sql_request(request: Request) -> tuple[str, dict[str, str], list[str]]:
     return query, {k: v for k, v in given.items() if k in names}, names
 
 
+def from_elsewhere(request: Request) -> bool:
+    """Whether the browser says another site sent this request (``Sec-Fetch-Site``, else an
+    ``Origin`` that is not this server's): a link or an image on any page a user opens
+    could otherwise make the server run SQL."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
+
+
 def sql_page(request: Request) -> Response:
     s = site(request)
     settings = s.settings()
@@ -214,6 +225,8 @@ def sql_page(request: Request) -> Response:
     )
     if not query.strip():
         return s.render(request, "sql.html", **context)
+    if from_elsewhere(request):  # shown to be read, run only from this server's own form
+        return s.render(request, "sql.html", elsewhere=True, **context)
     downloads = {fmt: f"/sql.{fmt}?{request.url.query}" for fmt in DOWNLOADS}
     context["downloads"] = downloads
     try:
@@ -241,6 +254,11 @@ def sql_download(request: Request) -> Response:
     query, params, _ = sql_request(request)
     if not query.strip():
         raise UsageError("no query: add ?q=SELECT …")
+    if from_elsewhere(request):
+        raise ReadOnlyError(
+            "this download was requested from another site; open the query on this "
+            "server's /sql page and download it from there"
+        )
     cap = settings.download_row_cap
     result = queries.run_user_sql(
         s.lake, query, params, seconds=settings.query_seconds, row_cap=cap

@@ -194,7 +194,7 @@ def run_user_sql(
     """
     import pyarrow as pa
 
-    from nightlake.query.stream import stream
+    from nightlake.query.stream import BATCH_ROWS, stream
 
     check_isolated(query)
     con = lake.cursor()
@@ -209,7 +209,7 @@ def run_user_sql(
     try:
         con.execute("BEGIN TRANSACTION")
         timer.start()
-        reader = stream(con, query, params)
+        reader = stream(con, query, params, batch_rows=min(BATCH_ROWS, row_cap + 1))
         batches, rows = [], 0
         for batch in reader:
             batches.append(batch)

@@ -409,11 +409,9 @@ def locked(
             f"(waited {lock_timeout:g} s; retry, or raise --lock-timeout)"
         ) from None
     try:
-        db_path = real_path(db_path)
-        for stale in (db_path.parent if str(db_path.parent) else Path(".")).glob(
-            f".{db_path.name}.*.tmp"
-        ):
-            stale.unlink(missing_ok=True)  # left by a writer that died; we hold the lock
+        # A dead writer's temp file is swept when the next one is written (temp_beside): only
+        # this database's, and only when its owner is gone. (A glob here once removed the
+        # live temp of another database whose name begins with this one's.)
         yield
     finally:
         lock.release()
