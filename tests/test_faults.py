@@ -85,6 +85,32 @@ def test_a_live_owners_temp_is_kept_and_a_dead_owners_removed(tmp_path, dead_pid
         sleeper.wait()
 
 
+def test_a_file_the_disk_cannot_flush_replaces_nothing(tmp_path, monkeypatch):
+    """commit_temp: a file whose fsync fails (EIO) does not replace its target and goes;
+    a directory that refuses fsync is passed over (some file systems do)."""
+    import errno
+    import stat
+
+    from nightlake.files import commit_temp, fsync_path
+
+    target = tmp_path / "t.parquet"
+    target.write_bytes(b"old")
+    tmp = temp_path_for(target)
+    tmp.write_bytes(b"new")
+    real_fsync = os.fsync
+
+    def failing(fd):
+        kind = "file" if stat.S_ISREG(os.fstat(fd).st_mode) else "directory"
+        raise OSError(errno.EIO if kind == "file" else errno.EINVAL, f"no fsync of a {kind}")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="no fsync of a file"):
+        commit_temp(tmp, target)
+    fsync_path(tmp_path)  # a directory: passed over
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert target.read_bytes() == b"old" and not tmp.exists()
+
+
 def test_a_zombie_owner_is_gone(tmp_path):
     zombie = subprocess.Popen(["true"])
     while not Path(f"/proc/{zombie.pid}/stat").read_text().split(")")[1].split()[0] == "Z":

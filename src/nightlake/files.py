@@ -39,22 +39,24 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def compare_fingerprint(recorded: dict[str, Any]) -> tuple[str, str]:
-    """Compare a recorded ``{path, size, mtime_ns, sha256}`` with the file as it is now.
+    """Compare a recorded ``{path, size, mtime_ns[, inode], sha256}`` with the file as it is
+    now.
 
     Returns ``(state, why)`` with state ``"ok"``, ``"changed"`` or ``"missing"``. Same size and
-    mtime: unchanged, without reading the file. Same size, other mtime: the content hash
-    decides (a ``touch`` changes nothing).
+    mtime (and inode, when one was recorded): unchanged, without reading the file. Otherwise,
+    at the same size, the content hash decides (a ``touch`` changes nothing). The inode tells
+    apart a file replaced by a rename within one mtime tick at the same size.
     """
     path = Path(recorded.get("path", ""))
     try:
-        stat = path.stat()
+        st = path.stat()
     except FileNotFoundError:
         return "missing", "source no longer exists"
     except OSError as exc:
         return "missing", f"cannot stat: {exc.strerror}"
-    if stat.st_size != recorded.get("size"):
-        return "changed", f"size {recorded.get('size')} -> {stat.st_size}"
-    if stat.st_mtime_ns == recorded.get("mtime_ns"):
+    if st.st_size != recorded.get("size"):
+        return "changed", f"size {recorded.get('size')} -> {st.st_size}"
+    if st.st_mtime_ns == recorded.get("mtime_ns") and recorded.get("inode", st.st_ino) == st.st_ino:
         return "ok", ""
     if recorded.get("sha256") and file_sha256(path) == recorded["sha256"]:
         return "ok", "touched, content unchanged"
@@ -132,8 +134,8 @@ def temp_owner(path: Path) -> tuple[str, str, int] | None:
 def _process_start(pid: int) -> float | None:
     """When process ``pid`` started (seconds since the epoch), where /proc tells; else None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+        fields = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(fields[fields.rindex(")") + 2 :].split()[19])
         boot = next(
             int(line.split()[1])
             for line in Path("/proc/stat").read_text().splitlines()

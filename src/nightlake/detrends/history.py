@@ -207,10 +207,18 @@ def replay(
     path = real_path(db_path)
     if not path.exists():
         raise InputError(db_path, "no such database")
-    journal = load_journal(path)
+    journal, happened = _journal_and_file(path, upto)
     problems = journal.chain_problems()
     if problems:
         raise FormatError(journal.path, problems[0].split(": ", 1)[-1])
+    if happened is None and (as_of is None or as_of > entry_time(journal, -1)):
+        last = journal.entries[-1].get("time")
+        raise InputError(
+            db_path,
+            f"no state as of {as_of.isoformat() if as_of else 'now'}: the database matches no "
+            f"journaled state, so a tool that keeps no journal changed it after {last} "
+            "(`detregister adopt` snapshots it for later replays)",
+        )
     abandoned = {e.get("abandons") for e in journal.entries if e.get("action") == "abandoned"}
     state: _State | None = None
     earliest: datetime | None = None
@@ -220,6 +228,8 @@ def replay(
         when = entry_time(journal, n)
         if (as_of is not None and when > as_of) or (upto is not None and n >= upto):
             break
+        if happened is not None and n >= happened:
+            break  # journaled, but the file was never replaced: it did not happen (yet)
         applied, last_time = n + 1, when
         action = entry.get("action")
         if action == "abandoned" or journal.hashes[n] in abandoned:
@@ -247,6 +257,26 @@ def replay(
         "journal": position.as_dict(),
     }
     return Replay(db, position, state.sha256, as_of)
+
+
+def _journal_and_file(path: Path, upto: int | None) -> tuple[Journal, int | None]:
+    """The journal, and how many of its entries the database file has seen (``upto``
+    given: all, the question is that position). A writer appends its entry, then replaces
+    the file: if it stopped in between (or is still at it), the last entry's state is not
+    the file's but the one before it is, and that entry has not happened; the next writer
+    marks it abandoned (:func:`~nightlake.detrends.detreg.journal.settle`, whose rule this
+    is). None when the file is neither: a tool without a journal changed it. The file is
+    hashed before the journal is read, so a write landing in between is a pending entry,
+    not a foreign change; a second look settles two writes landing in between."""
+    for _ in range(2):
+        on_disk = None if upto is not None else hashlib.sha256(path.read_bytes()).hexdigest()
+        journal = load_journal(path)
+        n = len(journal.entries)
+        if on_disk is None or not n or journal.entries[-1].get("sha256") == on_disk:
+            return journal, n
+        if n >= 2 and journal.entries[-2].get("sha256") == on_disk:
+            return journal, n - 1
+    return journal, None
 
 
 def _unreproducible(db_path, journal, as_of, earliest, unknown_since) -> InputError:

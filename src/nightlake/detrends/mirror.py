@@ -9,15 +9,16 @@ lakes tied to the database). On disk::
       detrends -> .detrends-<ns>            symlink, swapped atomically by each sync
       .detrends-<ns>/
         _mirror.json                        format_version, the database's fingerprint (path,
-                                            size, mtime, sha256), NRECORD, version, sync time
+                                            size, mtime, inode, sha256), NRECORD, version,
+                                            sync time
         filters.parquet                     the header's filter table (view detrend_filters)
         type=flat/detrends.parquet          one row per record, Hive-partitioned by type
         type=bias/detrends.parquet          (kv metadata: the same fingerprint)
         …
 
 This module only reads. Opening the lake (:func:`attach`, called from ``Lake.connect``)
-compares the recorded fingerprint with the database file (size and mtime first, the content
-hash only when those differ) and defines the ``detrends`` views over the mirror when it is
+compares the recorded fingerprint with the database file (size, mtime and inode first, the
+content hash only when those differ) and defines the ``detrends`` views over the mirror when it is
 fresh, or views that fail with the one-line reason when it is not (stale, missing, written by
 an older nightlake). It never re-syncs and never takes the lake lock: a read cannot write the
 lake, and queries that do not touch detrends never fail because of the database.
@@ -148,8 +149,11 @@ def freshness(lake: LakeDirectory) -> Freshness:
     if problem is not None:
         return problem
     db = Path(info["db_path"])
+    recorded = {**info, "path": db}
+    if "inode" not in info:  # synced before inodes were recorded: the content decides
+        recorded["mtime_ns"] = None
     try:
-        state, _ = compare_fingerprint({**info, "path": db})
+        state, _ = compare_fingerprint(recorded)
     except OSError as exc:
         return Freshness("unreadable", f"detrend database {db}: {exc.strerror or exc}")
     if state == "missing":

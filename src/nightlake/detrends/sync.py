@@ -214,6 +214,7 @@ def _sync_locked(lake: LakeDirectory, db_file: Path, *, force: bool) -> SyncResu
         "db_path": db_abs,
         "size": int(fp["size"]),
         "mtime_ns": int(fp["mtime_ns"]),
+        "inode": int(fp["inode"]),
         "sha256": fp["sha256"],
         "nrecord": len(table),
         "layout": getattr(db, "layout", None),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -266,13 +267,50 @@ def test_writes_keep_the_file_mode_and_leave_no_temp(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.db", "d.db.journal", "d.db.lock"]
 
 
-def test_stale_temp_files_are_removed_under_the_lock(tmp_path):
-    path = tmp_path / "d.db"
+def test_a_dead_writers_temp_file_goes_and_a_live_one_of_another_database_stays(tmp_path, dead_pid):
+    """The next write sweeps the temp file a killed writer left beside its database, and
+    only that: a database whose name begins with this one's keeps its writer's temp file
+    (a glob under the lock once removed it, and that writer's replace then failed)."""
+    from nightlake.files import temp_path_for
+
+    path, other = tmp_path / "d.db", tmp_path / "d.db.2019"
     init_db(path)
-    stale = tmp_path / ".d.db.abc123.tmp"
+    dead = temp_path_for(path).name.replace(f"-{os.getpid()}-", f"-{dead_pid}-")
+    stale = tmp_path / dead
     stale.write_bytes(b"half a database")
+    live = temp_path_for(other)  # this process is its writer, and alive
+    live.write_bytes(b"another database being written")
     register(path, [_entry(1)])
     assert not stale.exists()
+    assert live.read_bytes() == b"another database being written"
+
+
+def test_a_write_the_disk_cannot_flush_changes_nothing(tmp_path, monkeypatch):
+    """fsync failing (EIO: the bytes may never reach the disk) fails the write before it is
+    journaled, and the database stays as it was (an ignored error once let it be replaced
+    and reported done)."""
+    import errno
+    import stat
+
+    path = tmp_path / "d.db"
+    init_db(path)
+    register(path, [_entry(1)])
+    before, journal = path.read_bytes(), read_journal(path)
+    real_fsync = os.fsync
+
+    def failing(fd):
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="Input/output"):
+        register(path, [_entry(2)])
+    monkeypatch.undo()
+    assert path.read_bytes() == before and read_journal(path) == journal
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    register(path, [_entry(3)])  # the next write is as usual
+    assert len(read_db(path)) == 2
 
 
 def test_the_journal_is_append_only(tmp_path):

@@ -261,3 +261,73 @@ def test_a_database_that_forbids_overlaps_replays_with_its_card(tmp_path):
         assert content == copy.read_bytes()
     assert read_journal(db)[-2]["action"] == "adopt"
     assert read_journal(db)[-2]["overlaps"] == "forbid"
+
+
+def test_a_change_journaled_but_never_written_did_not_happen(tmp_path, monkeypatch):
+    """A writer that stops between its journal line and the replace leaves the file as it
+    was: replays at every time answer the file's state, not the journaled one, before and
+    after the next writer marks the entry abandoned."""
+    import os
+
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    real_replace = os.replace
+
+    def stopped(src, dst, *args, **kwargs):
+        if str(dst) == str(db):
+            raise OSError("the writer stopped here")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", stopped)
+    with pytest.raises(OSError, match="stopped here"):
+        register(db, [entry(2, "r", 0, 2, "never")])
+    monkeypatch.undo()
+    assert read_journal(db)[-1]["action"] == "add"  # journaled, never written
+    far = parse_as_of("2100-01-01")
+    for as_of in (None, far):
+        assert same(replay(db, as_of).db, read_db(db)) and len(read_db(db)) == 1
+    position = replay(db).position
+    register(db, [entry(3, "i", 0, 2, "later")])  # settles: abandoned marker, then the add
+    assert [e["action"] for e in read_journal(db)][-3:] == ["add", "abandoned", "add"]
+    assert same(replay(db, far).db, read_db(db)) and len(read_db(db)) == 2
+    assert same(
+        replay(db, upto=position.entries).db,
+        replay(db, parse_as_of(read_journal(db)[1]["time"])).db,
+    )
+
+
+def test_a_foreign_change_after_the_last_entry_has_no_state_now(tmp_path):
+    """The file matches no journaled state and no writer has settled the journal yet: the
+    present cannot be replayed (it is not what the journal says), the past still can."""
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    foreign = read_db(db)
+    write_db(db, foreign.records[:0], foreign.filters)  # a tool without a journal
+    with pytest.raises(InputError, match="matches no journaled state.*keeps no journal"):
+        replay(db)
+    with pytest.raises(InputError, match="matches no journaled state"):
+        replay(db, parse_as_of("2100-01-01"))
+    assert len(replay(db, parse_as_of(read_journal(db)[1]["time"])).db) == 1
+
+
+def test_a_foreign_nan_replays_after_the_next_write(tmp_path):
+    """A database a C tool wrote, with C's NaN (sign bit set) in sigma: adopted, written
+    again by nightlake, its every state replays to the file's own bytes."""
+    from nightlake.detrends.detreg.format import make_records
+
+    db = tmp_path / "d.db"
+    records = make_records(
+        [dict(tstart=1000, tstop=2000, treg=1500, type="bias", ccd=1, filename=b"/c/old.fits")]
+    )
+    records["sigma"] = np.nan
+    write_db(db, records, {})
+    raw = bytearray(db.read_bytes())
+    at = raw.index(np.float32(np.nan).tobytes())
+    raw[at : at + 4] = np.array([0xFFC00000], "<u4").tobytes()  # as C's 0.0/0.0 on x86
+    db.write_bytes(bytes(raw))
+    assert read_db(db).records["sigma"].view(np.uint32)[0] == 0xFFC00000
+    assert CliRunner().invoke(app, ["detregister", "adopt", str(db)]).exit_code == 0
+    register(db, [entry(2, "r", 1000, 2000, "new")])
+    assert same(replay(db).db, read_db(db)) and np.isnan(read_db(db).records["sigma"][0])

@@ -128,6 +128,32 @@ def test_a_changed_database_makes_the_mirror_stale_until_synced(lake_with_db):
     assert mirror.staleness(lake) is None
 
 
+def test_a_database_rewritten_in_the_same_tick_at_the_same_size_is_stale(lake_with_db):
+    """Size and mtime alike do not make the file the one synced: a rewrite is a rename, so
+    its inode differs (a second write in one coarse mtime tick, on NFS say, kept a stale
+    mirror fresh). A mirror synced before inodes were recorded compares the content."""
+    lake, db = lake_with_db
+    sync(lake, db)
+    synced = mirror.manifest(lake)
+    new_flat = dict(
+        type=3, ccd=5, filter=2, tstart=T0 - 50, tstop=T0 + 50, treg=T0, filename="/m/new_flat.fits"
+    )
+    write_detreg(db, ROWS + [new_flat])  # a rename; within the file's last 2880-byte block
+    assert db.stat().st_size == synced["size"]
+    os.utime(db, ns=(synced["mtime_ns"], synced["mtime_ns"]))  # as if in the same tick
+    assert "changed since the last sync" in (mirror.staleness(lake) or "")
+    assert sync(lake).nrecord == len(ROWS) + 1  # sync does not skip it either
+    info = mirror.manifest(lake)
+    assert info["inode"] == db.stat().st_ino
+    legacy = {k: v for k, v in info.items() if k != "inode"}
+    (lake.detrends_dir / mirror.MANIFEST).write_text(json.dumps(legacy))
+    assert mirror.staleness(lake) is None  # the same content
+    write_detreg(db, ROWS)
+    os.utime(db, ns=(info["mtime_ns"], info["mtime_ns"]))
+    assert db.stat().st_size == info["size"]
+    assert "changed since the last sync" in (mirror.staleness(lake) or "")
+
+
 def test_a_touched_but_unchanged_database_is_not_resynced(lake_with_db):
     lake, db = lake_with_db
     sync(lake, db)

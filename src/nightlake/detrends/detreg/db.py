@@ -149,7 +149,7 @@ class DetRegDB:
 
     @cached_property
     def fingerprint(self) -> dict:
-        """Identity of the file as read: absolute path, size, mtime_ns, sha256."""
+        """Identity of the file as read: absolute path, size, mtime_ns, inode, sha256."""
         raw, st = self._raw, self._stat
         if raw is None or st is None:
             with open(self.path, "rb") as f:
@@ -159,6 +159,7 @@ class DetRegDB:
             "path": str(Path(self.path).absolute()),
             "size": st.st_size,
             "mtime_ns": st.st_mtime_ns,
+            "inode": st.st_ino,
             "sha256": hashlib.sha256(raw).hexdigest(),
         }
 
@@ -308,7 +309,9 @@ def _atomic_replace(
     path: Path, content: bytes, before_replace: Callable[[], None] | None = None
 ) -> None:
     """:func:`nightlake.files.atomic_replace`, keeping the mode of the file it replaces and
-    running ``before_replace`` (the journal append) between the write and the replace."""
+    running ``before_replace`` (the journal append) between the write and the replace. The
+    temp file is flushed to disk first: a write whose bytes may not be on disk raises before
+    it is journaled."""
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
@@ -318,6 +321,8 @@ def _atomic_replace(
             if mode is not None:
                 os.fchmod(f.fileno(), mode)
             f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
         if before_replace is not None:
             before_replace()
 

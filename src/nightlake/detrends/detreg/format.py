@@ -472,6 +472,12 @@ def encode_records(records: np.ndarray, layout: str, byteorder: str) -> bytes:
                 out[name] = records[name]
         tstop = np.asarray(records["tstop"], dtype=np.uint64)
         out["tstop"] = np.where(tstop == OPEN_ENDED, OPEN_ENDED_32, tstop)
+    for name in ("sigma", "clipsigma"):
+        # One NaN for all: the journal keeps a NaN as null, which replays as numpy's; a
+        # foreign tool's NaN (C's 0.0/0.0 on x86 has the sign bit set) kept as it came
+        # would make every later state of the file one no replay can reproduce.
+        values = out[name]
+        values[np.isnan(values)] = np.nan
     return data.tobytes()
 
 
