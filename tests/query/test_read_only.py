@@ -306,6 +306,25 @@ def test_every_table_function_of_this_duckdb_is_known_to_read_or_to_act():
     assert found - READING_TABLE_FUNCTIONS - ACTING_TABLE_FUNCTIONS == set()
 
 
+def test_nightlakes_own_connections_spill_apart_and_fetch_no_extension(place):
+    """audit, info, resolve and the like query on ``Lake.connect()`` without the lock: they
+    still spill outside the user's working directory and fetch or load no extension."""
+    lake, cwd, _ = place
+    con = Lake(lake).connect()
+    try:
+        setting = dict(
+            con.execute(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN ('temp_directory', "
+                "'autoinstall_known_extensions', 'autoload_known_extensions')"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    assert setting["autoinstall_known_extensions"] == "false"
+    assert setting["autoload_known_extensions"] == "false"
+    assert not Path(setting["temp_directory"]).resolve().is_relative_to(cwd.resolve())
+
+
 BAD = [
     "COPY (SELECT 1) TO 'x.csv'",
     "PREPARE p AS SELECT 1",

@@ -168,6 +168,26 @@ def test_the_page_shows_at_most_row_cap_rows_and_says_so(capped):
     assert 'id="row-cap"' not in exact.text
 
 
+def test_a_wide_result_shows_fewer_rows_so_the_page_stays_a_page(client):
+    """Rows × columns shown stay within PAGE_CELLS; the note says why rows were left out,
+    and a download of the same query is whole."""
+    from nightlake.web.queries import PAGE_CELLS
+
+    columns = 2_000
+    query = (
+        "SELECT " + ", ".join(f"i + {c} AS c{c}" for c in range(columns)) + " FROM range(80) t(i)"
+    )
+    page = client.get("/sql", params={"q": query})
+    assert page.status_code == 200
+    rows = _result_cells(page.text)
+    assert len(rows) == PAGE_CELLS // columns == 50 and len(rows[0]) == columns
+    assert rows[-1][:2] == ["49", "50"]
+    note = re.search(r'<p id="row-cap"[^>]*>(.*?)</p>', page.text).group(1)
+    assert "first 50 rows" in note and "100,000 cells" in note
+    download = client.get("/sql.csv", params={"q": query})
+    assert len(download.text.splitlines()) == 81
+
+
 def test_a_download_is_whole_or_refused_never_cut(capped):
     whole = capped.get("/sql.csv", params={"q": "SELECT * FROM range(100)"})
     assert whole.status_code == 200

@@ -21,8 +21,8 @@ from nightlake.errors import LakeError
 from nightlake.files import file_stamp
 from nightlake.lake import IMAGES, LakeDirectory
 from nightlake.query.astro import create_derived_views, query_table
-from nightlake.query.stream import open_connection, stream
-from nightlake.sql import load_macros
+from nightlake.query.stream import open_connection, spill_directory, stream
+from nightlake.sql import load_macros, sql_string
 
 if TYPE_CHECKING:
     import duckdb
@@ -73,8 +73,13 @@ class Lake(LakeDirectory):
             )
         con = duckdb.connect(":memory:")
         # footers are read once per connection, not once per query; DuckDB's own progress
-        # bar would write into our stdout
-        con.execute("SET parquet_metadata_cache = true; SET enable_progress_bar = false;")
+        # bar would write into our stdout; a large audit or resolve spills into a directory
+        # of its own, not ./.tmp of wherever the user is; no extension is fetched or loaded
+        con.execute(
+            "SET parquet_metadata_cache = true; SET enable_progress_bar = false; "
+            "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false; "
+            f"SET temp_directory = {sql_string(spill_directory())};"
+        )
         views = self.view_sql()
         if views:
             con.execute(views)

@@ -420,6 +420,15 @@ def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
 _NOWHERE = os.path.join(os.devnull, "nightlake-read-only")
 
 
+def spill_directory() -> str:
+    """A directory of this connection's own for DuckDB to spill to (DuckDB creates it when it
+    needs it and removes it when the connection closes)."""
+    import tempfile
+    import uuid
+
+    return os.path.join(tempfile.gettempdir(), f"nightlake-spill-{uuid.uuid4().hex}")
+
+
 def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> None:
     """Make ``con`` read-only for files, then lock its configuration (no SET works after).
 
@@ -430,10 +439,7 @@ def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> N
     directories a query may read (DuckDB's ``enable_external_access`` off, with these as
     ``allowed_directories``).
     """
-    import tempfile
-    import uuid
-
-    spill = os.path.join(tempfile.gettempdir(), f"nightlake-spill-{uuid.uuid4().hex}")
+    spill = spill_directory()
     confined: list[tuple[str, Any]] = []
     if confine is not None:
         places = {os.path.join(os.path.realpath(p), "") for p in confine}

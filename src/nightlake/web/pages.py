@@ -221,7 +221,13 @@ def sql_page(request: Request) -> Response:
     settings = s.settings()
     query, params, names = sql_request(request)
     context: dict[str, Any] = dict(
-        page="sql", q=query, params=params, names=names, result=None, settings=settings
+        page="sql",
+        q=query,
+        params=params,
+        names=names,
+        result=None,
+        settings=settings,
+        page_cells=queries.PAGE_CELLS,
     )
     if not query.strip():
         return s.render(request, "sql.html", **context)
@@ -231,7 +237,12 @@ def sql_page(request: Request) -> Response:
     context["downloads"] = downloads
     try:
         context["result"] = queries.run_user_sql(
-            s.lake, query, params, seconds=settings.query_seconds, row_cap=settings.row_cap
+            s.lake,
+            query,
+            params,
+            seconds=settings.query_seconds,
+            row_cap=settings.row_cap,
+            cell_cap=queries.PAGE_CELLS,
         )
     except (QueryError, UsageError) as exc:
         status = 403 if isinstance(exc, ReadOnlyError) else 400

@@ -78,6 +78,7 @@ class SqlResult:
 
     table: pa.Table
     truncated: bool
+    cap: int = 0  # the rows it could hold
 
     def numeric(self) -> list[bool]:
         """Which columns hold numbers (shown right-aligned)."""
@@ -90,6 +91,11 @@ class SqlResult:
         """The rows as tuples, by position (a result's column names may repeat)."""
         columns = [c.to_pylist(maps_as_pydicts="lossy") for c in self.table.columns]
         return list(zip(*columns)) if columns else []
+
+
+#: Cells (rows × columns) the /sql page shows at most: a result of 3,000 columns shows 33
+#: rows, not ``limits.row_cap`` (a 1,000-row page of them was 74 MB and took 14 s to render).
+PAGE_CELLS = 100_000
 
 
 #: The image table's columns when the query string names none.
@@ -182,6 +188,7 @@ def run_user_sql(
     *,
     seconds: float,
     row_cap: int,
+    cell_cap: int | None = None,
 ) -> SqlResult:
     """Run user SQL read-only (:func:`nightlake.query.stream.stream`, the guard of
     ``nightlake sql``), interrupted after ``seconds``; at most ``row_cap`` rows (+ whether
@@ -210,6 +217,8 @@ def run_user_sql(
         con.execute("BEGIN TRANSACTION")
         timer.start()
         reader = stream(con, query, params, batch_rows=min(BATCH_ROWS, row_cap + 1))
+        if cell_cap is not None:  # a wide result: fewer rows, so the page stays a page
+            row_cap = max(1, min(row_cap, cell_cap // max(1, len(reader.schema))))
         batches, rows = [], 0
         for batch in reader:
             batches.append(batch)
@@ -227,7 +236,7 @@ def run_user_sql(
     finally:
         timer.cancel()
         _roll_back_and_close(con)
-    return SqlResult(table.slice(0, row_cap), table.num_rows > row_cap)
+    return SqlResult(table.slice(0, row_cap), table.num_rows > row_cap, row_cap)
 
 
 def _roll_back_and_close(con) -> None:
