@@ -74,6 +74,22 @@ REFUSED = [
     "CREATE TEMP MACRO m() AS TABLE SELECT * FROM json_execute_serialized_sql("
     "json_serialize_sql('WITH x AS (COPY (SELECT 1) TO ''m.csv'') FROM x')); FROM m()",
     "SELECT * FROM force_checkpoint()",
+    # SQL given as a value is bound again when it runs: the plan checked need not be the
+    # plan run (a sequence, random() or error() picks), so no call of query() passes, and
+    # json_execute_serialized_sql is refused by name wherever it is called
+    "CREATE TEMP SEQUENCE s; SELECT * FROM query(CASE WHEN nextval('s') = 1 THEN "
+    "'SELECT 1 AS n' ELSE 'SELECT * FROM json_execute_serialized_sql(json_serialize_sql("
+    "''WITH x AS (COPY (SELECT 42 AS n) TO {lake}/images/planted.csv (FORMAT csv)) "
+    "FROM x''))' END)",
+    "CREATE TEMP SEQUENCE s; SELECT * FROM json_execute_serialized_sql(CASE WHEN "
+    "nextval('s') = 1 THEN error('only the check sees this') ELSE json_serialize_sql("
+    "'WITH x AS (COPY (SELECT 1) TO ''{cwd}/late.csv'') FROM x') END)",
+    "CREATE TEMP SEQUENCE s; CREATE TEMP VIEW e AS SELECT * FROM "
+    "system.main.json_execute_serialized_sql(json_serialize_sql("
+    "'WITH x AS (COPY (SELECT 1) TO ''{lake}/nightlake.json'' (FORMAT json)) FROM x')); "
+    "SELECT count(*) FROM image_quality(source := CASE WHEN nextval('s') = 1 "
+    "THEN 'images' ELSE 'e' END)",
+    "SELECT * FROM \"QUERY\" /* c */ ('SELECT 1')",
     "SELECT * FROM truncate_duckdb_logs()",
     # secrets
     "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
@@ -118,6 +134,10 @@ ALLOWED = [
     ("CREATE TEMP MACRO twice(x) AS 2 * x; SELECT twice(21) AS n", "42"),
     ("SELECT 1 AS n -- a note", "1"),
     ("SELECT current_setting('lock_configuration') AS n", "true"),
+    # a name in a string, a comment or a column is not a call
+    ("SELECT 'query(1)' AS n -- json_execute_serialized_sql(x)", "query(1)"),
+    ("SELECT query AS n FROM (SELECT 3 AS query)", "3"),
+    ("SELECT count(*) AS n FROM query_table('images')", "9"),
 ]
 
 
@@ -271,6 +291,20 @@ def test_the_connection_is_locked(place):
     assert not Path(setting["temp_directory"]).resolve().is_relative_to(cwd.resolve())
     table = Lake(lake).sql("SELECT current_setting('lock_configuration') AS locked")
     assert table.column("locked").to_pylist() == [True]
+
+
+def test_a_statement_whose_check_cannot_plan_it_does_not_run(cli, place):
+    """A bind that fails for the plan check may succeed a moment later (error() picked by a
+    sequence): the statement is not run, and the error is DuckDB's, on one line."""
+    lake, cwd, _ = place
+    statement = (
+        "CREATE TEMP SEQUENCE s; SELECT * FROM read_csv(CASE WHEN nextval('s') = 1 THEN "
+        f"error('only the check sees this') ELSE '{cwd}/targets.csv' END)"
+    )
+    result = cli("sql", "--lake", lake, "--format", "csv", statement)
+    assert result.exit_code == 2 and not result.stdout  # a query error, as when it runs
+    assert "only the check sees this" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_an_attach_the_engine_reports_writable_is_detached_and_refused(tmp_path):

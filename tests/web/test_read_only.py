@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 
 def _snapshot(root: Path) -> dict[str, tuple]:
@@ -42,6 +43,13 @@ def test_requests_leave_the_lake_as_it_was(lake_copy, tmp_path):
         "/sql?q=CREATE+TABLE+t+AS+SELECT+1;+SELECT+*+FROM+t",
         "/sql.parquet?q=SELECT+*+FROM+detrends",
         "/static/charts.js",
+        # SQL given as a value, bound again when it runs (found in review: it planted files)
+        "/sql?q="
+        + quote(
+            "CREATE TEMP SEQUENCE s; SELECT * FROM query(CASE WHEN nextval('s') = 1 THEN "
+            "'SELECT 1' ELSE 'SELECT * FROM json_execute_serialized_sql(json_serialize_sql("
+            f"''WITH x AS (COPY (SELECT 1) TO {lake_copy}/images/p.csv) FROM x''))' END)"
+        ),
     ]
     with TestClient(create_app(lake_copy)) as client:
         for url in urls:

@@ -38,6 +38,7 @@ from nightlake.detrends.detreg.journal import (
     Journal,
     append_line,
     encode_line,
+    journal_path,
     load_journal,
     settle,
 )
@@ -220,17 +221,26 @@ def replay(
             "(`detregister adopt` snapshots it for later replays)",
         )
     abandoned = {e.get("abandons") for e in journal.entries if e.get("action") == "abandoned"}
-    state: _State | None = None
-    earliest: datetime | None = None
-    unknown_since: datetime | None = None
-    applied, last_time = 0, None
-    for n, entry in enumerate(journal.entries):
+    applied, last_time = 0, None  # the entries up to the time asked
+    for n in range(len(journal.entries)):
         when = entry_time(journal, n)
         if (as_of is not None and when > as_of) or (upto is not None and n >= upto):
             break
         if happened is not None and n >= happened:
             break  # journaled, but the file was never replaced: it did not happen (yet)
         applied, last_time = n + 1, when
+    # From the last init or adopt among them: each starts the state afresh, so what came
+    # before it (an entry no replay reproduces, a foreign change) does not count.
+    starts = [
+        n
+        for n in range(applied)
+        if journal.entries[n].get("action") in STARTS and journal.hashes[n] not in abandoned
+    ]
+    state: _State | None = None
+    earliest: datetime | None = None
+    unknown_since: datetime | None = None
+    for n in range(starts[-1] if starts else 0, applied):
+        entry, when = journal.entries[n], entry_time(journal, n)
         action = entry.get("action")
         if action == "abandoned" or journal.hashes[n] in abandoned:
             continue
@@ -265,17 +275,23 @@ def _journal_and_file(path: Path, upto: int | None) -> tuple[Journal, int | None
     the file: if it stopped in between (or is still at it), the last entry's state is not
     the file's but the one before it is, and that entry has not happened; the next writer
     marks it abandoned (:func:`~nightlake.detrends.detreg.journal.settle`, whose rule this
-    is). None when the file is neither: a tool without a journal changed it. The file is
-    hashed before the journal is read, so a write landing in between is a pending entry,
-    not a foreign change; a second look settles two writes landing in between."""
-    for _ in range(2):
-        on_disk = None if upto is not None else hashlib.sha256(path.read_bytes()).hexdigest()
+    is). None when the file is no state the journal's end describes: a tool without a
+    journal changed it. The journal's lines are counted before the file is hashed and the
+    journal read after, so writes landing in between are found among the new entries."""
+    if upto is not None:
         journal = load_journal(path)
-        n = len(journal.entries)
-        if on_disk is None or not n or journal.entries[-1].get("sha256") == on_disk:
-            return journal, n
-        if n >= 2 and journal.entries[-2].get("sha256") == on_disk:
-            return journal, n - 1
+        return journal, len(journal.entries)
+    try:
+        before = journal_path(path).read_bytes().count(b"\n")  # complete lines, cheaply
+    except FileNotFoundError:
+        before = 0
+    on_disk = hashlib.sha256(path.read_bytes()).hexdigest()
+    journal = load_journal(path)
+    if not journal.entries:
+        return journal, 0
+    for k in range(len(journal.entries) - 1, max(before - 2, 0) - 1, -1):
+        if journal.entries[k].get("sha256") == on_disk:
+            return journal, k + 1
     return journal, None
 
 

@@ -34,6 +34,7 @@ from nightlake.query.stream import (
     error_message,
     open_connection,
     parse_statements,
+    query_errors,
 )
 from nightlake.sql import sql_identifier
 
@@ -156,7 +157,8 @@ def export(
         query = statements[0].query.strip().rstrip(";")
         params = dict(params or {})
         check_params(query, params, statements)
-        check_plan(con, statements[0], params)
+        with query_errors(query, wrapped=True):
+            check_plan(con, statements[0], params)
         try:
             columns = con.sql(query, params=params or None).columns
         except duckdb.Error as exc:

@@ -266,6 +266,27 @@ def _select_reason(text: str, con=None) -> str | None:
     return None
 
 
+#: Table functions that run SQL given as a value: DuckDB binds their argument anew each time
+#: a statement is bound, so the plan checked (:func:`check_plan`) need not be the plan that
+#: runs (``query(CASE WHEN nextval('s') = 1 THEN … ELSE … END)``). No call of them, nor of
+#: a function that acts, may appear in a statement (a view's or macro's body included).
+_DYNAMIC_SQL = frozenset({"query"})
+
+
+def _call_reason(text: str) -> str | None:
+    """A call, anywhere in ``text`` as DuckDB's tokenizer splits it (comments and string
+    constants are not calls), of a function that runs SQL given as a value or that acts."""
+    words = _words(text)
+    for (_, kind, word), (_, _, after) in zip(words, words[1:]):
+        name = word.lower()
+        if kind != "string" and after == "(":
+            if name in _DYNAMIC_SQL or name == "json_execute_serialized_sql":
+                return f"{name}() runs SQL that the checks cannot see"
+            if name in ACTING_TABLE_FUNCTIONS:
+                return f"{name}() acts; it is not a read"
+    return None
+
+
 def _reason(statement, depth: int = 0, con=None) -> str | None:
     """Why ``statement`` (parsed by DuckDB) is refused, or None when it may run (``con``: a
     connection to parse on, else one of this module's)."""
@@ -273,6 +294,9 @@ def _reason(statement, depth: int = 0, con=None) -> str | None:
     text = statement.query
     if kind not in _ALLOWED_TYPES:
         return _TYPE_REASONS.get(kind, f"{kind} statements are not allowed")
+    reason = _call_reason(text)
+    if reason:
+        return reason
     if kind == "SELECT":
         return _select_reason(text, con)
     if kind == "EXPLAIN":
@@ -379,19 +403,18 @@ def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
 
     Run right before the statement (it may use a table an earlier one created): a view or a
     macro may hide a COPY, or a call that runs one, that only the plan shows. A statement
-    DuckDB cannot plan is left to fail on its own when it runs, with DuckDB's message.
+    DuckDB cannot plan does not run: DuckDB's error is raised (a bind that fails here may
+    succeed a moment later, ``error()`` in a table function's argument, so a failed check
+    never lets it through). Run it inside :func:`query_errors` with ``wrapped=True``.
     """
     import json
-
-    import duckdb
 
     params = params or {}
     for planned in _planned(statement):
         used = {k: params[k] for k in planned.named_parameters if k in params} or None
-        try:
-            rows = con.execute("EXPLAIN (FORMAT json) " + planned.query, used).fetchall()
-        except duckdb.Error:
-            continue
+        # on a line of its own, so that DuckDB's LINE n of an error shows the statement's line
+        text = planned.query.strip().rstrip(";").rstrip()  # as run, so errors show its lines
+        rows = con.execute("EXPLAIN (FORMAT json)\n" + text, used).fetchall()
         todo: list = [json.loads(row[-1]) for row in rows]
         while todo:
             item = todo.pop()
@@ -735,7 +758,8 @@ def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
     if not statements:
         return None
     for i, ((text, start, names), statement) in enumerate(zip(statements, parsed)):
-        check_plan(con, statement, params)
+        with query_errors(query, text, start, wrapped=True):
+            check_plan(con, statement, params)
         bound = {k: params[k] for k in names} or None
         attach = _statement_type(statement) == "ATTACH"
         if i == len(statements) - 1 and not attach:

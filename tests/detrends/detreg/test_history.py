@@ -331,3 +331,50 @@ def test_a_foreign_nan_replays_after_the_next_write(tmp_path):
     assert CliRunner().invoke(app, ["detregister", "adopt", str(db)]).exit_code == 0
     register(db, [entry(2, "r", 1000, 2000, "new")])
     assert same(replay(db).db, read_db(db)) and np.isnan(read_db(db).records["sigma"][0])
+
+
+def test_an_adopt_starts_the_replay_afresh(tmp_path):
+    """An entry no replay reproduces (a journal written by older code over a foreign NaN,
+    here a hand-edited record) spoils the times up to the next adopt, not those after."""
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    lines = journal_path(db).read_text().splitlines(keepends=True)
+    edited = json.loads(lines[-1])
+    edited["records"][0]["ccd"] = 7  # the chain of the last line stays whole
+    lines[-1] = json.dumps(edited, separators=(",", ":")) + "\n"
+    journal_path(db).write_text("".join(lines))
+    spoiled = parse_as_of(read_journal(db)[-1]["time"])
+    with pytest.raises(FormatError, match="does not reproduce"):
+        replay(db)
+    assert CliRunner().invoke(app, ["detregister", "adopt", str(db)]).exit_code == 0
+    assert same(replay(db).db, read_db(db))
+    register(db, [entry(2, "r", 0, 2, "b")])
+    assert same(replay(db).db, read_db(db)) and len(read_db(db)) == 2
+    with pytest.raises(FormatError, match="does not reproduce"):
+        replay(db, spoiled)  # that state stays unknown
+
+
+def test_writes_landing_while_a_replay_reads_are_not_a_foreign_change(tmp_path, monkeypatch):
+    """Two writes after the replay hashed the file and before it reads the journal: the file
+    is the state of an entry older than the journal's last two, found among those the journal
+    had when the replay began, and the replay answers that state."""
+    from nightlake.detrends import history as history_module
+
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    hashed = read_db(db)
+    real = history_module.load_journal
+
+    def meanwhile(path):
+        monkeypatch.setattr(history_module, "load_journal", real)  # once
+        register(db, [entry(2, "r", 0, 2, "b")])
+        register(db, [entry(3, "i", 0, 2, "c")])
+        return real(path)
+
+    monkeypatch.setattr(history_module, "load_journal", meanwhile)
+    state = replay(db)
+    assert len(state.db) == 1 and same(state.db, hashed)
+    assert state.position.entries == 2  # init and the first add: the others came after
+    assert len(replay(db).db) == 3
