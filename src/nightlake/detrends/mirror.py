@@ -9,19 +9,20 @@ lakes tied to the database). On disk::
       detrends -> .detrends-<ns>            symlink, swapped atomically by each sync
       .detrends-<ns>/
         _mirror.json                        format_version, the database's fingerprint (path,
-                                            size, mtime, inode, sha256), NRECORD, version,
-                                            sync time
+                                            size, mtime, inode, sha256), its journal's size,
+                                            NRECORD, version, sync time
         filters.parquet                     the header's filter table (view detrend_filters)
         type=flat/detrends.parquet          one row per record, Hive-partitioned by type
         type=bias/detrends.parquet          (kv metadata: the same fingerprint)
         …
 
 This module only reads. Opening the lake (:func:`attach`, called from ``Lake.connect``)
-compares the recorded fingerprint with the database file (size, mtime and inode first, the
-content hash only when those differ) and defines the ``detrends`` views over the mirror when it is
-fresh, or views that fail with the one-line reason when it is not (stale, missing, written by
-an older nightlake). It never re-syncs and never takes the lake lock: a read cannot write the
-lake, and queries that do not touch detrends never fail because of the database.
+compares the recorded fingerprint with the database file (size, mtime, inode and the
+journal's size first, the content hash only when those differ) and defines the ``detrends``
+views over the mirror when it is fresh, or views that fail with the one-line reason when it
+is not (stale, missing, written by an older nightlake). It never re-syncs and never takes
+the lake lock: a read cannot write the lake, and queries that do not touch detrends never
+fail because of the database.
 
 Filenames are bytes in the DetReg format. The mirror keeps them twice: ``filename`` (VARCHAR,
 the name itself when it is valid UTF-8, else Python's ``backslashreplace`` escape of it, so it
@@ -139,6 +140,16 @@ def _usable_manifest(lake: LakeDirectory) -> tuple[dict[str, Any], Freshness | N
     return info, None
 
 
+def journal_size(db: str | os.PathLike[str]) -> int | None:
+    """The size of the database's journal (None without one): it grows with every write."""
+    from nightlake.detrends.detreg.journal import journal_path
+
+    try:
+        return os.stat(journal_path(db)).st_size
+    except OSError:
+        return None
+
+
 def freshness(lake: LakeDirectory) -> Freshness:
     """Compare the mirror's fingerprint with its database (stat first, SHA-256 if needed).
 
@@ -150,7 +161,11 @@ def freshness(lake: LakeDirectory) -> Freshness:
         return problem
     db = Path(info["db_path"])
     recorded = {**info, "path": db}
-    if "inode" not in info:  # synced before inodes were recorded: the content decides
+    # The stat alone decides only when the journal is as it was at the sync: every journaled
+    # write appends to it, while a file system may give a rewrite the inode its predecessor
+    # freed (ext4 does), with the same size in the same mtime tick. A mirror synced before
+    # the inode and the journal were recorded is compared by content.
+    if "inode" not in info or info.get("journal_size", -1) != journal_size(db):
         recorded["mtime_ns"] = None
     try:
         state, _ = compare_fingerprint(recorded)

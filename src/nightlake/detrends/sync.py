@@ -200,11 +200,14 @@ def _sync_locked(lake: LakeDirectory, db_file: Path, *, force: bool) -> SyncResu
     sweep_directory(lake.path)  # a killed sync's unfinished generation and link
     if not force and mirror.freshness(lake).state == "fresh":
         info = mirror.manifest(lake) or {}
-        if info.get("db_path") == db_abs:
+        # a manifest without the stamps a stat compares (older nightlake) is rewritten, or
+        # every connection would hash the database to learn that it is fresh
+        if info.get("db_path") == db_abs and {"inode", "journal_size"} <= info.keys():
             return SyncResult(
                 db_abs, info["nrecord"], info.get("counts", {}), lake.detrends_dir, True
             )
 
+    journal = mirror.journal_size(db_abs)  # before the read: a write in between reads stale
     db = read_db(db_abs)
     table = records_table(db)
     fp = dict(db.fingerprint)
@@ -215,6 +218,7 @@ def _sync_locked(lake: LakeDirectory, db_file: Path, *, force: bool) -> SyncResu
         "size": int(fp["size"]),
         "mtime_ns": int(fp["mtime_ns"]),
         "inode": int(fp["inode"]),
+        "journal_size": journal,
         "sha256": fp["sha256"],
         "nrecord": len(table),
         "layout": getattr(db, "layout", None),

@@ -137,7 +137,13 @@ class Lake(LakeDirectory):
             db = json.loads(manifest.read_text()).get("db_path")
         except (OSError, ValueError, AttributeError):
             db = None
-        db_stamp = file_stamp(Path(db)) if isinstance(db, str) else None
+        # the journal too: a rewrite may get the inode its predecessor freed (ext4), with the
+        # same size in the same mtime tick, but every journaled write makes the journal grow
+        db_stamp = (
+            (file_stamp(Path(db)), file_stamp(Path(f"{db}.journal")))
+            if isinstance(db, str)
+            else None
+        )
         try:  # its bytes, not a stamp: two writes may share an mtime tick, a size, an inode
             lake_manifest = self.manifest_path.read_bytes()
         except OSError:

@@ -145,13 +145,45 @@ def test_a_database_rewritten_in_the_same_tick_at_the_same_size_is_stale(lake_wi
     assert sync(lake).nrecord == len(ROWS) + 1  # sync does not skip it either
     info = mirror.manifest(lake)
     assert info["inode"] == db.stat().st_ino
-    legacy = {k: v for k, v in info.items() if k != "inode"}
+    legacy = {k: v for k, v in info.items() if k not in ("inode", "journal_size")}
     (lake.detrends_dir / mirror.MANIFEST).write_text(json.dumps(legacy))
     assert mirror.staleness(lake) is None  # the same content
+    assert not sync(lake).skipped  # the next sync records what a stat compares
+    assert {"inode", "journal_size"} <= mirror.manifest(lake).keys()
+    assert sync(lake).skipped
+    (lake.detrends_dir / mirror.MANIFEST).write_text(json.dumps(legacy))
     write_detreg(db, ROWS)
     os.utime(db, ns=(info["mtime_ns"], info["mtime_ns"]))
     assert db.stat().st_size == info["size"]
     assert "changed since the last sync" in (mirror.staleness(lake) or "")
+
+
+def test_a_journaled_write_is_seen_even_when_the_inode_comes_back(lake_with_db):
+    """ext4 gives a rewrite the inode number its predecessor freed: two writes in one mtime
+    tick, the second of the first size, look like the file synced. The journal grows with
+    every write, so the mirror is stale, and a connection kept open is rebuilt."""
+    from nightlake.detrends.detreg import DetRegEntry, register
+
+    lake, db = lake_with_db
+    register(db, [])  # a journal from here on
+    sync(lake, db)
+    synced = mirror.manifest(lake)
+    assert synced["journal_size"] == db.with_name(db.name + ".journal").stat().st_size
+    kept = Lake(lake.path)
+    assert _query(kept, "SELECT count(*) AS n FROM detrends") == [{"n": len(ROWS)}]
+    state = kept.disk_state()
+    for name in ("a", "b"):
+        register(db, [DetRegEntry(f"/m/{name}.fits", "bias", 5, T0, T0 + 100, T0)])
+    assert db.stat().st_size == synced["size"]
+    os.utime(db, ns=(synced["mtime_ns"], synced["mtime_ns"]))
+    info = dict(synced, inode=db.stat().st_ino)  # as if the inode came back
+    (lake.detrends_dir / mirror.MANIFEST).write_text(json.dumps(info))
+    assert "changed since the last sync" in (mirror.staleness(lake) or "")
+    journal = db.with_name(db.name + ".journal")
+    with journal.open("ab") as f:  # the journal alone grows: a cached connection is rebuilt
+        before = kept.disk_state()
+        f.write(b"\n")
+    assert kept.disk_state() != before != state
 
 
 def test_a_touched_but_unchanged_database_is_not_resynced(lake_with_db):
