@@ -66,6 +66,10 @@ REFUSED = [
     "ATTACH if(false, ':memory:', '{lake}/images/planted.duckdb') AS v (READ_ONLY)",
     "ATTACH 'e10' || '.db' AS v",
     "ATTACH IF NOT EXISTS ('e11.db') AS v",
+    # options other than READ_ONLY: DuckDB takes READ_WRITE too, and the last one wins
+    "ATTACH 'e12.db' AS p (READWRITE, READ_ONLY)",
+    "ATTACH 'e13.db' AS w (READONLY false, READ_ONLY)",
+    "ATTACH 'e14.db' AS w (READ_WRITE)",
     # table functions that act, called in a query, a view or a macro
     "SELECT * FROM json_execute_serialized_sql(json_serialize_sql("
     "'WITH x AS (COPY (SELECT 42 AS n) TO ''{lake}/nightlake.json'' (FORMAT json)) FROM x'))",
@@ -130,6 +134,7 @@ ALLOWED = [
     ("ATTACH '{cwd}/user.duckdb' AS u (READ_ONLY); SELECT n FROM u.t", "5"),
     ("ATTACH '{cwd}/user.duckdb' AS u (\"read_only\" TRUE); SELECT n FROM u.t", "5"),
     ("ATTACH ':memory:' AS s; CREATE TABLE s.t AS SELECT 7 AS n; SELECT n FROM s.t", "7"),
+    ("ATTACH '{cwd}/user.duckdb' AS u (READONLY); SELECT n FROM u.t", "5"),
     ("CREATE TEMP TABLE t AS SELECT 41 AS x; SELECT x + 1 AS n FROM t", "42"),
     ("CREATE TEMP MACRO twice(x) AS 2 * x; SELECT twice(21) AS n", "42"),
     ("SELECT 1 AS n -- a note", "1"),
@@ -313,15 +318,41 @@ def test_an_attach_the_engine_reports_writable_is_detached_and_refused(tmp_path)
     from nightlake.query.stream import check_attached
 
     con = duckdb.connect()
+    # a user's macro may take the short name of the catalog function the check reads
+    con.execute(
+        "CREATE MACRO duckdb_databases() AS TABLE SELECT 'x' AS database_name, 'x' AS path, "
+        "true AS internal, true AS readonly"
+    )
     con.execute(f"ATTACH '{tmp_path / 'w.duckdb'}' AS w")
     con.execute("ATTACH ':memory:' AS scratch")
     with pytest.raises(ReadOnlyError, match="attached writable"):
         check_attached(con)
     names = {
-        row[0] for row in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+        row[0]
+        for row in con.execute(
+            "SELECT database_name FROM system.main.duckdb_databases()"
+        ).fetchall()
     }
     assert "w" not in names and "scratch" in names
     check_attached(con)  # in memory only: nothing to say
+    # a file attached read-only whose views or macros call query(): refused, detached
+    for body in (
+        "CREATE VIEW v AS SELECT * FROM query('SELECT 1')",
+        "CREATE MACRO tm() AS TABLE SELECT * FROM query('SELECT 2')",
+    ):
+        path = tmp_path / f"stored{len(body)}.duckdb"
+        maker = duckdb.connect(str(path))
+        maker.execute(body)
+        maker.close()
+        con.execute(f"ATTACH '{path}' AS f (READ_ONLY)")
+        with pytest.raises(ReadOnlyError, match=r"query\(\) runs SQL"):
+            check_attached(con)
+        assert "f" not in {
+            row[0]
+            for row in con.execute(
+                "SELECT database_name FROM system.main.duckdb_databases()"
+            ).fetchall()
+        }
 
 
 def test_every_table_function_of_this_duckdb_is_known_to_read_or_to_act():

@@ -23,6 +23,8 @@ CASES = [
     ("SELECT 1;\nSELECT 1 +\n 'a'::INT, nosuch(3)", "nosuch", "Catalog Error"),
     ("SELECT 1;\nSELECT 2,\n  CAST('x' || range AS INT) FROM range(10)", "CAST", "Conversion"),
     (f"SELECT 1;\n  SELECT 1, {LATE} AS v FROM range(300000)", "CAST", "Conversion Error"),
+    # the same text on an earlier line of the statement: the line is still the right one
+    ("SELECT 1;\nSELECT 'bogus' AS s,\n bogus\nFROM range(3)", "bogus", "Binder Error"),
 ]
 WAYS = {
     "arrow": lambda con, q: stream(con, q, batch_rows=7).read_all(),

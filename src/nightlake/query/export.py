@@ -157,7 +157,7 @@ def export(
         query = statements[0].query.strip().rstrip(";")
         params = dict(params or {})
         check_params(query, params, statements)
-        with query_errors(query, wrapped=True):
+        with query_errors(query):
             check_plan(con, statements[0], params)
         try:
             columns = con.sql(query, params=params or None).columns

@@ -182,29 +182,37 @@ def _attach_reason(text: str) -> str | None:
             options.append([])
         else:
             options[-1].append(word.strip("'").lower())
-    read_only = None
+    # Only READ_ONLY (or READONLY), true, and nothing else: DuckDB takes READ_WRITE too, and
+    # the last of them wins, so an option this check does not know is refused.
     for option in options:
         name, value = (option[0] if option else ""), " ".join(option[1:])
-        if name == "read_only":
-            read_only = value in _TRUE and read_only is not False
-    if not read_only:
-        return "ATTACH without (READ_ONLY) may create or modify a database file"
+        if name not in ("read_only", "readonly") or value not in _TRUE:
+            return "ATTACH of a file takes (READ_ONLY) and no other option"
     return None
 
 
 def check_attached(con) -> None:
     """After an ATTACH: every database the connection has attached is in memory or read-only,
-    by DuckDB's own catalog (``duckdb_databases()``); else it is detached and refused."""
-    writable = con.execute(
-        "SELECT database_name, path FROM duckdb_databases() "
-        "WHERE NOT internal AND path IS NOT NULL AND NOT readonly"
+    by DuckDB's own catalog (``duckdb_databases()``, called by its full name: a user's macro
+    may take the short one), and no view or macro stored in an attached file calls what a
+    statement may not (:func:`_call_reason`); else the file is detached and refused."""
+    attached = con.execute(
+        "SELECT database_name, path, readonly FROM system.main.duckdb_databases() "
+        "WHERE NOT internal AND path IS NOT NULL"
     ).fetchall()
-    for name, _ in writable:
-        con.execute(f"DETACH {sql_identifier(name)}")
-    if writable:
-        raise ReadOnlyError(
-            _refused(f"{writable[0][1]} was attached writable", f"ATTACH {writable[0][1]}")
-        )
+    for name, path, read_only in attached:
+        reason = None if read_only else "it was attached writable"
+        if reason is None:
+            bodies = con.execute(
+                "SELECT sql FROM system.main.duckdb_views() WHERE database_name = $db "
+                "UNION ALL SELECT macro_definition FROM system.main.duckdb_functions() "
+                "WHERE database_name = $db AND macro_definition IS NOT NULL",
+                {"db": name},
+            ).fetchall()
+            reason = next((r for (body,) in bodies if (r := _call_reason(body))), None)
+        if reason is not None:
+            con.execute(f"DETACH {sql_identifier(name)}")
+            raise ReadOnlyError(_refused(f"{path}: {reason}", f"ATTACH '{path}'"))
 
 
 def _explained(text: str) -> list:
@@ -403,18 +411,25 @@ def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
 
     Run right before the statement (it may use a table an earlier one created): a view or a
     macro may hide a COPY, or a call that runs one, that only the plan shows. A statement
-    DuckDB cannot plan does not run: DuckDB's error is raised (a bind that fails here may
-    succeed a moment later, ``error()`` in a table function's argument, so a failed check
-    never lets it through). Run it inside :func:`query_errors` with ``wrapped=True``.
+    DuckDB cannot plan does not run: DuckDB's error is raised, its lines those of the
+    statement (a bind that fails here may succeed a moment later, ``error()`` in a table
+    function's argument, so a failed check never lets it through). Run it inside
+    :func:`query_errors`.
     """
     import json
+
+    import duckdb
 
     params = params or {}
     for planned in _planned(statement):
         used = {k: params[k] for k in planned.named_parameters if k in params} or None
-        # on a line of its own, so that DuckDB's LINE n of an error shows the statement's line
-        text = planned.query.strip().rstrip(";").rstrip()  # as run, so errors show its lines
-        rows = con.execute("EXPLAIN (FORMAT json)\n" + text, used).fetchall()
+        # on a line of its own: DuckDB's LINE n of an error is the statement's line n - 1
+        text = planned.query.strip().rstrip(";").rstrip()
+        try:
+            rows = con.execute("EXPLAIN (FORMAT json)\n" + text, used).fetchall()
+        except duckdb.Error as exc:
+            lines = _LINE_NUMBER.sub(lambda m: f"LINE {int(m.group(1)) - 1}:", str(exc))
+            raise type(exc)(lines) from exc
         todo: list = [json.loads(row[-1]) for row in rows]
         while todo:
             item = todo.pop()
@@ -561,6 +576,7 @@ def error_message(exc: BaseException | str, query: str | None = None) -> str:
 
 
 _PROBE = "PREPARE nightlake_probe AS "
+_LINE_NUMBER = re.compile(r"(?m)^LINE (\d+):")
 _POSITION = re.compile(r" \(line (\d+), column (\d+)\)$")
 
 
@@ -758,7 +774,7 @@ def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
     if not statements:
         return None
     for i, ((text, start, names), statement) in enumerate(zip(statements, parsed)):
-        with query_errors(query, text, start, wrapped=True):
+        with query_errors(query, text, start):
             check_plan(con, statement, params)
         bound = {k: params[k] for k in names} or None
         attach = _statement_type(statement) == "ATTACH"
