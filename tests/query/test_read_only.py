@@ -275,19 +275,25 @@ def test_lake_sql_has_the_same_guard(place, statement):
     assert listing(lake, cwd, home) == before
 
 
+def _settings(con) -> dict[str, str]:
+    """The settings of ``con`` that keep files and extensions in their place."""
+    names = (
+        "temp_directory",
+        "autoinstall_known_extensions",
+        "autoload_known_extensions",
+        "allow_persistent_secrets",
+    )
+    query = "SELECT name, value FROM duckdb_settings() WHERE list_contains($names, name)"
+    return dict(con.execute(query, {"names": list(names)}).fetchall())
+
+
 def test_the_connection_is_locked(place):
     lake, cwd, _ = place
     con = open_connection(Lake(lake))
     try:
         with pytest.raises(duckdb.Error, match="locked"):
             con.execute("SET temp_directory = 'spill'")
-        setting = dict(
-            con.execute(
-                "SELECT name, value FROM duckdb_settings() WHERE name IN ('temp_directory', "
-                "'autoinstall_known_extensions', 'autoload_known_extensions', "
-                "'allow_persistent_secrets')"
-            ).fetchall()
-        )
+        setting = _settings(con)
     finally:
         con.close()
     assert setting["autoinstall_known_extensions"] == "false"
@@ -377,12 +383,7 @@ def test_nightlakes_own_connections_spill_apart_and_fetch_no_extension(place):
     lake, cwd, _ = place
     con = Lake(lake).connect()
     try:
-        setting = dict(
-            con.execute(
-                "SELECT name, value FROM duckdb_settings() WHERE name IN ('temp_directory', "
-                "'autoinstall_known_extensions', 'autoload_known_extensions')"
-            ).fetchall()
-        )
+        setting = _settings(con)
     finally:
         con.close()
     assert setting["autoinstall_known_extensions"] == "false"

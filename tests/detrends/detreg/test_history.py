@@ -176,15 +176,20 @@ def test_after_an_external_change_replay_stops_until_adopted(tmp_path):
     assert len(replay(db, before).db) == 1  # what came before the foreign change still replays
 
 
+def _edit_last_record(db: Path) -> None:
+    """Change the last entry's record by hand; the chain of that last line stays whole."""
+    lines = journal_path(db).read_text().splitlines(keepends=True)
+    edited = json.loads(lines[-1])
+    edited["records"][0]["ccd"] = 7
+    lines[-1] = json.dumps(edited, separators=(",", ":")) + "\n"
+    journal_path(db).write_text("".join(lines))
+
+
 def test_a_hand_edited_journal_record_is_caught(tmp_path):
     db = tmp_path / "d.db"
     init_db(db)
     register(db, [entry(1, "g", 0, 2, "a")])
-    lines = journal_path(db).read_text().splitlines(keepends=True)
-    edited = json.loads(lines[-1])
-    edited["records"][0]["ccd"] = 7  # the chain of the last line stays whole
-    lines[-1] = json.dumps(edited, separators=(",", ":")) + "\n"
-    journal_path(db).write_text("".join(lines))
+    _edit_last_record(db)
     with pytest.raises(FormatError, match="does not reproduce"):
         replay(db)
 
@@ -339,11 +344,7 @@ def test_an_adopt_starts_the_replay_afresh(tmp_path):
     db = tmp_path / "d.db"
     init_db(db)
     register(db, [entry(1, "g", 0, 2, "a")])
-    lines = journal_path(db).read_text().splitlines(keepends=True)
-    edited = json.loads(lines[-1])
-    edited["records"][0]["ccd"] = 7  # the chain of the last line stays whole
-    lines[-1] = json.dumps(edited, separators=(",", ":")) + "\n"
-    journal_path(db).write_text("".join(lines))
+    _edit_last_record(db)
     spoiled = parse_as_of(read_journal(db)[-1]["time"])
     with pytest.raises(FormatError, match="does not reproduce"):
         replay(db)
