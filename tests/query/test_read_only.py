@@ -135,6 +135,9 @@ ALLOWED = [
     ("ATTACH '{cwd}/user.duckdb' AS u (\"read_only\" TRUE); SELECT n FROM u.t", "5"),
     ("ATTACH ':memory:' AS s; CREATE TABLE s.t AS SELECT 7 AS n; SELECT n FROM s.t", "7"),
     ("ATTACH '{cwd}/user.duckdb' AS u (READONLY); SELECT n FROM u.t", "5"),
+    ('ATTACH \'{cwd}/user.duckdb\' AS "My Db" (READ_ONLY); SELECT n FROM "My Db".t', "5"),
+    ("EXPLAIN WITH n AS (SELECT night FROM images) SELECT count(*) FROM n", None),
+    ("EXPLAIN ANALYZE WITH n AS (SELECT night FROM images) SELECT count(*) FROM n", None),
     ("CREATE TEMP TABLE t AS SELECT 41 AS x; SELECT x + 1 AS n FROM t", "42"),
     ("CREATE TEMP MACRO twice(x) AS 2 * x; SELECT twice(21) AS n", "42"),
     ("SELECT 1 AS n -- a note", "1"),
@@ -316,6 +319,29 @@ def test_a_statement_whose_check_cannot_plan_it_does_not_run(cli, place):
     assert result.exit_code == 2 and not result.stdout  # a query error, as when it runs
     assert "only the check sees this" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_an_attach_runs_as_nightlake_writes_it_not_as_typed(cli, place):
+    """The ATTACH that runs is built from the path and the alias alone: ``READ_ONLY 1e-400``
+    passes the options check and is false to DuckDB, which would create or open the file
+    writable (and checkpoint its WAL). It opens read-only, creating nothing."""
+    lake, cwd, home = place
+    before = listing(lake, cwd, home)
+    user = (cwd / "user.duckdb").read_bytes()
+    missing = cli(
+        "sql", "--lake", lake, f"ATTACH '{lake}/images/planted.duckdb' AS p (READ_ONLY 1e-400)"
+    )
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    read = cli(
+        "sql",
+        "--lake",
+        lake,
+        "--format",
+        "csv",
+        f"ATTACH '{cwd}/user.duckdb' AS u (READ_ONLY 1e-400); SELECT n FROM u.t",
+    )
+    assert read.exit_code == 0 and read.stdout.splitlines()[-1] == "5", read.stderr
+    assert listing(lake, cwd, home) == before and (cwd / "user.duckdb").read_bytes() == user
 
 
 def test_an_attach_the_engine_reports_writable_is_detached_and_refused(tmp_path):

@@ -25,6 +25,7 @@ CASES = [
     (f"SELECT 1;\n  SELECT 1, {LATE} AS v FROM range(300000)", "CAST", "Conversion Error"),
     # the same text on an earlier line of the statement: the line is still the right one
     ("SELECT 1;\nSELECT 'bogus' AS s,\n bogus\nFROM range(3)", "bogus", "Binder Error"),
+    ("SELECT 1;\nEXPLAIN\nSELECT 1,\n  nosuch FROM range(3)", "nosuch", "Binder Error"),
 ]
 WAYS = {
     "arrow": lambda con, q: stream(con, q, batch_rows=7).read_all(),

@@ -150,45 +150,86 @@ def _object_reason(words: list[str]) -> str | None:
 
 def _attach_reason(text: str) -> str | None:
     """ATTACH only read-only (by its parsed options) or of a new in-memory database, its path
-    one string literal (DuckDB takes an expression there, which could pick any path).
-    :func:`check_attached` checks the result in the engine's own catalog after it runs."""
-    words = _words(text)
-    while words and words[-1][2] == ";":
-        words.pop()
+    one string literal (DuckDB takes an expression there, which could pick any path). What
+    runs is not the user's text but :func:`attach_statement` of it, and
+    :func:`check_attached` checks the result in the engine's own catalog."""
+    parts = _attach_parts(text)
+    return parts if isinstance(parts, str) else None
+
+
+def attach_statement(text: str) -> str:
+    """The ATTACH that runs for the user's ATTACH ``text`` (checked by :func:`_attach_reason`):
+    built from its path literal and alias alone, ``(READ_ONLY)`` for a file. The user's option
+    text never runs: DuckDB reads option values this check could read otherwise (``READ_ONLY
+    1e-400`` is false to DuckDB)."""
+    parts = _attach_parts(text)
+    if isinstance(parts, str):
+        raise ReadOnlyError(_refused(parts, text))
+    if_not_exists, path, alias, memory = parts
+    return (
+        f"ATTACH {'IF NOT EXISTS ' if if_not_exists else ''}{path}"
+        f"{f' AS {alias}' if alias else ''}{'' if memory else ' (READ_ONLY)'}"
+    )
+
+
+_ALIAS = re.compile(r'[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+"')
+
+
+def _attach_parts(text: str) -> tuple[bool, str, str | None, bool] | str:
+    """(IF NOT EXISTS, the path literal as written, the alias as written or None, whether it
+    is ``':memory:'``) of an ATTACH, or why it is refused."""
+    import duckdb
+
+    spans = duckdb.tokenize(text)
+    tokens = [  # (kind, raw text, word as _words reads it), comments left out
+        (kind, text[at : _next_start(spans, at, text)].strip(), word)
+        for at, kind, word in _words(text)
+    ]
+    while tokens and tokens[-1][2] == ";":
+        tokens.pop()
     at = 1
-    for optional in ("DATABASE", "IF", "NOT", "EXISTS"):
-        if at < len(words) and words[at][2] == optional:
-            at += 1
-    path = words[at] if at < len(words) else None
-    after = words[at + 1][2] if at + 1 < len(words) else None
-    if path is None or path[1] != "string" or after not in (None, "AS", "("):
+    if at < len(tokens) and tokens[at][2] == "DATABASE":
+        at += 1
+    if_not_exists = [t[2] for t in tokens[at : at + 3]] == ["IF", "NOT", "EXISTS"]
+    at += 3 * if_not_exists
+    path = tokens[at] if at < len(tokens) else None
+    rest = [t[2] for t in tokens[at + 1 :]]
+    if path is None or path[0] != "string":
         return "ATTACH's path must be one string literal"
-    if path[2] == "':memory:'":
-        return None
-    if not words or words[-1][2] != ")":
+    alias = None
+    if rest[:1] == ["AS"]:
+        alias = tokens[at + 2][1] if len(rest) > 1 else ""
+        if not _ALIAS.fullmatch(alias):
+            return "ATTACH's alias must be a name"
+        rest = rest[2:]
+    memory = path[2] == "':memory:'"
+    if rest and rest[0] != "(":
+        return "ATTACH's path must be one string literal"
+    if memory:
+        return if_not_exists, path[1], alias, True
+    # Only READ_ONLY (or READONLY), true, and nothing else: DuckDB takes READ_WRITE too, and
+    # the last of them wins, so an option this check does not know is refused.
+    if not rest or rest[-1] != ")":
         return "ATTACH without (READ_ONLY) may create or modify a database file"
-    depth, start = 0, None
-    for i in range(len(words) - 1, -1, -1):
-        word = words[i][2]
-        depth += (word == ")") - (word == "(")
-        if depth == 0:
-            start = i
-            break
     options: list[list[str]] = [[]]
     depth = 0
-    for _, _, word in words[(start or 0) + 1 : -1]:
+    for word in rest[1:-1]:
         depth += (word == "(") - (word == ")")
         if word == "," and depth == 0:
             options.append([])
         else:
             options[-1].append(word.strip("'").lower())
-    # Only READ_ONLY (or READONLY), true, and nothing else: DuckDB takes READ_WRITE too, and
-    # the last of them wins, so an option this check does not know is refused.
     for option in options:
         name, value = (option[0] if option else ""), " ".join(option[1:])
         if name not in ("read_only", "readonly") or value not in _TRUE:
             return "ATTACH of a file takes (READ_ONLY) and no other option"
-    return None
+    return if_not_exists, path[1], alias, False
+
+
+def _next_start(spans: list, at: int, text: str) -> int:
+    """Where the token after the one at ``at`` begins (the end of ``text`` for the last)."""
+    later = [start for start, _ in spans if start > at]
+    return later[0] if later else len(text)
 
 
 def check_attached(con) -> None:
@@ -400,8 +441,8 @@ def _planned(statement) -> list:
     kind = _statement_type(statement)
     if kind in _PLANNED:
         return [statement]
-    if kind == "EXPLAIN":
-        return [p for inner in _explained(statement.query) for p in _planned(inner)]
+    if kind == "EXPLAIN":  # the longest suffix that parses is the statement it wraps
+        return [p for inner in _explained(statement.query)[:1] for p in _planned(inner)]
     return []
 
 
@@ -423,12 +464,18 @@ def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
     params = params or {}
     for planned in _planned(statement):
         used = {k: params[k] for k in planned.named_parameters if k in params} or None
-        # on a line of its own: DuckDB's LINE n of an error is the statement's line n - 1
+        # on a line of its own: DuckDB's LINE n of an error is line n - 1 of ``text``, which
+        # starts ``below`` lines into the statement (EXPLAIN's own lines before it)
         text = planned.query.strip().rstrip(";").rstrip()
+        outer = statement.query.strip()
+        below = outer.count("\n", 0, max(outer.find(text), 0))
         try:
             rows = con.execute("EXPLAIN (FORMAT json)\n" + text, used).fetchall()
         except duckdb.Error as exc:
-            lines = _LINE_NUMBER.sub(lambda m: f"LINE {int(m.group(1)) - 1}:", str(exc))
+            shift = below - 1
+            lines = _LINE_NUMBER.sub(
+                lambda m, shift=shift: f"LINE {int(m.group(1)) + shift}:", str(exc)
+            )
             raise type(exc)(lines) from exc
         todo: list = [json.loads(row[-1]) for row in rows]
         while todo:
@@ -781,7 +828,7 @@ def _run_to_last(con, query: str, params: Mapping[str, Any] | None):
         if i == len(statements) - 1 and not attach:
             return text, start, bound
         with query_errors(query, text, start):
-            con.execute(text, bound)
+            con.execute(attach_statement(text) if attach else text, bound)
         if attach:  # run here even when last: its result is checked before anything else
             check_attached(con)
     return None
