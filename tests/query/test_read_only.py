@@ -138,6 +138,7 @@ ALLOWED = [
     ('ATTACH \'{cwd}/user.duckdb\' AS "My Db" (READ_ONLY); SELECT n FROM "My Db".t', "5"),
     ("EXPLAIN WITH n AS (SELECT night FROM images) SELECT count(*) FROM n", None),
     ("EXPLAIN ANALYZE WITH n AS (SELECT night FROM images) SELECT count(*) FROM n", None),
+    ("CREATE TEMP TABLE u2 (a INT); EXPLAIN UPDATE u2 SET a = 1", None),
     ("CREATE TEMP TABLE t AS SELECT 41 AS x; SELECT x + 1 AS n FROM t", "42"),
     ("CREATE TEMP MACRO twice(x) AS 2 * x; SELECT twice(21) AS n", "42"),
     ("SELECT 1 AS n -- a note", "1"),

@@ -26,6 +26,11 @@ CASES = [
     # the same text on an earlier line of the statement: the line is still the right one
     ("SELECT 1;\nSELECT 'bogus' AS s,\n bogus\nFROM range(3)", "bogus", "Binder Error"),
     ("SELECT 1;\nEXPLAIN\nSELECT 1,\n  nosuch FROM range(3)", "nosuch", "Binder Error"),
+    (
+        "SELECT 1; -- c\nEXPLAIN -- SELECT nosuch FROM range(3)\nSELECT nosuch FROM range(3)",
+        "nosuch",
+        "Binder Error",
+    ),
 ]
 WAYS = {
     "arrow": lambda con, q: stream(con, q, batch_rows=7).read_all(),

@@ -256,12 +256,13 @@ def check_attached(con) -> None:
             raise ReadOnlyError(_refused(f"{path}: {reason}", f"ATTACH '{path}'"))
 
 
-def _explained(text: str) -> list:
-    """The statements EXPLAIN [ANALYZE] (…) may wrap: every suffix of its first tokens that
-    DuckDB parses as one statement (the real one is among them; all must pass)."""
+def _explained(text: str) -> tuple[int, Any] | None:
+    """The statement EXPLAIN [ANALYZE] (…) ``text`` wraps, and where in ``text`` it starts:
+    the longest suffix of its first tokens that DuckDB parses as one statement (a suffix
+    starting inside the options carries their unmatched ``)``; one starting at ANALYZE is an
+    ANALYZE statement). None when no suffix parses."""
     import duckdb
 
-    found = []
     for start, _, _ in _words(text)[1 : 1 + _EXPLAIN_OPTION_TOKENS]:
         try:
             inner = duckdb.extract_statements(text[start:])
@@ -270,8 +271,8 @@ def _explained(text: str) -> list:
         except ValueError:  # a statement type this duckdb module has no name for
             raise ReadOnlyError(_refused("a statement of an unknown type", text)) from None
         if len(inner) == 1:
-            found.append(inner[0])
-    return found
+            return start, inner[0]
+    return None
 
 
 _PARSER = None  # an empty connection that only parses, when the caller has none
@@ -349,14 +350,10 @@ def _reason(statement, depth: int = 0, con=None) -> str | None:
     if kind == "SELECT":
         return _select_reason(text, con)
     if kind == "EXPLAIN":
-        inner = _explained(text)
-        if not inner or depth > 2:
+        found = _explained(text)
+        if found is None or depth > 2:
             return "EXPLAIN of something that is not a query"
-        for statement in inner:
-            reason = _reason(statement, depth + 1, con)
-            if reason:
-                return reason
-        return None
+        return _reason(found[1], depth + 1, con)
     if kind in ("CREATE", "DROP"):
         return _object_reason([w for _, _, w in _words(text)])
     if kind == "ATTACH":
@@ -436,13 +433,15 @@ ACTING_TABLE_FUNCTIONS = frozenset(
 _PLANNED = frozenset({"SELECT", "CREATE", "INSERT", "UPDATE", "DELETE", "MERGE_INTO"})
 
 
-def _planned(statement) -> list:
-    """The statements of ``statement`` that run with a plan (EXPLAIN ANALYZE runs its own)."""
+def _planned(statement, at: int = 0) -> list[tuple[Any, int]]:
+    """The statements of ``statement`` that run with a plan (EXPLAIN ANALYZE runs its own),
+    each with where it starts in the text of the statement given first (``at`` in it)."""
     kind = _statement_type(statement)
     if kind in _PLANNED:
-        return [statement]
-    if kind == "EXPLAIN":  # the longest suffix that parses is the statement it wraps
-        return [p for inner in _explained(statement.query)[:1] for p in _planned(inner)]
+        return [(statement, at)]
+    if kind == "EXPLAIN":
+        found = _explained(statement.query)
+        return [] if found is None else _planned(found[1], at + found[0])
     return []
 
 
@@ -462,13 +461,14 @@ def check_plan(con, statement, params: Mapping[str, Any] | None = None) -> None:
     import duckdb
 
     params = params or {}
-    for planned in _planned(statement):
+    lead = len(statement.query) - len(statement.query.lstrip())  # before the text errors name
+    for planned, at in _planned(statement):
         used = {k: params[k] for k in planned.named_parameters if k in params} or None
         # on a line of its own: DuckDB's LINE n of an error is line n - 1 of ``text``, which
         # starts ``below`` lines into the statement (EXPLAIN's own lines before it)
         text = planned.query.strip().rstrip(";").rstrip()
-        outer = statement.query.strip()
-        below = outer.count("\n", 0, max(outer.find(text), 0))
+        starts = at + len(planned.query) - len(planned.query.lstrip())
+        below = statement.query.count("\n", lead, starts)
         try:
             rows = con.execute("EXPLAIN (FORMAT json)\n" + text, used).fetchall()
         except duckdb.Error as exc:
