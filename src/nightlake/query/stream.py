@@ -10,10 +10,13 @@ things are settled here once:
   write files or change settings. DuckDB decides, not the words of the query: the parsed
   statement types against an allowlist (:func:`check_read_only`), the plan of each statement
   right before it runs (:func:`check_plan`: a COPY may hide in a CTE, a view or a macro, and
-  only table functions known to read may be called), an ATTACH's result in DuckDB's own
-  catalog (:func:`check_attached`), and a connection that cannot install or load extensions,
-  keeps no secrets on disk and has its configuration locked (:func:`lock_down`) — so a query
-  cannot modify the lake;
+  only table functions known to read may be called), an ATTACH that nightlake builds and
+  whose result it reads in DuckDB's own catalog (:func:`attach_statement`,
+  :func:`check_attached`), and a connection that cannot install or load extensions, keeps no
+  secrets on disk and has its configuration locked (:func:`lock_down`) — so a query cannot
+  modify the lake. One check reads DuckDB's tokens instead (:func:`_call_reason`): SQL given
+  as a value is bound again when it runs, so a plan checked before is not proof of the plan
+  run, and DuckDB has no setting that turns a function off;
 * errors: DuckDB's multi-line message becomes one line that keeps the position
   (``line 2, column 8``) of the offending token.
 """
@@ -318,9 +321,10 @@ def _select_reason(text: str, con=None) -> str | None:
 
 #: Table functions that run SQL given as a value: DuckDB binds their argument anew each time
 #: a statement is bound, so the plan checked (:func:`check_plan`) need not be the plan that
-#: runs (``query(CASE WHEN nextval('s') = 1 THEN … ELSE … END)``). No call of them, nor of
-#: a function that acts, may appear in a statement (a view's or macro's body included).
-_DYNAMIC_SQL = frozenset({"query"})
+#: runs (``query(CASE WHEN nextval('s') = 1 THEN … ELSE … END)``); the second runs a
+#: serialized statement, a COPY … TO among them. No call of them, nor of a function that
+#: acts, may appear in a statement (a view's or macro's body included).
+_DYNAMIC_SQL = frozenset({"query", "json_execute_serialized_sql"})
 
 
 def _call_reason(text: str) -> str | None:
@@ -330,7 +334,7 @@ def _call_reason(text: str) -> str | None:
     for (_, kind, word), (_, _, after) in zip(words, words[1:]):
         name = word.lower()
         if kind != "string" and after == "(":
-            if name in _DYNAMIC_SQL or name == "json_execute_serialized_sql":
+            if name in _DYNAMIC_SQL:
                 return f"{name}() runs SQL that the checks cannot see"
             if name in ACTING_TABLE_FUNCTIONS:
                 return f"{name}() acts; it is not a read"
@@ -414,19 +418,19 @@ READING_TABLE_FUNCTIONS = frozenset(
     parquet_file_metadata parquet_full_metadata parquet_kv_metadata parquet_metadata
     parquet_page_index parquet_scan parquet_schema pg_timezone_names pragma_collations
     pragma_database_size pragma_metadata_info pragma_platform pragma_show pragma_storage_info
-    pragma_table_info pragma_user_agent pragma_version python_arrow_scan query query_table
+    pragma_table_info pragma_user_agent pragma_version python_arrow_scan query_table
     range read_blob read_csv read_csv_auto read_duckdb read_json read_json_auto
     read_json_objects read_json_objects_auto read_ndjson read_ndjson_auto read_ndjson_objects
     read_parquet read_single_csv_file read_single_json_file read_single_parquet_file read_text
     repeat repeat_row seq_scan sniff_csv summary test_all_types test_vector_types unnest
     which_secret""".split()
 )
-#: Table functions that act: refused in any plan (``CALL`` of them is refused by type).
-#: ``json_execute_serialized_sql`` runs a serialized statement, a COPY … TO among them.
+#: Table functions that act, or run SQL given as a value (:data:`_DYNAMIC_SQL`): no call of
+#: them may appear in a statement, nor in any plan (``CALL`` of them is refused by type).
 ACTING_TABLE_FUNCTIONS = frozenset(
     """add_grammar_extension checkpoint create_external_resource deregister_external_resource
     destroy_external_resource disable_logging disable_profiling enable_logging
-    enable_profiling force_checkpoint json_execute_serialized_sql python_map_function
+    enable_profiling force_checkpoint json_execute_serialized_sql python_map_function query
     register_external_resource register_external_resource_type remove_grammar_extension
     truncate_duckdb_logs""".split()
 )
