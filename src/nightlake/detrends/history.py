@@ -281,8 +281,9 @@ def _journal_and_file(path: Path, upto: int | None) -> tuple[Journal, int | None
     if upto is not None:
         journal = load_journal(path)
         return journal, len(journal.entries)
-    try:
-        before = journal_path(path).read_bytes().count(b"\n")  # complete lines, cheaply
+    try:  # its complete lines but blank ones (no entries), without parsing them
+        complete = journal_path(path).read_bytes().split(b"\n")[:-1]
+        before = sum(1 for line in complete if line.strip())
     except FileNotFoundError:
         before = 0
     on_disk = hashlib.sha256(path.read_bytes()).hexdigest()

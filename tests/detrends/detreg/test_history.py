@@ -379,3 +379,18 @@ def test_writes_landing_while_a_replay_reads_are_not_a_foreign_change(tmp_path, 
     assert len(state.db) == 1 and same(state.db, hashed)
     assert state.position.entries == 2  # init and the first add: the others came after
     assert len(replay(db).db) == 3
+
+
+def test_blank_lines_in_the_journal_are_no_entries(tmp_path):
+    """Blank lines (a hand edit) are skipped by every reader: a replay still finds the
+    file's state at the end, and the next writer settles on the last two entries, not on
+    the blank lines (it appended a false `external` marker)."""
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    with journal_path(db).open("ab") as f:
+        f.write(b"\n\n\n")
+    assert same(replay(db).db, read_db(db))
+    register(db, [entry(2, "r", 0, 2, "b")])
+    assert [e["action"] for e in read_journal(db)] == ["init", "add", "add"]
+    assert same(replay(db).db, read_db(db)) and len(read_db(db)) == 2

@@ -114,6 +114,10 @@ def load_journal(db_path: str | os.PathLike) -> Journal:
     return journal
 
 
+#: journal lines settle reads from the end: the last two entries, past blank lines
+_TAIL_LINES = 16
+
+
 def _tail(fd: int, size: int, want: int = 2) -> tuple[list[bytes], int]:
     """The last ``want`` complete lines (with their ``\\n``) of an open journal and the offset
     where the last complete line ends (``size`` unless the tail is torn)."""
@@ -144,7 +148,7 @@ def settle(db_path: Path, found: tuple[str, int] | None, base: dict) -> str:
         return EMPTY_SHA256
     try:
         size = os.fstat(fd).st_size
-        lines, end = _tail(fd, size)
+        lines, end = _tail(fd, size, want=_TAIL_LINES)
         if end < size:
             os.ftruncate(fd, end)
             os.fsync(fd)
@@ -155,12 +159,15 @@ def settle(db_path: Path, found: tuple[str, int] | None, base: dict) -> str:
             return prev
         states = []
         for line in lines:
+            if not line.strip():
+                continue  # a blank line (a hand edit) is no entry, as load_journal reads it
             try:
                 states.append(json.loads(line).get("sha256"))
             except (ValueError, AttributeError):
                 states.append(None)  # `detregister check` reports it; nothing to settle on
+        states = states[-2:]
         sha256, nrecord = found
-        if states[-1] == sha256:
+        if not states or states[-1] == sha256:
             return prev
         if len(states) == 2 and states[0] == sha256:
             marker = dict(
