@@ -255,7 +255,7 @@ def replay(
         else:
             state.sha256 = entry.get("sha256", "")
     if state is None:
-        raise _unreproducible(db_path, journal, as_of, earliest, unknown_since)
+        raise _unreproducible(db_path, journal, as_of, earliest, unknown_since, abandoned)
     position = Position(applied, journal.hashes[applied - 1], last_time)
     db = DetRegDB(
         path, state.layout, state.byteorder, state.filters, state.records, overlaps=state.overlaps
@@ -296,7 +296,9 @@ def _journal_and_file(path: Path, upto: int | None) -> tuple[Journal, int | None
     return journal, None
 
 
-def _unreproducible(db_path, journal, as_of, earliest, unknown_since) -> InputError:
+def _unreproducible(
+    db_path, journal, as_of, earliest, unknown_since, abandoned=frozenset()
+) -> InputError:
     when = as_of.isoformat() if as_of else "now"
     if unknown_since is not None:
         return InputError(
@@ -308,7 +310,7 @@ def _unreproducible(db_path, journal, as_of, earliest, unknown_since) -> InputEr
         starts = [
             entry_time(journal, n)
             for n, e in enumerate(journal.entries)
-            if e.get("action") in STARTS
+            if e.get("action") in STARTS and journal.hashes[n] not in abandoned
         ]
         if not starts:
             return InputError(

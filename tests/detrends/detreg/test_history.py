@@ -394,3 +394,26 @@ def test_blank_lines_in_the_journal_are_no_entries(tmp_path):
     register(db, [entry(2, "r", 0, 2, "b")])
     assert [e["action"] for e in read_journal(db)] == ["init", "add", "add"]
     assert same(replay(db).db, read_db(db)) and len(read_db(db)) == 2
+
+
+def test_an_abandoned_init_is_no_start_to_name(tmp_path):
+    """An init that an `abandoned` marker names never happened: with no other start, the
+    error says the journal holds none, not that the init's time is the earliest state."""
+    from nightlake.detrends.detreg.journal import encode_line, load_journal
+
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    journal = load_journal(db)
+    marker = dict(
+        {k: journal.entries[-1][k] for k in ("time", "user", "host", "pid", "db")},
+        action="abandoned",
+        abandons=journal.hashes[0],
+        records=[],
+        nrecord=1,
+        sha256=journal.entries[-1]["sha256"],
+    )
+    with journal_path(db).open("ab") as f:
+        f.write(encode_line(marker, journal.hashes[-1]))
+    with pytest.raises(InputError, match="holds no init or adopt entry"):
+        replay(db)
