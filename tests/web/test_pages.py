@@ -274,6 +274,8 @@ def test_on_loopback_only_loopback_host_names_are_answered(web_lake):
     # every loopback address is loopback: 127.0.0.2 answers its own name and no other
     assert "*" not in allowed_hosts("127.0.0.2") and "127.0.0.2" in allowed_hosts("127.0.0.2")
     assert "*" not in allowed_hosts("::1") and allowed_hosts("192.168.1.5") == ["*"]
+    for loopback in ("LOCALHOST", "localhost.", "::ffff:127.0.0.1"):
+        assert "*" not in allowed_hosts(loopback), loopback
 
 
 def test_a_bug_of_ours_is_a_500_page_with_the_security_headers(web_lake, monkeypatch):

@@ -254,3 +254,24 @@ def test_a_query_another_site_sends_is_shown_not_run(client, headers):
         assert 'id="result"' in client.get(url, headers=own).text
     own_origin = {"origin": "http://testserver"}
     assert client.get("/sql.csv?q=SELECT+1", headers=own_origin).status_code == 200
+
+
+def test_a_lake_whose_images_are_linked_from_elsewhere_is_still_read(lake_copy, tmp_path):
+    """The confined page allows the lake's directory and where its images really are: the
+    views read resolved paths, so images/ linked to another disk was refused."""
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import create_app
+
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.move(str(lake_copy / "images"), str(store / "images"))
+    (lake_copy / "images").symlink_to(store / "images")
+    want = Lake(lake_copy).sql("SELECT count(*) AS n FROM images").column("n")[0].as_py()
+    with TestClient(create_app(lake_copy)) as client:
+        page = client.get("/sql", params={"q": "SELECT count(*) FROM images"})
+        assert page.status_code == 200, page.text
+        assert _result_cells(page.text) == [[str(want)]]
+        assert client.get("/").status_code == 200

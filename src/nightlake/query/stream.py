@@ -854,7 +854,10 @@ def open_connection(lake) -> duckdb.DuckDBPyConnection:
     """
     con = lake.connect()
     try:
-        lock_down(con, confine=[lake.path] if getattr(lake, "confined", False) else None)
+        # the lake's directory, and where its images and mirror are when links put them
+        # elsewhere (views read resolved paths)
+        places = [lake.path, lake.images_dir, lake.detrends_dir]
+        lock_down(con, confine=places if getattr(lake, "confined", False) else None)
     except BaseException:
         con.close()
         raise

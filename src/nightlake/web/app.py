@@ -206,15 +206,18 @@ def allowed_hosts(host: str) -> list[str]:
 
 
 def _is_loopback(host: str) -> bool:
-    """``localhost`` or an address of the loopback network (127.0.0.0/8, ::1)."""
+    """``localhost`` or an address of the loopback network (127.0.0.0/8, ::1, and the IPv4
+    ones written as IPv6)."""
     import ipaddress
 
-    if host == "localhost":
+    if host.lower().rstrip(".") == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 def create_app(
