@@ -38,7 +38,7 @@ from nightlake.detrends.detreg.journal import (
     Journal,
     append_line,
     encode_line,
-    journal_path,
+    entry_count,
     load_journal,
     settle,
 )
@@ -281,11 +281,7 @@ def _journal_and_file(path: Path, upto: int | None) -> tuple[Journal, int | None
     if upto is not None:
         journal = load_journal(path)
         return journal, len(journal.entries)
-    try:  # its complete lines but blank ones (no entries), without parsing them
-        complete = journal_path(path).read_bytes().split(b"\n")[:-1]
-        before = sum(1 for line in complete if line.strip())
-    except FileNotFoundError:
-        before = 0
+    before = entry_count(path)
     on_disk = hashlib.sha256(path.read_bytes()).hexdigest()
     journal = load_journal(path)
     if not journal.entries:

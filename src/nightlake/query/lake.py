@@ -135,6 +135,8 @@ class Lake(LakeDirectory):
     def disk_state(self) -> tuple:
         """Stamps of what a connection's views depend on (a few stats and the mirror's small
         manifest; never the database's content)."""
+        from nightlake.detrends.detreg.journal import journal_path
+
         link_dir = self.detrends_dir
         link = os.readlink(link_dir) if link_dir.is_symlink() else None
         manifest = link_dir / mirror.MANIFEST
@@ -145,9 +147,7 @@ class Lake(LakeDirectory):
         # the journal too: a rewrite may get the inode its predecessor freed (ext4), with the
         # same size in the same mtime tick, but every journaled write makes the journal grow
         db_stamp = (
-            (file_stamp(Path(db)), file_stamp(Path(f"{db}.journal")))
-            if isinstance(db, str)
-            else None
+            (file_stamp(Path(db)), file_stamp(journal_path(db))) if isinstance(db, str) else None
         )
         try:  # its bytes, not a stamp: two writes may share an mtime tick, a size, an inode
             lake_manifest = self.manifest_path.read_bytes()

@@ -118,6 +118,16 @@ def load_journal(db_path: str | os.PathLike) -> Journal:
 _TAIL_LINES = 16
 
 
+def entry_count(db_path: str | os.PathLike) -> int:
+    """How many entries the journal holds, without parsing them: its complete lines but the
+    blank ones, as :func:`load_journal` reads them (0 without a journal)."""
+    try:
+        complete = journal_path(db_path).read_bytes().split(b"\n")[:-1]
+    except FileNotFoundError:
+        return 0
+    return sum(1 for line in complete if line.strip())
+
+
 def _tail(fd: int, size: int, want: int = 2) -> tuple[list[bytes], int]:
     """The last ``want`` complete lines (with their ``\\n``) of an open journal and the offset
     where the last complete line ends (``size`` unless the tail is torn)."""
