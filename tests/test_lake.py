@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -153,3 +155,32 @@ def test_short_strings_get_dictionary_pages_and_read_back_as_strings(tmp_path):
     assert lake.sql(
         "SELECT night, band, filter, count(*) n FROM images GROUP BY ALL ORDER BY ALL"
     ).equals(both)
+
+
+@pytest.mark.parametrize("name, decoy", [("runs[2]", "runs2"), ("a*b?c", "a_b_c")])
+def test_a_lake_under_glob_characters_reads_its_own_files_only(tmp_path, name, decoy):
+    """DuckDB reads a file name as a glob: a lake under ``runs[2]/`` read the files of
+    ``runs2/`` (or none, with a traceback). Every view reads its own files: per night,
+    compacted, confined (the web's), and the detrend mirror."""
+    from nightlake.detrends.detreg import make_records, write_db
+    from nightlake.detrends.sync import sync
+    from nightlake.ingest.compact import compact
+
+    files = sorted(COLLECTIONS.glob("*.collection"))
+    lake, other = Lake(tmp_path / name / "lake"), Lake(tmp_path / decoy / "lake")
+    convert(lake, files)
+    convert(other, files[:1])  # what the unescaped glob would match
+    rows = sum(pq.read_metadata(f).num_rows for f in lake.image_files())
+    assert lake.sql("SELECT count(*) AS n FROM images").column("n").to_pylist() == [rows]
+    assert Lake(lake.path, confined=True).sql("SELECT count(*) AS n FROM images")[
+        0
+    ].to_pylist() == [rows]
+    compact(lake)
+    assert any(lake.images_dir.glob("year=*"))
+    assert lake.sql("SELECT count(*) AS n FROM images").column("n").to_pylist() == [rows]
+    db = tmp_path / name / "detrend.db"
+    bias = {"type": "bias", "ccd": 5, "tstart": 1, "tstop": 2, "filename": "/m/bias.fits"}
+    write_db(db, make_records([bias]), {})
+    sync(lake, db)
+    found = lake.sql("SELECT filename FROM detrends").column("filename").to_pylist()
+    assert found == ["/m/bias.fits"]

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import LakeError, LockTimeout
 from nightlake.files import atomic_replace, commit_temp, temp_beside
-from nightlake.sql import sql_string
+from nightlake.sql import sql_glob, sql_string
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -178,7 +178,7 @@ class LakeDirectory:
             if chosen.parts or chosen.target_years or subset is not None:
                 source = _listed(chosen.per_night)
             else:
-                source = sql_string(str(self.images_dir.resolve() / "**" / "*.parquet"))
+                source = sql_glob(self.images_dir.resolve(), "**/*.parquet")
             parts.append(
                 f"SELECT * FROM read_parquet({source}, hive_partitioning = true, {union}"
                 f"hive_types = {{{types}}})"
@@ -187,7 +187,7 @@ class LakeDirectory:
 
 
 def _listed(paths: list[Path]) -> str:
-    return "[" + ", ".join(sql_string(str(f.resolve())) for f in paths) + "]"
+    return "[" + ", ".join(sql_glob(f.resolve()) for f in paths) + "]"
 
 
 def _compacted_selects(
@@ -248,7 +248,7 @@ def _compacted_selects(
         # while rows move between a year's parts the view names them: a glob would take a
         # part that lands after the view was built, beside an old one it does not bound
         named = listed or (only_year and bool(cutting))
-        source = _listed(these) if named else sql_string(f"{images}/{glob}/*.parquet")
+        source = _listed(these) if named else sql_glob(images, f"{glob}/*.parquet")
         selects.append(
             f"{select} FROM read_parquet({source}, hive_partitioning = true, {union}{extra}"
             f"hive_types = {{{hive}}})"

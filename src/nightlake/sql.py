@@ -138,6 +138,16 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def sql_glob(directory: str | os.PathLike[str], pattern: str = "") -> str:
+    """A SQL string literal of a DuckDB file glob: ``pattern`` (``*.parquet``,
+    ``year=*/*.parquet``; empty: ``directory`` itself, a file) under ``directory``, whose own
+    ``[``, ``*`` and ``?`` match only themselves (a lake under ``runs[2]/``)."""
+    import glob
+
+    literal = glob.escape(os.fspath(directory))
+    return sql_string(f"{literal}/{pattern}" if pattern else literal)
+
+
 def fetch_arrow(result) -> pa.Table:
     """A DuckDB relation's rows as an Arrow table (DuckDB 2 renamed ``fetch_arrow_table``)."""
     fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table

@@ -9,8 +9,10 @@ of the lake, the working directory and HOME must be the same after as before.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -20,7 +22,13 @@ from hypothesis import strategies as st
 
 from nightlake import Lake
 from nightlake.errors import QueryError
-from nightlake.query.stream import check_read_only, open_connection
+from nightlake.query import stream
+from nightlake.query.stream import (
+    check_read_only,
+    open_connection,
+    private_temp,
+    spill_directory,
+)
 
 PART = "{lake}/images/target=A0a/night=20190402/20190402_A0a.parquet"
 
@@ -221,7 +229,13 @@ def test_refused_by_the_console_script(place, tmp_path, statement):
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "statement refused" in done.stderr and "Traceback" not in done.stderr
     assert listing(lake, cwd, home) == before
-    assert list(tmp.iterdir()) == []  # (its mtime moves: Python probes that it is writable)
+    # (its mtime moves: Python probes that it is writable) only the empty private place a
+    # connection spills under (stream.private_temp) may be there
+    left = list(tmp.iterdir())
+    assert left in ([], [tmp / f"nightlake-{os.getuid()}"]), left
+    assert not left or (
+        not any(left[0].iterdir()) and stat.S_IMODE(left[0].stat().st_mode) == 0o700
+    )
 
 
 @pytest.mark.parametrize("statement, expected", ALLOWED)
@@ -416,6 +430,63 @@ def test_nightlakes_own_connections_spill_apart_and_fetch_no_extension(place):
     assert setting["autoinstall_known_extensions"] == "false"
     assert setting["autoload_known_extensions"] == "false"
     assert not Path(setting["temp_directory"]).resolve().is_relative_to(cwd.resolve())
+    assert Path(setting["temp_directory"]).parent == Path(private_temp())
+
+
+def test_a_query_spills_where_only_its_user_may_look(tmp_path, monkeypatch):
+    """A real spill (a sort past a small memory limit) lands in the connection's own
+    directory, inside ``nightlake-<uid>`` of mode 0700 (DuckDB makes the directory it spills
+    to readable by all), and goes when the connection closes."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spill = Path(spill_directory())
+    assert spill.parent == tmp_path / f"nightlake-{os.getuid()}"
+    st_parent = spill.parent.lstat()
+    assert stat.S_IMODE(st_parent.st_mode) == 0o700 and st_parent.st_uid == os.getuid()
+    con = duckdb.connect(
+        config={
+            "temp_directory": str(spill),
+            "memory_limit": "64MB",
+            "threads": 1,
+            "preserve_insertion_order": False,
+        }
+    )
+    try:
+        con.execute(
+            "SELECT count(*), max(m) FROM "
+            "(SELECT md5(i::VARCHAR) AS m FROM range(1500000) t(i) ORDER BY m)"
+        ).fetchall()
+        assert any(spill.iterdir())  # it did spill, and there
+    finally:
+        con.close()
+    assert not spill.exists()
+    assert Path(spill_directory()).parent == spill.parent  # one directory for every spill
+
+
+@pytest.mark.parametrize("taken", ["mode 0777", "a symlink", "a file", "another user's"])
+def test_a_spill_place_others_could_enter_is_not_used(tmp_path, monkeypatch, taken):
+    """``nightlake-<uid>`` made first by someone else, or loosened, is passed over for a
+    fresh private directory, one per process."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(stream, "_FALLBACK_TEMP", [])
+    shared = tmp_path / f"nightlake-{os.getuid()}"
+    if taken == "mode 0777":
+        shared.mkdir()
+        shared.chmod(0o777)
+    elif taken == "a symlink":
+        (tmp_path / "theirs").mkdir(mode=0o700)
+        shared.symlink_to(tmp_path / "theirs")
+    elif taken == "a file":
+        shared.write_text("")
+    else:
+        shared.mkdir(mode=0o700)
+        try:
+            os.chown(shared, os.getuid() + 1, -1)
+        except PermissionError:
+            pytest.skip("giving a directory to another user needs root")
+    place = Path(spill_directory()).parent
+    assert place.parent == tmp_path and place != shared
+    assert stat.S_IMODE(place.stat().st_mode) == 0o700
+    assert Path(spill_directory()).parent == place
 
 
 BAD = [
@@ -453,3 +524,26 @@ def respelled(draw):
 def test_respelled_statements_stay_refused(statement):
     with pytest.raises(QueryError, match="statement refused"):
         check_read_only(statement)
+
+
+@pytest.mark.parametrize(
+    "statement, reason",
+    [
+        ("CHECKPOINT", "(CHECKPOINT writes the database)"),
+        ("force /* now */ checkpoint", "(CHECKPOINT writes the database)"),
+        ("SELECT 1; CHECKPOINT memory", "(CHECKPOINT writes the database)"),
+        ("ANALYZE", "(ANALYZE changes the database's statistics)"),
+        ("VACUUM", "(VACUUM changes the database)"),
+        ("USE memory", "(USE changes the default database"),
+        ("UPDATE EXTENSIONS", "(UPDATE EXTENSIONS installs extensions"),
+        ("FORCE INSTALL spatial", "(installing or loading extensions is not allowed)"),
+        ("RESET threads", "(settings are locked)"),
+        ("CALL enable_logging()", "(CALL runs functions for their effects"),
+    ],
+)
+def test_a_refusal_names_the_statement_as_typed(statement, reason):
+    """DuckDB parses CHECKPOINT as a CALL and ANALYZE as a VACUUM; the refusal (by type)
+    says what the statement the user typed does."""
+    with pytest.raises(QueryError, match="statement refused") as caught:
+        check_read_only(statement)
+    assert reason in str(caught.value)

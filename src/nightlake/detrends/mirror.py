@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import LakeError
 from nightlake.files import compare_fingerprint
-from nightlake.sql import sql_string
+from nightlake.sql import sql_glob, sql_string
 
 if TYPE_CHECKING:
     import duckdb
@@ -208,7 +208,7 @@ def view_sql(lake: LakeDirectory, *, pin: bool = False) -> str:
     root = lake.detrends_dir.resolve() if pin else lake.detrends_dir.absolute()
     files = sorted(root.glob("type=*/*.parquet"))
     if files:
-        glob = sql_string(str(root / "type=*" / "*.parquet"))
+        glob = sql_glob(root, "type=*/*.parquet")
         columns = ", ".join(name for name, _ in COLUMNS)
         detrends = (
             f"CREATE OR REPLACE VIEW detrends AS SELECT {columns} FROM read_parquet("
@@ -218,7 +218,7 @@ def view_sql(lake: LakeDirectory, *, pin: bool = False) -> str:
         detrends = _empty_view("detrends", COLUMNS, None)
     filters = (
         f"CREATE OR REPLACE VIEW detrend_filters AS SELECT code, name FROM read_parquet("
-        f"{sql_string(str(root / FILTERS_FILE))});"
+        f"{sql_glob(root / FILTERS_FILE)});"
     )
     return detrends + "\n" + filters
 

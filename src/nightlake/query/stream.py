@@ -74,6 +74,16 @@ _TYPE_REASONS = {
     "PREPARE": "PREPARE is not allowed; bind values with -p NAME=VALUE",
     "EXECUTE": "EXECUTE is not allowed; bind values with -p NAME=VALUE",
 }
+#: The words of a refusal where the type DuckDB parses a statement as names it wrongly
+#: (CHECKPOINT is a CALL, ANALYZE a VACUUM, USE and RESET a SET), by the statement's first
+#: keyword: the message only; the type refuses it.
+_KEYWORD_REASONS = {
+    "CHECKPOINT": "CHECKPOINT writes the database",  # FORCE CHECKPOINT too
+    "ANALYZE": "ANALYZE changes the database's statistics",
+    "VACUUM": "VACUUM changes the database",
+    "USE": "USE changes the default database; name the table in full (db.table)",
+    "UPDATE": "UPDATE EXTENSIONS installs extensions, which is not allowed",
+}
 #: Objects a query may CREATE or DROP (in the in-memory database or a ``:memory:`` attach).
 _OBJECTS = frozenset({"TABLE", "VIEW", "MACRO", "FUNCTION", "SEQUENCE", "TYPE", "SCHEMA", "INDEX"})
 _CREATE_PREFIX = frozenset({"OR", "REPLACE", "TEMP", "TEMPORARY", "UNIQUE"})
@@ -341,13 +351,26 @@ def _call_reason(text: str) -> str | None:
     return None
 
 
+def _refusal(kind: str, text: str) -> str:
+    """Why a statement of a refused type is refused, in the words its user typed."""
+    words = _words(text)
+    first = words[0][2] if words and words[0][1] == "keyword" else ""
+    if first == "FORCE" and len(words) > 1:  # FORCE CHECKPOINT, FORCE INSTALL
+        first = words[1][2]
+    return (
+        _KEYWORD_REASONS.get(first)
+        or _TYPE_REASONS.get(kind)
+        or f"{first or kind} statements are not allowed"
+    )
+
+
 def _reason(statement, depth: int = 0, con=None) -> str | None:
     """Why ``statement`` (parsed by DuckDB) is refused, or None when it may run (``con``: a
     connection to parse on, else one of this module's)."""
     kind = _statement_type(statement)
     text = statement.query
     if kind not in _ALLOWED_TYPES:
-        return _TYPE_REASONS.get(kind, f"{kind} statements are not allowed")
+        return _refusal(kind, text)
     reason = _call_reason(text)
     if reason:
         return reason
@@ -511,11 +534,37 @@ _NOWHERE = os.path.join(os.devnull, "nightlake-read-only")
 
 def spill_directory() -> str:
     """A directory of this connection's own for DuckDB to spill to (DuckDB creates it when it
-    needs it and removes it when the connection closes)."""
-    import tempfile
+    needs it and removes it when the connection closes), inside :func:`private_temp`: spilled
+    rows are the user's data, and a directory DuckDB creates is readable by every user."""
     import uuid
 
-    return os.path.join(tempfile.gettempdir(), f"nightlake-spill-{uuid.uuid4().hex}")
+    return os.path.join(private_temp(), f"spill-{uuid.uuid4().hex}")
+
+
+_FALLBACK_TEMP: list[str] = []  # made once per process when the shared one cannot be trusted
+
+
+def private_temp() -> str:
+    """``nightlake-<uid>`` in the temp directory: made with mode 0700, and used only if it is
+    this user's own directory (not a link) that no one else may enter. A name someone else
+    took first, or a mode loosened since, gives a fresh ``mkdtemp`` for this process."""
+    import stat
+    import tempfile
+
+    shared = os.path.join(tempfile.gettempdir(), f"nightlake-{os.getuid()}")
+    try:
+        os.mkdir(shared, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:  # a read-only or full temp directory: the fallback says why
+        shared = ""
+    if shared:
+        st = os.lstat(shared)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            return shared
+    if not _FALLBACK_TEMP or not os.path.isdir(_FALLBACK_TEMP[0]):  # (a cleaner took it)
+        _FALLBACK_TEMP[:] = [tempfile.mkdtemp(prefix="nightlake-")]
+    return _FALLBACK_TEMP[0]
 
 
 def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> None:
@@ -534,6 +583,11 @@ def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> N
         places = {os.path.join(os.path.realpath(p), "") for p in confine}
         places |= {os.path.join(os.path.abspath(p), "") for p in confine}
         places.add(os.path.join(spill, ""))
+        # the views name these places as globs (sql_glob): '[', '*' and '?' bracketed, which
+        # match only the place itself, and DuckDB checks the name as the view gives it
+        import glob
+
+        places |= {glob.escape(p) for p in places}
         listed = "[" + ", ".join(sql_string(p) for p in sorted(places)) + "]"
         confined = [("allowed_directories", listed), ("enable_external_access", False)]
     for name, value in (
