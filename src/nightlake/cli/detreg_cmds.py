@@ -315,7 +315,7 @@ def check(
     if repair:
         for line in repair_db(path, keep_extra=keep_extra, lock_timeout=lock_timeout):
             typer.echo(f"repaired: {line}")
-    report = check_db(path)
+    report = check_db(path, lock_timeout=lock_timeout)
     for problem in report.problems:
         typer.echo(problem)
     if not report.ok:

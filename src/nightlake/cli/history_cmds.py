@@ -34,6 +34,11 @@ def history_cmd(
         typer.echo(
             f"{c.time}  {c.action:<9} {len(c.records):>5} record(s)  nrecord={c.nrecord}  "
             f"{who}  sha256={sha}"
+            + (
+                "  (not in the file: its writer is at it or stopped before replacing it)"
+                if c.pending
+                else ""
+            )
         )
         for rec in c.records:
             index = f"#{rec['index']} " if "index" in rec else ""

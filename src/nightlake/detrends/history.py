@@ -392,6 +392,9 @@ class Change:
     records: list[dict]
     nrecord: int | None
     sha256: str | None
+    #: journaled, but the file is still the state before it: its writer is between its
+    #: journal append and its replace, or stopped there (the next write marks it abandoned)
+    pending: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -403,12 +406,19 @@ class Change:
             "nrecord": self.nrecord,
             "sha256": self.sha256,
             "records": self.records,
+            "pending": self.pending,
         }
 
 
 def history(db_path: str | os.PathLike) -> list[Change]:
-    """Every journal entry, oldest first; FormatError when the hash chain is broken."""
-    journal = load_journal(real_path(db_path))
+    """Every journal entry, oldest first, an entry the file has not seen marked ``pending``;
+    FormatError when the hash chain is broken."""
+    path = real_path(db_path)
+    if path.exists():
+        journal, seen = _journal_and_file(path, None)
+    else:
+        journal = load_journal(path)
+        seen = None
     problems = journal.chain_problems()
     if problems:
         raise FormatError(journal.path, problems[0].split(": ", 1)[-1])
@@ -422,6 +432,7 @@ def history(db_path: str | os.PathLike) -> list[Change]:
             records=list(e.get("records") or []),
             nrecord=e.get("nrecord"),
             sha256=e.get("sha256"),
+            pending=seen is not None and n >= seen,
         )
         for n, e in enumerate(journal.entries)
     ]

@@ -7,6 +7,8 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nightlake.detrends.detreg import make_records, read_db, read_journal, write_db
+from nightlake.detrends.detreg.check import check_db
 from nightlake.errors import FormatError
 
 from .conftest import BIN
@@ -168,6 +171,71 @@ def test_an_entry_that_never_took_effect_is_explained_then_marked_abandoned(db, 
     assert entries[3]["sha256"] == hashlib.sha256(old).hexdigest()
     assert detreg_cli("check", db).exit_code == 0
     _chain_ok(db)
+
+
+#: a real add, stopped between its journal append and the replace of the file until a line
+#: comes on stdin (the pause wraps the writer's own replace; nothing else is changed)
+PAUSED_ADD = textwrap.dedent("""
+    import sys
+    from nightlake.detrends.detreg import db
+    replace = db._atomic_replace
+    def paused(path, content, before_replace=None):
+        def journal_then_wait():
+            before_replace()
+            print("journaled", flush=True)
+            sys.stdin.readline()
+        return replace(path, content, journal_then_wait)
+    db._atomic_replace = paused
+    db.add_records(sys.argv[1], db.make_records(
+        [{"type": "bias", "tstart": 7, "tstop": 8, "filename": "/m/paused.fits"}]))
+""")
+
+
+def test_check_during_a_write_waits_for_it_instead_of_reporting_it(db, detreg_cli):
+    """Between a writer's journal append and its replace, the files look like a writer that
+    died there: check reads again under the writer lock, and says a write is in progress
+    when the lock cannot be had in time."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_ADD, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "journaled"
+        report = check_db(db, lock_timeout=0)
+        assert not report.ok
+        assert report.problems[0].startswith("database locked by another process: ")
+        assert "a write may be in progress; check again after it" in report.problems[0]
+        assert "never took effect" in report.problems[1]
+        checked = detreg_cli("check", db, "--lock-timeout", "0")
+        assert checked.exit_code == 1 and "a write may be in progress" in checked.stdout
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        # the check waits for the writer's lock, then reads the finished write
+        report = check_db(db, lock_timeout=120)
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=120)
+    assert writer.returncode == 0
+    assert report.ok, report.problems
+    assert [e["action"] for e in read_journal(db)] == ["init", "add", "add"]
+    assert len(read_db(db)) == 2
+
+
+def test_a_problem_found_where_no_lock_can_be_taken_says_so(db):
+    """A database whose lock cannot be made (here its name is taken by a directory; a
+    read-only copy is the usual case) is judged as read, and the report says it was read
+    without the lock."""
+    old = db.read_bytes()
+    write_db(db, make_records([{"type": "mask", "tstart": 5, "filename": "/m/x.fits"}]), {})
+    Path(f"{db}.lock").unlink(missing_ok=True)
+    Path(f"{db}.lock").mkdir()
+    report = check_db(db, lock_timeout=0)
+    assert report.problems[0].startswith(f"{db}.lock: cannot take the writer lock (")
+    assert "matches no journaled state" in report.problems[1]
+    db.write_bytes(old)
+    assert check_db(db, lock_timeout=0).ok  # a clean database needs no lock
 
 
 def test_a_change_without_journal_is_reported_and_recorded_as_external(db, detreg_cli):

@@ -234,6 +234,32 @@ def test_cli_history_and_as_of_errors_are_one_line(tmp_path):
     assert then.returncode == 0 and json.loads(then.stdout) == []
 
 
+def test_history_marks_an_entry_the_file_has_not_seen(tmp_path):
+    """A writer stopped between its journal append and its replace: history lists its entry
+    as pending (table and JSON) until the next write marks it abandoned."""
+    db = tmp_path / "d.db"
+    init_db(db)
+    register(db, [entry(1, "g", 0, 2, "a")])
+    before = db.read_bytes()
+    register(db, [entry(1, "r", 0, 2, "b")])
+    db.write_bytes(before)  # the file as the stopped writer left it
+    assert [c.pending for c in history(db)] == [False, False, True]
+    table = subprocess.run(
+        [BIN / "nightlake", "history", "--db", db], capture_output=True, text=True
+    )
+    assert table.returncode == 0, table.stderr
+    marked = [line for line in table.stdout.splitlines() if "(not in the file:" in line]
+    assert len(marked) == 1 and " add " in marked[0] and "/m/b.fits" not in marked[0]
+    as_json = subprocess.run(
+        [BIN / "nightlake", "history", "--db", db, "--format", "json"], capture_output=True
+    )
+    assert [c["pending"] for c in json.loads(as_json.stdout)] == [False, False, True]
+    register(db, [entry(1, "i", 0, 2, "c")])  # marks it abandoned first
+    changes = history(db)
+    assert [c.action for c in changes] == ["init", "add", "add", "abandoned", "add"]
+    assert not any(c.pending for c in changes)
+
+
 def test_a_database_that_forbids_overlaps_replays_with_its_card(tmp_path):
     """The OVERLAPS card (DBVERS 2) is part of the bytes each entry hashed: the replay restores
     it, so every state verifies, and the as-of database still forbids overlaps."""

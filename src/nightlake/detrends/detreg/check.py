@@ -2,7 +2,9 @@
 
 Checked: the header, the sizes (records NRECORD declares, nothing but zero padding after them),
 every record, the journal (complete lines, JSON, the hash chain) and that the last journal entry
-describes the file (its ``sha256``). Reading takes no lock; a repair takes the writer lock and
+describes the file (its ``sha256``). A clean database is read without a lock; one that shows a
+problem is read again under the writer lock, since a write in progress (its journal entry
+appended, the file not yet replaced) looks like one. A repair takes the writer lock and
 journals what it did.
 """
 
@@ -20,11 +22,13 @@ from nightlake.detrends.detreg.db import (
     _commit,
     _decode,
     _existing,
+    lock_path,
     locked,
+    real_path,
     record_dict,
 )
 from nightlake.detrends.detreg.journal import Journal, load_journal, settle
-from nightlake.errors import FormatError, InputError
+from nightlake.errors import FormatError, InputError, LockTimeout
 
 
 @dataclass
@@ -47,8 +51,32 @@ class CheckReport:
         return f"{self.path}: ok: " + "; ".join(parts + self.notes)
 
 
-def check_db(db_path: str | os.PathLike) -> CheckReport:
-    """Check a database and its journal; never writes."""
+def check_db(db_path: str | os.PathLike, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> CheckReport:
+    """Check a database and its journal; never writes them.
+
+    Read without a lock first; if that finds a problem, read again holding the writer lock
+    (waiting up to ``lock_timeout`` s): a writer between its journal append and its replace
+    is not a problem. When the lock cannot be had, the first reading stands, led by a line
+    saying a write is in progress.
+    """
+    report = _check(db_path)
+    if report.ok:
+        return report
+    try:
+        with locked(db_path, lock_timeout):
+            return _check(db_path)
+    except LockTimeout as exc:
+        report.problems.insert(0, f"{exc}: a write may be in progress; check again after it")
+    except OSError as exc:  # no lock file can be made here (a read-only copy): as read
+        report.problems.insert(
+            0,
+            f"{lock_path(real_path(db_path))}: cannot take the writer lock ({exc.strerror}); "
+            "read without it, so a write in progress would look like what follows",
+        )
+    return report
+
+
+def _check(db_path: str | os.PathLike) -> CheckReport:
     path = _existing(db_path)
     report = CheckReport(Path(db_path))
     raw = path.read_bytes()
