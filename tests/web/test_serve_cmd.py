@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
+
+from nightlake.web.app import server_url
 from web.live_server import live_server
 
 
@@ -31,4 +34,20 @@ def test_serve_answers_on_loopback_until_stopped(web_lake, tmp_path):
             headers = r.headers
         assert '<h1 id="night">20190402</h1>' in body
         assert "default-src 'self'" in headers["content-security-policy"]
-    assert "serving" in log.read_text()
+    assert f" at {url}/ (Ctrl-C stops)" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    "host, url",
+    [
+        ("127.0.0.1", "http://127.0.0.1:8000/"),
+        ("localhost", "http://localhost:8000/"),
+        ("0.0.0.0", "http://0.0.0.0:8000/"),
+        ("::1", "http://[::1]:8000/"),
+        ("[::1]", "http://[::1]:8000/"),
+        ("::", "http://[::]:8000/"),
+        ("fe80::1%eth0", "http://[fe80::1%25eth0]:8000/"),
+    ],
+)
+def test_the_address_serve_prints_opens_in_a_browser(host, url):
+    assert server_url(host, 8000) == url

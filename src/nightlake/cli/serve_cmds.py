@@ -32,7 +32,7 @@ def serve(
     try:
         import uvicorn
 
-        from nightlake.web.app import allowed_hosts, create_app
+        from nightlake.web.app import allowed_hosts, create_app, server_url
         from nightlake.web.settings import load_settings
     except ImportError as exc:
         raise UsageError(
@@ -40,7 +40,7 @@ def serve(
         ) from None
     load_settings(the_lake.path)  # a broken serve.toml stops here, with its line
     typer.echo(
-        f"serving {the_lake.path.resolve()} at http://{host}:{port}/ (Ctrl-C stops)", err=True
+        f"serving {the_lake.path.resolve()} at {server_url(host, port)} (Ctrl-C stops)", err=True
     )
     app = create_app(the_lake, hosts=allowed_hosts(host))
     uvicorn.run(app, host=host, port=port, log_level="warning")

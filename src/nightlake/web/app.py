@@ -205,6 +205,15 @@ def allowed_hosts(host: str) -> list[str]:
     return list(dict.fromkeys([*LOOPBACK_HOSTS, host])) if _is_loopback(host) else ["*"]
 
 
+def server_url(host: str, port: int) -> str:
+    """The address to open for a server listening on ``host``:``port`` (an IPv6 address in
+    brackets, its zone's ``%`` as ``%25``, as a URL needs them: RFC 6874)."""
+    bare = host.strip("[]")
+    if ":" in bare:
+        return f"http://[{bare.replace('%', '%25')}]:{port}/"
+    return f"http://{host}:{port}/"
+
+
 def _is_loopback(host: str) -> bool:
     """``localhost`` or an address of the loopback network (127.0.0.0/8, ::1, and the IPv4
     ones written as IPv6)."""
