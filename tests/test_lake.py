@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nightlake import Lake
+from nightlake.errors import LakeError
 from nightlake.ingest.convert import convert
 from nightlake.lake import LONG_STRING_BYTES, dictionary_columns, statistics_columns
 
@@ -161,7 +162,9 @@ def test_short_strings_get_dictionary_pages_and_read_back_as_strings(tmp_path):
 def test_a_lake_under_glob_characters_reads_its_own_files_only(tmp_path, name, decoy):
     """DuckDB reads a file name as a glob: a lake under ``runs[2]/`` read the files of
     ``runs2/`` (or none, with a traceback). Every view reads its own files: per night,
-    compacted, confined (the web's), and the detrend mirror."""
+    compacted, and the detrend mirror. A confined connection (the web's) refuses such a
+    place: the escaped name it would have to allow is another directory, which anyone who
+    may write beside the lake could make."""
     from nightlake.detrends.detreg import make_records, write_db
     from nightlake.detrends.sync import sync
     from nightlake.ingest.compact import compact
@@ -172,9 +175,8 @@ def test_a_lake_under_glob_characters_reads_its_own_files_only(tmp_path, name, d
     convert(other, files[:1])  # what the unescaped glob would match
     rows = sum(pq.read_metadata(f).num_rows for f in lake.image_files())
     assert lake.sql("SELECT count(*) AS n FROM images").column("n").to_pylist() == [rows]
-    assert Lake(lake.path, confined=True).sql("SELECT count(*) AS n FROM images")[
-        0
-    ].to_pylist() == [rows]
+    with pytest.raises(LakeError, match=r"cannot confine queries to a directory whose path"):
+        Lake(lake.path, confined=True).sql("SELECT 1")
     compact(lake)
     assert any(lake.images_dir.glob("year=*"))
     assert lake.sql("SELECT count(*) AS n FROM images").column("n").to_pylist() == [rows]
@@ -184,3 +186,48 @@ def test_a_lake_under_glob_characters_reads_its_own_files_only(tmp_path, name, d
     sync(lake, db)
     found = lake.sql("SELECT filename FROM detrends").column("filename").to_pylist()
     assert found == ["/m/bias.fits"]
+
+
+def test_a_confined_connection_allows_its_places_as_they_are(tmp_path, monkeypatch):
+    """With a spill place under glob characters (``$TMPDIR``), a confined connection works,
+    and allows no escaped name: DuckDB never globs the spill directory."""
+    import tempfile
+
+    odd = tmp_path / "tmp[1]"
+    odd.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(odd))
+    lake = Lake(tmp_path / "lake")
+    convert(lake, sorted(COLLECTIONS.glob("*.collection"))[:1])
+    confined = Lake(lake.path, confined=True)
+    allowed = confined.sql("SELECT current_setting('allowed_directories') AS a")["a"][0].as_py()
+    assert allowed and not any("[[]" in place for place in allowed), allowed
+    assert any(place.startswith(str(odd)) for place in allowed)
+
+
+def test_a_lake_under_a_backslash_is_one_clear_error(tmp_path, cli):
+    """DuckDB's globs never match a backslash, however escaped: the lake cannot be read,
+    and says so in one line instead of DuckDB's traceback."""
+    lake = Lake(tmp_path / "a\\b" / "lake")
+    convert(lake, sorted(COLLECTIONS.glob("*.collection"))[:1])
+    with pytest.raises(LakeError, match="under a path holding a backslash; move the lake"):
+        lake.sql("SELECT count(*) FROM images")
+    done = cli("sql", "--lake", lake.path, "SELECT count(*) FROM images")
+    assert done.exit_code == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(
+        "cannot read the lake: DuckDB cannot read files under a path holding a backslash; "
+        "move the lake"
+    )
+
+
+def test_a_negative_lock_timeout_is_refused_not_waited_forever(tmp_path, cli):
+    """filelock takes a negative timeout as "wait forever"."""
+    from nightlake.errors import UsageError
+
+    with pytest.raises(UsageError, match="--lock-timeout must be 0 or more seconds, not -1"):
+        with Lake(tmp_path / "lake").locked(-1):
+            pass
+    done = cli("convert", COLLECTIONS, "--lake", tmp_path / "lake", "--lock-timeout", "-0.5")
+    assert done.exit_code == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith("error: --lock-timeout must be 0 or more seconds, not -0.5")

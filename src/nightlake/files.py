@@ -38,6 +38,16 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def lock_wait(seconds: float) -> float:
+    """``--lock-timeout`` as filelock takes it: UsageError for a negative one, which filelock
+    would take as "wait forever"."""
+    from nightlake.errors import UsageError
+
+    if not seconds >= 0:
+        raise UsageError(f"--lock-timeout must be 0 or more seconds, not {seconds:g}")
+    return seconds
+
+
 def compare_fingerprint(recorded: dict[str, Any]) -> tuple[str, str]:
     """Compare a recorded ``{path, size, mtime_ns[, inode], sha256}`` with the file as it is
     now.

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import LakeError, LockTimeout
-from nightlake.files import atomic_replace, commit_temp, temp_beside
+from nightlake.files import atomic_replace, commit_temp, lock_wait, temp_beside
 from nightlake.sql import sql_glob, sql_string
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class LakeDirectory:
         lock_path = self.path / LOCK_NAME
         lock = FileLock(str(lock_path))
         try:
-            lock.acquire(timeout=timeout)
+            lock.acquire(timeout=lock_wait(timeout))
         except Timeout:
             raise LockTimeout(
                 f"lake locked by another process: {lock_path} (waited {timeout:g} s; "

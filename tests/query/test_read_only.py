@@ -547,3 +547,32 @@ def test_a_refusal_names_the_statement_as_typed(statement, reason):
     with pytest.raises(QueryError, match="statement refused") as caught:
         check_read_only(statement)
     assert reason in str(caught.value)
+
+
+def test_a_long_lived_lake_spills_where_only_its_user_may_look(place, tmp_path, monkeypatch):
+    """The web server keeps one Lake for weeks: a temp cleaner removing its spill place gets
+    it made again before the next query, and a place someone else made since gets the
+    connection rebuilt over a private one."""
+    lake, _, _ = place
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(stream, "_FALLBACK_TEMP", [])
+    (tmp_path / "tmp").mkdir()
+    shared = tmp_path / "tmp" / f"nightlake-{os.getuid()}"
+    served = Lake(lake)
+
+    def spill_place() -> Path:
+        con = served.cursor()
+        try:
+            return Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+        finally:
+            con.close()
+
+    assert spill_place().parent == shared
+    shared.rmdir()  # a cleaner (nothing had spilled yet)
+    assert spill_place().parent == shared and shared.is_dir()
+    shared.rmdir()
+    shared.mkdir(mode=0o777)  # another user's, as far as the check can tell
+    shared.chmod(0o777)
+    moved = spill_place().parent
+    assert moved != shared and moved.parent == tmp_path / "tmp"
+    assert stat.S_IMODE(moved.stat().st_mode) == 0o700

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from nightlake.web.app import server_url
+from nightlake.web.app import bind_address, listens_everywhere, server_url
 from web.live_server import live_server
 
 
@@ -42,12 +42,44 @@ def test_serve_answers_on_loopback_until_stopped(web_lake, tmp_path):
     [
         ("127.0.0.1", "http://127.0.0.1:8000/"),
         ("localhost", "http://localhost:8000/"),
-        ("0.0.0.0", "http://0.0.0.0:8000/"),
+        ("0.0.0.0", "http://127.0.0.1:8000/"),
         ("::1", "http://[::1]:8000/"),
         ("[::1]", "http://[::1]:8000/"),
-        ("::", "http://[::]:8000/"),
+        ("::", "http://[::1]:8000/"),
         ("fe80::1%eth0", "http://[fe80::1%25eth0]:8000/"),
     ],
 )
 def test_the_address_serve_prints_opens_in_a_browser(host, url):
     assert server_url(host, 8000) == url
+
+
+def test_a_bracketed_or_wildcard_host_binds_as_a_socket_takes_it():
+    assert bind_address("[::1]") == "::1" and bind_address("::1") == "::1"
+    assert bind_address("127.0.0.1") == "127.0.0.1"
+    assert listens_everywhere("0.0.0.0") and listens_everywhere("[::]")
+    assert not listens_everywhere("127.0.0.1")
+
+
+def test_serve_on_a_port_in_use_is_one_line_before_any_serving_line(cli, web_lake, tmp_path):
+    """The port is taken before "serving … at URL" is printed: a port in use stops there
+    with one line (it printed the URL, then uvicorn's own error)."""
+    with live_server(web_lake, tmp_path / "first.log") as url:
+        port = url.rsplit(":", 1)[1]
+        done = cli("serve", "--lake", web_lake, "--host", "127.0.0.1", "--port", port)
+    assert done.exit_code == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(f"error: cannot listen on 127.0.0.1 port {port}: Address already in use")
+
+
+def test_serve_refuses_a_lake_it_cannot_confine_before_listening(cli, tmp_path, repo):
+    """A lake under a path with '[', '*' or '?' cannot be confined (see
+    nightlake.query.stream.check_confinable): one line, before any port is taken."""
+    from nightlake import Lake
+    from nightlake.ingest.convert import convert
+
+    lake = Lake(tmp_path / "runs[2]" / "lake")
+    convert(lake, sorted((repo / "data" / "fixtures" / "collections").glob("*.collection"))[:1])
+    done = cli("serve", "--lake", lake.path, "--port", "1")
+    assert done.exit_code == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert "cannot confine queries to a directory whose path holds '[', '*' or '?'" in line

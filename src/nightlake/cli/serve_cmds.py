@@ -25,6 +25,7 @@ def serve(
     """Serve the lake's nights, detrends and a SQL page in a browser (read-only)."""
     from nightlake.errors import LakeError, UsageError
     from nightlake.query.lake import Lake
+    from nightlake.query.stream import check_confinable, confined_places
 
     the_lake = Lake(lake)
     if not the_lake.path.is_dir():
@@ -32,15 +33,25 @@ def serve(
     try:
         import uvicorn
 
-        from nightlake.web.app import allowed_hosts, create_app, server_url
+        from nightlake.web.app import (
+            allowed_hosts,
+            create_app,
+            listen,
+            listens_everywhere,
+            server_url,
+        )
         from nightlake.web.settings import load_settings
     except ImportError as exc:
         raise UsageError(
             f"nightlake serve needs {exc.name}: pip install 'nightlake[serve]'"
         ) from None
     load_settings(the_lake.path)  # a broken serve.toml stops here, with its line
-    typer.echo(
-        f"serving {the_lake.path.resolve()} at {server_url(host, port)} (Ctrl-C stops)", err=True
-    )
+    check_confinable(confined_places(the_lake))  # as every page's connection would
     app = create_app(the_lake, hosts=allowed_hosts(host))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = listen(host, port)  # a port in use stops here, before the line below says "serving"
+    everywhere = f"listening on {host}; " if listens_everywhere(host) else ""
+    typer.echo(
+        f"serving {the_lake.path.resolve()} at {server_url(host, port)} ({everywhere}Ctrl-C stops)",
+        err=True,
+    )
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -17,16 +17,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.detrends import mirror
-from nightlake.errors import LakeError
+from nightlake.errors import LakeError, one_line
 from nightlake.files import file_stamp
 from nightlake.lake import IMAGES, LakeDirectory
 from nightlake.query.astro import create_derived_views, query_table
-from nightlake.query.stream import open_connection, spill_directory, stream
+from nightlake.query.stream import open_connection, private_temp, spill_directory, stream
 from nightlake.sql import load_macros
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+
+def _why_unreadable(exc: Exception, lake: LakeDirectory) -> str:
+    """DuckDB's reason, on one line; for a lake under a path with a backslash, which DuckDB's
+    file globs never match (a ``\\`` in the name is not escapable), what to do."""
+    if "\\" in str(lake.images_dir.resolve()):
+        return "DuckDB cannot read files under a path holding a backslash; move the lake"
+    return one_line(exc)
 
 
 class Lake(LakeDirectory):
@@ -87,7 +95,12 @@ class Lake(LakeDirectory):
         con.execute("SET parquet_metadata_cache = true; SET enable_progress_bar = false;")
         views = self.view_sql()
         if views:
-            con.execute(views)
+            try:
+                con.execute(views)
+            except duckdb.Error as exc:
+                con.close()
+                why = _why_unreadable(exc, self)
+                raise LakeError(f"{self.path}: cannot read the lake: {why}") from None
         # Views only: over a fresh mirror, or failing with the reason. Never a sync: a read
         # takes no lock and writes nothing (sync lives in nightlake.detrends.sync, the write path).
         mirror.attach(self, con)
@@ -120,10 +133,13 @@ class Lake(LakeDirectory):
         read), each on its own cursor, so threads may query at once. The connection is
         rebuilt when the lake manifest (which every writer of the images' files rewrites:
         :meth:`LakeDirectory.write_manifest`), the detrend mirror or its database changed on
-        disk, so a query never sees a stale mirror or a stale choice of view.
+        disk, so a query never sees a stale mirror or a stale choice of view; and when the
+        private place it spills under is no longer this user's own (:func:`private_temp`: a
+        temp cleaner removed it, made again here, or someone else took its name), so a
+        server that runs for weeks still spills where only its user may look.
         """
         with self._connection_lock:
-            state = self.disk_state()
+            state = (self.disk_state(), private_temp())
             cached = self._connection
             if cached is None or cached[0] != state:
                 # The old connection is dropped, not closed: a cursor of it may still be

@@ -23,6 +23,7 @@ things are settled here once:
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import threading
@@ -542,6 +543,7 @@ def spill_directory() -> str:
 
 
 _FALLBACK_TEMP: list[str] = []  # made once per process when the shared one cannot be trusted
+_FALLBACK_LOCK = threading.Lock()
 
 
 def private_temp() -> str:
@@ -562,9 +564,38 @@ def private_temp() -> str:
         st = os.lstat(shared)
         if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
             return shared
-    if not _FALLBACK_TEMP or not os.path.isdir(_FALLBACK_TEMP[0]):  # (a cleaner took it)
-        _FALLBACK_TEMP[:] = [tempfile.mkdtemp(prefix="nightlake-")]
-    return _FALLBACK_TEMP[0]
+    with _FALLBACK_LOCK:
+        if not _FALLBACK_TEMP or not os.path.isdir(_FALLBACK_TEMP[0]):  # (a cleaner took it)
+            made = tempfile.mkdtemp(prefix="nightlake-")
+            atexit.register(_remove_if_empty, made)  # DuckDB empties it as connections close
+            _FALLBACK_TEMP[:] = [made]
+        return _FALLBACK_TEMP[0]
+
+
+def _remove_if_empty(directory: str) -> None:
+    try:
+        os.rmdir(directory)
+    except OSError:  # a connection still open holds its spill there, or it is gone
+        pass
+
+
+def check_confinable(places: Iterable[os.PathLike[str] | str]) -> None:
+    """LakeError for a place whose path holds ``[``, ``*`` or ``?``. The views read such a
+    place through a glob that escapes them (:func:`nightlake.sql.sql_glob`), and DuckDB
+    checks that glob's text against ``allowed_directories``. So the escaped name would have
+    to be allowed, and it names another directory beside the lake, which anyone who may
+    write there could make (and a glob that matches nothing reads that literal path)."""
+    import glob
+
+    from nightlake.errors import LakeError
+
+    for place in places:
+        for form in {os.path.realpath(place), os.path.abspath(place)}:
+            if glob.escape(form) != form:
+                raise LakeError(
+                    f"{place}: cannot confine queries to a directory whose path holds "
+                    f"'[', '*' or '?' ({form}); serve the lake from a path without them"
+                )
 
 
 def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> None:
@@ -582,12 +613,8 @@ def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> N
     if confine is not None:
         places = {os.path.join(os.path.realpath(p), "") for p in confine}
         places |= {os.path.join(os.path.abspath(p), "") for p in confine}
-        places.add(os.path.join(spill, ""))
-        # the views name these places as globs (sql_glob): '[', '*' and '?' bracketed, which
-        # match only the place itself, and DuckDB checks the name as the view gives it
-        import glob
-
-        places |= {glob.escape(p) for p in places}
+        check_confinable(places)
+        places.add(os.path.join(spill, ""))  # (never globbed: its name may be anything)
         listed = "[" + ", ".join(sql_string(p) for p in sorted(places)) + "]"
         confined = [("allowed_directories", listed), ("enable_external_access", False)]
     for name, value in (
@@ -900,6 +927,12 @@ def _checked(reader: pa.RecordBatchReader, result: Relation) -> Iterator[pa.Reco
         yield from reader
 
 
+def confined_places(lake) -> list[os.PathLike[str]]:
+    """The directories a confined connection of ``lake`` may read: the lake's, and where its
+    images and mirror are when links put them elsewhere (views read resolved paths)."""
+    return [lake.path, lake.images_dir, lake.detrends_dir]
+
+
 def open_connection(lake) -> duckdb.DuckDBPyConnection:
     """``lake.connect()`` for running user SQL, made read-only by :func:`lock_down`.
 
@@ -910,8 +943,7 @@ def open_connection(lake) -> duckdb.DuckDBPyConnection:
     try:
         # the lake's directory, and where its images and mirror are when links put them
         # elsewhere (views read resolved paths)
-        places = [lake.path, lake.images_dir, lake.detrends_dir]
-        lock_down(con, confine=places if getattr(lake, "confined", False) else None)
+        lock_down(con, confine=confined_places(lake) if getattr(lake, "confined", False) else None)
     except BaseException:
         con.close()
         raise

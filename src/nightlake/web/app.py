@@ -10,6 +10,7 @@ unknown night or URL 404, bad SQL 400, a refused write 403, a method other than 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -206,12 +207,39 @@ def allowed_hosts(host: str) -> list[str]:
 
 
 def server_url(host: str, port: int) -> str:
-    """The address to open for a server listening on ``host``:``port`` (an IPv6 address in
-    brackets, its zone's ``%`` as ``%25``, as a URL needs them: RFC 6874)."""
-    bare = host.strip("[]")
+    """The address to open for a server listening on ``host``:``port``: an IPv6 address in
+    brackets, its zone's ``%`` as ``%25`` (RFC 6874); for every interface (``0.0.0.0``,
+    ``::``), the loopback address, which a browser opens where the wildcard may not."""
+    bare = bind_address(host)
+    bare = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bare, bare)
     if ":" in bare:
         return f"http://[{bare.replace('%', '%25')}]:{port}/"
-    return f"http://{host}:{port}/"
+    return f"http://{bare}:{port}/"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port`` (an IPv6 address with or without brackets, a
+    name), for the server to take: a port in use or an address this machine does not have is
+    one line here, before anything says the lake is served."""
+    address = bind_address(host)
+    try:
+        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((address, port), family=family)
+    except socket.gaierror as exc:
+        raise NightlakeError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise NightlakeError(f"cannot listen on {host} port {port}: {why}") from None
+
+
+def listens_everywhere(host: str) -> bool:
+    """Whether ``host`` is the address of every interface (``0.0.0.0``, ``::``)."""
+    return bind_address(host) in ("0.0.0.0", "::")
+
+
+def bind_address(host: str) -> str:
+    """``--host`` as a socket takes it: an IPv6 address without the brackets of a URL."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _is_loopback(host: str) -> bool:

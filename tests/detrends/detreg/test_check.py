@@ -238,6 +238,23 @@ def test_a_problem_found_where_no_lock_can_be_taken_says_so(db):
     assert check_db(db, lock_timeout=0).ok  # a clean database needs no lock
 
 
+def test_check_makes_no_lock_file_where_no_writer_ever_locked(db, detreg_cli):
+    """No ``<db>.lock``: no writer of ours is at work, so the first reading stands and
+    check leaves no lock file (one made by a reader's umask could shut out a group's
+    writers). A negative --lock-timeout (filelock: wait forever) is refused."""
+    lock = Path(f"{db}.lock")
+    lock.unlink()
+    write_db(db, make_records([{"type": "mask", "tstart": 5, "filename": "/m/x.fits"}]), {})
+    report = check_db(db, lock_timeout=0)
+    assert len(report.problems) == 1 and "matches no journaled state" in report.problems[0]
+    assert not lock.exists()
+    refused = detreg_cli("check", db, "--lock-timeout", "-1")
+    assert refused.exit_code == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.endswith("error: --lock-timeout must be 0 or more seconds, not -1")
+    assert not lock.exists()
+
+
 def test_a_change_without_journal_is_reported_and_recorded_as_external(db, detreg_cli):
     # a tool that keeps no journal writes a state no entry describes
     write_db(db, make_records([{"type": "mask", "tstart": 5, "filename": "/m/mask.fits"}]), {})

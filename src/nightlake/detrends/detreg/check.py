@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from nightlake.detrends.detreg.db import (
 )
 from nightlake.detrends.detreg.journal import Journal, load_journal, settle
 from nightlake.errors import FormatError, InputError, LockTimeout
+from nightlake.files import lock_wait
 
 
 @dataclass
@@ -57,23 +59,27 @@ def check_db(db_path: str | os.PathLike, lock_timeout: float = DEFAULT_LOCK_TIME
     Read without a lock first; if that finds a problem, read again holding the writer lock
     (waiting up to ``lock_timeout`` s): a writer between its journal append and its replace
     is not a problem. When the lock cannot be had, the first reading stands, led by a line
-    saying a write is in progress.
+    saying so. Where no lock file exists, no writer of ours is at work and none is made.
     """
+    lock_wait(lock_timeout)  # a bad one is refused whether or not a lock is needed
     report = _check(db_path)
-    if report.ok:
+    lock = lock_path(real_path(db_path))
+    if report.ok or not lock.exists():
         return report
-    try:
-        with locked(db_path, lock_timeout):
-            return _check(db_path)
-    except LockTimeout as exc:
-        report.problems.insert(0, f"{exc}: a write may be in progress; check again after it")
-    except OSError as exc:  # no lock file can be made here (a read-only copy): as read
-        report.problems.insert(
-            0,
-            f"{lock_path(real_path(db_path))}: cannot take the writer lock ({exc.strerror}); "
-            "read without it, so a write in progress would look like what follows",
-        )
-    return report
+    with ExitStack() as held:
+        try:
+            held.enter_context(locked(db_path, lock_timeout))
+        except LockTimeout as exc:
+            report.problems.insert(0, f"{exc}: a write may be in progress; check again after it")
+            return report
+        except OSError as exc:  # a lock file this user may not open (a read-only copy)
+            report.problems.insert(
+                0,
+                f"{lock}: cannot take the writer lock ({exc.strerror}); read without it, "
+                "so a write in progress would look like what follows",
+            )
+            return report
+        return _check(db_path)
 
 
 def _check(db_path: str | os.PathLike) -> CheckReport:

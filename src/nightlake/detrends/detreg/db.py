@@ -57,7 +57,7 @@ from nightlake.detrends.detreg.journal import (
 )
 from nightlake.detrends.detreg.record import TYPE_NAMES, DetRegRecord
 from nightlake.errors import FormatError, InputError, LockTimeout
-from nightlake.files import atomic_replace
+from nightlake.files import atomic_replace, lock_wait
 from nightlake.fits import BLOCK, primary_header
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -405,7 +405,7 @@ def locked(
     from filelock import FileLock, Timeout
 
     lockfile = lock_path(real_path(db_path))
-    lock = FileLock(str(lockfile), timeout=lock_timeout)
+    lock = FileLock(str(lockfile), timeout=lock_wait(lock_timeout))
     try:
         lock.acquire()
     except Timeout:
