@@ -231,3 +231,19 @@ def test_a_negative_lock_timeout_is_refused_not_waited_forever(tmp_path, cli):
     assert done.exit_code == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.endswith("error: --lock-timeout must be 0 or more seconds, not -0.5")
+
+
+def test_a_damaged_partition_is_one_line_naming_it(tmp_path, cli):
+    """DuckDB reads the first file's footer when the view is made: a damaged one is the
+    lake's error, naming the file, without the view's text DuckDB quotes."""
+    lake = Lake(tmp_path / "lake")
+    convert(lake, sorted(COLLECTIONS.glob("*.collection")))
+    damaged = sorted(lake.image_files())[0]
+    damaged.write_bytes(b"junk")
+    done = cli("sql", "--lake", lake.path, "SELECT count(*) FROM images")
+    assert done.exit_code == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(
+        f"cannot read the lake: Invalid Input Error: File '{damaged}' too small to be a "
+        "Parquet file"
+    )

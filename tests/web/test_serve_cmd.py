@@ -3,7 +3,11 @@ errors before it starts."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -79,7 +83,37 @@ def test_serve_refuses_a_lake_it_cannot_confine_before_listening(cli, tmp_path, 
 
     lake = Lake(tmp_path / "runs[2]" / "lake")
     convert(lake, sorted((repo / "data" / "fixtures" / "collections").glob("*.collection"))[:1])
-    done = cli("serve", "--lake", lake.path, "--port", "1")
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # were it reached, listen fails
+        port = str(taken.getsockname()[1])
+        done = cli("serve", "--lake", lake.path, "--port", port)
     assert done.exit_code == 1
     (line,) = done.stderr.strip().splitlines()
     assert "cannot confine queries to a directory whose path holds '[', '*' or '?'" in line
+
+
+def test_serve_on_port_0_prints_the_port_it_got(web_lake):
+    """--port 0: the system picks the port, and the line says which one."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("nightlake")), "serve", "--lake", str(web_lake)]
+        + ["--port", "0"],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = proc.stderr.readline()  # said once the socket listens
+        url = line.split(" at ", 1)[1].split(" ", 1)[0]
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/"), line
+        with urllib.request.urlopen(url, timeout=120) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_serve_refuses_a_port_out_of_range(cli, web_lake, port):
+    done = cli("serve", "--lake", web_lake, "--port", port)
+    assert done.exit_code == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(f"error: --port must be 0 to 65535, not {port}")

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import socket
 
 import pytest
 
@@ -275,3 +276,53 @@ def test_a_lake_whose_images_are_linked_from_elsewhere_is_still_read(lake_copy, 
         assert page.status_code == 200, page.text
         assert _result_cells(page.text) == [[str(want)]]
         assert client.get("/").status_code == 200
+
+
+def test_a_linked_images_directory_is_no_way_out_of_the_lake(lake_copy, tmp_path):
+    """DuckDB folds ``..`` by the text of a path and the system follows links: with images/
+    linked from another disk, ``images/../x`` was checked as inside the lake and read
+    beside the images. Only where the images and the mirror really are is allowed now."""
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    from nightlake.web.app import create_app
+
+    store = tmp_path / "store" / "x"
+    store.mkdir(parents=True)
+    shutil.move(str(lake_copy / "images"), str(store / "images"))
+    (lake_copy / "images").symlink_to(store / "images")
+    (store / "secret.txt").write_text("not for visitors")
+    with TestClient(create_app(lake_copy)) as client:
+        for way in (lake_copy / "images" / "..", store / "images" / ".."):
+            query = f"SELECT content FROM read_text('{way}/secret.txt')"
+            page = client.get("/sql", params={"q": query})
+            assert page.status_code == 400 and "not for visitors" not in page.text
+            assert "disabled by configuration" in _error(page.text)
+        assert client.get("/sql", params={"q": "SELECT count(*) FROM images"}).status_code == 200
+
+
+def test_a_lake_with_a_linked_directory_inside_is_not_served(lake_copy, tmp_path, cli):
+    """A link to a directory inside the images (a night kept elsewhere) would be a way out
+    (``night=…/../x``): a confined connection refuses the lake, and serve says so at start."""
+    import shutil
+
+    from nightlake.errors import LakeError
+
+    night = next((lake_copy / "images").rglob("night=*"))
+    elsewhere = tmp_path / "elsewhere" / night.name
+    elsewhere.parent.mkdir()
+    shutil.move(str(night), str(elsewhere))
+    night.symlink_to(elsewhere)
+    with pytest.raises(LakeError, match="a link to a directory inside the lake"):
+        Lake(lake_copy, confined=True).sql("SELECT 1")
+    assert Lake(lake_copy).sql("SELECT count(*) AS n FROM images").num_rows == 1  # the CLI's
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # were it reached, listen fails
+        done = cli("serve", "--lake", lake_copy, "--port", str(taken.getsockname()[1]))
+    assert done.exit_code == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(
+        f"{night}: a link to a directory inside the lake; a confined query could leave the "
+        "lake through it (…/..): replace it with the directory, or link the lake's images/ "
+        "as a whole"
+    )

@@ -48,10 +48,9 @@ def serve(
     load_settings(the_lake.path)  # a broken serve.toml stops here, with its line
     check_confinable(confined_places(the_lake))  # as every page's connection would
     app = create_app(the_lake, hosts=allowed_hosts(host))
-    sock = listen(host, port)  # a port in use stops here, before the line below says "serving"
+    sockets = listen(host, port)  # a port in use stops here, before "serving" is said
+    port = sockets[0].getsockname()[1]  # (--port 0: the one the system picked)
     everywhere = f"listening on {host}; " if listens_everywhere(host) else ""
-    typer.echo(
-        f"serving {the_lake.path.resolve()} at {server_url(host, port)} ({everywhere}Ctrl-C stops)",
-        err=True,
-    )
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    url = server_url(host, port)
+    typer.echo(f"serving {the_lake.path.resolve()} at {url} ({everywhere}Ctrl-C stops)", err=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=sockets)

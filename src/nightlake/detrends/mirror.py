@@ -246,5 +246,17 @@ def failing_view_sql(reason: str) -> str:
 def attach(lake: LakeDirectory, con: duckdb.DuckDBPyConnection) -> None:
     """Define the ``detrends`` views on ``con``: over the mirror when it is fresh, else views
     that fail with the reason (only queries that read them fail). Reads only."""
+    import duckdb
+
     reason = freshness(lake).message
-    con.execute(view_sql(lake, pin=True) if reason is None else failing_view_sql(reason))
+    if reason is None:
+        try:
+            con.execute(view_sql(lake, pin=True))
+            return
+        except duckdb.Error as exc:  # a damaged file: DuckDB binds a view when it is made
+            reason = (
+                f"the detrend mirror {lake.detrends_dir} cannot be read "
+                f"({str(exc).splitlines()[0]}); rebuild it: nightlake sync --force "
+                f"--lake {lake.path}"
+            )
+    con.execute(failing_view_sql(reason))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.detrends import mirror
-from nightlake.errors import LakeError, one_line
+from nightlake.errors import LakeError
 from nightlake.files import file_stamp
 from nightlake.lake import IMAGES, LakeDirectory
 from nightlake.query.astro import create_derived_views, query_table
@@ -34,7 +34,7 @@ def _why_unreadable(exc: Exception, lake: LakeDirectory) -> str:
     file globs never match (a ``\\`` in the name is not escapable), what to do."""
     if "\\" in str(lake.images_dir.resolve()):
         return "DuckDB cannot read files under a path holding a backslash; move the lake"
-    return one_line(exc)
+    return str(exc).strip().splitlines()[0]  # not the view's text that DuckDB quotes after
 
 
 class Lake(LakeDirectory):
@@ -62,13 +62,14 @@ class Lake(LakeDirectory):
         (``year=Y/``, target and night columns) and format 3's target-years
         (``target=T/year=Y/``), with the precedence :mod:`nightlake.ingest.compact` gives.
         """
-        statements = []
+        mirrored = mirror.view_sql(self)  # detrends, detrend_filters
+        return "\n".join(s for s in (self._images_view_sql(), mirrored) if s)
+
+    def _images_view_sql(self) -> str:
         files = self.image_files()
-        if files:
-            select = self.images_select_sql(files=files)
-            statements.append(f"CREATE OR REPLACE VIEW {IMAGES} AS {select};")
-        statements.append(mirror.view_sql(self))  # detrends, detrend_filters
-        return "\n".join(s for s in statements if s)
+        if not files:
+            return ""
+        return f"CREATE OR REPLACE VIEW {IMAGES} AS {self.images_select_sql(files=files)};"
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the lake's views and every macro of ``sql/``."""
@@ -93,7 +94,7 @@ class Lake(LakeDirectory):
         # footers are read once per connection, not once per query; DuckDB's own progress
         # bar would write into our stdout
         con.execute("SET parquet_metadata_cache = true; SET enable_progress_bar = false;")
-        views = self.view_sql()
+        views = self._images_view_sql()  # the mirror's views: mirror.attach, below
         if views:
             try:
                 con.execute(views)

@@ -580,22 +580,38 @@ def _remove_if_empty(directory: str) -> None:
 
 
 def check_confinable(places: Iterable[os.PathLike[str] | str]) -> None:
-    """LakeError for a place whose path holds ``[``, ``*`` or ``?``. The views read such a
-    place through a glob that escapes them (:func:`nightlake.sql.sql_glob`), and DuckDB
-    checks that glob's text against ``allowed_directories``. So the escaped name would have
-    to be allowed, and it names another directory beside the lake, which anyone who may
-    write there could make (and a glob that matches nothing reads that literal path)."""
+    """LakeError where a confined connection could not keep its queries to ``places``.
+
+    DuckDB checks a path against ``allowed_directories`` by its text, ``..`` folded as text,
+    and the system then follows links. So:
+
+    * a link to a directory inside a place is a way out (``night=1/../x`` is checked as
+      inside and read beside the link's target);
+    * a place whose real path holds ``[``, ``*`` or ``?`` cannot be allowed. The views read
+      it through a glob that escapes them (:func:`nightlake.sql.sql_glob`), so the escaped
+      name would have to be allowed, and that name is another directory beside the lake,
+      which anyone who may write there could make (a glob that matches nothing reads that
+      literal path).
+    """
     import glob
 
     from nightlake.errors import LakeError
 
     for place in places:
-        for form in {os.path.realpath(place), os.path.abspath(place)}:
-            if glob.escape(form) != form:
-                raise LakeError(
-                    f"{place}: cannot confine queries to a directory whose path holds "
-                    f"'[', '*' or '?' ({form}); serve the lake from a path without them"
-                )
+        real = os.path.realpath(place)
+        if glob.escape(real) != real:
+            raise LakeError(
+                f"{place}: cannot confine queries to a directory whose path holds "
+                f"'[', '*' or '?' ({real}); serve the lake from a path without them"
+            )
+        for root, dirs, _ in os.walk(real):  # links are listed, not followed
+            for name in dirs:
+                if os.path.islink(os.path.join(root, name)):
+                    raise LakeError(
+                        f"{os.path.join(root, name)}: a link to a directory inside the lake; "
+                        "a confined query could leave the lake through it (…/..): replace it "
+                        "with the directory, or link the lake's images/ as a whole"
+                    )
 
 
 def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> None:
@@ -611,9 +627,8 @@ def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> N
     spill = spill_directory()
     confined: list[tuple[str, Any]] = []
     if confine is not None:
+        check_confinable(confine)
         places = {os.path.join(os.path.realpath(p), "") for p in confine}
-        places |= {os.path.join(os.path.abspath(p), "") for p in confine}
-        check_confinable(places)
         places.add(os.path.join(spill, ""))  # (never globbed: its name may be anything)
         listed = "[" + ", ".join(sql_string(p) for p in sorted(places)) + "]"
         confined = [("allowed_directories", listed), ("enable_external_access", False)]
@@ -928,9 +943,11 @@ def _checked(reader: pa.RecordBatchReader, result: Relation) -> Iterator[pa.Reco
 
 
 def confined_places(lake) -> list[os.PathLike[str]]:
-    """The directories a confined connection of ``lake`` may read: the lake's, and where its
-    images and mirror are when links put them elsewhere (views read resolved paths)."""
-    return [lake.path, lake.images_dir, lake.detrends_dir]
+    """The directories a confined connection of ``lake`` may read: its images and its current
+    detrend mirror, each where it really is (the views read resolved paths). Not the lake's
+    own directory: with ``images/`` linked from another disk, ``images/../x`` is checked as
+    the lake's and read beside the images (:func:`check_confinable`)."""
+    return [lake.images_dir, lake.detrends_dir]
 
 
 def open_connection(lake) -> duckdb.DuckDBPyConnection:

@@ -217,19 +217,33 @@ def server_url(host: str, port: int) -> str:
     return f"http://{bare}:{port}/"
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A socket listening on ``host``:``port`` (an IPv6 address with or without brackets, a
-    name), for the server to take: a port in use or an address this machine does not have is
-    one line here, before anything says the lake is served."""
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on ``host``:``port``, one for each address ``host`` names (an IPv6
+    address with or without brackets; ``localhost`` is 127.0.0.1 and ::1 where both are),
+    for the server to take: a port in use or an address this machine does not have is one
+    line here, before anything says the lake is served. Port 0: one the system picks."""
+    from nightlake.errors import UsageError
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0 to 65535, not {port}")
     address = bind_address(host)
     try:
-        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((address, port), family=family)
+        found = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise NightlakeError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
-    except OSError as exc:
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise NightlakeError(f"cannot listen on {host} port {port}: {why}") from None
+    sockets: list[socket.socket] = []
+    first_error: OSError | None = None
+    for family, _, _, _, where in dict.fromkeys((f[0], *f[1:4], f[4][:2]) for f in found):
+        try:  # the port the first socket got, where the system picked one
+            at = (where[0], sockets[0].getsockname()[1] if sockets else where[1])
+            sockets.append(socket.create_server(at, family=family))
+        except OSError as exc:  # e.g. ::1 on a machine without IPv6: the others serve
+            first_error = first_error or exc
+    if not sockets:
+        assert first_error is not None
+        why = os.strerror(first_error.errno) if first_error.errno else str(first_error)
+        raise NightlakeError(f"cannot listen on {host} port {port}: {why}")
+    return sockets
 
 
 def listens_everywhere(host: str) -> bool:

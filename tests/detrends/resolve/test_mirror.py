@@ -351,3 +351,30 @@ def test_one_lake_object_follows_the_database_between_queries(lake_with_db):
         lake.sql("SELECT count(*) AS n FROM detrends")
     sync(lake, db)
     assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 1}]
+
+
+@pytest.mark.parametrize(
+    "damaged, says",
+    [
+        # bound when the view is made: the views fail with the reason and the remedy
+        ("filters.parquet", r"the detrend mirror .* cannot be read .*nightlake sync --force"),
+        # read when the query runs: DuckDB names the file
+        ("type=flat", r"type=flat/detrends\.parquet' too small to be a Parquet file"),
+    ],
+)
+def test_a_damaged_mirror_file_fails_only_detrend_queries(lake_with_db, cli, damaged, says):
+    """A mirror file that is no Parquet any more (a disk error, a hand edit): images are
+    still queried, and a query of the detrends says what is wrong."""
+    lake, db = lake_with_db
+    sync(lake, db)
+    target = lake.detrends_dir / damaged
+    if target.is_dir():
+        target = next(target.glob("*.parquet"))
+    target.write_bytes(b"not parquet")
+    assert _query(lake, "SELECT count(*) AS n FROM images") == [{"n": 1}]
+    with pytest.raises(QueryError, match=says):
+        _query(lake, "SELECT count(*) FROM detrends JOIN detrend_filters ON true")
+    done = cli("sql", "--lake", lake.path, "SELECT count(*) AS n FROM images")
+    assert done.exit_code == 0, done.stderr
+    assert cli("sync", "--db", db, "--lake", lake.path, "--force").exit_code == 0
+    assert _query(lake, "SELECT count(*) AS n FROM detrends") == [{"n": 3}]
