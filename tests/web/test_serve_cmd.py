@@ -117,3 +117,26 @@ def test_serve_refuses_a_port_out_of_range(cli, web_lake, port):
     assert done.exit_code == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.endswith(f"error: --port must be 0 to 65535, not {port}")
+
+
+def test_a_name_half_in_use_is_not_half_served(monkeypatch):
+    """A name for two addresses (localhost as 127.0.0.1 and ::1) whose port another server
+    holds on one of them: refused, not served on the other (a browser trying that one
+    first would reach the other server)."""
+    from nightlake.errors import NightlakeError
+    from nightlake.web.app import listen
+
+    try:
+        taken = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = taken.getsockname()[1]
+    both = [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+    ]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: both)  # the name, as resolved
+    with taken, pytest.raises(NightlakeError, match="Address already in use"):
+        listen("localhost", port)
+    with socket.create_server(("127.0.0.1", port)):  # the half bound was closed again
+        pass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import socket
 
@@ -326,3 +327,36 @@ def test_a_lake_with_a_linked_directory_inside_is_not_served(lake_copy, tmp_path
         "lake through it (…/..): replace it with the directory, or link the lake's images/ "
         "as a whole"
     )
+
+
+def test_a_lake_the_check_cannot_list_is_not_served(lake_copy):
+    """A directory the link check cannot list may hide a link out: refused. (Here a path
+    past the system's length limit; for another user, a directory without read access.)"""
+    from nightlake.errors import LakeError
+
+    fd = os.open(lake_copy / "images", os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 x 250 characters: past PATH_MAX (4096)
+            os.mkdir("d" * 250, dir_fd=fd)
+            inner = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+    with pytest.raises(LakeError, match="cannot list it to check for links out of the lake"):
+        Lake(lake_copy, confined=True).sql("SELECT 1")
+
+
+def test_serve_warns_where_others_may_write_the_lake(lake_copy, cli):
+    """A directory of the images others may write could get a link out while the server
+    runs (the check holds when a connection is made): serve says so before it starts."""
+    shared = next((lake_copy / "images").iterdir())
+    shared.chmod(0o775)
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # so that it stops after the warning
+        done = cli("serve", "--lake", lake_copy, "--port", str(taken.getsockname()[1]))
+    warning, error = done.stderr.strip().splitlines()
+    assert warning == (
+        f"nightlake: warning: {shared} may be written by other users than you: a link made "
+        "there while this serves could lead the page's queries out of the lake"
+    )
+    assert "Address already in use" in error

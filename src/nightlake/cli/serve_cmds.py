@@ -25,7 +25,7 @@ def serve(
     """Serve the lake's nights, detrends and a SQL page in a browser (read-only)."""
     from nightlake.errors import LakeError, UsageError
     from nightlake.query.lake import Lake
-    from nightlake.query.stream import check_confinable, confined_places
+    from nightlake.query.stream import check_confinable, confined_places, writable_by_others
 
     the_lake = Lake(lake)
     if not the_lake.path.is_dir():
@@ -47,6 +47,15 @@ def serve(
         ) from None
     load_settings(the_lake.path)  # a broken serve.toml stops here, with its line
     check_confinable(confined_places(the_lake))  # as every page's connection would
+    others = writable_by_others(confined_places(the_lake))
+    if others:
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        typer.echo(
+            f"nightlake: warning: {others[0]}{more} may be written by other users than you: "
+            "a link made there while this serves could lead the page's queries out of the "
+            "lake",
+            err=True,
+        )
     app = create_app(the_lake, hosts=allowed_hosts(host))
     sockets = listen(host, port)  # a port in use stops here, before "serving" is said
     port = sockets[0].getsockname()[1]  # (--port 0: the one the system picked)

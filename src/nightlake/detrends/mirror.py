@@ -253,9 +253,12 @@ def attach(lake: LakeDirectory, con: duckdb.DuckDBPyConnection) -> None:
         try:
             con.execute(view_sql(lake, pin=True))
             return
-        except duckdb.Error as exc:  # a damaged file: DuckDB binds a view when it is made
+        except duckdb.InvalidInputException as exc:
+            # a damaged file (DuckDB binds a view when it is made): the views say so until
+            # a sync. (An unreadable one is no damage: it fails the connection, which the
+            # next query makes again.)
             reason = (
-                f"the detrend mirror {lake.detrends_dir} cannot be read "
+                f"the detrend mirror {lake.detrends_dir} is damaged "
                 f"({str(exc).splitlines()[0]}); rebuild it: nightlake sync --force "
                 f"--lake {lake.path}"
             )

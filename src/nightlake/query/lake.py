@@ -94,17 +94,17 @@ class Lake(LakeDirectory):
         # footers are read once per connection, not once per query; DuckDB's own progress
         # bar would write into our stdout
         con.execute("SET parquet_metadata_cache = true; SET enable_progress_bar = false;")
-        views = self._images_view_sql()  # the mirror's views: mirror.attach, below
-        if views:
-            try:
+        views = self._images_view_sql()
+        try:
+            if views:
                 con.execute(views)
-            except duckdb.Error as exc:
-                con.close()
-                why = _why_unreadable(exc, self)
-                raise LakeError(f"{self.path}: cannot read the lake: {why}") from None
-        # Views only: over a fresh mirror, or failing with the reason. Never a sync: a read
-        # takes no lock and writes nothing (sync lives in nightlake.detrends.sync, the write path).
-        mirror.attach(self, con)
+            # Views only: over a fresh mirror, or failing with the reason. Never a sync: a
+            # read takes no lock and writes nothing (sync: nightlake.detrends.sync).
+            mirror.attach(self, con)
+        except duckdb.Error as exc:  # DuckDB binds a view when it is made: a file it reads
+            con.close()
+            why = _why_unreadable(exc, self)
+            raise LakeError(f"{self.path}: cannot read the lake: {why}") from None
         load_macros(con)
         create_derived_views(con)  # obscore: a macro over images
         return con

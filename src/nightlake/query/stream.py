@@ -579,24 +579,36 @@ def _remove_if_empty(directory: str) -> None:
         pass
 
 
-def check_confinable(places: Iterable[os.PathLike[str] | str]) -> None:
-    """LakeError where a confined connection could not keep its queries to ``places``.
+def check_confinable(places: Iterable[os.PathLike[str] | str]) -> list[str]:
+    """The real paths of ``places``, or LakeError where a confined connection could not keep
+    its queries to them.
 
     DuckDB checks a path against ``allowed_directories`` by its text, ``..`` folded as text,
     and the system then follows links. So:
 
     * a link to a directory inside a place is a way out (``night=1/../x`` is checked as
-      inside and read beside the link's target);
+      inside and read beside the link's target), and so is a directory this check cannot
+      list, which may hold one;
     * a place whose real path holds ``[``, ``*`` or ``?`` cannot be allowed. The views read
       it through a glob that escapes them (:func:`nightlake.sql.sql_glob`), so the escaped
       name would have to be allowed, and that name is another directory beside the lake,
       which anyone who may write there could make (a glob that matches nothing reads that
       literal path).
+
+    The check holds when the connection is made. Whoever may write the lake's images or
+    mirror can make such a link later (:func:`writable_by_others` names where others may).
     """
     import glob
 
     from nightlake.errors import LakeError
 
+    def unlisted(exc: OSError) -> None:
+        raise LakeError(
+            f"{exc.filename}: cannot list it to check for links out of the lake "
+            f"({exc.strerror}); a confined query could leave the lake through one"
+        )
+
+    reals = []
     for place in places:
         real = os.path.realpath(place)
         if glob.escape(real) != real:
@@ -604,14 +616,31 @@ def check_confinable(places: Iterable[os.PathLike[str] | str]) -> None:
                 f"{place}: cannot confine queries to a directory whose path holds "
                 f"'[', '*' or '?' ({real}); serve the lake from a path without them"
             )
-        for root, dirs, _ in os.walk(real):  # links are listed, not followed
-            for name in dirs:
-                if os.path.islink(os.path.join(root, name)):
-                    raise LakeError(
-                        f"{os.path.join(root, name)}: a link to a directory inside the lake; "
-                        "a confined query could leave the lake through it (…/..): replace it "
-                        "with the directory, or link the lake's images/ as a whole"
-                    )
+        if os.path.isdir(real):
+            for root, dirs, _ in os.walk(real, onerror=unlisted):  # links listed, not followed
+                for name in dirs:
+                    if os.path.islink(os.path.join(root, name)):
+                        raise LakeError(
+                            f"{os.path.join(root, name)}: a link to a directory inside the "
+                            "lake; a confined query could leave the lake through it (…/..): "
+                            "replace it with the directory, or link the lake's images/ as "
+                            "a whole"
+                        )
+        reals.append(real)
+    return reals
+
+
+def writable_by_others(places: Iterable[os.PathLike[str] | str]) -> list[str]:
+    """The directories in and under ``places`` that users other than this one may write
+    (group or other write permission, or another owner): each could get a link out of a
+    confined connection's reach while it runs (:func:`check_confinable`)."""
+    found = []
+    for place in places:
+        for root, _, _ in os.walk(os.path.realpath(place)):
+            st = os.stat(root)
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                found.append(root)
+    return found
 
 
 def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> None:
@@ -627,8 +656,7 @@ def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> N
     spill = spill_directory()
     confined: list[tuple[str, Any]] = []
     if confine is not None:
-        check_confinable(confine)
-        places = {os.path.join(os.path.realpath(p), "") for p in confine}
+        places = {os.path.join(p, "") for p in check_confinable(confine)}
         places.add(os.path.join(spill, ""))  # (never globbed: its name may be anything)
         listed = "[" + ", ".join(sql_string(p) for p in sorted(places)) + "]"
         confined = [("allowed_directories", listed), ("enable_external_access", False)]

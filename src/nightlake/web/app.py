@@ -9,6 +9,7 @@ unknown night or URL 404, bad SQL 400, a refused write 403, a method other than 
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -232,17 +233,25 @@ def listen(host: str, port: int) -> list[socket.socket]:
     except socket.gaierror as exc:
         raise NightlakeError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
     sockets: list[socket.socket] = []
-    first_error: OSError | None = None
-    for family, _, _, _, where in dict.fromkeys((f[0], *f[1:4], f[4][:2]) for f in found):
-        try:  # the port the first socket got, where the system picked one
-            at = (where[0], sockets[0].getsockname()[1] if sockets else where[1])
-            sockets.append(socket.create_server(at, family=family))
-        except OSError as exc:  # e.g. ::1 on a machine without IPv6: the others serve
-            first_error = first_error or exc
+    missing: OSError | None = None
+    try:
+        for family, where in dict.fromkeys((f[0], f[4]) for f in found):
+            if sockets:  # the port the first socket got, where the system picked one
+                where = (where[0], sockets[0].getsockname()[1], *where[2:])
+            try:
+                sockets.append(socket.create_server(where, family=family))
+            except OSError as exc:
+                if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    raise  # in use, not allowed: no half of a name served
+                missing = missing or exc  # e.g. ::1 where IPv6 is off: the others serve
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise NightlakeError(f"cannot listen on {host} port {port}: {why}") from None
     if not sockets:
-        assert first_error is not None
-        why = os.strerror(first_error.errno) if first_error.errno else str(first_error)
-        raise NightlakeError(f"cannot listen on {host} port {port}: {why}")
+        assert missing is not None
+        raise NightlakeError(f"cannot listen on {host} port {port}: {os.strerror(missing.errno)}")
     return sockets
 
 

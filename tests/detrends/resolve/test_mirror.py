@@ -357,7 +357,7 @@ def test_one_lake_object_follows_the_database_between_queries(lake_with_db):
     "damaged, says",
     [
         # bound when the view is made: the views fail with the reason and the remedy
-        ("filters.parquet", r"the detrend mirror .* cannot be read .*nightlake sync --force"),
+        ("filters.parquet", r"the detrend mirror .* is damaged .*nightlake sync --force"),
         # read when the query runs: DuckDB names the file
         ("type=flat", r"type=flat/detrends\.parquet' too small to be a Parquet file"),
     ],
