@@ -165,27 +165,50 @@ def test_a_lake_under_glob_characters_reads_its_own_files_only(tmp_path, name, d
     compacted, and the detrend mirror. A confined connection (the web's) refuses such a
     place: the escaped name it would have to allow is another directory, which anyone who
     may write beside the lake could make."""
+    import duckdb
+
     from nightlake.detrends.detreg import make_records, write_db
     from nightlake.detrends.sync import sync
     from nightlake.ingest.compact import compact
 
+    def shrunk(decoy_lake: Lake) -> None:  # the same files, other rows: what a glob misread
+        for f in decoy_lake.image_files():
+            pq.write_table(pq.read_table(f).slice(0, 1), f)
+
+    def counts(of: Lake) -> list[int]:  # the view, and the listed form a resolve chunk reads
+        listed = of.images_select_sql(subset=of.image_files())
+        with duckdb.connect() as con:
+            chunk = con.execute(f"SELECT count(*) FROM ({listed})").fetchone()[0]
+        return [of.sql("SELECT count(*) AS n FROM images").column("n")[0].as_py(), chunk]
+
     files = sorted(COLLECTIONS.glob("*.collection"))
     lake, other = Lake(tmp_path / name / "lake"), Lake(tmp_path / decoy / "lake")
     convert(lake, files)
-    convert(other, files[:1])  # what the unescaped glob would match
+    convert(other, files)
+    shrunk(other)
     rows = sum(pq.read_metadata(f).num_rows for f in lake.image_files())
-    assert lake.sql("SELECT count(*) AS n FROM images").column("n").to_pylist() == [rows]
+    assert counts(lake) == [rows, rows]
     with pytest.raises(LakeError, match=r"cannot confine queries to a directory whose path"):
         Lake(lake.path, confined=True).sql("SELECT 1")
     compact(lake)
-    assert any(lake.images_dir.glob("year=*"))
-    assert lake.sql("SELECT count(*) AS n FROM images").column("n").to_pylist() == [rows]
-    db = tmp_path / name / "detrend.db"
+    compact(other)
+    shrunk(other)
+    assert any(lake.images_dir.glob("year=*")) and any(other.images_dir.glob("year=*"))
+    assert counts(lake) == [rows, rows]
     bias = {"type": "bias", "ccd": 5, "tstart": 1, "tstop": 2, "filename": "/m/bias.fits"}
-    write_db(db, make_records([bias]), {})
-    sync(lake, db)
+    for where, filters in ((lake, {7: "ours"}), (other, {7: "theirs"})):
+        db = where.path.parent / "detrend.db"
+        write_db(db, make_records([bias]), filters)
+        sync(where, db)
+    # the decoy's mirror generation named as ours, so that an unescaped path would match it
+    ours, theirs = lake.detrends_dir.resolve(), other.detrends_dir.resolve()
+    theirs.rename(theirs.with_name(ours.name))
+    other.detrends_dir.unlink()
+    other.detrends_dir.symlink_to(ours.name)
     found = lake.sql("SELECT filename FROM detrends").column("filename").to_pylist()
     assert found == ["/m/bias.fits"]
+    names = lake.sql("SELECT name FROM detrend_filters").column("name").to_pylist()
+    assert names == ["ours"]
 
 
 def test_a_confined_connection_allows_its_places_as_they_are(tmp_path, monkeypatch):

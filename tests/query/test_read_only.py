@@ -477,6 +477,7 @@ def test_a_spill_place_others_could_enter_is_not_used(tmp_path, monkeypatch, tak
         shared.symlink_to(tmp_path / "theirs")
     elif taken == "a file":
         shared.write_text("")
+        shared.chmod(0o600)  # a mode that would pass: only its kind refuses it
     else:
         shared.mkdir(mode=0o700)
         try:

@@ -259,7 +259,7 @@ def test_a_query_another_site_sends_is_shown_not_run(client, headers):
 
 
 def test_a_lake_whose_images_are_linked_from_elsewhere_is_still_read(lake_copy, tmp_path):
-    """The confined page allows the lake's directory and where its images really are: the
+    """The confined page allows where the lake's images really are: the
     views read resolved paths, so images/ linked to another disk was refused."""
     import shutil
 
@@ -356,7 +356,27 @@ def test_serve_warns_where_others_may_write_the_lake(lake_copy, cli):
         done = cli("serve", "--lake", lake_copy, "--port", str(taken.getsockname()[1]))
     warning, error = done.stderr.strip().splitlines()
     assert warning == (
-        f"nightlake: warning: {shared} may be written by other users than you: a link made "
-        "there while this serves could lead the page's queries out of the lake"
+        f"nightlake: warning: {shared} may be written by other users than you: a link or a "
+        "rename there while this serves could lead the page's queries out of the lake"
     )
     assert "Address already in use" in error
+
+
+@pytest.mark.parametrize("where", ["the lake", "above it"])
+def test_serve_warns_where_others_may_swap_the_images(lake_copy, cli, where):
+    """Whoever may write the lake's own directory could put another ``images`` link there,
+    and whoever may write a directory above it (not sticky) could rename the lake away."""
+    from nightlake.query.stream import confined_places, writable_by_others
+
+    loose = lake_copy if where == "the lake" else lake_copy.parent
+    loose.chmod(0o777 if where == "the lake" else 0o775)
+    found = writable_by_others(confined_places(Lake(lake_copy)), lake_copy)
+    assert found == [str(loose)]
+    loose.chmod(0o1777)  # sticky: only the owner of an entry may rename it
+    found = writable_by_others(confined_places(Lake(lake_copy)), lake_copy)
+    assert found == ([str(loose)] if where == "the lake" else [])
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        done = cli("serve", "--lake", lake_copy, "--port", str(taken.getsockname()[1]))
+    assert done.stderr.startswith(f"nightlake: warning: {loose} may be written") == (
+        where == "the lake"
+    )

@@ -47,13 +47,13 @@ def serve(
         ) from None
     load_settings(the_lake.path)  # a broken serve.toml stops here, with its line
     check_confinable(confined_places(the_lake))  # as every page's connection would
-    others = writable_by_others(confined_places(the_lake))
+    others = writable_by_others(confined_places(the_lake), the_lake.path)
     if others:
         more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
         typer.echo(
             f"nightlake: warning: {others[0]}{more} may be written by other users than you: "
-            "a link made there while this serves could lead the page's queries out of the "
-            "lake",
+            "a link or a rename there while this serves could lead the page's queries out "
+            "of the lake",
             err=True,
         )
     app = create_app(the_lake, hosts=allowed_hosts(host))

@@ -47,9 +47,10 @@ class Lake(LakeDirectory):
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, confined: bool = False
     ) -> None:
-        """``confined``: user SQL reads the lake's files and no others (DuckDB's external
-        access off but for the lake's directory): what ``nightlake serve`` runs, where the
-        SQL comes from whoever reaches the page."""
+        """``confined``: user SQL reads the lake's images and detrend mirror and no other
+        files (DuckDB's external access off but for where they really are:
+        :func:`~nightlake.query.stream.confined_places`): what ``nightlake serve`` runs,
+        where the SQL comes from whoever reaches the page."""
         super().__init__(path)
         self.confined = confined
         self._connection: tuple | None = None  # (disk state, connection) for sql()

@@ -630,16 +630,40 @@ def check_confinable(places: Iterable[os.PathLike[str] | str]) -> list[str]:
     return reals
 
 
-def writable_by_others(places: Iterable[os.PathLike[str] | str]) -> list[str]:
-    """The directories in and under ``places`` that users other than this one may write
-    (group or other write permission, or another owner): each could get a link out of a
-    confined connection's reach while it runs (:func:`check_confinable`)."""
-    found = []
-    for place in places:
-        for root, _, _ in os.walk(os.path.realpath(place)):
-            st = os.stat(root)
-            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+def writable_by_others(
+    places: Iterable[os.PathLike[str] | str], lake: os.PathLike[str] | str
+) -> list[str]:
+    """Where users other than this one (and root) could lead a confined connection's queries
+    out of ``places`` while it runs (:func:`check_confinable` holds when it is made):
+
+    * a directory in or under a place they may write (group or other write permission, or
+      another owner): a link made there;
+    * ``lake``'s own directory, where the ``images`` and ``detrends`` links are;
+    * a directory above a place or the lake that they may write and that is not sticky:
+      the place renamed and another put in its stead.
+    """
+    import stat
+
+    def others_may_write(st: os.stat_result) -> bool:
+        return st.st_uid not in (os.getuid(), 0) or bool(st.st_mode & 0o022)
+
+    found: list[str] = []
+    reals = [os.path.realpath(p) for p in places]
+    for real in reals:
+        for root, _, _ in os.walk(real):
+            if others_may_write(os.stat(root)):
                 found.append(root)
+    lake_dir = os.path.realpath(lake)
+    if others_may_write(os.stat(lake_dir)):
+        found.append(lake_dir)
+    above = {os.path.dirname(d) for d in (*reals, lake_dir)}
+    while above:
+        directory = above.pop()
+        st = os.stat(directory)
+        if others_may_write(st) and not st.st_mode & stat.S_ISVTX and directory not in found:
+            found.append(directory)
+        if os.path.dirname(directory) != directory:
+            above.add(os.path.dirname(directory))
     return found
 
 
@@ -986,8 +1010,6 @@ def open_connection(lake) -> duckdb.DuckDBPyConnection:
     """
     con = lake.connect()
     try:
-        # the lake's directory, and where its images and mirror are when links put them
-        # elsewhere (views read resolved paths)
         lock_down(con, confine=confined_places(lake) if getattr(lake, "confined", False) else None)
     except BaseException:
         con.close()

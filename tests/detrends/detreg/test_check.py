@@ -210,6 +210,7 @@ def test_check_during_a_write_waits_for_it_instead_of_reporting_it(db, detreg_cl
         assert "never took effect" in report.problems[1]
         checked = detreg_cli("check", db, "--lock-timeout", "0")
         assert checked.exit_code == 1 and "a write may be in progress" in checked.stdout
+        assert "(waited 0 s;" in checked.stdout  # the option reaches the check
         writer.stdin.write("go\n")
         writer.stdin.flush()
         # the check waits for the writer's lock, then reads the finished write
@@ -253,6 +254,13 @@ def test_check_makes_no_lock_file_where_no_writer_ever_locked(db, detreg_cli):
     (line,) = refused.stderr.strip().splitlines()
     assert line.endswith("error: --lock-timeout must be 0 or more seconds, not -1")
     assert not lock.exists()
+    before = db.read_bytes()
+    for writer in (["delete", "--db", db, "--type", "mask"], ["init", db.with_name("new.db")]):
+        refused = detreg_cli(*writer, "--lock-timeout", "-1")
+        assert refused.exit_code == 2, refused.output
+        (line,) = refused.stderr.strip().splitlines()
+        assert line.endswith("error: --lock-timeout must be 0 or more seconds, not -1")
+    assert db.read_bytes() == before and not db.with_name("new.db").exists()
 
 
 def test_a_change_without_journal_is_reported_and_recorded_as_external(db, detreg_cli):
