@@ -14,6 +14,12 @@ def one_line(message: object) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
+def first_line(message: object) -> str:
+    """A message's (or exception's) first line: DuckDB's quotes the statement after it."""
+    lines = str(message).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 class NightlakeError(Exception):
     """Base of every error nightlake reports to a user (exit code ``exit_code``)."""
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nightlake.errors import NightlakeError, UsageError
+from nightlake.errors import NightlakeError, UsageError, first_line
 
 EXECUTORS = ("local", "dask")
 
@@ -165,7 +165,7 @@ class DaskExecutor(Executor):
             where = scheduler or "a local cluster"
             raise ExecutorError(
                 f"cannot reach the Dask scheduler at {where}: {exc.__class__.__name__}"
-                f"{': ' + str(exc).splitlines()[0] if str(exc) else ''}"
+                f"{': ' + first_line(exc) if str(exc) else ''}"
             ) from exc
 
     @classmethod
@@ -204,7 +204,7 @@ class DaskExecutor(Executor):
         except Exception as exc:  # a worker that died more than RETRIES times, a lost scheduler
             raise ExecutorError(
                 f"the Dask cluster failed to run the work: {exc.__class__.__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                f"{first_line(exc)}"
             ) from exc
         finally:
             self.release([*futures, *shared])

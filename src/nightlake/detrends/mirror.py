@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nightlake.errors import LakeError
+from nightlake.errors import LakeError, first_line
 from nightlake.files import compare_fingerprint
 from nightlake.sql import sql_glob, sql_string
 
@@ -259,7 +259,7 @@ def attach(lake: LakeDirectory, con: duckdb.DuckDBPyConnection) -> None:
             # next query makes again.)
             reason = (
                 f"the detrend mirror {lake.detrends_dir} is damaged "
-                f"({str(exc).splitlines()[0]}); rebuild it: nightlake sync --force "
+                f"({first_line(exc)}); rebuild it: nightlake sync --force "
                 f"--lake {lake.path}"
             )
     con.execute(failing_view_sql(reason))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.detrends import mirror
-from nightlake.errors import LakeError
+from nightlake.errors import LakeError, first_line
 from nightlake.files import file_stamp
 from nightlake.lake import IMAGES, LakeDirectory
 from nightlake.query.astro import create_derived_views, query_table
@@ -34,7 +34,7 @@ def _why_unreadable(exc: Exception, lake: LakeDirectory) -> str:
     file globs never match (a ``\\`` in the name is not escapable), what to do."""
     if "\\" in str(lake.images_dir.resolve()):
         return "DuckDB cannot read files under a path holding a backslash; move the lake"
-    return str(exc).strip().splitlines()[0]  # not the view's text that DuckDB quotes after
+    return first_line(exc)  # not the view's text that DuckDB quotes after
 
 
 class Lake(LakeDirectory):
