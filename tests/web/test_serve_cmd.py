@@ -50,6 +50,7 @@ def test_serve_answers_on_loopback_until_stopped(web_lake, tmp_path):
         ("::1", "http://[::1]:8000/"),
         ("[::1]", "http://[::1]:8000/"),
         ("::", "http://[::1]:8000/"),
+        ("0:0:0:0:0:0:0:0", "http://[::1]:8000/"),  # every interface, however written
         ("fe80::1%eth0", "http://[fe80::1%25eth0]:8000/"),
     ],
 )
@@ -61,6 +62,7 @@ def test_a_bracketed_or_wildcard_host_binds_as_a_socket_takes_it():
     assert bind_address("[::1]") == "::1" and bind_address("::1") == "::1"
     assert bind_address("127.0.0.1") == "127.0.0.1"
     assert listens_everywhere("0.0.0.0") and listens_everywhere("[::]")
+    assert listens_everywhere("::0") and not listens_everywhere("localhost")
     assert not listens_everywhere("127.0.0.1")
 
 

@@ -211,9 +211,10 @@ def server_url(host: str, port: int) -> str:
     """The address to open for a server listening on ``host``:``port``: an IPv6 address in
     brackets, its zone's ``%`` as ``%25`` (RFC 6874); for every interface (``0.0.0.0``,
     ``::``), the loopback address, which a browser opens where the wildcard may not."""
-    bare = bind_address(host)
-    bare = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bare, bare)
-    if ":" in bare:
+    address, bare = _ip_address(host), bind_address(host)
+    if address is not None and address.is_unspecified:
+        bare = "::1" if address.version == 6 else "127.0.0.1"
+    if address is not None and address.version == 6:
         return f"http://[{bare.replace('%', '%25')}]:{port}/"
     return f"http://{bare}:{port}/"
 
@@ -257,7 +258,19 @@ def listen(host: str, port: int) -> list[socket.socket]:
 
 def listens_everywhere(host: str) -> bool:
     """Whether ``host`` is the address of every interface (``0.0.0.0``, ``::``)."""
-    return bind_address(host) in ("0.0.0.0", "::")
+    address = _ip_address(host)
+    return address is not None and address.is_unspecified
+
+
+def _ip_address(host: str):
+    """``host`` as an IP address (IPv6 with or without brackets, a zone kept), or None for
+    a name."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(bind_address(host))
+    except ValueError:
+        return None
 
 
 def bind_address(host: str) -> str:
@@ -268,13 +281,10 @@ def bind_address(host: str) -> str:
 def _is_loopback(host: str) -> bool:
     """``localhost`` or an address of the loopback network (127.0.0.0/8, ::1, and the IPv4
     ones written as IPv6)."""
-    import ipaddress
-
     if host.lower().rstrip(".") == "localhost":
         return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
+    address = _ip_address(host)
+    if address is None:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or bool(mapped and mapped.is_loopback)
