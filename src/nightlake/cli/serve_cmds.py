@@ -47,7 +47,7 @@ def serve(
         ) from None
     load_settings(the_lake.path)  # a broken serve.toml stops here, with its line
     check_confinable(confined_places(the_lake))  # as every page's connection would
-    others = writable_by_others(confined_places(the_lake), the_lake.path)
+    others = writable_by_others(the_lake)
     if others:
         more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
         typer.echo(

@@ -29,6 +29,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nightlake.errors import QueryError, ReadOnlyError, UsageError
@@ -630,15 +631,14 @@ def check_confinable(places: Iterable[os.PathLike[str] | str]) -> list[str]:
     return reals
 
 
-def writable_by_others(
-    places: Iterable[os.PathLike[str] | str], lake: os.PathLike[str] | str
-) -> list[str]:
+def writable_by_others(lake) -> list[str]:
     """Where users other than this one (and root) could lead a confined connection's queries
-    out of ``places`` while it runs (:func:`check_confinable` holds when it is made):
+    out of ``lake``'s :func:`confined_places` while it runs (:func:`check_confinable` holds
+    when it is made):
 
     * a directory in or under a place they may write (group or other write permission, or
       another owner): a link made there;
-    * ``lake``'s own directory, where the ``images`` and ``detrends`` links are;
+    * the lake's own directory, where the ``images`` and ``detrends`` links are;
     * a directory above a place or the lake that they may write and that is not sticky:
       the place renamed and another put in its stead.
     """
@@ -647,24 +647,16 @@ def writable_by_others(
     def others_may_write(st: os.stat_result) -> bool:
         return st.st_uid not in (os.getuid(), 0) or bool(st.st_mode & 0o022)
 
-    found: list[str] = []
-    reals = [os.path.realpath(p) for p in places]
-    for real in reals:
-        for root, _, _ in os.walk(real):
-            if others_may_write(os.stat(root)):
-                found.append(root)
-    lake_dir = os.path.realpath(lake)
-    if others_may_write(os.stat(lake_dir)):
-        found.append(lake_dir)
-    above = {os.path.dirname(d) for d in (*reals, lake_dir)}
-    while above:
-        directory = above.pop()
+    reals = [os.path.realpath(p) for p in confined_places(lake)]
+    found = [root for real in reals for root, _, _ in os.walk(real)]
+    found.append(os.path.realpath(lake.path))
+    found = [d for d in found if others_may_write(os.stat(d))]
+    above = {str(d) for top in (*reals, lake.path) for d in Path(top).resolve().parents}
+    for directory in sorted(above, key=len, reverse=True):
         st = os.stat(directory)
-        if others_may_write(st) and not st.st_mode & stat.S_ISVTX and directory not in found:
+        if others_may_write(st) and not st.st_mode & stat.S_ISVTX:
             found.append(directory)
-        if os.path.dirname(directory) != directory:
-            above.add(os.path.dirname(directory))
-    return found
+    return list(dict.fromkeys(found))
 
 
 def lock_down(con, confine: Sequence[os.PathLike[str] | str] | None = None) -> None:
