@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,11 @@ def served(served_lake, tmp_path_factory) -> str:
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
     with live_server(served_lake, log) as url:
         yield url
+
+
+@pytest.fixture
+def busy_port():
+    """A loopback port another socket holds: ``nightlake serve`` on it stops with one line
+    once it tries to listen, so a test of what it says before that cannot hang."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        yield str(taken.getsockname()[1])

@@ -77,7 +77,7 @@ def test_serve_on_a_port_in_use_is_one_line_before_any_serving_line(cli, web_lak
     assert line.endswith(f"error: cannot listen on 127.0.0.1 port {port}: Address already in use")
 
 
-def test_serve_refuses_a_lake_it_cannot_confine_before_listening(cli, tmp_path, repo):
+def test_serve_refuses_a_lake_it_cannot_confine_before_listening(cli, tmp_path, repo, busy_port):
     """A lake under a path with '[', '*' or '?' cannot be confined (see
     nightlake.query.stream.check_confinable): one line, before any port is taken."""
     from nightlake import Lake
@@ -85,9 +85,7 @@ def test_serve_refuses_a_lake_it_cannot_confine_before_listening(cli, tmp_path, 
 
     lake = Lake(tmp_path / "runs[2]" / "lake")
     convert(lake, sorted((repo / "data" / "fixtures" / "collections").glob("*.collection"))[:1])
-    with socket.create_server(("127.0.0.1", 0)) as taken:  # were it reached, listen fails
-        port = str(taken.getsockname()[1])
-        done = cli("serve", "--lake", lake.path, "--port", port)
+    done = cli("serve", "--lake", lake.path, "--port", busy_port)  # were it reached, listen fails
     assert done.exit_code == 1
     (line,) = done.stderr.strip().splitlines()
     assert "cannot confine queries to a directory whose path holds '[', '*' or '?'" in line

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import socket
 
 import pytest
 
@@ -303,7 +302,7 @@ def test_a_linked_images_directory_is_no_way_out_of_the_lake(lake_copy, tmp_path
         assert client.get("/sql", params={"q": "SELECT count(*) FROM images"}).status_code == 200
 
 
-def test_a_lake_with_a_linked_directory_inside_is_not_served(lake_copy, tmp_path, cli):
+def test_a_lake_with_a_linked_directory_inside_is_not_served(lake_copy, tmp_path, cli, busy_port):
     """A link to a directory inside the images (a night kept elsewhere) would be a way out
     (``night=…/../x``): a confined connection refuses the lake, and serve says so at start."""
     import shutil
@@ -318,8 +317,7 @@ def test_a_lake_with_a_linked_directory_inside_is_not_served(lake_copy, tmp_path
     with pytest.raises(LakeError, match="a link to a directory inside the lake"):
         Lake(lake_copy, confined=True).sql("SELECT 1")
     assert Lake(lake_copy).sql("SELECT count(*) AS n FROM images").num_rows == 1  # the CLI's
-    with socket.create_server(("127.0.0.1", 0)) as taken:  # were it reached, listen fails
-        done = cli("serve", "--lake", lake_copy, "--port", str(taken.getsockname()[1]))
+    done = cli("serve", "--lake", lake_copy, "--port", busy_port)  # were it reached, listen fails
     assert done.exit_code == 1
     (line,) = done.stderr.strip().splitlines()
     assert line.endswith(
@@ -347,13 +345,12 @@ def test_a_lake_the_check_cannot_list_is_not_served(lake_copy):
         Lake(lake_copy, confined=True).sql("SELECT 1")
 
 
-def test_serve_warns_where_others_may_write_the_lake(lake_copy, cli):
+def test_serve_warns_where_others_may_write_the_lake(lake_copy, cli, busy_port):
     """A directory of the images others may write could get a link out while the server
     runs (the check holds when a connection is made): serve says so before it starts."""
     shared = next((lake_copy / "images").iterdir())
     shared.chmod(0o775)
-    with socket.create_server(("127.0.0.1", 0)) as taken:  # so that it stops after the warning
-        done = cli("serve", "--lake", lake_copy, "--port", str(taken.getsockname()[1]))
+    done = cli("serve", "--lake", lake_copy, "--port", busy_port)  # it stops after the warning
     warning, error = done.stderr.strip().splitlines()
     assert warning == (
         f"nightlake: warning: {shared} may be written by other users than you: a link or a "
@@ -363,7 +360,7 @@ def test_serve_warns_where_others_may_write_the_lake(lake_copy, cli):
 
 
 @pytest.mark.parametrize("where", ["the lake", "above it"])
-def test_serve_warns_where_others_may_swap_the_images(lake_copy, cli, where):
+def test_serve_warns_where_others_may_swap_the_images(lake_copy, cli, where, busy_port):
     """Whoever may write the lake's own directory could put another ``images`` link there,
     and whoever may write a directory above it (not sticky) could rename the lake away."""
     from nightlake.query.stream import writable_by_others
@@ -375,8 +372,7 @@ def test_serve_warns_where_others_may_swap_the_images(lake_copy, cli, where):
     loose.chmod(0o1777)  # sticky: only the owner of an entry may rename it
     found = writable_by_others(Lake(lake_copy))
     assert found == ([str(loose)] if where == "the lake" else [])
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        done = cli("serve", "--lake", lake_copy, "--port", str(taken.getsockname()[1]))
+    done = cli("serve", "--lake", lake_copy, "--port", busy_port)
     assert done.stderr.startswith(f"nightlake: warning: {loose} may be written") == (
         where == "the lake"
     )
